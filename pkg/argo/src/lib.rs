@@ -1,0 +1,309 @@
+//! The Argo Workflows action runner: creates the `Workflow` named `RUNNER_CONTEXT_NAME` in the
+//! platform namespace and waits, with a watch, until it has finished.
+//!
+//! Rules taken from Argo Workflows v3 (`pkg/apis/workflow/v1alpha1`): a Workflow has finished
+//! when `status.finishedAt` is set or `status.phase` is `Succeeded`, `Failed` or `Error`; it
+//! succeeded iff the phase is `Succeeded`; `status.message` explains a failure.
+
+pub mod manifest;
+
+use std::collections::BTreeMap;
+
+use action_runner::{
+    ActionRunner, ExecutionContext, RunnerError, StartInput, StartOutput, WaitForCompletionInput,
+    WaitForCompletionOutput, validation,
+};
+use futures::StreamExt;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
+use kube::core::Request;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::Resource;
+use serde_json::{Value, json};
+
+pub use manifest::WorkflowManifest;
+
+/// Label every Workflow created by this runner carries (`app.kubernetes.io/managed-by`).
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Value of [`MANAGED_BY_LABEL`].
+pub const MANAGED_BY: &str = "argo-runner";
+/// Label holding `RUNNER_CONTEXT_NAME`; with [`MANAGED_BY_LABEL`] it tells a retried Job pod
+/// that an existing Workflow is its own.
+pub const CONTEXT_LABEL: &str = "action-runners.io/context-name";
+/// Field manager recorded on what the runner writes.
+pub const FIELD_MANAGER: &str = "argo-runner";
+
+/// Phases after which Argo never changes a Workflow again (`WorkflowPhase.Completed()`).
+const TERMINAL_PHASES: [&str; 3] = ["Succeeded", "Failed", "Error"];
+
+/// The Workflow resource, `workflows.argoproj.io/v1alpha1`.
+pub fn workflow_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("argoproj.io", "v1alpha1", manifest::KIND),
+        "workflows",
+    )
+}
+
+/// Runs an Argo Workflow. Holds, between start and wait, the UID of the Workflow it created
+/// or adopted.
+#[derive(Debug, Default)]
+pub struct ArgoRunner {
+    uid: Option<String>,
+    dry_run: bool,
+}
+
+impl ArgoRunner {
+    /// A new runner.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// Builds the Workflow object the runner submits: `input`'s spec and labels, named and
+/// namespaced from `ctx`, labelled as created by this runner, `spec.serviceAccountName` set from
+/// the context when the spec has none, and the context's owner reference.
+pub fn build_workflow(ctx: &ExecutionContext, input: &WorkflowManifest) -> Value {
+    let mut labels = input.labels.clone();
+    labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
+    labels.insert(CONTEXT_LABEL.into(), ctx.name.clone());
+    let mut spec = input.spec.clone();
+    if let Some(sa) = &ctx.platform.service_account_name {
+        spec.entry("serviceAccountName").or_insert_with(|| Value::String(sa.clone()));
+    }
+    let mut metadata = json!({
+        "name": ctx.name,
+        "namespace": ctx.platform.namespace,
+        "labels": labels,
+    });
+    if !input.annotations.is_empty() {
+        metadata["annotations"] = json!(input.annotations);
+    }
+    if let Some(owner) = &ctx.platform.owner_reference {
+        metadata["ownerReferences"] = json!([owner]);
+    }
+    json!({
+        "apiVersion": manifest::API_VERSION,
+        "kind": manifest::KIND,
+        "metadata": metadata,
+        "spec": spec,
+    })
+}
+
+fn is_ours(obj: &DynamicObject, ctx: &ExecutionContext) -> bool {
+    let labels: &BTreeMap<String, String> = obj.metadata.labels.as_ref().unwrap_or(const { &BTreeMap::new() });
+    labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
+        && labels.get(CONTEXT_LABEL) == Some(&ctx.name)
+}
+
+/// The outcome of a Workflow, if it has finished: `(succeeded, phase, message)`.
+pub fn outcome(obj: &DynamicObject) -> Option<(bool, String, String)> {
+    let status = obj.data.get("status")?;
+    let phase = status.get("phase").and_then(Value::as_str).unwrap_or_default();
+    let finished_at = status.get("finishedAt").is_some_and(|v| !v.is_null());
+    if !finished_at && !TERMINAL_PHASES.contains(&phase) {
+        return None;
+    }
+    let message = status.get("message").and_then(Value::as_str).unwrap_or_default();
+    Some((phase == "Succeeded", phase.to_string(), message.to_string()))
+}
+
+fn phase_of(obj: &DynamicObject) -> String {
+    obj.data
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("Pending")
+        .to_string()
+}
+
+impl ActionRunner for ArgoRunner {
+    type Args = WorkflowManifest;
+
+    fn name(&self) -> &'static str {
+        "argo"
+    }
+
+    fn prepare(&mut self, ctx: &ExecutionContext, args: &WorkflowManifest) -> Result<(), RunnerError> {
+        // Argo labels each pod of a Workflow with the Workflow's name
+        // (`workflows.argoproj.io/workflow`), so the name must also be a valid label value.
+        validation::dns1123_label(&ctx.name).map_err(|e| {
+            RunnerError::InvalidInput(format!(
+                "invalid configuration: RUNNER_CONTEXT_NAME={:?} {e} (Argo labels the Workflow's \
+                 pods with its name)",
+                ctx.name
+            ))
+        })?;
+        if let Some(ns) = &args.namespace {
+            if ns != &ctx.platform.namespace {
+                return Err(RunnerError::InvalidInput(format!(
+                    "input manifest: metadata.namespace {ns:?} differs from \
+                     RUNNER_CONTEXT_PLATFORM_NAMESPACE {:?}",
+                    ctx.platform.namespace
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    async fn start(&mut self, input: StartInput<WorkflowManifest>) -> Result<StartOutput, RunnerError> {
+        let ctx = &input.ctx;
+        let ns = &ctx.platform.namespace;
+        let what = format!("Workflow {ns}/{}", ctx.name);
+        let ar = workflow_resource();
+        let workflow = build_workflow(ctx, &input.args);
+        self.dry_run = ctx.dry_run;
+
+        // POST with fieldValidation=Strict: a field unknown to the installed CRD is an error,
+        // never silently pruned. (kube's PostParams has no fieldValidation, so the query is added
+        // here.)
+        let params = PostParams {
+            dry_run: ctx.dry_run,
+            field_manager: Some(FIELD_MANAGER.into()),
+        };
+        let body = serde_json::to_vec(&workflow).expect("Workflow serializes");
+        let mut request = Request::new(DynamicObject::url_path(&ar, Some(ns)))
+            .create(&params, body)
+            .map_err(|e| RunnerError::Cluster(format!("create {what}: {e}")))?;
+        let uri = format!("{}&fieldValidation=Strict", request.uri());
+        *request.uri_mut() = uri.parse().expect("valid URI");
+
+        let mut adopted = false;
+        let created = match input.client.request::<DynamicObject>(request).await {
+            Ok(obj) => obj,
+            Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => {
+                let api: Api<DynamicObject> = Api::namespaced_with(input.client.clone(), ns, &ar);
+                let existing = api
+                    .get(&ctx.name)
+                    .await
+                    .map_err(|e| RunnerError::from_kube(&format!("get {what}"), &e))?;
+                if !is_ours(&existing, ctx) {
+                    return Err(RunnerError::InvalidInput(format!(
+                        "{what} already exists and was not created by argo-runner for this \
+                         context (labels {MANAGED_BY_LABEL}={MANAGED_BY}, {CONTEXT_LABEL}={}); \
+                         choose another RUNNER_CONTEXT_NAME or delete it",
+                        ctx.name
+                    )));
+                }
+                tracing::info!(workflow = %what, "Workflow already exists and is ours (a retried run); attaching to it");
+                adopted = true;
+                existing
+            }
+            Err(e) => return Err(RunnerError::from_kube(&format!("create {what}"), &e)),
+        };
+        self.uid = if ctx.dry_run && !adopted { None } else { created.metadata.uid.clone() };
+        if ctx.dry_run {
+            tracing::info!(workflow = %what, "dry run: the API server accepted the Workflow; nothing was persisted");
+        } else if !adopted {
+            tracing::info!(workflow = %what, uid = ?self.uid, "Workflow created");
+        }
+        Ok(StartOutput {
+            status: json!({
+                "argoWorkflowRef": { "name": ctx.name, "namespace": ns, "uid": self.uid },
+                "adopted": adopted,
+            }),
+        })
+    }
+
+    async fn wait_for_completion(
+        &mut self,
+        input: WaitForCompletionInput,
+    ) -> Result<WaitForCompletionOutput, RunnerError> {
+        let ctx = &input.ctx;
+        let what = format!("Workflow {}/{}", ctx.platform.namespace, ctx.name);
+        if self.dry_run {
+            return Ok(WaitForCompletionOutput {
+                succeeded: true,
+                message: format!("dry run: the API server accepted {what}; nothing was persisted"),
+            });
+        }
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(input.client, &ctx.platform.namespace, &workflow_resource());
+        wait_for_workflow(api, &ctx.name, self.uid.as_deref(), &what).await
+    }
+}
+
+/// Watches Workflow `name` until it finishes. Lists, then watches from the list's
+/// `resourceVersion` with a field selector on the name (kube-runtime's `watcher`): a dropped
+/// connection resumes the watch, `410 Gone` relists, and errors are retried with backoff,
+/// except `401`, `403` and `404`, which are returned. A Workflow that disappears (a delete
+/// event, absence from a relist, or a different `uid`) fails the wait.
+///
+/// # Errors
+/// [`RunnerError::Failed`] if the Workflow was deleted before it finished;
+/// [`RunnerError::Cluster`] if it cannot be watched.
+pub async fn wait_for_workflow(
+    api: Api<DynamicObject>,
+    name: &str,
+    uid: Option<&str>,
+    what: &str,
+) -> Result<WaitForCompletionOutput, RunnerError> {
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut events = watcher(api, config).default_backoff().boxed();
+    let deleted = || RunnerError::Failed(format!("{what} was deleted before it finished"));
+    let mut seen_in_list = false;
+    let mut last_phase = String::new();
+    while let Some(event) = events.next().await {
+        let obj = match event {
+            Ok(watcher::Event::Init) => {
+                seen_in_list = false;
+                continue;
+            }
+            Ok(watcher::Event::InitDone) => {
+                if !seen_in_list {
+                    return Err(deleted());
+                }
+                continue;
+            }
+            Ok(watcher::Event::Delete(obj)) => {
+                return match outcome(&obj) {
+                    Some(done) => Ok(finished(what, done)),
+                    None => Err(deleted()),
+                };
+            }
+            Ok(watcher::Event::InitApply(obj)) => {
+                seen_in_list = true;
+                obj
+            }
+            Ok(watcher::Event::Apply(obj)) => obj,
+            Err(e) => {
+                if let Some(code) = fatal_code(&e) {
+                    return Err(RunnerError::Cluster(format!("watch {what}: {e} ({code})")));
+                }
+                tracing::warn!(workflow = %what, error = %e, "watch interrupted; resuming");
+                continue;
+            }
+        };
+        if let (Some(expected), Some(actual)) = (uid, obj.metadata.uid.as_deref()) {
+            if expected != actual {
+                return Err(RunnerError::Failed(format!(
+                    "{what} was deleted and replaced by another object (uid {actual}, expected {expected})"
+                )));
+            }
+        }
+        let phase = phase_of(&obj);
+        if phase != last_phase {
+            tracing::info!(workflow = %what, phase = %phase, "Workflow phase");
+            last_phase = phase;
+        }
+        if let Some(done) = outcome(&obj) {
+            return Ok(finished(what, done));
+        }
+    }
+    Err(RunnerError::Cluster(format!("watch {what}: the watch stream ended")))
+}
+
+fn finished(what: &str, (succeeded, phase, message): (bool, String, String)) -> WaitForCompletionOutput {
+    let message = if message.is_empty() { format!("{what} {phase}") } else { message };
+    WaitForCompletionOutput { succeeded, message }
+}
+
+/// The HTTP status of a watch error that retrying cannot fix (unauthenticated, forbidden, or the
+/// resource is not served, e.g. Argo's CRD is missing).
+fn fatal_code(err: &watcher::Error) -> Option<u16> {
+    let code = match err {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.code,
+        watcher::Error::WatchError(s) => s.code,
+        _ => return None,
+    };
+    matches!(code, 401 | 403 | 404).then_some(code)
+}

@@ -1,0 +1,93 @@
+//! The `ActionRunner` trait that each runner implements, and its inputs and outputs.
+
+use std::future::Future;
+
+use serde::de::DeserializeOwned;
+
+use crate::context::ExecutionContext;
+use crate::error::RunnerError;
+
+/// One kind of action (an Argo Workflow, a Helm release, ...). The [`Manager`](crate::Manager)
+/// drives it: [`prepare`](Self::prepare), then [`start`](Self::start), then
+/// [`wait_for_completion`](Self::wait_for_completion), each at most once, in that order, so a
+/// runner may keep state from `start` in `self`.
+///
+/// A runner written in another crate plugs in without any change to this crate: implement the
+/// trait and hand the runner to [`Manager::new`](crate::Manager::new).
+pub trait ActionRunner: Send {
+    /// The input manifest's shape. The Manager deserializes the file at
+    /// `RUNNER_INPUT_MANIFEST_PATH` (YAML or JSON) into it; a deserialization error is an input
+    /// error (exit 2) that names the line and column.
+    type Args: DeserializeOwned + Send;
+
+    /// The runner's name, as used in logs and in the reported status (for example `argo`).
+    fn name(&self) -> &'static str;
+
+    /// Checks the parsed input and any runner-specific configuration against the context,
+    /// without touching the cluster. Called before the Kubernetes client is built.
+    ///
+    /// # Errors
+    /// [`RunnerError::InvalidInput`] naming the field or variable at fault.
+    fn prepare(&mut self, _ctx: &ExecutionContext, _args: &Self::Args) -> Result<(), RunnerError> {
+        Ok(())
+    }
+
+    /// Starts the action (for example creates the Workflow). Must be idempotent for a retried
+    /// Job pod: finding its own earlier object is not an error.
+    ///
+    /// # Errors
+    /// [`RunnerError::InvalidInput`] only when nothing was written; otherwise
+    /// [`RunnerError::Cluster`] or [`RunnerError::Failed`].
+    fn start(
+        &mut self,
+        input: StartInput<Self::Args>,
+    ) -> impl Future<Output = Result<StartOutput, RunnerError>> + Send;
+
+    /// Waits until the action started by [`start`](Self::start) has finished. The Manager bounds
+    /// the wait by `RUNNER_TIMEOUT` and cancels it (drops the future) on SIGTERM or SIGINT.
+    ///
+    /// # Errors
+    /// [`RunnerError::Cluster`] when the outcome cannot be observed; [`RunnerError::Failed`]
+    /// when the action disappeared (for example its object was deleted).
+    fn wait_for_completion(
+        &mut self,
+        input: WaitForCompletionInput,
+    ) -> impl Future<Output = Result<WaitForCompletionOutput, RunnerError>> + Send;
+}
+
+/// Input of [`ActionRunner::start`].
+#[derive(Clone)]
+pub struct StartInput<A> {
+    /// The execution context.
+    pub ctx: ExecutionContext,
+    /// The parsed input manifest.
+    pub args: A,
+    /// A Kubernetes client (in-cluster configuration, or the kubeconfig).
+    pub client: kube::Client,
+}
+
+/// Output of [`ActionRunner::start`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartOutput {
+    /// Runner-specific status, reported as `runnerStatus` (for example a reference to the
+    /// created Workflow). Any JSON value.
+    pub status: serde_json::Value,
+}
+
+/// Input of [`ActionRunner::wait_for_completion`].
+#[derive(Clone)]
+pub struct WaitForCompletionInput {
+    /// The execution context.
+    pub ctx: ExecutionContext,
+    /// A Kubernetes client.
+    pub client: kube::Client,
+}
+
+/// Output of [`ActionRunner::wait_for_completion`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitForCompletionOutput {
+    /// Whether the action succeeded.
+    pub succeeded: bool,
+    /// A one-line human-readable outcome (for Argo, the Workflow's `status.message`).
+    pub message: String,
+}

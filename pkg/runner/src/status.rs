@@ -1,0 +1,182 @@
+//! The status document a runner reports, and where it is reported to.
+
+use std::future::Future;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, Patch, PatchParams};
+use serde::{Deserialize, Serialize};
+
+use crate::error::RunnerError;
+
+/// Key of the status ConfigMap under which the status JSON is stored.
+pub const STATUS_KEY: &str = "status";
+
+/// Overall phase of an action, as reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    /// Started; waiting for completion.
+    Running,
+    /// Finished successfully.
+    Succeeded,
+    /// Finished unsuccessfully, timed out, was cancelled, or could not be observed.
+    Failed,
+}
+
+/// Why an action is in its phase (set once it has finished).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reason {
+    /// The action finished; `phase` tells how.
+    Completed,
+    /// `RUNNER_TIMEOUT` elapsed before the action finished (the action is left running).
+    DeadlineExceeded,
+    /// The runner received SIGTERM or SIGINT and stopped waiting.
+    Cancelled,
+    /// The runner could not start the action or observe its outcome.
+    Error,
+}
+
+/// The status document, stored as JSON under key `status` of the status ConfigMap.
+///
+/// Example, at the end of a successful Argo run:
+/// `{"runner":"argo","contextName":"act-1","phase":"Succeeded","reason":"Completed",
+/// "message":"...","dryRun":false,"startedAt":"2026-11-21T10:00:00Z",
+/// "finishedAt":"2026-11-21T10:00:09Z","runnerStatus":{"argoWorkflowRef":{...}}}`.
+/// Times are RFC 3339 in UTC with second precision, like Kubernetes' `metav1.Time`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionStatus {
+    /// The runner's [`name`](crate::ActionRunner::name).
+    pub runner: String,
+    /// `RUNNER_CONTEXT_NAME`.
+    pub context_name: String,
+    /// Overall phase.
+    pub phase: Phase,
+    /// Set once finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    /// One-line human-readable message (empty while running).
+    #[serde(default)]
+    pub message: String,
+    /// `RUNNER_CONTEXT_DRY_RUN`.
+    pub dry_run: bool,
+    /// When the runner started the action.
+    pub started_at: String,
+    /// When the runner saw the action finish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// The runner's own start status ([`StartOutput::status`](crate::StartOutput)); `null` when
+    /// the action could not be started.
+    #[serde(default)]
+    pub runner_status: serde_json::Value,
+}
+
+/// Current time as RFC 3339 UTC with second precision (`2026-11-21T10:00:00Z`).
+pub fn now_rfc3339() -> String {
+    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Where the [`Manager`](crate::Manager) reports status.
+pub trait StatusReporter: Send + Sync {
+    /// Checks, before anything is created, that reporting can work (for example that the status
+    /// ConfigMap exists). Must not write.
+    ///
+    /// # Errors
+    /// A [`RunnerError`] naming what is missing.
+    fn check(&self) -> impl Future<Output = Result<(), RunnerError>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Reports `status`, replacing what was reported before.
+    ///
+    /// # Errors
+    /// [`RunnerError::Cluster`] when the status could not be written.
+    fn report(&self, status: &ActionStatus) -> impl Future<Output = Result<(), RunnerError>> + Send;
+}
+
+/// Reports nothing; for runners that are not driven by an engine that reads status.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoopReporter;
+
+impl StatusReporter for NoopReporter {
+    async fn report(&self, _status: &ActionStatus) -> Result<(), RunnerError> {
+        Ok(())
+    }
+}
+
+/// Writes the status as JSON under key `status` of the ConfigMap named `RUNNER_CONTEXT_NAME` in
+/// the platform namespace. The ConfigMap must exist (the engine creates it). Writes are JSON
+/// merge patches of that one key, so concurrent writers of other keys never conflict (no
+/// `resourceVersion` precondition, hence no 409). Needs `get` and `patch` on that ConfigMap.
+#[derive(Clone)]
+pub struct ConfigMapReporter {
+    api: Api<ConfigMap>,
+    namespace: String,
+    name: String,
+}
+
+impl ConfigMapReporter {
+    /// A reporter for ConfigMap `namespace/name`.
+    pub fn new(client: kube::Client, namespace: &str, name: &str) -> Self {
+        ConfigMapReporter {
+            api: Api::namespaced(client, namespace),
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    fn what(&self) -> String {
+        format!("status ConfigMap {}/{}", self.namespace, self.name)
+    }
+}
+
+/// Attempts at writing a status before giving up; transient errors (connection refused while the
+/// API server restarts, 429, 5xx) are retried with exponential backoff from 200 ms.
+const REPORT_ATTEMPTS: u32 = 6;
+
+impl StatusReporter for ConfigMapReporter {
+    async fn check(&self) -> Result<(), RunnerError> {
+        match self.api.get_metadata_opt(&self.name).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(RunnerError::InvalidInput(format!(
+                "{} not found: create it before running the runner (it receives the status)",
+                self.what()
+            ))),
+            Err(e) => Err(RunnerError::from_kube(&format!("get {}", self.what()), &e)),
+        }
+    }
+
+    async fn report(&self, status: &ActionStatus) -> Result<(), RunnerError> {
+        let json = serde_json::to_string(status).expect("status serializes");
+        let patch = serde_json::json!({ "data": { STATUS_KEY: json } });
+        let params = PatchParams {
+            field_manager: Some(format!("{}-runner", status.runner)),
+            ..PatchParams::default()
+        };
+        let mut delay = Duration::from_millis(200);
+        for attempt in 1..=REPORT_ATTEMPTS {
+            match self.api.patch(&self.name, &params, &Patch::Merge(&patch)).await {
+                Ok(_) => return Ok(()),
+                Err(e) if attempt < REPORT_ATTEMPTS && transient(&e) => {
+                    tracing::warn!(error = %e, attempt, "reporting status failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err(e) if matches!(&e, kube::Error::Api(s) if s.code == 404) => {
+                    return Err(RunnerError::Cluster(format!("{} not found", self.what())));
+                }
+                Err(e) => return Err(RunnerError::from_kube(&format!("patch {}", self.what()), &e)),
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+}
+
+/// Whether an API error is worth retrying: no answer at all, 429, or a 5xx.
+pub fn transient(err: &kube::Error) -> bool {
+    match err {
+        kube::Error::Api(status) => status.code == 429 || status.code >= 500,
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    }
+}

@@ -1,0 +1,88 @@
+//! Kubernetes object-name rules, as the API server applies them.
+//!
+//! Source: `k8s.io/apimachinery/pkg/util/validation` (`IsDNS1123Label`, `IsDNS1123Subdomain`).
+//! Checking them locally lets a runner reject a bad name with exit code 2 before it writes
+//! anything to the cluster.
+
+/// Maximum length of an RFC 1123 label (`IsDNS1123Label`): 63 characters.
+pub const DNS1123_LABEL_MAX_LENGTH: usize = 63;
+/// Maximum length of an RFC 1123 subdomain (`IsDNS1123Subdomain`): 253 characters.
+pub const DNS1123_SUBDOMAIN_MAX_LENGTH: usize = 253;
+
+/// Checks an RFC 1123 label: at most 63 characters, lower-case alphanumerics or `-`, starting
+/// and ending with an alphanumeric. Namespaces must be labels.
+///
+/// # Errors
+/// A sentence saying which rule `value` breaks.
+pub fn dns1123_label(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if value.len() > DNS1123_LABEL_MAX_LENGTH {
+        return Err(format!(
+            "must be no more than {DNS1123_LABEL_MAX_LENGTH} characters (has {})",
+            value.len()
+        ));
+    }
+    let ok_chars = value
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let bytes = value.as_bytes();
+    if !ok_chars || !alnum(bytes[0]) || !alnum(bytes[bytes.len() - 1]) {
+        return Err("must consist of lower case alphanumeric characters or '-', and must start \
+                    and end with an alphanumeric character (RFC 1123 label)"
+            .into());
+    }
+    Ok(())
+}
+
+/// Checks an RFC 1123 subdomain: at most 253 characters, dot-separated RFC 1123 labels. Most
+/// object names (ConfigMap, ServiceAccount, custom resources) must be subdomains.
+///
+/// # Errors
+/// A sentence saying which rule `value` breaks.
+pub fn dns1123_subdomain(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if value.len() > DNS1123_SUBDOMAIN_MAX_LENGTH {
+        return Err(format!(
+            "must be no more than {DNS1123_SUBDOMAIN_MAX_LENGTH} characters (has {})",
+            value.len()
+        ));
+    }
+    if value.split('.').any(|part| dns1123_label(part).is_err()) {
+        return Err("must consist of lower case alphanumeric characters, '-' or '.', and must \
+                    start and end with an alphanumeric character (RFC 1123 subdomain)"
+            .into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels() {
+        assert!(dns1123_label("default").is_ok());
+        assert!(dns1123_label("a-1").is_ok());
+        assert!(dns1123_label("").is_err());
+        assert!(dns1123_label("Default").is_err());
+        assert!(dns1123_label("-a").is_err());
+        assert!(dns1123_label("a-").is_err());
+        assert!(dns1123_label("a.b").is_err());
+        assert!(dns1123_label(&"a".repeat(63)).is_ok());
+        assert!(dns1123_label(&"a".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn subdomains() {
+        assert!(dns1123_subdomain("my.config-map").is_ok());
+        assert!(dns1123_subdomain("a..b").is_err());
+        assert!(dns1123_subdomain("under_score").is_err());
+        assert!(dns1123_subdomain(&"a".repeat(253)).is_err()); // 253 > 63 per label
+        assert!(dns1123_subdomain(&["a".repeat(63), "b".repeat(63)].join(".")).is_ok());
+    }
+}
