@@ -38,12 +38,13 @@ go_mod_dir() {
 
 argo_dir() { go_mod_dir github.com/argoproj/argo-workflows/v3 "$ARGO_VERSION"; }
 
-# build MAIN_MODULE VERSION PACKAGE OUTPUT [REPLACES_FILE]
+# build MAIN_MODULE VERSION PACKAGE OUTPUT [REPLACES_FILE] [LDFLAGS]
 # Builds PACKAGE (a main package of MAIN_MODULE@VERSION) inside a throw-away tools module, so
 # that modules whose go.mod uses replace directives (which `go install pkg@version` refuses)
-# can still be built. REPLACES_FILE holds extra `replace` lines for that tools module.
+# can still be built. REPLACES_FILE holds extra `replace` lines for that tools module; LDFLAGS
+# are added to the linker flags (e.g. -X version stamps that a release build would set).
 build() {
-  local module=$1 version=$2 pkg=$3 out=$4 replaces=${5:-}
+  local module=$1 version=$2 pkg=$3 out=$4 replaces=${5:-} ldflags=${6:-}
   if [[ -x $out ]]; then return 0; fi
   local dir; dir=$(mktemp -d "$CACHE/build.XXXXXX")
   log "building $pkg@$version (first time only; this takes several minutes)"
@@ -52,7 +53,7 @@ build() {
     go mod init kar.local/tools >/dev/null 2>&1
     if [[ -n $replaces ]]; then cat "$replaces" >>go.mod; fi
     go mod edit -require="$module@$version"
-    GOFLAGS=-mod=mod go build -trimpath -ldflags='-s -w' -o "$out.tmp" "$pkg"
+    GOFLAGS=-mod=mod go build -trimpath -ldflags="-s -w $ldflags" -o "$out.tmp" "$pkg"
   )
   mv "$out.tmp" "$out"
   rm -rf "$dir"
@@ -73,11 +74,17 @@ main() {
     staging=v0.${KUBERNETES_VERSION#v1.}
     replaces=$(mktemp)
     sed -n 's#^\t\(k8s.io/[a-z0-9-]*\) => ./staging/src/.*#replace \1 => \1 '"$staging"'#p' "$gomod" >"$replaces"
-    build k8s.io/kubernetes "$KUBERNETES_VERSION" k8s.io/kubernetes/cmd/kube-apiserver "$APISERVER_BIN" "$replaces"
+    # Stamp the version as the release build does (hack/lib/version.sh), so clients such as helm
+    # see v1.X.Y rather than v0.0.0-master.
+    local minor=${KUBERNETES_VERSION#v1.}; minor=${minor%%.*}
+    local v=k8s.io/component-base/version
+    build k8s.io/kubernetes "$KUBERNETES_VERSION" k8s.io/kubernetes/cmd/kube-apiserver "$APISERVER_BIN" "$replaces" \
+      "-X $v.gitVersion=$KUBERNETES_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean"
     rm -f "$replaces"
   fi
 
-  build helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm "$HELM_BIN"
+  build helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm "$HELM_BIN" "" \
+    "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
 
   argo_dir >/dev/null
   log "tools ready in $BIN"

@@ -1,0 +1,1 @@
+//! Helm action runner (in progress).
