@@ -192,7 +192,7 @@ impl ActionRunner for ArgoRunner {
         if ctx.dry_run {
             tracing::info!(workflow = %what, "dry run: the API server accepted the Workflow; nothing was persisted");
         } else if !adopted {
-            tracing::info!(workflow = %what, uid = ?self.uid, "Workflow created");
+            tracing::info!(workflow = %what, uid = self.uid.as_deref().unwrap_or_default(), "Workflow created");
         }
         Ok(StartOutput {
             status: json!({

@@ -80,9 +80,26 @@ impl RunnerError {
                 status.code,
                 status.reason
             )),
-            other => RunnerError::Cluster(format!("{what}: {}", one_line(&other.to_string()))),
+            other => RunnerError::Cluster(format!("{what}: {}", one_line(&error_chain(other)))),
         }
     }
+}
+
+/// `err` and its sources, joined with `: ` (for example `ServiceError: client error (Connect):
+/// tcp connect error: Connection refused (os error 111)`), without repeating a source whose text
+/// its parent already includes.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
 }
 
 /// Folds a possibly multi-line message into one line (newlines become `; `).

@@ -8,10 +8,16 @@ use tracing_subscriber::EnvFilter;
 ///   default level `info`.
 /// - `dev_mode == true` (`RUNNER_LOGGER_DEV_MODE`): human-readable lines, default level `debug`.
 ///
-/// `RUST_LOG` (an [`EnvFilter`] directive, e.g. `info,kube=debug`) overrides the default level.
+/// `RUST_LOG` (an [`EnvFilter`] directive, e.g. `info,kube=debug`) overrides the default.
+/// kube's own per-request error log (`kube_client::client::builder`) is off by default: the
+/// runner's final error line carries the same cause, so a failure stays one line.
 /// Calling it twice is harmless (the second call does nothing).
 pub fn init(dev_mode: bool) {
-    let default = if dev_mode { "debug" } else { "info" };
+    let default = if dev_mode {
+        "debug,kube_client::client::builder=off"
+    } else {
+        "info,kube_client::client::builder=off"
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -79,7 +79,7 @@ where
                     Exit::Cluster,
                     format!(
                         "cannot configure the Kubernetes client (in-cluster or kubeconfig): {}",
-                        one_line(&e.to_string())
+                        one_line(&crate::error::error_chain(&e))
                     ),
                 );
             }
