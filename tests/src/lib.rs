@@ -37,7 +37,10 @@ pub struct Tools {
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 impl Tools {
@@ -69,7 +72,10 @@ impl Tools {
         let get = |k: &str| -> Result<PathBuf> {
             let p = PathBuf::from(vars.get(k).with_context(|| format!("{k} is not set"))?);
             if !p.exists() {
-                bail!("{k}={} does not exist: run hack/install-tools.sh", p.display());
+                bail!(
+                    "{k}={} does not exist: run hack/install-tools.sh",
+                    p.display()
+                );
             }
             Ok(p)
         };
@@ -90,7 +96,8 @@ impl Tools {
     /// Argo's full Workflow CRD (with the OpenAPI schema, so the API server validates
     /// Workflows).
     pub fn argo_workflow_crd(&self) -> PathBuf {
-        self.argo_dir.join("manifests/base/crds/full/argoproj.io_workflows.yaml")
+        self.argo_dir
+            .join("manifests/base/crds/full/argoproj.io_workflows.yaml")
     }
 }
 
@@ -173,7 +180,9 @@ impl ControlPlane {
         let ca_key = rcgen::KeyPair::generate()?;
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "kar-test-ca");
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "kar-test-ca");
         let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key)?;
         let serving_key = rcgen::KeyPair::generate()?;
         let serving_params =
@@ -185,7 +194,10 @@ impl ControlPlane {
         std::fs::write(d.join("apiserver.key"), serving_key.serialize_pem())?;
         std::fs::write(d.join("sa.key"), sa_key.serialize_pem())?;
         std::fs::write(d.join("sa.pub"), sa_key.public_key_pem())?;
-        std::fs::write(d.join("tokens.csv"), format!("{ADMIN_TOKEN},kar-admin,kar-admin,system:masters\n"))?;
+        std::fs::write(
+            d.join("tokens.csv"),
+            format!("{ADMIN_TOKEN},kar-admin,kar-admin,system:masters\n"),
+        )?;
 
         let etcd_port = free_port()?;
         let peer_port = free_port()?;
@@ -240,7 +252,10 @@ impl ControlPlane {
         let ca_pem = ca.pem();
         let server = format!("https://127.0.0.1:{port}");
         let kubeconfig = d.join("kubeconfig");
-        std::fs::write(&kubeconfig, kubeconfig_yaml(&server, &d.join("ca.crt"), ADMIN_TOKEN))?;
+        std::fs::write(
+            &kubeconfig,
+            kubeconfig_yaml(&server, &d.join("ca.crt"), ADMIN_TOKEN),
+        )?;
         let cp = ControlPlane {
             dir,
             etcd: Mutex::new(etcd),
@@ -268,12 +283,14 @@ impl ControlPlane {
     /// When it exits or is not ready within 90 s.
     pub fn start_apiserver(&self) -> Result<()> {
         let mut cmd = Command::new(&self.apiserver_cmd[0]);
-        cmd.args(&self.apiserver_cmd[1..]).stdout(Stdio::null()).stderr(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(self.dir().join("apiserver.log"))?,
-        );
+        cmd.args(&self.apiserver_cmd[1..])
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir().join("apiserver.log"))?,
+            );
         let child = spawn_tied_to_process(cmd)?;
         let pid = child.id();
         *self.apiserver.lock().unwrap() = Some(child);
@@ -282,7 +299,10 @@ impl ControlPlane {
         if let Err(e) = ready {
             let log = std::fs::read_to_string(self.dir().join("apiserver.log")).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(20).collect();
-            bail!("kube-apiserver not ready: {e}\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            bail!(
+                "kube-apiserver not ready: {e}\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
         }
         Ok(())
     }
@@ -394,7 +414,11 @@ async fn install_crd(kubeconfig: &Path, crd_path: &Path) -> Result<()> {
 ///
 /// # Errors
 /// On API errors.
-pub async fn create_status_configmap(client: &kube::Client, namespace: &str, name: &str) -> Result<()> {
+pub async fn create_status_configmap(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<()> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
     let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": name}}))?;
     api.create(&PostParams::default(), &cm).await?;
@@ -420,7 +444,11 @@ pub async fn reported_status(
 
 /// The Workflow API in `namespace`.
 pub fn workflows(client: &kube::Client, namespace: &str) -> Api<DynamicObject> {
-    Api::namespaced_with(client.clone(), namespace, &action_runner_argo::workflow_resource())
+    Api::namespaced_with(
+        client.clone(),
+        namespace,
+        &action_runner_argo::workflow_resource(),
+    )
 }
 
 /// How the stand-in Argo controller ends a Workflow.
@@ -448,8 +476,11 @@ pub async fn wait_for_workflow(
     timeout: Duration,
 ) -> Result<DynamicObject> {
     let api = workflows(client, namespace);
-    let cond = kube::runtime::wait::await_condition(api, name, |o: Option<&DynamicObject>| o.is_some());
-    let obj = tokio::time::timeout(timeout, cond).await.context("Workflow did not appear")??;
+    let cond =
+        kube::runtime::wait::await_condition(api, name, |o: Option<&DynamicObject>| o.is_some());
+    let obj = tokio::time::timeout(timeout, cond)
+        .await
+        .context("Workflow did not appear")??;
     obj.context("Workflow vanished")
 }
 
@@ -488,8 +519,13 @@ pub async fn play_argo_controller(
 ) -> Result<()> {
     wait_for_workflow(&client, &namespace, &name, Duration::from_secs(60)).await?;
     let started = now();
-    patch_workflow_status(&client, &namespace, &name, json!({"phase": "Running", "startedAt": started}))
-        .await?;
+    patch_workflow_status(
+        &client,
+        &namespace,
+        &name,
+        json!({"phase": "Running", "startedAt": started}),
+    )
+    .await?;
     tokio::time::sleep(running_for).await;
     let (phase, message) = match outcome {
         Outcome::Succeeded => ("Succeeded", None),
@@ -545,7 +581,13 @@ pub struct RunnerOutput {
 impl RunnerCommand {
     /// `bin` with the common `RUNNER_*` variables for context `name` in `namespace`, reading the
     /// manifest at `manifest`, and `KUBECONFIG` set to `kubeconfig`.
-    pub fn new(bin: PathBuf, kubeconfig: &Path, namespace: &str, name: &str, manifest: &Path) -> Self {
+    pub fn new(
+        bin: PathBuf,
+        kubeconfig: &Path,
+        namespace: &str,
+        name: &str,
+        manifest: &Path,
+    ) -> Self {
         let mut env = BTreeMap::new();
         for k in ["PATH", "HOME"] {
             if let Ok(v) = std::env::var(k) {
@@ -553,7 +595,10 @@ impl RunnerCommand {
             }
         }
         env.insert("KUBECONFIG".into(), kubeconfig.display().to_string());
-        env.insert("RUNNER_INPUT_MANIFEST_PATH".into(), manifest.display().to_string());
+        env.insert(
+            "RUNNER_INPUT_MANIFEST_PATH".into(),
+            manifest.display().to_string(),
+        );
         env.insert("RUNNER_CONTEXT_NAME".into(), name.into());
         env.insert("RUNNER_CONTEXT_PLATFORM_NAMESPACE".into(), namespace.into());
         RunnerCommand { bin, env }
@@ -603,7 +648,10 @@ pub async fn collect(child: tokio::process::Child) -> Result<RunnerOutput> {
         .await
         .context("runner did not exit within 120 s")??;
     Ok(RunnerOutput {
-        code: out.status.code().unwrap_or_else(|| -out.status.signal().unwrap_or(0)),
+        code: out
+            .status
+            .code()
+            .unwrap_or_else(|| -out.status.signal().unwrap_or(0)),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     })

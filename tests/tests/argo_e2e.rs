@@ -22,7 +22,12 @@ impl World {
         let cp = ControlPlane::shared();
         let client = cp.client().await.unwrap();
         let ns = cp.namespace(prefix).await.unwrap();
-        World { cp, client, ns, dir: tempfile::tempdir().unwrap() }
+        World {
+            cp,
+            client,
+            ns,
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     /// Writes `text` to a file in the test's scratch directory.
@@ -34,11 +39,19 @@ impl World {
 
     /// `argo-runner` for context `name` with `manifest`.
     fn runner(&self, name: &str, manifest: &Path) -> RunnerCommand {
-        RunnerCommand::new(runner_binary("argo-runner"), &self.cp.kubeconfig, &self.ns, name, manifest)
+        RunnerCommand::new(
+            runner_binary("argo-runner"),
+            &self.cp.kubeconfig,
+            &self.ns,
+            name,
+            manifest,
+        )
     }
 
     async fn status_cm(&self, name: &str) {
-        create_status_configmap(&self.client, &self.ns, name).await.unwrap();
+        create_status_configmap(&self.client, &self.ns, name)
+            .await
+            .unwrap();
     }
 
     async fn status(&self, name: &str) -> Option<Value> {
@@ -54,7 +67,10 @@ impl World {
                 .and_then(|s| serde_json::from_str::<Value>(s).ok())
                 .is_some_and(|v| v["phase"] == phase)
         });
-        tokio::time::timeout(Duration::from_secs(60), cond).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(60), cond)
+            .await
+            .unwrap()
+            .unwrap();
         self.status(name).await.unwrap()
     }
 
@@ -69,7 +85,11 @@ impl World {
             .collect()
     }
 
-    fn controller(&self, name: &str, outcome: Outcome) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    fn controller(
+        &self,
+        name: &str,
+        outcome: Outcome,
+    ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
         tokio::spawn(play_argo_controller(
             self.client.clone(),
             self.ns.clone(),
@@ -91,7 +111,11 @@ fn example_json(name: &str) -> Value {
 
 /// The lines the runner logged at ERROR level.
 fn error_lines(stderr: &str) -> Vec<String> {
-    stderr.lines().filter(|l| l.contains("\"level\":\"ERROR\"")).map(String::from).collect()
+    stderr
+        .lines()
+        .filter(|l| l.contains("\"level\":\"ERROR\""))
+        .map(String::from)
+        .collect()
 }
 
 /// Asserts exit code 2, exactly one error line mentioning `needle`, and that nothing was written.
@@ -99,8 +123,15 @@ async fn assert_invalid(w: &World, name: &str, out: &RunnerOutput, needle: &str)
     assert_eq!(out.code, 2, "stderr: {}", out.stderr);
     let errors = error_lines(&out.stderr);
     assert_eq!(errors.len(), 1, "{}", out.stderr);
-    assert!(errors[0].contains(needle), "{needle:?} not in {}", errors[0]);
-    assert!(w.workflow_names().await.is_empty(), "a Workflow was created");
+    assert!(
+        errors[0].contains(needle),
+        "{needle:?} not in {}",
+        errors[0]
+    );
+    assert!(
+        w.workflow_names().await.is_empty(),
+        "a Workflow was created"
+    );
     assert_eq!(w.status(name).await, None, "a status was written");
 }
 
@@ -110,18 +141,26 @@ async fn hello_world_succeeds_and_reports_status_at_start_and_end() {
     w.status_cm("hello").await;
     let child = w.runner("hello", &example("hello-world")).spawn().unwrap();
 
-    wait_for_workflow(&w.client, &w.ns, "hello", Duration::from_secs(60)).await.unwrap();
+    wait_for_workflow(&w.client, &w.ns, "hello", Duration::from_secs(60))
+        .await
+        .unwrap();
     let at_start = w.await_phase("hello", "Running").await;
     assert_eq!(at_start["runner"], "argo");
     assert_eq!(at_start["contextName"], "hello");
     assert_eq!(at_start["dryRun"], false);
-    assert_eq!(at_start["runnerStatus"]["argoWorkflowRef"], json!({
-        "name": "hello", "namespace": w.ns,
-        "uid": at_start["runnerStatus"]["argoWorkflowRef"]["uid"],
-    }));
+    assert_eq!(
+        at_start["runnerStatus"]["argoWorkflowRef"],
+        json!({
+            "name": "hello", "namespace": w.ns,
+            "uid": at_start["runnerStatus"]["argoWorkflowRef"]["uid"],
+        })
+    );
     assert!(at_start.get("finishedAt").is_none());
 
-    w.controller("hello", Outcome::Succeeded).await.unwrap().unwrap();
+    w.controller("hello", Outcome::Succeeded)
+        .await
+        .unwrap()
+        .unwrap();
     let out = collect(child).await.unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
     let at_end = w.status("hello").await.unwrap();
@@ -135,25 +174,49 @@ async fn hello_world_succeeds_and_reports_status_at_start_and_end() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workflow_object_lands_unchanged_with_labels_and_annotations() {
     // steps and dag-diamond as whole Workflow objects, as `argo submit` takes them.
-    for (i, ex) in ["steps", "dag-diamond", "hello-world"].into_iter().enumerate() {
+    for (i, ex) in ["steps", "dag-diamond", "hello-world"]
+        .into_iter()
+        .enumerate()
+    {
         let w = World::new("lands").await;
         let name = format!("wf-{i}");
         w.status_cm(&name).await;
         let child = w.runner(&name, &example(ex)).spawn().unwrap();
-        let obj = wait_for_workflow(&w.client, &w.ns, &name, Duration::from_secs(60)).await.unwrap();
+        let obj = wait_for_workflow(&w.client, &w.ns, &name, Duration::from_secs(60))
+            .await
+            .unwrap();
         let input = example_json(ex);
         assert_eq!(obj.data["spec"], input["spec"], "{ex}: spec differs");
         let labels = obj.metadata.labels.clone().unwrap_or_default();
-        for (k, v) in input["metadata"]["labels"].as_object().cloned().unwrap_or_default() {
-            assert_eq!(labels.get(&k).map(String::as_str), v.as_str(), "{ex}: label {k}");
+        for (k, v) in input["metadata"]["labels"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
+        {
+            assert_eq!(
+                labels.get(&k).map(String::as_str),
+                v.as_str(),
+                "{ex}: label {k}"
+            );
         }
         assert_eq!(labels["app.kubernetes.io/managed-by"], "argo-runner");
         assert_eq!(labels["action-runners.io/context-name"], name);
         let annotations = obj.metadata.annotations.clone().unwrap_or_default();
-        for (k, v) in input["metadata"]["annotations"].as_object().cloned().unwrap_or_default() {
-            assert_eq!(annotations.get(&k).map(String::as_str), v.as_str(), "{ex}: annotation {k}");
+        for (k, v) in input["metadata"]["annotations"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
+        {
+            assert_eq!(
+                annotations.get(&k).map(String::as_str),
+                v.as_str(),
+                "{ex}: annotation {k}"
+            );
         }
-        w.controller(&name, Outcome::Succeeded).await.unwrap().unwrap();
+        w.controller(&name, Outcome::Succeeded)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(collect(child).await.unwrap().code, 0);
     }
 }
@@ -163,24 +226,41 @@ async fn bare_and_wrapped_specs_get_service_account_and_owner_reference() {
     let spec = example_json("dag-diamond")["spec"].clone();
     let w = World::new("shapes").await;
     let bare = w.file("bare.yaml", &serde_json::to_string(&spec).unwrap());
-    let wrapped = w.file("wrapped.json", &serde_json::to_string(&json!({ "workflow": spec })).unwrap());
+    let wrapped = w.file(
+        "wrapped.json",
+        &serde_json::to_string(&json!({ "workflow": spec })).unwrap(),
+    );
     for (name, manifest) in [("bare", &bare), ("wrapped", &wrapped)] {
         w.status_cm(name).await;
         let cmd = w
             .runner(name, manifest)
-            .var("RUNNER_CONTEXT_PLATFORM_SERVICE_ACCOUNT_NAME", Some("workflow-sa"))
+            .var(
+                "RUNNER_CONTEXT_PLATFORM_SERVICE_ACCOUNT_NAME",
+                Some("workflow-sa"),
+            )
             .var("RUNNER_CONTEXT_PLATFORM_OWNER_NAME", Some("runner-job"))
-            .var("RUNNER_CONTEXT_PLATFORM_OWNER_UID", Some("0b3c6a38-1111-2222-3333-444455556666"));
+            .var(
+                "RUNNER_CONTEXT_PLATFORM_OWNER_UID",
+                Some("0b3c6a38-1111-2222-3333-444455556666"),
+            );
         let child = cmd.spawn().unwrap();
-        let obj = wait_for_workflow(&w.client, &w.ns, name, Duration::from_secs(60)).await.unwrap();
+        let obj = wait_for_workflow(&w.client, &w.ns, name, Duration::from_secs(60))
+            .await
+            .unwrap();
         let mut expected = spec.clone();
         expected["serviceAccountName"] = json!("workflow-sa");
         assert_eq!(obj.data["spec"], expected);
         let owner = &obj.metadata.owner_references.clone().unwrap()[0];
-        assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("Job", "runner-job"));
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str()),
+            ("Job", "runner-job")
+        );
         assert_eq!(owner.api_version, "batch/v1");
         assert_eq!(owner.controller, Some(true));
-        w.controller(name, Outcome::Succeeded).await.unwrap().unwrap();
+        w.controller(name, Outcome::Succeeded)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(collect(child).await.unwrap().code, 0);
     }
     // A serviceAccountName in the spec wins over the context's.
@@ -190,12 +270,20 @@ async fn bare_and_wrapped_specs_get_service_account_and_owner_reference() {
     w.status_cm("own").await;
     let child = w
         .runner("own", &manifest)
-        .var("RUNNER_CONTEXT_PLATFORM_SERVICE_ACCOUNT_NAME", Some("workflow-sa"))
+        .var(
+            "RUNNER_CONTEXT_PLATFORM_SERVICE_ACCOUNT_NAME",
+            Some("workflow-sa"),
+        )
         .spawn()
         .unwrap();
-    let obj = wait_for_workflow(&w.client, &w.ns, "own", Duration::from_secs(60)).await.unwrap();
+    let obj = wait_for_workflow(&w.client, &w.ns, "own", Duration::from_secs(60))
+        .await
+        .unwrap();
     assert_eq!(obj.data["spec"]["serviceAccountName"], "own-sa");
-    w.controller("own", Outcome::Succeeded).await.unwrap().unwrap();
+    w.controller("own", Outcome::Succeeded)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(collect(child).await.unwrap().code, 0);
 }
 
@@ -206,11 +294,17 @@ async fn failed_workflow_exits_1_with_its_message() {
     let term_log = w.file("termination-log", "");
     let child = w
         .runner("fails", &example("steps"))
-        .var("RUNNER_TERMINATION_MESSAGE_PATH", Some(term_log.to_str().unwrap()))
+        .var(
+            "RUNNER_TERMINATION_MESSAGE_PATH",
+            Some(term_log.to_str().unwrap()),
+        )
         .spawn()
         .unwrap();
     let msg = "child 'steps-x' failed: exit code 1";
-    w.controller("fails", Outcome::Failed(msg.into())).await.unwrap().unwrap();
+    w.controller("fails", Outcome::Failed(msg.into()))
+        .await
+        .unwrap()
+        .unwrap();
     let out = collect(child).await.unwrap();
     assert_eq!(out.code, 1, "{}", out.stderr);
     let status = w.status("fails").await.unwrap();
@@ -224,12 +318,22 @@ async fn failed_workflow_exits_1_with_its_message() {
 async fn timeout_exits_1_and_reports_deadline_exceeded() {
     let w = World::new("timeout").await;
     w.status_cm("slow").await;
-    let out = w.runner("slow", &example("hello-world")).var("RUNNER_TIMEOUT", Some("2s")).run().await.unwrap();
+    let out = w
+        .runner("slow", &example("hello-world"))
+        .var("RUNNER_TIMEOUT", Some("2s"))
+        .run()
+        .await
+        .unwrap();
     assert_eq!(out.code, 1, "{}", out.stderr);
     let status = w.status("slow").await.unwrap();
     assert_eq!(status["phase"], "Failed");
     assert_eq!(status["reason"], "DeadlineExceeded");
-    assert!(status["message"].as_str().unwrap().contains("RUNNER_TIMEOUT"));
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("RUNNER_TIMEOUT")
+    );
     // The Workflow is left as it is.
     assert_eq!(w.workflow_names().await, vec!["slow".to_string()]);
 }
@@ -239,14 +343,22 @@ async fn deletion_mid_wait_fails() {
     let w = World::new("deleted").await;
     w.status_cm("gone").await;
     let child = w.runner("gone", &example("hello-world")).spawn().unwrap();
-    wait_for_workflow(&w.client, &w.ns, "gone", Duration::from_secs(60)).await.unwrap();
+    wait_for_workflow(&w.client, &w.ns, "gone", Duration::from_secs(60))
+        .await
+        .unwrap();
     w.await_phase("gone", "Running").await;
-    workflows(&w.client, &w.ns).delete("gone", &DeleteParams::default()).await.unwrap();
+    workflows(&w.client, &w.ns)
+        .delete("gone", &DeleteParams::default())
+        .await
+        .unwrap();
     let out = collect(child).await.unwrap();
     assert_eq!(out.code, 1, "{}", out.stderr);
     let status = w.status("gone").await.unwrap();
     assert_eq!(status["reason"], "Error");
-    assert!(status["message"].as_str().unwrap().contains("was deleted"), "{status}");
+    assert!(
+        status["message"].as_str().unwrap().contains("was deleted"),
+        "{status}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -255,19 +367,27 @@ async fn retried_pod_adopts_its_own_workflow() {
     w.status_cm("retry").await;
     // First attempt: killed (as a pod would be) once its Workflow exists.
     let mut first = w.runner("retry", &example("hello-world")).spawn().unwrap();
-    let created = wait_for_workflow(&w.client, &w.ns, "retry", Duration::from_secs(60)).await.unwrap();
+    let created = wait_for_workflow(&w.client, &w.ns, "retry", Duration::from_secs(60))
+        .await
+        .unwrap();
     first.kill().await.unwrap();
     // Second attempt attaches to it.
     let second = w.runner("retry", &example("hello-world")).spawn().unwrap();
     let running = w.await_phase("retry", "Running").await;
-    w.controller("retry", Outcome::Succeeded).await.unwrap().unwrap();
+    w.controller("retry", Outcome::Succeeded)
+        .await
+        .unwrap()
+        .unwrap();
     let out = collect(second).await.unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stderr.contains("attaching"), "{}", out.stderr);
     let status = w.status("retry").await.unwrap();
     assert_eq!(status["phase"], "Succeeded");
     assert_eq!(status["runnerStatus"]["adopted"], true, "{running}");
-    assert_eq!(status["runnerStatus"]["argoWorkflowRef"]["uid"], json!(created.metadata.uid));
+    assert_eq!(
+        status["runnerStatus"]["argoWorkflowRef"]["uid"],
+        json!(created.metadata.uid)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -277,12 +397,23 @@ async fn foreign_workflow_with_the_same_name_is_refused() {
     let mut foreign = example_json("hello-world");
     foreign["metadata"] = json!({ "name": "taken" });
     let obj: DynamicObject = serde_json::from_value(foreign).unwrap();
-    workflows(&w.client, &w.ns).create(&PostParams::default(), &obj).await.unwrap();
-    let out = w.runner("taken", &example("hello-world")).run().await.unwrap();
+    workflows(&w.client, &w.ns)
+        .create(&PostParams::default(), &obj)
+        .await
+        .unwrap();
+    let out = w
+        .runner("taken", &example("hello-world"))
+        .run()
+        .await
+        .unwrap();
     assert_eq!(out.code, 2, "{}", out.stderr);
     let errors = error_lines(&out.stderr);
     assert_eq!(errors.len(), 1);
-    assert!(errors[0].contains("already exists and was not created by argo-runner"), "{}", errors[0]);
+    assert!(
+        errors[0].contains("already exists and was not created by argo-runner"),
+        "{}",
+        errors[0]
+    );
     assert_eq!(w.status("taken").await, None);
 }
 
@@ -312,14 +443,24 @@ async fn dry_run_rejects_an_invalid_workflow_with_the_api_servers_message() {
     spec["entrypoint"] = json!(5);
     let manifest = w.file("bad.yaml", &serde_json::to_string(&spec).unwrap());
     for dry_run in ["true", "false"] {
-        let out = w.runner("bad", &manifest).var("RUNNER_CONTEXT_DRY_RUN", Some(dry_run)).run().await.unwrap();
+        let out = w
+            .runner("bad", &manifest)
+            .var("RUNNER_CONTEXT_DRY_RUN", Some(dry_run))
+            .run()
+            .await
+            .unwrap();
         assert_invalid(&w, "bad", &out, "spec.entrypoint").await;
     }
     // A field Argo's schema does not know is rejected, not silently dropped.
     let mut spec = example_json("hello-world")["spec"].clone();
     spec["notAnArgoField"] = json!(true);
     let manifest = w.file("unknown.yaml", &serde_json::to_string(&spec).unwrap());
-    let out = w.runner("bad", &manifest).var("RUNNER_CONTEXT_DRY_RUN", Some("true")).run().await.unwrap();
+    let out = w
+        .runner("bad", &manifest)
+        .var("RUNNER_CONTEXT_DRY_RUN", Some("true"))
+        .run()
+        .await
+        .unwrap();
     assert_invalid(&w, "bad", &out, "notAnArgoField").await;
 }
 
@@ -328,7 +469,9 @@ async fn sigterm_mid_wait_reports_cancelled_and_exits_143() {
     let w = World::new("sigterm").await;
     w.status_cm("term").await;
     let child = w.runner("term", &example("hello-world")).spawn().unwrap();
-    wait_for_workflow(&w.client, &w.ns, "term", Duration::from_secs(60)).await.unwrap();
+    wait_for_workflow(&w.client, &w.ns, "term", Duration::from_secs(60))
+        .await
+        .unwrap();
     w.await_phase("term", "Running").await;
     let pid = child.id().unwrap() as i32;
     unsafe { libc::kill(pid, libc::SIGTERM) };
@@ -344,20 +487,37 @@ async fn sigterm_mid_wait_reports_cancelled_and_exits_143() {
 async fn api_server_restart_mid_wait_is_survived() {
     // Its own control plane: restarting the shared one would disturb the other tests.
     let cp: &'static ControlPlane = Box::leak(Box::new(
-        tokio::task::spawn_blocking(ControlPlane::start).await.unwrap().unwrap(),
+        tokio::task::spawn_blocking(ControlPlane::start)
+            .await
+            .unwrap()
+            .unwrap(),
     ));
     let client = cp.client().await.unwrap();
     let ns = cp.namespace("restart").await.unwrap();
-    create_status_configmap(&client, &ns, "phoenix").await.unwrap();
-    let cmd = RunnerCommand::new(runner_binary("argo-runner"), &cp.kubeconfig, &ns, "phoenix", &example("hello-world"));
+    create_status_configmap(&client, &ns, "phoenix")
+        .await
+        .unwrap();
+    let cmd = RunnerCommand::new(
+        runner_binary("argo-runner"),
+        &cp.kubeconfig,
+        &ns,
+        "phoenix",
+        &example("hello-world"),
+    );
     let child = cmd.spawn().unwrap();
-    wait_for_workflow(&client, &ns, "phoenix", Duration::from_secs(60)).await.unwrap();
+    wait_for_workflow(&client, &ns, "phoenix", Duration::from_secs(60))
+        .await
+        .unwrap();
     // Wait until the runner watches (it reported Running), then restart the API server.
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     let running = kube::runtime::wait::await_condition(cms, "phoenix", |cm: Option<&ConfigMap>| {
-        cm.and_then(|c| c.data.as_ref()).is_some_and(|d| d.contains_key("status"))
+        cm.and_then(|c| c.data.as_ref())
+            .is_some_and(|d| d.contains_key("status"))
     });
-    tokio::time::timeout(Duration::from_secs(60), running).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(60), running)
+        .await
+        .unwrap()
+        .unwrap();
     tokio::task::spawn_blocking(move || {
         cp.stop_apiserver();
         std::thread::sleep(Duration::from_secs(2));
@@ -367,13 +527,29 @@ async fn api_server_restart_mid_wait_is_survived() {
     .unwrap()
     .unwrap();
     let client = cp.client().await.unwrap();
-    play_argo_controller(client.clone(), ns.clone(), "phoenix".into(), Duration::from_millis(200), Outcome::Succeeded)
-        .await
-        .unwrap();
+    play_argo_controller(
+        client.clone(),
+        ns.clone(),
+        "phoenix".into(),
+        Duration::from_millis(200),
+        Outcome::Succeeded,
+    )
+    .await
+    .unwrap();
     let out = collect(child).await.unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(out.stderr.contains("watch interrupted"), "the watch was not interrupted: {}", out.stderr);
-    assert_eq!(reported_status(&client, &ns, "phoenix").await.unwrap().unwrap()["phase"], "Succeeded");
+    assert!(
+        out.stderr.contains("watch interrupted"),
+        "the watch was not interrupted: {}",
+        out.stderr
+    );
+    assert_eq!(
+        reported_status(&client, &ns, "phoenix")
+            .await
+            .unwrap()
+            .unwrap()["phase"],
+        "Succeeded"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -421,30 +597,59 @@ async fn no_kubeconfig_or_unreachable_api_server_exits_3() {
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert!(error_lines(&out.stderr)[0].contains("cannot configure the Kubernetes client"));
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let kubeconfig = w.file(
         "unreachable",
-        &kubeconfig_yaml(&format!("https://127.0.0.1:{port}"), &w.cp.dir().join("ca.crt"), ADMIN_TOKEN),
+        &kubeconfig_yaml(
+            &format!("https://127.0.0.1:{port}"),
+            &w.cp.dir().join("ca.crt"),
+            ADMIN_TOKEN,
+        ),
     );
-    let out = w.runner("act", &example("hello-world")).var("KUBECONFIG", Some(kubeconfig.to_str().unwrap())).run().await.unwrap();
+    let out = w
+        .runner("act", &example("hello-world"))
+        .var("KUBECONFIG", Some(kubeconfig.to_str().unwrap()))
+        .run()
+        .await
+        .unwrap();
     assert_eq!(out.code, 3, "{}", out.stderr);
     let errors = error_lines(&out.stderr);
     assert_eq!(errors.len(), 1, "{}", out.stderr);
-    assert!(errors[0].to_lowercase().contains("connect"), "{}", errors[0]);
+    assert!(
+        errors[0].to_lowercase().contains("connect"),
+        "{}",
+        errors[0]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runner_from_another_crate_plugs_in() {
     let w = World::new("echo").await;
     for (succeed, code) in [(true, 0), (false, 1)] {
-        let manifest = w.file("echo.yaml", &format!("message: hello from echo\nsucceed: {succeed}\nsleep: 100ms\n"));
-        let out = RunnerCommand::new(runner_binary("echo-runner"), &w.cp.kubeconfig, &w.ns, "echo", &manifest)
-            .var("RUNNER_LOGGER_DEV_MODE", Some("true"))
-            .run()
-            .await
-            .unwrap();
+        let manifest = w.file(
+            "echo.yaml",
+            &format!("message: hello from echo\nsucceed: {succeed}\nsleep: 100ms\n"),
+        );
+        let out = RunnerCommand::new(
+            runner_binary("echo-runner"),
+            &w.cp.kubeconfig,
+            &w.ns,
+            "echo",
+            &manifest,
+        )
+        .var("RUNNER_LOGGER_DEV_MODE", Some("true"))
+        .run()
+        .await
+        .unwrap();
         assert_eq!(out.code, code, "{}", out.stderr);
         assert!(out.stderr.contains("hello from echo"));
-        assert!(!out.stderr.contains("{\"timestamp\""), "dev mode logs are not JSON");
+        assert!(
+            !out.stderr.contains("{\"timestamp\""),
+            "dev mode logs are not JSON"
+        );
     }
 }

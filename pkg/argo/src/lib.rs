@@ -14,10 +14,10 @@ use action_runner::{
     WaitForCompletionOutput, validation,
 };
 use futures::StreamExt;
+use kube::Resource;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use kube::core::Request;
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::Resource;
 use serde_json::{Value, json};
 
 pub use manifest::WorkflowManifest;
@@ -67,7 +67,8 @@ pub fn build_workflow(ctx: &ExecutionContext, input: &WorkflowManifest) -> Value
     labels.insert(CONTEXT_LABEL.into(), ctx.name.clone());
     let mut spec = input.spec.clone();
     if let Some(sa) = &ctx.platform.service_account_name {
-        spec.entry("serviceAccountName").or_insert_with(|| Value::String(sa.clone()));
+        spec.entry("serviceAccountName")
+            .or_insert_with(|| Value::String(sa.clone()));
     }
     let mut metadata = json!({
         "name": ctx.name,
@@ -89,7 +90,11 @@ pub fn build_workflow(ctx: &ExecutionContext, input: &WorkflowManifest) -> Value
 }
 
 fn is_ours(obj: &DynamicObject, ctx: &ExecutionContext) -> bool {
-    let labels: &BTreeMap<String, String> = obj.metadata.labels.as_ref().unwrap_or(const { &BTreeMap::new() });
+    let labels: &BTreeMap<String, String> = obj
+        .metadata
+        .labels
+        .as_ref()
+        .unwrap_or(const { &BTreeMap::new() });
     labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
         && labels.get(CONTEXT_LABEL) == Some(&ctx.name)
 }
@@ -97,12 +102,18 @@ fn is_ours(obj: &DynamicObject, ctx: &ExecutionContext) -> bool {
 /// The outcome of a Workflow, if it has finished: `(succeeded, phase, message)`.
 pub fn outcome(obj: &DynamicObject) -> Option<(bool, String, String)> {
     let status = obj.data.get("status")?;
-    let phase = status.get("phase").and_then(Value::as_str).unwrap_or_default();
+    let phase = status
+        .get("phase")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let finished_at = status.get("finishedAt").is_some_and(|v| !v.is_null());
     if !finished_at && !TERMINAL_PHASES.contains(&phase) {
         return None;
     }
-    let message = status.get("message").and_then(Value::as_str).unwrap_or_default();
+    let message = status
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     Some((phase == "Succeeded", phase.to_string(), message.to_string()))
 }
 
@@ -121,7 +132,11 @@ impl ActionRunner for ArgoRunner {
         "argo"
     }
 
-    fn prepare(&mut self, ctx: &ExecutionContext, args: &WorkflowManifest) -> Result<(), RunnerError> {
+    fn prepare(
+        &mut self,
+        ctx: &ExecutionContext,
+        args: &WorkflowManifest,
+    ) -> Result<(), RunnerError> {
         // Argo labels each pod of a Workflow with the Workflow's name
         // (`workflows.argoproj.io/workflow`), so the name must also be a valid label value.
         validation::dns1123_label(&ctx.name).map_err(|e| {
@@ -131,19 +146,22 @@ impl ActionRunner for ArgoRunner {
                 ctx.name
             ))
         })?;
-        if let Some(ns) = &args.namespace {
-            if ns != &ctx.platform.namespace {
-                return Err(RunnerError::InvalidInput(format!(
-                    "input manifest: metadata.namespace {ns:?} differs from \
-                     RUNNER_CONTEXT_PLATFORM_NAMESPACE {:?}",
-                    ctx.platform.namespace
-                )));
-            }
+        if let Some(ns) = &args.namespace
+            && ns != &ctx.platform.namespace
+        {
+            return Err(RunnerError::InvalidInput(format!(
+                "input manifest: metadata.namespace {ns:?} differs from \
+                 RUNNER_CONTEXT_PLATFORM_NAMESPACE {:?}",
+                ctx.platform.namespace
+            )));
         }
         Ok(())
     }
 
-    async fn start(&mut self, input: StartInput<WorkflowManifest>) -> Result<StartOutput, RunnerError> {
+    async fn start(
+        &mut self,
+        input: StartInput<WorkflowManifest>,
+    ) -> Result<StartOutput, RunnerError> {
         let ctx = &input.ctx;
         let ns = &ctx.platform.namespace;
         let what = format!("Workflow {ns}/{}", ctx.name);
@@ -188,7 +206,11 @@ impl ActionRunner for ArgoRunner {
             }
             Err(e) => return Err(RunnerError::from_kube(&format!("create {what}"), &e)),
         };
-        self.uid = if ctx.dry_run && !adopted { None } else { created.metadata.uid.clone() };
+        self.uid = if ctx.dry_run && !adopted {
+            None
+        } else {
+            created.metadata.uid.clone()
+        };
         if ctx.dry_run {
             tracing::info!(workflow = %what, "dry run: the API server accepted the Workflow; nothing was persisted");
         } else if !adopted {
@@ -271,12 +293,12 @@ pub async fn wait_for_workflow(
                 continue;
             }
         };
-        if let (Some(expected), Some(actual)) = (uid, obj.metadata.uid.as_deref()) {
-            if expected != actual {
-                return Err(RunnerError::Failed(format!(
-                    "{what} was deleted and replaced by another object (uid {actual}, expected {expected})"
-                )));
-            }
+        if let (Some(expected), Some(actual)) = (uid, obj.metadata.uid.as_deref())
+            && expected != actual
+        {
+            return Err(RunnerError::Failed(format!(
+                "{what} was deleted and replaced by another object (uid {actual}, expected {expected})"
+            )));
         }
         let phase = phase_of(&obj);
         if phase != last_phase {
@@ -287,11 +309,20 @@ pub async fn wait_for_workflow(
             return Ok(finished(what, done));
         }
     }
-    Err(RunnerError::Cluster(format!("watch {what}: the watch stream ended")))
+    Err(RunnerError::Cluster(format!(
+        "watch {what}: the watch stream ended"
+    )))
 }
 
-fn finished(what: &str, (succeeded, phase, message): (bool, String, String)) -> WaitForCompletionOutput {
-    let message = if message.is_empty() { format!("{what} {phase}") } else { message };
+fn finished(
+    what: &str,
+    (succeeded, phase, message): (bool, String, String),
+) -> WaitForCompletionOutput {
+    let message = if message.is_empty() {
+        format!("{what} {phase}")
+    } else {
+        message
+    };
     WaitForCompletionOutput { succeeded, message }
 }
 

@@ -73,18 +73,25 @@ impl WorkflowManifest {
     }
 
     fn from_workflow(mut top: Map<String, Value>) -> Result<Self, String> {
-        let api_version = top.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+        let api_version = top
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if api_version != API_VERSION {
-            return Err(format!("apiVersion: must be {API_VERSION:?}, found {api_version:?}"));
+            return Err(format!(
+                "apiVersion: must be {API_VERSION:?}, found {api_version:?}"
+            ));
         }
         let kind = top.get("kind").and_then(Value::as_str).unwrap_or_default();
         if kind != KIND {
             return Err(format!("kind: must be {KIND:?}, found {kind:?}"));
         }
-        if let Some(field) = top
-            .keys()
-            .find(|k| !matches!(k.as_str(), "apiVersion" | "kind" | "metadata" | "spec" | "status"))
-        {
+        if let Some(field) = top.keys().find(|k| {
+            !matches!(
+                k.as_str(),
+                "apiVersion" | "kind" | "metadata" | "spec" | "status"
+            )
+        }) {
             return Err(format!("unknown field {field:?} in a {KIND} object"));
         }
         let spec = spec_of(top.remove("spec").unwrap_or(Value::Null), "spec")?;
@@ -105,7 +112,12 @@ impl WorkflowManifest {
                     }
                 };
             }
-            Some(other) => return Err(format!("metadata: expected a mapping, found {}", kind_of(&other))),
+            Some(other) => {
+                return Err(format!(
+                    "metadata: expected a mapping, found {}",
+                    kind_of(&other)
+                ));
+            }
         }
         Ok(manifest)
     }
@@ -113,7 +125,9 @@ impl WorkflowManifest {
 
 fn spec_of(value: Value, field: &str) -> Result<Map<String, Value>, String> {
     match value {
-        Value::Object(spec) if spec.contains_key("templates") || spec.contains_key("workflowTemplateRef") => {
+        Value::Object(spec)
+            if spec.contains_key("templates") || spec.contains_key("workflowTemplateRef") =>
+        {
             Ok(spec)
         }
         Value::Object(_) => Err(format!(
@@ -133,10 +147,16 @@ fn string_map(value: Option<&Value>, field: &str) -> Result<BTreeMap<String, Str
             .iter()
             .map(|(k, v)| match v {
                 Value::String(s) => Ok((k.clone(), s.clone())),
-                other => Err(format!("{field}.{k}: expected a string, found {}", kind_of(other))),
+                other => Err(format!(
+                    "{field}.{k}: expected a string, found {}",
+                    kind_of(other)
+                )),
             })
             .collect(),
-        Some(other) => Err(format!("{field}: expected a mapping, found {}", kind_of(other))),
+        Some(other) => Err(format!(
+            "{field}: expected a mapping, found {}",
+            kind_of(other)
+        )),
     }
 }
 
@@ -164,9 +184,20 @@ mod tests {
         let bare = parse("entrypoint: main\ntemplates: [{name: main}]\n").unwrap();
         assert_eq!(bare.spec["entrypoint"], "main");
         let wrapped = parse("workflow:\n  entrypoint: main\n  templates: []\n").unwrap();
-        assert_eq!(wrapped.spec, bare.spec.clone().into_iter().map(|(k, v)| {
-            if k == "templates" { (k, Value::Array(vec![])) } else { (k, v) }
-        }).collect());
+        assert_eq!(
+            wrapped.spec,
+            bare.spec
+                .clone()
+                .into_iter()
+                .map(|(k, v)| {
+                    if k == "templates" {
+                        (k, Value::Array(vec![]))
+                    } else {
+                        (k, v)
+                    }
+                })
+                .collect()
+        );
         let whole = parse(
             "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata:\n  generateName: x-\n  \
              labels: {a: b}\n  annotations: {c: d}\nspec:\n  entrypoint: main\n  templates: []\n",
@@ -183,11 +214,26 @@ mod tests {
             ("just text\n", "found a string"),
             ("foo: bar\n", "templates"),
             ("workflow: 3\n", "workflow must be a WorkflowSpec"),
-            ("apiVersion: v1\nkind: Workflow\nspec: {templates: []}\n", "apiVersion"),
-            ("apiVersion: argoproj.io/v1alpha1\nkind: Pod\nspec: {templates: []}\n", "kind"),
-            ("apiVersion: argoproj.io/v1alpha1\nkind: Workflow\n", "spec must be"),
-            ("apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nspec: {templates: []}\nextra: 1\n", "extra"),
-            ("apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata: {labels: {a: 1}}\nspec: {templates: []}\n", "metadata.labels.a"),
+            (
+                "apiVersion: v1\nkind: Workflow\nspec: {templates: []}\n",
+                "apiVersion",
+            ),
+            (
+                "apiVersion: argoproj.io/v1alpha1\nkind: Pod\nspec: {templates: []}\n",
+                "kind",
+            ),
+            (
+                "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\n",
+                "spec must be",
+            ),
+            (
+                "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nspec: {templates: []}\nextra: 1\n",
+                "extra",
+            ),
+            (
+                "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata: {labels: {a: 1}}\nspec: {templates: []}\n",
+                "metadata.labels.a",
+            ),
         ] {
             let e = parse(yaml).unwrap_err();
             assert!(e.contains(needle), "{yaml:?}: {e}");

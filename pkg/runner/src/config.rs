@@ -65,20 +65,22 @@ impl Config {
     ///
     /// # Errors
     /// [`RunnerError::InvalidInput`] naming the first variable that is missing or invalid.
-    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, RunnerError> {
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, RunnerError> {
         let raw: RawConfig = envy::prefixed(PREFIX)
             .from_iter(vars)
             .map_err(|e| match e {
-                envy::Error::MissingValue(field) => invalid(
-                    &var_name(field),
-                    "is required but not set".into(),
-                ),
+                envy::Error::MissingValue(field) => {
+                    invalid(&var_name(field), "is required but not set".into())
+                }
                 envy::Error::Custom(msg) => RunnerError::InvalidInput(msg),
             })?;
 
         let input_manifest_path = required("INPUT_MANIFEST_PATH", raw.input_manifest_path)?;
         let name = required("CONTEXT_NAME", raw.context_name)?;
-        validation::dns1123_subdomain(&name).map_err(|e| invalid_value("CONTEXT_NAME", &name, e))?;
+        validation::dns1123_subdomain(&name)
+            .map_err(|e| invalid_value("CONTEXT_NAME", &name, e))?;
         let namespace = required("CONTEXT_PLATFORM_NAMESPACE", raw.context_platform_namespace)?;
         validation::dns1123_label(&namespace)
             .map_err(|e| invalid_value("CONTEXT_PLATFORM_NAMESPACE", &namespace, e))?;
@@ -97,7 +99,9 @@ impl Config {
         let logger_dev_mode = parse_bool("LOGGER_DEV_MODE", raw.logger_dev_mode)?;
         let timeout = match non_empty(raw.timeout) {
             None => None,
-            Some(text) => Some(parse_go_duration(&text).map_err(|e| invalid_value("TIMEOUT", &text, e))?),
+            Some(text) => {
+                Some(parse_go_duration(&text).map_err(|e| invalid_value("TIMEOUT", &text, e))?)
+            }
         };
         let termination_message_path = non_empty(raw.termination_message_path)
             .unwrap_or_else(|| DEFAULT_TERMINATION_MESSAGE_PATH.into())
@@ -142,7 +146,11 @@ fn parse_bool(var: &str, value: Option<String>) -> Result<bool, RunnerError> {
         None => Ok(false),
         Some("1" | "t" | "T" | "TRUE" | "true" | "True") => Ok(true),
         Some("0" | "f" | "F" | "FALSE" | "false" | "False") => Ok(false),
-        Some(other) => Err(invalid_value(var, other, "is not a boolean (true or false)".into())),
+        Some(other) => Err(invalid_value(
+            var,
+            other,
+            "is not a boolean (true or false)".into(),
+        )),
     }
 }
 
@@ -179,7 +187,10 @@ fn var_name(field: &str) -> String {
 
 fn required(suffix: &str, value: String) -> Result<String, RunnerError> {
     if value.trim().is_empty() {
-        return Err(invalid(&format!("{PREFIX}{suffix}"), "is required but empty".into()));
+        return Err(invalid(
+            &format!("{PREFIX}{suffix}"),
+            "is required but empty".into(),
+        ));
     }
     Ok(value)
 }
@@ -229,7 +240,10 @@ mod tests {
         assert!(!c.logger_dev_mode);
         assert_eq!(c.context.timeout, None);
         assert_eq!(c.context.platform.owner_reference, None);
-        assert_eq!(c.termination_message_path, PathBuf::from("/dev/termination-log"));
+        assert_eq!(
+            c.termination_message_path,
+            PathBuf::from("/dev/termination-log")
+        );
     }
 
     #[test]
@@ -254,7 +268,10 @@ mod tests {
             assert_eq!(c.context.timeout, Some(Duration::from_secs(secs)), "{text}");
         }
         for bad in ["10", "ten minutes", "-5s", "0s"] {
-            assert!(err(&[("RUNNER_TIMEOUT", bad)]).contains("RUNNER_TIMEOUT"), "{bad}");
+            assert!(
+                err(&[("RUNNER_TIMEOUT", bad)]).contains("RUNNER_TIMEOUT"),
+                "{bad}"
+            );
         }
     }
 
@@ -268,23 +285,32 @@ mod tests {
 
     #[test]
     fn names_are_validated() {
-        assert!(err(&[("RUNNER_CONTEXT_PLATFORM_NAMESPACE", "Bad_NS")])
-            .contains("RUNNER_CONTEXT_PLATFORM_NAMESPACE"));
+        assert!(
+            err(&[("RUNNER_CONTEXT_PLATFORM_NAMESPACE", "Bad_NS")])
+                .contains("RUNNER_CONTEXT_PLATFORM_NAMESPACE")
+        );
         assert!(err(&[("RUNNER_CONTEXT_NAME", "UPPER")]).contains("RUNNER_CONTEXT_NAME"));
-        assert!(err(&[("RUNNER_CONTEXT_PLATFORM_SERVICE_ACCOUNT_NAME", "a b")])
-            .contains("RUNNER_CONTEXT_PLATFORM_SERVICE_ACCOUNT_NAME"));
+        assert!(
+            err(&[("RUNNER_CONTEXT_PLATFORM_SERVICE_ACCOUNT_NAME", "a b")])
+                .contains("RUNNER_CONTEXT_PLATFORM_SERVICE_ACCOUNT_NAME")
+        );
     }
 
     #[test]
     fn owner_reference_needs_name_and_uid() {
-        assert!(err(&[("RUNNER_CONTEXT_PLATFORM_OWNER_NAME", "job")])
-            .contains("RUNNER_CONTEXT_PLATFORM_OWNER_UID"));
+        assert!(
+            err(&[("RUNNER_CONTEXT_PLATFORM_OWNER_NAME", "job")])
+                .contains("RUNNER_CONTEXT_PLATFORM_OWNER_UID")
+        );
         let c = Config::from_vars(vars(&[
             ("RUNNER_CONTEXT_PLATFORM_OWNER_NAME", "job"),
             ("RUNNER_CONTEXT_PLATFORM_OWNER_UID", "1234"),
         ]))
         .unwrap();
         let o = c.context.platform.owner_reference.unwrap();
-        assert_eq!((o.api_version.as_str(), o.kind.as_str()), ("batch/v1", "Job"));
+        assert_eq!(
+            (o.api_version.as_str(), o.kind.as_str()),
+            ("batch/v1", "Job")
+        );
     }
 }

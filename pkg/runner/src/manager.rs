@@ -122,12 +122,22 @@ where
             Err(RunnerError::InvalidInput(msg)) => return (Exit::InvalidInput, msg),
             Err(e) => {
                 let exit = e.exit();
-                return finish(&reporter, &mut status, Reason::Error, false, e.to_string(), exit)
-                    .await;
+                return finish(
+                    &reporter,
+                    &mut status,
+                    Reason::Error,
+                    false,
+                    e.to_string(),
+                    exit,
+                )
+                .await;
             }
         }
         if let Err(e) = reporter.report(&status).await {
-            return (e.exit(), format!("action started but reporting its status failed: {e}"));
+            return (
+                e.exit(),
+                format!("action started but reporting its status failed: {e}"),
+            );
         }
         tracing::info!(status = %status.runner_status, "action started; waiting for completion");
 
@@ -184,7 +194,11 @@ async fn finish<S: StatusReporter>(
     message: String,
     exit: Exit,
 ) -> (Exit, String) {
-    status.phase = if succeeded { Phase::Succeeded } else { Phase::Failed };
+    status.phase = if succeeded {
+        Phase::Succeeded
+    } else {
+        Phase::Failed
+    };
     status.reason = Some(reason);
     status.message = one_line(&message);
     status.finished_at = Some(now_rfc3339());
@@ -198,9 +212,10 @@ async fn finish<S: StatusReporter>(
     };
     match reported {
         Ok(()) => (exit, status.message.clone()),
-        Err(e) if matches!(exit, Exit::Terminated | Exit::Interrupted) => {
-            (exit, format!("{}; reporting the status failed: {e}", status.message))
-        }
+        Err(e) if matches!(exit, Exit::Terminated | Exit::Interrupted) => (
+            exit,
+            format!("{}; reporting the status failed: {e}", status.message),
+        ),
         Err(e) => (
             Exit::Cluster,
             format!("{}; reporting the status failed: {e}", status.message),
@@ -240,7 +255,11 @@ impl Signals {
 }
 
 fn signal_name(exit: Exit) -> &'static str {
-    if exit == Exit::Interrupted { "SIGINT" } else { "SIGTERM" }
+    if exit == Exit::Interrupted {
+        "SIGINT"
+    } else {
+        "SIGTERM"
+    }
 }
 
 /// `RUNNER_LOGGER_DEV_MODE` read leniently, only to pick the log format before the full
@@ -256,10 +275,10 @@ fn dev_mode_hint() -> bool {
 /// `kubectl describe pod` and in the container status), only when the file already exists:
 /// the kubelet creates it in a pod; elsewhere nothing is written.
 fn write_termination_message(path: &Path, message: &str) {
-    if path.exists() {
-        if let Err(e) = std::fs::write(path, format!("{message}\n")) {
-            tracing::warn!(path = %path.display(), error = %e, "cannot write termination message");
-        }
+    if path.exists()
+        && let Err(e) = std::fs::write(path, format!("{message}\n"))
+    {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write termination message");
     }
 }
 

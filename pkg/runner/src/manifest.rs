@@ -13,7 +13,10 @@ use crate::error::RunnerError;
 /// [`RunnerError::InvalidInput`], one line naming the file, when it is missing, unreadable, empty,
 /// malformed (with line and column) or of the wrong shape (with line and column, and the field).
 pub fn read<T: DeserializeOwned>(path: &Path) -> Result<T, RunnerError> {
-    let what = format!("input manifest {} (RUNNER_INPUT_MANIFEST_PATH)", path.display());
+    let what = format!(
+        "input manifest {} (RUNNER_INPUT_MANIFEST_PATH)",
+        path.display()
+    );
     let text = std::fs::read_to_string(path)
         .map_err(|e| RunnerError::InvalidInput(format!("{what}: cannot read: {e}")))?;
     parse(&what, &text)
@@ -55,22 +58,30 @@ mod tests {
 
     #[test]
     fn empty_and_malformed() {
-        let e = parse::<Shape>("m", "# only a comment\n---\n").unwrap_err().to_string();
+        let e = parse::<Shape>("m", "# only a comment\n---\n")
+            .unwrap_err()
+            .to_string();
         assert_eq!(e, "m: is empty");
-        let e = parse::<Shape>("m", "name: [a\nother: b").unwrap_err().to_string();
+        let e = parse::<Shape>("m", "name: [a\nother: b")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("m: line ") && e.contains(" column "), "{e}");
         assert!(!e.contains('\n'));
     }
 
     #[test]
     fn wrong_shape_names_field_and_position() {
-        let e = parse::<Shape>("m", "name: a\nextra: 1\n").unwrap_err().to_string();
+        let e = parse::<Shape>("m", "name: a\nextra: 1\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 2 column 1") && e.contains("extra"), "{e}");
     }
 
     #[test]
     fn missing_file() {
-        let e = read::<Shape>(Path::new("/nonexistent/x.yaml")).unwrap_err().to_string();
+        let e = read::<Shape>(Path::new("/nonexistent/x.yaml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("/nonexistent/x.yaml") && e.contains("RUNNER_INPUT_MANIFEST_PATH"));
     }
 }

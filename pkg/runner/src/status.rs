@@ -73,7 +73,9 @@ pub struct ActionStatus {
 
 /// Current time as RFC 3339 UTC with second precision (`2026-11-21T10:00:00Z`).
 pub fn now_rfc3339() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 /// Where the [`Manager`](crate::Manager) reports status.
@@ -91,7 +93,8 @@ pub trait StatusReporter: Send + Sync {
     ///
     /// # Errors
     /// [`RunnerError::Cluster`] when the status could not be written.
-    fn report(&self, status: &ActionStatus) -> impl Future<Output = Result<(), RunnerError>> + Send;
+    fn report(&self, status: &ActionStatus)
+    -> impl Future<Output = Result<(), RunnerError>> + Send;
 }
 
 /// Reports nothing; for runners that are not driven by an engine that reads status.
@@ -155,7 +158,11 @@ impl StatusReporter for ConfigMapReporter {
         };
         let mut delay = Duration::from_millis(200);
         for attempt in 1..=REPORT_ATTEMPTS {
-            match self.api.patch(&self.name, &params, &Patch::Merge(&patch)).await {
+            match self
+                .api
+                .patch(&self.name, &params, &Patch::Merge(&patch))
+                .await
+            {
                 Ok(_) => return Ok(()),
                 Err(e) if attempt < REPORT_ATTEMPTS && transient(&e) => {
                     tracing::warn!(error = %e, attempt, "reporting status failed; retrying");
@@ -165,7 +172,12 @@ impl StatusReporter for ConfigMapReporter {
                 Err(e) if matches!(&e, kube::Error::Api(s) if s.code == 404) => {
                     return Err(RunnerError::Cluster(format!("{} not found", self.what())));
                 }
-                Err(e) => return Err(RunnerError::from_kube(&format!("patch {}", self.what()), &e)),
+                Err(e) => {
+                    return Err(RunnerError::from_kube(
+                        &format!("patch {}", self.what()),
+                        &e,
+                    ));
+                }
             }
         }
         unreachable!("the last attempt returns")

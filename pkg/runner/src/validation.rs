@@ -30,9 +30,11 @@ pub fn dns1123_label(value: &str) -> Result<(), String> {
     let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
     let bytes = value.as_bytes();
     if !ok_chars || !alnum(bytes[0]) || !alnum(bytes[bytes.len() - 1]) {
-        return Err("must consist of lower case alphanumeric characters or '-', and must start \
+        return Err(
+            "must consist of lower case alphanumeric characters or '-', and must start \
                     and end with an alphanumeric character (RFC 1123 label)"
-            .into());
+                .into(),
+        );
     }
     Ok(())
 }
@@ -53,9 +55,11 @@ pub fn dns1123_subdomain(value: &str) -> Result<(), String> {
         ));
     }
     if value.split('.').any(|part| dns1123_label(part).is_err()) {
-        return Err("must consist of lower case alphanumeric characters, '-' or '.', and must \
+        return Err(
+            "must consist of lower case alphanumeric characters, '-' or '.', and must \
                     start and end with an alphanumeric character (RFC 1123 subdomain)"
-            .into());
+                .into(),
+        );
     }
     Ok(())
 }

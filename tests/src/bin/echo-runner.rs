@@ -38,8 +38,9 @@ impl ActionRunner for EchoRunner {
 
     fn prepare(&mut self, _ctx: &ExecutionContext, args: &EchoArgs) -> Result<(), RunnerError> {
         if let Some(s) = &args.sleep {
-            self.sleep = action_runner::config::parse_go_duration(s)
-                .map_err(|e| RunnerError::InvalidInput(format!("input manifest: sleep {s:?} {e}")))?;
+            self.sleep = action_runner::config::parse_go_duration(s).map_err(|e| {
+                RunnerError::InvalidInput(format!("input manifest: sleep {s:?} {e}"))
+            })?;
         }
         Ok(())
     }
@@ -56,7 +57,10 @@ impl ActionRunner for EchoRunner {
     ) -> Result<WaitForCompletionOutput, RunnerError> {
         tokio::time::sleep(self.sleep).await;
         let args = self.args.take().expect("start ran");
-        Ok(WaitForCompletionOutput { succeeded: args.succeed, message: args.message })
+        Ok(WaitForCompletionOutput {
+            succeeded: args.succeed,
+            message: args.message,
+        })
     }
 }
 
