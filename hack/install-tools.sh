@@ -4,6 +4,7 @@
 #
 #   hack/install-tools.sh            # build everything (idempotent)
 #   hack/install-tools.sh --print    # print the environment the tests read (eval-able)
+#   hack/install-tools.sh --peers    # also build the peers the benchmark compares with (argo CLI)
 #
 # Cache: ${KAR_CACHE:-$HOME/.cache/kube-action-runners}/<tool>-<version>/
 # Nothing is downloaded except Go modules through the Go module proxy.
@@ -21,12 +22,14 @@ mkdir -p "$BIN"
 ETCD_BIN=$BIN/etcd-$ETCD_VERSION
 APISERVER_BIN=$BIN/kube-apiserver-$KUBERNETES_VERSION
 HELM_BIN=$BIN/helm-$HELM_VERSION
+ARGO_BIN=$BIN/argo-$ARGO_VERSION
 
 print_env() {
   echo "export KAR_ETCD=$ETCD_BIN"
   echo "export KAR_KUBE_APISERVER=$APISERVER_BIN"
   echo "export KAR_HELM=$HELM_BIN"
   echo "export KAR_ARGO_DIR=$(argo_dir)"
+  echo "export KAR_ARGO_CLI=$ARGO_BIN"
 }
 
 log() { echo "install-tools: $*" >&2; }
@@ -87,6 +90,27 @@ main() {
     "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
 
   argo_dir >/dev/null
+
+  if [[ ${1:-} == --peers && ! -x $ARGO_BIN ]]; then
+    # The Argo CLI, to compare `argo submit --wait` with argo-runner. The module embeds the UI
+    # from ui/dist/app, which is built by yarn and not shipped in the module: as Argo's Makefile
+    # does with STATIC_FILES=false, build from a copy of the module with a placeholder page.
+    # Its go.mod's own replace directives are repeated in the tools module.
+    local src=$CACHE/src/argo-workflows-$ARGO_VERSION replaces
+    if [[ ! -d $src ]]; then
+      mkdir -p "$CACHE/src"
+      cp -r "$(argo_dir)" "$src.tmp" && chmod -R u+w "$src.tmp"
+      mkdir -p "$src.tmp/ui/dist/app"
+      echo "Built without static files" >"$src.tmp/ui/dist/app/index.html"
+      mv "$src.tmp" "$src"
+    fi
+    replaces=$(mktemp)
+    grep '^replace ' "$src/go.mod" >"$replaces" || true
+    echo "replace github.com/argoproj/argo-workflows/v3 => $src" >>"$replaces"
+    build github.com/argoproj/argo-workflows/v3 "$ARGO_VERSION" github.com/argoproj/argo-workflows/v3/cmd/argo \
+      "$ARGO_BIN" "$replaces" "-X github.com/argoproj/argo-workflows/v3.version=$ARGO_VERSION"
+    rm -f "$replaces"
+  fi
   log "tools ready in $BIN"
 }
 

@@ -307,6 +307,50 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// The process id of the running kube-apiserver.
+    pub fn apiserver_pid(&self) -> Option<u32> {
+        self.apiserver.lock().unwrap().as_ref().map(Child::id)
+    }
+
+    /// Creates ServiceAccount `namespace/name`, mints a token for it with the TokenRequest API
+    /// (valid 1 h), and writes a kubeconfig that authenticates with that token only; returns
+    /// the kubeconfig's path. The ServiceAccount has no rights until a (Cluster)RoleBinding
+    /// grants them.
+    ///
+    /// # Errors
+    /// On API errors.
+    pub async fn service_account_kubeconfig(&self, namespace: &str, name: &str) -> Result<PathBuf> {
+        use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+        use k8s_openapi::api::core::v1::ServiceAccount;
+        let client = self.client().await?;
+        let sas: Api<ServiceAccount> = Api::namespaced(client, namespace);
+        let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": name}}))?;
+        match sas.create(&PostParams::default(), &sa).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+        let request = TokenRequest {
+            spec: TokenRequestSpec {
+                expiration_seconds: Some(3600),
+                ..TokenRequestSpec::default()
+            },
+            ..TokenRequest::default()
+        };
+        let token = sas
+            .create_token_request(name, &PostParams::default(), &request)
+            .await?
+            .status
+            .context("TokenRequest has no status")?
+            .token;
+        let path = self.dir().join(format!("kubeconfig-{namespace}-{name}"));
+        std::fs::write(
+            &path,
+            kubeconfig_yaml(&self.server, &self.dir().join("ca.crt"), &token),
+        )?;
+        Ok(path)
+    }
+
     /// Kills kube-apiserver (etcd keeps the data).
     pub fn stop_apiserver(&self) {
         if let Some(mut c) = self.apiserver.lock().unwrap().take() {
