@@ -1,6 +1,15 @@
-//! `helm-runner`: not implemented yet (see the Helm runner issue); exits with code 2.
+//! `helm-runner`: installs or upgrades a Helm release with the Helm 3 CLI and writes the release
+//! and additional output files. See `cmd/helm-runner/README.md` for the variables, the input
+//! manifest, the outputs and the exit codes.
+
+use action_runner::{ConfigMapReporter, Manager};
+use action_runner_helm::HelmRunner;
 
 fn main() -> std::process::ExitCode {
-    eprintln!("helm-runner: not implemented yet");
-    std::process::ExitCode::from(2)
+    action_runner::block_on(
+        Manager::new(HelmRunner::new(), |client, ctx| {
+            ConfigMapReporter::new(client, &ctx.platform.namespace, &ctx.name)
+        })
+        .run(),
+    )
 }

@@ -1,1 +1,383 @@
-//! Helm action runner (in progress).
+//! The Helm action runner: installs or upgrades a Helm release by driving the Helm 3 CLI, then
+//! writes the release file and the additional output file in Capact's shapes.
+//!
+//! The operation runs to its end in [`ActionRunner::start`] (`helm install`/`helm upgrade`
+//! with `--wait` return when the release is ready or failed), and
+//! [`ActionRunner::wait_for_completion`] returns the stored outcome, as Capact's Helm runner
+//! does. The start status is `{"phase": "Installing"}` or `{"phase": "Upgrading"}`.
+//!
+//! See `cmd/helm-runner/README.md` for the variables, the input manifest and the outputs.
+
+pub mod chart;
+pub mod cli;
+pub mod config;
+pub mod goyaml;
+pub mod input;
+pub mod output;
+pub mod render;
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use action_runner::{
+    ActionRunner, ExecutionContext, RunnerError, StartInput, StartOutput, WaitForCompletionInput,
+    WaitForCompletionOutput,
+};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+pub use config::{Command, HelmConfig};
+pub use input::{Chart, ChartRelease, HelmInput, Values};
+
+use chart::ChartSource;
+use cli::{Helm, Redactor};
+use output::ReleaseRef;
+
+/// The Helm runner. [`prepare`](ActionRunner::prepare) reads and checks everything local
+/// (variables, release file, values file, chart source); [`start`](ActionRunner::start) runs
+/// Helm and writes the outputs; [`wait_for_completion`](ActionRunner::wait_for_completion)
+/// returns the outcome stored by `start`.
+#[derive(Debug, Default)]
+pub struct HelmRunner {
+    prepared: Option<Prepared>,
+    outcome: Option<WaitForCompletionOutput>,
+}
+
+impl HelmRunner {
+    /// A new runner.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// What `prepare` found out.
+#[derive(Debug)]
+struct Prepared {
+    config: HelmConfig,
+    /// Install: `Some(name)` or `None` with `--generate-name`; upgrade: the release's name.
+    release_name: Option<String>,
+    /// Namespace of the release: the platform namespace (install) or the release file's
+    /// (upgrade; as in Capact, which lets an action upgrade a release in another namespace).
+    namespace: String,
+    /// The chart, for an upgrade merged from the release file and the input.
+    chart: Chart,
+    source: ChartSource,
+    /// `valuesFromFile`, passed to Helm as is.
+    values_file: Option<PathBuf>,
+    redactor: Redactor,
+}
+
+/// The parts of Helm's release JSON (`helm install -o json`, `helm.sh/helm/v3/pkg/release`)
+/// the runner reads. `config` holds the release's user-supplied values: never logged.
+#[derive(Deserialize)]
+struct HelmRelease {
+    name: String,
+    namespace: String,
+    #[serde(default)]
+    version: u64,
+    #[serde(default)]
+    config: Option<Map<String, Value>>,
+    chart: HelmChart,
+}
+
+#[derive(Deserialize)]
+struct HelmChart {
+    metadata: HelmChartMetadata,
+}
+
+#[derive(Deserialize)]
+struct HelmChartMetadata {
+    name: String,
+    #[serde(default)]
+    version: String,
+}
+
+fn invalid(message: String) -> RunnerError {
+    RunnerError::InvalidInput(format!("input manifest: {message}"))
+}
+
+impl ActionRunner for HelmRunner {
+    type Args = HelmInput;
+
+    fn name(&self) -> &'static str {
+        "helm"
+    }
+
+    fn prepare(&mut self, ctx: &ExecutionContext, args: &HelmInput) -> Result<(), RunnerError> {
+        let config = HelmConfig::from_env()?;
+        let mut redactor = Redactor::default();
+        let (release_name, namespace, chart) = match config.command {
+            Command::Install => {
+                let name = match (args.name.trim(), args.generate_name) {
+                    ("", false) => {
+                        return Err(invalid(
+                            "name is required for install (or set generateName: true)".into(),
+                        ));
+                    }
+                    ("", true) => None,
+                    (name, false) => {
+                        input::validate_release_name(name)
+                            .map_err(|e| invalid(format!("name {name:?} {e}")))?;
+                        Some(name.to_string())
+                    }
+                    (name, true) => {
+                        return Err(invalid(format!(
+                            "name {name:?} and generateName: true are exclusive"
+                        )));
+                    }
+                };
+                (name, ctx.platform.namespace.clone(), args.chart.clone())
+            }
+            Command::Upgrade => {
+                let path = config.release_path.clone().unwrap_or_default();
+                let mut release = input::read_release_file(&path)?;
+                for (field, value) in [
+                    (&mut release.chart.name, &args.chart.name),
+                    (&mut release.chart.repo, &args.chart.repo),
+                    (&mut release.chart.version, &args.chart.version),
+                ] {
+                    if !value.trim().is_empty() {
+                        *field = value.clone();
+                    }
+                }
+                (Some(release.name), release.namespace, release.chart)
+            }
+        };
+        let source = chart::resolve(&chart).map_err(invalid)?;
+
+        let inline = args.values.as_ref().filter(|v| !v.0.is_empty());
+        let values_file = Some(args.values_from_file.trim())
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from);
+        if let (Some(_), Some(file)) = (inline, &values_file) {
+            return Err(invalid(format!(
+                "values and valuesFromFile ({}) are exclusive: give values inline or from a \
+                 file, not both",
+                file.display()
+            )));
+        }
+        if let Some(v) = inline {
+            redactor.add_values(&Value::Object(v.0.clone()));
+        }
+        if let Some(file) = &values_file {
+            let v = input::read_values_file(file)?;
+            redactor.add_values(&Value::Object(v.0));
+        }
+        self.prepared = Some(Prepared {
+            config,
+            release_name,
+            namespace,
+            chart,
+            source,
+            values_file,
+            redactor,
+        });
+        Ok(())
+    }
+
+    async fn start(&mut self, input: StartInput<HelmInput>) -> Result<StartOutput, RunnerError> {
+        let Some(p) = self.prepared.as_mut() else {
+            return Err(RunnerError::InvalidInput(
+                "the Helm runner was started without prepare".into(),
+            ));
+        };
+        let command = p.config.command;
+        let ctx = &input.ctx;
+        let args = &input.args;
+        let kubeconfig = std::env::var_os("KUBECONFIG")
+            .filter(|k| !k.is_empty() && !k.to_string_lossy().contains(':'))
+            .map(PathBuf::from);
+        let mut helm = Helm {
+            binary: p.config.helm_binary.clone(),
+            driver: p.config.driver.clone(),
+            repository_cache: p.config.repository_cache.clone(),
+            kubeconfig,
+            timeout: ctx.timeout,
+            redactor: p.redactor.clone(),
+        };
+        let scratch = tempfile::Builder::new()
+            .prefix("helm-runner-")
+            .tempdir()
+            .map_err(|e| RunnerError::Failed(format!("cannot create a scratch directory: {e}")))?;
+        let chart_dir = chart::fetch(&helm, &p.source, scratch.path()).await?;
+
+        // The command line: never values (they go in a 0600 file).
+        let verb = command.as_str();
+        let mut argv: Vec<OsString> = vec![verb.into()];
+        match (&p.release_name, command) {
+            (Some(name), _) => argv.push(name.into()),
+            (None, _) => argv.push("--generate-name".into()),
+        }
+        argv.push(chart_dir.clone().into());
+        argv.extend(helm.cluster_args(&p.namespace));
+        argv.extend(["--output".into(), "json".into()]);
+        if let Some(v) = args.values.as_ref().filter(|v| !v.0.is_empty()) {
+            let path = scratch.path().join("values.json");
+            write_private(&path, &serde_json::to_vec(&v.0).expect("values serialize"))?;
+            argv.extend(["--values".into(), path.into()]);
+        }
+        if let Some(file) = &p.values_file {
+            argv.extend(["--values".into(), file.into()]);
+        }
+        if args.no_hooks {
+            argv.push("--no-hooks".into());
+        }
+        if args.wait {
+            argv.push("--wait".into());
+        }
+        if ctx.dry_run {
+            argv.push("--dry-run=server".into());
+        }
+        match command {
+            Command::Install => {
+                if args.replace {
+                    argv.push("--replace".into());
+                }
+            }
+            Command::Upgrade => {
+                argv.extend(["--history-max".into(), args.max_history.to_string().into()]);
+                if args.reuse_values {
+                    argv.push("--reuse-values".into());
+                }
+                if args.reset_values {
+                    argv.push("--reset-values".into());
+                }
+            }
+        }
+        let what = match &p.release_name {
+            Some(n) => format!("helm {verb} {}/{n}", p.namespace),
+            None => format!("helm {verb} (generated name) in namespace {}", p.namespace),
+        };
+        tracing::info!(command = verb, release = p.release_name.as_deref().unwrap_or("<generated>"),
+            namespace = %p.namespace, dry_run = ctx.dry_run, "running helm");
+        let stdout = helm.run(&what, &argv).await?;
+        let release: HelmRelease = serde_json::from_slice(&stdout).map_err(|e| {
+            RunnerError::Failed(format!(
+                "{what} succeeded but its JSON output could not be read: {e}"
+            ))
+        })?;
+        let config_values = Value::Object(release.config.clone().unwrap_or_default());
+        helm.redactor.add_values(&config_values);
+        p.redactor = helm.redactor.clone();
+
+        let done = if ctx.dry_run {
+            format!(
+                "dry run: release {:?} would be {}d in namespace {:?} (revision {}); Helm \
+                 validated it against the cluster and stored nothing",
+                release.name, verb, release.namespace, release.version
+            )
+        } else {
+            format!(
+                "release {:?} {}d successfully in namespace {:?} (revision {})",
+                release.name, verb, release.namespace, release.version
+            )
+        };
+        tracing::info!(release = %release.name, namespace = %release.namespace,
+            revision = release.version, dry_run = ctx.dry_run, "helm {verb} done");
+
+        // Outputs.
+        let reference = ReleaseRef {
+            name: release.name.clone(),
+            namespace: release.namespace.clone(),
+            driver: p.config.driver.clone(),
+            chart_name: release.chart.metadata.name.clone(),
+            chart_version: release.chart.metadata.version.clone(),
+            chart_repo: p.chart.repo.clone(),
+        };
+        let failed_after = |why: String| RunnerError::Failed(format!("{done}, but {why}"));
+        let release_doc = output::release_file(
+            &reference,
+            args.output.helm_release.use_helm_release_storage,
+        );
+        write_output(
+            &p.config.release_output,
+            "RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH",
+            &release_doc,
+        )
+        .map_err(failed_after)?;
+        if let Some(template) = args.output.go_template() {
+            let doc = if args.output.additional.use_helm_template_storage {
+                output::additional_storage_file(&reference, template)
+            } else {
+                let values_path = scratch.path().join("release-values.json");
+                write_private(
+                    &values_path,
+                    &serde_json::to_vec(&config_values).expect("values serialize"),
+                )
+                .map_err(|e| failed_after(e.to_string()))?;
+                let kube_version = input
+                    .client
+                    .apiserver_version()
+                    .await
+                    .ok()
+                    .map(|v| v.git_version);
+                let rendered = render::render(
+                    &helm,
+                    &chart_dir,
+                    &render::RenderRelease {
+                        name: &release.name,
+                        namespace: &release.namespace,
+                        revision: release.version,
+                        chart_name: &release.chart.metadata.name,
+                        kube_version: kube_version.as_deref(),
+                    },
+                    template,
+                    &values_path,
+                )
+                .await
+                .map_err(|e| failed_after(e.to_string()))?;
+                output::additional_value_file(&rendered).map_err(failed_after)?
+            };
+            write_output(
+                &p.config.additional_output,
+                "RUNNER_OUTPUT_ADDITIONAL_FILE_PATH",
+                &doc,
+            )
+            .map_err(failed_after)?;
+        }
+
+        self.outcome = Some(WaitForCompletionOutput {
+            succeeded: true,
+            message: done,
+        });
+        let phase = match command {
+            Command::Install => "Installing",
+            Command::Upgrade => "Upgrading",
+        };
+        Ok(StartOutput {
+            status: json!({ "phase": phase }),
+        })
+    }
+
+    async fn wait_for_completion(
+        &mut self,
+        _input: WaitForCompletionInput,
+    ) -> Result<WaitForCompletionOutput, RunnerError> {
+        self.outcome.clone().ok_or_else(|| {
+            RunnerError::Failed("the Helm operation did not run (start did not finish)".into())
+        })
+    }
+}
+
+/// Writes `bytes` to a new file readable by its owner only (mode 0600).
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), RunnerError> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(|e| RunnerError::Failed(format!("cannot write {}: {e}", path.display())))
+}
+
+/// Writes an output file (mode 0644, as Capact's runner writes it).
+fn write_output(path: &Path, var: &str, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| {
+        format!(
+            "writing the output file {} ({var}) failed: {e}",
+            path.display()
+        )
+    })
+}

@@ -1,0 +1,265 @@
+//! The Helm runner's own `RUNNER_*` variables (the common ones are read by
+//! [`action_runner::Config`]).
+
+use std::path::{Path, PathBuf};
+
+use action_runner::RunnerError;
+
+/// Default of `RUNNER_HELM_DRIVER` (Helm's own default storage driver, `HELM_DRIVER`).
+pub const DEFAULT_DRIVER: &str = "secrets";
+/// Default of `RUNNER_REPOSITORY_CACHE_PATH`.
+pub const DEFAULT_REPOSITORY_CACHE_PATH: &str = "/tmp/helm";
+/// Default of `RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH`.
+pub const DEFAULT_RELEASE_OUTPUT_PATH: &str = "/tmp/helm-release.yaml";
+/// Default of `RUNNER_OUTPUT_ADDITIONAL_FILE_PATH`.
+pub const DEFAULT_ADDITIONAL_OUTPUT_PATH: &str = "/tmp/additional.yaml";
+/// Default of `RUNNER_HELM_BINARY_PATH`: `helm`, looked up on `PATH`.
+pub const DEFAULT_HELM_BINARY: &str = "helm";
+
+/// `RUNNER_COMMAND`: what the runner does with the release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// `install`: `helm install` a new release in the platform namespace.
+    Install,
+    /// `upgrade`: `helm upgrade` the release named by `RUNNER_HELM_RELEASE_PATH`.
+    Upgrade,
+}
+
+impl Command {
+    /// `install` or `upgrade`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Command::Install => "install",
+            Command::Upgrade => "upgrade",
+        }
+    }
+}
+
+/// The Helm runner's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelmConfig {
+    /// `RUNNER_COMMAND` (required): `install` or `upgrade`.
+    pub command: Command,
+    /// `RUNNER_HELM_RELEASE_PATH`: the release file to upgrade (required for `upgrade`).
+    pub release_path: Option<PathBuf>,
+    /// `RUNNER_HELM_DRIVER` (default `secrets`): Helm's release storage driver, passed to helm
+    /// as `HELM_DRIVER`. `secret`/`secrets` store a release as a Secret, `configmap`/`configmaps`
+    /// as a ConfigMap (`helm.sh/helm/v3/pkg/action.Configuration.Init`).
+    pub driver: String,
+    /// `RUNNER_REPOSITORY_CACHE_PATH` (default `/tmp/helm`): Helm's repository cache
+    /// (`HELM_REPOSITORY_CACHE`), where chart repository indexes are kept.
+    pub repository_cache: PathBuf,
+    /// `RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH` (default `/tmp/helm-release.yaml`).
+    pub release_output: PathBuf,
+    /// `RUNNER_OUTPUT_ADDITIONAL_FILE_PATH` (default `/tmp/additional.yaml`).
+    pub additional_output: PathBuf,
+    /// `RUNNER_HELM_BINARY_PATH` (default `helm` on `PATH`): the Helm 3 CLI, resolved to a file.
+    pub helm_binary: PathBuf,
+}
+
+impl HelmConfig {
+    /// Reads the configuration from the process environment.
+    ///
+    /// # Errors
+    /// [`RunnerError::InvalidInput`] naming the variable at fault.
+    pub fn from_env() -> Result<Self, RunnerError> {
+        Self::from_vars(std::env::vars())
+    }
+
+    /// Reads the configuration from `(name, value)` pairs. Empty values count as unset.
+    ///
+    /// # Errors
+    /// [`RunnerError::InvalidInput`] naming the variable at fault: `RUNNER_COMMAND` missing or
+    /// not `install`/`upgrade`; `RUNNER_HELM_RELEASE_PATH` missing for `upgrade`;
+    /// `RUNNER_HELM_DRIVER` not a driver Helm stores releases in the cluster with;
+    /// `RUNNER_HELM_BINARY_PATH` not found; an output path whose directory does not exist.
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, RunnerError> {
+        let vars: std::collections::BTreeMap<String, String> = vars
+            .into_iter()
+            .filter(|(k, v)| k.starts_with("RUNNER_") || k == "PATH" && !v.is_empty())
+            .filter(|(_, v)| !v.trim().is_empty())
+            .collect();
+        let get = |k: &str| vars.get(k).cloned();
+
+        let command = match get("RUNNER_COMMAND").as_deref() {
+            Some("install") => Command::Install,
+            Some("upgrade") => Command::Upgrade,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "RUNNER_COMMAND={other:?} is not a command: use install or upgrade"
+                )));
+            }
+            None => {
+                return Err(invalid(
+                    "RUNNER_COMMAND is required but not set: use install or upgrade".into(),
+                ));
+            }
+        };
+        let release_path = get("RUNNER_HELM_RELEASE_PATH").map(PathBuf::from);
+        if command == Command::Upgrade && release_path.is_none() {
+            return Err(invalid(
+                "RUNNER_HELM_RELEASE_PATH is required when RUNNER_COMMAND=upgrade (the release \
+                 file to upgrade)"
+                    .into(),
+            ));
+        }
+        let driver = get("RUNNER_HELM_DRIVER").unwrap_or_else(|| DEFAULT_DRIVER.into());
+        if !matches!(
+            driver.as_str(),
+            "secret" | "secrets" | "configmap" | "configmaps"
+        ) {
+            return Err(invalid(format!(
+                "RUNNER_HELM_DRIVER={driver:?} is not supported: use secrets (default) or configmap"
+            )));
+        }
+        let repository_cache = get("RUNNER_REPOSITORY_CACHE_PATH")
+            .unwrap_or_else(|| DEFAULT_REPOSITORY_CACHE_PATH.into())
+            .into();
+        let release_output: PathBuf = get("RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH")
+            .unwrap_or_else(|| DEFAULT_RELEASE_OUTPUT_PATH.into())
+            .into();
+        let additional_output: PathBuf = get("RUNNER_OUTPUT_ADDITIONAL_FILE_PATH")
+            .unwrap_or_else(|| DEFAULT_ADDITIONAL_OUTPUT_PATH.into())
+            .into();
+        for (var, path) in [
+            ("RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH", &release_output),
+            ("RUNNER_OUTPUT_ADDITIONAL_FILE_PATH", &additional_output),
+        ] {
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+            if dir.is_some_and(|d| !d.is_dir()) {
+                return Err(invalid(format!(
+                    "{var}={}: directory {} does not exist",
+                    path.display(),
+                    dir.unwrap_or(Path::new(".")).display()
+                )));
+            }
+        }
+        let helm_binary = match get("RUNNER_HELM_BINARY_PATH") {
+            Some(p) => {
+                let path = PathBuf::from(&p);
+                let resolved = if path.components().count() > 1 {
+                    path.is_file().then_some(path)
+                } else {
+                    find_on_path(&p, get("PATH").as_deref())
+                };
+                resolved.ok_or_else(|| {
+                    invalid(format!(
+                        "RUNNER_HELM_BINARY_PATH={p:?}: no such file (the Helm 3 CLI)"
+                    ))
+                })?
+            }
+            None => find_on_path(DEFAULT_HELM_BINARY, get("PATH").as_deref()).ok_or_else(|| {
+                invalid(
+                    "the Helm 3 CLI `helm` is not on PATH: install it or set \
+                     RUNNER_HELM_BINARY_PATH"
+                        .into(),
+                )
+            })?,
+        };
+        Ok(HelmConfig {
+            command,
+            release_path,
+            driver,
+            repository_cache,
+            release_output,
+            additional_output,
+            helm_binary,
+        })
+    }
+}
+
+/// The first file named `name` in the `:`-separated directories of `path`.
+fn find_on_path(name: &str, path: Option<&str>) -> Option<PathBuf> {
+    path?
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+fn invalid(message: String) -> RunnerError {
+    RunnerError::InvalidInput(format!("invalid configuration: {message}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = vec![
+            ("RUNNER_HELM_BINARY_PATH".into(), "/bin/sh".into()),
+            (
+                "RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH".into(),
+                "/tmp/r.yaml".into(),
+            ),
+            (
+                "RUNNER_OUTPUT_ADDITIONAL_FILE_PATH".into(),
+                "/tmp/a.yaml".into(),
+            ),
+        ];
+        for (k, val) in pairs {
+            v.retain(|(name, _)| name != k);
+            v.push((k.to_string(), val.to_string()));
+        }
+        v
+    }
+
+    fn err(pairs: &[(&str, &str)]) -> String {
+        HelmConfig::from_vars(vars(pairs)).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = HelmConfig::from_vars(vars(&[("RUNNER_COMMAND", "install")])).unwrap();
+        assert_eq!(c.command, Command::Install);
+        assert_eq!(c.driver, "secrets");
+        assert_eq!(c.repository_cache, PathBuf::from("/tmp/helm"));
+        assert_eq!(c.release_path, None);
+        assert_eq!(c.helm_binary, PathBuf::from("/bin/sh"));
+    }
+
+    #[test]
+    fn command_is_required_and_known() {
+        assert!(err(&[]).contains("RUNNER_COMMAND is required"));
+        assert!(err(&[("RUNNER_COMMAND", "delete")]).contains("RUNNER_COMMAND=\"delete\""));
+    }
+
+    #[test]
+    fn upgrade_needs_release_path() {
+        assert!(err(&[("RUNNER_COMMAND", "upgrade")]).contains("RUNNER_HELM_RELEASE_PATH"));
+        let c = HelmConfig::from_vars(vars(&[
+            ("RUNNER_COMMAND", "upgrade"),
+            ("RUNNER_HELM_RELEASE_PATH", "/r.yaml"),
+        ]))
+        .unwrap();
+        assert_eq!(c.release_path, Some(PathBuf::from("/r.yaml")));
+    }
+
+    #[test]
+    fn driver_binary_and_outputs_are_checked() {
+        let install = ("RUNNER_COMMAND", "install");
+        assert!(err(&[install, ("RUNNER_HELM_DRIVER", "sql")]).contains("RUNNER_HELM_DRIVER"));
+        assert!(
+            err(&[install, ("RUNNER_HELM_BINARY_PATH", "/nonexistent/helm")])
+                .contains("RUNNER_HELM_BINARY_PATH")
+        );
+        assert!(
+            err(&[
+                install,
+                ("RUNNER_OUTPUT_ADDITIONAL_FILE_PATH", "/nonexistent/a.yaml")
+            ])
+            .contains("RUNNER_OUTPUT_ADDITIONAL_FILE_PATH")
+        );
+        let c = HelmConfig::from_vars(vars(&[
+            install,
+            ("RUNNER_HELM_BINARY_PATH", "sh"),
+            ("PATH", "/nonexistent:/bin"),
+            ("RUNNER_HELM_DRIVER", "configmap"),
+        ]))
+        .unwrap();
+        assert_eq!(c.helm_binary, PathBuf::from("/bin/sh"));
+        assert_eq!(c.driver, "configmap");
+    }
+}
