@@ -653,3 +653,36 @@ async fn a_runner_from_another_crate_plugs_in() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_configmap_is_shared_safely_with_other_writers() {
+    use kube::api::{Patch, PatchParams};
+    let w = World::new("sharedcm").await;
+    w.status_cm("shared").await;
+    let child = w.runner("shared", &example("hello-world")).spawn().unwrap();
+    // Another writer keeps changing its own key (so the ConfigMap's resourceVersion keeps
+    // moving) while the runner reports; neither loses its write.
+    let api: Api<ConfigMap> = Api::namespaced(w.client.clone(), &w.ns);
+    let writer = {
+        let api = api.clone();
+        tokio::spawn(async move {
+            for i in 0..40 {
+                let patch = json!({"data": {"other": i.to_string()}});
+                api.patch("shared", &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        })
+    };
+    w.controller("shared", Outcome::Succeeded)
+        .await
+        .unwrap()
+        .unwrap();
+    let out = collect(child).await.unwrap();
+    writer.await.unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let data = api.get("shared").await.unwrap().data.unwrap();
+    assert_eq!(data["other"], "39");
+    assert_eq!(w.status("shared").await.unwrap()["phase"], "Succeeded");
+}
