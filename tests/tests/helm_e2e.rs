@@ -1,0 +1,740 @@
+//! End-to-end tests of the real `helm-runner` binary driving the real helm v3.22.0 CLI against
+//! a real kube-apiserver and etcd. Charts come from a chart repository the tests serve on
+//! loopback (`helm package` + `helm repo index`, a small HTTP server below): Helm's own
+//! standard chart (`helm create webapp`) and, from Helm's Go module in the module cache,
+//! `testdata/testcharts/chart-with-secret` and `chart-with-template-with-invalid-yaml`.
+//! No kubelet runs, so charts with workloads are installed with `wait: false`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use action_runner_tests::*;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::api::{Api, ListParams};
+use serde_json::Value;
+
+const PASSWORD: &str = "s3cr3t-Pa55w0rd-never-shown";
+
+fn helm() -> PathBuf {
+    let h = Tools::locate().unwrap().helm.clone();
+    assert!(
+        h.is_file(),
+        "helm {} is missing: run hack/install-tools.sh",
+        h.display()
+    );
+    h
+}
+
+fn helm_cmd(args: &[&str], cwd: &Path) {
+    let out = Command::new(helm())
+        .args(args)
+        .current_dir(cwd)
+        .env("HELM_CACHE_HOME", cwd.join(".helm-cache"))
+        .env("HELM_CONFIG_HOME", cwd.join(".helm-config"))
+        .env("HELM_DATA_HOME", cwd.join(".helm-data"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "helm {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Helm's test charts in the Go module cache (`helm.sh/helm/v3@v3.22.0`), read in place.
+fn helm_testchart(name: &str) -> PathBuf {
+    let gopath = std::env::var("GOPATH").unwrap_or_else(|_| {
+        format!(
+            "{}/go",
+            std::env::var("HOME").unwrap_or_else(|_| "/root".into())
+        )
+    });
+    let modcache = std::env::var("GOMODCACHE").unwrap_or_else(|_| format!("{gopath}/pkg/mod"));
+    let p = Path::new(&modcache)
+        .join("helm.sh/helm/v3@v3.22.0/cmd/helm/testdata/testcharts")
+        .join(name);
+    assert!(
+        p.join("Chart.yaml").is_file(),
+        "{} is missing: hack/install-tools.sh downloads the helm module",
+        p.display()
+    );
+    p
+}
+
+/// A chart repository on 127.0.0.1 holding webapp 0.1.0 and 0.2.0 (`helm create`),
+/// chart-with-secret 0.1.0 (Helm's testdata), and `boom` 0.1.0 (a chart that fails with a
+/// message built from its values when `boom: true`). Served for the life of the process.
+struct Repo {
+    url: String,
+    /// Directory with the unpacked `boom` and `webapp` charts, and `served/` with the archives.
+    dir: PathBuf,
+}
+
+fn repo() -> &'static Repo {
+    static REPO: OnceLock<Repo> = OnceLock::new();
+    REPO.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("helm-repo-")
+            .tempdir()
+            .unwrap()
+            .keep();
+        let served = dir.join("served");
+        std::fs::create_dir_all(&served).unwrap();
+        helm_cmd(&["create", "webapp"], &dir);
+        for v in ["0.1.0", "0.2.0"] {
+            helm_cmd(
+                &["package", "webapp", "--version", v, "-d", "served"],
+                &dir,
+            );
+        }
+        helm_cmd(
+            &[
+                "package",
+                helm_testchart("chart-with-secret").to_str().unwrap(),
+                "-d",
+                "served",
+            ],
+            &dir,
+        );
+        helm_cmd(&["create", "boom"], &dir);
+        std::fs::write(
+            dir.join("boom/templates/boom.yaml"),
+            "{{- if .Values.boom }}{{ fail (printf \"cannot use password %s\" .Values.password) }}{{- end }}\n",
+        )
+        .unwrap();
+        helm_cmd(&["package", "boom", "-d", "served"], &dir);
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        helm_cmd(&["repo", "index", "served", "--url", &url], &dir);
+        let root = served.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let root = root.clone();
+                std::thread::spawn(move || serve(conn, &root));
+            }
+        });
+        Repo { url, dir }
+    })
+}
+
+/// Answers one HTTP/1.1 GET with a file from `root` (or 404), then closes the connection.
+fn serve(mut conn: std::net::TcpStream, root: &Path) {
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    loop {
+        let mut header = String::new();
+        match reader.read_line(&mut header) {
+            Ok(0) | Err(_) => break,
+            Ok(_) if header.trim().is_empty() => break,
+            Ok(_) => {}
+        }
+    }
+    let path = request_line.split_whitespace().nth(1).unwrap_or("/");
+    let name = path.trim_start_matches('/').split('?').next().unwrap_or("");
+    let file = (!name.contains("..") && !name.is_empty())
+        .then(|| std::fs::read(root.join(name)).ok())
+        .flatten();
+    let response = match file {
+        Some(body) => {
+            let mut r = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            r.extend(body);
+            r
+        }
+        None => {
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
+        }
+    };
+    let _ = conn.write_all(&response);
+}
+
+/// One test's world: the shared control plane, an admin client, a fresh namespace, a scratch
+/// directory for manifests and outputs.
+struct World {
+    cp: &'static ControlPlane,
+    client: kube::Client,
+    ns: String,
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    async fn new(prefix: &str) -> World {
+        let cp = ControlPlane::shared();
+        let client = cp.client().await.unwrap();
+        let ns = cp.namespace(prefix).await.unwrap();
+        World {
+            cp,
+            client,
+            ns,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn file(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// `helm-runner` for context `name`, `command`, the manifest `manifest` (written to a
+    /// file), outputs in the scratch directory.
+    async fn runner(&self, name: &str, command: &str, manifest: &str) -> RunnerCommand {
+        create_status_configmap(&self.client, &self.ns, name)
+            .await
+            .unwrap();
+        let m = self.file(&format!("{name}-input.yaml"), manifest);
+        RunnerCommand::new(
+            runner_binary("helm-runner"),
+            &self.cp.kubeconfig,
+            &self.ns,
+            name,
+            &m,
+        )
+        .var("RUNNER_COMMAND", Some(command))
+        .var("RUNNER_HELM_BINARY_PATH", Some(helm().to_str().unwrap()))
+        .var(
+            "RUNNER_REPOSITORY_CACHE_PATH",
+            Some(self.path("cache").to_str().unwrap()),
+        )
+        .var(
+            "RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH",
+            Some(self.path(&format!("{name}-release.yaml")).to_str().unwrap()),
+        )
+        .var(
+            "RUNNER_OUTPUT_ADDITIONAL_FILE_PATH",
+            Some(
+                self.path(&format!("{name}-additional.yaml"))
+                    .to_str()
+                    .unwrap(),
+            ),
+        )
+    }
+
+    fn release_out(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(&format!("{name}-release.yaml"))).unwrap()
+    }
+
+    fn additional_out(&self, name: &str) -> Option<String> {
+        std::fs::read_to_string(self.path(&format!("{name}-additional.yaml"))).ok()
+    }
+
+    async fn status(&self, name: &str) -> Value {
+        reported_status(&self.client, &self.ns, name)
+            .await
+            .unwrap()
+            .unwrap_or(Value::Null)
+    }
+
+    /// Names of Helm's release records (Secrets or ConfigMaps labelled `owner=helm`).
+    async fn release_records<K>(&self, release: &str) -> Vec<String>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), &self.ns);
+        let lp = ListParams::default().labels(&format!("owner=helm,name={release}"));
+        let mut names: Vec<String> = api
+            .list(&lp)
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|o| o.meta().name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    async fn deployment(&self, name: &str) -> Option<Deployment> {
+        Api::<Deployment>::namespaced(self.client.clone(), &self.ns)
+            .get_opt(name)
+            .await
+            .unwrap()
+    }
+
+    /// Whether `text` appears in anything the runner showed: its output, its status.
+    async fn assert_never_shown(&self, name: &str, out: &RunnerOutput, text: &str) {
+        assert!(
+            !out.stdout.contains(text),
+            "stdout shows it: {}",
+            out.stdout
+        );
+        assert!(
+            !out.stderr.contains(text),
+            "stderr shows it: {}",
+            out.stderr
+        );
+        let cm = Api::<ConfigMap>::namespaced(self.client.clone(), &self.ns)
+            .get(name)
+            .await
+            .unwrap();
+        let all = serde_json::to_string(&cm.data).unwrap();
+        assert!(!all.contains(text), "the status shows it: {all}");
+    }
+}
+
+fn error_line(stderr: &str) -> String {
+    stderr
+        .lines()
+        .filter(|l| l.contains("\"level\":\"ERROR\""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn replicas(d: &Deployment) -> i32 {
+    d.spec.as_ref().and_then(|s| s.replicas).unwrap_or_default()
+}
+
+fn image(d: &Deployment) -> String {
+    d.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .image
+        .clone()
+        .unwrap_or_default()
+}
+
+const WEBAPP_TEMPLATE: &str = "host: {{ template \\\"webapp.fullname\\\" . }}.{{ .Release.Namespace }}.svc\\nport: {{ .Values.service.port }}\\nreplicas: {{ .Values.replicaCount }}\\nrevision: {{ .Release.Revision }}\\n";
+
+#[tokio::test]
+async fn install_from_repository_then_upgrade_with_reuse_and_reset_values() {
+    let w = World::new("helm-install").await;
+    let repo = &repo().url;
+    let manifest = format!(
+        "name: shop\nchart: {{name: webapp, repo: \"{repo}\", version: 0.1.0}}\nwait: false\n\
+         values:\n  replicaCount: 2\n  podAnnotations: {{db-password: \"{PASSWORD}\"}}\n\
+         output:\n  additional:\n    goTemplate: \"{WEBAPP_TEMPLATE}\"\n"
+    );
+    let out = w
+        .runner("install", "install", &manifest)
+        .await
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let status = w.status("install").await;
+    assert_eq!(status["phase"], "Succeeded", "{status}");
+    assert_eq!(status["runner"], "helm");
+    assert_eq!(
+        status["runnerStatus"],
+        serde_json::json!({"phase": "Installing"})
+    );
+    let msg = status["message"].as_str().unwrap();
+    assert!(
+        msg.contains("\"shop\"") && msg.contains(&w.ns) && msg.contains("revision 1"),
+        "{msg}"
+    );
+    w.assert_never_shown("install", &out, PASSWORD).await;
+
+    // The chart's objects and Helm's release record are in the API server.
+    let d = w
+        .deployment("shop-webapp")
+        .await
+        .expect("Deployment shop-webapp");
+    assert_eq!(replicas(&d), 2);
+    assert!(
+        Api::<Service>::namespaced(w.client.clone(), &w.ns)
+            .get_opt("shop-webapp")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        w.release_records::<Secret>("shop").await,
+        vec!["sh.helm.release.v1.shop.v1"]
+    );
+
+    // Both outputs, byte for byte; the additional one uses the chart's named template.
+    let ns = &w.ns;
+    assert_eq!(
+        w.release_out("install"),
+        format!(
+            "backend: null\nvalue:\n  chart:\n    name: webapp\n    repo: {repo}\n    version: 0.1.0\n  name: shop\n  namespace: {ns}\n"
+        )
+    );
+    assert_eq!(
+        w.additional_out("install").unwrap(),
+        format!(
+            "backend: null\nvalue:\n  host: shop-webapp.{ns}.svc\n  port: 80\n  replicas: 2\n  revision: 1\n"
+        )
+    );
+
+    // Upgrade with reuseValues: the release file from the install, a new value, a new chart
+    // version; the old values are kept.
+    let release_file = w.path("install-release.yaml");
+    let manifest = format!(
+        "chart: {{version: 0.2.0}}\nwait: false\nreuseValues: true\nvalues: {{image: {{tag: \"1.27\"}}}}\n\
+         output: {{additional: {{goTemplate: \"{WEBAPP_TEMPLATE}\"}}}}\n"
+    );
+    let out = w
+        .runner("upgrade-reuse", "upgrade", &manifest)
+        .await
+        .var(
+            "RUNNER_HELM_RELEASE_PATH",
+            Some(release_file.to_str().unwrap()),
+        )
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let status = w.status("upgrade-reuse").await;
+    assert_eq!(
+        status["runnerStatus"],
+        serde_json::json!({"phase": "Upgrading"})
+    );
+    assert!(
+        status["message"].as_str().unwrap().contains("revision 2"),
+        "{status}"
+    );
+    let d = w.deployment("shop-webapp").await.unwrap();
+    assert_eq!(replicas(&d), 2, "replicaCount reused");
+    assert!(image(&d).ends_with(":1.27"), "{}", image(&d));
+    assert_eq!(
+        w.release_out("upgrade-reuse"),
+        format!(
+            "backend: null\nvalue:\n  chart:\n    name: webapp\n    repo: {repo}\n    version: 0.2.0\n  name: shop\n  namespace: {ns}\n"
+        )
+    );
+    assert_eq!(
+        w.additional_out("upgrade-reuse").unwrap(),
+        format!(
+            "backend: null\nvalue:\n  host: shop-webapp.{ns}.svc\n  port: 80\n  replicas: 2\n  revision: 2\n"
+        )
+    );
+    w.assert_never_shown("upgrade-reuse", &out, PASSWORD).await;
+
+    // Upgrade with resetValues and maxHistory 2: back to the chart's values; Helm keeps only
+    // the last two revisions.
+    let manifest =
+        "wait: false\nresetValues: true\nmaxHistory: 2\nvalues: {service: {port: 8080}}\n";
+    let out = w
+        .runner("upgrade-reset", "upgrade", manifest)
+        .await
+        .var(
+            "RUNNER_HELM_RELEASE_PATH",
+            Some(w.path("upgrade-reuse-release.yaml").to_str().unwrap()),
+        )
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let d = w.deployment("shop-webapp").await.unwrap();
+    assert_eq!(replicas(&d), 1, "replicaCount reset to the chart's 1");
+    assert!(!image(&d).ends_with(":1.27"), "{}", image(&d));
+    assert!(
+        w.status("upgrade-reset").await["message"]
+            .as_str()
+            .unwrap()
+            .contains("revision 3")
+    );
+    assert_eq!(
+        w.release_records::<Secret>("shop").await,
+        vec!["sh.helm.release.v1.shop.v2", "sh.helm.release.v1.shop.v3"]
+    );
+    assert!(
+        w.additional_out("upgrade-reset").is_none(),
+        "no goTemplate, no additional file"
+    );
+}
+
+#[tokio::test]
+async fn generate_name_configmap_driver_values_file_and_storage_outputs() {
+    let w = World::new("helm-genname").await;
+    let repo = &repo().url;
+    let values = w.file("values.yaml", &format!("password: \"{PASSWORD}\"\n"));
+    let manifest = format!(
+        "generateName: true\nchart: {{name: chart-with-secret, repo: \"{repo}\"}}\n\
+         valuesFromFile: {}\n\
+         output:\n  helmRelease: {{useHelmReleaseStorage: true}}\n  additional:\n    useHelmTemplateStorage: true\n    goTemplate: \"name: {{{{ .Release.Name }}}}\"\n",
+        values.display()
+    );
+    let out = w
+        .runner("gen", "install", &manifest)
+        .await
+        .var("RUNNER_HELM_DRIVER", Some("configmap"))
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    w.assert_never_shown("gen", &out, PASSWORD).await;
+
+    // Helm generated `<chart>-<unix time>`; read it back from the release storage output.
+    let release = w.release_out("gen");
+    let name = release
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("name: "))
+        .unwrap()
+        .to_string();
+    assert!(name.starts_with("chart-with-secret-"), "{release}");
+    let ns = &w.ns;
+    assert_eq!(
+        release,
+        format!(
+            "backend:\n  context:\n    chartLocation: {repo}\n    driver: configmap\n    name: {name}\n    namespace: {ns}\nvalue: null\n"
+        )
+    );
+    assert_eq!(
+        w.additional_out("gen").unwrap(),
+        format!(
+            "backend:\n  context:\n    goTemplate: 'name: {{{{ .Release.Name }}}}'\n    release:\n      driver: configmap\n      name: {name}\n      namespace: {ns}\nvalue: null\n"
+        )
+    );
+    // The configmap driver stores the release as a ConfigMap, not a Secret.
+    assert_eq!(
+        w.release_records::<ConfigMap>(&name).await,
+        vec![format!("sh.helm.release.v1.{name}.v1")]
+    );
+    assert!(w.release_records::<Secret>(&name).await.is_empty());
+    // The chart's own objects.
+    let secret = Api::<Secret>::namespaced(w.client.clone(), &w.ns)
+        .get_opt("test-secret")
+        .await
+        .unwrap();
+    assert!(secret.is_some());
+}
+
+#[tokio::test]
+async fn local_chart_dir_and_archive() {
+    let w = World::new("helm-local").await;
+    // Helm's test chart directory, read from the module cache in place.
+    let dir = helm_testchart("chart-with-secret");
+    let out = w
+        .runner(
+            "dir",
+            "install",
+            &format!("name: from-dir\nchart: {{name: {}}}\n", dir.display()),
+        )
+        .await
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        w.release_out("dir"),
+        format!(
+            "backend: null\nvalue:\n  chart:\n    name: chart-with-secret\n    repo: \"\"\n    version: 0.0.1\n  name: from-dir\n  namespace: {}\n",
+            w.ns
+        )
+    );
+    // A chart archive made by `helm package` (Helm's standard chart).
+    let archive = repo().dir.join("served/webapp-0.1.0.tgz");
+    let out = w
+        .runner(
+            "tgz",
+            "install",
+            &format!(
+                "name: from-tgz\nchart: {{name: {}}}\nwait: false\n",
+                archive.display()
+            ),
+        )
+        .await
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        w.release_records::<Secret>("from-tgz").await,
+        vec!["sh.helm.release.v1.from-tgz.v1"]
+    );
+}
+
+#[tokio::test]
+async fn failing_template_exits_1_with_helms_message() {
+    let w = World::new("helm-fail").await;
+    let chart = helm_testchart("chart-with-template-with-invalid-yaml");
+    let out = w
+        .runner(
+            "bad-yaml",
+            "install",
+            &format!("name: broken\nchart: {{name: {}}}\n", chart.display()),
+        )
+        .await
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let status = w.status("bad-yaml").await;
+    assert_eq!(status["phase"], "Failed");
+    let msg = status["message"].as_str().unwrap();
+    assert!(msg.contains("YAML parse error"), "{msg}");
+    assert!(error_line(&out.stderr).contains("YAML parse error"));
+    assert!(w.release_records::<Secret>("broken").await.is_empty());
+
+    // A chart that fails with a message built from a value: the value is redacted everywhere.
+    let out = w
+        .runner(
+            "boom",
+            "install",
+            &format!(
+                "name: boom\nchart: {{name: boom, repo: \"{}\"}}\nvalues: {{boom: true, password: \"{PASSWORD}\"}}\n",
+                repo().url
+            ),
+        )
+        .await
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let msg = w.status("boom").await["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(msg.contains("cannot use password <redacted>"), "{msg}");
+    w.assert_never_shown("boom", &out, PASSWORD).await;
+}
+
+#[tokio::test]
+async fn missing_chart_version_exits_1() {
+    let w = World::new("helm-missing").await;
+    let out = w
+        .runner(
+            "missing",
+            "install",
+            &format!(
+                "name: nope\nchart: {{name: webapp, repo: \"{}\", version: 9.9.9}}\n",
+                repo().url
+            ),
+        )
+        .await
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let msg = w.status("missing").await["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(msg.contains("9.9.9") && msg.contains("not found"), "{msg}");
+}
+
+#[tokio::test]
+async fn dry_run_stores_nothing() {
+    let w = World::new("helm-dry").await;
+    let out = w
+        .runner(
+            "dry",
+            "install",
+            &format!(
+                "name: dry\nchart: {{name: webapp, repo: \"{}\", version: 0.1.0}}\nvalues: {{password: \"{PASSWORD}\"}}\n\
+                 output: {{additional: {{goTemplate: \"{WEBAPP_TEMPLATE}\"}}}}\n",
+                repo().url
+            ),
+        )
+        .await
+        .var("RUNNER_CONTEXT_DRY_RUN", Some("true"))
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let status = w.status("dry").await;
+    assert_eq!(status["dryRun"], true);
+    assert!(
+        status["message"].as_str().unwrap().contains("dry run"),
+        "{status}"
+    );
+    assert!(w.release_records::<Secret>("dry").await.is_empty());
+    assert!(w.deployment("dry-webapp").await.is_none());
+    w.assert_never_shown("dry", &out, PASSWORD).await;
+}
+
+#[tokio::test]
+async fn bad_input_exits_2_and_writes_nothing() {
+    let w = World::new("helm-bad").await;
+    let good = format!(
+        "name: bad\nchart: {{name: webapp, repo: \"{}\"}}\nwait: false\n",
+        repo().url
+    );
+    let values = w.file("v.yaml", "a: b\n");
+    let cases: Vec<(&str, String, Vec<(&str, Option<&str>)>, &str)> = vec![
+        (
+            "no-command",
+            good.clone(),
+            vec![("RUNNER_COMMAND", None)],
+            "RUNNER_COMMAND is required",
+        ),
+        (
+            "bad-command",
+            good.clone(),
+            vec![("RUNNER_COMMAND", Some("delete"))],
+            "is not a command: use install or upgrade",
+        ),
+        (
+            "no-release-path",
+            good.clone(),
+            vec![("RUNNER_COMMAND", Some("upgrade"))],
+            "RUNNER_HELM_RELEASE_PATH",
+        ),
+        (
+            "bad-release-path",
+            good.clone(),
+            vec![
+                ("RUNNER_COMMAND", Some("upgrade")),
+                (
+                    "RUNNER_HELM_RELEASE_PATH",
+                    Some("/nonexistent/release.yaml"),
+                ),
+            ],
+            "/nonexistent/release.yaml (RUNNER_HELM_RELEASE_PATH): cannot read",
+        ),
+        (
+            "both-values",
+            format!(
+                "{good}values: {{a: c}}\nvaluesFromFile: {}\n",
+                values.display()
+            ),
+            vec![],
+            "values and valuesFromFile",
+        ),
+        (
+            "unknown-field",
+            format!("{good}valuez: {{}}\n"),
+            vec![],
+            "valuez",
+        ),
+    ];
+    for (name, manifest, vars, needle) in cases {
+        let mut cmd = w.runner(name, "install", &manifest).await;
+        for (k, v) in vars {
+            cmd = cmd.var(k, v);
+        }
+        let out = cmd.run().await.unwrap();
+        assert_eq!(out.code, 2, "{name}: {}", out.stderr);
+        let err = error_line(&out.stderr);
+        assert!(err.contains(needle), "{name}: {err}");
+        assert_eq!(err.lines().count(), 1, "{name}: {err}");
+    }
+    let unknown = w
+        .runner(
+            "unknown-field-2",
+            "install",
+            &format!("{good}valuez: {{}}\n"),
+        )
+        .await;
+    let out = unknown.run().await.unwrap();
+    assert!(error_line(&out.stderr).contains("line 4"), "{}", out.stderr);
+    assert!(w.release_records::<Secret>("bad").await.is_empty());
+    assert!(w.deployment("bad-webapp").await.is_none());
+}
