@@ -668,7 +668,8 @@ async fn bad_input_exits_2_and_writes_nothing() {
         repo().url
     );
     let values = w.file("v.yaml", "a: b\n");
-    let cases: Vec<(&str, String, Vec<(&str, Option<&str>)>, &str)> = vec![
+    type Case<'a> = (&'a str, String, Vec<(&'a str, Option<&'a str>)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "no-command",
             good.clone(),
@@ -737,4 +738,53 @@ async fn bad_input_exits_2_and_writes_nothing() {
     assert!(error_line(&out.stderr).contains("line 4"), "{}", out.stderr);
     assert!(w.release_records::<Secret>("bad").await.is_empty());
     assert!(w.deployment("bad-webapp").await.is_none());
+}
+
+/// The examples shipped in `cmd/helm-runner/example-input/`, with the chart repository URL and
+/// namespace of this test.
+#[tokio::test]
+async fn shipped_examples_install_then_upgrade() {
+    let w = World::new("helm-example").await;
+    let example = |name: &str| {
+        std::fs::read_to_string(repo_root().join("cmd/helm-runner/example-input").join(name))
+            .unwrap()
+            .replace("http://127.0.0.1:8879", &repo().url)
+            .replace("namespace: helm-example", &format!("namespace: {}", w.ns))
+    };
+    let out = w
+        .runner("example-install", "install", &example("install.yaml"))
+        .await
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let ns = &w.ns;
+    assert_eq!(
+        w.release_out("example-install"),
+        example("helm-release.yaml")
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+    );
+    assert_eq!(
+        w.additional_out("example-install").unwrap(),
+        format!("backend: null\nvalue:\n  host: shop-webapp.{ns}.svc\n  port: 80\n  replicas: 2\n")
+    );
+    let release = w.file("example-release.yaml", &example("helm-release.yaml"));
+    let out = w
+        .runner("example-upgrade", "upgrade", &example("upgrade.yaml"))
+        .await
+        .var("RUNNER_HELM_RELEASE_PATH", Some(release.to_str().unwrap()))
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        w.additional_out("example-upgrade").unwrap(),
+        format!("backend: null\nvalue:\n  host: shop-webapp.{ns}.svc\n  revision: 2\n")
+    );
+    let d = w.deployment("shop-webapp").await.unwrap();
+    assert_eq!(replicas(&d), 2);
+    assert!(image(&d).ends_with(":1.27"));
 }
