@@ -210,7 +210,8 @@ impl Deployment {
 
     /// The runner as the Job's pod would run it: the Job's container environment (downward API
     /// fields resolved as the kubelet does), its ConfigMap volumes written to a scratch
-    /// directory (paths in the environment that point into a mount are mapped there), and
+    /// directory (paths in the environment and in those files that point into a mount are
+    /// mapped there), and
     /// `terminationMessagePath` as an existing empty file.
     fn command(&self) -> RunnerCommand {
         let pod = &self.job["spec"]["template"];
@@ -218,6 +219,7 @@ impl Deployment {
         let root = self.dir.path().join("pod");
         // Container path -> host path, for each mount.
         let mut mounts: Vec<(String, PathBuf)> = Vec::new();
+        let mut files: Vec<PathBuf> = Vec::new();
         for m in container["volumeMounts"].as_array().into_iter().flatten() {
             let mount_path = m["mountPath"].as_str().unwrap();
             let host = root.join(mount_path.trim_start_matches('/'));
@@ -250,21 +252,17 @@ impl Deployment {
                 for (key, path) in items {
                     let file = host.join(path);
                     std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-                    std::fs::write(file, data[&key].as_str().unwrap()).unwrap();
+                    std::fs::write(&file, data[&key].as_str().unwrap()).unwrap();
+                    files.push(file);
                 }
             }
             mounts.push((mount_path.to_string(), host));
         }
-        let map_path = |v: &str| -> String {
-            for (mount, host) in &mounts {
-                if let Some(rest) = v.strip_prefix(mount.as_str())
-                    && (rest.is_empty() || rest.starts_with('/'))
-                {
-                    return format!("{}{rest}", host.display());
-                }
-            }
-            v.to_string()
-        };
+        // Paths inside the mounted files (the input manifest naming the chart directory) too.
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            std::fs::write(&file, map_paths(&text, &mounts)).unwrap();
+        }
         let job_name = name_of(&self.job);
         let mut cmd = RunnerCommand::new(
             binary(&self.runner),
@@ -276,7 +274,7 @@ impl Deployment {
         for e in container["env"].as_array().into_iter().flatten() {
             let name = e["name"].as_str().unwrap();
             let value = if let Some(v) = e["value"].as_str() {
-                map_path(v)
+                map_paths(v, &mounts)
             } else {
                 match e["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
                     Some("metadata.namespace") => self.ns.clone(),
@@ -333,6 +331,40 @@ impl Deployment {
             .filter(|e| e["user"]["username"] == user.as_str())
             .collect()
     }
+}
+
+/// `text` with every path that starts at a mount point (`mounts`: container path, host path)
+/// moved to the host path. A path starts at the beginning of `text` or after a space, quote,
+/// colon, `=` or newline, and the mount point must end there or be followed by `/`.
+fn map_paths(text: &str, mounts: &[(String, PathBuf)]) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    let mut at_boundary = true;
+    while let Some(c) = rest.chars().next() {
+        if at_boundary {
+            let hit = mounts
+                .iter()
+                .filter(|(m, _)| {
+                    rest.strip_prefix(m.as_str()).is_some_and(|after| {
+                        after
+                            .chars()
+                            .next()
+                            .is_none_or(|n| n == '/' || n == '"' || n == '\'' || n.is_whitespace())
+                    })
+                })
+                .max_by_key(|(m, _)| m.len());
+            if let Some((m, host)) = hit {
+                out.push_str(&host.display().to_string());
+                rest = &rest[m.len()..];
+                at_boundary = false;
+                continue;
+            }
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+        at_boundary = matches!(c, ' ' | '"' | '\'' | ':' | '=' | '\n');
+    }
+    out
 }
 
 /// A token for ServiceAccount `ns/name` from the TokenRequest API (`serviceaccounts/token`).
@@ -565,6 +597,20 @@ async fn argo_runner_with_only_its_service_account_token_runs_the_full_flow() {
         .filter(|e| e["responseStatus"]["code"].as_i64().unwrap_or(0) == 403)
         .collect();
     assert!(denied.is_empty(), "denied: {denied:?}");
+    let mut used: Vec<String> = d
+        .audited_requests()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["verb"].as_str().unwrap_or_default(),
+                e["objectRef"]["resource"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    used.sort();
+    used.dedup();
+    println!("{} used: {used:?}", d.runner);
 }
 
 /// A dry run needs only `create` (with `dryRun=All`) and the status ConfigMap; the kubeconfig
@@ -635,6 +681,37 @@ async fn removing_any_verb_from_the_argo_role_exits_3_naming_it() {
         (resource.clone(), verb.clone(), out, d.termination_message())
     });
     let results = futures::future::join_all(runs).await;
+    let gaps =
+        [("secrets", "list"), ("secrets", "update")]
+            .iter()
+            .map(|(resource, verb)| async move {
+                let prefix = format!("rbac-helm-gap-{verb}-{}", &resource[..4]);
+                let d = Deployment::new(
+                    "helm-runner",
+                    &prefix,
+                    |r| without_verb(r, resource, verb),
+                    None,
+                )
+                .await;
+                let out = helm_command(&d).run().await.unwrap();
+                let status = reported_status(&d.admin, &d.ns, &d.context_name())
+                    .await
+                    .unwrap();
+                println!(
+                    "KNOWN GAP without {verb} {resource}: exit {}, reported phase {}",
+                    out.code,
+                    status.map(|s| s["phase"].to_string()).unwrap_or_default()
+                );
+            });
+    futures::future::join_all(gaps).await;
+    assert_each_exits_3_naming_the_verb(results);
+}
+
+/// Checks each `(resource, verb, output, termination message)` of a run without that verb:
+/// exit 3, exactly one ERROR line, naming the verb and resource as the API server does, and
+/// the same reason in the termination-message file. Prints every case, then fails listing
+/// the cases that did not hold.
+fn assert_each_exits_3_naming_the_verb(results: Vec<(String, String, RunnerOutput, String)>) {
     let mut failures = Vec::new();
     for (resource, verb, out, termination) in results {
         let needle = format!("cannot {verb} resource \\\"{resource}\\\"");
@@ -662,38 +739,22 @@ async fn removing_any_verb_from_the_argo_role_exits_3_naming_it() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
-/// Whether `helm-runner` is still the placeholder that exits 2 "not implemented yet".
-async fn helm_runner_is_a_stub() -> bool {
-    let out = tokio::process::Command::new(binary("helm-runner"))
-        .env_clear()
-        .output()
-        .await
-        .unwrap();
-    String::from_utf8_lossy(&out.stderr).contains("not implemented yet")
+/// helm-runner as `deploy/helm-runner`'s Job runs it, with the pinned helm.
+fn helm_command(d: &Deployment) -> RunnerCommand {
+    // The image puts helm on PATH; here it is the pinned build of hack/install-tools.sh.
+    let helm = Tools::locate().unwrap().helm.display().to_string();
+    d.command().var("RUNNER_HELM_BINARY_PATH", Some(&helm))
 }
 
 /// A Helm install with nothing but helm-runner's ServiceAccount token and `deploy/`'s Role.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_runner_with_only_its_service_account_token_installs_the_chart() {
-    if helm_runner_is_a_stub().await {
-        println!(
-            "skipped: helm-runner is not implemented yet (it exits 2 \"not implemented yet\")"
-        );
-        return;
-    }
     let d = Deployment::new("helm-runner", "rbac-helm", |_| {}, None).await;
-    let helm = Tools::locate().unwrap().helm.clone();
-    let mut cmd = d.command();
-    let path = format!(
-        "{}:{}",
-        helm.parent().unwrap().display(),
-        cmd.env.get("PATH").cloned().unwrap_or_default()
-    );
-    cmd = cmd.var("PATH", Some(&path));
-    let m = run_measured(&cmd).await;
+    let m = run_measured(&helm_command(&d)).await;
     assert_eq!(m.out.code, 0, "stderr: {}", m.out.stderr);
     if let Some(kib) = m.max_rss_kib {
-        println!("helm-runner peak RSS (without its helm children): {kib} KiB");
+        // wait4's figure covers the waited-for descendants too: here, the helm child.
+        println!("helm-runner peak RSS (largest of it and its helm children): {kib} KiB");
     }
     let status = reported_status(&d.admin, &d.ns, &d.context_name())
         .await
@@ -706,4 +767,80 @@ async fn helm_runner_with_only_its_service_account_token_installs_the_chart() {
         .filter(|e| e["responseStatus"]["code"].as_i64().unwrap_or(0) == 403)
         .collect();
     assert!(denied.is_empty(), "denied: {denied:?}");
+    let mut used: Vec<String> = d
+        .audited_requests()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["verb"].as_str().unwrap_or_default(),
+                e["objectRef"]["resource"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    used.sort();
+    used.dedup();
+    println!("{} used: {used:?}", d.runner);
+}
+
+/// The verbs a Helm install cannot do without: without one the run exits 3 naming the verb and
+/// resource. An install uses Helm's storage (Secrets: list, create, update), the chart's
+/// ConfigMap (get, create) and the status ConfigMap (get, patch); the Role's other verbs serve
+/// upgrades, history pruning and uninstalls.
+///
+/// Two verbs an install uses do not fail it, because Helm v3 itself ignores the error: without
+/// `list secrets` Helm takes the failed history lookup for "no such release", and without
+/// `update secrets` it only logs a warning and leaves the release recorded as
+/// `pending-install` while the install succeeds. Both are run and printed (`KNOWN GAP`), not
+/// asserted; see the README.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_any_verb_an_install_uses_from_the_helm_role_exits_3_naming_it() {
+    let cases = [
+        ("secrets", "create"),
+        ("configmaps", "get"),
+        ("configmaps", "create"),
+        ("configmaps", "patch"),
+    ];
+    let runs = cases.iter().map(|(resource, verb)| async move {
+        let prefix = format!("rbac-helm-no-{verb}-{}", &resource[..4]);
+        let d = Deployment::new(
+            "helm-runner",
+            &prefix,
+            |r| without_verb(r, resource, verb),
+            None,
+        )
+        .await;
+        let out = helm_command(&d).run().await.unwrap();
+        (
+            resource.to_string(),
+            verb.to_string(),
+            out,
+            d.termination_message(),
+        )
+    });
+    let results = futures::future::join_all(runs).await;
+    let gaps =
+        [("secrets", "list"), ("secrets", "update")]
+            .iter()
+            .map(|(resource, verb)| async move {
+                let prefix = format!("rbac-helm-gap-{verb}-{}", &resource[..4]);
+                let d = Deployment::new(
+                    "helm-runner",
+                    &prefix,
+                    |r| without_verb(r, resource, verb),
+                    None,
+                )
+                .await;
+                let out = helm_command(&d).run().await.unwrap();
+                let status = reported_status(&d.admin, &d.ns, &d.context_name())
+                    .await
+                    .unwrap();
+                println!(
+                    "KNOWN GAP without {verb} {resource}: exit {}, reported phase {}",
+                    out.code,
+                    status.map(|s| s["phase"].to_string()).unwrap_or_default()
+                );
+            });
+    futures::future::join_all(gaps).await;
+    assert_each_exits_3_naming_the_verb(results);
 }
