@@ -306,14 +306,7 @@ impl Deployment {
 
     /// `RUNNER_CONTEXT_NAME` of the Job.
     fn context_name(&self) -> String {
-        self.job["spec"]["template"]["spec"]["containers"][0]["env"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|e| e["name"] == "RUNNER_CONTEXT_NAME")
-            .and_then(|e| e["value"].as_str())
-            .expect("the Job sets RUNNER_CONTEXT_NAME")
-            .to_string()
+        context_of(&self.job)
     }
 
     /// The ServiceAccount's user name, as RBAC and the audit log see it.
@@ -576,19 +569,7 @@ async fn argo_runner_with_only_its_service_account_token_runs_the_full_flow() {
         );
     }
 
-    let status = reported_status(&d.admin, &d.ns, &name)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(status["phase"], "Succeeded", "{status}");
-    assert_eq!(status["reason"], "Completed", "{status}");
-    let wf = workflows(&d.admin, &d.ns).get(&name).await.unwrap();
-    let owner = &wf.metadata.owner_references.as_ref().unwrap()[0];
-    assert_eq!(
-        (owner.kind.as_str(), owner.name.as_str(), owner.uid.as_str()),
-        ("Job", name_of(&d.job), d.job_uid.as_str())
-    );
-    assert_eq!(wf.data["spec"]["serviceAccountName"], "argo-workflow");
+    assert_argo_job_outcome(&d.admin, &d.ns, name_of(&d.job), &d.job_uid).await;
 
     let requests = d.audited_requests();
     assert!(!requests.is_empty(), "no request by {} audited", d.user());
@@ -756,11 +737,7 @@ async fn helm_runner_with_only_its_service_account_token_installs_the_chart() {
         // wait4's figure covers the waited-for descendants too: here, the helm child.
         println!("helm-runner peak RSS (largest of it and its helm children): {kib} KiB");
     }
-    let status = reported_status(&d.admin, &d.ns, &d.context_name())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(status["phase"], "Succeeded", "{status}");
+    assert_helm_job_outcome(&d.admin, &d.ns).await;
     let denied: Vec<Value> = d
         .audited_requests()
         .into_iter()
@@ -843,4 +820,89 @@ async fn removing_any_verb_an_install_uses_from_the_helm_role_exits_3_naming_it(
             });
     futures::future::join_all(gaps).await;
     assert_each_exits_3_naming_the_verb(results);
+}
+
+/// What a successful run of `deploy/argo-runner`'s Job leaves behind, wherever it ran (here,
+/// or on kind through `kind_jobs_completed_with_the_expected_status`): status `Succeeded` /
+/// `Completed` reported by the argo runner for its context, and the Workflow owned by the Job
+/// (`job_name`, `job_uid`) and run as the Workflow ServiceAccount.
+async fn assert_argo_job_outcome(client: &kube::Client, ns: &str, job_name: &str, job_uid: &str) {
+    let objects = deploy_objects("argo-runner");
+    let d = find(&objects, "Job", job_name);
+    let name = context_of(d);
+    let status = reported_status(client, ns, &name).await.unwrap().unwrap();
+    assert_eq!(status["runner"], "argo", "{status}");
+    assert_eq!(status["contextName"], name.as_str(), "{status}");
+    assert_eq!(status["phase"], "Succeeded", "{status}");
+    assert_eq!(status["reason"], "Completed", "{status}");
+    assert_eq!(
+        status["runnerStatus"]["argoWorkflowRef"]["name"],
+        name.as_str(),
+        "{status}"
+    );
+    let wf = workflows(client, ns).get(&name).await.unwrap();
+    let owner = &wf.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), owner.uid.as_str()),
+        ("Job", job_name, job_uid)
+    );
+    assert_eq!(wf.data["spec"]["serviceAccountName"], "argo-workflow");
+}
+
+/// What a successful run of `deploy/helm-runner`'s Job leaves behind: status `Succeeded` /
+/// `Completed` reported by the helm runner, and the chart's ConfigMap with the input's value.
+async fn assert_helm_job_outcome(client: &kube::Client, ns: &str) {
+    let objects = deploy_objects("helm-runner");
+    let name = context_of(find(&objects, "Job", "helm-runner-hello-release"));
+    let status = reported_status(client, ns, &name).await.unwrap().unwrap();
+    assert_eq!(status["contextName"], name.as_str(), "{status}");
+    assert_eq!(status["phase"], "Succeeded", "{status}");
+    assert_eq!(status["reason"], "Completed", "{status}");
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let greeting = cms.get("hello-release-greeting").await.unwrap();
+    assert_eq!(greeting.data.unwrap()["greeting"], "hello from helm-runner");
+}
+
+/// `RUNNER_CONTEXT_NAME` of a Job in `deploy/`.
+fn context_of(job: &Value) -> String {
+    job["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "RUNNER_CONTEXT_NAME")
+        .and_then(|e| e["value"].as_str())
+        .expect("the Job sets RUNNER_CONTEXT_NAME")
+        .to_string()
+}
+
+/// Run by `hack/kind-e2e.sh` (not by `hack/test.sh`: it needs a kind cluster where both Jobs of
+/// `deploy/` ran): `KAR_KIND_KUBECONFIG` and `KAR_KIND_NAMESPACE` say where. Each Job must
+/// have succeeded, and leave what the local tests check, with the same assertions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a kind cluster: run by hack/kind-e2e.sh"]
+async fn kind_jobs_completed_with_the_expected_status() {
+    let kubeconfig = std::env::var("KAR_KIND_KUBECONFIG").expect("KAR_KIND_KUBECONFIG");
+    let ns = std::env::var("KAR_KIND_NAMESPACE").expect("KAR_KIND_NAMESPACE");
+    let client = client_from(Path::new(&kubeconfig)).await.unwrap();
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), &ns);
+    for runner in ["argo-runner", "helm-runner"] {
+        let objects = deploy_objects(runner);
+        let job_name = name_of(
+            objects
+                .iter()
+                .map(|(_, o)| o)
+                .find(|o| kind_of(o) == "Job")
+                .unwrap(),
+        )
+        .to_string();
+        let job = jobs.get(&job_name).await.unwrap();
+        let succeeded = job.status.as_ref().and_then(|s| s.succeeded).unwrap_or(0);
+        assert_eq!(succeeded, 1, "Job {ns}/{job_name}: {:?}", job.status);
+        if runner == "argo-runner" {
+            let uid = job.metadata.uid.clone().unwrap();
+            assert_argo_job_outcome(&client, &ns, &job_name, &uid).await;
+        } else {
+            assert_helm_job_outcome(&client, &ns).await;
+        }
+    }
 }
