@@ -286,8 +286,10 @@ pub async fn wait_for_workflow(
             }
             Ok(watcher::Event::Apply(obj)) => obj,
             Err(e) => {
-                if let Some(code) = fatal_code(&e) {
-                    return Err(RunnerError::Cluster(format!("watch {what}: {e} ({code})")));
+                if let Some((code, message)) = fatal(&e) {
+                    return Err(RunnerError::Cluster(format!(
+                        "watch {what}: {message} ({code})"
+                    )));
                 }
                 tracing::warn!(workflow = %what, error = %e, "watch interrupted; resuming");
                 continue;
@@ -326,15 +328,15 @@ fn finished(
     WaitForCompletionOutput { succeeded, message }
 }
 
-/// The HTTP status of a watch error that retrying cannot fix (unauthenticated, forbidden, or the
-/// resource is not served, e.g. Argo's CRD is missing).
-fn fatal_code(err: &watcher::Error) -> Option<u16> {
-    let code = match err {
+/// The HTTP status and the API server's message of a watch error that retrying cannot fix
+/// (unauthenticated, forbidden, or the resource is not served, e.g. Argo's CRD is missing).
+fn fatal(err: &watcher::Error) -> Option<(u16, String)> {
+    let (code, message) = match err {
         watcher::Error::InitialListFailed(kube::Error::Api(s))
         | watcher::Error::WatchStartFailed(kube::Error::Api(s))
-        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.code,
-        watcher::Error::WatchError(s) => s.code,
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => (s.code, &s.message),
+        watcher::Error::WatchError(s) => (s.code, &s.message),
         _ => return None,
     };
-    matches!(code, 401 | 403 | 404).then_some(code)
+    matches!(code, 401 | 403 | 404).then(|| (code, message.clone()))
 }
