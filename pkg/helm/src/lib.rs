@@ -94,6 +94,48 @@ struct HelmChartMetadata {
     version: String,
 }
 
+/// `info.status` of `helm status -o json`.
+#[derive(Deserialize)]
+struct HelmStatus {
+    info: HelmStatusInfo,
+}
+
+#[derive(Deserialize)]
+struct HelmStatusInfo {
+    status: String,
+}
+
+/// Checks that Helm's storage holds `release` as `deployed`. Helm 3 prints the release it
+/// installed or upgraded even when it could not record the final state (it only warns, and the
+/// stored revision stays `pending-install` or `pending-upgrade`, for example when the runner may
+/// not `update` Secrets), so the runner reads the stored state back with `helm status`.
+///
+/// # Errors
+/// [`RunnerError::Failed`] when the stored revision is not `deployed`; errors of `helm status`
+/// as [`Helm::run`] classifies them.
+async fn verify_stored(helm: &Helm, release: &HelmRelease) -> Result<(), RunnerError> {
+    let what = format!("helm status {}/{}", release.namespace, release.name);
+    let mut argv: Vec<OsString> = vec!["status".into(), release.name.clone().into()];
+    if let Some(kc) = &helm.kubeconfig {
+        argv.extend(["--kubeconfig".into(), kc.clone().into()]);
+    }
+    argv.extend(["--namespace".into(), release.namespace.clone().into()]);
+    argv.extend(["--revision".into(), release.version.to_string().into()]);
+    argv.extend(["--output".into(), "json".into()]);
+    let stdout = helm.run(&what, &argv).await?;
+    let status: HelmStatus = serde_json::from_slice(&stdout).map_err(|e| {
+        RunnerError::Failed(format!("{what}: its JSON output could not be read: {e}"))
+    })?;
+    if status.info.status != "deployed" {
+        return Err(RunnerError::Failed(format!(
+            "release {:?} in namespace {:?}: Helm reported success, but its storage holds \
+             revision {} as {:?} (are the runner's rights on Helm's storage driver complete?)",
+            release.name, release.namespace, release.version, status.info.status
+        )));
+    }
+    Ok(())
+}
+
 fn invalid(message: String) -> RunnerError {
     RunnerError::InvalidInput(format!("input manifest: {message}"))
 }
@@ -261,6 +303,9 @@ impl ActionRunner for HelmRunner {
         let config_values = Value::Object(release.config.clone().unwrap_or_default());
         helm.redactor.add_values(&config_values);
         p.redactor = helm.redactor.clone();
+        if !ctx.dry_run {
+            verify_stored(&helm, &release).await?;
+        }
 
         let done = if ctx.dry_run {
             format!(
