@@ -320,29 +320,16 @@ impl ControlPlane {
     /// # Errors
     /// On API errors.
     pub async fn service_account_kubeconfig(&self, namespace: &str, name: &str) -> Result<PathBuf> {
-        use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
         use k8s_openapi::api::core::v1::ServiceAccount;
         let client = self.client().await?;
-        let sas: Api<ServiceAccount> = Api::namespaced(client, namespace);
+        let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
         let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": name}}))?;
         match sas.create(&PostParams::default(), &sa).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 409 => {}
             Err(e) => return Err(e.into()),
         }
-        let request = TokenRequest {
-            spec: TokenRequestSpec {
-                expiration_seconds: Some(3600),
-                ..TokenRequestSpec::default()
-            },
-            ..TokenRequest::default()
-        };
-        let token = sas
-            .create_token_request(name, &PostParams::default(), &request)
-            .await?
-            .status
-            .context("TokenRequest has no status")?
-            .token;
+        let token = service_account_token(&client, namespace, name).await?;
         let path = self.dir().join(format!("kubeconfig-{namespace}-{name}"));
         std::fs::write(
             &path,
@@ -404,6 +391,43 @@ pub fn kubeconfig_yaml(server: &str, ca_file: &Path, token: &str) -> String {
          name: local\n  context:\n    cluster: local\n    user: user\ncurrent-context: local\n",
         ca_file.display()
     )
+}
+
+/// A token for the existing ServiceAccount `namespace/name` from the TokenRequest API
+/// (`serviceaccounts/token`), valid 1 h.
+///
+/// # Errors
+/// On API errors.
+pub async fn service_account_token(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<String> {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            ..TokenRequestSpec::default()
+        },
+        ..TokenRequest::default()
+    };
+    Ok(sas
+        .create_token_request(name, &PostParams::default(), &request)
+        .await?
+        .status
+        .context("TokenRequest has no status")?
+        .token)
+}
+
+/// The lines a runner logged at ERROR level (its JSON log lines on standard error).
+pub fn error_lines(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .filter(|l| l.contains("\"level\":\"ERROR\""))
+        .map(String::from)
+        .collect()
 }
 
 /// A client for the kubeconfig at `path`.

@@ -109,15 +109,6 @@ fn example_json(name: &str) -> Value {
     serde_saphyr::from_str(&std::fs::read_to_string(example(name)).unwrap()).unwrap()
 }
 
-/// The lines the runner logged at ERROR level.
-fn error_lines(stderr: &str) -> Vec<String> {
-    stderr
-        .lines()
-        .filter(|l| l.contains("\"level\":\"ERROR\""))
-        .map(String::from)
-        .collect()
-}
-
 /// Asserts exit code 2, exactly one error line mentioning `needle`, and that nothing was written.
 async fn assert_invalid(w: &World, name: &str, out: &RunnerOutput, needle: &str) {
     assert_eq!(out.code, 2, "stderr: {}", out.stderr);

@@ -16,8 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use action_runner_tests::*;
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{
     Api, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams, ValidationDirective,
 };
@@ -186,7 +185,7 @@ impl Deployment {
                 job = Some(obj);
             }
         }
-        let token = service_account_token(&admin, &ns, runner).await;
+        let token = service_account_token(&admin, &ns, runner).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         let server = server.unwrap_or_else(|| cp.server.clone());
@@ -360,25 +359,6 @@ fn map_paths(text: &str, mounts: &[(String, PathBuf)]) -> String {
     out
 }
 
-/// A token for ServiceAccount `ns/name` from the TokenRequest API (`serviceaccounts/token`).
-async fn service_account_token(client: &kube::Client, ns: &str, name: &str) -> String {
-    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-    let request = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences: vec![],
-            expiration_seconds: Some(3600),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    api.create_token_request(name, &PostParams::default(), &request)
-        .await
-        .unwrap()
-        .status
-        .expect("TokenRequest status")
-        .token
-}
-
 /// A runner process's result and, when GNU time is installed, its peak resident set size.
 struct Measured {
     out: RunnerOutput,
@@ -421,15 +401,6 @@ async fn run_measured(cmd: &RunnerCommand) -> Measured {
     // GNU time writes "Command exited with non-zero status N" before the figure when N != 0.
     let max_rss_kib = text.lines().last().and_then(|l| l.trim().parse().ok());
     Measured { out, max_rss_kib }
-}
-
-/// The lines the runner logged at ERROR level.
-fn error_lines(stderr: &str) -> Vec<String> {
-    stderr
-        .lines()
-        .filter(|l| l.contains("\"level\":\"ERROR\""))
-        .map(String::from)
-        .collect()
 }
 
 /// Removes `verb` on `resource` from every rule of `role` that grants it.
