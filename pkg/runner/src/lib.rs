@@ -27,6 +27,7 @@
 //! }
 //! ```
 
+pub mod client;
 pub mod config;
 pub mod context;
 pub mod error;

@@ -72,7 +72,7 @@ where
             Err(e) => return (e.exit(), e.to_string()),
         };
         let ctx = config.context.clone();
-        let client = match kube::Client::try_default().await {
+        let client = match crate::client::infer().await {
             Ok(c) => c,
             Err(e) => {
                 return (
