@@ -608,6 +608,99 @@ pub async fn play_argo_controller(
     .await
 }
 
+/// Plays the Deployment and ReplicaSet controllers and the kubelet in `namespace`, just enough
+/// for Helm's `--wait`: for each Deployment whose `status.observedGeneration` lags its
+/// `metadata.generation`, creates the ReplicaSet of its current pod template (owned by it,
+/// labelled with a `pod-template-hash`), marks all its replicas ready, and sets the
+/// Deployment's status as the controller would, `rollout` after it saw the change (a stand-in
+/// for the time a real rollout takes). No Pod is created.
+///
+/// Helm v3's readiness rule (`pkg/kube/ready.go`, `deploymentReady`): the newest ReplicaSet
+/// whose template equals the Deployment's (ignoring `pod-template-hash`) has observed its
+/// generation and has at least `replicas - maxUnavailable` ready replicas, and the Deployment
+/// has observed its generation. Runs until the task is aborted.
+///
+/// # Errors
+/// On API errors.
+pub async fn play_deployment_controller(
+    client: kube::Client,
+    namespace: String,
+    rollout: Duration,
+) -> Result<()> {
+    use futures::StreamExt;
+    use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+    use std::hash::{Hash, Hasher};
+
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    let replica_sets: Api<ReplicaSet> = Api::namespaced(client, &namespace);
+    let mut events = kube::runtime::watcher(deployments.clone(), Default::default()).boxed();
+    while let Some(event) = events.next().await {
+        let (kube::runtime::watcher::Event::Apply(d) | kube::runtime::watcher::Event::InitApply(d)) =
+            event?
+        else {
+            continue;
+        };
+        let generation = d.metadata.generation.unwrap_or(0);
+        if d.status.as_ref().and_then(|s| s.observed_generation) == Some(generation) {
+            continue;
+        }
+        let (Some(name), Some(uid), Some(spec)) = (
+            d.metadata.name.clone(),
+            d.metadata.uid.clone(),
+            d.spec.clone(),
+        ) else {
+            continue;
+        };
+        let replicas = spec.replicas.unwrap_or(1);
+        let template = serde_json::to_value(&spec.template)?;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        template.to_string().hash(&mut hasher);
+        let hash = format!("{:x}", hasher.finish() & 0xff_ffff_ffff);
+        let mut labels = template["metadata"]["labels"].clone();
+        labels["pod-template-hash"] = json!(hash);
+        let mut rs_template = template.clone();
+        rs_template["metadata"]["labels"] = labels.clone();
+        let mut selector = serde_json::to_value(&spec.selector)?;
+        selector["matchLabels"]["pod-template-hash"] = json!(hash);
+        let rs_name = format!("{name}-{hash}");
+        let rs: ReplicaSet = serde_json::from_value(json!({
+            "metadata": {
+                "name": rs_name,
+                "labels": labels,
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": name,
+                    "uid": uid, "controller": true, "blockOwnerDeletion": true}],
+            },
+            "spec": {"replicas": replicas, "selector": selector, "template": rs_template},
+        }))?;
+        tokio::time::sleep(rollout).await;
+        let rs = match replica_sets.create(&PostParams::default(), &rs).await {
+            Ok(rs) => rs,
+            Err(kube::Error::Api(e)) if e.code == 409 => replica_sets.get(&rs_name).await?,
+            Err(e) => return Err(e.into()),
+        };
+        let ready = json!({"replicas": replicas, "readyReplicas": replicas,
+            "availableReplicas": replicas, "fullyLabeledReplicas": replicas,
+            "observedGeneration": rs.metadata.generation});
+        replica_sets
+            .patch_status(
+                &rs_name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": ready})),
+            )
+            .await?;
+        let status = json!({"observedGeneration": generation, "replicas": replicas,
+            "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas});
+        deployments
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": status})),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
 /// Path of a runner binary built by `cargo build --bins` (next to this test executable's
 /// `deps/` directory).
 pub fn runner_binary(name: &str) -> PathBuf {

@@ -1,0 +1,214 @@
+//! Benchmark: our runners side by side with the tools a user would pick instead, on one local
+//! control plane, in one run. Writes `bench.json` and `bench.md` into the output directory.
+//!
+//! Usage: `hack/bench.sh [--smoke] [--images] [--out DIR]` (builds release binaries and the
+//! peers first). `--smoke`: N = 1 and one repetition, so that CI keeps the benchmark from
+//! rotting.
+//!
+//! Argo ([`argo`]), for `argo-runner`, `argo submit --wait` and Capact's `argo-runner`:
+//! binary size; cold start (spawn until the driver's watch shows the Workflow, ms); completion
+//! notice (the driver's status patch to `Succeeded` until the process exited, ms); peak RSS
+//! (KiB) and CPU time (user + system, ms) over a whole run; API requests per run, by verb and
+//! resource, from the API server's audit log (each run authenticates as its own
+//! ServiceAccount); scale: N at once, each creating and waiting for its own Workflow while the
+//! driver completes them (wall time until all exited, summed CPU of the processes, API server
+//! CPU, failures).
+//!
+//! Helm ([`helm`]), for `helm-runner`, `helm upgrade --install --wait` and Capact's
+//! `helm-runner`: wall time, peak RSS of the process tree and CPU time of an install and of an
+//! upgrade of the same chart; API requests.
+//!
+//! Capact's runners take part when `KAR_CAPACT_ARGO_RUNNER` / `KAR_CAPACT_HELM_RUNNER` name
+//! their binaries (built outside this repository; see the README).
+//!
+//! Figures are medians over the repetitions, after one unmeasured warm-up run of each side.
+
+mod argo;
+mod capact;
+mod helm;
+mod measure;
+mod report;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use action_runner_tests::*;
+use anyhow::{Result, bail};
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+use kube::api::{Api, PostParams};
+use serde_json::{Value, json};
+
+use measure::file_size;
+
+const REPETITIONS: usize = 5;
+const SCALE_FULL: [usize; 4] = [1, 10, 50, 200];
+
+/// The control plane and the driver's admin client.
+pub struct Lab {
+    pub cp: ControlPlane,
+    pub admin: kube::Client,
+}
+
+impl Lab {
+    /// A namespace with ServiceAccount `runner` bound to cluster-admin, and its kubeconfig.
+    pub async fn namespace(&self, prefix: &str) -> Result<(String, PathBuf)> {
+        let ns = self.cp.namespace(prefix).await?;
+        let kubeconfig = self.cp.service_account_kubeconfig(&ns, "runner").await?;
+        let crbs: Api<ClusterRoleBinding> = Api::all(self.admin.clone());
+        let crb: ClusterRoleBinding = serde_json::from_value(json!({
+            "metadata": {"name": format!("bench-{ns}")},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+            "subjects": [{"kind": "ServiceAccount", "name": "runner", "namespace": ns}],
+        }))?;
+        crbs.create(&PostParams::default(), &crb).await?;
+        // The authorizer sees a new binding through an informer: wait until it applies.
+        let sa_client = client_from(&kubeconfig).await?;
+        let probe: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(sa_client, &ns);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while let Err(e) = probe.list(&Default::default()).await {
+            if Instant::now() > deadline {
+                bail!("ServiceAccount runner in {ns} never got its rights: {e}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok((ns, kubeconfig))
+    }
+
+    /// `bin` with an empty environment but `PATH`, `HOME` (the control plane's directory) and
+    /// `KUBECONFIG`.
+    pub fn command(&self, bin: &Path, kubeconfig: &Path) -> std::process::Command {
+        let mut cmd = std::process::Command::new(bin);
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.cp.dir())
+            .env("KUBECONFIG", kubeconfig);
+        cmd
+    }
+
+    /// Now, in the audit log's timestamp format.
+    pub fn audit_now() -> String {
+        jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%S.%6fZ")
+            .to_string()
+    }
+
+    /// Requests made by ServiceAccount `runner` of `ns` since `since`, by "verb resource".
+    pub fn audit_counts(&self, ns: &str, since: &str) -> BTreeMap<String, u64> {
+        let user = format!("system:serviceaccount:{ns}:runner");
+        let mut counts = BTreeMap::new();
+        for line in self.cp.audit_log().lines() {
+            let Ok(ev) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            // RFC 3339 UTC timestamps with fixed precision compare as strings.
+            let at = ev["requestReceivedTimestamp"].as_str().unwrap_or_default();
+            if ev["stage"] != "ResponseComplete"
+                || ev["user"]["username"] != user.as_str()
+                || at < since
+            {
+                continue;
+            }
+            let resource = ev["objectRef"]["resource"].as_str().unwrap_or("(none)");
+            let verb = ev["verb"].as_str().unwrap_or("?");
+            *counts.entry(format!("{verb} {resource}")).or_insert(0) += 1;
+        }
+        counts
+    }
+}
+
+/// A path from an environment variable, if it names an existing file.
+fn binary_from_env(var: &str) -> Option<PathBuf> {
+    std::env::var(var)
+        .ok()
+        .map(PathBuf::from)
+        .filter(|p| p.is_file())
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let smoke = args.iter().any(|a| a == "--smoke");
+    let out_dir = args
+        .iter()
+        .position(|a| a == "--out")
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/bench"));
+    std::fs::create_dir_all(&out_dir)?;
+    let (reps, scale): (usize, Vec<usize>) = if smoke {
+        (1, vec![1])
+    } else {
+        (REPETITIONS, SCALE_FULL.to_vec())
+    };
+
+    let tools = Tools::locate()?;
+    eprintln!("bench: starting the control plane");
+    let cp = tokio::task::spawn_blocking(ControlPlane::start).await??;
+    let admin = cp.client().await?;
+    let lab = Lab { cp, admin };
+
+    let argo = argo::ArgoBench {
+        lab: &lab,
+        argo_cli: binary_from_env("KAR_ARGO_CLI"),
+        capact: binary_from_env("KAR_CAPACT_ARGO_RUNNER"),
+        manifest: tools.argo_example("hello-world"),
+    };
+    // One unmeasured run first: the API server's first requests from a new ServiceAccount token
+    // (authentication and authorization caches) are slower, and would skew whichever tool
+    // happened to run first.
+    eprintln!("bench: warm-up run (not measured)");
+    argo.single(argo::Tool::Ours, 0).await?;
+    let mut argo_results = serde_json::Map::new();
+    for tool in argo.tools() {
+        argo_results.insert(tool.key().into(), argo.measure(tool, reps, &scale).await?);
+    }
+
+    let helm = helm::HelmBench::new(
+        &lab,
+        tools.helm.clone(),
+        binary_from_env("KAR_CAPACT_HELM_RUNNER"),
+    )?;
+    let mut helm_results = serde_json::Map::new();
+    for tool in helm.tools() {
+        let mut v = helm.measure(tool, reps).await?;
+        // What ships: ours is the runner and the Helm CLI it runs.
+        v["shippedBytes"] = match tool {
+            helm::Tool::Ours => {
+                json!(v["binaryBytes"].as_u64().unwrap_or(0) + file_size(&tools.helm).unwrap_or(0))
+            }
+            _ => v["binaryBytes"].clone(),
+        };
+        helm_results.insert(tool.key().into(), v);
+    }
+
+    let images: Vec<String> = std::fs::read_to_string(repo_root().join("target/images/sizes.txt"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|l| !l.is_empty())
+        .collect();
+    let report = json!({
+        "machine": measure::machine(),
+        "smoke": smoke,
+        "repetitions": reps,
+        "peers": {
+            "capact": capact::status(argo.capact.as_deref(), helm.capact.as_deref()),
+            "argo-cli": argo.argo_cli.as_ref().map(|p| p.display().to_string()),
+            "helm-cli": tools.helm.display().to_string(),
+            "images": "Peers' images: not measured. Their official images (quay.io/argoproj/argocli, Helm's, ghcr.io/capactio) cannot be pulled here: this machine reaches no container registry. Compare the binary sizes above.",
+        },
+        "argo": argo_results,
+        "helm": helm_results,
+        "images": images,
+    });
+    std::fs::write(
+        out_dir.join("bench.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    let md = report::markdown(&report);
+    std::fs::write(out_dir.join("bench.md"), &md)?;
+    println!("{md}");
+    eprintln!("bench: wrote {}", out_dir.display());
+    Ok(())
+}

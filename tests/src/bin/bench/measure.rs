@@ -1,0 +1,204 @@
+//! Running a process under measurement, and the small statistics the benchmark reports.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use serde_json::{Value, json};
+
+/// What `wait4` and the sampler tell of a finished process.
+#[derive(Debug, Clone)]
+pub struct Exited {
+    /// Exit code, or -1 when killed by a signal.
+    pub code: i32,
+    /// When `wait4` returned.
+    pub at: Instant,
+    /// Peak resident memory of the process tree (KiB): the largest sum, over the samples, of
+    /// `VmHWM` of every live process of the tree (the process and its descendants).
+    pub max_rss_kib: u64,
+    /// User + system CPU of the process and of the descendants it waited for (`wait4`).
+    pub cpu: Duration,
+    /// The last lines of its standard error.
+    pub stderr_tail: String,
+}
+
+/// The process `pid` and its live descendants, from `/proc/<pid>/task/*/children`.
+fn tree(pid: u32) -> Vec<u32> {
+    let mut all = vec![pid];
+    let mut i = 0;
+    while i < all.len() {
+        let p = all[i];
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) {
+            for t in tasks.flatten() {
+                let children =
+                    std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+                all.extend(
+                    children
+                        .split_whitespace()
+                        .filter_map(|c| c.parse::<u32>().ok()),
+                );
+            }
+        }
+        i += 1;
+    }
+    all
+}
+
+/// `VmHWM` of `pid` (KiB), `None` once it has exited (a zombie has no memory lines).
+fn hwm_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// Spawns `cmd` and returns its pid and a task resolving when it exits (reaped with `wait4`,
+/// which gives CPU time including reaped descendants').
+///
+/// Peak RSS is sampled every 5 ms from `/proc` (`VmHWM`, each program's own high-water mark
+/// since `exec`): `wait4`'s `ru_maxrss` would count the RSS of this driver, which the child
+/// shares until `exec`, and only the largest single process of a tree.
+pub fn spawn_measured(
+    mut cmd: std::process::Command,
+) -> Result<(u32, tokio::task::JoinHandle<Exited>)> {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let pid = child.id();
+    let stderr = child.stderr;
+    let sampler = std::thread::spawn(move || {
+        let mut peak = 0u64;
+        loop {
+            let mut sum = 0;
+            let mut root_alive = false;
+            for p in tree(pid) {
+                if let Some(kib) = hwm_kib(p) {
+                    sum += kib;
+                    root_alive |= p == pid;
+                }
+            }
+            if !root_alive {
+                break;
+            }
+            peak = peak.max(sum);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        peak
+    });
+    let handle = tokio::task::spawn_blocking(move || {
+        // Drain stderr so the process never blocks on a full pipe.
+        let drain = std::thread::spawn(move || {
+            let mut sink = Vec::new();
+            if let Some(mut e) = stderr {
+                let _ = std::io::Read::read_to_end(&mut e, &mut sink);
+            }
+            let text = String::from_utf8_lossy(&sink).into_owned();
+            let lines: Vec<&str> = text.lines().rev().take(3).collect();
+            lines.into_iter().rev().collect::<Vec<_>>().join("\n")
+        });
+        let mut status = 0;
+        // SAFETY: a zeroed rusage is a valid value for wait4 to fill.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: pid is our own child, not yet reaped; both pointers are valid.
+        unsafe { libc::wait4(pid as i32, &mut status, 0, &mut usage) };
+        let at = Instant::now();
+        let stderr_tail = drain.join().unwrap_or_default();
+        let tv = |t: libc::timeval| {
+            Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+        };
+        Exited {
+            code: if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                -1
+            },
+            at,
+            max_rss_kib: sampler.join().unwrap_or(0),
+            cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+            stderr_tail,
+        }
+    });
+    Ok((pid, handle))
+}
+
+/// Milliseconds with one decimal.
+pub fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0 * 10.0).round() / 10.0
+}
+
+/// User + system CPU of process `pid` from `/proc/<pid>/stat` (clock ticks of 10 ms).
+pub fn process_cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+/// The median (the upper one of an even count); 0 for none.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() { 0.0 } else { v[v.len() / 2] }
+}
+
+/// The median of field `key` over `runs`.
+pub fn median_of(runs: &[Value], key: &str) -> f64 {
+    median(
+        runs.iter()
+            .map(|s| s[key].as_f64().unwrap_or(0.0))
+            .collect(),
+    )
+}
+
+/// `ours / peer` with two decimals, or `n/a`.
+pub fn ratio(ours: &Value, peer: &Value) -> String {
+    match (ours.as_f64(), peer.as_f64()) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "n/a".into(),
+    }
+}
+
+/// Cores, memory (GiB) and CPU model of this machine.
+pub fn machine() -> Value {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let mem_kib = meminfo_kib("MemTotal:");
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_default();
+    json!({"cores": cores, "memoryGiB": (mem_kib as f64 / 1048576.0 * 10.0).round() / 10.0, "cpu": cpu})
+}
+
+/// A `/proc/meminfo` line's value (KiB), 0 if absent.
+fn meminfo_kib(key: &str) -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `MemAvailable` (KiB).
+pub fn mem_available_kib() -> u64 {
+    meminfo_kib("MemAvailable:")
+}
+
+/// A file's size in bytes.
+pub fn file_size(p: &Path) -> Option<u64> {
+    std::fs::metadata(p).ok().map(|m| m.len())
+}

@@ -1,0 +1,156 @@
+//! The markdown report.
+
+use serde_json::Value;
+
+use crate::measure::ratio;
+
+/// A table: one row per figure, one column per tool (the first is ours), then `ours / peer`
+/// for each peer.
+fn table(results: &serde_json::Map<String, Value>, ours: &str, rows: &[(&str, &str)]) -> String {
+    let mut s = String::from("| figure |");
+    let our = results.get(ours).cloned().unwrap_or_default();
+    let peers: Vec<&Value> = results
+        .iter()
+        .filter(|(k, _)| *k != ours)
+        .map(|(_, v)| v)
+        .collect();
+    let columns: Vec<&Value> = std::iter::once(&our).chain(peers.iter().copied()).collect();
+    for v in &columns {
+        s.push_str(&format!(" {} |", v["label"].as_str().unwrap_or("")));
+    }
+    for v in &peers {
+        s.push_str(&format!(" ours / {} |", v["label"].as_str().unwrap_or("")));
+    }
+    s.push_str("\n|---|");
+    s.push_str(&"---|".repeat(columns.len() + peers.len()));
+    s.push('\n');
+    for (label, key) in rows {
+        s.push_str(&format!("| {label} |"));
+        for v in &columns {
+            match &v[*key] {
+                Value::Null => s.push_str(" n/a |"),
+                x => s.push_str(&format!(" {x} |")),
+            }
+        }
+        for v in &peers {
+            s.push_str(&format!(" {} |", ratio(&our[*key], &v[*key])));
+        }
+        s.push('\n');
+    }
+    s
+}
+
+fn api_requests(results: &serde_json::Map<String, Value>, what: &str) -> String {
+    let mut s = format!("\nAPI requests per {what} (verb resource: count):\n\n");
+    for v in results.values() {
+        s.push_str(&format!(
+            "- {}: {}\n",
+            v["label"].as_str().unwrap_or(""),
+            v["apiRequests"]
+        ));
+    }
+    s
+}
+
+/// The whole report as markdown.
+pub fn markdown(r: &Value) -> String {
+    let m = &r["machine"];
+    let mut s = format!(
+        "Machine: {} cores, {} GiB, {}. Repetitions: {} (medians).\n\n### Argo: submit a Workflow and wait for it\n\n",
+        m["cores"],
+        m["memoryGiB"],
+        m["cpu"].as_str().unwrap_or(""),
+        r["repetitions"]
+    );
+    let argo = r["argo"].as_object().cloned().unwrap_or_default();
+    s.push_str(&table(
+        &argo,
+        "argo-runner",
+        &[
+            ("binary size (bytes)", "binaryBytes"),
+            ("cold start to Workflow seen (ms)", "coldStartMs"),
+            ("completion notice to exit (ms)", "completionNoticeMs"),
+            ("peak RSS (KiB)", "maxRssKiB"),
+            ("CPU time per run (ms)", "cpuMs"),
+        ],
+    ));
+    s.push_str(&api_requests(&argo, "run"));
+    s.push_str(
+        "\nScale (N at once; wall ms, process CPU ms, API server CPU ms, failures):\n\n| N |",
+    );
+    for v in argo.values() {
+        s.push_str(&format!(" {} |", v["label"].as_str().unwrap_or("")));
+    }
+    s.push_str("\n|---|");
+    s.push_str(&"---|".repeat(argo.len()));
+    s.push('\n');
+    let ours = argo.get("argo-runner").cloned().unwrap_or_default();
+    for (i, row) in ours["scale"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        s.push_str(&format!("| {} |", row["n"]));
+        for v in argo.values() {
+            let c = &v["scale"][i];
+            if c.get("skipped").is_some() {
+                s.push_str(" skipped (memory) |");
+            } else {
+                s.push_str(&format!(
+                    " {} / {} / {} / {} |",
+                    c["wallMs"], c["processCpuMs"], c["apiServerCpuMs"], c["failures"]
+                ));
+            }
+        }
+        s.push('\n');
+    }
+
+    s.push_str("\n### Helm: install, then upgrade, of the same chart\n\n");
+    let helm = r["helm"].as_object().cloned().unwrap_or_default();
+    s.push_str(&table(
+        &helm,
+        "helm-runner",
+        &[
+            ("binaries shipped (bytes)", "shippedBytes"),
+            ("install --wait: wall time (ms)", "installMs"),
+            (
+                "install --wait: peak RSS of the process tree (KiB)",
+                "installRssKiB",
+            ),
+            ("install --wait: CPU time (ms)", "installCpuMs"),
+            ("upgrade --wait: wall time (ms)", "upgradeMs"),
+            (
+                "upgrade --wait: peak RSS of the process tree (KiB)",
+                "upgradeRssKiB",
+            ),
+            ("upgrade --wait: CPU time (ms)", "upgradeCpuMs"),
+            ("install, no wait: wall time (ms)", "installNoWaitMs"),
+            ("install, no wait: CPU time (ms)", "installNoWaitCpuMs"),
+            ("upgrade, no wait: wall time (ms)", "upgradeNoWaitMs"),
+            ("upgrade, no wait: CPU time (ms)", "upgradeNoWaitCpuMs"),
+        ],
+    ));
+    s.push_str(&api_requests(&helm, "run (every install and upgrade)"));
+
+    s.push_str("\n### Images\n\n");
+    match r["images"].as_array() {
+        Some(lines) if !lines.is_empty() => {
+            s.push_str("From `hack/build-images.sh` (`target/images/sizes.txt`):\n\n");
+            for l in lines {
+                s.push_str(&format!("- {}\n", l.as_str().unwrap_or("")));
+            }
+        }
+        _ => s.push_str("Not built in this run (`hack/bench.sh --images` builds them first).\n"),
+    }
+    s.push_str(&format!(
+        "\n{}\n",
+        r["peers"]["images"].as_str().unwrap_or("")
+    ));
+    s.push_str(&format!(
+        "\nCapact: {}\n",
+        r["peers"]["capact"].as_str().unwrap_or("")
+    ));
+    s
+}
