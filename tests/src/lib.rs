@@ -701,6 +701,83 @@ pub async fn play_deployment_controller(
     Ok(())
 }
 
+/// One test's world: the shared control plane, an admin client, a fresh namespace and a scratch
+/// directory for manifests and outputs. Test files add what only they need through their own
+/// extension traits.
+pub struct World {
+    /// The shared control plane.
+    pub cp: &'static ControlPlane,
+    /// An admin client.
+    pub client: kube::Client,
+    /// The test's own namespace.
+    pub ns: String,
+    /// Scratch directory, removed when the world is dropped.
+    pub dir: tempfile::TempDir,
+}
+
+impl World {
+    /// A fresh namespace `<prefix>-<n>` on the shared control plane.
+    ///
+    /// # Panics
+    /// When the control plane cannot start or the namespace cannot be created.
+    pub async fn new(prefix: &str) -> World {
+        let cp = ControlPlane::shared();
+        let client = cp.client().await.unwrap();
+        let ns = cp.namespace(prefix).await.unwrap();
+        World {
+            cp,
+            client,
+            ns,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// `name` in the scratch directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes `text` to `name` in the scratch directory and returns its path.
+    ///
+    /// # Panics
+    /// When the file cannot be written.
+    pub fn file(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// The runner binary `binary` for context `name` with `manifest`, as admin, in this
+    /// namespace.
+    pub fn runner(&self, binary: &str, name: &str, manifest: &Path) -> RunnerCommand {
+        RunnerCommand::new(
+            runner_binary(binary),
+            &self.cp.kubeconfig,
+            &self.ns,
+            name,
+            manifest,
+        )
+    }
+
+    /// Creates the status ConfigMap `name`.
+    ///
+    /// # Panics
+    /// On API errors.
+    pub async fn status_cm(&self, name: &str) {
+        create_status_configmap(&self.client, &self.ns, name)
+            .await
+            .unwrap();
+    }
+
+    /// The status reported in ConfigMap `name`, if any.
+    ///
+    /// # Panics
+    /// On API errors.
+    pub async fn status(&self, name: &str) -> Option<serde_json::Value> {
+        reported_status(&self.client, &self.ns, name).await.unwrap()
+    }
+}
+
 /// Path of a runner binary built by `cargo build --bins` (next to this test executable's
 /// `deps/` directory).
 pub fn runner_binary(name: &str) -> PathBuf {

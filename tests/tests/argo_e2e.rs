@@ -9,56 +9,27 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
 use serde_json::{Value, json};
 
-/// One test's world: the shared control plane, an admin client and a fresh namespace.
-struct World {
-    cp: &'static ControlPlane,
-    client: kube::Client,
-    ns: String,
-    dir: tempfile::TempDir,
+/// What the Argo tests add to the harness's [`World`].
+trait ArgoWorld {
+    /// `argo-runner` for context `name` with `manifest`.
+    fn argo(&self, name: &str, manifest: &Path) -> RunnerCommand;
+    /// Waits until the reported status has `phase`, and returns it.
+    async fn await_phase(&self, name: &str, phase: &str) -> Value;
+    /// Names of the Workflows in the namespace.
+    async fn workflow_names(&self) -> Vec<String>;
+    /// Plays Argo's controller for Workflow `name` (running for 300 ms).
+    fn controller(
+        &self,
+        name: &str,
+        outcome: Outcome,
+    ) -> tokio::task::JoinHandle<anyhow::Result<()>>;
 }
 
-impl World {
-    async fn new(prefix: &str) -> World {
-        let cp = ControlPlane::shared();
-        let client = cp.client().await.unwrap();
-        let ns = cp.namespace(prefix).await.unwrap();
-        World {
-            cp,
-            client,
-            ns,
-            dir: tempfile::tempdir().unwrap(),
-        }
+impl ArgoWorld for World {
+    fn argo(&self, name: &str, manifest: &Path) -> RunnerCommand {
+        self.runner("argo-runner", name, manifest)
     }
 
-    /// Writes `text` to a file in the test's scratch directory.
-    fn file(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.dir.path().join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-
-    /// `argo-runner` for context `name` with `manifest`.
-    fn runner(&self, name: &str, manifest: &Path) -> RunnerCommand {
-        RunnerCommand::new(
-            runner_binary("argo-runner"),
-            &self.cp.kubeconfig,
-            &self.ns,
-            name,
-            manifest,
-        )
-    }
-
-    async fn status_cm(&self, name: &str) {
-        create_status_configmap(&self.client, &self.ns, name)
-            .await
-            .unwrap();
-    }
-
-    async fn status(&self, name: &str) -> Option<Value> {
-        reported_status(&self.client, &self.ns, name).await.unwrap()
-    }
-
-    /// Waits until the reported status has `phase`.
     async fn await_phase(&self, name: &str, phase: &str) -> Value {
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.ns);
         let cond = kube::runtime::wait::await_condition(api, name, |cm: Option<&ConfigMap>| {
@@ -130,7 +101,7 @@ async fn assert_invalid(w: &World, name: &str, out: &RunnerOutput, needle: &str)
 async fn hello_world_succeeds_and_reports_status_at_start_and_end() {
     let w = World::new("success").await;
     w.status_cm("hello").await;
-    let child = w.runner("hello", &example("hello-world")).spawn().unwrap();
+    let child = w.argo("hello", &example("hello-world")).spawn().unwrap();
 
     wait_for_workflow(&w.client, &w.ns, "hello", Duration::from_secs(60))
         .await
@@ -172,7 +143,7 @@ async fn workflow_object_lands_unchanged_with_labels_and_annotations() {
         let w = World::new("lands").await;
         let name = format!("wf-{i}");
         w.status_cm(&name).await;
-        let child = w.runner(&name, &example(ex)).spawn().unwrap();
+        let child = w.argo(&name, &example(ex)).spawn().unwrap();
         let obj = wait_for_workflow(&w.client, &w.ns, &name, Duration::from_secs(60))
             .await
             .unwrap();
@@ -224,7 +195,7 @@ async fn bare_and_wrapped_specs_get_service_account_and_owner_reference() {
     for (name, manifest) in [("bare", &bare), ("wrapped", &wrapped)] {
         w.status_cm(name).await;
         let cmd = w
-            .runner(name, manifest)
+            .argo(name, manifest)
             .var(
                 "RUNNER_CONTEXT_PLATFORM_SERVICE_ACCOUNT_NAME",
                 Some("workflow-sa"),
@@ -260,7 +231,7 @@ async fn bare_and_wrapped_specs_get_service_account_and_owner_reference() {
     let manifest = w.file("own.yaml", &serde_json::to_string(&own).unwrap());
     w.status_cm("own").await;
     let child = w
-        .runner("own", &manifest)
+        .argo("own", &manifest)
         .var(
             "RUNNER_CONTEXT_PLATFORM_SERVICE_ACCOUNT_NAME",
             Some("workflow-sa"),
@@ -284,7 +255,7 @@ async fn failed_workflow_exits_1_with_its_message() {
     w.status_cm("fails").await;
     let term_log = w.file("termination-log", "");
     let child = w
-        .runner("fails", &example("steps"))
+        .argo("fails", &example("steps"))
         .var(
             "RUNNER_TERMINATION_MESSAGE_PATH",
             Some(term_log.to_str().unwrap()),
@@ -310,7 +281,7 @@ async fn timeout_exits_1_and_reports_deadline_exceeded() {
     let w = World::new("timeout").await;
     w.status_cm("slow").await;
     let out = w
-        .runner("slow", &example("hello-world"))
+        .argo("slow", &example("hello-world"))
         .var("RUNNER_TIMEOUT", Some("2s"))
         .run()
         .await
@@ -333,7 +304,7 @@ async fn timeout_exits_1_and_reports_deadline_exceeded() {
 async fn deletion_mid_wait_fails() {
     let w = World::new("deleted").await;
     w.status_cm("gone").await;
-    let child = w.runner("gone", &example("hello-world")).spawn().unwrap();
+    let child = w.argo("gone", &example("hello-world")).spawn().unwrap();
     wait_for_workflow(&w.client, &w.ns, "gone", Duration::from_secs(60))
         .await
         .unwrap();
@@ -357,13 +328,13 @@ async fn retried_pod_adopts_its_own_workflow() {
     let w = World::new("adopt").await;
     w.status_cm("retry").await;
     // First attempt: killed (as a pod would be) once its Workflow exists.
-    let mut first = w.runner("retry", &example("hello-world")).spawn().unwrap();
+    let mut first = w.argo("retry", &example("hello-world")).spawn().unwrap();
     let created = wait_for_workflow(&w.client, &w.ns, "retry", Duration::from_secs(60))
         .await
         .unwrap();
     first.kill().await.unwrap();
     // Second attempt attaches to it.
-    let second = w.runner("retry", &example("hello-world")).spawn().unwrap();
+    let second = w.argo("retry", &example("hello-world")).spawn().unwrap();
     let running = w.await_phase("retry", "Running").await;
     w.controller("retry", Outcome::Succeeded)
         .await
@@ -393,7 +364,7 @@ async fn foreign_workflow_with_the_same_name_is_refused() {
         .await
         .unwrap();
     let out = w
-        .runner("taken", &example("hello-world"))
+        .argo("taken", &example("hello-world"))
         .run()
         .await
         .unwrap();
@@ -413,7 +384,7 @@ async fn dry_run_creates_nothing() {
     let w = World::new("dryrun").await;
     w.status_cm("dry").await;
     let out = w
-        .runner("dry", &example("dag-diamond"))
+        .argo("dry", &example("dag-diamond"))
         .var("RUNNER_CONTEXT_DRY_RUN", Some("true"))
         .run()
         .await
@@ -435,7 +406,7 @@ async fn dry_run_rejects_an_invalid_workflow_with_the_api_servers_message() {
     let manifest = w.file("bad.yaml", &serde_json::to_string(&spec).unwrap());
     for dry_run in ["true", "false"] {
         let out = w
-            .runner("bad", &manifest)
+            .argo("bad", &manifest)
             .var("RUNNER_CONTEXT_DRY_RUN", Some(dry_run))
             .run()
             .await
@@ -447,7 +418,7 @@ async fn dry_run_rejects_an_invalid_workflow_with_the_api_servers_message() {
     spec["notAnArgoField"] = json!(true);
     let manifest = w.file("unknown.yaml", &serde_json::to_string(&spec).unwrap());
     let out = w
-        .runner("bad", &manifest)
+        .argo("bad", &manifest)
         .var("RUNNER_CONTEXT_DRY_RUN", Some("true"))
         .run()
         .await
@@ -459,7 +430,7 @@ async fn dry_run_rejects_an_invalid_workflow_with_the_api_servers_message() {
 async fn sigterm_mid_wait_reports_cancelled_and_exits_143() {
     let w = World::new("sigterm").await;
     w.status_cm("term").await;
-    let child = w.runner("term", &example("hello-world")).spawn().unwrap();
+    let child = w.argo("term", &example("hello-world")).spawn().unwrap();
     wait_for_workflow(&w.client, &w.ns, "term", Duration::from_secs(60))
         .await
         .unwrap();
@@ -549,19 +520,19 @@ async fn bad_input_exits_2_with_one_line_naming_the_cause_and_writes_nothing() {
     w.status_cm("act").await;
     let good = example("hello-world");
     let cases: Vec<(&str, RunnerCommand, &str)> = vec![
-        ("no manifest var", w.runner("act", &good).var("RUNNER_INPUT_MANIFEST_PATH", None), "RUNNER_INPUT_MANIFEST_PATH"),
-        ("no context name", w.runner("act", &good).var("RUNNER_CONTEXT_NAME", None), "RUNNER_CONTEXT_NAME"),
-        ("no namespace", w.runner("act", &good).var("RUNNER_CONTEXT_PLATFORM_NAMESPACE", None), "RUNNER_CONTEXT_PLATFORM_NAMESPACE"),
-        ("manifest missing", w.runner("act", Path::new("/nonexistent/wf.yaml")), "/nonexistent/wf.yaml"),
-        ("manifest unreadable", w.runner("act", w.dir.path()), "cannot read"),
-        ("manifest empty", w.runner("act", &w.file("empty.yaml", "\n# nothing\n")), "is empty"),
-        ("malformed yaml", w.runner("act", &w.file("bad.yaml", "spec:\n  entrypoint: [a\n  templates: x\n")), "line 3 column"),
-        ("wrong shape", w.runner("act", &w.file("list.yaml", "- a\n- b\n")), "wrong shape"),
-        ("wrong kind", w.runner("act", &w.file("pod.yaml", "apiVersion: v1\nkind: Pod\nspec: {containers: []}\n")), "apiVersion"),
-        ("bad timeout", w.runner("act", &good).var("RUNNER_TIMEOUT", Some("ten minutes")), "RUNNER_TIMEOUT"),
-        ("bad namespace", w.runner("act", &good).var("RUNNER_CONTEXT_PLATFORM_NAMESPACE", Some("Not_A_Namespace")), "RUNNER_CONTEXT_PLATFORM_NAMESPACE"),
-        ("bad dry run", w.runner("act", &good).var("RUNNER_CONTEXT_DRY_RUN", Some("maybe")), "RUNNER_CONTEXT_DRY_RUN"),
-        ("namespace mismatch", w.runner("act", &w.file("ns.yaml", "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata: {namespace: other}\nspec: {templates: []}\n")), "metadata.namespace"),
+        ("no manifest var", w.argo("act", &good).var("RUNNER_INPUT_MANIFEST_PATH", None), "RUNNER_INPUT_MANIFEST_PATH"),
+        ("no context name", w.argo("act", &good).var("RUNNER_CONTEXT_NAME", None), "RUNNER_CONTEXT_NAME"),
+        ("no namespace", w.argo("act", &good).var("RUNNER_CONTEXT_PLATFORM_NAMESPACE", None), "RUNNER_CONTEXT_PLATFORM_NAMESPACE"),
+        ("manifest missing", w.argo("act", Path::new("/nonexistent/wf.yaml")), "/nonexistent/wf.yaml"),
+        ("manifest unreadable", w.argo("act", w.dir.path()), "cannot read"),
+        ("manifest empty", w.argo("act", &w.file("empty.yaml", "\n# nothing\n")), "is empty"),
+        ("malformed yaml", w.argo("act", &w.file("bad.yaml", "spec:\n  entrypoint: [a\n  templates: x\n")), "line 3 column"),
+        ("wrong shape", w.argo("act", &w.file("list.yaml", "- a\n- b\n")), "wrong shape"),
+        ("wrong kind", w.argo("act", &w.file("pod.yaml", "apiVersion: v1\nkind: Pod\nspec: {containers: []}\n")), "apiVersion"),
+        ("bad timeout", w.argo("act", &good).var("RUNNER_TIMEOUT", Some("ten minutes")), "RUNNER_TIMEOUT"),
+        ("bad namespace", w.argo("act", &good).var("RUNNER_CONTEXT_PLATFORM_NAMESPACE", Some("Not_A_Namespace")), "RUNNER_CONTEXT_PLATFORM_NAMESPACE"),
+        ("bad dry run", w.argo("act", &good).var("RUNNER_CONTEXT_DRY_RUN", Some("maybe")), "RUNNER_CONTEXT_DRY_RUN"),
+        ("namespace mismatch", w.argo("act", &w.file("ns.yaml", "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata: {namespace: other}\nspec: {templates: []}\n")), "metadata.namespace"),
     ];
     for (what, cmd, needle) in cases {
         let out = cmd.run().await.unwrap();
@@ -569,7 +540,7 @@ async fn bad_input_exits_2_with_one_line_naming_the_cause_and_writes_nothing() {
         assert_invalid(&w, "act", &out, needle).await;
     }
     // A missing status ConfigMap is named, and nothing is created.
-    let out = w.runner("no-cm", &good).run().await.unwrap();
+    let out = w.argo("no-cm", &good).run().await.unwrap();
     assert_invalid(&w, "act", &out, "status ConfigMap").await;
     assert!(error_lines(&out.stderr)[0].contains(&format!("{}/no-cm", w.ns)));
 }
@@ -579,7 +550,7 @@ async fn no_kubeconfig_or_unreachable_api_server_exits_3() {
     let w = World::new("nocluster").await;
     let home = tempfile::tempdir().unwrap();
     let out = w
-        .runner("act", &example("hello-world"))
+        .argo("act", &example("hello-world"))
         .var("KUBECONFIG", Some("/nonexistent/kubeconfig"))
         .var("HOME", Some(home.path().to_str().unwrap()))
         .run()
@@ -602,7 +573,7 @@ async fn no_kubeconfig_or_unreachable_api_server_exits_3() {
         ),
     );
     let out = w
-        .runner("act", &example("hello-world"))
+        .argo("act", &example("hello-world"))
         .var("KUBECONFIG", Some(kubeconfig.to_str().unwrap()))
         .run()
         .await
@@ -650,7 +621,7 @@ async fn status_configmap_is_shared_safely_with_other_writers() {
     use kube::api::{Patch, PatchParams};
     let w = World::new("sharedcm").await;
     w.status_cm("shared").await;
-    let child = w.runner("shared", &example("hello-world")).spawn().unwrap();
+    let child = w.argo("shared", &example("hello-world")).spawn().unwrap();
     // Another writer keeps changing its own key (so the ConfigMap's resourceVersion keeps
     // moving) while the runner reports; neither loses its write.
     let api: Api<ConfigMap> = Api::namespaced(w.client.clone(), &w.ns);

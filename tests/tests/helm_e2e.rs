@@ -3,19 +3,20 @@
 //! loopback (`helm package` + `helm repo index`, a small HTTP server below): Helm's own
 //! standard chart (`helm create webapp`) and, from Helm's Go module in the module cache,
 //! `testdata/testcharts/chart-with-secret` and `chart-with-template-with-invalid-yaml`.
-//! No kubelet runs, so charts with workloads are installed with `wait: false`.
+//! No kubelet runs: charts with workloads are installed with `wait: false`, except in
+//! `wait_true_waits_for_the_rollout`, where the test plays the Deployment controller.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use action_runner_tests::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::{Api, ListParams};
-use serde_json::Value;
 
 const PASSWORD: &str = "s3cr3t-Pa55w0rd-never-shown";
 
@@ -159,41 +160,28 @@ fn serve(mut conn: std::net::TcpStream, root: &Path) {
     let _ = conn.write_all(&response);
 }
 
-/// One test's world: the shared control plane, an admin client, a fresh namespace, a scratch
-/// directory for manifests and outputs.
-struct World {
-    cp: &'static ControlPlane,
-    client: kube::Client,
-    ns: String,
-    dir: tempfile::TempDir,
+/// What the Helm tests add to the harness's [`World`].
+trait HelmWorld {
+    async fn helm_runner(&self, name: &str, command: &str, manifest: &str) -> RunnerCommand;
+    /// Runs [`HelmWorld::helm_runner`] to its end.
+    async fn run_helm(&self, name: &str, command: &str, manifest: &str) -> RunnerOutput;
+    fn release_out(&self, name: &str) -> String;
+    fn additional_out(&self, name: &str) -> Option<String>;
+    async fn release_records<K>(&self, release: &str) -> Vec<String>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default;
+    async fn deployment(&self, name: &str) -> Option<Deployment>;
+    async fn assert_never_shown(&self, name: &str, out: &RunnerOutput, text: &str);
 }
 
-impl World {
-    async fn new(prefix: &str) -> World {
-        let cp = ControlPlane::shared();
-        let client = cp.client().await.unwrap();
-        let ns = cp.namespace(prefix).await.unwrap();
-        World {
-            cp,
-            client,
-            ns,
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn file(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.path(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-
+impl HelmWorld for World {
     /// `helm-runner` for context `name`, `command`, the manifest `manifest` (written to a
     /// file), outputs in the scratch directory.
-    async fn runner(&self, name: &str, command: &str, manifest: &str) -> RunnerCommand {
+    async fn helm_runner(&self, name: &str, command: &str, manifest: &str) -> RunnerCommand {
         create_status_configmap(&self.client, &self.ns, name)
             .await
             .unwrap();
@@ -225,19 +213,17 @@ impl World {
         )
     }
 
+    async fn run_helm(&self, name: &str, command: &str, manifest: &str) -> RunnerOutput {
+        let cmd = self.helm_runner(name, command, manifest).await;
+        cmd.run().await.unwrap()
+    }
+
     fn release_out(&self, name: &str) -> String {
         std::fs::read_to_string(self.path(&format!("{name}-release.yaml"))).unwrap()
     }
 
     fn additional_out(&self, name: &str) -> Option<String> {
         std::fs::read_to_string(self.path(&format!("{name}-additional.yaml"))).ok()
-    }
-
-    async fn status(&self, name: &str) -> Value {
-        reported_status(&self.client, &self.ns, name)
-            .await
-            .unwrap()
-            .unwrap_or(Value::Null)
     }
 
     /// Names of Helm's release records (Secrets or ConfigMaps labelled `owner=helm`).
@@ -291,14 +277,6 @@ impl World {
     }
 }
 
-fn error_line(stderr: &str) -> String {
-    stderr
-        .lines()
-        .filter(|l| l.contains("\"level\":\"ERROR\""))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 fn replicas(d: &Deployment) -> i32 {
     d.spec.as_ref().and_then(|s| s.replicas).unwrap_or_default()
 }
@@ -328,14 +306,9 @@ async fn install_from_repository_then_upgrade_with_reuse_and_reset_values() {
          values:\n  replicaCount: 2\n  podAnnotations: {{db-password: \"{PASSWORD}\"}}\n\
          output:\n  additional:\n    goTemplate: \"{WEBAPP_TEMPLATE}\"\n"
     );
-    let out = w
-        .runner("install", "install", &manifest)
-        .await
-        .run()
-        .await
-        .unwrap();
+    let out = w.run_helm("install", "install", &manifest).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let status = w.status("install").await;
+    let status = w.status("install").await.unwrap();
     assert_eq!(status["phase"], "Succeeded", "{status}");
     assert_eq!(status["runner"], "helm");
     assert_eq!(
@@ -390,7 +363,7 @@ async fn install_from_repository_then_upgrade_with_reuse_and_reset_values() {
          output: {{additional: {{goTemplate: \"{WEBAPP_TEMPLATE}\"}}}}\n"
     );
     let out = w
-        .runner("upgrade-reuse", "upgrade", &manifest)
+        .helm_runner("upgrade-reuse", "upgrade", &manifest)
         .await
         .var(
             "RUNNER_HELM_RELEASE_PATH",
@@ -400,7 +373,7 @@ async fn install_from_repository_then_upgrade_with_reuse_and_reset_values() {
         .await
         .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let status = w.status("upgrade-reuse").await;
+    let status = w.status("upgrade-reuse").await.unwrap();
     assert_eq!(
         status["runnerStatus"],
         serde_json::json!({"phase": "Upgrading"})
@@ -431,7 +404,7 @@ async fn install_from_repository_then_upgrade_with_reuse_and_reset_values() {
     let manifest =
         "wait: false\nresetValues: true\nmaxHistory: 2\nvalues: {service: {port: 8080}}\n";
     let out = w
-        .runner("upgrade-reset", "upgrade", manifest)
+        .helm_runner("upgrade-reset", "upgrade", manifest)
         .await
         .var(
             "RUNNER_HELM_RELEASE_PATH",
@@ -445,7 +418,7 @@ async fn install_from_repository_then_upgrade_with_reuse_and_reset_values() {
     assert_eq!(replicas(&d), 1, "replicaCount reset to the chart's 1");
     assert!(!image(&d).ends_with(":1.27"), "{}", image(&d));
     assert!(
-        w.status("upgrade-reset").await["message"]
+        w.status("upgrade-reset").await.unwrap()["message"]
             .as_str()
             .unwrap()
             .contains("revision 3")
@@ -472,7 +445,7 @@ async fn generate_name_configmap_driver_values_file_and_storage_outputs() {
         values.display()
     );
     let out = w
-        .runner("gen", "install", &manifest)
+        .helm_runner("gen", "install", &manifest)
         .await
         .var("RUNNER_HELM_DRIVER", Some("configmap"))
         .run()
@@ -522,15 +495,12 @@ async fn local_chart_dir_and_archive() {
     // Helm's test chart directory, read from the module cache in place.
     let dir = helm_testchart("chart-with-secret");
     let out = w
-        .runner(
+        .run_helm(
             "dir",
             "install",
             &format!("name: from-dir\nchart: {{name: {}}}\n", dir.display()),
         )
-        .await
-        .run()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
         w.release_out("dir"),
@@ -542,7 +512,7 @@ async fn local_chart_dir_and_archive() {
     // A chart archive made by `helm package` (Helm's standard chart).
     let archive = repo().dir.join("served/webapp-0.1.0.tgz");
     let out = w
-        .runner(
+        .run_helm(
             "tgz",
             "install",
             &format!(
@@ -550,10 +520,7 @@ async fn local_chart_dir_and_archive() {
                 archive.display()
             ),
         )
-        .await
-        .run()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
         w.release_records::<Secret>("from-tgz").await,
@@ -566,39 +533,36 @@ async fn failing_template_exits_1_with_helms_message() {
     let w = World::new("helm-fail").await;
     let chart = helm_testchart("chart-with-template-with-invalid-yaml");
     let out = w
-        .runner(
+        .run_helm(
             "bad-yaml",
             "install",
             &format!("name: broken\nchart: {{name: {}}}\n", chart.display()),
         )
-        .await
-        .run()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let status = w.status("bad-yaml").await;
+    let status = w.status("bad-yaml").await.unwrap();
     assert_eq!(status["phase"], "Failed");
     let msg = status["message"].as_str().unwrap();
     assert!(msg.contains("YAML parse error"), "{msg}");
-    assert!(error_line(&out.stderr).contains("YAML parse error"));
+    assert!(
+        error_lines(&out.stderr)
+            .join("\n")
+            .contains("YAML parse error")
+    );
     assert!(w.release_records::<Secret>("broken").await.is_empty());
 
     // A chart that fails with a message built from a value: the value is redacted everywhere.
     let out = w
-        .runner(
+        .run_helm(
             "boom",
             "install",
             &format!(
                 "name: boom\nchart: {{name: boom, repo: \"{}\"}}\nvalues: {{boom: true, password: \"{PASSWORD}\"}}\n",
                 repo().url
             ),
-        )
-        .await
-        .run()
-        .await
-        .unwrap();
+        ).await;
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let msg = w.status("boom").await["message"]
+    let msg = w.status("boom").await.unwrap()["message"]
         .as_str()
         .unwrap()
         .to_string();
@@ -610,7 +574,7 @@ async fn failing_template_exits_1_with_helms_message() {
 async fn missing_chart_version_exits_1() {
     let w = World::new("helm-missing").await;
     let out = w
-        .runner(
+        .run_helm(
             "missing",
             "install",
             &format!(
@@ -618,12 +582,9 @@ async fn missing_chart_version_exits_1() {
                 repo().url
             ),
         )
-        .await
-        .run()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let msg = w.status("missing").await["message"]
+    let msg = w.status("missing").await.unwrap()["message"]
         .as_str()
         .unwrap()
         .to_string();
@@ -634,7 +595,7 @@ async fn missing_chart_version_exits_1() {
 async fn dry_run_stores_nothing() {
     let w = World::new("helm-dry").await;
     let out = w
-        .runner(
+        .helm_runner(
             "dry",
             "install",
             &format!(
@@ -649,7 +610,7 @@ async fn dry_run_stores_nothing() {
         .await
         .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let status = w.status("dry").await;
+    let status = w.status("dry").await.unwrap();
     assert_eq!(status["dryRun"], true);
     assert!(
         status["message"].as_str().unwrap().contains("dry run"),
@@ -717,25 +678,29 @@ async fn bad_input_exits_2_and_writes_nothing() {
         ),
     ];
     for (name, manifest, vars, needle) in cases {
-        let mut cmd = w.runner(name, "install", &manifest).await;
+        let mut cmd = w.helm_runner(name, "install", &manifest).await;
         for (k, v) in vars {
             cmd = cmd.var(k, v);
         }
         let out = cmd.run().await.unwrap();
         assert_eq!(out.code, 2, "{name}: {}", out.stderr);
-        let err = error_line(&out.stderr);
+        let err = error_lines(&out.stderr).join("\n");
         assert!(err.contains(needle), "{name}: {err}");
         assert_eq!(err.lines().count(), 1, "{name}: {err}");
     }
     let unknown = w
-        .runner(
+        .helm_runner(
             "unknown-field-2",
             "install",
             &format!("{good}valuez: {{}}\n"),
         )
         .await;
     let out = unknown.run().await.unwrap();
-    assert!(error_line(&out.stderr).contains("line 4"), "{}", out.stderr);
+    assert!(
+        error_lines(&out.stderr).join("\n").contains("line 4"),
+        "{}",
+        out.stderr
+    );
     assert!(w.release_records::<Secret>("bad").await.is_empty());
     assert!(w.deployment("bad-webapp").await.is_none());
 }
@@ -752,11 +717,8 @@ async fn shipped_examples_install_then_upgrade() {
             .replace("namespace: helm-example", &format!("namespace: {}", w.ns))
     };
     let out = w
-        .runner("example-install", "install", &example("install.yaml"))
-        .await
-        .run()
-        .await
-        .unwrap();
+        .run_helm("example-install", "install", &example("install.yaml"))
+        .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     let ns = &w.ns;
     assert_eq!(
@@ -773,7 +735,7 @@ async fn shipped_examples_install_then_upgrade() {
     );
     let release = w.file("example-release.yaml", &example("helm-release.yaml"));
     let out = w
-        .runner("example-upgrade", "upgrade", &example("upgrade.yaml"))
+        .helm_runner("example-upgrade", "upgrade", &example("upgrade.yaml"))
         .await
         .var("RUNNER_HELM_RELEASE_PATH", Some(release.to_str().unwrap()))
         .run()
@@ -787,4 +749,46 @@ async fn shipped_examples_install_then_upgrade() {
     let d = w.deployment("shop-webapp").await.unwrap();
     assert_eq!(replicas(&d), 2);
     assert!(image(&d).ends_with(":1.27"));
+}
+
+/// `wait: true` runs Helm with `--wait`: the install ends only once the Deployment's rollout
+/// is done. No kubelet runs here, so the test plays the Deployment controller, finishing the
+/// rollout 1 s after it sees it. Without a controller the rollout never ends and the run fails
+/// when `RUNNER_TIMEOUT` (Helm's `--timeout`) runs out, with Helm's reason.
+#[tokio::test]
+async fn wait_true_waits_for_the_rollout() {
+    let w = World::new("helm-wait").await;
+    let controller = tokio::spawn(play_deployment_controller(
+        w.client.clone(),
+        w.ns.clone(),
+        Duration::from_secs(1),
+    ));
+    let input = |name: &str| {
+        format!(
+            "name: {name}\nchart: {{name: webapp, repo: \"{}\", version: 0.1.0}}\nwait: true\n",
+            repo().url
+        )
+    };
+    let out = w.run_helm("ready", "install", &input("ready")).await;
+    controller.abort();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let d = w.deployment("ready-webapp").await.unwrap();
+    let observed = d.status.and_then(|s| s.observed_generation);
+    assert_eq!(
+        observed, d.metadata.generation,
+        "the run ended before the rollout"
+    );
+
+    let out = w
+        .helm_runner("stuck", "install", &input("stuck"))
+        .await
+        .var("RUNNER_TIMEOUT", Some("3s"))
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let status = w.status("stuck").await.unwrap();
+    assert_eq!(status["phase"], "Failed", "{status}");
+    let message = status["message"].as_str().unwrap();
+    assert!(message.contains("context deadline exceeded"), "{message}");
 }

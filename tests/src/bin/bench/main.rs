@@ -1,9 +1,10 @@
 //! Benchmark: our runners side by side with the tools a user would pick instead, on one local
 //! control plane, in one run. Writes `bench.json` and `bench.md` into the output directory.
 //!
-//! Usage: `hack/bench.sh [--smoke] [--images] [--out DIR]` (builds release binaries and the
-//! peers first). `--smoke`: N = 1 and one repetition, so that CI keeps the benchmark from
-//! rotting.
+//! Usage: `hack/bench.sh [--smoke] [--images] [--out DIR] [--reps R] [--scale N,N] [--only argo|helm]`
+//! (builds release binaries and the peers first). `--smoke`: N = 1 and one repetition, so that
+//! CI keeps the benchmark from rotting. `--reps`, `--scale` and `--only` narrow a run down for
+//! investigating one figure.
 //!
 //! Argo ([`argo`]), for `argo-runner`, `argo submit --wait` and Capact's `argo-runner`:
 //! binary size; cold start (spawn until the driver's watch shows the Workflow, ms); completion
@@ -34,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use action_runner_tests::*;
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
@@ -136,11 +137,31 @@ async fn main() -> Result<()> {
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target/bench"));
     std::fs::create_dir_all(&out_dir)?;
-    let (reps, scale): (usize, Vec<usize>) = if smoke {
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let (mut reps, mut scale): (usize, Vec<usize>) = if smoke {
         (1, vec![1])
     } else {
         (REPETITIONS, SCALE_FULL.to_vec())
     };
+    if let Some(r) = value("--reps") {
+        reps = r.parse().context("--reps takes a number")?;
+    }
+    if let Some(list) = value("--scale") {
+        scale = list
+            .split(',')
+            .map(|n| n.trim().parse())
+            .collect::<Result<_, _>>()
+            .context("--scale takes numbers separated by commas")?;
+    }
+    let only = value("--only");
+    if !matches!(only.as_deref(), None | Some("argo" | "helm")) {
+        bail!("--only takes argo or helm");
+    }
 
     let tools = Tools::locate()?;
     eprintln!("bench: starting the control plane");
@@ -157,10 +178,16 @@ async fn main() -> Result<()> {
     // One unmeasured run first: the API server's first requests from a new ServiceAccount token
     // (authentication and authorization caches) are slower, and would skew whichever tool
     // happened to run first.
-    eprintln!("bench: warm-up run (not measured)");
-    argo.single(argo::Tool::Ours, 0).await?;
     let mut argo_results = serde_json::Map::new();
-    for tool in argo.tools() {
+    if only.as_deref() != Some("helm") {
+        eprintln!("bench: warm-up run (not measured)");
+        argo.single(argo::Tool::Ours, 0).await?;
+    }
+    for tool in argo
+        .tools()
+        .into_iter()
+        .filter(|_| only.as_deref() != Some("helm"))
+    {
         argo_results.insert(tool.key().into(), argo.measure(tool, reps, &scale).await?);
     }
 
@@ -170,7 +197,11 @@ async fn main() -> Result<()> {
         binary_from_env("KAR_CAPACT_HELM_RUNNER"),
     )?;
     let mut helm_results = serde_json::Map::new();
-    for tool in helm.tools() {
+    for tool in helm
+        .tools()
+        .into_iter()
+        .filter(|_| only.as_deref() != Some("argo"))
+    {
         let mut v = helm.measure(tool, reps).await?;
         // What ships: ours is the runner and the Helm CLI it runs.
         v["shippedBytes"] = match tool {

@@ -58,11 +58,14 @@ fn hwm_kib(pid: u32) -> Option<u64> {
 /// Spawns `cmd` and returns its pid and a task resolving when it exits (reaped with `wait4`,
 /// which gives CPU time including reaped descendants').
 ///
-/// Peak RSS is sampled every 5 ms from `/proc` (`VmHWM`, each program's own high-water mark
-/// since `exec`): `wait4`'s `ru_maxrss` would count the RSS of this driver, which the child
-/// shares until `exec`, and only the largest single process of a tree.
+/// With `sample_rss`, peak RSS is sampled every 5 ms from `/proc` (`VmHWM`, each program's own
+/// high-water mark since `exec`): `wait4`'s `ru_maxrss` would count the RSS of this driver,
+/// which the child shares until `exec`, and only the largest single process of a tree.
+/// Without it `max_rss_kib` is 0: the scale runs do not sample, as hundreds of samplers
+/// reading `/proc` every 5 ms would take the CPU the processes under test need.
 pub fn spawn_measured(
     mut cmd: std::process::Command,
+    sample_rss: bool,
 ) -> Result<(u32, tokio::task::JoinHandle<Exited>)> {
     let child = cmd
         .stdin(Stdio::null())
@@ -73,6 +76,9 @@ pub fn spawn_measured(
     let stderr = child.stderr;
     let sampler = std::thread::spawn(move || {
         let mut peak = 0u64;
+        if !sample_rss {
+            return peak;
+        }
         loop {
             let mut sum = 0;
             let mut root_alive = false;
