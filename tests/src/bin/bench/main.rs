@@ -229,6 +229,10 @@ async fn main() -> Result<()> {
             "helm-cli": tools.helm.display().to_string(),
             "images": "Peers' images: not measured. Their official images (quay.io/argoproj/argocli, Helm's, ghcr.io/capactio) cannot be pulled here: this machine reaches no container registry. Compare the binary sizes above.",
         },
+        "ratios": {
+            "argo": measure::ratios(&argo_results, "argo-runner"),
+            "helm": measure::ratios(&helm_results, "helm-runner"),
+        },
         "argo": argo_results,
         "helm": helm_results,
         "images": images,

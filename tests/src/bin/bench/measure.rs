@@ -164,12 +164,47 @@ pub fn median_of(runs: &[Value], key: &str) -> f64 {
     )
 }
 
-/// `ours / peer` with two decimals, or `n/a`.
-pub fn ratio(ours: &Value, peer: &Value) -> String {
+/// `ours / peer`, if both are numbers and `peer` is not 0.
+pub fn ratio_of(ours: &Value, peer: &Value) -> Option<f64> {
     match (ours.as_f64(), peer.as_f64()) {
-        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
-        _ => "n/a".into(),
+        (Some(a), Some(b)) if b > 0.0 => Some((a / b * 100.0).round() / 100.0),
+        _ => None,
     }
+}
+
+/// `ours / peer` with two decimals for a table cell, marked `(we lose)` above 1.05: every
+/// figure of the benchmark is better lower. `n/a` when either is missing.
+pub fn ratio(ours: &Value, peer: &Value) -> String {
+    match ratio_of(ours, peer) {
+        Some(r) if r > 1.05 => format!("{r:.2} (we lose)"),
+        Some(r) => format!("{r:.2}"),
+        None => "n/a".into(),
+    }
+}
+
+/// Every ratio `ours / peer` of one comparison: `{peer key: {figure: ratio}}`, for each
+/// numeric figure and, for the scale runs, `n<N>.<figure>`.
+pub fn ratios(results: &serde_json::Map<String, Value>, ours: &str) -> Value {
+    let our = results.get(ours).cloned().unwrap_or_default();
+    let mut all = serde_json::Map::new();
+    for (key, peer) in results.iter().filter(|(k, _)| *k != ours) {
+        let mut r = serde_json::Map::new();
+        for (figure, v) in our.as_object().into_iter().flatten() {
+            if let Some(x) = ratio_of(v, &peer[figure]) {
+                r.insert(figure.clone(), json!(x));
+            }
+        }
+        let scale = |v: &Value| v["scale"].as_array().cloned().unwrap_or_default();
+        for (a, b) in scale(&our).iter().zip(scale(peer).iter()) {
+            for figure in ["wallMs", "processCpuMs", "apiServerCpuMs"] {
+                if let Some(x) = ratio_of(&a[figure], &b[figure]) {
+                    r.insert(format!("n{}.{figure}", a["n"]), json!(x));
+                }
+            }
+        }
+        all.insert(key.clone(), Value::Object(r));
+    }
+    Value::Object(all)
 }
 
 /// Cores, memory (GiB) and CPU model of this machine.
