@@ -56,15 +56,28 @@ fn api_requests(results: &serde_json::Map<String, Value>, what: &str) -> String 
 pub fn markdown(r: &Value) -> String {
     let m = &r["machine"];
     let mut s = format!(
-        "Machine: {} cores, {} GiB, {}. Repetitions: {} (medians).\n\n### Argo: submit a Workflow and wait for it\n\n",
+        "Machine: {} cores, {} GiB, {}. Repetitions: {} (medians).\n",
         m["cores"],
         m["memoryGiB"],
         m["cpu"].as_str().unwrap_or(""),
         r["repetitions"]
     );
     let argo = r["argo"].as_object().cloned().unwrap_or_default();
+    let helm = r["helm"].as_object().cloned().unwrap_or_default();
+    if !argo.is_empty() {
+        argo_section(&mut s, &argo);
+    }
+    if !helm.is_empty() {
+        helm_section(&mut s, &helm);
+    }
+    images_section(&mut s, r);
+    s
+}
+
+fn argo_section(s: &mut String, argo: &serde_json::Map<String, Value>) {
+    s.push_str("\n### Argo: submit a Workflow and wait for it\n\n");
     s.push_str(&table(
-        &argo,
+        argo,
         "argo-runner",
         &[
             ("binary size (bytes)", "binaryBytes"),
@@ -74,7 +87,7 @@ pub fn markdown(r: &Value) -> String {
             ("CPU time per run (ms)", "cpuMs"),
         ],
     ));
-    s.push_str(&api_requests(&argo, "run"));
+    s.push_str(&api_requests(argo, "run"));
     s.push_str(
         "\nScale (N at once; wall ms, process CPU ms, API server CPU ms, failures):\n\n| N |",
     );
@@ -106,11 +119,12 @@ pub fn markdown(r: &Value) -> String {
         }
         s.push('\n');
     }
+}
 
+fn helm_section(s: &mut String, helm: &serde_json::Map<String, Value>) {
     s.push_str("\n### Helm: install, then upgrade, of the same chart\n\n");
-    let helm = r["helm"].as_object().cloned().unwrap_or_default();
     s.push_str(&table(
-        &helm,
+        helm,
         "helm-runner",
         &[
             ("binaries shipped (bytes)", "shippedBytes"),
@@ -132,8 +146,10 @@ pub fn markdown(r: &Value) -> String {
             ("upgrade, no wait: CPU time (ms)", "upgradeNoWaitCpuMs"),
         ],
     ));
-    s.push_str(&api_requests(&helm, "run (every install and upgrade)"));
+    s.push_str(&api_requests(helm, "run (every install and upgrade)"));
+}
 
+fn images_section(s: &mut String, r: &Value) {
     s.push_str("\n### Images\n\n");
     match r["images"].as_array() {
         Some(lines) if !lines.is_empty() => {
@@ -152,5 +168,4 @@ pub fn markdown(r: &Value) -> String {
         "\nCapact: {}\n",
         r["peers"]["capact"].as_str().unwrap_or("")
     ));
-    s
 }
