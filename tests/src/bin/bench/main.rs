@@ -137,6 +137,17 @@ async fn main() -> Result<()> {
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target/bench"));
     std::fs::create_dir_all(&out_dir)?;
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--smoke" => i += 1,
+            "--out" | "--reps" | "--scale" | "--only" if i + 1 < args.len() => i += 2,
+            other => bail!(
+                "unknown or incomplete argument {other:?}; usage: bench [--smoke] [--out DIR] \
+                 [--reps R] [--scale N,N,...] [--only argo|helm]"
+            ),
+        }
+    }
     let value = |flag: &str| {
         args.iter()
             .position(|a| a == flag)
