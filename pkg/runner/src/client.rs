@@ -10,8 +10,10 @@
 //! first one (HTTP/1.1); `hack/bench.sh` measured the completion notice at 51 ms with Nagle and
 //! 15 ms without. Go's `net` package sets `TCP_NODELAY` by default, so the Go peers never paid it.
 //!
-//! A kubeconfig with a `proxy-url` falls back to kube's default stack (proxy tunnelling is not
-//! rebuilt here).
+//! Left out of kube's stack: its HTTP tracing layer (whose events the runners switch off
+//! anyway) and the expiry kube records for client certificates an exec plugin hands out (a
+//! runner lives for one action, far shorter than such certificates). A kubeconfig with a
+//! `proxy-url` falls back to kube's default stack (proxy tunnelling is not rebuilt here).
 
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
