@@ -445,6 +445,9 @@ async fn sigterm_mid_wait_reports_cancelled_and_exits_143() {
     assert!(status["message"].as_str().unwrap().contains("SIGTERM"));
 }
 
+/// The API server restarts while the runner waits: the watch breaks, cannot connect for a
+/// while, then resumes from a resourceVersion the new watch cache no longer has (410 Gone,
+/// "too old resource version"); kube-runtime's watcher lists again and the run ends normally.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_server_restart_mid_wait_is_survived() {
     // Its own control plane: restarting the shared one would disturb the other tests.
@@ -480,6 +483,19 @@ async fn api_server_restart_mid_wait_is_survived() {
         .await
         .unwrap()
         .unwrap();
+    // Move the cluster's resourceVersion past the one the runner last saw: a Workflow its watch
+    // (a field selector on its own name) is not told about. The restarted API server's watch
+    // cache starts at the newer version, so the runner's resumed watch gets 410 Gone
+    // ("too old resource version") and must list again.
+    let mut bystander = example_json("hello-world");
+    bystander["metadata"] = json!({"name": "bystander"});
+    workflows(&client, &ns)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(bystander).unwrap(),
+        )
+        .await
+        .unwrap();
     tokio::task::spawn_blocking(move || {
         cp.stop_apiserver();
         std::thread::sleep(Duration::from_secs(2));
@@ -503,6 +519,11 @@ async fn api_server_restart_mid_wait_is_survived() {
     assert!(
         out.stderr.contains("watch interrupted"),
         "the watch was not interrupted: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("too old resource version"),
+        "the resumed watch did not get 410 Gone: {}",
         out.stderr
     );
     assert_eq!(
