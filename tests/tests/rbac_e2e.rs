@@ -156,6 +156,13 @@ struct Deployment {
 }
 
 impl Deployment {
+    /// [`Deployment::new`] with `verb` on `resource` removed from the Role, in a namespace
+    /// named after them (`<prefix>-<verb>-<first 4 letters of resource>`).
+    async fn without(runner: &str, prefix: &str, resource: &str, verb: &str) -> Deployment {
+        let prefix = format!("{prefix}-{verb}-{}", &resource[..4]);
+        Deployment::new(runner, &prefix, |r| without_verb(r, resource, verb), None).await
+    }
+
     /// Applies every object of `deploy/<runner>` into a new namespace named after `prefix`,
     /// after `edit_role` has changed the runner's Role; then mints a token for the runner's
     /// ServiceAccount and writes a kubeconfig holding only it, for `server` (the API server's
@@ -611,14 +618,7 @@ async fn removing_any_verb_from_the_argo_role_exits_3_naming_it() {
         "the Role grants exactly these (resource, verb) pairs: {cases:?}"
     );
     let runs = cases.iter().map(|(resource, verb)| async move {
-        let prefix = format!("rbac-no-{verb}-{}", &resource[..4]);
-        let d = Deployment::new(
-            "argo-runner",
-            &prefix,
-            |r| without_verb(r, resource, verb),
-            None,
-        )
-        .await;
+        let d = Deployment::without("argo-runner", "rbac-no", resource, verb).await;
         let name = d.context_name();
         if (resource.as_str(), verb.as_str()) == ("workflows", "get") {
             // What the first pod of this Job created before it died.
@@ -716,14 +716,7 @@ async fn removing_any_verb_an_install_uses_from_the_helm_role_exits_3_naming_it(
         ("configmaps", "patch"),
     ];
     let runs = cases.iter().map(|(resource, verb)| async move {
-        let prefix = format!("rbac-helm-no-{verb}-{}", &resource[..4]);
-        let d = Deployment::new(
-            "helm-runner",
-            &prefix,
-            |r| without_verb(r, resource, verb),
-            None,
-        )
-        .await;
+        let d = Deployment::without("helm-runner", "rbac-helm-no", resource, verb).await;
         let out = helm_command(&d).run().await.unwrap();
         (
             resource.to_string(),
@@ -735,27 +728,14 @@ async fn removing_any_verb_an_install_uses_from_the_helm_role_exits_3_naming_it(
     let results = futures::future::join_all(runs).await;
     // Without `update secrets` Helm only warns and leaves the stored release `pending-install`;
     // the runner reads the stored state back (`helm status`) and fails the run.
-    let d = Deployment::new(
-        "helm-runner",
-        "rbac-helm-no-update-secr",
-        |r| without_verb(r, "secrets", "update"),
-        None,
-    )
-    .await;
+    let d = Deployment::without("helm-runner", "rbac-helm-no", "secrets", "update").await;
     let out = helm_command(&d).run().await.unwrap();
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("pending-install"), "{}", out.stderr);
     let gaps = [("secrets", "list")]
         .iter()
         .map(|(resource, verb)| async move {
-            let prefix = format!("rbac-helm-gap-{verb}-{}", &resource[..4]);
-            let d = Deployment::new(
-                "helm-runner",
-                &prefix,
-                |r| without_verb(r, resource, verb),
-                None,
-            )
-            .await;
+            let d = Deployment::without("helm-runner", "rbac-helm-gap", resource, verb).await;
             let out = helm_command(&d).run().await.unwrap();
             let status = reported_status(&d.admin, &d.ns, &d.context_name())
                 .await
