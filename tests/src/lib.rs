@@ -124,6 +124,32 @@ fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// Runs the pinned Helm CLI (`KAR_HELM`) with `args` in `cwd`, its cache, configuration and
+/// data homes in `cwd/.helm-*` (so nothing outside `cwd` is read or written).
+///
+/// # Errors
+/// When helm is missing, cannot run, or fails (with its standard error).
+pub fn helm_cmd(args: &[&str], cwd: &Path) -> Result<()> {
+    let helm = &Tools::locate()?.helm;
+    if !helm.is_file() {
+        bail!(
+            "helm {} is missing: run hack/install-tools.sh",
+            helm.display()
+        );
+    }
+    let out = Command::new(helm)
+        .args(args)
+        .current_dir(cwd)
+        .env("HELM_CACHE_HOME", cwd.join(".helm-cache"))
+        .env("HELM_CONFIG_HOME", cwd.join(".helm-config"))
+        .env("HELM_DATA_HOME", cwd.join(".helm-data"))
+        .output()?;
+    if !out.status.success() {
+        bail!("helm {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
 /// Runs `fut` to completion on a fresh runtime in another thread (usable from sync code and
 /// from inside a Tokio runtime alike).
 pub fn block_on_thread<T: Send + 'static>(
@@ -370,6 +396,16 @@ impl ControlPlane {
     /// Reads the audit log (JSON lines, one per request, level Metadata).
     pub fn audit_log(&self) -> String {
         std::fs::read_to_string(self.dir().join("audit.log")).unwrap_or_default()
+    }
+
+    /// The audit log's events for requests made by `user` (e.g.
+    /// `system:serviceaccount:<namespace>:<name>`), parsed, in log order.
+    pub fn audit_events(&self, user: &str) -> Vec<serde_json::Value> {
+        self.audit_log()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["user"]["username"] == user)
+            .collect()
     }
 }
 

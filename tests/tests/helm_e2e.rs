@@ -9,7 +9,6 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -28,22 +27,6 @@ fn helm() -> PathBuf {
         h.display()
     );
     h
-}
-
-fn helm_cmd(args: &[&str], cwd: &Path) {
-    let out = Command::new(helm())
-        .args(args)
-        .current_dir(cwd)
-        .env("HELM_CACHE_HOME", cwd.join(".helm-cache"))
-        .env("HELM_CONFIG_HOME", cwd.join(".helm-config"))
-        .env("HELM_DATA_HOME", cwd.join(".helm-data"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "helm {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Helm's test charts in the Go module cache (`helm.sh/helm/v3@v3.22.0`), read in place.
@@ -85,12 +68,13 @@ fn repo() -> &'static Repo {
             .keep();
         let served = dir.join("served");
         std::fs::create_dir_all(&served).unwrap();
-        helm_cmd(&["create", "webapp"], &dir);
+        helm_cmd(&["create", "webapp"], &dir).unwrap();
         for v in ["0.1.0", "0.2.0"] {
             helm_cmd(
                 &["package", "webapp", "--version", v, "-d", "served"],
                 &dir,
-            );
+            )
+            .unwrap();
         }
         helm_cmd(
             &[
@@ -100,18 +84,19 @@ fn repo() -> &'static Repo {
                 "served",
             ],
             &dir,
-        );
-        helm_cmd(&["create", "boom"], &dir);
+        )
+        .unwrap();
+        helm_cmd(&["create", "boom"], &dir).unwrap();
         std::fs::write(
             dir.join("boom/templates/boom.yaml"),
             "{{- if .Values.boom }}{{ fail (printf \"cannot use password %s\" .Values.password) }}{{- end }}\n",
         )
         .unwrap();
-        helm_cmd(&["package", "boom", "-d", "served"], &dir);
+        helm_cmd(&["package", "boom", "-d", "served"], &dir).unwrap();
 
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        helm_cmd(&["repo", "index", "served", "--url", &url], &dir);
+        helm_cmd(&["repo", "index", "served", "--url", &url], &dir).unwrap();
         let root = served.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {

@@ -322,13 +322,7 @@ impl Deployment {
 
     /// The audit log's entries for requests made by the runner's ServiceAccount.
     fn audited_requests(&self) -> Vec<Value> {
-        let user = self.user();
-        self.cp
-            .audit_log()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|e| e["user"]["username"] == user.as_str())
-            .collect()
+        self.cp.audit_events(&self.user())
     }
 
     /// Asserts that the runner's ServiceAccount made requests and none was denied (403), and

@@ -110,18 +110,8 @@ impl<'a> HelmBench<'a> {
     /// Creates and packages the chart with `helm create` and `helm package`.
     pub fn new(lab: &'a Lab, helm: PathBuf, capact: Option<PathBuf>) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("bench-helm-").tempdir()?;
-        for args in [&["create", "webapp"][..], &["package", "webapp"][..]] {
-            let out = std::process::Command::new(&helm)
-                .args(args)
-                .current_dir(dir.path())
-                .env("HELM_CACHE_HOME", dir.path().join(".cache"))
-                .env("HELM_CONFIG_HOME", dir.path().join(".config"))
-                .env("HELM_DATA_HOME", dir.path().join(".data"))
-                .output()?;
-            if !out.status.success() {
-                bail!("helm {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-            }
-        }
+        helm_cmd(&["create", "webapp"], dir.path())?;
+        helm_cmd(&["package", "webapp"], dir.path())?;
         let chart = dir.path().join("webapp-0.1.0.tgz");
         Ok(HelmBench {
             lab,

@@ -38,7 +38,7 @@ use action_runner_tests::*;
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, PostParams};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use measure::file_size;
 
@@ -98,16 +98,10 @@ impl Lab {
     pub fn audit_counts(&self, ns: &str, since: &str) -> BTreeMap<String, u64> {
         let user = format!("system:serviceaccount:{ns}:runner");
         let mut counts = BTreeMap::new();
-        for line in self.cp.audit_log().lines() {
-            let Ok(ev) = serde_json::from_str::<Value>(line) else {
-                continue;
-            };
+        for ev in self.cp.audit_events(&user) {
             // RFC 3339 UTC timestamps with fixed precision compare as strings.
             let at = ev["requestReceivedTimestamp"].as_str().unwrap_or_default();
-            if ev["stage"] != "ResponseComplete"
-                || ev["user"]["username"] != user.as_str()
-                || at < since
-            {
+            if ev["stage"] != "ResponseComplete" || at < since {
                 continue;
             }
             let resource = ev["objectRef"]["resource"].as_str().unwrap_or("(none)");
