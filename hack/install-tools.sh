@@ -6,8 +6,15 @@
 #   hack/install-tools.sh --print    # print the environment the tests read (eval-able)
 #   hack/install-tools.sh --peers    # also build the peers the benchmark compares with (argo CLI)
 #
-# Cache: ${KAR_CACHE:-$HOME/.cache/kube-action-runners}/<tool>-<version>/
-# Nothing is downloaded except Go modules through the Go module proxy.
+# What it builds (cold, 2 cores: about 12 minutes, most of it Kubernetes):
+#   etcd; kube-apiserver, kubelet, kube-proxy, kube-controller-manager, kube-scheduler and kubectl in one
+#   `go build` (they share most of their packages, so one build compiles them once); helm; Argo's
+#   workflow-controller and argoexec (one build); the pause container (gcc, from the Kubernetes
+#   module's build/pause/linux/pause.c). As root, it also installs the Debian packages the local
+#   cluster needs (hack/cluster.sh) when they are missing.
+#
+# Cache: ${KAR_CACHE:-$HOME/.cache/kube-action-runners}/bin/<tool>-<version>
+# Nothing is downloaded except Go modules through the Go module proxy and Debian packages.
 set -euo pipefail
 
 KUBERNETES_VERSION=v1.34.4        # k8s.io/kubernetes (kube-apiserver)
@@ -21,12 +28,25 @@ mkdir -p "$BIN"
 
 ETCD_BIN=$BIN/etcd-$ETCD_VERSION
 APISERVER_BIN=$BIN/kube-apiserver-$KUBERNETES_VERSION
+# Built together with kube-apiserver (one `go build`); kubectl too, so the scripts use the
+# pinned client rather than whatever the machine has.
+NODE_CMDS=(kube-apiserver kubelet kube-proxy kube-controller-manager kube-scheduler kubectl)
+PAUSE_BIN=$BIN/pause-$KUBERNETES_VERSION
+WORKFLOW_CONTROLLER_BIN=$BIN/workflow-controller-$ARGO_VERSION
+ARGOEXEC_BIN=$BIN/argoexec-$ARGO_VERSION
+# Debian packages the local cluster (hack/cluster.sh) runs on: the container runtime, the CNI
+# plugins, buildah to build images without a Docker engine, busybox for the test images.
+DEBIAN_PACKAGES=(containerd runc containernetworking-plugins buildah busybox-static iptables conntrack gcc libc6-dev file)
 HELM_BIN=$BIN/helm-$HELM_VERSION
 ARGO_BIN=$BIN/argo-$ARGO_VERSION
 
 print_env() {
   echo "export KAR_ETCD=$ETCD_BIN"
   echo "export KAR_KUBE_APISERVER=$APISERVER_BIN"
+  echo "export KAR_KUBE_BIN_DIR=$BIN KAR_KUBERNETES_VERSION=$KUBERNETES_VERSION"
+  echo "export KAR_KUBECTL=$BIN/kubectl-$KUBERNETES_VERSION"
+  echo "export KAR_PAUSE=$PAUSE_BIN"
+  echo "export KAR_WORKFLOW_CONTROLLER=$WORKFLOW_CONTROLLER_BIN KAR_ARGOEXEC=$ARGOEXEC_BIN KAR_ARGO_VERSION=$ARGO_VERSION"
   echo "export KAR_HELM=$HELM_BIN"
   echo "export KAR_ARGO_DIR=$(argo_dir)"
   echo "export KAR_ARGO_CLI=$ARGO_BIN"
@@ -41,38 +61,122 @@ go_mod_dir() {
 
 argo_dir() { go_mod_dir github.com/argoproj/argo-workflows/v3 "$ARGO_VERSION"; }
 
-# build MAIN_MODULE VERSION PACKAGE OUTPUT [REPLACES_FILE] [LDFLAGS]
-# Builds PACKAGE (a main package of MAIN_MODULE@VERSION) inside a throw-away tools module, so
-# that modules whose go.mod uses replace directives (which `go install pkg@version` refuses)
-# can still be built. REPLACES_FILE holds extra `replace` lines for that tools module; LDFLAGS
-# are added to the linker flags (e.g. -X version stamps that a release build would set).
-build() {
-  local module=$1 version=$2 pkg=$3 out=$4 replaces=${5:-} ldflags=${6:-}
-  if [[ -x $out ]]; then return 0; fi
+# argo_replaces -> a temporary file with the `replace` lines that build Argo's commands from a
+# copy of its module ($CACHE/src/argo-workflows-<version>, made once) with what the module zip
+# leaves out put back, as Argo's own build has it:
+# - workflow/executor/osspecific/signal_linux.go, in the repository a symbolic link to
+#   signal_darwin.go (module zips leave links out; without it argoexec does not build for Linux:
+#   "undefined: Setpgid");
+# - ui/dist/app, the UI the CLI embeds, built by yarn: a placeholder page, as Argo's Makefile
+#   makes with STATIC_FILES=false.
+# The module's own replace directives are repeated.
+argo_replaces() {
+  local src=$CACHE/src/argo-workflows-$ARGO_VERSION
+  if [[ ! -f $src/.kar-complete ]]; then
+    rm -rf "$src" "$src.tmp"
+    mkdir -p "$CACHE/src"
+    cp -r "$(argo_dir)" "$src.tmp" && chmod -R u+w "$src.tmp"
+    ln -s signal_darwin.go "$src.tmp/workflow/executor/osspecific/signal_linux.go"
+    mkdir -p "$src.tmp/ui/dist/app"
+    echo "Built without static files" >"$src.tmp/ui/dist/app/index.html"
+    touch "$src.tmp/.kar-complete"
+    mv "$src.tmp" "$src"
+  fi
+  local f
+  f=$(go_replaces "$src")
+  echo "replace github.com/argoproj/argo-workflows/v3 => $src" >>"$f"
+  echo "$f"
+}
+
+# build_many MAIN_MODULE VERSION "PKG..." "OUT..." [REPLACES_FILE] [LDFLAGS]
+# Builds the main packages PKG... of MAIN_MODULE@VERSION in one `go build` (shared packages are
+# compiled once) inside a throw-away tools module, so that modules whose go.mod uses replace
+# directives (which `go install pkg@version` refuses) can still be built. OUT... are the
+# binaries' paths, in the order of PKG...; nothing is built when they all exist. REPLACES_FILE
+# holds extra `replace` lines for the tools module; LDFLAGS are added to the linker flags (e.g.
+# -X version stamps that a release build would set).
+build_many() {
+  local module=$1 version=$2 replaces=${5:-} ldflags=${6:-}
+  local -a pkgs outs
+  read -r -a pkgs <<<"$3"
+  read -r -a outs <<<"$4"
+  local missing=false o
+  for o in "${outs[@]}"; do [[ -x $o ]] || missing=true; done
+  $missing || return 0
   local dir; dir=$(mktemp -d "$CACHE/build.XXXXXX")
-  log "building $pkg@$version (first time only; this takes several minutes)"
+  local t0=$SECONDS
+  log "building ${pkgs[*]} @$version (first time only; this takes several minutes)"
   (
     cd "$dir"
     go mod init kar.local/tools >/dev/null 2>&1
     if [[ -n $replaces ]]; then cat "$replaces" >>go.mod; fi
     go mod edit -require="$module@$version"
-    GOFLAGS=-mod=mod go build -trimpath -ldflags="-s -w $ldflags" -o "$out.tmp" "$pkg"
+    mkdir out
+    # One package: name the output (a path ending in /vN would otherwise name it after the
+    # element before); several: go names each after its package.
+    local o=out/
+    ((${#pkgs[@]} > 1)) || o=out/bin
+    GOFLAGS=-mod=mod go build -trimpath -ldflags="-s -w $ldflags" -o "$o" "${pkgs[@]}"
   )
-  mv "$out.tmp" "$out"
+  local i
+  if ((${#pkgs[@]} == 1)); then
+    mv "$dir/out/bin" "${outs[0]}"
+  else
+    for i in "${!pkgs[@]}"; do mv "$dir/out/$(basename "${pkgs[$i]}")" "${outs[$i]}"; done
+  fi
   rm -rf "$dir"
+  log "built ${pkgs[*]} in $((SECONDS - t0)) s"
+}
+
+# build MAIN_MODULE VERSION PACKAGE OUTPUT [REPLACES_FILE] [LDFLAGS]: one main package.
+build() { build_many "$1" "$2" "$3" "$4" "${5:-}" "${6:-}"; }
+
+# go_replaces MODULE_DIR -> a temporary file with the module's own `replace` lines, which a tools
+# module that requires it must repeat.
+go_replaces() {
+  local f; f=$(mktemp)
+  grep '^replace ' "$1/go.mod" >"$f" || true
+  echo "$f"
+}
+
+# Debian packages for the local cluster; only as root, and only what is missing.
+install_packages() {
+  local missing=() p
+  for p in "${DEBIAN_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  ((${#missing[@]})) || return 0
+  if [[ $(id -u) != 0 ]]; then
+    log "not root: skipping the Debian packages the local cluster needs (${missing[*]})"
+    return 0
+  fi
+  log "installing Debian packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 main() {
   if [[ ${1:-} == --print ]]; then print_env; return; fi
   command -v go >/dev/null || { log "go is required"; exit 1; }
   export GOTOOLCHAIN=${GOTOOLCHAIN:-local} CGO_ENABLED=0
+  local replaces
 
   build go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3 "$ETCD_BIN"
 
-  if [[ ! -x $APISERVER_BIN ]]; then
+  install_packages
+
+  local -a k8s_pkgs=() k8s_outs=()
+  local c
+  for c in "${NODE_CMDS[@]}"; do
+    k8s_pkgs+=("k8s.io/kubernetes/cmd/$c")
+    k8s_outs+=("$BIN/$c-$KUBERNETES_VERSION")
+  done
+  local k8s_missing=false
+  for c in "${k8s_outs[@]}"; do [[ -x $c ]] || k8s_missing=true; done
+  if $k8s_missing; then
     # k8s.io/kubernetes points its staging modules (k8s.io/api, ...) at ./staging; pin each to the
     # published v0.X.Y that matches the release instead.
-    local gomod staging replaces
+    local gomod staging
     gomod=$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/^\t"GoMod": "\(.*\)",$/\1/p')
     staging=v0.${KUBERNETES_VERSION#v1.}
     replaces=$(mktemp)
@@ -81,32 +185,34 @@ main() {
     # see v1.X.Y rather than v0.0.0-master.
     local minor=${KUBERNETES_VERSION#v1.}; minor=${minor%%.*}
     local v=k8s.io/component-base/version
-    build k8s.io/kubernetes "$KUBERNETES_VERSION" k8s.io/kubernetes/cmd/kube-apiserver "$APISERVER_BIN" "$replaces" \
+    build_many k8s.io/kubernetes "$KUBERNETES_VERSION" "${k8s_pkgs[*]}" "${k8s_outs[*]}" "$replaces" \
       "-X $v.gitVersion=$KUBERNETES_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean"
     rm -f "$replaces"
   fi
 
+  # The pod sandbox ("pause") container, as Kubernetes builds it: a static C program.
+  if [[ ! -x $PAUSE_BIN ]] && command -v gcc >/dev/null; then
+    local kdir
+    kdir=$(go_mod_dir k8s.io/kubernetes "$KUBERNETES_VERSION")
+    gcc -Os -Wall -Werror -static -DVERSION="$KUBERNETES_VERSION" -o "$PAUSE_BIN.tmp" "$kdir/build/pause/linux/pause.c"
+    strip "$PAUSE_BIN.tmp"
+    mv "$PAUSE_BIN.tmp" "$PAUSE_BIN"
+  fi
+
+  # Argo's real workflow-controller and its executor, from the same module as the CRDs.
+  replaces=$(argo_replaces)
+  build_many github.com/argoproj/argo-workflows/v3 "$ARGO_VERSION" \
+    "github.com/argoproj/argo-workflows/v3/cmd/workflow-controller github.com/argoproj/argo-workflows/v3/cmd/argoexec" \
+    "$WORKFLOW_CONTROLLER_BIN $ARGOEXEC_BIN" "$replaces" "-X github.com/argoproj/argo-workflows/v3.version=$ARGO_VERSION"
+  rm -f "$replaces"
+
   build helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm "$HELM_BIN" "" \
     "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
 
-  argo_dir >/dev/null
-
   if [[ ${1:-} == --peers && ! -x $ARGO_BIN ]]; then
-    # The Argo CLI, to compare `argo submit --wait` with argo-runner. The module embeds the UI
-    # from ui/dist/app, which is built by yarn and not shipped in the module: as Argo's Makefile
-    # does with STATIC_FILES=false, build from a copy of the module with a placeholder page.
-    # Its go.mod's own replace directives are repeated in the tools module.
-    local src=$CACHE/src/argo-workflows-$ARGO_VERSION replaces
-    if [[ ! -d $src ]]; then
-      mkdir -p "$CACHE/src"
-      cp -r "$(argo_dir)" "$src.tmp" && chmod -R u+w "$src.tmp"
-      mkdir -p "$src.tmp/ui/dist/app"
-      echo "Built without static files" >"$src.tmp/ui/dist/app/index.html"
-      mv "$src.tmp" "$src"
-    fi
-    replaces=$(mktemp)
-    grep '^replace ' "$src/go.mod" >"$replaces" || true
-    echo "replace github.com/argoproj/argo-workflows/v3 => $src" >>"$replaces"
+    # The Argo CLI, to compare `argo submit --wait` with argo-runner.
+    local replaces
+    replaces=$(argo_replaces)
     build github.com/argoproj/argo-workflows/v3 "$ARGO_VERSION" github.com/argoproj/argo-workflows/v3/cmd/argo \
       "$ARGO_BIN" "$replaces" "-X github.com/argoproj/argo-workflows/v3.version=$ARGO_VERSION"
     rm -f "$replaces"

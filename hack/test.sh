@@ -1,18 +1,61 @@
 #!/usr/bin/env bash
-# Runs every test: formatting, lints, unit tests, and the integration and end-to-end tests on a
-# local control plane (etcd + kube-apiserver built by hack/install-tools.sh). Ends with one
-# summary line, `summary: N passed, N failed`, added up over every test binary.
+# Runs every test: formatting, lints, unit tests, the integration tests on a bare kube-apiserver
+# (one per test binary, for what needs an API server of its own), and the end-to-end tests on the
+# real local cluster (hack/cluster.sh: kubelet, containerd, Argo's controller), where the runner
+# images run as Jobs. Sets everything up first (hack/install-tools.sh, hack/build-images.sh) and
+# tears the cluster down at the end. Prints each phase's wall time, and ends with one summary
+# line, `summary: N passed, N failed`, added up over every test binary.
+#
+# Where no cluster can start (not Linux, not root), the cluster tests are skipped and say so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source hack/lib.sh
+
+phase_start "install tools (Go builds, Debian packages)"
 bash hack/install-tools.sh
 eval "$(bash hack/install-tools.sh --print)"
+phase_end
+
+phase_start "fmt + clippy"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+phase_end
+
+phase_start "cargo build (debug, tests)"
 cargo build --bins
+cargo test --workspace --no-run 2>/dev/null
+phase_end
+
+cluster=false
+if why=$(bash hack/cluster.sh check); then
+  phase_start "runner images (static release build, buildah)"
+  bash hack/build-images.sh
+  phase_end
+  phase_start "cluster up"
+  trap 'bash hack/cluster.sh down >/dev/null 2>&1 || true' EXIT
+  eval "$(bash hack/cluster.sh up)"
+  export KAR_REQUIRE_CLUSTER=1
+  cluster=true
+  phase_end
+else
+  echo "test: no local cluster here ($why): the cluster tests will be skipped" >&2
+fi
+
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
 status=0
+phase_start "cargo test (unit, bare API server, cluster)"
 cargo test --workspace 2>&1 | tee "$log" || status=$?
+phase_end
+
+if $cluster; then
+  phase_start "cluster down"
+  bash hack/cluster.sh down
+  trap - EXIT
+  phase_end
+fi
+
+phase_report
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "summary: %d passed, %d failed\n", p, f }' "$log"
+rm -f "$log"
 exit "$status"

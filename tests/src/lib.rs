@@ -6,6 +6,9 @@
 //! versions); their paths are read from `KAR_ETCD`, `KAR_KUBE_APISERVER`, `KAR_ARGO_DIR`, or
 //! else from `hack/install-tools.sh --print`.
 
+pub mod cluster;
+pub mod deploy;
+
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;

@@ -1,0 +1,314 @@
+//! The real one-node cluster that `hack/cluster.sh up` starts on this machine: a kubelet with
+//! containerd and runc running real pods, the Job and garbage collector controllers of a real
+//! kube-controller-manager, and Argo's real workflow-controller. Tests that need pods to run
+//! use it; they share it and isolate by namespace.
+//!
+//! Where it is: `KAR_CLUSTER_KUBECONFIG` (an administrator's kubeconfig), as
+//! `eval "$(hack/cluster.sh env)"` sets it. Without it the cluster tests skip, saying so, unless
+//! `KAR_REQUIRE_CLUSTER=1`, which `hack/test.sh` sets whenever it started the cluster, so a run
+//! that was meant to use it cannot pass by skipping.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ContainerStateTerminated, Event, Namespace, Pod};
+use kube::api::{Api, ListParams, LogParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::json;
+
+use crate::client_from;
+
+/// The local cluster's coordinates.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// An administrator's kubeconfig (`system:masters`).
+    pub kubeconfig: PathBuf,
+    /// Its state directory (`logs/` holds every component's log).
+    pub dir: PathBuf,
+    /// The image every Workflow step of Argo's examples runs (busybox, also tagged as the
+    /// `alpine` tags the examples name).
+    pub busybox_image: String,
+    /// busybox `httpd` on port 8080, serving `index.html` at `/`, as a non-root user.
+    pub httpd_image: String,
+}
+
+impl Cluster {
+    /// The cluster named by `KAR_CLUSTER_KUBECONFIG`, or `None` when it is unset.
+    ///
+    /// # Panics
+    /// When it is unset but `KAR_REQUIRE_CLUSTER=1`.
+    pub fn get() -> Option<&'static Cluster> {
+        static CLUSTER: OnceLock<Option<Cluster>> = OnceLock::new();
+        CLUSTER
+            .get_or_init(|| {
+                let Some(kubeconfig) = std::env::var_os("KAR_CLUSTER_KUBECONFIG") else {
+                    assert!(
+                        std::env::var("KAR_REQUIRE_CLUSTER").as_deref() != Ok("1"),
+                        "KAR_REQUIRE_CLUSTER=1 but KAR_CLUSTER_KUBECONFIG is not set"
+                    );
+                    return None;
+                };
+                let var = |k: &str, default: &str| std::env::var(k).unwrap_or(default.into());
+                Some(Cluster {
+                    kubeconfig: kubeconfig.into(),
+                    dir: var("KAR_CLUSTER_DIR", "").into(),
+                    busybox_image: var(
+                        "KAR_CLUSTER_BUSYBOX_IMAGE",
+                        "docker.io/library/busybox:latest",
+                    ),
+                    httpd_image: var("KAR_CLUSTER_HTTPD_IMAGE", "localhost/kar/httpd:1"),
+                })
+            })
+            .as_ref()
+    }
+
+    /// An administrator client.
+    ///
+    /// # Errors
+    /// When the kubeconfig cannot be loaded.
+    pub async fn client(&self) -> Result<kube::Client> {
+        client_from(&self.kubeconfig).await
+    }
+
+    /// Creates a fresh namespace `<prefix>-<pid>-<n>` (unique across test processes sharing the
+    /// cluster) and returns its name.
+    ///
+    /// # Errors
+    /// On API errors.
+    pub async fn namespace(&self, client: &kube::Client, prefix: &str) -> Result<String> {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        let api: Api<Namespace> = Api::all(client.clone());
+        let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}}))?;
+        api.create(&PostParams::default(), &ns).await?;
+        // Pods need the namespace's default ServiceAccount, which the controller manager makes.
+        let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            Api::namespaced(client.clone(), &name);
+        let made =
+            kube::runtime::wait::await_condition(sas, "default", |o: Option<&_>| o.is_some());
+        tokio::time::timeout(Duration::from_secs(30), made)
+            .await
+            .context("the default ServiceAccount did not appear")??;
+        Ok(name)
+    }
+}
+
+/// `Complete` or `Failed` once Job `job` has finished (its condition of that type is `True`).
+pub fn job_outcome(job: &Job) -> Option<&'static str> {
+    let conditions = job.status.as_ref()?.conditions.as_ref()?;
+    ["Complete", "Failed"].into_iter().find(|t| {
+        conditions
+            .iter()
+            .any(|c| c.type_ == *t && c.status == "True")
+    })
+}
+
+/// Watches Job `namespace/name` until it has finished, at most `timeout`, and returns it.
+///
+/// # Errors
+/// On API errors, or when it has not finished in time (the error then describes the Job's
+/// pods and the namespace's Events).
+pub async fn wait_for_job(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    timeout: Duration,
+) -> Result<Job> {
+    let api: Api<Job> = Api::namespaced(client.clone(), namespace);
+    let done = kube::runtime::wait::await_condition(api, name, |j: Option<&Job>| {
+        j.is_some_and(|j| job_outcome(j).is_some())
+    });
+    match tokio::time::timeout(timeout, done).await {
+        Ok(job) => job?.context("the Job vanished"),
+        Err(_) => bail!(
+            "Job {namespace}/{name} did not finish within {timeout:?}\n{}",
+            describe(client, namespace).await
+        ),
+    }
+}
+
+/// The pods of Job `job_name`, oldest first.
+///
+/// # Errors
+/// On API errors.
+pub async fn job_pods(client: &kube::Client, namespace: &str, job_name: &str) -> Result<Vec<Pod>> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let lp = ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job_name}"));
+    let mut pods = api.list(&lp).await?.items;
+    pods.sort_by(|a, b| {
+        a.metadata
+            .creation_timestamp
+            .cmp(&b.metadata.creation_timestamp)
+    });
+    Ok(pods)
+}
+
+/// How the first container of `pod` terminated, if it has.
+pub fn terminated(pod: &Pod) -> Option<&ContainerStateTerminated> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .first()?
+        .state
+        .as_ref()?
+        .terminated
+        .as_ref()
+}
+
+/// Fails if any container of `pods` (init containers too) was killed for exceeding its memory
+/// limit (`OOMKilled`, in its current or last state), naming the pod, container and limit.
+///
+/// # Errors
+/// When one was.
+pub fn assert_none_oom_killed(pods: &[Pod]) -> Result<()> {
+    for pod in pods {
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        let status = pod.status.as_ref();
+        let statuses = status
+            .and_then(|s| s.container_statuses.clone())
+            .into_iter()
+            .flatten()
+            .chain(
+                status
+                    .and_then(|s| s.init_container_statuses.clone())
+                    .into_iter()
+                    .flatten(),
+            );
+        for cs in statuses {
+            let reasons = [
+                cs.state.as_ref().and_then(|s| s.terminated.as_ref()),
+                cs.last_state.as_ref().and_then(|s| s.terminated.as_ref()),
+            ];
+            if reasons
+                .iter()
+                .flatten()
+                .any(|t| t.reason.as_deref() == Some("OOMKilled"))
+            {
+                let limit = pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.containers.iter().find(|c| c.name == cs.name))
+                    .and_then(|c| {
+                        c.resources
+                            .as_ref()?
+                            .limits
+                            .as_ref()?
+                            .get("memory")
+                            .cloned()
+                    })
+                    .map(|q| q.0)
+                    .unwrap_or_else(|| "none".into());
+                bail!(
+                    "OOMKilled: pod {name}, container {} (memory limit {limit})",
+                    cs.name
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `main` container logs of Workflow `workflow`'s pods, by node (pod annotation
+/// `workflows.argoproj.io/node-name`, e.g. `steps-x[0].hello1`), as Argo's executor left them.
+///
+/// # Errors
+/// On API errors.
+pub async fn workflow_logs(
+    client: &kube::Client,
+    namespace: &str,
+    workflow: &str,
+) -> Result<BTreeMap<String, String>> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let lp = ListParams::default().labels(&format!("workflows.argoproj.io/workflow={workflow}"));
+    let mut logs = BTreeMap::new();
+    for pod in api.list(&lp).await?.items {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let node = pod
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("workflows.argoproj.io/node-name").cloned())
+            .unwrap_or_else(|| name.clone());
+        let params = LogParams {
+            container: Some("main".into()),
+            ..LogParams::default()
+        };
+        let text = api
+            .logs(&name, &params)
+            .await
+            .with_context(|| format!("logs of {namespace}/{name}"))?;
+        logs.insert(node, text);
+    }
+    Ok(logs)
+}
+
+/// Waits (at most `timeout`) until a pod of Job `job_name` runs, and returns it.
+///
+/// # Errors
+/// On API errors or when none runs in time.
+pub async fn wait_for_running_job_pod(
+    client: &kube::Client,
+    namespace: &str,
+    job_name: &str,
+    timeout: Duration,
+) -> Result<Pod> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let config =
+        watcher::Config::default().labels(&format!("batch.kubernetes.io/job-name={job_name}"));
+    let mut pods = watcher(api, config)
+        .applied_objects()
+        .try_filter(|p| {
+            let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+            std::future::ready(phase == Some("Running"))
+        })
+        .boxed();
+    match tokio::time::timeout(timeout, pods.try_next()).await {
+        Ok(pod) => pod?.context("the watch ended"),
+        Err(_) => bail!(
+            "no pod of Job {namespace}/{job_name} ran within {timeout:?}\n{}",
+            describe(client, namespace).await
+        ),
+    }
+}
+
+/// A few lines on what went on in `namespace`: each pod's phase and container states, and the
+/// Events, for a failing test's message.
+pub async fn describe(client: &kube::Client, namespace: &str) -> String {
+    let mut out = String::new();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    if let Ok(list) = pods.list(&ListParams::default()).await {
+        for p in list.items {
+            let status = p.status.unwrap_or_default();
+            out.push_str(&format!(
+                "pod {}: {:?} {}\n",
+                p.metadata.name.unwrap_or_default(),
+                status.phase,
+                serde_json::to_string(&status.container_statuses).unwrap_or_default()
+            ));
+        }
+    }
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    if let Ok(list) = events.list(&ListParams::default()).await {
+        for e in list.items {
+            out.push_str(&format!(
+                "event {} {}: {} {}\n",
+                e.involved_object.kind.unwrap_or_default(),
+                e.involved_object.name.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                e.message.unwrap_or_default()
+            ));
+        }
+    }
+    out
+}

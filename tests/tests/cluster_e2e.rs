@@ -1,0 +1,532 @@
+//! The runners on the real one-node cluster of `hack/cluster.sh`: their images run as real Jobs
+//! under a real kubelet (containerd, runc, cgroups), Argo's real workflow-controller and
+//! executor run the Workflows' pods, and Helm's `--wait` watches real pods become Ready.
+//!
+//! Skipped (with a line saying so) when `KAR_CLUSTER_KUBECONFIG` is not set; `hack/test.sh`
+//! starts the cluster, sets it and `KAR_REQUIRE_CLUSTER=1`, so that there they cannot skip.
+//! Each test has a namespace of its own.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use action_runner_tests::cluster::*;
+use action_runner_tests::deploy::*;
+use action_runner_tests::*;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::{Api, DeleteParams};
+use serde_json::{Value, json};
+
+/// How long a Job of these tests may take (a pod starts in about 1 s here; a Workflow of
+/// Argo's examples takes 5 to 15 s).
+const JOB_TIMEOUT: Duration = Duration::from_secs(240);
+
+/// One test's share of the cluster: an administrator client, a fresh namespace, a scratch
+/// directory.
+struct Ns {
+    cluster: &'static Cluster,
+    client: kube::Client,
+    ns: String,
+    dir: tempfile::TempDir,
+}
+
+impl Ns {
+    /// A fresh namespace named after `prefix`, or `None` (printed) when no cluster is set.
+    async fn new(prefix: &str) -> Option<Ns> {
+        let Some(cluster) = Cluster::get() else {
+            println!("skipped: no local cluster (KAR_CLUSTER_KUBECONFIG is not set)");
+            return None;
+        };
+        let client = cluster.client().await.unwrap();
+        let ns = cluster.namespace(&client, prefix).await.unwrap();
+        Some(Ns {
+            cluster,
+            client,
+            ns,
+            dir: tempfile::tempdir().unwrap(),
+        })
+    }
+
+    fn file(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Waits for Job `name` and returns it with its pods; fails with a description of the
+    /// namespace unless it ended `outcome`, or if any of its pods was OOM-killed.
+    async fn job_ended(
+        &self,
+        name: &str,
+        outcome: &str,
+    ) -> (k8s_openapi::api::batch::v1::Job, Vec<Pod>) {
+        let job = wait_for_job(&self.client, &self.ns, name, JOB_TIMEOUT)
+            .await
+            .unwrap();
+        let pods = job_pods(&self.client, &self.ns, name).await.unwrap();
+        if let Err(e) = assert_none_oom_killed(&pods) {
+            panic!("{e}\n{}", describe(&self.client, &self.ns).await);
+        }
+        if job_outcome(&job) != Some(outcome) {
+            panic!(
+                "Job {}/{name} ended {:?}, expected {outcome}: {:?}\n{}",
+                self.ns,
+                job_outcome(&job),
+                job.status,
+                describe(&self.client, &self.ns).await
+            );
+        }
+        (job, pods)
+    }
+
+    /// `argo-runner`, built by `cargo build --bins`, on this machine against the cluster as
+    /// the administrator, for Workflow `name` from `manifest`, its pods run as `argo-workflow`
+    /// (whose rights [`Ns::workflow_service_account`] grants). Creates the status ConfigMap.
+    async fn argo_runner(&self, name: &str, manifest: &std::path::Path) -> RunnerCommand {
+        create_status_configmap(&self.client, &self.ns, name)
+            .await
+            .unwrap();
+        RunnerCommand::new(
+            runner_binary("argo-runner"),
+            &self.cluster.kubeconfig,
+            &self.ns,
+            name,
+            manifest,
+        )
+        .var(
+            "RUNNER_CONTEXT_PLATFORM_SERVICE_ACCOUNT_NAME",
+            Some("argo-workflow"),
+        )
+    }
+
+    /// The ServiceAccount the Workflows' pods run as, from `deploy/argo-runner` (Argo's
+    /// executor records results in WorkflowTaskResults).
+    async fn workflow_service_account(&self) {
+        let objects = deploy_objects("argo-runner");
+        for (file, obj) in objects
+            .iter()
+            .filter(|(f, _)| f.ends_with("workflow-serviceaccount.yaml"))
+        {
+            apply(&self.client, &self.ns, obj, false)
+                .await
+                .unwrap_or_else(|e| panic!("{file}: {e}"));
+        }
+    }
+
+    async fn status(&self, name: &str) -> Value {
+        reported_status(&self.client, &self.ns, name)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no status in ConfigMap {}/{name}", self.ns))
+    }
+}
+
+/// Text of one of Argo's example Workflows.
+fn argo_example(name: &str) -> String {
+    std::fs::read_to_string(Tools::locate().unwrap().argo_example(name)).unwrap()
+}
+
+/// Edits `deploy/argo-runner` so that its input ConfigMap holds `manifest`.
+fn with_argo_input(manifest: String) -> impl Fn(&mut Value) {
+    move |obj: &mut Value| {
+        if kind_of(obj) == "ConfigMap" && name_of(obj) == "hello-world-input" {
+            obj["data"]["manifest.yaml"] = json!(manifest);
+        }
+    }
+}
+
+/// Both Jobs of `deploy/`, applied as they ship, run on real pods from the real images: they
+/// complete, leave the outcome the kind test checks (the same functions), and the Workflow's
+/// own pod really ran (its log is read back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_jobs_run_as_shipped_on_real_pods() {
+    let Some(w) = Ns::new("deploy").await else {
+        return;
+    };
+    for runner in ["argo-runner", "helm-runner"] {
+        apply_deploy(&w.client, &w.ns, runner, |_| {})
+            .await
+            .unwrap();
+    }
+    for runner in ["argo-runner", "helm-runner"] {
+        w.job_ended(name_of(&job_of(runner)), "Complete").await;
+    }
+    assert_deploy_jobs_completed(&w.client, &w.ns).await;
+    let logs = workflow_logs(&w.client, &w.ns, "hello-world")
+        .await
+        .unwrap();
+    assert!(
+        logs.values().any(|l| l.contains("hello from argo-runner")),
+        "{logs:?}"
+    );
+}
+
+/// A Job whose action fails: each pod exits 1 and the runner's one-line reason, naming Argo's
+/// message, is the pod's `state.terminated.message` (what `kubectl describe pod` shows).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_action_is_the_pods_termination_message() {
+    let Some(w) = Ns::new("fail").await else {
+        return;
+    };
+    let job = apply_deploy(
+        &w.client,
+        &w.ns,
+        "argo-runner",
+        with_argo_input(argo_example("exit-handlers")),
+    )
+    .await
+    .unwrap();
+    let job_name = job.metadata.name.clone().unwrap();
+    let (_, pods) = w.job_ended(&job_name, "Failed").await;
+    let wf = workflows(&w.client, &w.ns)
+        .get("hello-world")
+        .await
+        .unwrap();
+    let argo_message = wf.data["status"]["message"].as_str().unwrap_or_default();
+    assert!(!argo_message.is_empty(), "{:?}", wf.data["status"]);
+    let status = w.status("hello-world").await;
+    assert_eq!(status["phase"], "Failed", "{status}");
+    assert!(!pods.is_empty());
+    for pod in &pods {
+        let t = terminated(pod).expect("the runner's container terminated");
+        assert_eq!(t.exit_code, 1, "{t:?}");
+        let message = t.message.as_deref().unwrap_or_default().trim_end();
+        assert!(!message.contains('\n'), "one line: {message:?}");
+        assert!(
+            message.contains(argo_message),
+            "{message:?} names {argo_message:?}"
+        );
+    }
+}
+
+/// argo-runner on Argo's own examples under Argo's real controller and executor: four succeed
+/// and their steps' output is in their pods' logs; exit-handlers (its step exits 1) fails with
+/// Argo's message after its exit handler ran; a Workflow that runs for minutes ends the run at
+/// `RUNNER_TIMEOUT`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argo_examples_under_the_real_controller() {
+    let Some(w) = Ns::new("examples").await else {
+        return;
+    };
+    w.workflow_service_account().await;
+    // Example, and what its steps' logs must hold.
+    let succeed: [(&str, &[&str]); 4] = [
+        ("hello-world", &["hello world"]),
+        ("steps", &["hello1", "hello2a", "hello2b"]),
+        ("dag-diamond", &["A", "B", "C", "D"]),
+        ("output-parameter", &["hello world"]),
+    ];
+    let mut runs = Vec::new();
+    for (example, _) in succeed {
+        let manifest = w.file(&format!("{example}.yaml"), &argo_example(example));
+        let cmd = w.argo_runner(example, &manifest).await;
+        runs.push(tokio::spawn(async move { cmd.run().await.unwrap() }));
+    }
+    let manifest = w.file("exit-handlers.yaml", &argo_example("exit-handlers"));
+    let failing = w.argo_runner("exit-handlers", &manifest).await;
+    let failing = tokio::spawn(async move { failing.run().await.unwrap() });
+    let manifest = w.file("forever.yaml", &argo_example("forever"));
+    let slow = w
+        .argo_runner("forever", &manifest)
+        .await
+        .var("RUNNER_TIMEOUT", Some("8s"));
+    let slow = tokio::spawn(async move { slow.run().await.unwrap() });
+
+    for ((example, expected), run) in succeed.into_iter().zip(runs) {
+        let out = run.await.unwrap();
+        assert_eq!(out.code, 0, "{example}: {}", out.stderr);
+        let status = w.status(example).await;
+        assert_eq!(status["phase"], "Succeeded", "{example}: {status}");
+        let logs = workflow_logs(&w.client, &w.ns, example).await.unwrap();
+        for line in expected {
+            assert!(
+                logs.values().any(|l| l.lines().any(|l| l.trim() == *line)),
+                "{example}: no step printed {line:?}: {logs:?}"
+            );
+        }
+    }
+
+    let out = failing.await.unwrap();
+    assert_eq!(out.code, 1, "exit-handlers: {}", out.stderr);
+    let wf = workflows(&w.client, &w.ns)
+        .get("exit-handlers")
+        .await
+        .unwrap();
+    assert_eq!(wf.data["status"]["phase"], "Failed");
+    let argo_message = wf.data["status"]["message"].as_str().unwrap();
+    let errors = error_lines(&out.stderr);
+    assert_eq!(errors.len(), 1, "{}", out.stderr);
+    assert!(
+        errors[0].contains(argo_message),
+        "{errors:?} names {argo_message:?}"
+    );
+    let logs = workflow_logs(&w.client, &w.ns, "exit-handlers")
+        .await
+        .unwrap();
+    for line in ["intentional failure", "boohoo!"] {
+        assert!(
+            logs.values().any(|l| l.contains(line)),
+            "exit-handlers: no step printed {line:?}: {logs:?}"
+        );
+    }
+
+    let out = slow.await.unwrap();
+    assert_eq!(out.code, 1, "forever: {}", out.stderr);
+    let status = w.status("forever").await;
+    assert_eq!(status["reason"], "DeadlineExceeded", "{status}");
+    let wf = workflows(&w.client, &w.ns).get("forever").await.unwrap();
+    assert_eq!(
+        wf.data["status"]["phase"], "Running",
+        "the runner leaves the Workflow running"
+    );
+    workflows(&w.client, &w.ns)
+        .delete("forever", &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
+/// A retry as Kubernetes makes it: the runner's pod is deleted while it waits; it gets
+/// SIGTERM and reports `Cancelled`; the Job controller starts another pod, which adopts the
+/// Workflow its predecessor created, and the Job completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_runner_pod_is_cancelled_and_its_successor_adopts_the_workflow() {
+    let Some(w) = Ns::new("retry").await else {
+        return;
+    };
+    // Every status the runners write, in order, as a watch of the ConfigMap sees them.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let watch = {
+        let cms: Api<ConfigMap> = Api::namespaced(w.client.clone(), &w.ns);
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            let config =
+                kube::runtime::watcher::Config::default().fields("metadata.name=hello-world");
+            let mut events = kube::runtime::watcher(cms, config).boxed();
+            while let Some(Ok(e)) = events.next().await {
+                if let kube::runtime::watcher::Event::Apply(cm) = e
+                    && let Some(s) = cm.data.and_then(|d| d.get("status").cloned())
+                {
+                    seen.lock().unwrap().push(serde_json::from_str(&s).unwrap());
+                }
+            }
+        })
+    };
+    let job = apply_deploy(
+        &w.client,
+        &w.ns,
+        "argo-runner",
+        with_argo_input(argo_example("dag-diamond")),
+    )
+    .await
+    .unwrap();
+    let job_name = job.metadata.name.clone().unwrap();
+    wait_for_workflow(&w.client, &w.ns, "hello-world", JOB_TIMEOUT)
+        .await
+        .unwrap();
+    let first = wait_for_running_job_pod(&w.client, &w.ns, &job_name, JOB_TIMEOUT)
+        .await
+        .unwrap();
+    let first_name = first.metadata.name.clone().unwrap();
+    Api::<Pod>::namespaced(w.client.clone(), &w.ns)
+        .delete(&first_name, &DeleteParams::default())
+        .await
+        .unwrap();
+    let (job, pods) = w.job_ended(&job_name, "Complete").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    watch.abort();
+    let seen = seen.lock().unwrap().clone();
+    let reasons: Vec<String> = seen
+        .iter()
+        .map(|s| {
+            format!(
+                "{}/{}",
+                s["phase"].as_str().unwrap_or(""),
+                s["reason"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    println!("statuses reported, in order: {reasons:?}");
+    let cancelled = seen
+        .iter()
+        .position(|s| s["reason"] == "Cancelled")
+        .unwrap_or_else(|| panic!("no Cancelled report: {reasons:?}"));
+    assert!(
+        seen[cancelled + 1..]
+            .iter()
+            .any(|s| s["runnerStatus"]["adopted"] == true),
+        "a successor adopted the Workflow after the cancel: {reasons:?}"
+    );
+    let job_status = job.status.unwrap();
+    assert_eq!(job_status.succeeded, Some(1), "{job_status:?}");
+    assert_eq!(job_status.failed, Some(1), "{job_status:?}");
+    assert!(
+        pods.iter()
+            .all(|p| p.metadata.name.as_deref() != Some(first_name.as_str())),
+        "the deleted pod is gone"
+    );
+    let status = w.status("hello-world").await;
+    assert_eq!(status["phase"], "Succeeded", "{status}");
+    assert_eq!(status["runnerStatus"]["adopted"], true, "{status}");
+    let wf = workflows(&w.client, &w.ns)
+        .get("hello-world")
+        .await
+        .unwrap();
+    assert_eq!(wf.data["status"]["phase"], "Succeeded");
+}
+
+/// helm-runner with `wait: true` on Helm's own chart (`helm create`), its Deployment running
+/// the busybox httpd image: the pod becomes Ready through the chart's readiness probe and the
+/// run succeeds. The same chart with a readiness probe that never passes fails when
+/// `RUNNER_TIMEOUT` runs out, with Helm's reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_wait_on_real_pods() {
+    let Some(w) = Ns::new("helm-wait").await else {
+        return;
+    };
+    helm_cmd(&["create", "webapp"], w.dir.path()).unwrap();
+    let chart = w.dir.path().join("webapp");
+    let (repository, tag) = w.cluster.httpd_image.rsplit_once(':').unwrap();
+    let run = |name: &'static str, probe_path: &'static str, timeout: &'static str| {
+        let manifest = w.file(
+            &format!("{name}.yaml"),
+            &format!(
+                "name: {name}\nchart: {{name: {}}}\nwait: true\nvalues:\n  image: {{repository: {repository}, tag: \"{tag}\"}}\n  service: {{port: 8080}}\n  readinessProbe: {{httpGet: {{path: {probe_path}, port: http}}}}\n",
+                chart.display()
+            ),
+        );
+        let client = w.client.clone();
+        let ns = w.ns.clone();
+        let kubeconfig = w.cluster.kubeconfig.clone();
+        let cache = w.dir.path().join("cache");
+        async move {
+            create_status_configmap(&client, &ns, name).await.unwrap();
+            RunnerCommand::new(
+                runner_binary("helm-runner"),
+                &kubeconfig,
+                &ns,
+                name,
+                &manifest,
+            )
+            .var("RUNNER_COMMAND", Some("install"))
+            .var("RUNNER_TIMEOUT", Some(timeout))
+            .var(
+                "RUNNER_HELM_BINARY_PATH",
+                Some(Tools::locate().unwrap().helm.to_str().unwrap()),
+            )
+            .var(
+                "RUNNER_REPOSITORY_CACHE_PATH",
+                Some(cache.to_str().unwrap()),
+            )
+            .var(
+                "RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH",
+                Some(&format!("/tmp/kar-{ns}-{name}-release.yaml")),
+            )
+            .var(
+                "RUNNER_OUTPUT_ADDITIONAL_FILE_PATH",
+                Some(&format!("/tmp/kar-{ns}-{name}-additional.yaml")),
+            )
+            .run()
+            .await
+            .unwrap()
+        }
+    };
+    let (ready, stuck) = tokio::join!(run("ready", "/", "120s"), run("stuck", "/not-there", "20s"));
+
+    assert_eq!(ready.code, 0, "{}", ready.stderr);
+    let d = Api::<Deployment>::namespaced(w.client.clone(), &w.ns)
+        .get("ready-webapp")
+        .await
+        .unwrap();
+    assert_eq!(
+        d.status.unwrap().ready_replicas,
+        Some(1),
+        "ready when the run ended"
+    );
+
+    assert_eq!(stuck.code, 1, "{}", stuck.stderr);
+    let status = w.status("stuck").await;
+    assert_eq!(status["phase"], "Failed", "{status}");
+    let message = status["message"].as_str().unwrap();
+    assert!(message.contains("context deadline exceeded"), "{message}");
+    let pods = Api::<Pod>::namespaced(w.client.clone(), &w.ns)
+        .list(&kube::api::ListParams::default().labels("app.kubernetes.io/instance=stuck"))
+        .await
+        .unwrap();
+    let running = pods
+        .items
+        .iter()
+        .any(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"));
+    assert!(running, "the stuck pod ran but was never Ready");
+    for f in ["ready", "stuck"] {
+        for kind in ["release", "additional"] {
+            let _ = std::fs::remove_file(format!("/tmp/kar-{}-{f}-{kind}.yaml", w.ns));
+        }
+    }
+}
+
+/// Random-looking printable text of `len` bytes (gzip cannot shrink it much, so what Helm
+/// stores is as large as what it was given).
+fn incompressible(len: usize) -> String {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'a' + (x % 26) as u8)
+        })
+        .collect()
+}
+
+/// The memory limits in `deploy/` hold under the real cgroup for the largest inputs the Jobs
+/// can be given: argo-runner with a Workflow of about 900 KiB (the input ConfigMap can hold at
+/// most 1 MiB), helm-runner with 600 KiB of values that do not compress (Helm stores a
+/// release in one Secret, itself at most 1 MiB). A container killed for its limit fails the
+/// test as `OOMKilled`, naming the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_limits_hold_for_the_largest_inputs() {
+    let Some(w) = Ns::new("memory").await else {
+        return;
+    };
+    let mut templates = vec![json!({"name": "main", "container": {
+        "image": w.cluster.busybox_image, "imagePullPolicy": "IfNotPresent",
+        "command": ["echo"], "args": ["big"]}})];
+    let filler = incompressible(280);
+    let mut size = 0;
+    let mut i = 0;
+    while size < 900 * 1024 {
+        let t = json!({"name": format!("unused-{i}"), "container": {
+            "image": w.cluster.busybox_image, "command": ["echo"], "args": [filler]}});
+        size += t.to_string().len();
+        templates.push(t);
+        i += 1;
+    }
+    let workflow = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+        "spec": {"entrypoint": "main", "templates": templates}});
+    apply_deploy(
+        &w.client,
+        &w.ns,
+        "argo-runner",
+        with_argo_input(workflow.to_string()),
+    )
+    .await
+    .unwrap();
+    let values = incompressible(600 * 1024);
+    apply_deploy(&w.client, &w.ns, "helm-runner", move |obj| {
+        if kind_of(obj) == "ConfigMap" && name_of(obj) == "hello-release-input" {
+            let m = obj["data"]["manifest.yaml"].as_str().unwrap().to_string();
+            obj["data"]["manifest.yaml"] = json!(format!("{m}  blob: {values}\n"));
+        }
+    })
+    .await
+    .unwrap();
+    for runner in ["argo-runner", "helm-runner"] {
+        w.job_ended(name_of(&job_of(runner)), "Complete").await;
+    }
+    println!(
+        "argo-runner ran a {} KiB Workflow and helm-runner stored 600 KiB of values within \
+         deploy/'s memory limits",
+        workflow.to_string().len() / 1024
+    );
+}
