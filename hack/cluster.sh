@@ -117,16 +117,13 @@ stop() {
 down() {
   [[ -d $S ]] || return 0
   tools_env
-  # 1. Let the kubelet tear the pods down (CNI DEL, network namespaces) while it still runs.
-  if [[ -f $S/run/kubelet.pid ]] && kill -0 "$(cat "$S/run/kubelet.pid")" 2>/dev/null &&
-    admin get --raw /readyz >/dev/null 2>&1; then
-    admin delete deployments,jobs,workflows.argoproj.io --all -A --wait=false >/dev/null 2>&1 || true
-    admin delete pods --all -A --grace-period=1 --timeout=60s >/dev/null 2>&1 || true
-  fi
+  # 1. The control loops first, so that nothing restarts what is being stopped. The pods are
+  #    not deleted through the API (slow, and the cluster's data goes anyway): their
+  #    containers, network namespaces, mounts and cgroups are removed below.
   stop kube-scheduler
   stop kube-controller-manager
   stop kubelet
-  # 2. Containers left in containerd (the kubelet died, or did not finish).
+  # 2. The containers, through containerd.
   if [[ -S $S/containerd/containerd.sock ]] && ctr_ version >/dev/null 2>&1; then
     local t c
     for t in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks kill -s KILL "$t" >/dev/null 2>&1 || true; done
@@ -149,15 +146,20 @@ down() {
     kill "$(cat "$pidfile")" 2>/dev/null && log "stopped shim $(cat "$pidfile")"
     rm -f "$pidfile"
   done
-  # 3. Pod network namespaces this node's CNI made (libcni's result cache names them).
-  local f ns
+  # 3. Pod network namespaces this node's CNI made, found through libcni's result cache: the
+  #    files of this cluster's network (kar-<sandbox id>-eth0) name them; the loopback plugin's
+  #    file for the same sandbox goes too.
+  local f id ns
   for f in /var/lib/cni/results/kar-*; do
     [[ -f $f ]] || continue
-    ns=$(sed -n 's/.*"netns":"\([^"]*\)".*/\1/p' "$f")
-    if [[ $ns == /var/run/netns/cni-* || $ns == /run/netns/cni-* ]]; then
-      ip netns delete "$(basename "$ns")" 2>/dev/null && log "deleted netns $(basename "$ns")"
-    fi
+    id=$(grep -o '"containerId":"[0-9a-f]*"' "$f" | head -1 | cut -d'"' -f4)
+    for ns in $(grep -o '"sandbox":"[^"]*"' "$f" | cut -d'"' -f4 | sort -u); do
+      if [[ $ns == /var/run/netns/cni-* || $ns == /run/netns/cni-* ]]; then
+        ip netns delete "$(basename "$ns")" 2>/dev/null && log "deleted netns $(basename "$ns")"
+      fi
+    done
     rm -f "$f"
+    [[ -n $id ]] && rm -f /var/lib/cni/results/cni-loopback-"$id"-lo
   done
   # 4. kube-proxy and its rules, then the control plane.
   stop kube-proxy
@@ -382,17 +384,24 @@ T
 }
 
 # image NAME CONTEXT_DIR CONTAINERFILE_TEXT: builds NAME with buildah (vfs, chroot isolation, no
-# Docker engine) into $IMAGES/<archive>, unless that archive is newer than every file of the
-# context, and imports it into containerd under its full name.
+# Docker engine) into an OCI archive in $IMAGES named after NAME and a digest of the context and
+# the Containerfile (so it is rebuilt only when they change), and imports it into containerd
+# under its full name.
 image() {
-  local name=$1 ctx=$2 file=$3
-  local archive=$IMAGES/$(echo "$name" | tr '/:' '__').oci.tar
+  local name=$1 ctx=$2 file=$3 digest
+  echo "$file" >"$ctx/Containerfile"
+  digest=$(cd "$ctx" && {
+    find . \( -type f -o -type l \) -printf '%p %l %m\n' | sort
+    find . -type f -print0 | sort -z | xargs -0 sha256sum
+  } | sha256sum | cut -c1-16)
+  local base
+  base=$IMAGES/$(echo "$name" | tr '/:' '__')
+  local archive=$base.$digest.oci.tar
   mkdir -p "$IMAGES"
-  if [[ ! -f $archive ]] || [[ -n $(find -L "$ctx" -newer "$archive" -print -quit) ]]; then
+  if [[ ! -f $archive ]]; then
     local b=(buildah --root "$IMAGES/buildah/storage" --runroot "$IMAGES/buildah/run" --storage-driver vfs)
-    echo "$file" >"$ctx/Containerfile"
     "${b[@]}" build --isolation chroot --layers=false -q -t "$name" -f "$ctx/Containerfile" "$ctx" >/dev/null
-    rm -f "$archive.tmp"
+    rm -f "$base".*.oci.tar
     "${b[@]}" push -q "$name" "oci-archive:$archive.tmp:$name" >/dev/null
     "${b[@]}" rmi "$name" >/dev/null 2>&1 || true
     mv "$archive.tmp" "$archive"
@@ -575,7 +584,8 @@ start_argo() {
   for c in "$crds"/minimal/argoproj.io_*.yaml; do
     [[ $(basename "$c") == argoproj.io_workflows.yaml ]] || admin apply --server-side -f "$c" >/dev/null
   done
-  admin wait --for=condition=Established --timeout=60s crd --all >/dev/null
+  # (`kubectl wait` fails at once on a CRD that has no conditions yet: retry it.)
+  wait_for "Argo's CRDs Established" 60 "" admin wait --for=condition=Established --timeout=5s crd --all
   local k=$S/argo-install
   rm -rf "$k"
   mkdir -p "$k"
@@ -603,6 +613,11 @@ patches:
     - op: add
       path: /spec/template/spec/containers/0/imagePullPolicy
       value: IfNotPresent
+    # Ready once it has loaded its configuration and serves its health check (the rollout
+    # below waits for that; a bad configuration is fatal before it).
+    - op: add
+      path: /spec/template/spec/containers/0/readinessProbe
+      value: {httpGet: {port: 6060, path: /healthz}, periodSeconds: 1}
     # One controller, no leader election; requeue after 1 s as Argo's own tests do (the default
     # 10 s makes every Workflow wait that long between steps).
     - op: add
@@ -616,9 +631,12 @@ patches:
     - op: add
       path: /data
       value:
-        # No metrics or telemetry listeners.
-        metricsConfig: "enabled: false"
-        telemetryConfig: "enabled: false"
+        # No metrics or telemetry listeners. (Argo joins single-line values as \`key: value\`
+        # lines, so these are blocks.)
+        metricsConfig: |
+          enabled: false
+        telemetryConfig: |
+          enabled: false
         # Nothing is pulled here: the images exist on the node, and an image named without a tag
         # (Argo's examples say \`busybox\`) would default to Always.
         workflowDefaults: |

@@ -480,10 +480,11 @@ fn incompressible(len: usize) -> String {
 }
 
 /// The memory limits in `deploy/` hold under the real cgroup for the largest inputs the Jobs
-/// can be given: argo-runner with a Workflow of about 900 KiB (the input ConfigMap can hold at
-/// most 1 MiB), helm-runner with 600 KiB of values that do not compress (Helm stores a
-/// release in one Secret, itself at most 1 MiB). A container killed for its limit fails the
-/// test as `OOMKilled`, naming the limit.
+/// can usefully be given: argo-runner with a Workflow of 600 KiB of templates that do not
+/// compress (Argo's controller errors a Workflow over 1 MiB, "workflow is longer than maximum
+/// allowed size", counting what it adds; a 900 KiB one was refused so), helm-runner with
+/// 600 KiB of such values (Helm stores a release in one Secret, itself at most 1 MiB). A
+/// container killed for its limit fails the test as `OOMKilled`, naming the limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_limits_hold_for_the_largest_inputs() {
     let Some(w) = Ns::new("memory").await else {
@@ -495,7 +496,7 @@ async fn memory_limits_hold_for_the_largest_inputs() {
     let filler = incompressible(280);
     let mut size = 0;
     let mut i = 0;
-    while size < 900 * 1024 {
+    while size < 600 * 1024 {
         let t = json!({"name": format!("unused-{i}"), "container": {
             "image": w.cluster.busybox_image, "command": ["echo"], "args": [filler]}});
         size += t.to_string().len();
@@ -528,5 +529,34 @@ async fn memory_limits_hold_for_the_largest_inputs() {
         "argo-runner ran a {} KiB Workflow and helm-runner stored 600 KiB of values within \
          deploy/'s memory limits",
         workflow.to_string().len() / 1024
+    );
+}
+
+/// The OOM check itself, on a real OOM kill: a Job whose container holds more than its 16Mi
+/// limit is killed by the kernel, and [`assert_none_oom_killed`] reports it as `OOMKilled`,
+/// naming the pod and the limit (so a runner killed for its limit cannot pass as a mere
+/// failure).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oom_killed_container_is_reported_as_such() {
+    let Some(w) = Ns::new("oom").await else {
+        return;
+    };
+    let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "hog"},
+        "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "hog", "image": w.cluster.busybox_image,
+                "imagePullPolicy": "IfNotPresent",
+                "command": ["sh", "-c", "x=$(head -c 67108864 /dev/zero | tr '\\0' a); echo ${#x}"],
+                "resources": {"limits": {"memory": "16Mi"}}}]}}}});
+    apply(&w.client, &w.ns, &job, false).await.unwrap();
+    let done = wait_for_job(&w.client, &w.ns, "hog", JOB_TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(job_outcome(&done), Some("Failed"));
+    let pods = job_pods(&w.client, &w.ns, "hog").await.unwrap();
+    let err = assert_none_oom_killed(&pods).unwrap_err().to_string();
+    println!("{err}");
+    assert!(
+        err.starts_with("OOMKilled: pod hog-") && err.ends_with("(memory limit 16Mi)"),
+        "{err}"
     );
 }
