@@ -56,7 +56,8 @@ phase_end
 
 echo
 echo "--- what the Workflow's step printed (its pod's log):"
-kubectl -n "$NS" logs -l workflows.argoproj.io/workflow=hello-world -c main
+# (Argo's executor adds lines of its own, marked argo=true.)
+kubectl -n "$NS" logs -l workflows.argoproj.io/workflow=hello-world -c main | grep -v 'argo=true'
 echo "--- the Job:"
 kubectl -n "$NS" get job/argo-runner-hello-world \
   -o jsonpath='{range .status.conditions[*]}{.type}={.status} {end}succeeded={.status.succeeded} started={.status.startTime} completed={.status.completionTime}{"\n"}'

@@ -1,12 +1,13 @@
 # Shared by the hack/ scripts (sourced, not run).
 #
 # Phase timing: `phase_start NAME` ... `phase_end` prints NAME's wall time as it ends and records
-# it in $KAR_PHASES (default target/phases.txt, appended to, so that a caller such as .ci/run
-# that runs several scripts can print them all at the end with `phase_report`).
+# it in $KAR_PHASES; `phase_report` prints them all. A caller that runs several scripts (.ci/run)
+# sets KAR_PHASES to one file for all of them; otherwise each script has a fresh one.
 
-: "${KAR_PHASES:=$PWD/target/phases.txt}"
+if [[ -z ${KAR_PHASES:-} ]]; then
+  KAR_PHASES=$(mktemp -t kar-phases.XXXXXX)
+fi
 export KAR_PHASES
-mkdir -p "$(dirname "$KAR_PHASES")"
 
 _phase_name=
 _phase_t0=
