@@ -567,7 +567,9 @@ async fn bad_input_exits_2_with_one_line_naming_the_cause_and_writes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_kubeconfig_or_unreachable_api_server_exits_3() {
+/// No kubeconfig is for good (exit 3); an API server that does not answer may answer later
+/// (exit 4, which a Job's `podFailurePolicy` counts and retries).
+async fn no_kubeconfig_exits_3_and_an_unreachable_api_server_exits_4() {
     let w = World::new("nocluster").await;
     let home = tempfile::tempdir().unwrap();
     let out = w
@@ -599,7 +601,7 @@ async fn no_kubeconfig_or_unreachable_api_server_exits_3() {
         .run()
         .await
         .unwrap();
-    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert_eq!(out.code, 4, "{}", out.stderr);
     let errors = error_lines(&out.stderr);
     assert_eq!(errors.len(), 1, "{}", out.stderr);
     assert!(

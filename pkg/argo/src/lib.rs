@@ -140,7 +140,7 @@ impl ActionRunner for ArgoRunner {
         // Argo labels each pod of a Workflow with the Workflow's name
         // (`workflows.argoproj.io/workflow`), so the name must also be a valid label value.
         validation::dns1123_label(&ctx.name).map_err(|e| {
-            RunnerError::InvalidInput(format!(
+            RunnerError::invalid_input(format!(
                 "invalid configuration: RUNNER_CONTEXT_NAME={:?} {e} (Argo labels the Workflow's \
                  pods with its name)",
                 ctx.name
@@ -149,7 +149,7 @@ impl ActionRunner for ArgoRunner {
         if let Some(ns) = &args.namespace
             && ns != &ctx.platform.namespace
         {
-            return Err(RunnerError::InvalidInput(format!(
+            return Err(RunnerError::invalid_input(format!(
                 "input manifest: metadata.namespace {ns:?} differs from \
                  RUNNER_CONTEXT_PLATFORM_NAMESPACE {:?}",
                 ctx.platform.namespace
@@ -179,7 +179,7 @@ impl ActionRunner for ArgoRunner {
         let body = serde_json::to_vec(&workflow).expect("Workflow serializes");
         let mut request = Request::new(DynamicObject::url_path(&ar, Some(ns)))
             .create(&params, body)
-            .map_err(|e| RunnerError::Cluster(format!("create {what}: {e}")))?;
+            .map_err(|e| RunnerError::cluster(format!("create {what}")).because(e))?;
         let uri = format!("{}&fieldValidation=Strict", request.uri());
         *request.uri_mut() = uri.parse().expect("valid URI");
 
@@ -191,9 +191,9 @@ impl ActionRunner for ArgoRunner {
                 let existing = api
                     .get(&ctx.name)
                     .await
-                    .map_err(|e| RunnerError::from_kube(&format!("get {what}"), &e))?;
+                    .map_err(|e| RunnerError::from_kube(format!("get {what}"), e))?;
                 if !is_ours(&existing, ctx) {
-                    return Err(RunnerError::InvalidInput(format!(
+                    return Err(RunnerError::invalid_input(format!(
                         "{what} already exists and was not created by argo-runner for this \
                          context (labels {MANAGED_BY_LABEL}={MANAGED_BY}, {CONTEXT_LABEL}={}); \
                          choose another RUNNER_CONTEXT_NAME or delete it",
@@ -204,7 +204,7 @@ impl ActionRunner for ArgoRunner {
                 adopted = true;
                 existing
             }
-            Err(e) => return Err(RunnerError::from_kube(&format!("create {what}"), &e)),
+            Err(e) => return Err(RunnerError::from_kube(format!("create {what}"), e)),
         };
         self.uid = if ctx.dry_run && !adopted {
             None
@@ -249,8 +249,8 @@ impl ActionRunner for ArgoRunner {
 /// event, absence from a relist, or a different `uid`) fails the wait.
 ///
 /// # Errors
-/// [`RunnerError::Failed`] if the Workflow was deleted before it finished;
-/// [`RunnerError::Cluster`] if it cannot be watched.
+/// [`ErrorKind::Failed`](action_runner::error::ErrorKind) if the Workflow was deleted before it finished;
+/// [`ErrorKind::Cluster`](action_runner::error::ErrorKind) if it cannot be watched.
 pub async fn wait_for_workflow(
     api: Api<DynamicObject>,
     name: &str,
@@ -259,7 +259,7 @@ pub async fn wait_for_workflow(
 ) -> Result<WaitForCompletionOutput, RunnerError> {
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let mut events = watcher(api, config).default_backoff().boxed();
-    let deleted = || RunnerError::Failed(format!("{what} was deleted before it finished"));
+    let deleted = || RunnerError::failed(format!("{what} was deleted before it finished"));
     let mut seen_in_list = false;
     let mut last_phase = String::new();
     while let Some(event) = events.next().await {
@@ -287,7 +287,7 @@ pub async fn wait_for_workflow(
             Ok(watcher::Event::Apply(obj)) => obj,
             Err(e) => {
                 if let Some((code, message)) = fatal(&e) {
-                    return Err(RunnerError::Cluster(format!(
+                    return Err(RunnerError::cluster(format!(
                         "watch {what}: {message} ({code})"
                     )));
                 }
@@ -298,7 +298,7 @@ pub async fn wait_for_workflow(
         if let (Some(expected), Some(actual)) = (uid, obj.metadata.uid.as_deref())
             && expected != actual
         {
-            return Err(RunnerError::Failed(format!(
+            return Err(RunnerError::failed(format!(
                 "{what} was deleted and replaced by another object (uid {actual}, expected {expected})"
             )));
         }
@@ -311,7 +311,7 @@ pub async fn wait_for_workflow(
             return Ok(finished(what, done));
         }
     }
-    Err(RunnerError::Cluster(format!(
+    Err(RunnerError::unavailable(format!(
         "watch {what}: the watch stream ended"
     )))
 }

@@ -9,6 +9,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use action_runner::RunnerError;
+use action_runner::error::ErrorKind;
 
 use crate::cli::Helm;
 use crate::input::Chart;
@@ -94,12 +95,12 @@ pub fn resolve(chart: &Chart) -> Result<ChartSource, String> {
 /// the chart's directory.
 ///
 /// # Errors
-/// [`RunnerError::Failed`] with Helm's message when `helm pull` fails (missing chart or
-/// version, unreachable repository); [`RunnerError::InvalidInput`] when a local chart cannot be
+/// [`ErrorKind::Failed`](action_runner::error::ErrorKind) with Helm's message when `helm pull` fails (missing chart or
+/// version, unreachable repository); [`ErrorKind::InvalidInput`](action_runner::error::ErrorKind) when a local chart cannot be
 /// read or unpacked (nothing was written to the cluster).
 pub async fn fetch(helm: &Helm, source: &ChartSource, dest: &Path) -> Result<PathBuf, RunnerError> {
     let unpacked = dest.join("chart");
-    std::fs::create_dir_all(&unpacked).map_err(|e| scratch_error(&unpacked, &e))?;
+    std::fs::create_dir_all(&unpacked).map_err(|e| scratch_error(&unpacked, e))?;
     match source {
         ChartSource::Local(path) if path.is_dir() => {
             let name = path
@@ -109,18 +110,20 @@ pub async fn fetch(helm: &Helm, source: &ChartSource, dest: &Path) -> Result<Pat
                 .unwrap_or_else(|| "chart".into());
             let target = unpacked.join(name);
             copy_dir(path, &target).map_err(|e| {
-                RunnerError::InvalidInput(format!(
-                    "chart.name {}: cannot copy the chart directory: {e}",
+                RunnerError::invalid_input(format!(
+                    "chart.name {}: cannot copy the chart directory",
                     path.display()
                 ))
+                .because(e)
             })?;
             Ok(target)
         }
         ChartSource::Local(path) => untar(path, &unpacked).map_err(|e| {
-            RunnerError::InvalidInput(format!(
-                "chart.name {}: not a chart archive (.tgz): {e}",
+            RunnerError::invalid_input(format!(
+                "chart.name {}: not a chart archive (.tgz)",
                 path.display()
             ))
+            .because(e)
         }),
         ChartSource::Remote {
             reference,
@@ -128,7 +131,7 @@ pub async fn fetch(helm: &Helm, source: &ChartSource, dest: &Path) -> Result<Pat
             version,
         } => {
             let pulled = dest.join("pull");
-            std::fs::create_dir_all(&pulled).map_err(|e| scratch_error(&pulled, &e))?;
+            std::fs::create_dir_all(&pulled).map_err(|e| scratch_error(&pulled, e))?;
             let mut args: Vec<OsString> = vec!["pull".into(), reference.into()];
             if let Some(repo) = repo {
                 args.extend(["--repo".into(), repo.into()]);
@@ -137,33 +140,35 @@ pub async fn fetch(helm: &Helm, source: &ChartSource, dest: &Path) -> Result<Pat
                 args.extend(["--version".into(), v.into()]);
             }
             args.extend(["--destination".into(), pulled.clone().into()]);
-            helm.run("helm pull", &args).await.map_err(|e| match e {
-                // The repository, not the cluster, failed: the action failed.
-                RunnerError::Cluster(m) => RunnerError::Failed(m),
-                other => other,
-            })?;
+            helm.run("helm pull", &args)
+                .await
+                .map_err(|e| match e.kind() {
+                    // The repository, not the cluster, failed: the action failed.
+                    ErrorKind::Cluster | ErrorKind::Unavailable => e.with_kind(ErrorKind::Failed),
+                    _ => e,
+                })?;
             let archive = std::fs::read_dir(&pulled)
                 .ok()
                 .and_then(|mut d| d.find_map(|e| e.ok().map(|e| e.path())))
                 .ok_or_else(|| {
-                    RunnerError::Failed(format!(
+                    RunnerError::failed(format!(
                         "helm pull {reference}: no chart archive was saved"
                     ))
                 })?;
             untar(&archive, &unpacked).map_err(|e| {
-                RunnerError::Failed(format!(
-                    "helm pull {reference}: cannot unpack the chart: {e}"
-                ))
+                RunnerError::failed(format!("helm pull {reference}: cannot unpack the chart"))
+                    .because(e)
             })
         }
     }
 }
 
-fn scratch_error(path: &Path, e: &std::io::Error) -> RunnerError {
-    RunnerError::Failed(format!(
-        "cannot create scratch directory {}: {e}",
+fn scratch_error(path: &Path, e: std::io::Error) -> RunnerError {
+    RunnerError::failed(format!(
+        "cannot create scratch directory {}",
         path.display()
     ))
+    .because(e)
 }
 
 /// Unpacks a gzipped chart archive into `dest` and returns its single top-level directory

@@ -90,18 +90,21 @@ pub struct Helm {
 /// Which exit code a failed Helm call maps to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
-    /// The cluster could not be reached or refused the credentials: exit 3.
+    /// The cluster refused the credentials or the request for good (exit 3).
     Cluster,
+    /// The cluster could not be reached or was briefly unable to answer (exit 4: retrying may
+    /// help).
+    Unavailable,
     /// Anything else: the operation failed (exit 1).
     Failed,
 }
 
 /// Classifies Helm's error text. Helm exits 1 for every error, so its message is read: the
-/// texts below come from client-go and Go's `net` package (dial errors, TLS, DNS) and from
-/// Helm's `Kubernetes cluster unreachable`; `Unauthorized` and `forbidden` are the API
-/// server's answers to bad or insufficient credentials (exit 3 like the rest of the runners).
+/// texts of [`Failure::Unavailable`] come from client-go and Go's `net` package (dial errors,
+/// TLS, DNS), Helm's `Kubernetes cluster unreachable` and the API server's 503; those of
+/// [`Failure::Cluster`] are the API server's answers to bad or insufficient credentials.
 pub fn classify(message: &str) -> Failure {
-    const CLUSTER: [&str; 13] = [
+    const UNAVAILABLE: [&str; 10] = [
         "kubernetes cluster unreachable",
         "connection refused",
         "no such host",
@@ -112,6 +115,8 @@ pub fn classify(message: &str) -> Failure {
         "no route to host",
         "unable to connect to the server",
         "the server is currently unable to handle the request",
+    ];
+    const CLUSTER: [&str; 3] = [
         "the server has asked for the client to provide credentials",
         "unauthorized",
         "is forbidden",
@@ -119,6 +124,8 @@ pub fn classify(message: &str) -> Failure {
     let lower = message.to_ascii_lowercase();
     if CLUSTER.iter().any(|p| lower.contains(p)) {
         Failure::Cluster
+    } else if UNAVAILABLE.iter().any(|p| lower.contains(p)) {
+        Failure::Unavailable
     } else {
         Failure::Failed
     }
@@ -170,13 +177,15 @@ impl Helm {
     /// `helm install`).
     ///
     /// # Errors
-    /// [`RunnerError::Cluster`] when helm cannot be started or the cluster is unreachable,
-    /// [`RunnerError::Failed`] for other failures; the message is Helm's, redacted.
+    /// [`ErrorKind::Cluster`](action_runner::error::ErrorKind) when helm cannot be started or
+    /// the cluster refuses the credentials, [`ErrorKind::Unavailable`](action_runner::error::ErrorKind)
+    /// when it cannot be reached, [`ErrorKind::Failed`](action_runner::error::ErrorKind) for other
+    /// failures; the message is Helm's, redacted.
     pub async fn run(&self, what: &str, args: &[OsString]) -> Result<Vec<u8>, RunnerError> {
         tracing::debug!(command = %self.redactor.redact(&format!("{} {}", self.binary.display(),
             args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "))), "running helm");
         let out = self.command().args(args).output().await.map_err(|e| {
-            RunnerError::Cluster(format!("{what}: cannot run {}: {e}", self.binary.display()))
+            RunnerError::cluster(format!("{what}: cannot run {}", self.binary.display())).because(e)
         })?;
         let stderr = self.redactor.redact(&String::from_utf8_lossy(&out.stderr));
         if out.status.success() {
@@ -190,8 +199,9 @@ impl Helm {
             t => t,
         };
         Err(match classify(&text) {
-            Failure::Cluster => RunnerError::Cluster(format!("{what}: {text}")),
-            Failure::Failed => RunnerError::Failed(format!("{what}: {text}")),
+            Failure::Cluster => RunnerError::cluster(format!("{what}: {text}")),
+            Failure::Unavailable => RunnerError::unavailable(format!("{what}: {text}")),
+            Failure::Failed => RunnerError::failed(format!("{what}: {text}")),
         })
     }
 }
@@ -220,7 +230,7 @@ mod tests {
         for (msg, want) in [
             (
                 "INSTALLATION FAILED: Kubernetes cluster unreachable: Get \"https://127.0.0.1:1/version\": dial tcp 127.0.0.1:1: connect: connection refused",
-                Failure::Cluster,
+                Failure::Unavailable,
             ),
             (
                 "INSTALLATION FAILED: secrets is forbidden: User \"x\" cannot list resource",

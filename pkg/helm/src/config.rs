@@ -61,7 +61,7 @@ impl HelmConfig {
     /// Reads the configuration from the process environment.
     ///
     /// # Errors
-    /// [`RunnerError::InvalidInput`] naming the variable at fault.
+    /// [`ErrorKind::InvalidInput`](action_runner::error::ErrorKind) naming the variable at fault.
     pub fn from_env() -> Result<Self, RunnerError> {
         Self::from_vars(std::env::vars())
     }
@@ -69,7 +69,7 @@ impl HelmConfig {
     /// Reads the configuration from `(name, value)` pairs. Empty values count as unset.
     ///
     /// # Errors
-    /// [`RunnerError::InvalidInput`] naming the variable at fault: `RUNNER_COMMAND` missing or
+    /// [`ErrorKind::InvalidInput`](action_runner::error::ErrorKind) naming the variable at fault: `RUNNER_COMMAND` missing or
     /// not `install`/`upgrade`; `RUNNER_HELM_RELEASE_PATH` missing for `upgrade`;
     /// `RUNNER_HELM_DRIVER` not a driver Helm stores releases in the cluster with;
     /// `RUNNER_HELM_BINARY_PATH` not found; an output path whose directory does not exist.
@@ -180,7 +180,7 @@ fn find_on_path(name: &str, path: Option<&str>) -> Option<PathBuf> {
 }
 
 fn invalid(message: String) -> RunnerError {
-    RunnerError::InvalidInput(format!("invalid configuration: {message}"))
+    RunnerError::invalid_input(format!("invalid configuration: {message}"))
 }
 
 #[cfg(test)]

@@ -204,18 +204,19 @@ pub struct ChartRelease {
 /// Reads and checks the release file of an upgrade.
 ///
 /// # Errors
-/// [`RunnerError::InvalidInput`] naming the file and `RUNNER_HELM_RELEASE_PATH` when it cannot
+/// [`ErrorKind::InvalidInput`](action_runner::error::ErrorKind) naming the file and `RUNNER_HELM_RELEASE_PATH` when it cannot
 /// be read or parsed, or its name or namespace is invalid.
 pub fn read_release_file(path: &Path) -> Result<ChartRelease, RunnerError> {
     let what = format!("release file {} (RUNNER_HELM_RELEASE_PATH)", path.display());
     let text = std::fs::read_to_string(path)
-        .map_err(|e| RunnerError::InvalidInput(format!("{what}: cannot read: {e}")))?;
+        .map_err(|e| RunnerError::invalid_input(format!("{what}: cannot read")).because(e))?;
     let file: ReleaseFile = action_runner::manifest::parse(&what, &text)?;
     let r = file.value;
-    validate_release_name(&r.name)
-        .map_err(|e| RunnerError::InvalidInput(format!("{what}: value.name {:?} {e}", r.name)))?;
+    validate_release_name(&r.name).map_err(|e| {
+        RunnerError::invalid_input(format!("{what}: value.name {:?}", r.name)).because(e)
+    })?;
     action_runner::validation::dns1123_label(&r.namespace).map_err(|e| {
-        RunnerError::InvalidInput(format!("{what}: value.namespace {:?} {e}", r.namespace))
+        RunnerError::invalid_input(format!("{what}: value.namespace {:?}", r.namespace)).because(e)
     })?;
     Ok(r)
 }
@@ -240,11 +241,11 @@ pub fn validate_release_name(name: &str) -> Result<(), String> {
 /// Reads a values file (`valuesFromFile`) and checks it holds a YAML mapping (or nothing).
 ///
 /// # Errors
-/// [`RunnerError::InvalidInput`] naming the field and file; the file's content is never quoted.
+/// [`ErrorKind::InvalidInput`](action_runner::error::ErrorKind) naming the field and file; the file's content is never quoted.
 pub fn read_values_file(path: &Path) -> Result<Values, RunnerError> {
     let what = format!("valuesFromFile {}", path.display());
     let text = std::fs::read_to_string(path).map_err(|e| {
-        RunnerError::InvalidInput(format!("input manifest: {what}: cannot read: {e}"))
+        RunnerError::invalid_input(format!("input manifest: {what}: cannot read")).because(e)
     })?;
     let has_content = text
         .lines()
@@ -264,7 +265,7 @@ pub fn read_values_file(path: &Path) -> Result<Values, RunnerError> {
                 .next()
                 .filter(|p| p.contains("line"))
                 .unwrap_or("");
-            Err(RunnerError::InvalidInput(
+            Err(RunnerError::invalid_input(
                 format!("input manifest: {what}: not a YAML mapping of values {position}")
                     .trim_end()
                     .to_string(),

@@ -111,7 +111,7 @@ struct HelmStatusInfo {
 /// not `update` Secrets), so the runner reads the stored state back with `helm status`.
 ///
 /// # Errors
-/// [`RunnerError::Failed`] when the stored revision is not `deployed`; errors of `helm status`
+/// [`ErrorKind::Failed`](action_runner::error::ErrorKind) when the stored revision is not `deployed`; errors of `helm status`
 /// as [`Helm::run`] classifies them.
 async fn verify_stored(helm: &Helm, release: &HelmRelease) -> Result<(), RunnerError> {
     let what = format!("helm status {}/{}", release.namespace, release.name);
@@ -124,10 +124,10 @@ async fn verify_stored(helm: &Helm, release: &HelmRelease) -> Result<(), RunnerE
     argv.extend(["--output".into(), "json".into()]);
     let stdout = helm.run(&what, &argv).await?;
     let status: HelmStatus = serde_json::from_slice(&stdout).map_err(|e| {
-        RunnerError::Failed(format!("{what}: its JSON output could not be read: {e}"))
+        RunnerError::failed(format!("{what}: its JSON output could not be read")).because(e)
     })?;
     if status.info.status != "deployed" {
-        return Err(RunnerError::Failed(format!(
+        return Err(RunnerError::failed(format!(
             "release {:?} in namespace {:?}: Helm reported success, but its storage holds \
              revision {} as {:?} (are the runner's rights on Helm's storage driver complete?)",
             release.name, release.namespace, release.version, status.info.status
@@ -137,7 +137,7 @@ async fn verify_stored(helm: &Helm, release: &HelmRelease) -> Result<(), RunnerE
 }
 
 fn invalid(message: String) -> RunnerError {
-    RunnerError::InvalidInput(format!("input manifest: {message}"))
+    RunnerError::invalid_input(format!("input manifest: {message}"))
 }
 
 impl ActionRunner for HelmRunner {
@@ -221,8 +221,8 @@ impl ActionRunner for HelmRunner {
 
     async fn start(&mut self, input: StartInput<HelmInput>) -> Result<StartOutput, RunnerError> {
         let Some(p) = self.prepared.as_mut() else {
-            return Err(RunnerError::InvalidInput(
-                "the Helm runner was started without prepare".into(),
+            return Err(RunnerError::invalid_input(
+                "the Helm runner was started without prepare",
             ));
         };
         let command = p.config.command;
@@ -242,7 +242,7 @@ impl ActionRunner for HelmRunner {
         let scratch = tempfile::Builder::new()
             .prefix("helm-runner-")
             .tempdir()
-            .map_err(|e| RunnerError::Failed(format!("cannot create a scratch directory: {e}")))?;
+            .map_err(|e| RunnerError::failed("cannot create a scratch directory").because(e))?;
         let chart_dir = chart::fetch(&helm, &p.source, scratch.path()).await?;
 
         // The command line: never values (they go in a 0600 file).
@@ -296,9 +296,10 @@ impl ActionRunner for HelmRunner {
             namespace = %p.namespace, dry_run = ctx.dry_run, "running helm");
         let stdout = helm.run(&what, &argv).await?;
         let release: HelmRelease = serde_json::from_slice(&stdout).map_err(|e| {
-            RunnerError::Failed(format!(
-                "{what} succeeded but its JSON output could not be read: {e}"
+            RunnerError::failed(format!(
+                "{what} succeeded but its JSON output could not be read"
             ))
+            .because(e)
         })?;
         let config_values = Value::Object(release.config.clone().unwrap_or_default());
         helm.redactor.add_values(&config_values);
@@ -331,7 +332,7 @@ impl ActionRunner for HelmRunner {
             chart_version: release.chart.metadata.version.clone(),
             chart_repo: p.chart.repo.clone(),
         };
-        let failed_after = |why: String| RunnerError::Failed(format!("{done}, but {why}"));
+        let failed_after = |why: String| RunnerError::failed(format!("{done}, but {why}"));
         let release_doc = output::release_file(
             &reference,
             args.output.helm_release.use_helm_release_storage,
@@ -401,7 +402,7 @@ impl ActionRunner for HelmRunner {
         _input: WaitForCompletionInput,
     ) -> Result<WaitForCompletionOutput, RunnerError> {
         self.outcome.clone().ok_or_else(|| {
-            RunnerError::Failed("the Helm operation did not run (start did not finish)".into())
+            RunnerError::failed("the Helm operation did not run (start did not finish)")
         })
     }
 }
@@ -414,7 +415,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), RunnerError> {
         .mode(0o600)
         .open(path)
         .and_then(|mut f| f.write_all(bytes))
-        .map_err(|e| RunnerError::Failed(format!("cannot write {}: {e}", path.display())))
+        .map_err(|e| RunnerError::failed(format!("cannot write {}", path.display())).because(e))
 }
 
 /// Writes an output file (mode 0644, as Capact's runner writes it).

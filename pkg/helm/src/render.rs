@@ -66,7 +66,7 @@ pub fn wrapper(chart_name: &str, revision: u64) -> String {
 /// release's user-supplied values in the file `values_file`.
 ///
 /// # Errors
-/// [`RunnerError::Failed`] with Helm's (redacted) message when the template does not render.
+/// [`ErrorKind::Failed`](action_runner::error::ErrorKind) with Helm's (redacted) message when the template does not render.
 pub async fn render(
     helm: &Helm,
     chart_dir: &Path,
@@ -79,7 +79,7 @@ pub async fn render(
         std::fs::create_dir_all(&templates)
             .and_then(|()| std::fs::write(templates.join(name), text))
             .map_err(|e| {
-                RunnerError::Failed(format!(
+                RunnerError::failed(format!(
                     "cannot write {} for rendering the additional output: {e}",
                     templates.join(name).display()
                 ))
@@ -105,11 +105,10 @@ pub async fn render(
     let out = helm
         .run("rendering output.additional.goTemplate", &args)
         .await
-        .map_err(|e| RunnerError::Failed(e.to_string()))?;
+        .map_err(|e| RunnerError::failed(e.to_string()))?;
     decode(&String::from_utf8_lossy(&out)).ok_or_else(|| {
-        RunnerError::Failed(
-            "rendering output.additional.goTemplate: helm template printed no output document"
-                .into(),
+        RunnerError::failed(
+            "rendering output.additional.goTemplate: helm template printed no output document",
         )
     })
 }

@@ -56,7 +56,7 @@ impl Config {
     /// Reads the configuration from the process environment.
     ///
     /// # Errors
-    /// [`RunnerError::InvalidInput`] naming the first variable that is missing or invalid.
+    /// [`ErrorKind::InvalidInput`](crate::error::ErrorKind) naming the first variable that is missing or invalid.
     pub fn from_env() -> Result<Self, RunnerError> {
         Self::from_vars(std::env::vars())
     }
@@ -64,7 +64,7 @@ impl Config {
     /// Reads the configuration from `(name, value)` pairs (all variables, prefixed or not).
     ///
     /// # Errors
-    /// [`RunnerError::InvalidInput`] naming the first variable that is missing or invalid.
+    /// [`ErrorKind::InvalidInput`](crate::error::ErrorKind) naming the first variable that is missing or invalid.
     pub fn from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, RunnerError> {
@@ -74,7 +74,7 @@ impl Config {
                 envy::Error::MissingValue(field) => {
                     invalid(&var_name(field), "is required but not set".into())
                 }
-                envy::Error::Custom(msg) => RunnerError::InvalidInput(msg),
+                envy::Error::Custom(msg) => RunnerError::invalid_input(msg),
             })?;
 
         let input_manifest_path = required("INPUT_MANIFEST_PATH", raw.input_manifest_path)?;
@@ -125,18 +125,113 @@ impl Config {
     }
 }
 
-/// Parses a Go `time.ParseDuration` string (`90s`, `10m`, `1h30m`, `1.5h`, `500ms`) into a
-/// positive [`Duration`]. Units: `ns`, `us`, `µs`, `ms`, `s`, `m`, `h`.
+/// Parses a Go duration (`time.ParseDuration`, `src/time/format.go`: the contract Capact's
+/// `RUNNER_TIMEOUT` is read with) into a positive [`Duration`]: an optional sign, then one or
+/// more decimal numbers, each with an optional fraction and a unit (`ns`, `us`, `µs`, `μs`,
+/// `ms`, `s`, `m`, `h`), such as `90s`, `1h30m`, `1.5h`, `.5s`. The largest is Go's largest
+/// `time.Duration`, 2562047h47m16.854775807s; like Go, anything larger is an overflow, and a
+/// fraction is converted through a 64-bit float, so digits past its precision are lost the way
+/// Go loses them.
+///
+/// Written here rather than taken from a crate: the one published port (`go-parse-duration`)
+/// refuses durations Go accepts (`2562047h`), and the grammar is part of this project's
+/// contract.
 ///
 /// # Errors
-/// A sentence when the text is not a Go duration or is not positive.
+/// A sentence when the text is not a Go duration, overflows, or is not positive.
 pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
-    let nanos = go_parse_duration::parse_duration(text)
-        .map_err(|_| "is not a Go duration (examples: 90s, 10m, 1h30m)".to_string())?;
-    if nanos <= 0 {
+    const NOT: &str = "is not a Go duration (examples: 90s, 10m, 1h30m)";
+    const OVERFLOW: &str = "is longer than the longest Go duration (2562047h47m16.854775807s)";
+    const LIMIT: u64 = 1 << 63;
+    let (negative, mut rest) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    if rest == "0" {
         return Err("must be a positive duration".into());
     }
-    Ok(Duration::from_nanos(nanos as u64))
+    if rest.is_empty() {
+        return Err(NOT.into());
+    }
+    let mut total: u64 = 0;
+    while !rest.is_empty() {
+        // The integer part.
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let mut value: u64 = 0;
+        for b in rest[..digits].bytes() {
+            value = value
+                .checked_mul(10)
+                .and_then(|v| v.checked_add(u64::from(b - b'0')))
+                .filter(|v| *v <= LIMIT)
+                .ok_or(OVERFLOW)?;
+        }
+        rest = &rest[digits..];
+        // The fraction: digits past what fits are dropped, as Go drops them.
+        let (mut fraction, mut scale, mut fraction_digits) = (0u64, 1f64, 0usize);
+        if let Some(after) = rest.strip_prefix('.') {
+            fraction_digits = after.bytes().take_while(u8::is_ascii_digit).count();
+            let mut overflowed = false;
+            for b in after[..fraction_digits].bytes() {
+                if overflowed {
+                    continue;
+                }
+                match fraction
+                    .checked_mul(10)
+                    .and_then(|f| f.checked_add(u64::from(b - b'0')))
+                {
+                    Some(f) if f <= LIMIT => {
+                        fraction = f;
+                        scale *= 10.0;
+                    }
+                    _ => overflowed = true,
+                }
+            }
+            rest = &after[fraction_digits..];
+        }
+        if digits == 0 && fraction_digits == 0 {
+            return Err(NOT.into());
+        }
+        // The unit: everything up to the next digit or '.'.
+        let unit_len = rest
+            .char_indices()
+            .find(|(_, c)| *c == '.' || c.is_ascii_digit())
+            .map_or(rest.len(), |(i, _)| i);
+        let unit: u64 = match &rest[..unit_len] {
+            "ns" => 1,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            _ => return Err(NOT.into()),
+        };
+        rest = &rest[unit_len..];
+        if value > LIMIT / unit {
+            return Err(OVERFLOW.into());
+        }
+        value *= unit;
+        if fraction > 0 {
+            value += (fraction as f64 * (unit as f64 / scale)) as u64;
+            if value > LIMIT {
+                return Err(OVERFLOW.into());
+            }
+        }
+        total = total
+            .checked_add(value)
+            .filter(|t| *t <= LIMIT)
+            .ok_or(OVERFLOW)?;
+    }
+    if negative {
+        return Err("must be a positive duration".into());
+    }
+    if total == LIMIT {
+        return Err(OVERFLOW.into());
+    }
+    if total == 0 {
+        return Err("must be a positive duration".into());
+    }
+    Ok(Duration::from_nanos(total))
 }
 
 /// Parses a boolean the way Go's `strconv.ParseBool` does (Capact reads its variables with it):
@@ -200,11 +295,11 @@ fn non_empty(value: Option<String>) -> Option<String> {
 }
 
 fn invalid(var: &str, why: String) -> RunnerError {
-    RunnerError::InvalidInput(format!("invalid configuration: {var} {why}"))
+    RunnerError::invalid_input(format!("invalid configuration: {var} {why}"))
 }
 
 fn invalid_value(suffix: &str, value: &str, why: String) -> RunnerError {
-    RunnerError::InvalidInput(format!(
+    RunnerError::invalid_input(format!(
         "invalid configuration: {PREFIX}{suffix}={value:?} {why}"
     ))
 }
@@ -272,6 +367,40 @@ mod tests {
                 err(&[("RUNNER_TIMEOUT", bad)]).contains("RUNNER_TIMEOUT"),
                 "{bad}"
             );
+        }
+    }
+
+    /// Everything Go's `time.ParseDuration` accepts (`src/time/format.go`): signs, fractions
+    /// without a leading digit, every unit, and up to 2562047h47m16.854775807s, the largest
+    /// `time.Duration`; one nanosecond more overflows, as in Go.
+    #[test]
+    fn durations_over_go_s_whole_range() {
+        let max = Duration::from_nanos(i64::MAX as u64);
+        for (text, want) in [
+            ("2562047h", Duration::from_secs(2_562_047 * 3600)),
+            ("2562047h47m16.854775807s", max),
+            ("9223372036854775807ns", max),
+            ("+5s", Duration::from_secs(5)),
+            (".5s", Duration::from_millis(500)),
+            ("1.s", Duration::from_secs(1)),
+            (
+                "1h1m1s1ms1us1µs1ns",
+                Duration::from_nanos(3_661_001_002_001),
+            ),
+            ("1μs", Duration::from_micros(1)),
+        ] {
+            assert_eq!(parse_go_duration(text), Ok(want), "{text}");
+        }
+        for bad in [
+            "2562048h",
+            "2562047h47m16.854775808s",
+            "9223372036854775808ns",
+            "1d",
+            "s",
+            ".s",
+            "",
+        ] {
+            assert!(parse_go_duration(bad).is_err(), "{bad}");
         }
     }
 

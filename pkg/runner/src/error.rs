@@ -2,14 +2,17 @@
 
 use std::process::ExitCode;
 
-/// Exit codes of a runner process. Documented in the README; stable across releases.
+/// Exit codes of a runner process. Documented in the README; stable across releases. They split
+/// what retrying cannot help (1, 2, 3: a Job's `podFailurePolicy` fails the Job at once) from what
+/// it may help (4: counted against `backoffLimit` and retried).
 ///
 /// | code | meaning |
 /// |------|---------|
 /// | 0    | the action succeeded |
 /// | 1    | the action ran and failed, or `RUNNER_TIMEOUT` elapsed |
 /// | 2    | invalid input or configuration; nothing was written to the cluster |
-/// | 3    | cluster or API error (unreachable, no kubeconfig, forbidden, ...) |
+/// | 3    | the cluster refused for good: forbidden, unauthorized, not found, no kubeconfig |
+/// | 4    | the cluster could not be reached or answered with a transient error (timeouts, 429, 5xx, conflicts after retries): retrying may help |
 /// | 130  | stopped by SIGINT (128 + 2) |
 /// | 143  | stopped by SIGTERM (128 + 15), as Kubernetes sends it when a pod is deleted |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,8 +24,10 @@ pub enum Exit {
     Failed = 1,
     /// 2: invalid input or configuration; nothing was written to the cluster.
     InvalidInput = 2,
-    /// 3: cluster or API error.
+    /// 3: the cluster refused for good (retrying cannot help).
     Cluster = 3,
+    /// 4: the cluster was unreachable or answered with a transient error (retrying may help).
+    Unavailable = 4,
     /// 130: SIGINT.
     Interrupted = 130,
     /// 143: SIGTERM.
@@ -35,53 +40,182 @@ impl From<Exit> for ExitCode {
     }
 }
 
-/// An error a runner (or the framework) returns. The variant decides the exit code; the text is
-/// a single line shown to the user, so it must name the variable, file or field at fault and must
-/// never contain secrets (Helm values, tokens).
-#[derive(Debug, thiserror::Error)]
-pub enum RunnerError {
-    /// The input manifest or the configuration is invalid (exit code 2). Returned only before
-    /// anything was written to the cluster.
-    #[error("{0}")]
-    InvalidInput(String),
-    /// The cluster could not be reached, or answered with an error other than one caused by the
-    /// input (exit code 3).
-    #[error("{0}")]
-    Cluster(String),
-    /// The action ran and failed (exit code 1).
-    #[error("{0}")]
-    Failed(String),
+/// The cause of a [`RunnerError`]: any error, kept as it is.
+pub type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What kind of failure a [`RunnerError`] is; it decides the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The input manifest or the configuration is invalid (exit 2). Only before anything was
+    /// written to the cluster.
+    InvalidInput,
+    /// The action ran and failed (exit 1).
+    Failed,
+    /// The cluster refused for good: forbidden, unauthorized, not found (exit 3).
+    Cluster,
+    /// The cluster could not be reached or answered with a transient error (exit 4).
+    Unavailable,
+}
+
+/// An error a runner (or the framework) returns: its [`ErrorKind`], what was being done (the
+/// context, for example `create Workflow ns/name`) and the error that caused it, kept as its
+/// [`source`](std::error::Error::source). Its text (`Display`) is one line, the context and then
+/// the cause's chain, shown to the user: it must name the variable, file or field at fault and
+/// must never contain secrets (Helm values, tokens).
+#[derive(Debug)]
+pub struct RunnerError {
+    kind: ErrorKind,
+    context: String,
+    source: Option<Source>,
 }
 
 impl RunnerError {
-    /// The process exit code for this error.
-    pub fn exit(&self) -> Exit {
-        match self {
-            RunnerError::InvalidInput(_) => Exit::InvalidInput,
-            RunnerError::Cluster(_) => Exit::Cluster,
-            RunnerError::Failed(_) => Exit::Failed,
+    /// An error of `kind` saying `context`, with no cause.
+    pub fn new(kind: ErrorKind, context: impl Into<String>) -> Self {
+        RunnerError {
+            kind,
+            context: context.into(),
+            source: None,
         }
     }
 
-    /// Classifies an error from the Kubernetes API, prefixing it with `what` (for example
-    /// `create Workflow default/x`). The API server's answers `400 BadRequest` and
-    /// `422 Invalid` are about the object sent, so they become [`RunnerError::InvalidInput`]
-    /// (the API server wrote nothing); everything else is a [`RunnerError::Cluster`] error.
-    /// The API server's own message is kept, since it names the verb and resource of a
-    /// `403 Forbidden`.
-    pub fn from_kube(what: &str, err: &kube::Error) -> Self {
-        match err {
-            kube::Error::Api(status) if matches!(status.code, 400 | 422) => {
-                RunnerError::InvalidInput(format!("{what}: {}", one_line(&status.message)))
-            }
-            kube::Error::Api(status) => RunnerError::Cluster(format!(
-                "{what}: {} ({} {})",
-                one_line(&status.message),
-                status.code,
-                status.reason
-            )),
-            other => RunnerError::Cluster(format!("{what}: {}", one_line(&error_chain(other)))),
+    /// [`ErrorKind::InvalidInput`] (exit 2).
+    pub fn invalid_input(context: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidInput, context)
+    }
+
+    /// [`ErrorKind::Failed`] (exit 1).
+    pub fn failed(context: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Failed, context)
+    }
+
+    /// [`ErrorKind::Cluster`] (exit 3).
+    pub fn cluster(context: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Cluster, context)
+    }
+
+    /// [`ErrorKind::Unavailable`] (exit 4).
+    pub fn unavailable(context: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Unavailable, context)
+    }
+
+    /// The same error caused by `source`.
+    #[must_use]
+    pub fn because(mut self, source: impl Into<Source>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// The same error of another kind (for example a failed download of a chart is the
+    /// action's failure, not the cluster's).
+    #[must_use]
+    pub fn with_kind(mut self, kind: ErrorKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// Its kind.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// What was being done, without the cause.
+    pub fn context(&self) -> &str {
+        &self.context
+    }
+
+    /// The process exit code for this error.
+    pub fn exit(&self) -> Exit {
+        match self.kind {
+            ErrorKind::InvalidInput => Exit::InvalidInput,
+            ErrorKind::Failed => Exit::Failed,
+            ErrorKind::Cluster => Exit::Cluster,
+            ErrorKind::Unavailable => Exit::Unavailable,
         }
+    }
+
+    /// Classifies an error from the Kubernetes API met while doing `what` (for example
+    /// `create Workflow default/x`), keeping it as the cause:
+    /// - `400 BadRequest`, `422 Invalid` and `413 RequestEntityTooLarge` are about the object
+    ///   sent (the API server wrote nothing): [`ErrorKind::InvalidInput`]; so is etcd's
+    ///   "request is too large" behind a `500` (an object over etcd's 1.5 MiB request limit,
+    ///   `--max-request-bytes`), whose reason the API server leaves empty;
+    /// - `408`, `409` (a conflict left after the client's own retries), `429` and `5xx`, and
+    ///   no answer at all (connection refused or reset, timeouts): [`ErrorKind::Unavailable`];
+    /// - the rest (`401`, `403`, `404`, ...): [`ErrorKind::Cluster`]. The API server's message
+    ///   is kept: for `403 Forbidden` it names the verb and resource.
+    pub fn from_kube(what: impl Into<String>, err: kube::Error) -> Self {
+        let kind = match &err {
+            kube::Error::Api(s) if matches!(s.code, 400 | 413 | 422) => ErrorKind::InvalidInput,
+            kube::Error::Api(s) if s.code == 500 && s.message.contains("request is too large") => {
+                ErrorKind::InvalidInput
+            }
+            kube::Error::Api(s) if matches!(s.code, 408 | 409 | 429) || s.code >= 500 => {
+                ErrorKind::Unavailable
+            }
+            kube::Error::Api(_) => ErrorKind::Cluster,
+            kube::Error::HyperError(_) | kube::Error::Service(_) => ErrorKind::Unavailable,
+            _ => ErrorKind::Cluster,
+        };
+        let mut what = what.into();
+        if let kube::Error::Api(s) = &err
+            && (s.code == 413 || (s.code == 500 && s.message.contains("request is too large")))
+        {
+            what.push_str(
+                ": the object is too large (the API server takes requests of at most 3 MiB and \
+                 etcd stores objects of at most 1.5 MiB)",
+            );
+        }
+        Self::new(kind, what).because(ApiError(err))
+    }
+}
+
+impl std::fmt::Display for RunnerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.source {
+            None => f.write_str(&one_line(&self.context)),
+            Some(s) => {
+                let cause = one_line(&error_chain(s.as_ref()));
+                if self.context.is_empty() {
+                    f.write_str(&cause)
+                } else {
+                    write!(f, "{}: {cause}", one_line(&self.context))
+                }
+            }
+        }
+    }
+}
+
+impl std::error::Error for RunnerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_ref()
+            .map(|s| s.as_ref() as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// A [`kube::Error`] shown the way the API server put it: for an API answer, its message, code
+/// and reason (`workflows.argoproj.io is forbidden: ... (403 Forbidden)`); otherwise its chain of
+/// causes. The error itself is kept as the source.
+#[derive(Debug)]
+pub struct ApiError(pub kube::Error);
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            kube::Error::Api(s) if s.reason.is_empty() => {
+                write!(f, "{} ({})", one_line(&s.message), s.code)
+            }
+            kube::Error::Api(s) => write!(f, "{} ({} {})", one_line(&s.message), s.code, s.reason),
+            other => f.write_str(&one_line(&error_chain(other))),
+        }
+    }
+}
+
+impl std::error::Error for ApiError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        // The chain is already in the text; the kube error is reached with `.0`.
+        None
     }
 }
 
@@ -110,4 +244,72 @@ pub fn one_line(message: &str) -> String {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: u16, reason: &str, message: &str) -> kube::Error {
+        kube::Error::Api(
+            kube::core::Status::failure(message, reason)
+                .with_code(code)
+                .boxed(),
+        )
+    }
+
+    #[test]
+    fn kube_errors_are_classified_by_whether_retrying_can_help() {
+        let kind = |code, reason, message| {
+            RunnerError::from_kube("create Workflow ns/x", api(code, reason, message)).kind()
+        };
+        assert_eq!(kind(422, "Invalid", "spec.x: bad"), ErrorKind::InvalidInput);
+        assert_eq!(kind(400, "BadRequest", "bad"), ErrorKind::InvalidInput);
+        assert_eq!(
+            kind(413, "RequestEntityTooLarge", "too big"),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            kind(500, "", "etcdserver: request is too large"),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(kind(403, "Forbidden", "forbidden"), ErrorKind::Cluster);
+        assert_eq!(kind(404, "NotFound", "not found"), ErrorKind::Cluster);
+        assert_eq!(kind(401, "Unauthorized", "no"), ErrorKind::Cluster);
+        for code in [408, 409, 429, 500, 503, 504] {
+            assert_eq!(kind(code, "x", "y"), ErrorKind::Unavailable, "{code}");
+        }
+    }
+
+    #[test]
+    fn the_text_is_the_context_then_the_cause_and_the_cause_is_kept() {
+        let e = RunnerError::from_kube(
+            "create Workflow ns/x",
+            api(
+                403,
+                "Forbidden",
+                "workflows is forbidden: User \"u\" cannot create",
+            ),
+        );
+        assert_eq!(
+            e.to_string(),
+            "create Workflow ns/x: workflows is forbidden: User \"u\" cannot create (403 Forbidden)"
+        );
+        assert_eq!(e.exit(), Exit::Cluster);
+        let source = std::error::Error::source(&e).unwrap();
+        let kept = source.downcast_ref::<ApiError>().unwrap();
+        assert!(matches!(&kept.0, kube::Error::Api(s) if s.code == 403));
+
+        let e = RunnerError::from_kube(
+            "create Workflow ns/x",
+            api(500, "", "etcdserver: request is too large"),
+        );
+        assert_eq!(e.exit(), Exit::InvalidInput);
+        assert!(e.to_string().contains("at most 1.5 MiB"), "{e}");
+
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = RunnerError::invalid_input("input manifest m: cannot read").because(io);
+        assert_eq!(e.to_string(), "input manifest m: cannot read: no such file");
+        assert!(std::error::Error::source(&e).is_some());
+    }
 }

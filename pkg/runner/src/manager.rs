@@ -1,5 +1,11 @@
 //! The Manager: reads the configuration and the manifest, drives an [`ActionRunner`] and reports
 //! its status.
+//!
+//! [`Manager::run`] is what touches the process: the signal handlers, the environment, logging,
+//! the Kubernetes client, the termination-message file and the exit code. The steps themselves
+//! are two functions a test can call in-process with a runner, a reporter and a shutdown signal
+//! of its own: [`read_input`] (the manifest and the runner's own checks) and [`drive`] (start,
+//! report, wait, report).
 
 use std::future::Future;
 use std::path::Path;
@@ -8,30 +14,53 @@ use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::config::Config;
+use crate::config::{Config, DEFAULT_TERMINATION_MESSAGE_PATH};
 use crate::context::ExecutionContext;
-use crate::error::{Exit, RunnerError, one_line};
+use crate::error::{ErrorKind, Exit, RunnerError, one_line};
 use crate::runner::{ActionRunner, StartInput, WaitForCompletionInput};
 use crate::status::{ActionStatus, Phase, Reason, StatusReporter, now_rfc3339};
 use crate::{logging, manifest};
 
 /// How long the final status report may take after SIGTERM. Kubernetes allows 30 s
 /// (`terminationGracePeriodSeconds`) before SIGKILL.
-const REPORT_AFTER_SIGNAL_TIMEOUT: Duration = Duration::from_secs(10);
+pub const REPORT_AFTER_SIGNAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a run ended: the exit code and a one-line message (the reason, on failure).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The process exit code.
+    pub exit: Exit,
+    /// One line: the action's outcome, or why the run failed.
+    pub message: String,
+}
+
+impl Outcome {
+    fn new(exit: Exit, message: impl Into<String>) -> Self {
+        Outcome {
+            exit,
+            message: one_line(&message.into()),
+        }
+    }
+
+    fn error(e: &RunnerError) -> Self {
+        Outcome::new(e.exit(), e.to_string())
+    }
+}
 
 /// Drives one [`ActionRunner`] through one action and exits with an [`Exit`] code.
 ///
 /// Order (each step's failure ends the run; its one-line reason is logged and written to
 /// the termination-message file when that exists):
-/// 1. read `RUNNER_*` ([`Config`]) and the manifest, and [`ActionRunner::prepare`]: exit 2;
-/// 2. build the Kubernetes client and the reporter, and [`StatusReporter::check`]: exit 3
-///    (exit 2 if the status ConfigMap is missing); nothing is written before this point;
-/// 3. [`ActionRunner::start`], report `Running` with the runner's start status;
-/// 4. [`ActionRunner::wait_for_completion`], bounded by `RUNNER_TIMEOUT`, cancelled by SIGTERM
-///    or SIGINT; report the final phase, reason, message and `finishedAt`.
+/// 1. install the SIGTERM and SIGINT handlers; read `RUNNER_*` ([`Config`]), the manifest, and
+///    [`ActionRunner::prepare`] ([`read_input`]): exit 2;
+/// 2. build the Kubernetes client and the reporter: exit 3 (no configuration) or 4;
+/// 3. [`drive`]: [`StatusReporter::check`] (nothing is written before it passes),
+///    [`ActionRunner::start`], report `Running`, [`ActionRunner::wait_for_completion`] bounded
+///    by `RUNNER_TIMEOUT` and cancelled by the signals, report the outcome.
 pub struct Manager<R, F> {
     runner: R,
-    reporter: F,
+    /// Taken when the client exists (once: `run` consumes the Manager).
+    reporter: Option<F>,
 }
 
 impl<R, F, S> Manager<R, F>
@@ -44,148 +73,197 @@ where
     /// e.g. `|client, ctx| ConfigMapReporter::new(client, &ctx.platform.namespace, &ctx.name)`
     /// or `|_, _| NoopReporter`.
     pub fn new(runner: R, reporter: F) -> Self {
-        Manager { runner, reporter }
-    }
-
-    /// Runs the whole action from the process environment and returns the exit code; logging
-    /// is set up here (see [`logging::init`]).
-    pub async fn run(self) -> ExitCode {
-        logging::init(dev_mode_hint());
-        let termination_path = std::env::var("RUNNER_TERMINATION_MESSAGE_PATH")
-            .ok()
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| crate::config::DEFAULT_TERMINATION_MESSAGE_PATH.into());
-        let (exit, message) = self.execute().await;
-        if exit == Exit::Succeeded {
-            tracing::info!(exit_code = exit as u8, "{message}");
-        } else {
-            tracing::error!(exit_code = exit as u8, "{message}");
-            write_termination_message(Path::new(&termination_path), &message);
+        Manager {
+            runner,
+            reporter: Some(reporter),
         }
-        exit.into()
     }
 
-    /// Runs the action and returns the exit code and a one-line outcome message.
-    pub async fn execute(mut self) -> (Exit, String) {
-        let (config, args) = match read_input(&mut self.runner) {
-            Ok(input) => input,
-            Err(e) => return (e.exit(), e.to_string()),
+    /// Runs the whole action from the process environment and returns the exit code. Logging
+    /// is set up from the configuration (see [`logging::init`]); when the configuration itself
+    /// is invalid, with the defaults, and the reason goes to the default termination-message
+    /// path.
+    pub async fn run(mut self) -> ExitCode {
+        // Before anything else, so that a SIGTERM while the input is read is not the default
+        // action (death without a report) but a cancel.
+        let mut signals = Signals::new();
+        let config = Config::from_env();
+        let (dev_mode, termination_path) = match &config {
+            Ok(c) => (c.logger_dev_mode, c.termination_message_path.clone()),
+            Err(_) => (false, DEFAULT_TERMINATION_MESSAGE_PATH.into()),
         };
-        let ctx = config.context.clone();
+        logging::init(dev_mode);
+        let outcome = match config {
+            Ok(config) => self.execute(&config, signals.recv()).await,
+            Err(e) => Outcome::error(&e),
+        };
+        if outcome.exit == Exit::Succeeded {
+            tracing::info!(exit_code = outcome.exit as u8, "{}", outcome.message);
+        } else {
+            tracing::error!(exit_code = outcome.exit as u8, "{}", outcome.message);
+            write_termination_message(&termination_path, &outcome.message);
+        }
+        outcome.exit.into()
+    }
+
+    /// Steps 1 to 3 for `config`, cancelled when `shutdown` resolves (with the exit code to
+    /// use).
+    async fn execute(&mut self, config: &Config, shutdown: impl Future<Output = Exit>) -> Outcome {
+        let args = match read_input(&mut self.runner, config) {
+            Ok(args) => args,
+            Err(e) => return Outcome::error(&e),
+        };
         let client = match crate::client::infer().await {
             Ok(c) => c,
             Err(e) => {
-                return (
-                    Exit::Cluster,
-                    format!(
-                        "cannot configure the Kubernetes client (in-cluster or kubeconfig): {}",
-                        one_line(&crate::error::error_chain(&e))
-                    ),
+                return Outcome::error(
+                    &RunnerError::cluster(
+                        "cannot configure the Kubernetes client (in-cluster or kubeconfig)",
+                    )
+                    .because(e),
                 );
             }
         };
-        let reporter = (self.reporter)(client.clone(), &ctx);
-        if let Err(e) = reporter.check().await {
-            return (e.exit(), e.to_string());
-        }
-
-        let mut signals = Signals::new();
-        let runner_name = self.runner.name();
-        let mut status = ActionStatus {
-            runner: runner_name.into(),
-            context_name: ctx.name.clone(),
-            phase: Phase::Running,
-            reason: None,
-            message: String::new(),
-            dry_run: ctx.dry_run,
-            started_at: now_rfc3339(),
-            finished_at: None,
-            runner_status: serde_json::Value::Null,
-        };
-        tracing::info!(runner = runner_name, context = %ctx.name, namespace = %ctx.platform.namespace,
-            dry_run = ctx.dry_run, "starting action");
-
-        let start = self.runner.start(StartInput {
-            ctx: ctx.clone(),
+        let make_reporter = self.reporter.take().expect("a Manager runs once");
+        let reporter = make_reporter(client.clone(), &config.context);
+        drive(
+            &mut self.runner,
+            &config.context,
             args,
-            client: client.clone(),
-        });
-        let started = tokio::select! {
-            r = start => r,
-            exit = signals.recv() => {
-                return finish(&reporter, &mut status, Reason::Cancelled, false,
-                    format!("received {}; stopped while starting", signal_name(exit)), exit).await;
-            }
-        };
-        match started {
-            Ok(out) => status.runner_status = out.status,
-            Err(RunnerError::InvalidInput(msg)) => return (Exit::InvalidInput, msg),
-            Err(e) => {
-                let exit = e.exit();
-                return finish(
-                    &reporter,
-                    &mut status,
-                    Reason::Error,
-                    false,
-                    e.to_string(),
-                    exit,
-                )
-                .await;
-            }
-        }
-        if let Err(e) = reporter.report(&status).await {
-            return (
-                e.exit(),
-                format!("action started but reporting its status failed: {e}"),
-            );
-        }
-        tracing::info!(status = %status.runner_status, "action started; waiting for completion");
-
-        let wait = self.runner.wait_for_completion(WaitForCompletionInput {
-            ctx: ctx.clone(),
             client,
-        });
-        let bounded = async {
-            match ctx.timeout {
-                Some(t) => tokio::time::timeout(t, wait).await.ok(),
-                None => Some(wait.await),
-            }
-        };
-        tokio::select! {
-            r = bounded => match r {
-                Some(Ok(out)) => {
-                    let exit = if out.succeeded { Exit::Succeeded } else { Exit::Failed };
-                    finish(&reporter, &mut status, Reason::Completed, out.succeeded, out.message, exit).await
-                }
-                Some(Err(e)) => {
-                    let exit = e.exit();
-                    finish(&reporter, &mut status, Reason::Error, false, e.to_string(), exit).await
-                }
-                None => {
-                    let t = ctx.timeout.unwrap_or_default();
-                    finish(&reporter, &mut status, Reason::DeadlineExceeded, false,
-                        format!("timed out after {t:?} (RUNNER_TIMEOUT) waiting for completion"),
-                        Exit::Failed).await
-                }
-            },
-            exit = signals.recv() => {
-                finish(&reporter, &mut status, Reason::Cancelled, false,
-                    format!("received {}; stopped waiting for completion", signal_name(exit)), exit).await
-            }
-        }
+            &reporter,
+            shutdown,
+        )
+        .await
     }
 }
 
-/// Step 1: configuration, manifest and the runner's own checks (no cluster access).
-fn read_input<R: ActionRunner>(runner: &mut R) -> Result<(Config, R::Args), RunnerError> {
-    let config = Config::from_env()?;
+/// Step 1: the manifest at `config.input_manifest_path` and the runner's own checks of it
+/// ([`ActionRunner::prepare`]); no cluster access.
+///
+/// # Errors
+/// [`ErrorKind::InvalidInput`] naming the file, field or variable at fault.
+pub fn read_input<R: ActionRunner>(
+    runner: &mut R,
+    config: &Config,
+) -> Result<R::Args, RunnerError> {
     let args: R::Args = manifest::read(&config.input_manifest_path)?;
     runner.prepare(&config.context, &args)?;
-    Ok((config, args))
+    Ok(args)
+}
+
+/// The action itself, once its input is read: checks the reporter, starts the action, reports
+/// `Running` with the runner's start status, waits for completion (bounded by `ctx.timeout`),
+/// and reports the outcome. `shutdown` resolving (SIGTERM or SIGINT in a process; anything in a
+/// test) cancels the start or the wait: the run reports `Cancelled` and ends with the exit code
+/// `shutdown` gave.
+///
+/// Exit codes: as the runner's outcome ([`Exit::Succeeded`] or [`Exit::Failed`]);
+/// [`Exit::Failed`] with `DeadlineExceeded` when `ctx.timeout` elapses; a runner's or the
+/// reporter's error's own code; a report that fails at the end turns the code into the
+/// reporter's error's (3 or 4), unless a signal asked to stop.
+pub async fn drive<R, S>(
+    runner: &mut R,
+    ctx: &ExecutionContext,
+    args: R::Args,
+    client: kube::Client,
+    reporter: &S,
+    shutdown: impl Future<Output = Exit>,
+) -> Outcome
+where
+    R: ActionRunner,
+    S: StatusReporter,
+{
+    tokio::pin!(shutdown);
+    if let Err(e) = reporter.check().await {
+        return Outcome::error(&e);
+    }
+    let runner_name = runner.name();
+    let mut status = ActionStatus {
+        runner: runner_name.into(),
+        context_name: ctx.name.clone(),
+        phase: Phase::Running,
+        reason: None,
+        message: String::new(),
+        dry_run: ctx.dry_run,
+        started_at: now_rfc3339(),
+        finished_at: None,
+        runner_status: serde_json::Value::Null,
+    };
+    tracing::info!(runner = runner_name, context = %ctx.name, namespace = %ctx.platform.namespace,
+        dry_run = ctx.dry_run, "starting action");
+
+    let start = runner.start(StartInput {
+        ctx: ctx.clone(),
+        args,
+        client: client.clone(),
+    });
+    let started = tokio::select! {
+        r = start => r,
+        exit = &mut shutdown => {
+            let message = format!("received {}; stopped while starting", signal_name(exit));
+            return finish(reporter, &mut status, Reason::Cancelled, false, message, exit).await;
+        }
+    };
+    match started {
+        Ok(out) => status.runner_status = out.status,
+        // Nothing was written: no status either.
+        Err(e) if e.kind() == ErrorKind::InvalidInput => return Outcome::error(&e),
+        Err(e) => {
+            let exit = e.exit();
+            return finish(
+                reporter,
+                &mut status,
+                Reason::Error,
+                false,
+                e.to_string(),
+                exit,
+            )
+            .await;
+        }
+    }
+    if let Err(e) = reporter.report(&status).await {
+        return Outcome::new(
+            e.exit(),
+            format!("action started but reporting its status failed: {e}"),
+        );
+    }
+    tracing::info!(status = %status.runner_status, "action started; waiting for completion");
+
+    let wait = runner.wait_for_completion(WaitForCompletionInput {
+        ctx: ctx.clone(),
+        client,
+    });
+    let bounded = async {
+        match ctx.timeout {
+            Some(t) => tokio::time::timeout(t, wait).await.ok(),
+            None => Some(wait.await),
+        }
+    };
+    let (reason, succeeded, message, exit) = tokio::select! {
+        r = bounded => match r {
+            Some(Ok(out)) => {
+                let exit = if out.succeeded { Exit::Succeeded } else { Exit::Failed };
+                (Reason::Completed, out.succeeded, out.message, exit)
+            }
+            Some(Err(e)) => (Reason::Error, false, e.to_string(), e.exit()),
+            None => {
+                let t = ctx.timeout.unwrap_or_default();
+                let message = format!("timed out after {t:?} (RUNNER_TIMEOUT) waiting for completion");
+                (Reason::DeadlineExceeded, false, message, Exit::Failed)
+            }
+        },
+        exit = &mut shutdown => {
+            let message = format!("received {}; stopped waiting for completion", signal_name(exit));
+            (Reason::Cancelled, false, message, exit)
+        }
+    };
+    finish(reporter, &mut status, reason, succeeded, message, exit).await
 }
 
 /// Reports the final status and returns `exit` with `message`; a failed report turns the exit
-/// code into 3 (unless a signal asked us to stop).
+/// code into the report's error's (unless a signal asked us to stop). After a signal the report
+/// may take at most [`REPORT_AFTER_SIGNAL_TIMEOUT`].
 async fn finish<S: StatusReporter>(
     reporter: &S,
     status: &mut ActionStatus,
@@ -193,7 +271,7 @@ async fn finish<S: StatusReporter>(
     succeeded: bool,
     message: String,
     exit: Exit,
-) -> (Exit, String) {
+) -> Outcome {
     status.phase = if succeeded {
         Phase::Succeeded
     } else {
@@ -206,24 +284,28 @@ async fn finish<S: StatusReporter>(
     let reported = if reason == Reason::Cancelled {
         tokio::time::timeout(REPORT_AFTER_SIGNAL_TIMEOUT, report)
             .await
-            .unwrap_or_else(|_| Err(RunnerError::Cluster("timed out".into())))
+            .unwrap_or_else(|_| {
+                Err(RunnerError::unavailable(format!(
+                    "timed out after {REPORT_AFTER_SIGNAL_TIMEOUT:?}"
+                )))
+            })
     } else {
         report.await
     };
     match reported {
-        Ok(()) => (exit, status.message.clone()),
-        Err(e) if matches!(exit, Exit::Terminated | Exit::Interrupted) => (
+        Ok(()) => Outcome::new(exit, status.message.clone()),
+        Err(e) if matches!(exit, Exit::Terminated | Exit::Interrupted) => Outcome::new(
             exit,
             format!("{}; reporting the status failed: {e}", status.message),
         ),
-        Err(e) => (
-            Exit::Cluster,
+        Err(e) => Outcome::new(
+            e.exit(),
             format!("{}; reporting the status failed: {e}", status.message),
         ),
     }
 }
 
-/// SIGTERM and SIGINT listeners, installed before the action starts.
+/// SIGTERM and SIGINT listeners.
 struct Signals {
     term: Option<tokio::signal::unix::Signal>,
     int: Option<tokio::signal::unix::Signal>,
@@ -262,15 +344,6 @@ fn signal_name(exit: Exit) -> &'static str {
     }
 }
 
-/// `RUNNER_LOGGER_DEV_MODE` read leniently, only to pick the log format before the full
-/// configuration (which reports a bad value) is read.
-fn dev_mode_hint() -> bool {
-    matches!(
-        std::env::var("RUNNER_LOGGER_DEV_MODE").as_deref(),
-        Ok("1" | "t" | "T" | "TRUE" | "true" | "True")
-    )
-}
-
 /// Writes `message` to the termination-message file (Kubernetes shows it in
 /// `kubectl describe pod` and in the container status), only when the file already exists:
 /// the kubelet creates it in a pod; elsewhere nothing is written.
@@ -290,4 +363,408 @@ pub fn block_on<T>(fut: impl Future<Output = T>) -> T {
         .build()
         .expect("tokio runtime")
         .block_on(fut)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every exit path of [`drive`] and [`read_input`], in-process: a scripted runner, a
+    //! reporter that records what it is given, a client no request ever reaches, and a
+    //! shutdown signal the test fires. Time is Tokio's paused clock.
+
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::context::KubernetesPlatform;
+    use crate::error::ErrorKind;
+    use crate::runner::{StartOutput, WaitForCompletionOutput};
+
+    type Script<T> = fn() -> Result<T, RunnerError>;
+
+    /// A runner that answers `start` and `wait_for_completion` from its script, after a delay.
+    struct Scripted {
+        start: Script<StartOutput>,
+        start_takes: Duration,
+        wait: Script<WaitForCompletionOutput>,
+        wait_takes: Duration,
+        started: bool,
+    }
+
+    fn ok_start() -> Result<StartOutput, RunnerError> {
+        Ok(StartOutput {
+            status: serde_json::json!({"ref": "x"}),
+        })
+    }
+
+    fn succeeded() -> Result<WaitForCompletionOutput, RunnerError> {
+        Ok(WaitForCompletionOutput {
+            succeeded: true,
+            message: "all good".into(),
+        })
+    }
+
+    fn runner(start: Script<StartOutput>, wait: Script<WaitForCompletionOutput>) -> Scripted {
+        Scripted {
+            start,
+            start_takes: Duration::ZERO,
+            wait,
+            wait_takes: Duration::from_secs(1),
+            started: false,
+        }
+    }
+
+    impl ActionRunner for Scripted {
+        type Args = serde_json::Value;
+
+        fn name(&self) -> &'static str {
+            "scripted"
+        }
+
+        fn prepare(
+            &mut self,
+            _: &ExecutionContext,
+            args: &serde_json::Value,
+        ) -> Result<(), RunnerError> {
+            if args.get("bad").is_some() {
+                return Err(RunnerError::invalid_input(
+                    "input manifest: bad is not allowed",
+                ));
+            }
+            Ok(())
+        }
+
+        async fn start(
+            &mut self,
+            _: StartInput<serde_json::Value>,
+        ) -> Result<StartOutput, RunnerError> {
+            self.started = true;
+            tokio::time::sleep(self.start_takes).await;
+            (self.start)()
+        }
+
+        async fn wait_for_completion(
+            &mut self,
+            _: WaitForCompletionInput,
+        ) -> Result<WaitForCompletionOutput, RunnerError> {
+            tokio::time::sleep(self.wait_takes).await;
+            (self.wait)()
+        }
+    }
+
+    /// Records every status; fails `check`, or the report numbered `fail_report` (0-based),
+    /// with the error `failure` makes.
+    #[derive(Clone, Default)]
+    struct Recorder {
+        reports: Arc<Mutex<Vec<ActionStatus>>>,
+        fail_check: bool,
+        fail_report: Option<usize>,
+        failure: Option<fn() -> RunnerError>,
+    }
+
+    impl Recorder {
+        fn phases(&self) -> Vec<(Phase, Option<Reason>)> {
+            self.reports
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|s| (s.phase, s.reason))
+                .collect()
+        }
+
+        fn last(&self) -> ActionStatus {
+            self.reports
+                .lock()
+                .unwrap()
+                .last()
+                .cloned()
+                .expect("a report")
+        }
+    }
+
+    impl StatusReporter for Recorder {
+        async fn check(&self) -> Result<(), RunnerError> {
+            match (self.fail_check, self.failure) {
+                (true, Some(f)) => Err(f()),
+                _ => Ok(()),
+            }
+        }
+
+        async fn report(&self, status: &ActionStatus) -> Result<(), RunnerError> {
+            let mut reports = self.reports.lock().unwrap();
+            if self.fail_report == Some(reports.len()) {
+                return Err(self.failure.expect("a failure")());
+            }
+            reports.push(status.clone());
+            Ok(())
+        }
+    }
+
+    /// A client whose every request fails: the scripted runner never sends one.
+    fn client() -> kube::Client {
+        let service = tower::service_fn(|_: http::Request<kube::client::Body>| async {
+            Err::<http::Response<kube::client::Body>, tower::BoxError>(
+                "no cluster in unit tests".into(),
+            )
+        });
+        kube::Client::new(service, "default")
+    }
+
+    fn ctx(timeout: Option<Duration>) -> ExecutionContext {
+        ExecutionContext {
+            name: "act".into(),
+            dry_run: false,
+            timeout,
+            platform: KubernetesPlatform {
+                namespace: "ns".into(),
+                service_account_name: None,
+                owner_reference: None,
+            },
+        }
+    }
+
+    /// Runs `r` with `reporter`; `shutdown` fires `signal` after `after` if given.
+    async fn run(
+        r: &mut Scripted,
+        reporter: &Recorder,
+        timeout: Option<Duration>,
+        signal: Option<(Duration, Exit)>,
+    ) -> Outcome {
+        let shutdown = async move {
+            match signal {
+                Some((after, exit)) => {
+                    tokio::time::sleep(after).await;
+                    exit
+                }
+                None => std::future::pending().await,
+            }
+        };
+        drive(
+            r,
+            &ctx(timeout),
+            serde_json::json!({}),
+            client(),
+            reporter,
+            shutdown,
+        )
+        .await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn succeeded_exits_0_and_reports_running_then_succeeded() {
+        let rec = Recorder::default();
+        let out = run(&mut runner(ok_start, succeeded), &rec, None, None).await;
+        assert_eq!(out, Outcome::new(Exit::Succeeded, "all good"));
+        assert_eq!(
+            rec.phases(),
+            [
+                (Phase::Running, None),
+                (Phase::Succeeded, Some(Reason::Completed))
+            ]
+        );
+        let last = rec.last();
+        assert_eq!(last.runner_status, serde_json::json!({"ref": "x"}));
+        assert!(last.finished_at.is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_action_exits_1() {
+        let rec = Recorder::default();
+        let failed = || {
+            Ok(WaitForCompletionOutput {
+                succeeded: false,
+                message: "step 2 exited 1".into(),
+            })
+        };
+        let out = run(&mut runner(ok_start, failed), &rec, None, None).await;
+        assert_eq!(out, Outcome::new(Exit::Failed, "step 2 exited 1"));
+        assert_eq!(rec.last().phase, Phase::Failed);
+        assert_eq!(rec.last().reason, Some(Reason::Completed));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_timeout_exits_1_with_deadline_exceeded() {
+        let rec = Recorder::default();
+        let mut r = runner(ok_start, succeeded);
+        r.wait_takes = Duration::from_secs(3600);
+        let out = run(&mut r, &rec, Some(Duration::from_secs(5)), None).await;
+        assert_eq!(out.exit, Exit::Failed);
+        assert!(out.message.contains("RUNNER_TIMEOUT"), "{}", out.message);
+        assert_eq!(rec.last().reason, Some(Reason::DeadlineExceeded));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn invalid_input_from_start_exits_2_and_reports_nothing() {
+        let rec = Recorder::default();
+        let bad = || {
+            Err(RunnerError::invalid_input(
+                "spec.entrypoint: no template main",
+            ))
+        };
+        let out = run(&mut runner(bad, succeeded), &rec, None, None).await;
+        assert_eq!(
+            out,
+            Outcome::new(Exit::InvalidInput, "spec.entrypoint: no template main")
+        );
+        assert!(rec.phases().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn errors_keep_their_exit_code_and_are_reported() {
+        for (make, exit) in [
+            (
+                (|| Err(RunnerError::cluster("create Workflow ns/act: forbidden")))
+                    as Script<StartOutput>,
+                Exit::Cluster,
+            ),
+            (
+                || {
+                    Err(RunnerError::unavailable(
+                        "create Workflow ns/act: connection refused",
+                    ))
+                },
+                Exit::Unavailable,
+            ),
+            (
+                || Err(RunnerError::failed("helm install: chart not found")),
+                Exit::Failed,
+            ),
+        ] {
+            let rec = Recorder::default();
+            let out = run(&mut runner(make, succeeded), &rec, None, None).await;
+            assert_eq!(out.exit, exit, "{}", out.message);
+            assert_eq!(rec.phases(), [(Phase::Failed, Some(Reason::Error))]);
+        }
+        let rec = Recorder::default();
+        let lost = || {
+            Err(RunnerError::unavailable(
+                "watch Workflow ns/act: the watch stream ended",
+            ))
+        };
+        let out = run(&mut runner(ok_start, lost), &rec, None, None).await;
+        assert_eq!(out.exit, Exit::Unavailable);
+        assert_eq!(rec.last().reason, Some(Reason::Error));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sigterm_and_sigint_while_waiting_cancel_with_143_and_130() {
+        for exit in [Exit::Terminated, Exit::Interrupted] {
+            let rec = Recorder::default();
+            let mut r = runner(ok_start, succeeded);
+            r.wait_takes = Duration::from_secs(3600);
+            let out = run(&mut r, &rec, None, Some((Duration::from_secs(2), exit))).await;
+            assert_eq!(out.exit, exit);
+            assert!(out.message.contains("stopped waiting"), "{}", out.message);
+            assert_eq!(rec.last().reason, Some(Reason::Cancelled));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_signal_while_starting_cancels_the_start() {
+        let rec = Recorder::default();
+        let mut r = runner(ok_start, succeeded);
+        r.start_takes = Duration::from_secs(60);
+        let out = run(
+            &mut r,
+            &rec,
+            None,
+            Some((Duration::from_secs(1), Exit::Terminated)),
+        )
+        .await;
+        assert_eq!(out.exit, Exit::Terminated);
+        assert!(
+            out.message.contains("stopped while starting"),
+            "{}",
+            out.message
+        );
+        assert_eq!(rec.phases(), [(Phase::Failed, Some(Reason::Cancelled))]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_reporter_check_stops_before_anything_starts() {
+        let rec = Recorder {
+            fail_check: true,
+            failure: Some(|| RunnerError::invalid_input("status ConfigMap ns/act not found")),
+            ..Recorder::default()
+        };
+        let mut r = runner(ok_start, succeeded);
+        let out = run(&mut r, &rec, None, None).await;
+        assert_eq!(out.exit, Exit::InvalidInput);
+        assert!(!r.started, "start must not run");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failing_reports_turn_into_the_reporters_error() {
+        // The `Running` report.
+        let rec = Recorder {
+            fail_report: Some(0),
+            failure: Some(|| RunnerError::unavailable("patch status ConfigMap ns/act: 503")),
+            ..Recorder::default()
+        };
+        let out = run(&mut runner(ok_start, succeeded), &rec, None, None).await;
+        assert_eq!(out.exit, Exit::Unavailable);
+        assert!(
+            out.message.starts_with("action started but reporting"),
+            "{}",
+            out.message
+        );
+        // The final report.
+        let rec = Recorder {
+            fail_report: Some(1),
+            failure: Some(|| RunnerError::cluster("patch status ConfigMap ns/act: forbidden")),
+            ..Recorder::default()
+        };
+        let out = run(&mut runner(ok_start, succeeded), &rec, None, None).await;
+        assert_eq!(out.exit, Exit::Cluster);
+        assert!(
+            out.message
+                .contains("all good; reporting the status failed"),
+            "{}",
+            out.message
+        );
+        // After a signal the signal's code stays.
+        let rec = Recorder {
+            reports: Arc::default(),
+            ..rec
+        };
+        let mut r = runner(ok_start, succeeded);
+        r.wait_takes = Duration::from_secs(3600);
+        let out = run(
+            &mut r,
+            &rec,
+            None,
+            Some((Duration::from_secs(1), Exit::Terminated)),
+        )
+        .await;
+        assert_eq!(out.exit, Exit::Terminated);
+    }
+
+    #[test]
+    fn read_input_errors_are_exit_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = |manifest: &Path| {
+            Config::from_vars([
+                (
+                    "RUNNER_INPUT_MANIFEST_PATH".to_string(),
+                    manifest.display().to_string(),
+                ),
+                ("RUNNER_CONTEXT_NAME".into(), "act".into()),
+                ("RUNNER_CONTEXT_PLATFORM_NAMESPACE".into(), "ns".into()),
+            ])
+            .unwrap()
+        };
+        let bad = dir.path().join("bad.yaml");
+        std::fs::write(&bad, "bad: true\n").unwrap();
+        let e = read_input(&mut runner(ok_start, succeeded), &config(&bad)).unwrap_err();
+        assert_eq!(
+            (e.kind(), e.exit()),
+            (ErrorKind::InvalidInput, Exit::InvalidInput)
+        );
+        let missing = dir.path().join("missing.yaml");
+        let e = read_input(&mut runner(ok_start, succeeded), &config(&missing)).unwrap_err();
+        assert_eq!(e.exit(), Exit::InvalidInput);
+        assert!(e.to_string().contains("missing.yaml"), "{e}");
+        let good = dir.path().join("good.yaml");
+        std::fs::write(&good, "fine: 1\n").unwrap();
+        let args = read_input(&mut runner(ok_start, succeeded), &config(&good)).unwrap();
+        assert_eq!(args, serde_json::json!({"fine": 1}));
+    }
 }

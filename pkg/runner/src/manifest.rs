@@ -1,47 +1,157 @@
-//! Reading the input manifest.
+//! Reading the input manifest, so that no input can hurt the runner: only a regular file of at
+//! most [`MAX_MANIFEST_BYTES`] is read, and the YAML parser works within budgets sized so that
+//! the worst input stays far below the smallest memory limit in `deploy/` (64Mi).
 
+use std::io::Read;
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
 use crate::error::RunnerError;
 
+/// The largest manifest read, in bytes: 3 MiB, the largest request kube-apiserver accepts
+/// (`maxRequestBodyBytes`, 3 MiB, `k8s.io/apiserver/pkg/server/config.go`). Whatever a runner
+/// makes of its manifest must reach the cluster in a request, and etcd stores objects of at most
+/// 1.5 MiB (`--max-request-bytes`), so nothing larger could ever be acted on.
+pub const MAX_MANIFEST_BYTES: u64 = 3 * 1024 * 1024;
+
+/// The YAML parser's budgets. serde-saphyr's defaults allow 1,000,000 events replayed from
+/// aliases, which a 746-byte "billion laughs" manifest turns into about 100 MiB of memory before
+/// it is refused. Here: at most 100,000 replayed events and 250,000 nodes, 8 MiB of scalars and of
+/// anchored content, nesting 64 deep. A 3 MiB manifest of ordinary YAML (no aliases) stays well
+/// within them; `alias_bombs_are_refused_within_the_budgets` and the cluster test
+/// `a_manifest_of_aliases_is_refused_under_the_memory_limit` check the worst inputs.
+fn options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_events: 1_000_000,
+            max_nodes: 250_000,
+            max_total_scalar_bytes: 8 * 1024 * 1024,
+            max_recorded_anchor_events: 100_000,
+            max_recorded_anchor_bytes: 8 * 1024 * 1024,
+            max_depth: 64,
+            max_documents: 16,
+        },
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: 100_000,
+            max_replay_stack_depth: 64,
+        },
+    }
+}
+
 /// Reads the manifest at `path` (YAML, or JSON, which is YAML) and deserializes it into `T`
 /// with `serde-saphyr`, the YAML crate kube itself uses.
 ///
 /// # Errors
-/// [`RunnerError::InvalidInput`], one line naming the file, when it is missing, unreadable, empty,
-/// malformed (with line and column) or of the wrong shape (with line and column, and the field).
+/// [`ErrorKind::InvalidInput`](crate::error::ErrorKind), one line naming the file, when it is
+/// missing or unreadable, not a regular file (a directory, FIFO, device or socket: refused before
+/// any read, so `/dev/zero` or a FIFO never hangs the runner), larger than
+/// [`MAX_MANIFEST_BYTES`], not UTF-8, empty, malformed or of the wrong shape (with line and
+/// column, and the field), or holds more than one YAML document.
 pub fn read<T: DeserializeOwned>(path: &Path) -> Result<T, RunnerError> {
     let what = format!(
         "input manifest {} (RUNNER_INPUT_MANIFEST_PATH)",
         path.display()
     );
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| RunnerError::InvalidInput(format!("{what}: cannot read: {e}")))?;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| RunnerError::invalid_input(format!("{what}: cannot read")).because(e))?;
+    if !meta.is_file() {
+        return Err(RunnerError::invalid_input(format!(
+            "{what}: is {}, not a regular file",
+            file_kind(&meta)
+        )));
+    }
+    let too_large = |size: u64| {
+        RunnerError::invalid_input(format!(
+            "{what}: is {size} bytes; at most {MAX_MANIFEST_BYTES} (3 MiB, the largest request \
+             kube-apiserver accepts) is read"
+        ))
+    };
+    if meta.len() > MAX_MANIFEST_BYTES {
+        return Err(too_large(meta.len()));
+    }
+    // The size may change between the check and the read: read one byte more than allowed.
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| RunnerError::invalid_input(format!("{what}: cannot read")).because(e))?;
+    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|_| RunnerError::invalid_input(format!("{what}: is not UTF-8 text")))?;
     parse(&what, &text)
+}
+
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
+    }
 }
 
 /// Parses manifest `text`; `what` names it in errors. See [`read`].
 ///
 /// # Errors
-/// As [`read`], for empty, malformed or wrongly shaped text.
+/// As [`read`], for empty, malformed or wrongly shaped text, or more than one document (a
+/// single `---` before or after the document is fine).
 pub fn parse<T: DeserializeOwned>(what: &str, text: &str) -> Result<T, RunnerError> {
     let has_content = text
         .lines()
         .map(str::trim)
         .any(|l| !l.is_empty() && !l.starts_with('#') && l != "---" && l != "...");
     if !has_content {
-        return Err(RunnerError::InvalidInput(format!("{what}: is empty")));
+        return Err(RunnerError::invalid_input(format!("{what}: is empty")));
     }
-    serde_saphyr::from_str(text)
-        .map_err(|e| RunnerError::InvalidInput(format!("{what}: {}", first_line(&e.to_string()))))
+    let invalid = |e: &serde_saphyr::Error| {
+        RunnerError::invalid_input(format!("{what}: {}", user_message(e)))
+    };
+    match serde_saphyr::from_str_with_options(text, options()) {
+        Ok(value) => Ok(value),
+        Err(e) if multiple_documents(&e) => {
+            // Empty documents (a `---` at the end) do not count.
+            let docs: Vec<Option<T>> = serde_saphyr::from_multiple_with_options(text, options())
+                .map_err(|e| invalid(&e))?;
+            let mut docs: Vec<T> = docs.into_iter().flatten().collect();
+            match docs.len() {
+                1 => Ok(docs.pop().expect("one document")),
+                n => Err(RunnerError::invalid_input(format!(
+                    "{what}: holds {n} YAML documents; one is expected"
+                ))),
+            }
+        }
+        Err(e) => Err(invalid(&e)),
+    }
 }
 
-/// The first line of a serde-saphyr error ("line L column C: problem"); the rest is a snippet of
-/// the input, which may hold secrets and is left out.
-fn first_line(message: &str) -> String {
-    let line = message.lines().next().unwrap_or(message);
+fn multiple_documents(e: &serde_saphyr::Error) -> bool {
+    match e {
+        serde_saphyr::Error::MultipleDocuments { .. } => true,
+        serde_saphyr::Error::WithSnippet { error, .. } => multiple_documents(error),
+        _ => false,
+    }
+}
+
+/// serde-saphyr's message for users (its `UserMessageFormatter`: no advice meant for the
+/// programmer, such as which function or option to use), with its location, on one line and
+/// without the snippet of the input, which may hold secrets.
+fn user_message(e: &serde_saphyr::Error) -> String {
+    let rendered = e.render_with_options(serde_saphyr::render_options! {
+        formatter: &serde_saphyr::UserMessageFormatter,
+        snippets: serde_saphyr::SnippetMode::Off,
+    });
+    let line = rendered.lines().next().unwrap_or_default();
     line.strip_prefix("error: ").unwrap_or(line).to_string()
 }
 
@@ -56,25 +166,58 @@ mod tests {
         name: String,
     }
 
+    fn err(text: &str) -> String {
+        parse::<Shape>("m", text).unwrap_err().to_string()
+    }
+
     #[test]
     fn empty_and_malformed() {
-        let e = parse::<Shape>("m", "# only a comment\n---\n")
-            .unwrap_err()
-            .to_string();
-        assert_eq!(e, "m: is empty");
-        let e = parse::<Shape>("m", "name: [a\nother: b")
-            .unwrap_err()
-            .to_string();
-        assert!(e.starts_with("m: line ") && e.contains(" column "), "{e}");
+        assert_eq!(err("# only a comment\n---\n"), "m: is empty");
+        let e = err("name: [a\nother: b");
+        assert!(
+            e.starts_with("m: ") && e.contains("line") && e.contains("column"),
+            "{e}"
+        );
         assert!(!e.contains('\n'));
     }
 
     #[test]
     fn wrong_shape_names_field_and_position() {
-        let e = parse::<Shape>("m", "name: a\nextra: 1\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("line 2 column 1") && e.contains("extra"), "{e}");
+        let e = err("name: a\nextra: 1\n");
+        assert!(e.contains("line 2") && e.contains("extra"), "{e}");
+    }
+
+    #[test]
+    fn no_advice_meant_for_programmers() {
+        let e = err("name: a\nname: b\n");
+        assert!(e.contains("duplicate") && e.contains("name"), "{e}");
+        assert!(
+            !e.contains("DuplicateKeyPolicy") && !e.contains("Options"),
+            "{e}"
+        );
+        let e = err("name: a\n---\nname: b\n---\nname: c\n");
+        assert_eq!(e, "m: holds 3 YAML documents; one is expected");
+        assert!(!e.contains("from_str"), "{e}");
+        // A single separator before or after the document is fine.
+        assert!(parse::<Shape>("m", "---\nname: a\n").is_ok());
+        assert!(parse::<Shape>("m", "name: a\n---\n").is_ok());
+    }
+
+    #[test]
+    fn alias_bombs_are_refused_within_the_budgets() {
+        // Each level refers to the one before it ten times: 10^9 strings if expanded.
+        let mut bomb = String::from(
+            "a0: &a0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+        );
+        for i in 1..9 {
+            let p = i - 1;
+            bomb.push_str(&format!(
+                "a{i}: &a{i} [*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p}]\n"
+            ));
+        }
+        let e = parse::<serde_json::Value>("m", &bomb).unwrap_err();
+        assert_eq!(e.exit(), crate::Exit::InvalidInput);
+        assert!(!e.to_string().contains('\n'), "{e}");
     }
 
     #[test]
@@ -83,5 +226,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("/nonexistent/x.yaml") && e.contains("RUNNER_INPUT_MANIFEST_PATH"));
+    }
+
+    #[test]
+    fn only_regular_files_of_at_most_3_mib_are_read() {
+        let e = read::<Shape>(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.ends_with("is a character device, not a regular file"),
+            "{e}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let e = read::<Shape>(dir.path()).unwrap_err().to_string();
+        assert!(e.ends_with("is a directory, not a regular file"), "{e}");
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let e = read::<Shape>(&fifo).unwrap_err().to_string();
+        assert!(e.ends_with("is a FIFO, not a regular file"), "{e}");
+        let big = dir.path().join("big.yaml");
+        std::fs::write(&big, format!("name: {}\n", "x".repeat(3 * 1024 * 1024))).unwrap();
+        let e = read::<Shape>(&big).unwrap_err().to_string();
+        assert!(e.contains("at most 3145728"), "{e}");
+        let ok = dir.path().join("ok.yaml");
+        std::fs::write(&ok, "name: a\n").unwrap();
+        assert_eq!(read::<Shape>(&ok).unwrap().name, "a");
     }
 }

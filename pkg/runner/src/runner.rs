@@ -27,7 +27,7 @@ pub trait ActionRunner: Send {
     /// without touching the cluster. Called before the Kubernetes client is built.
     ///
     /// # Errors
-    /// [`RunnerError::InvalidInput`] naming the field or variable at fault.
+    /// [`ErrorKind::InvalidInput`](crate::error::ErrorKind) naming the field or variable at fault.
     fn prepare(&mut self, _ctx: &ExecutionContext, _args: &Self::Args) -> Result<(), RunnerError> {
         Ok(())
     }
@@ -36,8 +36,8 @@ pub trait ActionRunner: Send {
     /// Job pod: finding its own earlier object is not an error.
     ///
     /// # Errors
-    /// [`RunnerError::InvalidInput`] only when nothing was written; otherwise
-    /// [`RunnerError::Cluster`] or [`RunnerError::Failed`].
+    /// [`ErrorKind::InvalidInput`](crate::error::ErrorKind) only when nothing was written; otherwise
+    /// [`ErrorKind::Cluster`](crate::error::ErrorKind) or [`ErrorKind::Failed`](crate::error::ErrorKind).
     fn start(
         &mut self,
         input: StartInput<Self::Args>,
@@ -47,7 +47,7 @@ pub trait ActionRunner: Send {
     /// the wait by `RUNNER_TIMEOUT` and cancels it (drops the future) on SIGTERM or SIGINT.
     ///
     /// # Errors
-    /// [`RunnerError::Cluster`] when the outcome cannot be observed; [`RunnerError::Failed`]
+    /// [`ErrorKind::Cluster`](crate::error::ErrorKind) when the outcome cannot be observed; [`ErrorKind::Failed`](crate::error::ErrorKind)
     /// when the action disappeared (for example its object was deleted).
     fn wait_for_completion(
         &mut self,

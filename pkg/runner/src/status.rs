@@ -92,7 +92,7 @@ pub trait StatusReporter: Send + Sync {
     /// Reports `status`, replacing what was reported before.
     ///
     /// # Errors
-    /// [`RunnerError::Cluster`] when the status could not be written.
+    /// [`ErrorKind::Cluster`](crate::error::ErrorKind) when the status could not be written.
     fn report(&self, status: &ActionStatus)
     -> impl Future<Output = Result<(), RunnerError>> + Send;
 }
@@ -141,11 +141,11 @@ impl StatusReporter for ConfigMapReporter {
     async fn check(&self) -> Result<(), RunnerError> {
         match self.api.get_metadata_opt(&self.name).await {
             Ok(Some(_)) => Ok(()),
-            Ok(None) => Err(RunnerError::InvalidInput(format!(
+            Ok(None) => Err(RunnerError::invalid_input(format!(
                 "{} not found: create it before running the runner (it receives the status)",
                 self.what()
             ))),
-            Err(e) => Err(RunnerError::from_kube(&format!("get {}", self.what()), &e)),
+            Err(e) => Err(RunnerError::from_kube(format!("get {}", self.what()), e)),
         }
     }
 
@@ -170,13 +170,10 @@ impl StatusReporter for ConfigMapReporter {
                     delay *= 2;
                 }
                 Err(e) if matches!(&e, kube::Error::Api(s) if s.code == 404) => {
-                    return Err(RunnerError::Cluster(format!("{} not found", self.what())));
+                    return Err(RunnerError::cluster(format!("{} not found", self.what())));
                 }
                 Err(e) => {
-                    return Err(RunnerError::from_kube(
-                        &format!("patch {}", self.what()),
-                        &e,
-                    ));
+                    return Err(RunnerError::from_kube(format!("patch {}", self.what()), e));
                 }
             }
         }

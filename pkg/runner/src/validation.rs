@@ -9,11 +9,22 @@ pub const DNS1123_LABEL_MAX_LENGTH: usize = 63;
 /// Maximum length of an RFC 1123 subdomain (`IsDNS1123Subdomain`): 253 characters.
 pub const DNS1123_SUBDOMAIN_MAX_LENGTH: usize = 253;
 
-/// Checks an RFC 1123 label: at most 63 characters, lower-case alphanumerics or `-`, starting
-/// and ending with an alphanumeric. Namespaces must be labels.
+/// Whether `part` is lower-case alphanumerics or `-`, starting and ending with an alphanumeric
+/// (apimachinery's `dns1123LabelFmt`).
+fn label_chars_ok(part: &str) -> bool {
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let bytes = part.as_bytes();
+    !bytes.is_empty()
+        && bytes.iter().all(|&b| alnum(b) || b == b'-')
+        && alnum(bytes[0])
+        && alnum(bytes[bytes.len() - 1])
+}
+
+/// Checks an RFC 1123 label (`IsDNS1123Label`): at most 63 characters, lower-case
+/// alphanumerics or `-`, starting and ending with an alphanumeric. Namespaces must be labels.
 ///
 /// # Errors
-/// A sentence saying which rule `value` breaks.
+/// A sentence saying which rule `value` breaks: its length, or its characters.
 pub fn dns1123_label(value: &str) -> Result<(), String> {
     if value.is_empty() {
         return Err("must not be empty".into());
@@ -24,26 +35,24 @@ pub fn dns1123_label(value: &str) -> Result<(), String> {
             value.len()
         ));
     }
-    let ok_chars = value
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    let bytes = value.as_bytes();
-    if !ok_chars || !alnum(bytes[0]) || !alnum(bytes[bytes.len() - 1]) {
+    if !label_chars_ok(value) {
         return Err(
             "must consist of lower case alphanumeric characters or '-', and must start \
-                    and end with an alphanumeric character (RFC 1123 label)"
+             and end with an alphanumeric character (RFC 1123 label)"
                 .into(),
         );
     }
     Ok(())
 }
 
-/// Checks an RFC 1123 subdomain: at most 253 characters, dot-separated RFC 1123 labels. Most
-/// object names (ConfigMap, ServiceAccount, custom resources) must be subdomains.
+/// Checks an RFC 1123 subdomain (`IsDNS1123Subdomain`): at most 253 characters in all, and
+/// dot-separated parts that are each lower-case alphanumerics or `-`, starting and ending with
+/// an alphanumeric. Unlike a label, a part has no length limit of its own: apimachinery's
+/// pattern (`dns1123SubdomainFmt`) bounds only the whole. Most object names (ConfigMap,
+/// ServiceAccount, custom resources) must be subdomains.
 ///
 /// # Errors
-/// A sentence saying which rule `value` breaks.
+/// A sentence saying which rule `value` breaks: its length, or its characters.
 pub fn dns1123_subdomain(value: &str) -> Result<(), String> {
     if value.is_empty() {
         return Err("must not be empty".into());
@@ -54,10 +63,10 @@ pub fn dns1123_subdomain(value: &str) -> Result<(), String> {
             value.len()
         ));
     }
-    if value.split('.').any(|part| dns1123_label(part).is_err()) {
+    if !value.split('.').all(label_chars_ok) {
         return Err(
             "must consist of lower case alphanumeric characters, '-' or '.', and must \
-                    start and end with an alphanumeric character (RFC 1123 subdomain)"
+             start and end with an alphanumeric character (RFC 1123 subdomain)"
                 .into(),
         );
     }
@@ -86,7 +95,14 @@ mod tests {
         assert!(dns1123_subdomain("my.config-map").is_ok());
         assert!(dns1123_subdomain("a..b").is_err());
         assert!(dns1123_subdomain("under_score").is_err());
-        assert!(dns1123_subdomain(&"a".repeat(253)).is_err()); // 253 > 63 per label
+        // No limit per part: a 64-character name is a valid ConfigMap name.
+        assert!(dns1123_subdomain(&"a".repeat(64)).is_ok());
+        assert!(dns1123_subdomain(&"a".repeat(253)).is_ok());
+        let e = dns1123_subdomain(&"a".repeat(254)).unwrap_err();
+        assert!(e.contains("no more than 253"), "{e}");
+        let e = dns1123_subdomain("Upper").unwrap_err();
+        assert!(e.contains("lower case"), "{e}");
         assert!(dns1123_subdomain(&["a".repeat(63), "b".repeat(63)].join(".")).is_ok());
+        assert!(dns1123_subdomain("a.-b").is_err());
     }
 }

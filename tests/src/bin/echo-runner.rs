@@ -39,7 +39,7 @@ impl ActionRunner for EchoRunner {
     fn prepare(&mut self, _ctx: &ExecutionContext, args: &EchoArgs) -> Result<(), RunnerError> {
         if let Some(s) = &args.sleep {
             self.sleep = action_runner::config::parse_go_duration(s).map_err(|e| {
-                RunnerError::InvalidInput(format!("input manifest: sleep {s:?} {e}"))
+                RunnerError::invalid_input(format!("input manifest: sleep {s:?} {e}"))
             })?;
         }
         Ok(())
