@@ -161,8 +161,10 @@ async fn deploy_jobs_run_as_shipped_on_real_pods() {
     );
 }
 
-/// A Job whose action fails: each pod exits 1 and the runner's one-line reason, naming Argo's
-/// message, is the pod's `state.terminated.message` (what `kubectl describe pod` shows).
+/// A Job whose action fails: its one pod exits 1 (the Job's `podFailurePolicy` fails the Job at
+/// once: another pod would meet the same failed Workflow) and the runner's one-line reason,
+/// naming Argo's message, is the pod's `state.terminated.message` (what `kubectl describe pod`
+/// shows).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_action_is_the_pods_termination_message() {
     let Some(w) = Ns::new("fail").await else {
@@ -186,7 +188,11 @@ async fn a_failing_action_is_the_pods_termination_message() {
     assert!(!argo_message.is_empty(), "{:?}", wf.data["status"]);
     let status = w.status("hello-world").await;
     assert_eq!(status["phase"], "Failed", "{status}");
-    assert!(!pods.is_empty());
+    assert_eq!(
+        pods.len(),
+        1,
+        "exit 1 fails the Job at once (podFailurePolicy)"
+    );
     for pod in &pods {
         let t = terminated(pod).expect("the runner's container terminated");
         assert_eq!(t.exit_code, 1, "{t:?}");
@@ -286,11 +292,30 @@ async fn argo_examples_under_the_real_controller() {
 }
 
 /// A retry as Kubernetes makes it: the runner's pod is deleted while it waits; it gets
-/// SIGTERM and reports `Cancelled`; the Job controller starts another pod, which adopts the
-/// Workflow its predecessor created, and the Job completes.
+/// SIGTERM and reports `Cancelled`; the Job controller starts another pod (once the first has
+/// stopped: `podReplacementPolicy: Failed`), which adopts the Workflow its predecessor created,
+/// and the Job completes. The deleted pod exited 143, which counts against `backoffLimit`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_runner_pod_is_cancelled_and_its_successor_adopts_the_workflow() {
-    let Some(w) = Ns::new("retry").await else {
+    runner_pod_replaced("retry", Disruption::Delete).await;
+}
+
+/// The same with the pod evicted through the Eviction API, as a node drain does: the pod gets
+/// the `DisruptionTarget` condition, which the Job's `podFailurePolicy` ignores, so the Job
+/// completes with no failure counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evicted_runner_pod_is_not_counted_as_a_failure() {
+    runner_pod_replaced("evict", Disruption::Evict).await;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Disruption {
+    Delete,
+    Evict,
+}
+
+async fn runner_pod_replaced(prefix: &str, how: Disruption) {
+    let Some(w) = Ns::new(prefix).await else {
         return;
     };
     // Every status the runners write, in order, as a watch of the ConfigMap sees them.
@@ -328,10 +353,21 @@ async fn a_deleted_runner_pod_is_cancelled_and_its_successor_adopts_the_workflow
         .await
         .unwrap();
     let first_name = first.metadata.name.clone().unwrap();
-    Api::<Pod>::namespaced(w.client.clone(), &w.ns)
-        .delete(&first_name, &DeleteParams::default())
-        .await
-        .unwrap();
+    let pods_api = Api::<Pod>::namespaced(w.client.clone(), &w.ns);
+    match how {
+        Disruption::Delete => {
+            pods_api
+                .delete(&first_name, &DeleteParams::default())
+                .await
+                .unwrap();
+        }
+        Disruption::Evict => {
+            pods_api
+                .evict(&first_name, &kube::api::EvictParams::default())
+                .await
+                .unwrap();
+        }
+    }
     let (job, pods) = w.job_ended(&job_name, "Complete").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     watch.abort();
@@ -359,7 +395,16 @@ async fn a_deleted_runner_pod_is_cancelled_and_its_successor_adopts_the_workflow
     );
     let job_status = job.status.unwrap();
     assert_eq!(job_status.succeeded, Some(1), "{job_status:?}");
-    assert_eq!(job_status.failed, Some(1), "{job_status:?}");
+    let counted = if how == Disruption::Delete {
+        Some(1)
+    } else {
+        None
+    };
+    assert_eq!(
+        job_status.failed.filter(|n| *n > 0),
+        counted,
+        "{job_status:?}"
+    );
     assert!(
         pods.iter()
             .all(|p| p.metadata.name.as_deref() != Some(first_name.as_str())),
@@ -559,4 +604,78 @@ async fn an_oom_killed_container_is_reported_as_such() {
         err.starts_with("OOMKilled: pod hog-") && err.ends_with("(memory limit 16Mi)"),
         "{err}"
     );
+}
+
+/// The Job's condition `Failed` and its reason (`PodFailurePolicy`, `BackoffLimitExceeded`, ...).
+fn failed_reason(job: &k8s_openapi::api::batch::v1::Job) -> String {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Failed" && c.status == "True"))
+        .and_then(|c| c.reason.clone())
+        .unwrap_or_default()
+}
+
+/// Input no retry can fix fails the Job after one pod: exit 2, which the Job's
+/// `podFailurePolicy` turns into `Failed` with reason `PodFailurePolicy`, and nothing was
+/// created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_input_job_fails_after_one_pod() {
+    let Some(w) = Ns::new("badinput").await else {
+        return;
+    };
+    let job = apply_deploy(
+        &w.client,
+        &w.ns,
+        "argo-runner",
+        with_argo_input("spec: [not, a, workflow spec\n".into()),
+    )
+    .await
+    .unwrap();
+    let job_name = job.metadata.name.clone().unwrap();
+    let (job, pods) = w.job_ended(&job_name, "Failed").await;
+    assert_eq!(failed_reason(&job), "PodFailurePolicy");
+    assert_eq!(pods.len(), 1);
+    let t = terminated(&pods[0]).unwrap();
+    assert_eq!(t.exit_code, 2, "{t:?}");
+    assert!(
+        t.message
+            .as_deref()
+            .unwrap_or_default()
+            .contains("input manifest"),
+        "{t:?}"
+    );
+    let made = workflows(&w.client, &w.ns)
+        .get_opt("hello-world")
+        .await
+        .unwrap();
+    assert!(made.is_none(), "nothing is written on bad input");
+}
+
+/// A failure retrying may help is retried: the runner's pod cannot reach the API server (its
+/// in-cluster address points at a closed port), exits 4, and the Job controller starts
+/// another pod, up to `backoffLimit` (1 here, to keep the test short), then fails the Job with
+/// `BackoffLimitExceeded`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_failure_is_retried() {
+    let Some(w) = Ns::new("transient").await else {
+        return;
+    };
+    let job = apply_deploy(&w.client, &w.ns, "argo-runner", |obj| {
+        if kind_of(obj) == "Job" {
+            obj["spec"]["backoffLimit"] = json!(1);
+            set_env(obj, "KUBERNETES_SERVICE_HOST", "127.0.0.1");
+            set_env(obj, "KUBERNETES_SERVICE_PORT", "1");
+        }
+    })
+    .await
+    .unwrap();
+    let job_name = job.metadata.name.clone().unwrap();
+    let (job, pods) = w.job_ended(&job_name, "Failed").await;
+    assert_eq!(failed_reason(&job), "BackoffLimitExceeded");
+    assert_eq!(pods.len(), 2, "retried once");
+    for pod in &pods {
+        let t = terminated(pod).unwrap();
+        assert_eq!(t.exit_code, 4, "{t:?}");
+    }
 }

@@ -340,11 +340,15 @@ fn without_verb(role: &mut Value, resource: &str, verb: &str) {
     }
 }
 
-/// Every `(resource, verb)` a Role grants.
+/// Every `(resource, verb)` a Role grants that the run needs: all but `events`, which are
+/// optional (see `without_events_the_run_goes_on`).
 fn granted(role: &Value) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for rule in role["rules"].as_array().unwrap() {
         for r in rule["resources"].as_array().unwrap() {
+            if r == "events" {
+                continue;
+            }
             for v in rule["verbs"].as_array().unwrap() {
                 let pair = (
                     r.as_str().unwrap().to_string(),
@@ -406,6 +410,7 @@ fn deploy_manifests_are_hardened_and_roles_have_no_wildcards() {
                     }
                 }
                 "Job" => {
+                    assert_job_policy(&file, &obj);
                     let pod = &obj["spec"]["template"]["spec"];
                     assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{file}");
                     assert_eq!(
@@ -436,6 +441,41 @@ fn deploy_manifests_are_hardened_and_roles_have_no_wildcards() {
             }
         }
     }
+}
+
+/// The retry policy every Job of `deploy/` carries, built on the exit codes: fail at once on 1,
+/// 2 and 3, ignore disruptions, replace a pod only once it has failed, and a deadline of
+/// `RUNNER_TIMEOUT` plus 300 s.
+fn assert_job_policy(file: &str, job: &Value) {
+    let spec = &job["spec"];
+    let rules = spec["podFailurePolicy"]["rules"]
+        .as_array()
+        .expect("podFailurePolicy");
+    assert_eq!(
+        rules[0],
+        json!({"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]}),
+        "{file}"
+    );
+    assert_eq!(
+        rules[1],
+        json!({"action": "FailJob", "onExitCodes":
+            {"containerName": "runner", "operator": "In", "values": [1, 2, 3]}}),
+        "{file}"
+    );
+    assert_eq!(spec["podReplacementPolicy"], "Failed", "{file}");
+    let timeout = spec["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "RUNNER_TIMEOUT")
+        .and_then(|e| e["value"].as_str())
+        .expect("RUNNER_TIMEOUT");
+    let timeout = action_runner::config::parse_go_duration(timeout).unwrap();
+    assert_eq!(
+        spec["activeDeadlineSeconds"],
+        json!(timeout.as_secs() + 300),
+        "{file}: activeDeadlineSeconds"
+    );
 }
 
 /// Argo's whole flow with nothing but the runner's ServiceAccount token: create, report
@@ -646,4 +686,75 @@ async fn kind_jobs_completed_with_the_expected_status() {
     let ns = std::env::var("KAR_KIND_NAMESPACE").expect("KAR_KIND_NAMESPACE");
     let client = client_from(Path::new(&kubeconfig)).await.unwrap();
     assert_deploy_jobs_completed(&client, &ns).await;
+}
+
+/// Events are told, never needed: without `create events` the whole flow still succeeds, and
+/// the runner says, at `warn`, that it could not record them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_events_the_run_goes_on() {
+    let d = Deployment::without("argo-runner", "rbac-noev", "events", "create").await;
+    let name = d.context_name();
+    let controller = tokio::spawn(play_argo_controller(
+        d.admin.clone(),
+        d.ns.clone(),
+        name.clone(),
+        Duration::from_millis(200),
+        Outcome::Succeeded,
+    ));
+    let out = d.command().run().await.unwrap();
+    controller.await.unwrap().unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot record an Event"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// With the Role as shipped, the run records its Events on the Job and on the Workflow:
+/// `Started` then `Succeeded`, by `argo-runner`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_tell_the_story_on_the_job_and_the_workflow() {
+    use k8s_openapi::api::events::v1::Event;
+    let d = Deployment::without("argo-runner", "events", "none", "none").await;
+    let name = d.context_name();
+    let controller = tokio::spawn(play_argo_controller(
+        d.admin.clone(),
+        d.ns.clone(),
+        name.clone(),
+        Duration::from_millis(200),
+        Outcome::Succeeded,
+    ));
+    let out = d.command().run().await.unwrap();
+    controller.await.unwrap().unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let events: Api<Event> = Api::namespaced(d.admin.clone(), &d.ns);
+    let mut told: Vec<(String, String, String)> = events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| {
+            let regarding = e.regarding.unwrap_or_default();
+            assert_eq!(e.reporting_controller.as_deref(), Some("argo-runner"));
+            (
+                regarding.kind.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                e.type_.unwrap_or_default(),
+            )
+        })
+        .collect();
+    told.sort();
+    let want = [
+        ("Job", "Started", "Normal"),
+        ("Job", "Succeeded", "Normal"),
+        ("Workflow", "Started", "Normal"),
+        ("Workflow", "Succeeded", "Normal"),
+    ];
+    let want: Vec<(String, String, String)> = want
+        .iter()
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+        .collect();
+    assert_eq!(told, want);
 }

@@ -216,11 +216,25 @@ impl ActionRunner for ArgoRunner {
         } else if !adopted {
             tracing::info!(workflow = %what, uid = self.uid.as_deref().unwrap_or_default(), "Workflow created");
         }
+        let objects = if ctx.dry_run {
+            Vec::new()
+        } else {
+            vec![k8s_openapi::api::core::v1::ObjectReference {
+                api_version: Some(format!("{}/{}", ar.group, ar.version)),
+                kind: Some(ar.kind.clone()),
+                name: Some(ctx.name.clone()),
+                namespace: Some(ns.to_string()),
+                uid: self.uid.clone(),
+                ..Default::default()
+            }]
+        };
         Ok(StartOutput {
             status: json!({
                 "argoWorkflowRef": { "name": ctx.name, "namespace": ns, "uid": self.uid },
                 "adopted": adopted,
             }),
+            objects,
+            adopted,
         })
     }
 

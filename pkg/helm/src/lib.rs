@@ -394,6 +394,7 @@ impl ActionRunner for HelmRunner {
         };
         Ok(StartOutput {
             status: json!({ "phase": phase }),
+            ..StartOutput::default()
         })
     }
 

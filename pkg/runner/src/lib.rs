@@ -31,6 +31,7 @@ pub mod client;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod events;
 pub mod logging;
 pub mod manager;
 pub mod manifest;

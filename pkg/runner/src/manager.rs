@@ -17,6 +17,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use crate::config::{Config, DEFAULT_TERMINATION_MESSAGE_PATH};
 use crate::context::ExecutionContext;
 use crate::error::{ErrorKind, Exit, RunnerError, one_line};
+use crate::events::{Events, Story};
 use crate::runner::{ActionRunner, StartInput, WaitForCompletionInput};
 use crate::status::{ActionStatus, Phase, Reason, StatusReporter, now_rfc3339};
 use crate::{logging, manifest};
@@ -56,7 +57,8 @@ impl Outcome {
 /// 2. build the Kubernetes client and the reporter: exit 3 (no configuration) or 4;
 /// 3. [`drive`]: [`StatusReporter::check`] (nothing is written before it passes),
 ///    [`ActionRunner::start`], report `Running`, [`ActionRunner::wait_for_completion`] bounded
-///    by `RUNNER_TIMEOUT` and cancelled by the signals, report the outcome.
+///    by `RUNNER_TIMEOUT` and cancelled by the signals, report the outcome; Events
+///    ([`crate::events`]) on the owner and the runner's objects along the way.
 pub struct Manager<R, F> {
     runner: R,
     /// Taken when the client exists (once: `run` consumes the Manager).
@@ -192,6 +194,7 @@ where
     };
     tracing::info!(runner = runner_name, context = %ctx.name, namespace = %ctx.platform.namespace,
         dry_run = ctx.dry_run, "starting action");
+    let mut events = Events::new(client.clone(), runner_name, ctx);
 
     let start = runner.start(StartInput {
         ctx: ctx.clone(),
@@ -202,17 +205,32 @@ where
         r = start => r,
         exit = &mut shutdown => {
             let message = format!("received {}; stopped while starting", signal_name(exit));
-            return finish(reporter, &mut status, Reason::Cancelled, false, message, exit).await;
+            return finish(reporter, &events, &mut status, Reason::Cancelled, false, message, exit).await;
         }
     };
     match started {
-        Ok(out) => status.runner_status = out.status,
+        Ok(out) => {
+            status.runner_status = out.status;
+            events.about(out.objects);
+            let (story, verb) = if out.adopted {
+                (Story::Adopted, "adopted the action its predecessor started")
+            } else {
+                (Story::Started, "started the action")
+            };
+            events
+                .record(
+                    story,
+                    &format!("{runner_name} runner {verb} ({})", ctx.name),
+                )
+                .await;
+        }
         // Nothing was written: no status either.
         Err(e) if e.kind() == ErrorKind::InvalidInput => return Outcome::error(&e),
         Err(e) => {
             let exit = e.exit();
             return finish(
                 reporter,
+                &events,
                 &mut status,
                 Reason::Error,
                 false,
@@ -258,7 +276,16 @@ where
             (Reason::Cancelled, false, message, exit)
         }
     };
-    finish(reporter, &mut status, reason, succeeded, message, exit).await
+    finish(
+        reporter,
+        &events,
+        &mut status,
+        reason,
+        succeeded,
+        message,
+        exit,
+    )
+    .await
 }
 
 /// Reports the final status and returns `exit` with `message`; a failed report turns the exit
@@ -266,6 +293,7 @@ where
 /// may take at most [`REPORT_AFTER_SIGNAL_TIMEOUT`].
 async fn finish<S: StatusReporter>(
     reporter: &S,
+    events: &Events,
     status: &mut ActionStatus,
     reason: Reason,
     succeeded: bool,
@@ -280,6 +308,12 @@ async fn finish<S: StatusReporter>(
     status.reason = Some(reason);
     status.message = one_line(&message);
     status.finished_at = Some(now_rfc3339());
+    let story = match (succeeded, reason) {
+        (true, _) => Story::Succeeded,
+        (false, Reason::Cancelled) => Story::Cancelled,
+        (false, _) => Story::Failed,
+    };
+    events.record(story, &status.message).await;
     let report = reporter.report(status);
     let reported = if reason == Reason::Cancelled {
         tokio::time::timeout(REPORT_AFTER_SIGNAL_TIMEOUT, report)
@@ -392,6 +426,7 @@ mod tests {
     fn ok_start() -> Result<StartOutput, RunnerError> {
         Ok(StartOutput {
             status: serde_json::json!({"ref": "x"}),
+            ..StartOutput::default()
         })
     }
 

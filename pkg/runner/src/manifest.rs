@@ -117,22 +117,30 @@ pub fn parse<T: DeserializeOwned>(what: &str, text: &str) -> Result<T, RunnerErr
     let invalid = |e: &serde_saphyr::Error| {
         RunnerError::invalid_input(format!("{what}: {}", user_message(e)))
     };
-    match serde_saphyr::from_str_with_options(text, options()) {
-        Ok(value) => Ok(value),
-        Err(e) if multiple_documents(&e) => {
-            // Empty documents (a `---` at the end) do not count.
-            let docs: Vec<Option<T>> = serde_saphyr::from_multiple_with_options(text, options())
-                .map_err(|e| invalid(&e))?;
-            let mut docs: Vec<T> = docs.into_iter().flatten().collect();
-            match docs.len() {
-                1 => Ok(docs.pop().expect("one document")),
-                n => Err(RunnerError::invalid_input(format!(
-                    "{what}: holds {n} YAML documents; one is expected"
-                ))),
-            }
-        }
-        Err(e) => Err(invalid(&e)),
+    let first_try = serde_saphyr::from_str_with_options(text, options());
+    let Err(e) = first_try else {
+        return first_try.map_err(|e| invalid(&e));
+    };
+    // A shape error may come from the first of several documents: count them (empty ones, as
+    // a `---` at the end makes, do not count), so that the message is about their number.
+    let count =
+        serde_saphyr::from_multiple_with_options::<Option<serde::de::IgnoredAny>>(text, options())
+            .map(|docs| docs.into_iter().flatten().count())
+            .unwrap_or(1);
+    if count > 1 {
+        return Err(RunnerError::invalid_input(format!(
+            "{what}: holds {count} YAML documents; one is expected"
+        )));
     }
+    if !multiple_documents(&e) {
+        return Err(invalid(&e));
+    }
+    let docs: Vec<Option<T>> =
+        serde_saphyr::from_multiple_with_options(text, options()).map_err(|e| invalid(&e))?;
+    docs.into_iter()
+        .flatten()
+        .next()
+        .ok_or_else(|| RunnerError::invalid_input(format!("{what}: is empty")))
 }
 
 fn multiple_documents(e: &serde_saphyr::Error) -> bool {

@@ -67,11 +67,17 @@ pub struct StartInput<A> {
 }
 
 /// Output of [`ActionRunner::start`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct StartOutput {
     /// Runner-specific status, reported as `runnerStatus` (for example a reference to the
     /// created Workflow). Any JSON value.
     pub status: serde_json::Value,
+    /// The Kubernetes objects the action is carried out by (for example the Workflow): the
+    /// Manager records the action's Events on them as well as on the owner.
+    pub objects: Vec<k8s_openapi::api::core::v1::ObjectReference>,
+    /// Whether a retried pod found the action its predecessor started (and attached to it)
+    /// rather than starting it: the Event is then `Adopted`, not `Started`.
+    pub adopted: bool,
 }
 
 /// Input of [`ActionRunner::wait_for_completion`].

@@ -48,7 +48,10 @@ impl ActionRunner for EchoRunner {
     async fn start(&mut self, input: StartInput<EchoArgs>) -> Result<StartOutput, RunnerError> {
         let status = serde_json::json!({ "echo": input.args.message });
         self.args = Some(input.args);
-        Ok(StartOutput { status })
+        Ok(StartOutput {
+            status,
+            ..StartOutput::default()
+        })
     }
 
     async fn wait_for_completion(
