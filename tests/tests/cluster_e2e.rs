@@ -679,3 +679,28 @@ async fn a_transient_failure_is_retried() {
         assert_eq!(t.exit_code, 4, "{t:?}");
     }
 }
+
+/// The worst manifest a user can hand the runner, a "billion laughs" of YAML aliases, under
+/// argo-runner's real 64Mi limit: the parser's budgets refuse it (exit 2, one pod, not
+/// OOM-killed). Without the budgets, 746 bytes of it took about 100 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_of_aliases_is_refused_under_the_memory_limit() {
+    let Some(w) = Ns::new("aliases").await else {
+        return;
+    };
+    let mut bomb = String::from("a0: &a0 [lol,lol,lol,lol,lol,lol,lol,lol,lol,lol]\n");
+    for i in 1..9 {
+        let p = i - 1;
+        let refs = vec![format!("*a{p}"); 10].join(",");
+        bomb.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+    }
+    let job = apply_deploy(&w.client, &w.ns, "argo-runner", with_argo_input(bomb))
+        .await
+        .unwrap();
+    let job_name = job.metadata.name.clone().unwrap();
+    let (_, pods) = w.job_ended(&job_name, "Failed").await;
+    assert_eq!(pods.len(), 1);
+    let t = terminated(&pods[0]).unwrap();
+    assert_eq!(t.exit_code, 2, "{t:?}");
+    println!("refused: {}", t.message.as_deref().unwrap_or_default());
+}
