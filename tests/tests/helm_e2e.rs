@@ -150,8 +150,8 @@ trait HelmWorld {
     async fn helm_runner(&self, name: &str, command: &str, manifest: &str) -> RunnerCommand;
     /// Runs [`HelmWorld::helm_runner`] to its end.
     async fn run_helm(&self, name: &str, command: &str, manifest: &str) -> RunnerOutput;
-    fn release_out(&self, name: &str) -> String;
-    fn additional_out(&self, name: &str) -> Option<String>;
+    fn release_out(&self, name: &str) -> serde_json::Value;
+    fn additional_out(&self, name: &str) -> Option<serde_json::Value>;
     async fn release_records<K>(&self, release: &str) -> Vec<String>
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
@@ -203,12 +203,17 @@ impl HelmWorld for World {
         cmd.run().await.unwrap()
     }
 
-    fn release_out(&self, name: &str) -> String {
-        std::fs::read_to_string(self.path(&format!("{name}-release.yaml"))).unwrap()
+    /// The release output file, parsed (Capact's consumers read it as YAML: what counts is the
+    /// document, not its layout).
+    fn release_out(&self, name: &str) -> serde_json::Value {
+        yaml(&std::fs::read_to_string(self.path(&format!("{name}-release.yaml"))).unwrap())
     }
 
-    fn additional_out(&self, name: &str) -> Option<String> {
-        std::fs::read_to_string(self.path(&format!("{name}-additional.yaml"))).ok()
+    /// The additional output file, parsed, if it was written.
+    fn additional_out(&self, name: &str) -> Option<serde_json::Value> {
+        std::fs::read_to_string(self.path(&format!("{name}-additional.yaml")))
+            .ok()
+            .map(|t| yaml(&t))
     }
 
     /// Names of Helm's release records (Secrets or ConfigMaps labelled `owner=helm`).
@@ -260,6 +265,11 @@ impl HelmWorld for World {
         let all = serde_json::to_string(&cm.data).unwrap();
         assert!(!all.contains(text), "the status shows it: {all}");
     }
+}
+
+/// A YAML document, parsed.
+fn yaml(text: &str) -> serde_json::Value {
+    serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("not YAML: {e}\n{text}"))
 }
 
 fn replicas(d: &Deployment) -> i32 {
@@ -325,19 +335,19 @@ async fn install_from_repository_then_upgrade_with_reuse_and_reset_values() {
         vec!["sh.helm.release.v1.shop.v1"]
     );
 
-    // Both outputs, byte for byte; the additional one uses the chart's named template.
+    // Both outputs, as documents; the additional one uses the chart's named template.
     let ns = &w.ns;
     assert_eq!(
         w.release_out("install"),
-        format!(
+        yaml(&format!(
             "backend: null\nvalue:\n  chart:\n    name: webapp\n    repo: {repo}\n    version: 0.1.0\n  name: shop\n  namespace: {ns}\n"
-        )
+        ))
     );
     assert_eq!(
         w.additional_out("install").unwrap(),
-        format!(
+        yaml(&format!(
             "backend: null\nvalue:\n  host: shop-webapp.{ns}.svc\n  port: 80\n  replicas: 2\n  revision: 1\n"
-        )
+        ))
     );
 
     // Upgrade with reuseValues: the release file from the install, a new value, a new chart
@@ -372,15 +382,15 @@ async fn install_from_repository_then_upgrade_with_reuse_and_reset_values() {
     assert!(image(&d).ends_with(":1.27"), "{}", image(&d));
     assert_eq!(
         w.release_out("upgrade-reuse"),
-        format!(
+        yaml(&format!(
             "backend: null\nvalue:\n  chart:\n    name: webapp\n    repo: {repo}\n    version: 0.2.0\n  name: shop\n  namespace: {ns}\n"
-        )
+        ))
     );
     assert_eq!(
         w.additional_out("upgrade-reuse").unwrap(),
-        format!(
+        yaml(&format!(
             "backend: null\nvalue:\n  host: shop-webapp.{ns}.svc\n  port: 80\n  replicas: 2\n  revision: 2\n"
-        )
+        ))
     );
     w.assert_never_shown("upgrade-reuse", &out, PASSWORD).await;
 
@@ -441,24 +451,23 @@ async fn generate_name_configmap_driver_values_file_and_storage_outputs() {
 
     // Helm generated `<chart>-<unix time>`; read it back from the release storage output.
     let release = w.release_out("gen");
-    let name = release
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("name: "))
+    let name = release["backend"]["context"]["name"]
+        .as_str()
         .unwrap()
         .to_string();
     assert!(name.starts_with("chart-with-secret-"), "{release}");
     let ns = &w.ns;
     assert_eq!(
         release,
-        format!(
+        yaml(&format!(
             "backend:\n  context:\n    chartLocation: {repo}\n    driver: configmap\n    name: {name}\n    namespace: {ns}\nvalue: null\n"
-        )
+        ))
     );
     assert_eq!(
         w.additional_out("gen").unwrap(),
-        format!(
+        yaml(&format!(
             "backend:\n  context:\n    goTemplate: 'name: {{{{ .Release.Name }}}}'\n    release:\n      driver: configmap\n      name: {name}\n      namespace: {ns}\nvalue: null\n"
-        )
+        ))
     );
     // The configmap driver stores the release as a ConfigMap, not a Secret.
     assert_eq!(
@@ -489,10 +498,10 @@ async fn local_chart_dir_and_archive() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
         w.release_out("dir"),
-        format!(
+        yaml(&format!(
             "backend: null\nvalue:\n  chart:\n    name: chart-with-secret\n    repo: \"\"\n    version: 0.0.1\n  name: from-dir\n  namespace: {}\n",
             w.ns
-        )
+        ))
     );
     // A chart archive made by `helm package` (Helm's standard chart).
     let archive = repo().dir.join("served/webapp-0.1.0.tgz");
@@ -708,15 +717,13 @@ async fn shipped_examples_install_then_upgrade() {
     let ns = &w.ns;
     assert_eq!(
         w.release_out("example-install"),
-        example("helm-release.yaml")
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .map(|l| format!("{l}\n"))
-            .collect::<String>()
+        yaml(&example("helm-release.yaml"))
     );
     assert_eq!(
         w.additional_out("example-install").unwrap(),
-        format!("backend: null\nvalue:\n  host: shop-webapp.{ns}.svc\n  port: 80\n  replicas: 2\n")
+        yaml(&format!(
+            "backend: null\nvalue:\n  host: shop-webapp.{ns}.svc\n  port: 80\n  replicas: 2\n"
+        ))
     );
     let release = w.file("example-release.yaml", &example("helm-release.yaml"));
     let out = w
@@ -729,7 +736,9 @@ async fn shipped_examples_install_then_upgrade() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
         w.additional_out("example-upgrade").unwrap(),
-        format!("backend: null\nvalue:\n  host: shop-webapp.{ns}.svc\n  revision: 2\n")
+        yaml(&format!(
+            "backend: null\nvalue:\n  host: shop-webapp.{ns}.svc\n  revision: 2\n"
+        ))
     );
     let d = w.deployment("shop-webapp").await.unwrap();
     assert_eq!(replicas(&d), 2);

@@ -11,7 +11,6 @@
 pub mod chart;
 pub mod cli;
 pub mod config;
-pub mod goyaml;
 pub mod input;
 pub mod output;
 pub mod render;

@@ -1,26 +1,27 @@
 //! The two output files, in the shapes Capact's Helm runner writes (`OutputFile`:
-//! `{value, backend}`, both keys always present, `null` when unused; YAML laid out like
-//! `sigs.k8s.io/yaml`, see [`crate::goyaml`]).
+//! `{value, backend}`, both keys always present, `null` when unused), as typed documents written
+//! with serde-saphyr. Capact's Go runner lays its YAML out with `sigs.k8s.io/yaml`; the layout
+//! (key order, quoting, folding) may differ, the documents do not, and Capact's consumers read
+//! them as YAML, so they read both the same (the tests compare parsed documents).
 //!
 //! Release file (`RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH`):
 //! ```yaml
-//! backend: null
 //! value:
-//!   chart: {name: <Chart.yaml name>, repo: <chart.repo>, version: <Chart.yaml version>}
 //!   name: <release>
 //!   namespace: <namespace>
+//!   chart: {name: <Chart.yaml name>, version: <Chart.yaml version>, repo: <chart.repo>}
+//! backend: null
 //! ```
 //! or, with `output.helmRelease.useHelmReleaseStorage`,
-//! `{backend: {context: {chartLocation: <chart.repo>, driver, name, namespace}}, value: null}`.
+//! `{value: null, backend: {context: {name, namespace, driver, chartLocation: <chart.repo>}}}`.
 //!
 //! Additional file (`RUNNER_OUTPUT_ADDITIONAL_FILE_PATH`, written only when a goTemplate is
-//! given): `{backend: null, value: <rendered template, parsed as YAML>}`, or, with
+//! given): `{value: <rendered template, parsed as YAML>, backend: null}`, or, with
 //! `output.additional.useHelmTemplateStorage`,
-//! `{backend: {context: {goTemplate, release: {driver, name, namespace}}}, value: null}`.
+//! `{value: null, backend: {context: {goTemplate, release: {name, namespace, driver}}}}`.
 
-use serde_json::{Value, json};
-
-use crate::goyaml;
+use serde::Serialize;
+use serde_json::Value;
 
 /// The release as the output files describe it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,37 +40,111 @@ pub struct ReleaseRef {
     pub chart_repo: String,
 }
 
+/// Capact's `OutputFile`: a value, or a reference to the storage backend that holds it; both
+/// keys are always written (`null` when unused).
+#[derive(Debug, Serialize)]
+struct OutputFile<V: Serialize, B: Serialize> {
+    value: Option<V>,
+    backend: Option<B>,
+}
+
+/// The release, as Capact's `helm.ChartRelease`.
+#[derive(Debug, Serialize)]
+struct ReleaseValue<'a> {
+    name: &'a str,
+    namespace: &'a str,
+    chart: ChartValue<'a>,
+}
+
+#[derive(Debug, Serialize)]
+struct ChartValue<'a> {
+    name: &'a str,
+    version: &'a str,
+    repo: &'a str,
+}
+
+/// `{context: ...}` of a storage backend.
+#[derive(Debug, Serialize)]
+struct Backend<C: Serialize> {
+    context: C,
+}
+
+/// Helm release storage: where the release is.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReleaseStorage<'a> {
+    name: &'a str,
+    namespace: &'a str,
+    driver: &'a str,
+    chart_location: &'a str,
+}
+
+/// Helm template storage: the template and the release to render it against.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TemplateStorage<'a> {
+    go_template: &'a str,
+    release: ReleaseAt<'a>,
+}
+
+#[derive(Debug, Serialize)]
+struct ReleaseAt<'a> {
+    name: &'a str,
+    namespace: &'a str,
+    driver: &'a str,
+}
+
+/// The YAML text of `doc`. Serializing these plain structs of strings and JSON values cannot
+/// fail.
+fn to_yaml(doc: &impl Serialize) -> String {
+    serde_saphyr::to_string(doc).expect("output documents serialize")
+}
+
 /// The release file's content.
 pub fn release_file(r: &ReleaseRef, use_helm_release_storage: bool) -> String {
-    let doc = if use_helm_release_storage {
-        json!({
-            "value": null,
-            "backend": {"context": {
-                "name": r.name, "namespace": r.namespace, "driver": r.driver,
-                "chartLocation": r.chart_repo,
-            }},
+    if use_helm_release_storage {
+        to_yaml(&OutputFile::<(), _> {
+            value: None,
+            backend: Some(Backend {
+                context: ReleaseStorage {
+                    name: &r.name,
+                    namespace: &r.namespace,
+                    driver: &r.driver,
+                    chart_location: &r.chart_repo,
+                },
+            }),
         })
     } else {
-        json!({
-            "value": {
-                "name": r.name, "namespace": r.namespace,
-                "chart": {"name": r.chart_name, "version": r.chart_version, "repo": r.chart_repo},
-            },
-            "backend": null,
+        to_yaml(&OutputFile::<_, ()> {
+            value: Some(ReleaseValue {
+                name: &r.name,
+                namespace: &r.namespace,
+                chart: ChartValue {
+                    name: &r.chart_name,
+                    version: &r.chart_version,
+                    repo: &r.chart_repo,
+                },
+            }),
+            backend: None,
         })
-    };
-    goyaml::to_string(&doc)
+    }
 }
 
 /// The additional file's content for the Helm template storage backend.
 pub fn additional_storage_file(r: &ReleaseRef, go_template: &str) -> String {
-    goyaml::to_string(&json!({
-        "value": null,
-        "backend": {"context": {
-            "goTemplate": go_template,
-            "release": {"name": r.name, "namespace": r.namespace, "driver": r.driver},
-        }},
-    }))
+    to_yaml(&OutputFile::<(), _> {
+        value: None,
+        backend: Some(Backend {
+            context: TemplateStorage {
+                go_template,
+                release: ReleaseAt {
+                    name: &r.name,
+                    namespace: &r.namespace,
+                    driver: &r.driver,
+                },
+            },
+        }),
+    })
 }
 
 /// The additional file's content from the rendered template: its text is read as YAML (an
@@ -87,18 +162,23 @@ pub fn additional_value_file(rendered: &str) -> Result<String, String> {
         Value::Null
     } else {
         serde_saphyr::from_str(rendered).map_err(|e| {
-            let msg = e.to_string();
-            let first = msg.lines().next().unwrap_or_default().to_string();
-            let position = first.split(':').next().unwrap_or_default().to_string();
+            let position = e
+                .location()
+                .map(|l| format!("line {}, column {}", l.line(), l.column()))
+                .unwrap_or_else(|| "position unknown".into());
             format!("the rendered output.additional.goTemplate is not YAML ({position})")
         })?
     };
-    Ok(goyaml::to_string(&json!({"value": value, "backend": null})))
+    Ok(to_yaml(&OutputFile::<_, ()> {
+        value: (!value.is_null()).then_some(value),
+        backend: None,
+    }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn rel() -> ReleaseRef {
         ReleaseRef {
@@ -111,32 +191,68 @@ mod tests {
         }
     }
 
+    /// The document `text` holds.
+    fn doc(text: &str) -> Value {
+        serde_saphyr::from_str(text).unwrap()
+    }
+
     #[test]
     fn release_shapes() {
         assert_eq!(
-            release_file(&rel(), false),
-            "backend: null\nvalue:\n  chart:\n    name: mychart\n    repo: http://127.0.0.1:8080\n    version: 0.1.0\n  name: rel\n  namespace: ns\n"
+            doc(&release_file(&rel(), false)),
+            json!({"backend": null, "value": {"name": "rel", "namespace": "ns",
+                "chart": {"name": "mychart", "version": "0.1.0", "repo": "http://127.0.0.1:8080"}}})
         );
         assert_eq!(
-            release_file(&rel(), true),
-            "backend:\n  context:\n    chartLocation: http://127.0.0.1:8080\n    driver: secrets\n    name: rel\n    namespace: ns\nvalue: null\n"
+            doc(&release_file(&rel(), true)),
+            json!({"value": null, "backend": {"context": {"name": "rel", "namespace": "ns",
+                "driver": "secrets", "chartLocation": "http://127.0.0.1:8080"}}})
         );
     }
 
     #[test]
     fn additional_shapes() {
         assert_eq!(
-            additional_storage_file(&rel(), "host: {{ .Values.host }}"),
-            "backend:\n  context:\n    goTemplate: 'host: {{ .Values.host }}'\n    release:\n      driver: secrets\n      name: rel\n      namespace: ns\nvalue: null\n"
+            doc(&additional_storage_file(&rel(), "host: {{ .Values.host }}")),
+            json!({"value": null, "backend": {"context": {"goTemplate": "host: {{ .Values.host }}",
+                "release": {"name": "rel", "namespace": "ns", "driver": "secrets"}}}})
         );
         assert_eq!(
-            additional_value_file("host: rel-mychart\nport: 80\n").unwrap(),
-            "backend: null\nvalue:\n  host: rel-mychart\n  port: 80\n"
+            doc(&additional_value_file("host: rel-mychart\nport: 80\n").unwrap()),
+            json!({"backend": null, "value": {"host": "rel-mychart", "port": 80}})
         );
         assert_eq!(
-            additional_value_file("\n").unwrap(),
-            "backend: null\nvalue: null\n"
+            doc(&additional_value_file("\n").unwrap()),
+            json!({"backend": null, "value": null})
         );
-        assert!(additional_value_file("a: [b\n").is_err());
+        let e = additional_value_file("a: [b\n").unwrap_err();
+        assert!(e.contains("line"), "{e}");
+    }
+
+    /// Strings that would read back as another type stay strings.
+    #[test]
+    fn strings_stay_strings() {
+        for tricky in [
+            "true",
+            "null",
+            "1.5",
+            "0x1f",
+            "2001-12-14",
+            "",
+            " lead",
+            "a: b",
+            "#x",
+            "multi\nline\n",
+        ] {
+            let r = ReleaseRef {
+                name: tricky.into(),
+                ..rel()
+            };
+            assert_eq!(
+                doc(&release_file(&r, false))["value"]["name"],
+                json!(tricky),
+                "{tricky:?}"
+            );
+        }
     }
 }
