@@ -18,6 +18,7 @@ use kube::Resource;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use kube::core::Request;
 use kube::runtime::{WatchStreamExt, watcher};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 pub use manifest::WorkflowManifest;
@@ -99,30 +100,42 @@ fn is_ours(obj: &DynamicObject, ctx: &ExecutionContext) -> bool {
         && labels.get(CONTEXT_LABEL) == Some(&ctx.name)
 }
 
-/// The outcome of a Workflow, if it has finished: `(succeeded, phase, message)`.
-pub fn outcome(obj: &DynamicObject) -> Option<(bool, String, String)> {
-    let status = obj.data.get("status")?;
-    let phase = status
-        .get("phase")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let finished_at = status.get("finishedAt").is_some_and(|v| !v.is_null());
-    if !finished_at && !TERMINAL_PHASES.contains(&phase) {
-        return None;
-    }
-    let message = status
-        .get("message")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    Some((phase == "Succeeded", phase.to_string(), message.to_string()))
+/// What the runner reads of a Workflow's `status` (Argo's `WorkflowStatus`,
+/// `pkg/apis/workflow/v1alpha1/workflow_types.go`); every other field is left alone. The spec
+/// stays opaque JSON, so no field of any Argo version is lost.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowStatus {
+    /// `Pending`, `Running`, `Succeeded`, `Failed` or `Error`.
+    #[serde(default)]
+    pub phase: Option<String>,
+    /// Set once the Workflow has finished (RFC 3339).
+    #[serde(default)]
+    pub finished_at: Option<String>,
+    /// Why it failed, in Argo's words.
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
-fn phase_of(obj: &DynamicObject) -> String {
-    obj.data
-        .pointer("/status/phase")
-        .and_then(Value::as_str)
-        .unwrap_or("Pending")
-        .to_string()
+/// A Workflow as the runner watches it: opaque spec, typed status.
+pub type Workflow = kube::core::Object<Value, WorkflowStatus>;
+
+/// The outcome of a Workflow, if it has finished: `(succeeded, phase, message)`.
+pub fn outcome(wf: &Workflow) -> Option<(bool, String, String)> {
+    let status = wf.status.as_ref()?;
+    let phase = status.phase.as_deref().unwrap_or_default();
+    if status.finished_at.is_none() && !TERMINAL_PHASES.contains(&phase) {
+        return None;
+    }
+    let message = status.message.clone().unwrap_or_default();
+    Some((phase == "Succeeded", phase.to_string(), message))
+}
+
+fn phase_of(wf: &Workflow) -> String {
+    wf.status
+        .as_ref()
+        .and_then(|s| s.phase.clone())
+        .unwrap_or_else(|| "Pending".into())
 }
 
 impl ActionRunner for ArgoRunner {
@@ -250,55 +263,38 @@ impl ActionRunner for ArgoRunner {
                 message: format!("dry run: the API server accepted {what}; nothing was persisted"),
             });
         }
-        let api: Api<DynamicObject> =
+        let api: Api<Workflow> =
             Api::namespaced_with(input.client, &ctx.platform.namespace, &workflow_resource());
         wait_for_workflow(api, &ctx.name, self.uid.as_deref(), &what).await
     }
 }
 
-/// Watches Workflow `name` until it finishes. Lists, then watches from the list's
-/// `resourceVersion` with a field selector on the name (kube-runtime's `watcher`): a dropped
-/// connection resumes the watch, `410 Gone` relists, and errors are retried with backoff,
-/// except `401`, `403` and `404`, which are returned. A Workflow that disappears (a delete
-/// event, absence from a relist, or a different `uid`) fails the wait.
+/// Watches Workflow `name` until it finishes, with kube-runtime's `watch_object` (a list, then a
+/// watch from its `resourceVersion` with a field selector on the name) and its default backoff:
+/// a dropped connection resumes the watch, `410 Gone` relists, and other errors are retried
+/// with backoff, except `401`, `403` and `404`, which are returned. A Workflow that disappears
+/// (`watch_object` yields nothing: a delete event, or absent from a relist) or comes back with
+/// another `uid` fails the wait.
 ///
 /// # Errors
-/// [`ErrorKind::Failed`](action_runner::error::ErrorKind) if the Workflow was deleted before it finished;
-/// [`ErrorKind::Cluster`](action_runner::error::ErrorKind) if it cannot be watched.
+/// [`ErrorKind::Failed`](action_runner::error::ErrorKind) if the Workflow was deleted before it
+/// finished; [`ErrorKind::Cluster`](action_runner::error::ErrorKind) if it cannot be watched.
 pub async fn wait_for_workflow(
-    api: Api<DynamicObject>,
+    api: Api<Workflow>,
     name: &str,
     uid: Option<&str>,
     what: &str,
 ) -> Result<WaitForCompletionOutput, RunnerError> {
-    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let mut events = watcher(api, config).default_backoff().boxed();
-    let deleted = || RunnerError::failed(format!("{what} was deleted before it finished"));
-    let mut seen_in_list = false;
+    let mut events = watcher::watch_object(api, name).default_backoff().boxed();
     let mut last_phase = String::new();
     while let Some(event) = events.next().await {
-        let obj = match event {
-            Ok(watcher::Event::Init) => {
-                seen_in_list = false;
-                continue;
+        let wf = match event {
+            Ok(Some(wf)) => wf,
+            Ok(None) => {
+                return Err(RunnerError::failed(format!(
+                    "{what} was deleted before it finished"
+                )));
             }
-            Ok(watcher::Event::InitDone) => {
-                if !seen_in_list {
-                    return Err(deleted());
-                }
-                continue;
-            }
-            Ok(watcher::Event::Delete(obj)) => {
-                return match outcome(&obj) {
-                    Some(done) => Ok(finished(what, done)),
-                    None => Err(deleted()),
-                };
-            }
-            Ok(watcher::Event::InitApply(obj)) => {
-                seen_in_list = true;
-                obj
-            }
-            Ok(watcher::Event::Apply(obj)) => obj,
             Err(e) => {
                 if let Some((code, message)) = fatal(&e) {
                     return Err(RunnerError::cluster(format!(
@@ -309,19 +305,19 @@ pub async fn wait_for_workflow(
                 continue;
             }
         };
-        if let (Some(expected), Some(actual)) = (uid, obj.metadata.uid.as_deref())
+        if let (Some(expected), Some(actual)) = (uid, wf.metadata.uid.as_deref())
             && expected != actual
         {
             return Err(RunnerError::failed(format!(
                 "{what} was deleted and replaced by another object (uid {actual}, expected {expected})"
             )));
         }
-        let phase = phase_of(&obj);
+        let phase = phase_of(&wf);
         if phase != last_phase {
             tracing::info!(workflow = %what, phase = %phase, "Workflow phase");
             last_phase = phase;
         }
-        if let Some(done) = outcome(&obj) {
+        if let Some(done) = outcome(&wf) {
             return Ok(finished(what, done));
         }
     }
