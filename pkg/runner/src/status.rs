@@ -3,6 +3,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+use backon::Retryable;
+
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
 use serde::{Deserialize, Serialize};
@@ -133,9 +135,15 @@ impl ConfigMapReporter {
     }
 }
 
-/// Attempts at writing a status before giving up; transient errors (connection refused while the
-/// API server restarts, 429, 5xx) are retried with exponential backoff from 200 ms.
-const REPORT_ATTEMPTS: u32 = 6;
+/// How a status write is retried: 5 more attempts, 200 ms doubling to at most 3.2 s, with
+/// jitter, only for what kube's client does not already retry (see [`transient`]).
+fn report_backoff() -> backon::ExponentialBuilder {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_millis(3200))
+        .with_max_times(5)
+        .with_jitter()
+}
 
 impl StatusReporter for ConfigMapReporter {
     async fn check(&self) -> Result<(), RunnerError> {
@@ -156,35 +164,32 @@ impl StatusReporter for ConfigMapReporter {
             field_manager: Some(format!("{}-runner", status.runner)),
             ..PatchParams::default()
         };
-        let mut delay = Duration::from_millis(200);
-        for attempt in 1..=REPORT_ATTEMPTS {
-            match self
-                .api
-                .patch(&self.name, &params, &Patch::Merge(&patch))
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(e) if attempt < REPORT_ATTEMPTS && transient(&e) => {
-                    tracing::warn!(error = %e, attempt, "reporting status failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                }
-                Err(e) if matches!(&e, kube::Error::Api(s) if s.code == 404) => {
-                    return Err(RunnerError::cluster(format!("{} not found", self.what())));
-                }
-                Err(e) => {
-                    return Err(RunnerError::from_kube(format!("patch {}", self.what()), e));
-                }
+        let merge = Patch::Merge(&patch);
+        let write = || self.api.patch(&self.name, &params, &merge);
+        let written = write
+            .retry(report_backoff())
+            .when(transient)
+            .notify(|e, after| {
+                tracing::warn!(error = %e, ?after, "reporting status failed; retrying");
+            })
+            .await;
+        match written {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                Err(RunnerError::cluster(format!("{} not found", self.what())))
             }
+            Err(e) => Err(RunnerError::from_kube(format!("patch {}", self.what()), e)),
         }
-        unreachable!("the last attempt returns")
     }
 }
 
-/// Whether an API error is worth retrying: no answer at all, 429, or a 5xx.
+/// Whether a failed status write is worth retrying here: no answer at all (connection refused
+/// or reset while the API server restarts), or a `500`/`502`. kube's client already retries
+/// `429`, `503` and `504` itself (`kube::client::retry::RetryPolicy`), so retrying those here
+/// would retry twice.
 pub fn transient(err: &kube::Error) -> bool {
     match err {
-        kube::Error::Api(status) => status.code == 429 || status.code >= 500,
+        kube::Error::Api(status) => matches!(status.code, 500 | 502),
         kube::Error::HyperError(_) | kube::Error::Service(_) => true,
         _ => false,
     }
