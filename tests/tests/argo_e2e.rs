@@ -451,8 +451,9 @@ async fn sigterm_mid_wait_reports_cancelled_and_exits_143() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_server_restart_mid_wait_is_survived() {
     // Its own control plane: restarting the shared one would disturb the other tests.
+    let crd = Tools::locate().unwrap().argo_workflow_crd();
     let cp: &'static ControlPlane = Box::leak(Box::new(
-        tokio::task::spawn_blocking(ControlPlane::start)
+        tokio::task::spawn_blocking(move || ControlPlane::start(&[crd]))
             .await
             .unwrap()
             .unwrap(),

@@ -28,7 +28,8 @@ async fn main() -> Result<std::process::ExitCode> {
     );
 
     eprintln!("==> starting etcd and kube-apiserver on loopback, installing Argo's Workflow CRD");
-    let cp = tokio::task::spawn_blocking(ControlPlane::start).await??;
+    let crd = tools.argo_workflow_crd();
+    let cp = tokio::task::spawn_blocking(move || ControlPlane::start(&[crd])).await??;
     let client = cp.client().await?;
     let ns = cp.namespace("demo").await?;
     let name = example.replace(['_', '.'], "-");

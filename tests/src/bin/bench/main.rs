@@ -170,7 +170,8 @@ async fn main() -> Result<()> {
 
     let tools = Tools::locate()?;
     eprintln!("bench: starting the control plane");
-    let cp = tokio::task::spawn_blocking(ControlPlane::start).await??;
+    let crd = tools.argo_workflow_crd();
+    let cp = tokio::task::spawn_blocking(move || ControlPlane::start(&[crd])).await??;
     let admin = cp.client().await?;
     let lab = Lab { cp, admin };
 

@@ -1,0 +1,171 @@
+//! Processes: the runner binaries as a test spawns them ([`RunnerCommand`]), and helpers to tie
+//! a child's life to the test process's.
+
+use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+/// Spawns `cmd` so that it dies with this process: `PR_SET_PDEATHSIG` fires when the thread
+/// that forked it exits, so it is forked from a thread that lives as long as the process.
+pub(crate) fn spawn_tied_to_process(mut cmd: Command) -> Result<Child> {
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(cmd.spawn());
+        loop {
+            std::thread::park();
+        }
+    });
+    Ok(rx.recv()??)
+}
+
+/// Runs `fut` to completion on a fresh runtime in another thread (usable from sync code and
+/// from inside a Tokio runtime alike).
+pub fn block_on_thread<T: Send + 'static>(
+    fut: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(fut)
+    })
+    .join()
+    .expect("thread")
+}
+
+/// The lines a runner logged at ERROR level (its JSON log lines on standard error).
+pub fn error_lines(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .filter(|l| l.contains("\"level\":\"ERROR\""))
+        .map(String::from)
+        .collect()
+}
+
+/// Path of a runner binary built by `cargo build --bins` (next to this test executable's
+/// `deps/` directory).
+pub fn runner_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut dir = exe.parent().unwrap().to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let bin = dir.join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --bins` first (hack/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A runner process to spawn: the binary and its environment (which starts empty but for
+/// `PATH` and `HOME`, so nothing from the caller's environment leaks in).
+#[derive(Debug, Clone)]
+pub struct RunnerCommand {
+    /// The binary.
+    pub bin: PathBuf,
+    /// Its environment.
+    pub env: BTreeMap<String, String>,
+}
+
+/// A finished runner process.
+#[derive(Debug)]
+pub struct RunnerOutput {
+    /// Exit code (`-signal` if killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error (the logs).
+    pub stderr: String,
+}
+
+impl RunnerCommand {
+    /// `bin` with the common `RUNNER_*` variables for context `name` in `namespace`, reading the
+    /// manifest at `manifest`, and `KUBECONFIG` set to `kubeconfig`.
+    pub fn new(
+        bin: PathBuf,
+        kubeconfig: &Path,
+        namespace: &str,
+        name: &str,
+        manifest: &Path,
+    ) -> Self {
+        let mut env = BTreeMap::new();
+        for k in ["PATH", "HOME"] {
+            if let Ok(v) = std::env::var(k) {
+                env.insert(k.to_string(), v);
+            }
+        }
+        env.insert("KUBECONFIG".into(), kubeconfig.display().to_string());
+        env.insert(
+            "RUNNER_INPUT_MANIFEST_PATH".into(),
+            manifest.display().to_string(),
+        );
+        env.insert("RUNNER_CONTEXT_NAME".into(), name.into());
+        env.insert("RUNNER_CONTEXT_PLATFORM_NAMESPACE".into(), namespace.into());
+        RunnerCommand { bin, env }
+    }
+
+    /// Sets (or, with `None`, removes) a variable.
+    pub fn var(mut self, k: &str, v: Option<&str>) -> Self {
+        match v {
+            Some(v) => self.env.insert(k.into(), v.into()),
+            None => self.env.remove(k),
+        };
+        self
+    }
+
+    /// Spawns the process with piped output.
+    ///
+    /// # Errors
+    /// When it cannot be spawned.
+    pub fn spawn(&self) -> Result<tokio::process::Child> {
+        Ok(tokio::process::Command::new(&self.bin)
+            .env_clear()
+            .envs(&self.env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?)
+    }
+
+    /// Runs the process to completion (at most 120 s).
+    ///
+    /// # Errors
+    /// When it cannot be spawned or runs too long.
+    pub async fn run(&self) -> Result<RunnerOutput> {
+        let child = self.spawn()?;
+        collect(child).await
+    }
+}
+
+/// Waits (at most 120 s) for `child` and collects its output.
+///
+/// # Errors
+/// When it runs too long.
+pub async fn collect(child: tokio::process::Child) -> Result<RunnerOutput> {
+    use std::os::unix::process::ExitStatusExt;
+    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .context("runner did not exit within 120 s")??;
+    Ok(RunnerOutput {
+        code: out
+            .status
+            .code()
+            .unwrap_or_else(|| -out.status.signal().unwrap_or(0)),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}

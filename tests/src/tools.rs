@@ -1,0 +1,116 @@
+//! Where the pinned tools are: the binaries `hack/install-tools.sh` builds (etcd, kube-apiserver,
+//! helm) and the Argo module it downloads (CRDs, examples). Their paths are read from
+//! `KAR_ETCD`, `KAR_KUBE_APISERVER`, `KAR_ARGO_DIR`, `KAR_HELM`, or else from
+//! `hack/install-tools.sh --print`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use anyhow::{Context, Result, bail};
+
+/// Paths of the peer tools built by `hack/install-tools.sh`.
+#[derive(Debug, Clone)]
+pub struct Tools {
+    /// etcd server binary.
+    pub etcd: PathBuf,
+    /// kube-apiserver binary.
+    pub kube_apiserver: PathBuf,
+    /// Unpacked `github.com/argoproj/argo-workflows/v3` module (CRDs, examples).
+    pub argo_dir: PathBuf,
+    /// helm CLI binary.
+    pub helm: PathBuf,
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+impl Tools {
+    /// Finds the tools (see the crate docs).
+    ///
+    /// # Errors
+    /// When a tool is missing: run `hack/install-tools.sh`.
+    pub fn locate() -> Result<&'static Tools> {
+        static TOOLS: OnceLock<Tools> = OnceLock::new();
+        if let Some(t) = TOOLS.get() {
+            return Ok(t);
+        }
+        let mut vars: BTreeMap<String, String> = std::env::vars().collect();
+        if !["KAR_ETCD", "KAR_KUBE_APISERVER", "KAR_ARGO_DIR", "KAR_HELM"]
+            .iter()
+            .all(|k| vars.contains_key(*k))
+        {
+            let out = Command::new("bash")
+                .arg(repo_root().join("hack/install-tools.sh"))
+                .arg("--print")
+                .output()
+                .context("running hack/install-tools.sh --print")?;
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                if let Some((k, v)) = line.trim_start_matches("export ").split_once('=') {
+                    vars.entry(k.to_string()).or_insert_with(|| v.to_string());
+                }
+            }
+        }
+        let get = |k: &str| -> Result<PathBuf> {
+            let p = PathBuf::from(vars.get(k).with_context(|| format!("{k} is not set"))?);
+            if !p.exists() {
+                bail!(
+                    "{k}={} does not exist: run hack/install-tools.sh",
+                    p.display()
+                );
+            }
+            Ok(p)
+        };
+        let tools = Tools {
+            etcd: get("KAR_ETCD")?,
+            kube_apiserver: get("KAR_KUBE_APISERVER")?,
+            argo_dir: get("KAR_ARGO_DIR")?,
+            helm: vars.get("KAR_HELM").map(PathBuf::from).unwrap_or_default(),
+        };
+        Ok(TOOLS.get_or_init(|| tools))
+    }
+
+    /// Path of one of Argo's example workflows, e.g. `argo_example("hello-world")`.
+    pub fn argo_example(&self, name: &str) -> PathBuf {
+        self.argo_dir.join("examples").join(format!("{name}.yaml"))
+    }
+
+    /// Argo's full Workflow CRD (with the OpenAPI schema, so the API server validates
+    /// Workflows).
+    pub fn argo_workflow_crd(&self) -> PathBuf {
+        self.argo_dir
+            .join("manifests/base/crds/full/argoproj.io_workflows.yaml")
+    }
+}
+
+/// Runs the pinned Helm CLI (`KAR_HELM`) with `args` in `cwd`, its cache, configuration and
+/// data homes in `cwd/.helm-*` (so nothing outside `cwd` is read or written).
+///
+/// # Errors
+/// When helm is missing, cannot run, or fails (with its standard error).
+pub fn helm_cmd(args: &[&str], cwd: &Path) -> Result<()> {
+    let helm = &Tools::locate()?.helm;
+    if !helm.is_file() {
+        bail!(
+            "helm {} is missing: run hack/install-tools.sh",
+            helm.display()
+        );
+    }
+    let out = Command::new(helm)
+        .args(args)
+        .current_dir(cwd)
+        .env("HELM_CACHE_HOME", cwd.join(".helm-cache"))
+        .env("HELM_CONFIG_HOME", cwd.join(".helm-config"))
+        .env("HELM_DATA_HOME", cwd.join(".helm-data"))
+        .output()?;
+    if !out.status.success() {
+        bail!("helm {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
