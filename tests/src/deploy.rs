@@ -12,6 +12,7 @@ use kube::discovery::Scope;
 use serde_json::{Value, json};
 
 use crate::{repo_root, reported_status, workflows};
+use action_runner::status::{Phase, Reason};
 
 /// Field manager of what the tests apply.
 pub const MANAGER: &str = "kar-tests";
@@ -135,14 +136,14 @@ pub async fn assert_argo_job_outcome(
     let d = find(&objects, "Job", job_name);
     let name = context_of(d);
     let status = reported_status(client, ns, &name).await.unwrap().unwrap();
-    assert_eq!(status["runner"], "argo", "{status}");
-    assert_eq!(status["contextName"], name.as_str(), "{status}");
-    assert_eq!(status["phase"], "Succeeded", "{status}");
-    assert_eq!(status["reason"], "Completed", "{status}");
+    assert_eq!(status.runner, "argo", "{status:?}");
+    assert_eq!(status.context_name, name.as_str(), "{status:?}");
+    assert_eq!(status.phase, Phase::Succeeded, "{status:?}");
+    assert_eq!(status.reason, Some(Reason::Completed), "{status:?}");
     assert_eq!(
-        status["runnerStatus"]["argoWorkflowRef"]["name"],
+        status.runner_status["argoWorkflowRef"]["name"],
         name.as_str(),
-        "{status}"
+        "{status:?}"
     );
     let wf = workflows(client, ns).get(&name).await.unwrap();
     let owner = &wf.metadata.owner_references.as_ref().unwrap()[0];
@@ -159,9 +160,9 @@ pub async fn assert_helm_job_outcome(client: &kube::Client, ns: &str) {
     let objects = deploy_objects("helm-runner");
     let name = context_of(find(&objects, "Job", "helm-runner-hello-release"));
     let status = reported_status(client, ns, &name).await.unwrap().unwrap();
-    assert_eq!(status["contextName"], name.as_str(), "{status}");
-    assert_eq!(status["phase"], "Succeeded", "{status}");
-    assert_eq!(status["reason"], "Completed", "{status}");
+    assert_eq!(status.context_name, name.as_str(), "{status:?}");
+    assert_eq!(status.phase, Phase::Succeeded, "{status:?}");
+    assert_eq!(status.reason, Some(Reason::Completed), "{status:?}");
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     let greeting = cms.get("hello-release-greeting").await.unwrap();
     assert_eq!(greeting.data.unwrap()["greeting"], "hello from helm-runner");

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use action_runner::status::ActionStatus;
 use anyhow::Result;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
@@ -45,7 +46,8 @@ pub async fn create_status_configmap(
     Ok(())
 }
 
-/// The parsed `status` key of ConfigMap `namespace/name`, if any.
+/// The `status` key of ConfigMap `namespace/name`, read as the runners' typed
+/// [`ActionStatus`], if any.
 ///
 /// # Errors
 /// On API errors or if the key is not JSON.
@@ -53,7 +55,7 @@ pub async fn reported_status(
     client: &kube::Client,
     namespace: &str,
     name: &str,
-) -> Result<Option<serde_json::Value>> {
+) -> Result<Option<ActionStatus>> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
     let cm = api.get(name).await?;
     match cm.data.and_then(|d| d.get("status").cloned()) {
@@ -134,7 +136,7 @@ impl World {
     ///
     /// # Panics
     /// On API errors.
-    pub async fn status(&self, name: &str) -> Option<serde_json::Value> {
+    pub async fn status(&self, name: &str) -> Option<ActionStatus> {
         reported_status(&self.client, &self.ns, name).await.unwrap()
     }
 }

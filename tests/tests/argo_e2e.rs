@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use action_runner::status::{ActionStatus, Phase, Reason};
 use action_runner_tests::*;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
@@ -14,7 +15,7 @@ trait ArgoWorld {
     /// `argo-runner` for context `name` with `manifest`.
     fn argo(&self, name: &str, manifest: &Path) -> RunnerCommand;
     /// Waits until the reported status has `phase`, and returns it.
-    async fn await_phase(&self, name: &str, phase: &str) -> Value;
+    async fn await_phase(&self, name: &str, phase: Phase) -> ActionStatus;
     /// Names of the Workflows in the namespace.
     async fn workflow_names(&self) -> Vec<String>;
     /// Plays Argo's controller for Workflow `name` (running for 300 ms).
@@ -30,13 +31,13 @@ impl ArgoWorld for World {
         self.runner("argo-runner", name, manifest)
     }
 
-    async fn await_phase(&self, name: &str, phase: &str) -> Value {
+    async fn await_phase(&self, name: &str, phase: Phase) -> ActionStatus {
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.ns);
         let cond = kube::runtime::wait::await_condition(api, name, |cm: Option<&ConfigMap>| {
             cm.and_then(|c| c.data.as_ref())
                 .and_then(|d| d.get("status"))
-                .and_then(|s| serde_json::from_str::<Value>(s).ok())
-                .is_some_and(|v| v["phase"] == phase)
+                .and_then(|s| serde_json::from_str::<ActionStatus>(s).ok())
+                .is_some_and(|v| v.phase == phase)
         });
         tokio::time::timeout(Duration::from_secs(60), cond)
             .await
@@ -106,18 +107,18 @@ async fn hello_world_succeeds_and_reports_status_at_start_and_end() {
     wait_for_workflow(&w.client, &w.ns, "hello", Duration::from_secs(60))
         .await
         .unwrap();
-    let at_start = w.await_phase("hello", "Running").await;
-    assert_eq!(at_start["runner"], "argo");
-    assert_eq!(at_start["contextName"], "hello");
-    assert_eq!(at_start["dryRun"], false);
+    let at_start = w.await_phase("hello", Phase::Running).await;
+    assert_eq!(at_start.runner, "argo");
+    assert_eq!(at_start.context_name, "hello");
+    assert!(!at_start.dry_run);
     assert_eq!(
-        at_start["runnerStatus"]["argoWorkflowRef"],
+        at_start.runner_status["argoWorkflowRef"],
         json!({
             "name": "hello", "namespace": w.ns,
-            "uid": at_start["runnerStatus"]["argoWorkflowRef"]["uid"],
+            "uid": at_start.runner_status["argoWorkflowRef"]["uid"],
         })
     );
-    assert!(at_start.get("finishedAt").is_none());
+    assert!(at_start.finished_at.is_none());
 
     w.controller("hello", Outcome::Succeeded)
         .await
@@ -126,11 +127,11 @@ async fn hello_world_succeeds_and_reports_status_at_start_and_end() {
     let out = collect(child).await.unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
     let at_end = w.status("hello").await.unwrap();
-    assert_eq!(at_end["phase"], "Succeeded");
-    assert_eq!(at_end["reason"], "Completed");
-    assert_eq!(at_end["startedAt"], at_start["startedAt"]);
-    assert!(at_end["finishedAt"].as_str().unwrap().ends_with('Z'));
-    assert_eq!(at_end["runnerStatus"], at_start["runnerStatus"]);
+    assert_eq!(at_end.phase, Phase::Succeeded);
+    assert_eq!(at_end.reason, Some(Reason::Completed));
+    assert_eq!(at_end.started_at, at_start.started_at);
+    assert!(at_end.finished_at.unwrap().ends_with('Z'));
+    assert_eq!(at_end.runner_status, at_start.runner_status);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -270,9 +271,9 @@ async fn failed_workflow_exits_1_with_its_message() {
     let out = collect(child).await.unwrap();
     assert_eq!(out.code, 1, "{}", out.stderr);
     let status = w.status("fails").await.unwrap();
-    assert_eq!(status["phase"], "Failed");
-    assert_eq!(status["reason"], "Completed");
-    assert_eq!(status["message"], msg);
+    assert_eq!(status.phase, Phase::Failed);
+    assert_eq!(status.reason, Some(Reason::Completed));
+    assert_eq!(status.message, msg);
     assert_eq!(std::fs::read_to_string(term_log).unwrap().trim(), msg);
 }
 
@@ -288,14 +289,9 @@ async fn timeout_exits_1_and_reports_deadline_exceeded() {
         .unwrap();
     assert_eq!(out.code, 1, "{}", out.stderr);
     let status = w.status("slow").await.unwrap();
-    assert_eq!(status["phase"], "Failed");
-    assert_eq!(status["reason"], "DeadlineExceeded");
-    assert!(
-        status["message"]
-            .as_str()
-            .unwrap()
-            .contains("RUNNER_TIMEOUT")
-    );
+    assert_eq!(status.phase, Phase::Failed);
+    assert_eq!(status.reason, Some(Reason::DeadlineExceeded));
+    assert!(status.message.as_str().contains("RUNNER_TIMEOUT"));
     // The Workflow is left as it is.
     assert_eq!(w.workflow_names().await, vec!["slow".to_string()]);
 }
@@ -308,7 +304,7 @@ async fn deletion_mid_wait_fails() {
     wait_for_workflow(&w.client, &w.ns, "gone", Duration::from_secs(60))
         .await
         .unwrap();
-    w.await_phase("gone", "Running").await;
+    w.await_phase("gone", Phase::Running).await;
     workflows(&w.client, &w.ns)
         .delete("gone", &DeleteParams::default())
         .await
@@ -316,10 +312,10 @@ async fn deletion_mid_wait_fails() {
     let out = collect(child).await.unwrap();
     assert_eq!(out.code, 1, "{}", out.stderr);
     let status = w.status("gone").await.unwrap();
-    assert_eq!(status["reason"], "Error");
+    assert_eq!(status.reason, Some(Reason::Error));
     assert!(
-        status["message"].as_str().unwrap().contains("was deleted"),
-        "{status}"
+        status.message.as_str().contains("was deleted"),
+        "{status:?}"
     );
 }
 
@@ -335,7 +331,7 @@ async fn retried_pod_adopts_its_own_workflow() {
     first.kill().await.unwrap();
     // Second attempt attaches to it.
     let second = w.argo("retry", &example("hello-world")).spawn().unwrap();
-    let running = w.await_phase("retry", "Running").await;
+    let running = w.await_phase("retry", Phase::Running).await;
     w.controller("retry", Outcome::Succeeded)
         .await
         .unwrap()
@@ -344,10 +340,10 @@ async fn retried_pod_adopts_its_own_workflow() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stderr.contains("attaching"), "{}", out.stderr);
     let status = w.status("retry").await.unwrap();
-    assert_eq!(status["phase"], "Succeeded");
-    assert_eq!(status["runnerStatus"]["adopted"], true, "{running}");
+    assert_eq!(status.phase, Phase::Succeeded);
+    assert_eq!(status.runner_status["adopted"], true, "{running:?}");
     assert_eq!(
-        status["runnerStatus"]["argoWorkflowRef"]["uid"],
+        status.runner_status["argoWorkflowRef"]["uid"],
         json!(created.metadata.uid)
     );
 }
@@ -392,8 +388,8 @@ async fn dry_run_creates_nothing() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(w.workflow_names().await.is_empty());
     let status = w.status("dry").await.unwrap();
-    assert_eq!(status["dryRun"], true);
-    assert_eq!(status["phase"], "Succeeded");
+    assert!(status.dry_run);
+    assert_eq!(status.phase, Phase::Succeeded);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -434,15 +430,15 @@ async fn sigterm_mid_wait_reports_cancelled_and_exits_143() {
     wait_for_workflow(&w.client, &w.ns, "term", Duration::from_secs(60))
         .await
         .unwrap();
-    w.await_phase("term", "Running").await;
+    w.await_phase("term", Phase::Running).await;
     let pid = child.id().unwrap() as i32;
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let out = collect(child).await.unwrap();
     assert_eq!(out.code, 143, "{}", out.stderr);
     let status = w.status("term").await.unwrap();
-    assert_eq!(status["phase"], "Failed");
-    assert_eq!(status["reason"], "Cancelled");
-    assert!(status["message"].as_str().unwrap().contains("SIGTERM"));
+    assert_eq!(status.phase, Phase::Failed);
+    assert_eq!(status.reason, Some(Reason::Cancelled));
+    assert!(status.message.as_str().contains("SIGTERM"));
 }
 
 /// The API server restarts while the runner waits: the watch breaks, cannot connect for a
@@ -531,8 +527,9 @@ async fn api_server_restart_mid_wait_is_survived() {
         reported_status(&client, &ns, "phoenix")
             .await
             .unwrap()
-            .unwrap()["phase"],
-        "Succeeded"
+            .unwrap()
+            .phase,
+        Phase::Succeeded
     );
 }
 
@@ -673,5 +670,5 @@ async fn status_configmap_is_shared_safely_with_other_writers() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let data = api.get("shared").await.unwrap().data.unwrap();
     assert_eq!(data["other"], "39");
-    assert_eq!(w.status("shared").await.unwrap()["phase"], "Succeeded");
+    assert_eq!(w.status("shared").await.unwrap().phase, Phase::Succeeded);
 }

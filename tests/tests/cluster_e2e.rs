@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use action_runner::status::{ActionStatus, Phase, Reason};
 use action_runner_tests::cluster::*;
 use action_runner_tests::deploy::*;
 use action_runner_tests::*;
@@ -113,7 +114,7 @@ impl Ns {
         }
     }
 
-    async fn status(&self, name: &str) -> Value {
+    async fn status(&self, name: &str) -> ActionStatus {
         reported_status(&self.client, &self.ns, name)
             .await
             .unwrap()
@@ -187,7 +188,7 @@ async fn a_failing_action_is_the_pods_termination_message() {
     let argo_message = wf.data["status"]["message"].as_str().unwrap_or_default();
     assert!(!argo_message.is_empty(), "{:?}", wf.data["status"]);
     let status = w.status("hello-world").await;
-    assert_eq!(status["phase"], "Failed", "{status}");
+    assert_eq!(status.phase, Phase::Failed, "{status:?}");
     assert_eq!(
         pods.len(),
         1,
@@ -242,7 +243,7 @@ async fn argo_examples_under_the_real_controller() {
         let out = run.await.unwrap();
         assert_eq!(out.code, 0, "{example}: {}", out.stderr);
         let status = w.status(example).await;
-        assert_eq!(status["phase"], "Succeeded", "{example}: {status}");
+        assert_eq!(status.phase, Phase::Succeeded, "{example}: {status:?}");
         let logs = workflow_logs(&w.client, &w.ns, example).await.unwrap();
         for line in expected {
             assert!(
@@ -279,7 +280,7 @@ async fn argo_examples_under_the_real_controller() {
     let out = slow.await.unwrap();
     assert_eq!(out.code, 1, "forever: {}", out.stderr);
     let status = w.status("forever").await;
-    assert_eq!(status["reason"], "DeadlineExceeded", "{status}");
+    assert_eq!(status.reason, Some(Reason::DeadlineExceeded), "{status:?}");
     let wf = workflows(&w.client, &w.ns).get("forever").await.unwrap();
     assert_eq!(
         wf.data["status"]["phase"], "Running",
@@ -319,7 +320,7 @@ async fn runner_pod_replaced(prefix: &str, how: Disruption) {
         return;
     };
     // Every status the runners write, in order, as a watch of the ConfigMap sees them.
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<ActionStatus>::new()));
     let watch = {
         let cms: Api<ConfigMap> = Api::namespaced(w.client.clone(), &w.ns);
         let seen = seen.clone();
@@ -376,21 +377,21 @@ async fn runner_pod_replaced(prefix: &str, how: Disruption) {
         .iter()
         .map(|s| {
             format!(
-                "{}/{}",
-                s["phase"].as_str().unwrap_or(""),
-                s["reason"].as_str().unwrap_or("")
+                "{:?}/{}",
+                s.phase,
+                s.reason.map(|r| format!("{r:?}")).unwrap_or_default()
             )
         })
         .collect();
     println!("statuses reported, in order: {reasons:?}");
     let cancelled = seen
         .iter()
-        .position(|s| s["reason"] == "Cancelled")
+        .position(|s| s.reason == Some(Reason::Cancelled))
         .unwrap_or_else(|| panic!("no Cancelled report: {reasons:?}"));
     assert!(
         seen[cancelled + 1..]
             .iter()
-            .any(|s| s["runnerStatus"]["adopted"] == true),
+            .any(|s| s.runner_status["adopted"] == true),
         "a successor adopted the Workflow after the cancel: {reasons:?}"
     );
     let job_status = job.status.unwrap();
@@ -411,8 +412,8 @@ async fn runner_pod_replaced(prefix: &str, how: Disruption) {
         "the deleted pod is gone"
     );
     let status = w.status("hello-world").await;
-    assert_eq!(status["phase"], "Succeeded", "{status}");
-    assert_eq!(status["runnerStatus"]["adopted"], true, "{status}");
+    assert_eq!(status.phase, Phase::Succeeded, "{status:?}");
+    assert_eq!(status.runner_status["adopted"], true, "{status:?}");
     let wf = workflows(&w.client, &w.ns)
         .get("hello-world")
         .await
@@ -491,8 +492,8 @@ async fn helm_wait_on_real_pods() {
 
     assert_eq!(stuck.code, 1, "{}", stuck.stderr);
     let status = w.status("stuck").await;
-    assert_eq!(status["phase"], "Failed", "{status}");
-    let message = status["message"].as_str().unwrap();
+    assert_eq!(status.phase, Phase::Failed, "{status:?}");
+    let message = status.message.as_str();
     assert!(message.contains("context deadline exceeded"), "{message}");
     let pods = Api::<Pod>::namespaced(w.client.clone(), &w.ns)
         .list(&kube::api::ListParams::default().labels("app.kubernetes.io/instance=stuck"))

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use action_runner::status::Phase;
 use action_runner_tests::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
@@ -304,13 +305,13 @@ async fn install_from_repository_then_upgrade_with_reuse_and_reset_values() {
     let out = w.run_helm("install", "install", &manifest).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     let status = w.status("install").await.unwrap();
-    assert_eq!(status["phase"], "Succeeded", "{status}");
-    assert_eq!(status["runner"], "helm");
+    assert_eq!(status.phase, Phase::Succeeded, "{status:?}");
+    assert_eq!(status.runner, "helm");
     assert_eq!(
-        status["runnerStatus"],
+        status.runner_status,
         serde_json::json!({"phase": "Installing"})
     );
-    let msg = status["message"].as_str().unwrap();
+    let msg = status.message.as_str();
     assert!(
         msg.contains("\"shop\"") && msg.contains(&w.ns) && msg.contains("revision 1"),
         "{msg}"
@@ -370,13 +371,10 @@ async fn install_from_repository_then_upgrade_with_reuse_and_reset_values() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let status = w.status("upgrade-reuse").await.unwrap();
     assert_eq!(
-        status["runnerStatus"],
+        status.runner_status,
         serde_json::json!({"phase": "Upgrading"})
     );
-    assert!(
-        status["message"].as_str().unwrap().contains("revision 2"),
-        "{status}"
-    );
+    assert!(status.message.as_str().contains("revision 2"), "{status:?}");
     let d = w.deployment("shop-webapp").await.unwrap();
     assert_eq!(replicas(&d), 2, "replicaCount reused");
     assert!(image(&d).ends_with(":1.27"), "{}", image(&d));
@@ -413,9 +411,11 @@ async fn install_from_repository_then_upgrade_with_reuse_and_reset_values() {
     assert_eq!(replicas(&d), 1, "replicaCount reset to the chart's 1");
     assert!(!image(&d).ends_with(":1.27"), "{}", image(&d));
     assert!(
-        w.status("upgrade-reset").await.unwrap()["message"]
-            .as_str()
+        w.status("upgrade-reset")
+            .await
             .unwrap()
+            .message
+            .as_str()
             .contains("revision 3")
     );
     assert_eq!(
@@ -535,8 +535,8 @@ async fn failing_template_exits_1_with_helms_message() {
         .await;
     assert_eq!(out.code, 1, "{}", out.stderr);
     let status = w.status("bad-yaml").await.unwrap();
-    assert_eq!(status["phase"], "Failed");
-    let msg = status["message"].as_str().unwrap();
+    assert_eq!(status.phase, Phase::Failed);
+    let msg = status.message.as_str();
     assert!(msg.contains("YAML parse error"), "{msg}");
     assert!(
         error_lines(&out.stderr)
@@ -556,10 +556,7 @@ async fn failing_template_exits_1_with_helms_message() {
             ),
         ).await;
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let msg = w.status("boom").await.unwrap()["message"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let msg = w.status("boom").await.unwrap().message.as_str().to_string();
     assert!(msg.contains("cannot use password <redacted>"), "{msg}");
     w.assert_never_shown("boom", &out, PASSWORD).await;
 }
@@ -578,9 +575,12 @@ async fn missing_chart_version_exits_1() {
         )
         .await;
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let msg = w.status("missing").await.unwrap()["message"]
-        .as_str()
+    let msg = w
+        .status("missing")
+        .await
         .unwrap()
+        .message
+        .as_str()
         .to_string();
     assert!(msg.contains("9.9.9") && msg.contains("not found"), "{msg}");
 }
@@ -605,11 +605,8 @@ async fn dry_run_stores_nothing() {
         .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
     let status = w.status("dry").await.unwrap();
-    assert_eq!(status["dryRun"], true);
-    assert!(
-        status["message"].as_str().unwrap().contains("dry run"),
-        "{status}"
-    );
+    assert!(status.dry_run);
+    assert!(status.message.as_str().contains("dry run"), "{status:?}");
     assert!(w.release_records::<Secret>("dry").await.is_empty());
     assert!(w.deployment("dry-webapp").await.is_none());
     w.assert_never_shown("dry", &out, PASSWORD).await;
@@ -782,7 +779,7 @@ async fn wait_true_waits_for_the_rollout() {
         .unwrap();
     assert_eq!(out.code, 1, "{}", out.stderr);
     let status = w.status("stuck").await.unwrap();
-    assert_eq!(status["phase"], "Failed", "{status}");
-    let message = status["message"].as_str().unwrap();
+    assert_eq!(status.phase, Phase::Failed, "{status:?}");
+    let message = status.message.as_str();
     assert!(message.contains("context deadline exceeded"), "{message}");
 }

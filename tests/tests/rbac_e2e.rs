@@ -15,6 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use action_runner::status::Phase;
 use action_runner_tests::deploy::*;
 use action_runner_tests::*;
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -526,8 +527,8 @@ async fn argo_runner_dry_run_with_its_token_and_a_localhost_kubeconfig() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(status["phase"], "Succeeded", "{status}");
-    assert_eq!(status["dryRun"], true, "{status}");
+    assert_eq!(status.phase, Phase::Succeeded, "{status:?}");
+    assert!(status.dry_run, "{status:?}");
 }
 
 /// Each verb of argo-runner's Role is needed: without it the run exits 3 with one error line,
@@ -669,7 +670,7 @@ async fn removing_any_verb_an_install_uses_from_the_helm_role_exits_3_naming_it(
             println!(
                 "KNOWN GAP without {verb} {resource}: exit {}, reported phase {}",
                 out.code,
-                status.map(|s| s["phase"].to_string()).unwrap_or_default()
+                status.map(|s| format!("{:?}", s.phase)).unwrap_or_default()
             );
         });
     futures::future::join_all(gaps).await;
