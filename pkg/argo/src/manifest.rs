@@ -40,18 +40,23 @@ impl<'de> Deserialize<'de> for WorkflowManifest {
     }
 }
 
+/// Why a manifest is not one of the three shapes; the text names the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ShapeError(pub String);
+
 impl WorkflowManifest {
     /// Classifies `value` into one of the three shapes.
     ///
     /// # Errors
     /// A one-line message naming the field whose shape is wrong.
-    pub fn from_value(value: Value) -> Result<Self, String> {
+    pub fn from_value(value: Value) -> Result<Self, ShapeError> {
         let Value::Object(mut top) = value else {
-            return Err(format!(
+            return Err(ShapeError(format!(
                 "wrong shape: expected a mapping (a WorkflowSpec, {{workflow: <WorkflowSpec>}}, \
                  or a {KIND} object), found {}",
                 kind_of(&value)
-            ));
+            )));
         };
         if top.contains_key("apiVersion") || top.contains_key("kind") {
             return Self::from_workflow(top);
@@ -72,19 +77,21 @@ impl WorkflowManifest {
         }
     }
 
-    fn from_workflow(mut top: Map<String, Value>) -> Result<Self, String> {
+    fn from_workflow(mut top: Map<String, Value>) -> Result<Self, ShapeError> {
         let api_version = top
             .get("apiVersion")
             .and_then(Value::as_str)
             .unwrap_or_default();
         if api_version != API_VERSION {
-            return Err(format!(
+            return Err(ShapeError(format!(
                 "apiVersion: must be {API_VERSION:?}, found {api_version:?}"
-            ));
+            )));
         }
         let kind = top.get("kind").and_then(Value::as_str).unwrap_or_default();
         if kind != KIND {
-            return Err(format!("kind: must be {KIND:?}, found {kind:?}"));
+            return Err(ShapeError(format!(
+                "kind: must be {KIND:?}, found {kind:?}"
+            )));
         }
         if let Some(field) = top.keys().find(|k| {
             !matches!(
@@ -92,7 +99,9 @@ impl WorkflowManifest {
                 "apiVersion" | "kind" | "metadata" | "spec" | "status"
             )
         }) {
-            return Err(format!("unknown field {field:?} in a {KIND} object"));
+            return Err(ShapeError(format!(
+                "unknown field {field:?} in a {KIND} object"
+            )));
         }
         let spec = spec_of(top.remove("spec").unwrap_or(Value::Null), "spec")?;
         let mut manifest = Self::bare(spec);
@@ -105,58 +114,58 @@ impl WorkflowManifest {
                     None | Some(Value::Null) => None,
                     Some(Value::String(ns)) => Some(ns.clone()),
                     Some(other) => {
-                        return Err(format!(
+                        return Err(ShapeError(format!(
                             "metadata.namespace: expected a string, found {}",
                             kind_of(other)
-                        ));
+                        )));
                     }
                 };
             }
             Some(other) => {
-                return Err(format!(
+                return Err(ShapeError(format!(
                     "metadata: expected a mapping, found {}",
                     kind_of(&other)
-                ));
+                )));
             }
         }
         Ok(manifest)
     }
 }
 
-fn spec_of(value: Value, field: &str) -> Result<Map<String, Value>, String> {
+fn spec_of(value: Value, field: &str) -> Result<Map<String, Value>, ShapeError> {
     match value {
         Value::Object(spec)
             if spec.contains_key("templates") || spec.contains_key("workflowTemplateRef") =>
         {
             Ok(spec)
         }
-        Value::Object(_) => Err(format!(
+        Value::Object(_) => Err(ShapeError(format!(
             "wrong shape: {field} is not a WorkflowSpec: it needs `templates` or `workflowTemplateRef`"
-        )),
-        other => Err(format!(
+        ))),
+        other => Err(ShapeError(format!(
             "wrong shape: {field} must be a WorkflowSpec mapping, found {}",
             kind_of(&other)
-        )),
+        ))),
     }
 }
 
-fn string_map(value: Option<&Value>, field: &str) -> Result<BTreeMap<String, String>, String> {
+fn string_map(value: Option<&Value>, field: &str) -> Result<BTreeMap<String, String>, ShapeError> {
     match value {
         None | Some(Value::Null) => Ok(BTreeMap::new()),
         Some(Value::Object(m)) => m
             .iter()
             .map(|(k, v)| match v {
                 Value::String(s) => Ok((k.clone(), s.clone())),
-                other => Err(format!(
+                other => Err(ShapeError(format!(
                     "{field}.{k}: expected a string, found {}",
                     kind_of(other)
-                )),
+                ))),
             })
             .collect(),
-        Some(other) => Err(format!(
+        Some(other) => Err(ShapeError(format!(
             "{field}: expected a mapping, found {}",
             kind_of(other)
-        )),
+        ))),
     }
 }
 

@@ -33,21 +33,39 @@ pub enum ChartSource {
 
 /// Decides where `chart` comes from (rules in [`Chart`]'s documentation).
 ///
+/// Why the input's `chart` names no chart; the text names the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChartError {
+    /// `chart.name` is empty.
+    #[error("chart.name is required")]
+    MissingName,
+    /// `chart.name` is an `oci://` reference and `chart.repo` is set too.
+    #[error("chart.repo must be empty when chart.name is an oci:// reference ({0})")]
+    RepoBesideOci(String),
+    /// `chart.repo` is not an `http://`, `https://` or `oci://` URL.
+    #[error("chart.repo {0:?} is not a chart repository URL (http://, https:// or oci://)")]
+    NotARepository(String),
+    /// `chart.name` is a path that does not exist.
+    #[error(
+        "chart.name {0:?}: no such local chart directory or archive (set chart.repo for a chart \
+         from a repository, or use an oci:// reference)"
+    )]
+    NoLocalChart(String),
+}
+
 /// # Errors
-/// A sentence naming the `chart` field at fault: no name, a repository URL with another
+/// The [`ChartError`] naming the `chart` field at fault: no name, a repository URL with another
 /// scheme than `http`, `https` or `oci`, or a local path that does not exist.
-pub fn resolve(chart: &Chart) -> Result<ChartSource, String> {
+pub fn resolve(chart: &Chart) -> Result<ChartSource, ChartError> {
     let name = chart.name.trim();
     let repo = chart.repo.trim();
     let version = Some(chart.version.trim().to_string()).filter(|v| !v.is_empty());
     if name.is_empty() {
-        return Err("chart.name is required".into());
+        return Err(ChartError::MissingName);
     }
     if name.starts_with("oci://") {
         if !repo.is_empty() {
-            return Err(format!(
-                "chart.repo must be empty when chart.name is an oci:// reference ({name})"
-            ));
+            return Err(ChartError::RepoBesideOci(name.into()));
         }
         return Ok(ChartSource::Remote {
             reference: name.into(),
@@ -64,9 +82,7 @@ pub fn resolve(chart: &Chart) -> Result<ChartSource, String> {
     }
     if !repo.is_empty() {
         if !(repo.starts_with("http://") || repo.starts_with("https://")) {
-            return Err(format!(
-                "chart.repo {repo:?} is not a chart repository URL (http://, https:// or oci://)"
-            ));
+            return Err(ChartError::NotARepository(repo.into()));
         }
         return Ok(ChartSource::Remote {
             reference: name.into(),
@@ -79,10 +95,7 @@ pub fn resolve(chart: &Chart) -> Result<ChartSource, String> {
         return Ok(ChartSource::Local(path.to_path_buf()));
     }
     if path.is_absolute() || name.starts_with('.') || !name.contains('/') {
-        return Err(format!(
-            "chart.name {name:?}: no such local chart directory or archive (set chart.repo for \
-             a chart from a repository, or use an oci:// reference)"
-        ));
+        return Err(ChartError::NoLocalChart(name.into()));
     }
     Ok(ChartSource::Remote {
         reference: name.into(),
@@ -260,21 +273,25 @@ mod tests {
         assert!(
             resolve(&chart("", "", ""))
                 .unwrap_err()
+                .to_string()
                 .contains("chart.name")
         );
         assert!(
             resolve(&chart("x", "ftp://a", ""))
                 .unwrap_err()
+                .to_string()
                 .contains("chart.repo")
         );
         assert!(
             resolve(&chart("./nope", "", ""))
                 .unwrap_err()
+                .to_string()
                 .contains("./nope")
         );
         assert!(
             resolve(&chart("nope", "", ""))
                 .unwrap_err()
+                .to_string()
                 .contains("chart.name")
         );
     }

@@ -7,6 +7,7 @@ use std::fmt;
 use std::path::Path;
 
 use action_runner::RunnerError;
+use action_runner::validation::NameError;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -225,15 +226,13 @@ pub fn read_release_file(path: &Path) -> Result<ChartRelease, RunnerError> {
 /// characters, an RFC 1123 subdomain.
 ///
 /// # Errors
-/// A sentence saying which rule `name` breaks.
-pub fn validate_release_name(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("must not be empty".into());
-    }
+/// The [`NameError`] saying which rule `name` breaks (its length is checked against Helm's 53).
+pub fn validate_release_name(name: &str) -> Result<(), NameError> {
     if name.len() > MAX_RELEASE_NAME_LENGTH {
-        return Err(format!(
-            "must be no more than {MAX_RELEASE_NAME_LENGTH} characters (Helm's release-name limit)"
-        ));
+        return Err(NameError::TooLong {
+            max: MAX_RELEASE_NAME_LENGTH,
+            len: name.len(),
+        });
     }
     action_runner::validation::dns1123_subdomain(name)
 }

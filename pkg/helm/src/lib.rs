@@ -186,7 +186,7 @@ impl ActionRunner for HelmRunner {
                 (Some(release.name), release.namespace, release.chart)
             }
         };
-        let source = chart::resolve(&chart).map_err(invalid)?;
+        let source = chart::resolve(&chart).map_err(|e| invalid(e.to_string()))?;
 
         let inline = args.values.as_ref().filter(|v| !v.0.is_empty());
         let values_file = Some(args.values_from_file.trim())
@@ -331,7 +331,9 @@ impl ActionRunner for HelmRunner {
             chart_version: release.chart.metadata.version.clone(),
             chart_repo: p.chart.repo.clone(),
         };
-        let failed_after = |why: String| RunnerError::failed(format!("{done}, but {why}"));
+        let failed_after = |e: RunnerError| {
+            RunnerError::failed(format!("{done}, but its outputs could not be produced")).because(e)
+        };
         let release_doc = output::release_file(
             &reference,
             args.output.helm_release.use_helm_release_storage,
@@ -351,7 +353,7 @@ impl ActionRunner for HelmRunner {
                     &values_path,
                     &serde_json::to_vec(&config_values).expect("values serialize"),
                 )
-                .map_err(|e| failed_after(e.to_string()))?;
+                .map_err(failed_after)?;
                 let kube_version = input
                     .client
                     .apiserver_version()
@@ -372,7 +374,7 @@ impl ActionRunner for HelmRunner {
                     &values_path,
                 )
                 .await
-                .map_err(|e| failed_after(e.to_string()))?;
+                .map_err(failed_after)?;
                 output::additional_value_file(&rendered).map_err(failed_after)?
             };
             write_output(
@@ -419,11 +421,12 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), RunnerError> {
 }
 
 /// Writes an output file (mode 0644, as Capact's runner writes it).
-fn write_output(path: &Path, var: &str, text: &str) -> Result<(), String> {
+fn write_output(path: &Path, var: &str, text: &str) -> Result<(), RunnerError> {
     std::fs::write(path, text).map_err(|e| {
-        format!(
-            "writing the output file {} ({var}) failed: {e}",
+        RunnerError::failed(format!(
+            "writing the output file {} ({var}) failed",
             path.display()
-        )
+        ))
+        .because(e)
     })
 }

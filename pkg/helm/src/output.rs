@@ -20,6 +20,7 @@
 //! `output.additional.useHelmTemplateStorage`,
 //! `{value: null, backend: {context: {goTemplate, release: {name, namespace, driver}}}}`.
 
+use action_runner::RunnerError;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -151,9 +152,9 @@ pub fn additional_storage_file(r: &ReleaseRef, go_template: &str) -> String {
 /// empty text is `null`) and written back under `value`.
 ///
 /// # Errors
-/// A sentence with the parser's position when the rendered text is not YAML (the text itself
-/// is not quoted: it may hold values).
-pub fn additional_value_file(rendered: &str) -> Result<String, String> {
+/// [`ErrorKind::Failed`](action_runner::error::ErrorKind) with the parser's position when the
+/// rendered text is not YAML (the text itself is not quoted: it may hold values).
+pub fn additional_value_file(rendered: &str) -> Result<String, RunnerError> {
     let blank = rendered
         .lines()
         .map(str::trim)
@@ -166,7 +167,9 @@ pub fn additional_value_file(rendered: &str) -> Result<String, String> {
                 .location()
                 .map(|l| format!("line {}, column {}", l.line(), l.column()))
                 .unwrap_or_else(|| "position unknown".into());
-            format!("the rendered output.additional.goTemplate is not YAML ({position})")
+            RunnerError::failed(format!(
+                "the rendered output.additional.goTemplate is not YAML ({position})"
+            ))
         })?
     };
     Ok(to_yaml(&OutputFile::<_, ()> {
@@ -225,7 +228,7 @@ mod tests {
             doc(&additional_value_file("\n").unwrap()),
             json!({"backend": null, "value": null})
         );
-        let e = additional_value_file("a: [b\n").unwrap_err();
+        let e = additional_value_file("a: [b\n").unwrap_err().to_string();
         assert!(e.contains("line"), "{e}");
     }
 

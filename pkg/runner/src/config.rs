@@ -125,6 +125,20 @@ impl Config {
     }
 }
 
+/// Why a text is not a usable Go duration; the text is a sentence for after the variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// Not Go's syntax.
+    #[error("is not a Go duration (examples: 90s, 10m, 1h30m)")]
+    NotADuration,
+    /// Longer than Go's longest duration.
+    #[error("is longer than the longest Go duration (2562047h47m16.854775807s)")]
+    Overflow,
+    /// Zero or negative.
+    #[error("must be a positive duration")]
+    NotPositive,
+}
+
 /// Parses a Go duration (`time.ParseDuration`, `src/time/format.go`: the contract Capact's
 /// `RUNNER_TIMEOUT` is read with) into a positive [`Duration`]: an optional sign, then one or
 /// more decimal numbers, each with an optional fraction and a unit (`ns`, `us`, `µs`, `μs`,
@@ -138,10 +152,10 @@ impl Config {
 /// contract.
 ///
 /// # Errors
-/// A sentence when the text is not a Go duration, overflows, or is not positive.
-pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
-    const NOT: &str = "is not a Go duration (examples: 90s, 10m, 1h30m)";
-    const OVERFLOW: &str = "is longer than the longest Go duration (2562047h47m16.854775807s)";
+/// [`DurationError`]: not a Go duration, an overflow, or not positive.
+pub fn parse_go_duration(text: &str) -> Result<Duration, DurationError> {
+    const NOT: DurationError = DurationError::NotADuration;
+    const OVERFLOW: DurationError = DurationError::Overflow;
     const LIMIT: u64 = 1 << 63;
     let (negative, mut rest) = match text.as_bytes().first() {
         Some(b'-') => (true, &text[1..]),
@@ -149,10 +163,10 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
         _ => (false, text),
     };
     if rest == "0" {
-        return Err("must be a positive duration".into());
+        return Err(DurationError::NotPositive);
     }
     if rest.is_empty() {
-        return Err(NOT.into());
+        return Err(NOT);
     }
     let mut total: u64 = 0;
     while !rest.is_empty() {
@@ -190,7 +204,7 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
             rest = &after[fraction_digits..];
         }
         if digits == 0 && fraction_digits == 0 {
-            return Err(NOT.into());
+            return Err(NOT);
         }
         // The unit: everything up to the next digit or '.'.
         let unit_len = rest
@@ -204,17 +218,17 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
             "s" => 1_000_000_000,
             "m" => 60_000_000_000,
             "h" => 3_600_000_000_000,
-            _ => return Err(NOT.into()),
+            _ => return Err(NOT),
         };
         rest = &rest[unit_len..];
         if value > LIMIT / unit {
-            return Err(OVERFLOW.into());
+            return Err(OVERFLOW);
         }
         value *= unit;
         if fraction > 0 {
             value += (fraction as f64 * (unit as f64 / scale)) as u64;
             if value > LIMIT {
-                return Err(OVERFLOW.into());
+                return Err(OVERFLOW);
             }
         }
         total = total
@@ -223,13 +237,13 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, String> {
             .ok_or(OVERFLOW)?;
     }
     if negative {
-        return Err("must be a positive duration".into());
+        return Err(DurationError::NotPositive);
     }
     if total == LIMIT {
-        return Err(OVERFLOW.into());
+        return Err(OVERFLOW);
     }
     if total == 0 {
-        return Err("must be a positive duration".into());
+        return Err(DurationError::NotPositive);
     }
     Ok(Duration::from_nanos(total))
 }
@@ -244,7 +258,7 @@ fn parse_bool(var: &str, value: Option<String>) -> Result<bool, RunnerError> {
         Some(other) => Err(invalid_value(
             var,
             other,
-            "is not a boolean (true or false)".into(),
+            "is not a boolean (true or false)",
         )),
     }
 }
@@ -298,7 +312,7 @@ fn invalid(var: &str, why: String) -> RunnerError {
     RunnerError::invalid_input(format!("invalid configuration: {var} {why}"))
 }
 
-fn invalid_value(suffix: &str, value: &str, why: String) -> RunnerError {
+fn invalid_value(suffix: &str, value: &str, why: impl std::fmt::Display) -> RunnerError {
     RunnerError::invalid_input(format!(
         "invalid configuration: {PREFIX}{suffix}={value:?} {why}"
     ))

@@ -4,6 +4,33 @@
 //! Checking them locally lets a runner reject a bad name with exit code 2 before it writes
 //! anything to the cluster.
 
+/// Which rule a name breaks. Its text is a sentence for after the name ("must be no more than 63
+/// characters (has 64)").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// The name is empty.
+    #[error("must not be empty")]
+    Empty,
+    /// The name is longer than `max` characters.
+    #[error("must be no more than {max} characters (has {len})")]
+    TooLong {
+        /// The limit.
+        max: usize,
+        /// The name's length.
+        len: usize,
+    },
+    /// The name has characters the rule does not allow.
+    #[error(
+        "must consist of lower case alphanumeric characters{}, and must start and end with an \
+         alphanumeric character (RFC 1123 {rule})",
+        if *.rule == "subdomain" { ", '-' or '.'" } else { " or '-'" }
+    )]
+    Characters {
+        /// `label` or `subdomain`.
+        rule: &'static str,
+    },
+}
+
 /// Maximum length of an RFC 1123 label (`IsDNS1123Label`): 63 characters.
 pub const DNS1123_LABEL_MAX_LENGTH: usize = 63;
 /// Maximum length of an RFC 1123 subdomain (`IsDNS1123Subdomain`): 253 characters.
@@ -24,23 +51,19 @@ fn label_chars_ok(part: &str) -> bool {
 /// alphanumerics or `-`, starting and ending with an alphanumeric. Namespaces must be labels.
 ///
 /// # Errors
-/// A sentence saying which rule `value` breaks: its length, or its characters.
-pub fn dns1123_label(value: &str) -> Result<(), String> {
+/// The [`NameError`] saying which rule `value` breaks: its length, or its characters.
+pub fn dns1123_label(value: &str) -> Result<(), NameError> {
     if value.is_empty() {
-        return Err("must not be empty".into());
+        return Err(NameError::Empty);
     }
     if value.len() > DNS1123_LABEL_MAX_LENGTH {
-        return Err(format!(
-            "must be no more than {DNS1123_LABEL_MAX_LENGTH} characters (has {})",
-            value.len()
-        ));
+        return Err(NameError::TooLong {
+            max: DNS1123_LABEL_MAX_LENGTH,
+            len: value.len(),
+        });
     }
     if !label_chars_ok(value) {
-        return Err(
-            "must consist of lower case alphanumeric characters or '-', and must start \
-             and end with an alphanumeric character (RFC 1123 label)"
-                .into(),
-        );
+        return Err(NameError::Characters { rule: "label" });
     }
     Ok(())
 }
@@ -52,23 +75,19 @@ pub fn dns1123_label(value: &str) -> Result<(), String> {
 /// ServiceAccount, custom resources) must be subdomains.
 ///
 /// # Errors
-/// A sentence saying which rule `value` breaks: its length, or its characters.
-pub fn dns1123_subdomain(value: &str) -> Result<(), String> {
+/// The [`NameError`] saying which rule `value` breaks: its length, or its characters.
+pub fn dns1123_subdomain(value: &str) -> Result<(), NameError> {
     if value.is_empty() {
-        return Err("must not be empty".into());
+        return Err(NameError::Empty);
     }
     if value.len() > DNS1123_SUBDOMAIN_MAX_LENGTH {
-        return Err(format!(
-            "must be no more than {DNS1123_SUBDOMAIN_MAX_LENGTH} characters (has {})",
-            value.len()
-        ));
+        return Err(NameError::TooLong {
+            max: DNS1123_SUBDOMAIN_MAX_LENGTH,
+            len: value.len(),
+        });
     }
     if !value.split('.').all(label_chars_ok) {
-        return Err(
-            "must consist of lower case alphanumeric characters, '-' or '.', and must \
-             start and end with an alphanumeric character (RFC 1123 subdomain)"
-                .into(),
-        );
+        return Err(NameError::Characters { rule: "subdomain" });
     }
     Ok(())
 }
@@ -98,9 +117,9 @@ mod tests {
         // No limit per part: a 64-character name is a valid ConfigMap name.
         assert!(dns1123_subdomain(&"a".repeat(64)).is_ok());
         assert!(dns1123_subdomain(&"a".repeat(253)).is_ok());
-        let e = dns1123_subdomain(&"a".repeat(254)).unwrap_err();
+        let e = dns1123_subdomain(&"a".repeat(254)).unwrap_err().to_string();
         assert!(e.contains("no more than 253"), "{e}");
-        let e = dns1123_subdomain("Upper").unwrap_err();
+        let e = dns1123_subdomain("Upper").unwrap_err().to_string();
         assert!(e.contains("lower case"), "{e}");
         assert!(dns1123_subdomain(&["a".repeat(63), "b".repeat(63)].join(".")).is_ok());
         assert!(dns1123_subdomain("a.-b").is_err());
