@@ -36,7 +36,7 @@ WORKFLOW_CONTROLLER_BIN=$BIN/workflow-controller-$ARGO_VERSION
 ARGOEXEC_BIN=$BIN/argoexec-$ARGO_VERSION
 # Debian packages the local cluster (hack/cluster.sh) runs on: the container runtime, the CNI
 # plugins, buildah to build images without a Docker engine, busybox for the test images.
-DEBIAN_PACKAGES=(containerd runc containernetworking-plugins buildah busybox-static iptables conntrack gcc libc6-dev file)
+DEBIAN_PACKAGES=(containerd runc containernetworking-plugins buildah busybox-static iptables conntrack gcc libc6-dev file time)
 HELM_BIN=$BIN/helm-$HELM_VERSION
 ARGO_BIN=$BIN/argo-$ARGO_VERSION
 

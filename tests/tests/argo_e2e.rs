@@ -672,3 +672,65 @@ async fn status_configmap_is_shared_safely_with_other_writers() {
     assert_eq!(data["other"], "39");
     assert_eq!(w.status("shared").await.unwrap().phase, Phase::Succeeded);
 }
+
+/// A Workflow larger than etcd stores (1.5 MiB, `--max-request-bytes`) though within the
+/// manifest limit (3 MiB): the API server refuses it (etcd's "request is too large" behind a
+/// `500`), and the run exits 2 naming the limits; nothing is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_too_large_to_store_exits_2_naming_the_limit() {
+    let w = World::new("toolarge").await;
+    w.status_cm("big").await;
+    let big = json!({"entrypoint": "main", "templates": [{"name": "main",
+        "container": {"image": "busybox", "command": ["echo"], "args": ["x".repeat(2_000_000)]}}]});
+    let manifest = w.file("big.json", &big.to_string());
+    let out = w.argo("big", &manifest).run().await.unwrap();
+    assert_invalid(&w, "big", &out, "too large").await;
+    assert!(
+        error_lines(&out.stderr)[0].contains("1.5 MiB"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// The worst manifest, a "billion laughs" of YAML aliases (450 bytes, 10^9 strings if
+/// expanded), is refused with exit 2 and one line; its peak memory, measured by GNU time, is
+/// printed and stays below the smallest memory limit in `deploy/` (64 MiB). Before the parser's
+/// budgets were set it reached about 100 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_of_aliases_is_refused_within_the_memory_limit() {
+    let w = World::new("aliases").await;
+    let mut bomb = String::from("a0: &a0 [lol,lol,lol,lol,lol,lol,lol,lol,lol,lol]\n");
+    for i in 1..9 {
+        let p = i - 1;
+        let refs = vec![format!("*a{p}"); 10].join(",");
+        bomb.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+    }
+    let manifest = w.file("bomb.yaml", &bomb);
+    let cmd = w.argo("bomb", &manifest);
+    let report = w.path("time.txt");
+    let out = tokio::process::Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&report)
+        .arg(&cmd.bin)
+        .env_clear()
+        .envs(&cmd.env)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("GNU time (Debian's time package)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(error_lines(&stderr).len(), 1, "{stderr}");
+    let text = std::fs::read_to_string(&report).unwrap();
+    let kib: u64 = text.lines().last().unwrap().trim().parse().unwrap();
+    println!(
+        "a {}-byte manifest of aliases: refused, peak RSS {kib} KiB",
+        bomb.len()
+    );
+    assert!(
+        kib < 64 * 1024,
+        "peak RSS {kib} KiB is over argo-runner's 64Mi limit"
+    );
+}
