@@ -313,7 +313,9 @@ async fn install_from_repository_then_upgrade_with_reuse_and_reset_values() {
     );
     let msg = status.message.as_str();
     assert!(
-        msg.contains("\"shop\"") && msg.contains(&w.ns) && msg.contains("revision 1"),
+        msg.contains("\"shop\" installed successfully")
+            && msg.contains(&w.ns)
+            && msg.contains("revision 1"),
         "{msg}"
     );
     w.assert_never_shown("install", &out, PASSWORD).await;
@@ -373,6 +375,10 @@ async fn install_from_repository_then_upgrade_with_reuse_and_reset_values() {
     assert_eq!(
         status.runner_status,
         serde_json::json!({"phase": "Upgrading"})
+    );
+    assert!(
+        status.message.contains("upgraded successfully"),
+        "{status:?}"
     );
     assert!(status.message.as_str().contains("revision 2"), "{status:?}");
     let d = w.deployment("shop-webapp").await.unwrap();
@@ -607,6 +613,7 @@ async fn dry_run_stores_nothing() {
     let status = w.status("dry").await.unwrap();
     assert!(status.dry_run);
     assert!(status.message.as_str().contains("dry run"), "{status:?}");
+    assert!(status.message.contains("would be installed"), "{status:?}");
     assert!(w.release_records::<Secret>("dry").await.is_empty());
     assert!(w.deployment("dry-webapp").await.is_none());
     w.assert_never_shown("dry", &out, PASSWORD).await;

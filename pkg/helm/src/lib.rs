@@ -307,16 +307,20 @@ impl ActionRunner for HelmRunner {
             verify_stored(&helm, &release).await?;
         }
 
+        let done_verb = match command {
+            Command::Install => "installed",
+            Command::Upgrade => "upgraded",
+        };
         let done = if ctx.dry_run {
             format!(
-                "dry run: release {:?} would be {}d in namespace {:?} (revision {}); Helm \
+                "dry run: release {:?} would be {done_verb} in namespace {:?} (revision {}); Helm \
                  validated it against the cluster and stored nothing",
-                release.name, verb, release.namespace, release.version
+                release.name, release.namespace, release.version
             )
         } else {
             format!(
-                "release {:?} {}d successfully in namespace {:?} (revision {})",
-                release.name, verb, release.namespace, release.version
+                "release {:?} {done_verb} successfully in namespace {:?} (revision {})",
+                release.name, release.namespace, release.version
             )
         };
         tracing::info!(release = %release.name, namespace = %release.namespace,
