@@ -54,6 +54,19 @@ impl Ns {
         p
     }
 
+    /// Applies `deploy/argo-runner` with `manifest` as its input and returns the Job's name.
+    async fn argo_job(&self, manifest: String) -> String {
+        let job = apply_deploy(
+            &self.client,
+            &self.ns,
+            "argo-runner",
+            with_argo_input(manifest),
+        )
+        .await
+        .unwrap();
+        job.metadata.name.expect("the Job's name")
+    }
+
     /// Waits for Job `name` and returns it with its pods; fails with a description of the
     /// namespace unless it ended `outcome`, or if any of its pods was OOM-killed.
     async fn job_ended(
@@ -171,15 +184,7 @@ async fn a_failing_action_is_the_pods_termination_message() {
     let Some(w) = Ns::new("fail").await else {
         return;
     };
-    let job = apply_deploy(
-        &w.client,
-        &w.ns,
-        "argo-runner",
-        with_argo_input(argo_example("exit-handlers")),
-    )
-    .await
-    .unwrap();
-    let job_name = job.metadata.name.clone().unwrap();
+    let job_name = w.argo_job(argo_example("exit-handlers")).await;
     let (_, pods) = w.job_ended(&job_name, "Failed").await;
     let wf = workflows(&w.client, &w.ns)
         .get("hello-world")
@@ -338,15 +343,7 @@ async fn runner_pod_replaced(prefix: &str, how: Disruption) {
             }
         })
     };
-    let job = apply_deploy(
-        &w.client,
-        &w.ns,
-        "argo-runner",
-        with_argo_input(argo_example("dag-diamond")),
-    )
-    .await
-    .unwrap();
-    let job_name = job.metadata.name.clone().unwrap();
+    let job_name = w.argo_job(argo_example("dag-diamond")).await;
     wait_for_workflow(&w.client, &w.ns, "hello-world", JOB_TIMEOUT)
         .await
         .unwrap();
@@ -625,15 +622,7 @@ async fn a_bad_input_job_fails_after_one_pod() {
     let Some(w) = Ns::new("badinput").await else {
         return;
     };
-    let job = apply_deploy(
-        &w.client,
-        &w.ns,
-        "argo-runner",
-        with_argo_input("spec: [not, a, workflow spec\n".into()),
-    )
-    .await
-    .unwrap();
-    let job_name = job.metadata.name.clone().unwrap();
+    let job_name = w.argo_job("spec: [not, a, workflow spec\n".into()).await;
     let (job, pods) = w.job_ended(&job_name, "Failed").await;
     assert_eq!(failed_reason(&job), "PodFailurePolicy");
     assert_eq!(pods.len(), 1);
@@ -695,10 +684,7 @@ async fn a_manifest_of_aliases_is_refused_under_the_memory_limit() {
         let refs = vec![format!("*a{p}"); 10].join(",");
         bomb.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
     }
-    let job = apply_deploy(&w.client, &w.ns, "argo-runner", with_argo_input(bomb))
-        .await
-        .unwrap();
-    let job_name = job.metadata.name.clone().unwrap();
+    let job_name = w.argo_job(bomb).await;
     let (_, pods) = w.job_ended(&job_name, "Failed").await;
     assert_eq!(pods.len(), 1);
     let t = terminated(&pods[0]).unwrap();

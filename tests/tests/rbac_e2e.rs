@@ -415,22 +415,28 @@ async fn kind_jobs_completed_with_the_expected_status() {
     assert_deploy_jobs_completed(&client, &ns).await;
 }
 
-/// Events are told, never needed: without `create events` the whole flow still succeeds, and
-/// the runner says, at `warn`, that it could not record them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_events_the_run_goes_on() {
-    let d = Deployment::without("argo-runner", "rbac-noev", "events", "create").await;
-    let name = d.context_name();
+/// Runs `d`'s runner while the stand-in Argo controller ends its Workflow `Succeeded`, and
+/// checks it exits 0.
+async fn run_to_success(d: &Deployment) -> RunnerOutput {
     let controller = tokio::spawn(play_argo_controller(
         d.admin.clone(),
         d.ns.clone(),
-        name.clone(),
+        d.context_name(),
         Duration::from_millis(200),
         Outcome::Succeeded,
     ));
     let out = d.command().run().await.unwrap();
     controller.await.unwrap().unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
+    out
+}
+
+/// Events are told, never needed: without `create events` the whole flow still succeeds, and
+/// the runner says, at `warn`, that it could not record them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_events_the_run_goes_on() {
+    let d = Deployment::without("argo-runner", "rbac-noev", "events", "create").await;
+    let out = run_to_success(&d).await;
     assert!(
         out.stderr.contains("cannot record an Event"),
         "{}",
@@ -444,17 +450,7 @@ async fn without_events_the_run_goes_on() {
 async fn events_tell_the_story_on_the_job_and_the_workflow() {
     use k8s_openapi::api::events::v1::Event;
     let d = Deployment::without("argo-runner", "events", "none", "none").await;
-    let name = d.context_name();
-    let controller = tokio::spawn(play_argo_controller(
-        d.admin.clone(),
-        d.ns.clone(),
-        name.clone(),
-        Duration::from_millis(200),
-        Outcome::Succeeded,
-    ));
-    let out = d.command().run().await.unwrap();
-    controller.await.unwrap().unwrap();
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    run_to_success(&d).await;
     let events: Api<Event> = Api::namespaced(d.admin.clone(), &d.ns);
     let mut told: Vec<(String, String, String)> = events
         .list(&Default::default())
