@@ -114,12 +114,10 @@ pub fn parse<T: DeserializeOwned>(what: &str, text: &str) -> Result<T, RunnerErr
     if !has_content {
         return Err(RunnerError::invalid_input(format!("{what}: is empty")));
     }
-    let invalid = |e: &serde_saphyr::Error| {
-        RunnerError::invalid_input(format!("{what}: {}", user_message(e)))
-    };
+    let invalid = |e: serde_saphyr::Error| RunnerError::invalid_input(what).because(YamlError(e));
     let first_try = serde_saphyr::from_str_with_options(text, options());
     let Err(e) = first_try else {
-        return first_try.map_err(|e| invalid(&e));
+        return first_try.map_err(invalid);
     };
     // A shape error may come from the first of several documents: count them (empty ones, as
     // a `---` at the end makes, do not count), so that the message is about their number.
@@ -133,10 +131,10 @@ pub fn parse<T: DeserializeOwned>(what: &str, text: &str) -> Result<T, RunnerErr
         )));
     }
     if !multiple_documents(&e) {
-        return Err(invalid(&e));
+        return Err(invalid(e));
     }
     let docs: Vec<Option<T>> =
-        serde_saphyr::from_multiple_with_options(text, options()).map_err(|e| invalid(&e))?;
+        serde_saphyr::from_multiple_with_options(text, options()).map_err(invalid)?;
     docs.into_iter()
         .flatten()
         .next()
@@ -150,6 +148,20 @@ fn multiple_documents(e: &serde_saphyr::Error) -> bool {
         _ => false,
     }
 }
+
+/// A YAML error, kept as the cause of the manifest's [`RunnerError`] and shown in the user's
+/// words ([`user_message`]); the parser's own text, with its advice to the programmer, is
+/// reached with `.0`.
+#[derive(Debug)]
+pub struct YamlError(pub serde_saphyr::Error);
+
+impl std::fmt::Display for YamlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&user_message(&self.0))
+    }
+}
+
+impl std::error::Error for YamlError {}
 
 /// serde-saphyr's message for users (its `UserMessageFormatter`: no advice meant for the
 /// programmer, such as which function or option to use), with its location, on one line and
@@ -193,6 +205,10 @@ mod tests {
     fn wrong_shape_names_field_and_position() {
         let e = err("name: a\nextra: 1\n");
         assert!(e.contains("line 2") && e.contains("extra"), "{e}");
+        // The parser's error is kept as the cause.
+        let e = parse::<Shape>("m", "name: a\nextra: 1\n").unwrap_err();
+        let cause = std::error::Error::source(&e).expect("a cause");
+        assert!(cause.downcast_ref::<YamlError>().is_some());
     }
 
     #[test]
