@@ -554,6 +554,8 @@ async fn bad_input_exits_2_with_one_line_naming_the_cause_and_writes_nothing() {
         ("bad timeout", w.argo("act", &good).var("RUNNER_TIMEOUT", Some("ten minutes")), "RUNNER_TIMEOUT"),
         ("bad namespace", w.argo("act", &good).var("RUNNER_CONTEXT_PLATFORM_NAMESPACE", Some("Not_A_Namespace")), "RUNNER_CONTEXT_PLATFORM_NAMESPACE"),
         ("bad dry run", w.argo("act", &good).var("RUNNER_CONTEXT_DRY_RUN", Some("maybe")), "RUNNER_CONTEXT_DRY_RUN"),
+        ("entrypoint names no template", w.argo("act", &w.file("entry.yaml", "entrypoint: nope\ntemplates: [{name: main, container: {image: busybox}}]\n")), "spec.entrypoint \\\"nope\\\": no such template"),
+        ("step names no template", w.argo("act", &w.file("step.yaml", "entrypoint: main\ntemplates: [{name: main, steps: [[{name: a, template: gone}]]}]\n")), "spec.templates[0].steps[0][0].template \\\"gone\\\""),
         ("namespace mismatch", w.argo("act", &w.file("ns.yaml", "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata: {namespace: other}\nspec: {templates: []}\n")), "metadata.namespace"),
     ];
     for (what, cmd, needle) in cases {
@@ -733,4 +735,32 @@ async fn a_manifest_of_aliases_is_refused_within_the_memory_limit() {
         kib < 64 * 1024,
         "peak RSS {kib} KiB is over argo-runner's 64Mi limit"
     );
+}
+
+/// The template-reference checks accept every Workflow among Argo's own examples (they are
+/// valid, and Argo runs them): none is refused for a reference Argo would resolve.
+#[test]
+fn argo_s_own_examples_pass_the_reference_checks() {
+    let dir = Tools::locate().unwrap().argo_dir.join("examples");
+    let mut checked = 0;
+    let mut refused = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Only single Workflows (the examples also hold WorkflowTemplates, CronWorkflows, ...).
+        let Ok(manifest) = serde_saphyr::from_str::<action_runner_argo::WorkflowManifest>(&text)
+        else {
+            continue;
+        };
+        checked += 1;
+        if let Some(broken) = action_runner_argo::references::broken_reference(&manifest.spec) {
+            refused.push(format!("{}: {broken}", path.display()));
+        }
+    }
+    println!("{checked} of Argo's example Workflows checked");
+    assert!(checked > 100, "only {checked} examples read");
+    assert!(refused.is_empty(), "refused: {refused:#?}");
 }

@@ -6,6 +6,7 @@
 //! succeeded iff the phase is `Succeeded`; `status.message` explains a failure.
 
 pub mod manifest;
+pub mod references;
 
 use std::collections::BTreeMap;
 
@@ -166,6 +167,11 @@ impl ActionRunner for ArgoRunner {
                 "input manifest: metadata.namespace {ns:?} differs from \
                  RUNNER_CONTEXT_PLATFORM_NAMESPACE {:?}",
                 ctx.platform.namespace
+            )));
+        }
+        if let Some(broken) = references::broken_reference(&args.spec) {
+            return Err(RunnerError::invalid_input(format!(
+                "input manifest: {broken}"
             )));
         }
         Ok(())
