@@ -691,3 +691,77 @@ async fn a_manifest_of_aliases_is_refused_under_the_memory_limit() {
     assert_eq!(t.exit_code, 2, "{t:?}");
     println!("refused: {}", t.message.as_deref().unwrap_or_default());
 }
+
+/// Waits (at most 120 s) until Workflow `name` has finished, and returns its `status`.
+async fn workflow_finished(w: &Ns, name: &str) -> Value {
+    let api = workflows(&w.client, &w.ns);
+    let done =
+        kube::runtime::wait::await_condition(api, name, |o: Option<&kube::api::DynamicObject>| {
+            o.is_some_and(|o| !o.data["status"]["finishedAt"].is_null())
+        });
+    let wf = tokio::time::timeout(Duration::from_secs(120), done)
+        .await
+        .unwrap_or_else(|_| panic!("Workflow {name} did not finish"))
+        .unwrap()
+        .unwrap();
+    wf.data["status"].clone()
+}
+
+/// `RUNNER_ARGO_ON_CANCEL` under Argo's real controller, on Argo's `forever` example: a runner
+/// stopped by SIGTERM with `terminate`, and one that reaches `RUNNER_TIMEOUT` with `stop`, set
+/// the Workflow's `spec.shutdown` before they exit, and Argo ends both Workflows ("Stopped with
+/// strategy ..."), so a cancelled Job leaves no Workflow running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_runner_shuts_its_workflow_down() {
+    let Some(w) = Ns::new("shutdown").await else {
+        return;
+    };
+    w.workflow_service_account().await;
+    let manifest = w.file("forever.yaml", &argo_example("forever"));
+    let terminated = w
+        .argo_runner("term", &manifest)
+        .await
+        .var("RUNNER_ARGO_ON_CANCEL", Some("terminate"))
+        .spawn()
+        .unwrap();
+    let stopped = w
+        .argo_runner("stop", &manifest)
+        .await
+        .var("RUNNER_ARGO_ON_CANCEL", Some("stop"))
+        .var("RUNNER_TIMEOUT", Some("15s"));
+    let stopped = tokio::spawn(async move { stopped.run().await.unwrap() });
+    // SIGTERM once the Workflow runs.
+    let running = kube::runtime::wait::await_condition(
+        workflows(&w.client, &w.ns),
+        "term",
+        |o: Option<&kube::api::DynamicObject>| {
+            o.is_some_and(|o| o.data["status"]["phase"] == "Running")
+        },
+    );
+    tokio::time::timeout(Duration::from_secs(120), running)
+        .await
+        .unwrap()
+        .unwrap();
+    let pid = terminated.id().unwrap() as i32;
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    let out = collect(terminated).await.unwrap();
+    assert_eq!(out.code, 143, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("spec.shutdown: Terminate"),
+        "{}",
+        out.stderr
+    );
+    let out = stopped.await.unwrap();
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("spec.shutdown: Stop"), "{}", out.stderr);
+    for (name, strategy) in [("term", "Terminate"), ("stop", "Stop")] {
+        let status = workflow_finished(&w, name).await;
+        let message = status["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(&format!("Stopped with strategy '{strategy}'")),
+            "{name}: {status}"
+        );
+    }
+}

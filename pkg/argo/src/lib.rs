@@ -51,6 +51,47 @@ pub fn workflow_resource() -> ApiResource {
 pub struct ArgoRunner {
     uid: Option<String>,
     dry_run: bool,
+    on_cancel: OnCancel,
+}
+
+/// `RUNNER_ARGO_ON_CANCEL`: what happens to the Workflow when the runner stops waiting before it
+/// finished (SIGTERM or SIGINT, or `RUNNER_TIMEOUT`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnCancel {
+    /// `leave` (default): the Workflow runs on.
+    #[default]
+    Leave,
+    /// `stop`: sets `spec.shutdown: Stop`; Argo runs no new steps but lets exit handlers run.
+    Stop,
+    /// `terminate`: sets `spec.shutdown: Terminate`; Argo stops the running steps at once and runs
+    /// no exit handler. (Argo's `ShutdownStrategy`, `pkg/apis/workflow/v1alpha1`.)
+    Terminate,
+}
+
+impl OnCancel {
+    /// Reads `RUNNER_ARGO_ON_CANCEL` from `value` (unset or empty is `leave`).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`](action_runner::error::ErrorKind) naming the variable.
+    pub fn parse(value: Option<&str>) -> Result<Self, RunnerError> {
+        match value.map(str::trim).unwrap_or_default() {
+            "" | "leave" => Ok(OnCancel::Leave),
+            "stop" => Ok(OnCancel::Stop),
+            "terminate" => Ok(OnCancel::Terminate),
+            other => Err(RunnerError::invalid_input(format!(
+                "invalid configuration: RUNNER_ARGO_ON_CANCEL={other:?} must be leave, stop or \
+                 terminate"
+            ))),
+        }
+    }
+
+    fn shutdown(self) -> Option<&'static str> {
+        match self {
+            OnCancel::Leave => None,
+            OnCancel::Stop => Some("Stop"),
+            OnCancel::Terminate => Some("Terminate"),
+        }
+    }
 }
 
 impl ArgoRunner {
@@ -169,6 +210,7 @@ impl ActionRunner for ArgoRunner {
                 ctx.platform.namespace
             )));
         }
+        self.on_cancel = OnCancel::parse(std::env::var("RUNNER_ARGO_ON_CANCEL").ok().as_deref())?;
         if let Some(broken) = references::broken_reference(&args.spec) {
             return Err(RunnerError::invalid_input(format!(
                 "input manifest: {broken}"
@@ -272,6 +314,37 @@ impl ActionRunner for ArgoRunner {
         let api: Api<Workflow> =
             Api::namespaced_with(input.client, &ctx.platform.namespace, &workflow_resource());
         wait_for_workflow(api, &ctx.name, self.uid.as_deref(), &what).await
+    }
+
+    /// With `RUNNER_ARGO_ON_CANCEL` `stop` or `terminate`, sets the Workflow's `spec.shutdown`
+    /// (a JSON merge patch; needs `patch` on `workflows.argoproj.io`), so that a cancelled Job
+    /// leaves no Workflow running.
+    async fn cancel(
+        &mut self,
+        input: WaitForCompletionInput,
+    ) -> Result<Option<String>, RunnerError> {
+        let Some(strategy) = self.on_cancel.shutdown() else {
+            return Ok(None);
+        };
+        if self.dry_run || self.uid.is_none() {
+            return Ok(None);
+        }
+        let ctx = &input.ctx;
+        let what = format!("Workflow {}/{}", ctx.platform.namespace, ctx.name);
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(input.client, &ctx.platform.namespace, &workflow_resource());
+        let params = kube::api::PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        let patch = kube::api::Patch::Merge(json!({"spec": {"shutdown": strategy}}));
+        api.patch(&ctx.name, &params, &patch)
+            .await
+            .map_err(|e| RunnerError::from_kube(format!("patch {what} spec.shutdown"), e))?;
+        tracing::info!(workflow = %what, shutdown = strategy, "asked Argo to shut the Workflow down");
+        Ok(Some(format!(
+            "set {what} spec.shutdown: {strategy} (RUNNER_ARGO_ON_CANCEL)"
+        )))
     }
 }
 

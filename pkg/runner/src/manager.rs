@@ -26,6 +26,10 @@ use crate::{logging, manifest};
 /// (`terminationGracePeriodSeconds`) before SIGKILL.
 pub const REPORT_AFTER_SIGNAL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long [`ActionRunner::cancel`] may take, within the 30 s Kubernetes allows after SIGTERM
+/// (the final report then has [`REPORT_AFTER_SIGNAL_TIMEOUT`]).
+pub const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How a run ended: the exit code and a one-line message (the reason, on failure).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
@@ -248,33 +252,49 @@ where
     }
     tracing::info!(status = %status.runner_status, "action started; waiting for completion");
 
-    let wait = runner.wait_for_completion(WaitForCompletionInput {
+    let input = WaitForCompletionInput {
         ctx: ctx.clone(),
         client,
-    });
-    let bounded = async {
-        match ctx.timeout {
-            Some(t) => tokio::time::timeout(t, wait).await.ok(),
-            None => Some(wait.await),
+    };
+    // In a block, so that the wait (which holds the runner) is dropped before `cancel`.
+    let (reason, succeeded, message, exit) = {
+        let wait = runner.wait_for_completion(input.clone());
+        let bounded = async {
+            match ctx.timeout {
+                Some(t) => tokio::time::timeout(t, wait).await.ok(),
+                None => Some(wait.await),
+            }
+        };
+        tokio::select! {
+            r = bounded => match r {
+                Some(Ok(out)) => {
+                    let exit = if out.succeeded { Exit::Succeeded } else { Exit::Failed };
+                    (Reason::Completed, out.succeeded, out.message, exit)
+                }
+                Some(Err(e)) => (Reason::Error, false, e.to_string(), e.exit()),
+                None => {
+                    let t = ctx.timeout.unwrap_or_default();
+                    let message = format!("timed out after {t:?} (RUNNER_TIMEOUT) waiting for completion");
+                    (Reason::DeadlineExceeded, false, message, Exit::Failed)
+                }
+            },
+            exit = &mut shutdown => {
+                let message = format!("received {}; stopped waiting for completion", signal_name(exit));
+                (Reason::Cancelled, false, message, exit)
+            }
         }
     };
-    let (reason, succeeded, message, exit) = tokio::select! {
-        r = bounded => match r {
-            Some(Ok(out)) => {
-                let exit = if out.succeeded { Exit::Succeeded } else { Exit::Failed };
-                (Reason::Completed, out.succeeded, out.message, exit)
-            }
-            Some(Err(e)) => (Reason::Error, false, e.to_string(), e.exit()),
-            None => {
-                let t = ctx.timeout.unwrap_or_default();
-                let message = format!("timed out after {t:?} (RUNNER_TIMEOUT) waiting for completion");
-                (Reason::DeadlineExceeded, false, message, Exit::Failed)
-            }
-        },
-        exit = &mut shutdown => {
-            let message = format!("received {}; stopped waiting for completion", signal_name(exit));
-            (Reason::Cancelled, false, message, exit)
+    // The wait was cut short: the runner may stop what it started (for example Argo's
+    // `spec.shutdown`); by default it is left running.
+    let message = if matches!(reason, Reason::Cancelled | Reason::DeadlineExceeded) {
+        match tokio::time::timeout(CANCEL_TIMEOUT, runner.cancel(input)).await {
+            Ok(Ok(Some(note))) => format!("{message}; {note}"),
+            Ok(Ok(None)) => message,
+            Ok(Err(e)) => format!("{message}; stopping the action failed: {e}"),
+            Err(_) => format!("{message}; stopping the action timed out after {CANCEL_TIMEOUT:?}"),
         }
+    } else {
+        message
     };
     finish(
         reporter,
@@ -421,6 +441,7 @@ mod tests {
         wait: Script<WaitForCompletionOutput>,
         wait_takes: Duration,
         started: bool,
+        cancelled: bool,
     }
 
     fn ok_start() -> Result<StartOutput, RunnerError> {
@@ -444,6 +465,7 @@ mod tests {
             wait,
             wait_takes: Duration::from_secs(1),
             started: false,
+            cancelled: false,
         }
     }
 
@@ -482,6 +504,14 @@ mod tests {
         ) -> Result<WaitForCompletionOutput, RunnerError> {
             tokio::time::sleep(self.wait_takes).await;
             (self.wait)()
+        }
+
+        async fn cancel(
+            &mut self,
+            _: WaitForCompletionInput,
+        ) -> Result<Option<String>, RunnerError> {
+            self.cancelled = true;
+            Ok(Some("stopped it".into()))
         }
     }
 
@@ -623,6 +653,8 @@ mod tests {
         let out = run(&mut r, &rec, Some(Duration::from_secs(5)), None).await;
         assert_eq!(out.exit, Exit::Failed);
         assert!(out.message.contains("RUNNER_TIMEOUT"), "{}", out.message);
+        assert!(r.cancelled, "the runner may stop what it started");
+        assert!(out.message.ends_with("; stopped it"), "{}", out.message);
         assert_eq!(rec.last().reason, Some(Reason::DeadlineExceeded));
     }
 
@@ -688,6 +720,7 @@ mod tests {
             let out = run(&mut r, &rec, None, Some((Duration::from_secs(2), exit))).await;
             assert_eq!(out.exit, exit);
             assert!(out.message.contains("stopped waiting"), "{}", out.message);
+            assert!(r.cancelled);
             assert_eq!(rec.last().reason, Some(Reason::Cancelled));
         }
     }

@@ -53,6 +53,20 @@ pub trait ActionRunner: Send {
         &mut self,
         input: WaitForCompletionInput,
     ) -> impl Future<Output = Result<WaitForCompletionOutput, RunnerError>> + Send;
+
+    /// Called when the wait was cut short, by SIGTERM or SIGINT or by `RUNNER_TIMEOUT`, before the
+    /// final report, for at most [`CANCEL_TIMEOUT`](crate::manager::CANCEL_TIMEOUT): the runner may
+    /// stop what it started. Returns a note for the final message (for example what it stopped).
+    /// By default nothing is done: the action is left running.
+    ///
+    /// # Errors
+    /// When stopping failed; the Manager adds it to the message, the exit code stays.
+    fn cancel(
+        &mut self,
+        _input: WaitForCompletionInput,
+    ) -> impl Future<Output = Result<Option<String>, RunnerError>> + Send {
+        async { Ok(None) }
+    }
 }
 
 /// Input of [`ActionRunner::start`].
