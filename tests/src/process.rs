@@ -169,3 +169,15 @@ pub async fn collect(child: tokio::process::Child) -> Result<RunnerOutput> {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     })
 }
+
+/// The worst input manifest a user can hand a runner: a "billion laughs" of YAML aliases (450
+/// bytes; each of nine levels refers to the one before ten times, 10^9 strings if expanded).
+pub fn billion_laughs() -> String {
+    let mut bomb = String::from("a0: &a0 [lol,lol,lol,lol,lol,lol,lol,lol,lol,lol]\n");
+    for i in 1..9 {
+        let p = i - 1;
+        let refs = vec![format!("*a{p}"); 10].join(",");
+        bomb.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+    }
+    bomb
+}

@@ -701,12 +701,7 @@ async fn a_workflow_too_large_to_store_exits_2_naming_the_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manifest_of_aliases_is_refused_within_the_memory_limit() {
     let w = World::new("aliases").await;
-    let mut bomb = String::from("a0: &a0 [lol,lol,lol,lol,lol,lol,lol,lol,lol,lol]\n");
-    for i in 1..9 {
-        let p = i - 1;
-        let refs = vec![format!("*a{p}"); 10].join(",");
-        bomb.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
-    }
+    let bomb = billion_laughs();
     let manifest = w.file("bomb.yaml", &bomb);
     let cmd = w.argo("bomb", &manifest);
     let report = w.path("time.txt");

@@ -678,12 +678,7 @@ async fn a_manifest_of_aliases_is_refused_under_the_memory_limit() {
     let Some(w) = Ns::new("aliases").await else {
         return;
     };
-    let mut bomb = String::from("a0: &a0 [lol,lol,lol,lol,lol,lol,lol,lol,lol,lol]\n");
-    for i in 1..9 {
-        let p = i - 1;
-        let refs = vec![format!("*a{p}"); 10].join(",");
-        bomb.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
-    }
+    let bomb = billion_laughs();
     let job_name = w.argo_job(bomb).await;
     let (_, pods) = w.job_ended(&job_name, "Failed").await;
     assert_eq!(pods.len(), 1);
