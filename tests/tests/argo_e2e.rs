@@ -131,7 +131,12 @@ async fn hello_world_succeeds_and_reports_status_at_start_and_end() {
     assert_eq!(at_end.reason, Some(Reason::Completed));
     assert_eq!(at_end.started_at, at_start.started_at);
     assert!(at_end.finished_at.unwrap().ends_with('Z'));
-    assert_eq!(at_end.runner_status, at_start.runner_status);
+    assert_eq!(
+        at_end.runner_status["argoWorkflowRef"],
+        at_start.runner_status["argoWorkflowRef"]
+    );
+    assert_eq!(at_end.runner_status["workflow"]["phase"], "Succeeded");
+    assert_eq!(at_end.runner_status["workflow"]["name"], "hello");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -273,8 +278,13 @@ async fn failed_workflow_exits_1_with_its_message() {
     let status = w.status("fails").await.unwrap();
     assert_eq!(status.phase, Phase::Failed);
     assert_eq!(status.reason, Some(Reason::Completed));
-    assert_eq!(status.message, msg);
-    assert_eq!(std::fs::read_to_string(term_log).unwrap().trim(), msg);
+    let expected = format!("Workflow {}/fails Failed: {msg}", w.ns);
+    assert_eq!(status.message, expected);
+    assert_eq!(status.runner_status["workflow"]["message"], msg);
+    assert_eq!(
+        std::fs::read_to_string(term_log).unwrap().trim(),
+        expected
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

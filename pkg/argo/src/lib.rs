@@ -5,14 +5,19 @@
 //! when `status.finishedAt` is set or `status.phase` is `Succeeded`, `Failed` or `Error`; it
 //! succeeded iff the phase is `Succeeded`; `status.message` explains a failure.
 
+pub mod logs;
 pub mod manifest;
+pub mod nodes;
 pub mod references;
+pub mod templates;
 
 use std::collections::BTreeMap;
 
+use std::path::{Path, PathBuf};
+
 use action_runner::{
-    ActionRunner, ExecutionContext, RunnerError, StartInput, StartOutput, WaitForCompletionInput,
-    WaitForCompletionOutput, validation,
+    ActionRunner, ExecutionContext, Progress, RunnerError, StartInput, StartOutput,
+    WaitForCompletionInput, WaitForCompletionOutput, validation,
 };
 use futures::StreamExt;
 use kube::Resource;
@@ -52,7 +57,27 @@ pub struct ArgoRunner {
     uid: Option<String>,
     dry_run: bool,
     on_cancel: OnCancel,
+    /// `RUNNER_OUTPUT_ARGO_WORKFLOW_FILE_PATH`.
+    output: Option<PathBuf>,
+    /// `RUNNER_ARGO_LOGS`.
+    follow_logs: bool,
 }
+
+/// Environment variable naming the file the runner writes the finished Workflow's summary to
+/// (see [`WorkflowSummary`]); unset or empty: no file.
+pub const OUTPUT_FILE_VAR: &str = "RUNNER_OUTPUT_ARGO_WORKFLOW_FILE_PATH";
+
+/// Environment variable that turns on following the Workflow's pods' logs (`true`/`false`,
+/// default `false`; see [`logs`]).
+pub const LOGS_VAR: &str = "RUNNER_ARGO_LOGS";
+
+/// How many failed nodes the one-line message names (all of them, up to
+/// [`MAX_FAILED_NODES`], are in the status).
+pub const FAILED_NODES_IN_MESSAGE: usize = 3;
+/// How many failed nodes the status and the output file list.
+pub const MAX_FAILED_NODES: usize = 20;
+/// How many running nodes the progress lists.
+pub const MAX_RUNNING_NODES: usize = 10;
 
 /// `RUNNER_ARGO_ON_CANCEL`: what happens to the Workflow when the runner stops waiting before it
 /// finished (SIGTERM or SIGINT, or `RUNNER_TIMEOUT`).
@@ -157,6 +182,18 @@ pub struct WorkflowStatus {
     /// Why it failed, in Argo's words.
     #[serde(default)]
     pub message: Option<String>,
+    /// Set when the controller started it (RFC 3339).
+    #[serde(default)]
+    pub started_at: Option<String>,
+    /// `done/total` of its pod nodes, e.g. `3/5` (Argo's `Progress`).
+    #[serde(default)]
+    pub progress: Option<String>,
+    /// Every node, by ID.
+    #[serde(default)]
+    pub nodes: BTreeMap<String, nodes::NodeStatus>,
+    /// Its global outputs (`parameters`, `artifacts`).
+    #[serde(default)]
+    pub outputs: Option<Value>,
 }
 
 /// A Workflow as the runner watches it: opaque spec, typed status.
@@ -178,6 +215,119 @@ fn phase_of(wf: &Workflow) -> String {
         .as_ref()
         .and_then(|s| s.phase.clone())
         .unwrap_or_else(|| "Pending".into())
+}
+
+/// Whether Argo names the Workflow's pods with its scheme v2 (the default) rather than v1.
+fn pod_names_v2(wf: &Workflow) -> bool {
+    wf.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(nodes::POD_NAME_FORMAT_ANNOTATION))
+        .is_none_or(|v| v != "v1")
+}
+
+/// The progress the runner reports while a Workflow runs, under `runnerStatus.workflow`:
+/// `{"phase": "Running", "progress": "1/3", "runningNodes": ["B", "C"]}` (at most
+/// [`MAX_RUNNING_NODES`] names).
+pub fn progress_of(wf: &Workflow) -> Value {
+    let status = wf.status.clone().unwrap_or_default();
+    json!({
+        "workflow": {
+            "phase": phase_of(wf),
+            "progress": status.progress,
+            "runningNodes": nodes::running_nodes(&status.nodes, MAX_RUNNING_NODES),
+        }
+    })
+}
+
+/// What the runner tells of a finished Workflow: in the final status (`runnerStatus.workflow`)
+/// and, when [`OUTPUT_FILE_VAR`] is set, as YAML in that file.
+///
+/// Example (YAML): `name: act-1`, `namespace: ns`, `uid: ...`, `phase: Failed`,
+/// `progress: 1/2`, `startedAt`/`finishedAt` (RFC 3339), `message` (Argo's),
+/// `failedNodes: [{displayName, name, phase, template, pod, exitCode, message, attempt}]`,
+/// `exitHandler: {phase, message}`, `outputs: {parameters: [{name, value}], artifacts: [...]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkflowSummary {
+    /// The Workflow's name.
+    pub name: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its UID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    /// `Succeeded`, `Failed` or `Error`.
+    pub phase: String,
+    /// `done/total` of its pod nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// Argo's `status.message`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The nodes that failed (see [`nodes::failed_nodes`]), at most [`MAX_FAILED_NODES`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_nodes: Vec<nodes::FailedNode>,
+    /// The exit handler's outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_handler: Option<nodes::ExitHandler>,
+    /// The global outputs (see [`nodes::global_outputs`]).
+    #[serde(default)]
+    pub outputs: Value,
+}
+
+impl WorkflowSummary {
+    /// The summary of finished Workflow `wf`.
+    pub fn of(wf: &Workflow) -> Self {
+        let status = wf.status.clone().unwrap_or_default();
+        let name = wf.metadata.name.clone().unwrap_or_default();
+        let mut failed_nodes = nodes::failed_nodes(&name, &status.nodes, pod_names_v2(wf));
+        failed_nodes.truncate(MAX_FAILED_NODES);
+        WorkflowSummary {
+            exit_handler: nodes::exit_handler(&name, &status.nodes),
+            namespace: wf.metadata.namespace.clone().unwrap_or_default(),
+            uid: wf.metadata.uid.clone(),
+            phase: phase_of(wf),
+            progress: status.progress,
+            started_at: status.started_at,
+            finished_at: status.finished_at,
+            message: status.message.filter(|m| !m.is_empty()),
+            failed_nodes,
+            outputs: nodes::global_outputs(status.outputs.as_ref()),
+            name,
+        }
+    }
+
+    /// The one-line outcome: `Workflow ns/name Succeeded`, or for a failure the phase, Argo's
+    /// message, the failed nodes (at most [`FAILED_NODES_IN_MESSAGE`]) and the exit handler's
+    /// outcome (see [`nodes::failure_message`]).
+    pub fn message(&self, what: &str) -> String {
+        let argo = self.message.as_deref().unwrap_or_default();
+        if self.phase == "Succeeded" {
+            return if argo.is_empty() {
+                format!("{what} Succeeded")
+            } else {
+                argo.to_string()
+            };
+        }
+        let details = nodes::failure_message(
+            argo,
+            &self.failed_nodes,
+            self.exit_handler.as_ref(),
+            FAILED_NODES_IN_MESSAGE,
+        );
+        if details.is_empty() {
+            format!("{what} {}", self.phase)
+        } else {
+            format!("{what} {}: {details}", self.phase)
+        }
+    }
 }
 
 impl ActionRunner for ArgoRunner {
@@ -211,6 +361,11 @@ impl ActionRunner for ArgoRunner {
             )));
         }
         self.on_cancel = OnCancel::parse(std::env::var("RUNNER_ARGO_ON_CANCEL").ok().as_deref())?;
+        self.output = std::env::var_os(OUTPUT_FILE_VAR)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
+        self.follow_logs =
+            action_runner::config::parse_bool("ARGO_LOGS", std::env::var(LOGS_VAR).ok())?;
         if let Some(broken) = references::broken_reference(&args.spec) {
             return Err(RunnerError::invalid_input(format!(
                 "input manifest: {broken}"
@@ -229,6 +384,9 @@ impl ActionRunner for ArgoRunner {
         let ar = workflow_resource();
         let workflow = build_workflow(ctx, &input.args);
         self.dry_run = ctx.dry_run;
+        // The (Cluster)WorkflowTemplates it refers to exist and have the templates named
+        // (nothing is written before this passes).
+        templates::check(&input.client, ns, &input.args.spec).await?;
 
         // POST with fieldValidation=Strict: a field unknown to the installed CRD is an error,
         // never silently pruned. (kube's PostParams has no fieldValidation, so the query is added
@@ -309,11 +467,34 @@ impl ActionRunner for ArgoRunner {
             return Ok(WaitForCompletionOutput {
                 succeeded: true,
                 message: format!("dry run: the API server accepted {what}; nothing was persisted"),
+                ..Default::default()
             });
         }
-        let api: Api<Workflow> =
-            Api::namespaced_with(input.client, &ctx.platform.namespace, &workflow_resource());
-        wait_for_workflow(api, &ctx.name, self.uid.as_deref(), &what).await
+        let api: Api<Workflow> = Api::namespaced_with(
+            input.client.clone(),
+            &ctx.platform.namespace,
+            &workflow_resource(),
+        );
+        let logs = self
+            .follow_logs
+            .then(|| logs::follow(input.client.clone(), &ctx.platform.namespace, &ctx.name));
+        let waited =
+            wait_for_workflow(api, &ctx.name, self.uid.as_deref(), &what, &input.progress).await;
+        if let Some(logs) = logs {
+            logs.finish().await;
+        }
+        let wf = waited?;
+        let summary = WorkflowSummary::of(&wf);
+        let succeeded = summary.phase == "Succeeded";
+        let message = summary.message(&what);
+        if let Some(path) = &self.output {
+            write_output(path, &summary)?;
+        }
+        Ok(WaitForCompletionOutput {
+            succeeded,
+            message,
+            status: json!({ "workflow": summary }),
+        })
     }
 
     /// With `RUNNER_ARGO_ON_CANCEL` `stop` or `terminate`, sets the Workflow's `spec.shutdown`
@@ -348,12 +529,13 @@ impl ActionRunner for ArgoRunner {
     }
 }
 
-/// Watches Workflow `name` until it finishes, with kube-runtime's `watch_object` (a list, then a
-/// watch from its `resourceVersion` with a field selector on the name) and its default backoff:
-/// a dropped connection resumes the watch, `410 Gone` relists, and other errors are retried
-/// with backoff, except `401`, `403` and `404`, which are returned. A Workflow that disappears
-/// (`watch_object` yields nothing: a delete event, or absent from a relist) or comes back with
-/// another `uid` fails the wait.
+/// Watches Workflow `name` until it finishes and returns it, with kube-runtime's
+/// `watch_object` (a list, then a watch from its `resourceVersion` with a field selector on
+/// the name) and its default backoff: a dropped connection resumes the watch, `410 Gone`
+/// relists, and other errors are retried with backoff, except `401`, `403` and `404`, which are
+/// returned. Every change before the end is passed to `progress` ([`progress_of`]). A Workflow
+/// that disappears (`watch_object` yields nothing: a delete event, or absent from a relist) or
+/// comes back with another `uid` fails the wait.
 ///
 /// # Errors
 /// [`ErrorKind::Failed`](action_runner::error::ErrorKind) if the Workflow was deleted before it
@@ -363,7 +545,8 @@ pub async fn wait_for_workflow(
     name: &str,
     uid: Option<&str>,
     what: &str,
-) -> Result<WaitForCompletionOutput, RunnerError> {
+    progress: &Progress,
+) -> Result<Workflow, RunnerError> {
     let mut events = watcher::watch_object(api, name).default_backoff().boxed();
     let mut last_phase = String::new();
     while let Some(event) = events.next().await {
@@ -396,25 +579,26 @@ pub async fn wait_for_workflow(
             tracing::info!(workflow = %what, phase = %phase, "Workflow phase");
             last_phase = phase;
         }
-        if let Some(done) = outcome(&wf) {
-            return Ok(finished(what, done));
+        if outcome(&wf).is_some() {
+            return Ok(wf);
         }
+        progress.set(progress_of(&wf));
     }
     Err(RunnerError::unavailable(format!(
         "watch {what}: the watch stream ended"
     )))
 }
 
-fn finished(
-    what: &str,
-    (succeeded, phase, message): (bool, String, String),
-) -> WaitForCompletionOutput {
-    let message = if message.is_empty() {
-        format!("{what} {phase}")
-    } else {
-        message
-    };
-    WaitForCompletionOutput { succeeded, message }
+/// Writes `summary` as YAML to `path` ([`OUTPUT_FILE_VAR`]).
+fn write_output(path: &Path, summary: &WorkflowSummary) -> Result<(), RunnerError> {
+    let text = serde_saphyr::to_string(summary).expect("the summary serializes");
+    std::fs::write(path, text).map_err(|e| {
+        RunnerError::failed(format!(
+            "writing the output file {} ({OUTPUT_FILE_VAR}) failed",
+            path.display()
+        ))
+        .because(e)
+    })
 }
 
 /// The HTTP status and the API server's message of a watch error that retrying cannot fix

@@ -392,6 +392,7 @@ impl ActionRunner for HelmRunner {
         self.outcome = Some(WaitForCompletionOutput {
             succeeded: true,
             message: done,
+            ..Default::default()
         });
         let phase = match command {
             Command::Install => "Installing",

@@ -250,7 +250,11 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, DurationError> {
 
 /// Parses a boolean the way Go's `strconv.ParseBool` does (Capact reads its variables with it):
 /// `1 t T TRUE true True` and `0 f F FALSE false False`; unset or empty is `false`.
-fn parse_bool(var: &str, value: Option<String>) -> Result<bool, RunnerError> {
+/// `var` is the name without its `RUNNER_` prefix (for example `ARGO_LOGS`).
+///
+/// # Errors
+/// [`ErrorKind::InvalidInput`](crate::error::ErrorKind) naming `RUNNER_<var>` and the value.
+pub fn parse_bool(var: &str, value: Option<String>) -> Result<bool, RunnerError> {
     match non_empty(value).as_deref() {
         None => Ok(false),
         Some("1" | "t" | "T" | "TRUE" | "true" | "True") => Ok(true),

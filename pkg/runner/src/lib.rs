@@ -44,6 +44,7 @@ pub use context::{ExecutionContext, KubernetesPlatform};
 pub use error::{Exit, RunnerError};
 pub use manager::{Manager, block_on};
 pub use runner::{
-    ActionRunner, StartInput, StartOutput, WaitForCompletionInput, WaitForCompletionOutput,
+    ActionRunner, Progress, StartInput, StartOutput, WaitForCompletionInput,
+    WaitForCompletionOutput,
 };
 pub use status::{ActionStatus, ConfigMapReporter, NoopReporter, Phase, Reason, StatusReporter};

@@ -18,7 +18,7 @@ use crate::config::{Config, DEFAULT_TERMINATION_MESSAGE_PATH};
 use crate::context::ExecutionContext;
 use crate::error::{ErrorKind, Exit, RunnerError, one_line};
 use crate::events::{Events, Story};
-use crate::runner::{ActionRunner, StartInput, WaitForCompletionInput};
+use crate::runner::{ActionRunner, Progress, StartInput, WaitForCompletionInput};
 use crate::status::{ActionStatus, Phase, Reason, StatusReporter, now_rfc3339};
 use crate::{logging, manifest};
 
@@ -29,6 +29,14 @@ pub const REPORT_AFTER_SIGNAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long [`ActionRunner::cancel`] may take, within the 30 s Kubernetes allows after SIGTERM
 /// (the final report then has [`REPORT_AFTER_SIGNAL_TIMEOUT`]).
 pub const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The least time between two progress writes of the status while the runner waits
+/// ([`Progress`]).
+pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long one progress write may take; a progress write that fails or takes longer is
+/// logged and skipped (the final report is what counts).
+pub const PROGRESS_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How a run ended: the exit code and a one-line message (the reason, on failure).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -252,10 +260,13 @@ where
     }
     tracing::info!(status = %status.runner_status, "action started; waiting for completion");
 
+    let (progress, mut progress_rx) = Progress::channel();
     let input = WaitForCompletionInput {
         ctx: ctx.clone(),
         client,
+        progress,
     };
+    let start_status = status.runner_status.clone();
     // In a block, so that the wait (which holds the runner) is dropped before `cancel`.
     let (reason, succeeded, message, exit) = {
         let wait = runner.wait_for_completion(input.clone());
@@ -265,22 +276,42 @@ where
                 None => Some(wait.await),
             }
         };
-        tokio::select! {
-            r = bounded => match r {
-                Some(Ok(out)) => {
-                    let exit = if out.succeeded { Exit::Succeeded } else { Exit::Failed };
-                    (Reason::Completed, out.succeeded, out.message, exit)
+        tokio::pin!(bounded);
+        // Progress is written at most once per PROGRESS_INTERVAL: a change seen sooner waits
+        // for the interval's end (`pending`), and only the latest is written.
+        let mut next_write = tokio::time::Instant::now();
+        let mut pending = false;
+        let mut progress_open = true;
+        loop {
+            tokio::select! {
+                r = &mut bounded => break match r {
+                    Some(Ok(out)) => {
+                        let exit = if out.succeeded { Exit::Succeeded } else { Exit::Failed };
+                        status.runner_status = merged(&start_status, &out.status);
+                        (Reason::Completed, out.succeeded, out.message, exit)
+                    }
+                    Some(Err(e)) => (Reason::Error, false, e.to_string(), e.exit()),
+                    None => {
+                        let t = ctx.timeout.unwrap_or_default();
+                        let message = format!("timed out after {t:?} (RUNNER_TIMEOUT) waiting for completion");
+                        (Reason::DeadlineExceeded, false, message, Exit::Failed)
+                    }
+                },
+                exit = &mut shutdown => {
+                    let message = format!("received {}; stopped waiting for completion", signal_name(exit));
+                    break (Reason::Cancelled, false, message, exit);
                 }
-                Some(Err(e)) => (Reason::Error, false, e.to_string(), e.exit()),
-                None => {
-                    let t = ctx.timeout.unwrap_or_default();
-                    let message = format!("timed out after {t:?} (RUNNER_TIMEOUT) waiting for completion");
-                    (Reason::DeadlineExceeded, false, message, Exit::Failed)
+                changed = progress_rx.changed(), if progress_open && !pending => {
+                    progress_open = changed.is_ok();
+                    pending = progress_open;
                 }
-            },
-            exit = &mut shutdown => {
-                let message = format!("received {}; stopped waiting for completion", signal_name(exit));
-                (Reason::Cancelled, false, message, exit)
+                () = tokio::time::sleep_until(next_write), if pending => {
+                    pending = false;
+                    let progress = progress_rx.borrow_and_update().clone();
+                    status.runner_status = merged(&start_status, &progress);
+                    report_progress(reporter, &status).await;
+                    next_write = tokio::time::Instant::now() + PROGRESS_INTERVAL;
+                }
             }
         }
     };
@@ -359,6 +390,38 @@ async fn finish<S: StatusReporter>(
     }
 }
 
+/// `base` (an object, or null) with the keys of `extra` (an object) set in it.
+fn merged(base: &serde_json::Value, extra: &serde_json::Value) -> serde_json::Value {
+    let mut out = match base {
+        serde_json::Value::Object(m) => m.clone(),
+        _ => serde_json::Map::new(),
+    };
+    match extra {
+        serde_json::Value::Object(m) => out.extend(m.clone()),
+        serde_json::Value::Null => {}
+        other => {
+            out.insert("progress".into(), other.clone());
+        }
+    }
+    if out.is_empty() && base.is_null() {
+        serde_json::Value::Null
+    } else {
+        serde_json::Value::Object(out)
+    }
+}
+
+/// One progress write, bounded by [`PROGRESS_WRITE_TIMEOUT`]; a failure is only logged.
+async fn report_progress<S: StatusReporter>(reporter: &S, status: &ActionStatus) {
+    match tokio::time::timeout(PROGRESS_WRITE_TIMEOUT, reporter.report(status)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "reporting progress failed; carrying on"),
+        Err(_) => tracing::warn!(
+            timeout = ?PROGRESS_WRITE_TIMEOUT,
+            "reporting progress timed out; carrying on"
+        ),
+    }
+}
+
 /// SIGTERM and SIGINT listeners.
 struct Signals {
     term: Option<tokio::signal::unix::Signal>,
@@ -403,10 +466,29 @@ fn signal_name(exit: Exit) -> &'static str {
 /// the kubelet creates it in a pod; elsewhere nothing is written.
 fn write_termination_message(path: &Path, message: &str) {
     if path.exists()
-        && let Err(e) = std::fs::write(path, format!("{message}\n"))
+        && let Err(e) = std::fs::write(path, format!("{}\n", fit_termination_message(message)))
     {
         tracing::warn!(path = %path.display(), error = %e, "cannot write termination message");
     }
+}
+
+/// The most the kubelet keeps of a termination message, in bytes (Kubernetes' `Container`
+/// `terminationMessagePath` docs: "Message written is intended to be brief final status ...
+/// will be truncated by the node if greater than 4096 bytes").
+pub const TERMINATION_MESSAGE_LIMIT: usize = 4096;
+
+/// `message` cut to fit [`TERMINATION_MESSAGE_LIMIT`] with its newline, at a character
+/// boundary, ending in `…` when cut.
+pub fn fit_termination_message(message: &str) -> std::borrow::Cow<'_, str> {
+    const ELLIPSIS: &str = "…";
+    if message.len() < TERMINATION_MESSAGE_LIMIT {
+        return message.into();
+    }
+    let mut cut = TERMINATION_MESSAGE_LIMIT - 1 - ELLIPSIS.len();
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{ELLIPSIS}", &message[..cut]).into()
 }
 
 /// Helper for binaries: builds a multi-threaded Tokio runtime and runs `fut` on it.
@@ -440,6 +522,8 @@ mod tests {
         start_takes: Duration,
         wait: Script<WaitForCompletionOutput>,
         wait_takes: Duration,
+        /// Progress set while waiting, each after sleeping its duration.
+        progress: Vec<(Duration, serde_json::Value)>,
         started: bool,
         cancelled: bool,
     }
@@ -455,6 +539,7 @@ mod tests {
         Ok(WaitForCompletionOutput {
             succeeded: true,
             message: "all good".into(),
+            ..Default::default()
         })
     }
 
@@ -464,6 +549,7 @@ mod tests {
             start_takes: Duration::ZERO,
             wait,
             wait_takes: Duration::from_secs(1),
+            progress: Vec::new(),
             started: false,
             cancelled: false,
         }
@@ -500,8 +586,12 @@ mod tests {
 
         async fn wait_for_completion(
             &mut self,
-            _: WaitForCompletionInput,
+            input: WaitForCompletionInput,
         ) -> Result<WaitForCompletionOutput, RunnerError> {
+            for (after, p) in &self.progress {
+                tokio::time::sleep(*after).await;
+                input.progress.set(p.clone());
+            }
             tokio::time::sleep(self.wait_takes).await;
             (self.wait)()
         }
@@ -630,6 +720,61 @@ mod tests {
         assert!(last.finished_at.is_some());
     }
 
+    #[test]
+    fn termination_messages_fit_4_kib_and_are_never_cut_mid_character() {
+        assert_eq!(fit_termination_message("short"), "short");
+        for pad in 0..4 {
+            let long = format!("{}{}", "x".repeat(pad), "é".repeat(3000));
+            let fit = fit_termination_message(&long);
+            assert!(fit.len() < TERMINATION_MESSAGE_LIMIT, "{}", fit.len());
+            assert!(fit.len() > TERMINATION_MESSAGE_LIMIT - 8);
+            assert!(fit.ends_with('…'));
+        }
+    }
+
+    /// Progress is written at most once per PROGRESS_INTERVAL, the latest each time; the final
+    /// status has the start status and the outcome's own keys.
+    #[tokio::test(start_paused = true)]
+    async fn progress_is_written_at_most_once_a_second_and_the_outcome_status_kept() {
+        let rec = Recorder::default();
+        let ms = Duration::from_millis;
+        let mut r = runner(ok_start, || {
+            Ok(WaitForCompletionOutput {
+                succeeded: true,
+                message: "done".into(),
+                status: serde_json::json!({"outputs": {"p": "v"}}),
+            })
+        });
+        r.progress = [(100, 1), (100, 2), (100, 3), (1200, 4)]
+            .into_iter()
+            .map(|(after, n)| (ms(after), serde_json::json!({"n": n})))
+            .collect();
+        r.wait_takes = Duration::from_secs(3);
+        let out = run(&mut r, &rec, None, None).await;
+        assert_eq!(out.exit, Exit::Succeeded);
+        let reports = rec.reports.lock().unwrap().clone();
+        let seen: Vec<serde_json::Value> = reports
+            .iter()
+            .map(|s| s.runner_status.get("n").cloned().unwrap_or_default())
+            .collect();
+        // Running (start), n=1 at once, n=3 one interval later (n=2 was replaced), n=4, final.
+        assert_eq!(
+            seen,
+            [
+                serde_json::Value::Null,
+                1.into(),
+                3.into(),
+                4.into(),
+                serde_json::Value::Null
+            ]
+        );
+        assert!(reports[..4].iter().all(|s| s.phase == Phase::Running));
+        assert_eq!(
+            rec.last().runner_status,
+            serde_json::json!({"ref": "x", "outputs": {"p": "v"}})
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_failed_action_exits_1() {
         let rec = Recorder::default();
@@ -637,6 +782,7 @@ mod tests {
             Ok(WaitForCompletionOutput {
                 succeeded: false,
                 message: "step 2 exited 1".into(),
+                ..Default::default()
             })
         };
         let out = run(&mut runner(ok_start, failed), &rec, None, None).await;

@@ -101,13 +101,51 @@ pub struct WaitForCompletionInput {
     pub ctx: ExecutionContext,
     /// A Kubernetes client.
     pub client: kube::Client,
+    /// Where the runner tells how the action is going while it waits (see [`Progress`]).
+    pub progress: Progress,
 }
 
 /// Output of [`ActionRunner::wait_for_completion`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct WaitForCompletionOutput {
     /// Whether the action succeeded.
     pub succeeded: bool,
     /// A one-line human-readable outcome (for Argo, the Workflow's `status.message`).
     pub message: String,
+    /// Structured facts about the outcome (for Argo: the failed nodes, the Workflow's outputs):
+    /// a JSON object whose keys the Manager sets in the reported `runnerStatus`, beside the start
+    /// status (a key of both is replaced). `null` adds nothing.
+    pub status: serde_json::Value,
+}
+
+/// How the runner reports progress while it waits: each [`set`](Self::set) replaces the last
+/// progress object; the Manager writes the latest one into `runnerStatus` (its keys set as
+/// [`WaitForCompletionOutput::status`]'s are) at most once per
+/// [`PROGRESS_INTERVAL`](crate::manager::PROGRESS_INTERVAL), so a runner may call it on every
+/// change it sees. Cheap to clone; never blocks.
+#[derive(Clone, Debug)]
+pub struct Progress(std::sync::Arc<tokio::sync::watch::Sender<serde_json::Value>>);
+
+impl Progress {
+    /// A progress handle and the receiver the Manager reads it from.
+    pub fn channel() -> (Self, tokio::sync::watch::Receiver<serde_json::Value>) {
+        let (tx, rx) = tokio::sync::watch::channel(serde_json::Value::Null);
+        (Progress(std::sync::Arc::new(tx)), rx)
+    }
+
+    /// A handle whose reports go nowhere (for tests and callers without a reporter).
+    pub fn discard() -> Self {
+        Self::channel().0
+    }
+
+    /// Replaces the progress with `progress` (a JSON object), unless it is unchanged.
+    pub fn set(&self, progress: serde_json::Value) {
+        self.0.send_if_modified(|old| {
+            let changed = *old != progress;
+            if changed {
+                *old = progress;
+            }
+            changed
+        });
+    }
 }

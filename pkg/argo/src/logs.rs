@@ -1,0 +1,176 @@
+//! `RUNNER_ARGO_LOGS=true`: the logs of the Workflow's pods' `main` containers, followed into
+//! the runner's own log while it waits, one log event (a JSON line, unless
+//! `RUNNER_LOGGER_DEV_MODE`) per line the step printed, with the node's and the pod's names, as
+//! `argo submit --log` does.
+//!
+//! The pods are found with a watch on Argo's label `workflows.argoproj.io/workflow=<name>`; a
+//! pod is followed once its `main` container has started (running or terminated). Needs `get`,
+//! `list` and `watch` on `pods` and `get` on `pods/log` in the namespace (an opt-in Role in
+//! `deploy/argo-runner/logs/`); without them one warning is logged and the wait goes on.
+//! Following logs never fails the run.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, LogParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// Argo's label naming a pod's Workflow (`workflow/common/common.go`, `LabelKeyWorkflow`).
+pub const WORKFLOW_LABEL: &str = "workflows.argoproj.io/workflow";
+/// Argo's annotation naming a pod's node (`AnnotationKeyNodeName`).
+pub const NODE_NAME_ANNOTATION: &str = "workflows.argoproj.io/node-name";
+/// The container of a Workflow's pod that runs the step (Argo's `common.MainContainerName`).
+pub const MAIN_CONTAINER: &str = "main";
+
+/// How long, once the Workflow has finished, the streams still open may take to end (the last
+/// lines of pods that just stopped) before they are cut.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The log follower of one Workflow; [`finish`](Self::finish) it when the wait is over.
+pub struct LogFollower {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts following the logs of Workflow `workflow`'s pods in `namespace`.
+pub fn follow(client: kube::Client, namespace: &str, workflow: &str) -> LogFollower {
+    let (stop, stopped) = watch::channel(false);
+    let pods: Api<Pod> = Api::namespaced(client, namespace);
+    let task = tokio::spawn(run(pods, workflow.to_string(), stopped));
+    LogFollower { stop, task }
+}
+
+impl LogFollower {
+    /// Stops looking for new pods and gives the open streams [`DRAIN_TIMEOUT`] to end.
+    pub async fn finish(self) {
+        let _ = self.stop.send(true);
+        let abort = self.task.abort_handle();
+        if tokio::time::timeout(DRAIN_TIMEOUT + Duration::from_secs(1), self.task)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
+    }
+}
+
+/// Whether `pod`'s main container has started, so that its log can be read.
+fn main_started(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|c| c.name == MAIN_CONTAINER)
+        .filter_map(|c| c.state.as_ref())
+        .any(|s| s.running.is_some() || s.terminated.is_some())
+}
+
+async fn run(pods: Api<Pod>, workflow: String, mut stopped: watch::Receiver<bool>) {
+    let config = watcher::Config::default().labels(&format!("{WORKFLOW_LABEL}={workflow}"));
+    let mut events = watcher::watcher(pods.clone(), config)
+        .default_backoff()
+        .applied_objects()
+        .boxed();
+    let mut followed = HashSet::new();
+    let mut streams = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stopped.wait_for(|s| *s) => break,
+            event = events.next() => match event {
+                Some(Ok(pod)) => {
+                    let Some(name) = pod.metadata.name.clone() else { continue };
+                    if !main_started(&pod) || !followed.insert(name.clone()) {
+                        continue;
+                    }
+                    let node = pod
+                        .metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get(NODE_NAME_ANNOTATION).cloned())
+                        .unwrap_or_default();
+                    streams.spawn(stream(pods.clone(), name, node));
+                }
+                Some(Err(e)) => {
+                    if let watcher::Error::InitialListFailed(kube::Error::Api(s))
+                    | watcher::Error::WatchStartFailed(kube::Error::Api(s)) = &e
+                        && matches!(s.code, 401 | 403)
+                    {
+                        tracing::warn!(error = %s.message, "RUNNER_ARGO_LOGS: cannot watch the Workflow's pods; not following their logs (grant the Role in deploy/argo-runner/logs)");
+                        return;
+                    }
+                    tracing::debug!(error = %e, "watching the Workflow's pods; resuming");
+                }
+                None => break,
+            },
+        }
+    }
+    drop(events);
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        while streams.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        streams.abort_all();
+    }
+}
+
+/// Follows pod `pod`'s main container's log to its end, one event per line.
+async fn stream(pods: Api<Pod>, pod: String, node: String) {
+    let params = LogParams {
+        container: Some(MAIN_CONTAINER.into()),
+        follow: true,
+        ..LogParams::default()
+    };
+    let lines = match pods.log_stream(&pod, &params).await {
+        Ok(reader) => reader.lines(),
+        Err(e) => {
+            tracing::warn!(pod = %pod, error = %e, "RUNNER_ARGO_LOGS: cannot read the pod's log");
+            return;
+        }
+    };
+    let mut lines = std::pin::pin!(lines);
+    loop {
+        match lines.try_next().await {
+            Ok(Some(line)) => {
+                tracing::info!(target: "workflow", node = %node, pod = %pod, "{line}");
+            }
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!(pod = %pod, error = %e, "RUNNER_ARGO_LOGS: the pod's log stream broke");
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_pod_is_followed_once_its_main_container_has_started() {
+        let pod = |state: serde_json::Value| -> Pod {
+            serde_json::from_value(json!({
+                "metadata": {"name": "p"},
+                "status": {"containerStatuses": [
+                    {"name": "wait", "image": "x", "imageID": "", "ready": true, "restartCount": 0,
+                     "state": {"running": {}}},
+                    {"name": "main", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+                     "state": state},
+                ]},
+            }))
+            .unwrap()
+        };
+        assert!(!main_started(&pod(
+            json!({"waiting": {"reason": "ContainerCreating"}})
+        )));
+        assert!(main_started(&pod(json!({"running": {}}))));
+        assert!(main_started(&pod(json!({"terminated": {"exitCode": 0}}))));
+    }
+}
