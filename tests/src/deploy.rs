@@ -62,6 +62,26 @@ pub fn deploy_objects(runner: &str) -> Vec<(String, Value)> {
     objects
 }
 
+/// The objects (`resources`) of the opt-in kustomize Component `deploy/<runner>/components/<name>`
+/// (its patches are left to the caller), with the file each came from.
+pub fn component_objects(runner: &str, name: &str) -> Vec<(String, Value)> {
+    let dir = deploy_dir(runner).join("components").join(name);
+    let kustomization: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap())
+            .unwrap();
+    assert_eq!(kustomization["kind"], "Component", "{}", dir.display());
+    let mut objects = Vec::new();
+    for file in kustomization["resources"].as_array().into_iter().flatten() {
+        let file = file.as_str().unwrap();
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        objects.push((
+            format!("{runner}/components/{name}/{file}"),
+            serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}")),
+        ));
+    }
+    objects
+}
+
 /// `kind` of a manifest object.
 pub fn kind_of(obj: &Value) -> &str {
     obj["kind"].as_str().unwrap_or_default()

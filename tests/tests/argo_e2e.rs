@@ -281,10 +281,7 @@ async fn failed_workflow_exits_1_with_its_message() {
     let expected = format!("Workflow {}/fails Failed: {msg}", w.ns);
     assert_eq!(status.message, expected);
     assert_eq!(status.runner_status["workflow"]["message"], msg);
-    assert_eq!(
-        std::fs::read_to_string(term_log).unwrap().trim(),
-        expected
-    );
+    assert_eq!(std::fs::read_to_string(term_log).unwrap().trim(), expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -760,3 +760,379 @@ async fn a_cancelled_runner_shuts_its_workflow_down() {
         );
     }
 }
+
+/// Argo's example `name` as JSON, to be edited.
+fn argo_example_json(name: &str) -> Value {
+    serde_saphyr::from_str(&argo_example(name)).unwrap()
+}
+
+/// A pod of namespace `ns` exists under `name` (the failed node's pod the runner named).
+async fn pod_exists(w: &Ns, name: &str) -> bool {
+    let pods: Api<Pod> = Api::namespaced(w.client.clone(), &w.ns);
+    pods.get_opt(name).await.unwrap().is_some()
+}
+
+/// Why a Workflow failed, under Argo's real controller: Argo's `exit-handlers` (its step exits
+/// 1, its exit handler runs) and Argo's `retry-container` made to fail for good (busybox,
+/// `exit 3`, `limit: 2`: Argo's example picks its exit code at random with Python, which is not
+/// here). The ERROR line, the status (structured `failedNodes`, `exitHandler`) and the
+/// termination message name the failed node, its template, its pod (which exists under that
+/// name: the runner computes it as Argo does), its exit code, and of the retried step only the
+/// last attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn why_a_workflow_failed_under_the_real_controller() {
+    let Some(w) = Ns::new("why").await else {
+        return;
+    };
+    w.workflow_service_account().await;
+    let mut retry = argo_example_json("retry-container");
+    let t = &mut retry["spec"]["templates"][0];
+    t["retryStrategy"]["limit"] = json!("2");
+    t["container"] =
+        json!({"image": "busybox:1.36", "command": ["sh", "-c"], "args": ["echo trying; exit 3"]});
+    let cases = [
+        ("exit-handlers", argo_example("exit-handlers")),
+        ("retry-container", serde_json::to_string(&retry).unwrap()),
+    ];
+    let mut runs = Vec::new();
+    for (name, manifest) in &cases {
+        let manifest = w.file(&format!("{name}.yaml"), manifest);
+        let term = w.file(&format!("{name}.termination-log"), "");
+        let cmd = w.argo_runner(name, &manifest).await.var(
+            "RUNNER_TERMINATION_MESSAGE_PATH",
+            Some(term.to_str().unwrap()),
+        );
+        runs.push((
+            *name,
+            term,
+            tokio::spawn(async move { cmd.run().await.unwrap() }),
+        ));
+    }
+    for (name, term, run) in runs {
+        let out = run.await.unwrap();
+        assert_eq!(out.code, 1, "{name}: {}", out.stderr);
+        let status = w.status(name).await;
+        let summary = &status.runner_status["workflow"];
+        assert_eq!(summary["phase"], "Failed", "{name}: {summary}");
+        let failed = summary["failedNodes"].as_array().unwrap();
+        assert_eq!(failed.len(), 1, "{name}: {summary}");
+        let node = &failed[0];
+        let pod = node["pod"].as_str().unwrap();
+        assert!(pod_exists(&w, pod).await, "{name}: no pod {pod}: {summary}");
+        let message = &status.message;
+        assert!(
+            message.starts_with(&format!("Workflow {}/{name} Failed: ", w.ns)),
+            "{message}"
+        );
+        assert!(message.contains(&format!("pod {pod}")), "{message}");
+        let errors = error_lines(&out.stderr);
+        assert_eq!(errors.len(), 1, "{}", out.stderr);
+        let error: Value = serde_json::from_str(&errors[0]).unwrap();
+        assert_eq!(error["message"], message.as_str(), "{errors:?}");
+        assert_eq!(std::fs::read_to_string(&term).unwrap().trim(), message);
+        match name {
+            "exit-handlers" => {
+                assert_eq!(node["template"], "intentional-fail", "{node}");
+                assert_eq!(node["exitCode"], "1", "{node}");
+                assert_eq!(summary["exitHandler"]["phase"], "Succeeded", "{summary}");
+                assert!(message.contains("exit code 1"), "{message}");
+                assert!(message.ends_with("exit handler Succeeded"), "{message}");
+            }
+            _ => {
+                assert_eq!(node["template"], "retry-container", "{node}");
+                assert_eq!(node["exitCode"], "3", "{node}");
+                assert_eq!(node["attempt"], "3/3", "{node}");
+                assert!(message.contains("attempt 3/3"), "{message}");
+            }
+        }
+    }
+}
+
+/// Live progress, outputs and logs under Argo's real controller, on Argo's `global-outputs`
+/// without its artifact (this cluster has no artifact repository): while the runner waits, the
+/// status ConfigMap follows the Workflow (`runnerStatus.workflow.phase`, `progress` as
+/// `done/total`, `runningNodes`); at the end, the global output parameter is in the status and
+/// in the output file; with `RUNNER_ARGO_LOGS=true` the steps' output is in the runner's log,
+/// one JSON line per line with the node's name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_outputs_and_logs_under_the_real_controller() {
+    let Some(w) = Ns::new("progress").await else {
+        return;
+    };
+    w.workflow_service_account().await;
+    let mut wf = argo_example_json("global-outputs");
+    let templates = wf["spec"]["templates"].as_array_mut().unwrap();
+    templates.retain(|t| t["name"] != "consume-global-art");
+    for t in templates.iter_mut() {
+        if let Some(outputs) = t.get_mut("outputs").and_then(Value::as_object_mut) {
+            outputs.remove("artifacts");
+        }
+        if let Some(steps) = t.get_mut("steps").and_then(Value::as_array_mut) {
+            for group in steps {
+                group
+                    .as_array_mut()
+                    .unwrap()
+                    .retain(|s| s["name"] != "consume-global-art");
+            }
+        }
+    }
+    let name = "globals";
+    // Every status written, in order, as a watch of the ConfigMap sees them.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<ActionStatus>::new()));
+    let cms: Api<ConfigMap> = Api::namespaced(w.client.clone(), &w.ns);
+    let manifest = w.file("globals.yaml", &serde_json::to_string(&wf).unwrap());
+    let output = w.dir.path().join("workflow.yaml");
+    let cmd = w
+        .argo_runner(name, &manifest)
+        .await
+        .var("RUNNER_ARGO_LOGS", Some("true"))
+        .var(
+            "RUNNER_OUTPUT_ARGO_WORKFLOW_FILE_PATH",
+            Some(output.to_str().unwrap()),
+        );
+    let watch = {
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            let config = kube::runtime::watcher::Config::default().fields("metadata.name=globals");
+            let mut events = kube::runtime::watcher(cms, config).boxed();
+            while let Some(Ok(e)) = events.next().await {
+                if let kube::runtime::watcher::Event::Apply(cm) = e
+                    && let Some(s) = cm.data.and_then(|d| d.get("status").cloned())
+                {
+                    seen.lock().unwrap().push(serde_json::from_str(&s).unwrap());
+                }
+            }
+        })
+    };
+    let out = cmd.run().await.unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let status = w.status(name).await;
+    watch.abort();
+
+    let seen = seen.lock().unwrap().clone();
+    let progress: Vec<&Value> = seen
+        .iter()
+        .filter(|s| s.phase == Phase::Running)
+        .map(|s| &s.runner_status["workflow"])
+        .filter(|p| !p.is_null())
+        .collect();
+    assert!(
+        progress
+            .iter()
+            .any(|p| p["progress"].as_str().is_some_and(|s| s
+                .split_once('/')
+                .is_some_and(|(a, b)| a.parse::<u32>().is_ok() && b.parse::<u32>().is_ok()))
+                && p["runningNodes"].is_array()),
+        "no progress among {seen:#?}"
+    );
+
+    let expected = json!([{"name": "my-global-param", "value": "hello world"}]);
+    let summary = &status.runner_status["workflow"];
+    assert_eq!(summary["phase"], "Succeeded", "{summary}");
+    assert_eq!(summary["outputs"]["parameters"], expected, "{summary}");
+    let file: Value = serde_saphyr::from_str(&std::fs::read_to_string(&output).unwrap()).unwrap();
+    assert_eq!(file["outputs"]["parameters"], expected, "{file}");
+    assert_eq!(file["name"], name);
+    assert_eq!(file["phase"], "Succeeded");
+
+    // The consume-global-param step printed the parameter: one JSON line of the runner's log,
+    // with the node's name.
+    let logged: Vec<Value> = out
+        .stderr
+        .lines()
+        .chain(out.stdout.lines())
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["target"] == "workflow")
+        .collect();
+    assert!(
+        logged.iter().any(|l| l["message"] == "hello world"
+            && l["node"]
+                .as_str()
+                .is_some_and(|n| n.contains("consume-global-param"))),
+        "no step's log line in {logged:#?}\n{}",
+        out.stderr
+    );
+}
+
+/// Workflows from WorkflowTemplates, under Argo's real controller, with Argo's own examples:
+/// `workflow-template-ref-with-entrypoint-arg-passing` (entrypoint and parameter overrides),
+/// `workflow-template/steps` (steps through `templateRef`) and the ClusterWorkflowTemplate
+/// `workflow-template-ref` run and print what they should. A reference to a template that does
+/// not exist is exit 2 naming it, in a dry run and in a real run, and nothing is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflow_templates_under_the_real_controller() {
+    let Some(w) = Ns::new("templates").await else {
+        return;
+    };
+    w.workflow_service_account().await;
+    let examples = &Tools::locate().unwrap().argo_dir.join("examples");
+    let read = |p: &str| std::fs::read_to_string(examples.join(p)).unwrap();
+    let docs = |text: String| -> Vec<Value> {
+        let docs: Vec<Value> = serde_saphyr::from_str_multiple(&text).unwrap();
+        docs.into_iter().filter(|d| !d.is_null()).collect()
+    };
+    for t in docs(read("workflow-template/templates.yaml")) {
+        apply(&w.client, &w.ns, &t, false).await.unwrap();
+    }
+    // ClusterWorkflowTemplates are cluster-wide: named apart for this run, deleted at the end.
+    let cwt: Api<kube::api::DynamicObject> = Api::all_with(
+        w.client.clone(),
+        &action_runner_argo::templates::cluster_workflow_template_resource(),
+    );
+    let cluster_name = format!("{}-submittable", w.ns);
+    let mut submittable = docs(read("cluster-workflow-template/clustertemplates.yaml"))
+        .into_iter()
+        .find(|t| t["metadata"]["name"] == "cluster-workflow-template-submittable")
+        .unwrap();
+    submittable["metadata"]["name"] = json!(cluster_name);
+    let params = kube::api::PatchParams::apply("kar-tests").force();
+    cwt.patch(
+        &cluster_name,
+        &params,
+        &kube::api::Patch::Apply(&submittable),
+    )
+    .await
+    .unwrap();
+    let mut cluster_ref: Value = serde_saphyr::from_str(&read(
+        "cluster-workflow-template/workflow-template-ref.yaml",
+    ))
+    .unwrap();
+    cluster_ref["spec"]["workflowTemplateRef"]["name"] = json!(cluster_name);
+
+    let runs = [
+        (
+            "args",
+            read("workflow-template/workflow-template-ref-with-entrypoint-arg-passing.yaml"),
+            vec!["hello world"],
+        ),
+        (
+            "steps",
+            read("workflow-template/steps.yaml"),
+            vec!["hello1", "inner-hello1", "inner-hello2a", "hello2b"],
+        ),
+        (
+            "cluster",
+            serde_json::to_string(&cluster_ref).unwrap(),
+            vec![],
+        ),
+    ];
+    let mut spawned = Vec::new();
+    for (name, manifest, _) in &runs {
+        let manifest = w.file(&format!("{name}.yaml"), manifest);
+        let cmd = w.argo_runner(name, &manifest).await;
+        spawned.push(tokio::spawn(async move { cmd.run().await.unwrap() }));
+    }
+    for ((name, _, expected), run) in runs.iter().zip(spawned) {
+        let out = run.await.unwrap();
+        assert_eq!(out.code, 0, "{name}: {}", out.stderr);
+        let logs = workflow_logs(&w.client, &w.ns, name).await.unwrap();
+        for line in expected {
+            assert!(
+                logs.values().any(|l| l.lines().any(|l| l.trim() == *line)),
+                "{name}: no step printed {line:?}: {logs:?}"
+            );
+        }
+    }
+    cwt.delete(&cluster_name, &DeleteParams::default())
+        .await
+        .unwrap();
+
+    // Missing templates: exit 2, one line naming the field and the template, nothing created.
+    let mut missing_template = argo_example_json("workflow-template/steps");
+    missing_template["spec"]["templates"][0]["steps"][1][1]["templateRef"]["template"] =
+        json!("no-such-template");
+    let missing = [
+        (
+            "gone",
+            json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "spec": {"workflowTemplateRef": {"name": "no-such-workflow-template"}}}),
+            format!(
+                "spec.workflowTemplateRef.name \"no-such-workflow-template\": WorkflowTemplate {}/no-such-workflow-template not found",
+                w.ns
+            ),
+        ),
+        (
+            "gone-cluster",
+            json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "spec": {"workflowTemplateRef": {"name": "no-such-cluster-template", "clusterScope": true}}}),
+            "ClusterWorkflowTemplate no-such-cluster-template not found".to_string(),
+        ),
+        (
+            "gone-step",
+            missing_template,
+            format!(
+                "spec.templates[0].steps[1][1].templateRef.template \"no-such-template\": no such template in WorkflowTemplate {}/workflow-template-print-message",
+                w.ns
+            ),
+        ),
+    ];
+    for (name, manifest, reason) in missing {
+        let manifest = w.file(&format!("{name}.yaml"), &manifest.to_string());
+        for dry_run in ["true", "false"] {
+            let name = &format!("{name}-{}", if dry_run == "true" { "dry" } else { "real" });
+            let out = w
+                .argo_runner(name, &manifest)
+                .await
+                .var("RUNNER_CONTEXT_DRY_RUN", Some(dry_run))
+                .run()
+                .await
+                .unwrap();
+            assert_eq!(out.code, 2, "{name} (dry run {dry_run}): {}", out.stderr);
+            let errors = error_lines(&out.stderr);
+            assert_eq!(errors.len(), 1, "{}", out.stderr);
+            let error: Value = serde_json::from_str(&errors[0]).unwrap();
+            let error = error["message"].as_str().unwrap();
+            assert!(
+                error.starts_with("input manifest: ") && error.contains(&reason),
+                "{error:?} names {reason:?}"
+            );
+            assert!(
+                workflows(&w.client, &w.ns)
+                    .get_opt(name)
+                    .await
+                    .unwrap()
+                    .is_none(),
+                "{name}: a Workflow was created"
+            );
+        }
+    }
+}
+
+/// `deploy/argo-runner` with its opt-in `components/logs` as a real Job: the Role lets the
+/// runner follow the Workflow's pods' logs, and the step's `hello world` is in the Job's pod's
+/// log as one JSON line naming the node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_logs_component_lets_the_job_follow_the_workflows_logs() {
+    let Some(w) = Ns::new("logs").await else {
+        return;
+    };
+    for (file, obj) in component_objects("argo-runner", "logs") {
+        apply(&w.client, &w.ns, &obj, false)
+            .await
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
+    let job = apply_deploy(&w.client, &w.ns, "argo-runner", |obj| {
+        if kind_of(obj) == "Job" {
+            set_env(obj, "RUNNER_ARGO_LOGS", "true");
+        }
+    })
+    .await
+    .unwrap();
+    let name = job.metadata.name.unwrap();
+    let (_, pods) = w.job_ended(&name, "Complete").await;
+    let pods_api: Api<Pod> = Api::namespaced(w.client.clone(), &w.ns);
+    let log = pods_api
+        .logs(
+            pods[0].metadata.name.as_deref().unwrap(),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .any(|l| l["target"] == "workflow"
+                && l["message"] == "hello world"
+                && l["node"] == "hello-world"),
+        "{log}"
+    );
+}

@@ -275,7 +275,8 @@ impl FailedNode {
     }
 }
 
-/// The one-line explanation of a failed Workflow: Argo's message, then the failed nodes (at
+/// The one-line explanation of a failed Workflow: Argo's message (unless it is a failed node's
+/// own), then the failed nodes (at
 /// most `limit`, and how many more), then the exit handler's outcome, e.g.
 /// `child 'x' failed; failed node "B" (template echo, pod wf-echo-1, exit code 1): Error (exit
 /// code 1); exit handler Succeeded`.
@@ -286,7 +287,11 @@ pub fn failure_message(
     limit: usize,
 ) -> String {
     let mut parts = Vec::new();
-    if !argo_message.is_empty() {
+    // Argo often repeats the failed node's own message as the Workflow's: say it once.
+    let repeated = failed
+        .iter()
+        .any(|f| f.message.as_deref() == Some(argo_message));
+    if !argo_message.is_empty() && !repeated {
         parts.push(argo_message.to_string());
     }
     if !failed.is_empty() {
