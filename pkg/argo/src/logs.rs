@@ -119,6 +119,13 @@ async fn run(pods: Api<Pod>, workflow: String, mut stopped: watch::Receiver<bool
     }
 }
 
+/// Whether `line` is the executor's own (Argo's emissary wraps the step's command in the main
+/// container and logs there too, in logfmt with `argo=true`, e.g. `time=... level=info
+/// msg="sub-process exited" argo=true error="<nil>"`), not the step's.
+fn is_executor_line(line: &str) -> bool {
+    line.starts_with("time=\"") && line.contains(" argo=true")
+}
+
 /// Follows pod `pod`'s main container's log to its end, one event per line.
 async fn stream(pods: Api<Pod>, pod: String, node: String) {
     let params = LogParams {
@@ -136,6 +143,7 @@ async fn stream(pods: Api<Pod>, pod: String, node: String) {
     let mut lines = std::pin::pin!(lines);
     loop {
         match lines.try_next().await {
+            Ok(Some(line)) if is_executor_line(&line) => {}
             Ok(Some(line)) => {
                 tracing::info!(target: "workflow", node = %node, pod = %pod, "{line}");
             }
@@ -152,6 +160,15 @@ async fn stream(pods: Api<Pod>, pod: String, node: String) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_executors_own_lines_are_left_out() {
+        assert!(is_executor_line(
+            r#"time="2026-11-22T10:58:00.375Z" level=info msg="sub-process exited" argo=true error="<nil>""#
+        ));
+        assert!(!is_executor_line("hello world"));
+        assert!(!is_executor_line("time=\"x\" level=info msg=mine"));
+    }
 
     #[test]
     fn a_pod_is_followed_once_its_main_container_has_started() {
