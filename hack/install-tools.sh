@@ -19,7 +19,7 @@ set -euo pipefail
 
 KUBERNETES_VERSION=v1.34.4        # k8s.io/kubernetes (kube-apiserver)
 ETCD_VERSION=v3.6.16              # go.etcd.io/etcd/server/v3
-ARGO_VERSION=v3.7.3               # github.com/argoproj/argo-workflows/v3 (CRDs and examples)
+ARGO_VERSION=v3.7.18              # github.com/argoproj/argo-workflows/v3 (CRDs and examples)
 HELM_VERSION=v3.22.0              # helm.sh/helm/v3 (helm CLI)
 
 CACHE=${KAR_CACHE:-$HOME/.cache/kube-action-runners}

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 CLUSTER=${KAR_KIND_CLUSTER:-action-runners}
 NS=${KAR_KIND_NAMESPACE:-action-runners}
-ARGO_VERSION=v3.7.3 # as hack/install-tools.sh
+ARGO_VERSION=v3.7.18 # as hack/install-tools.sh
 TIMEOUT=${KAR_KIND_TIMEOUT:-600s}
 
 log() { echo "kind-e2e: $*" >&2; }

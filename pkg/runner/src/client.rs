@@ -2,13 +2,18 @@
 //!
 //! It is kube's own client stack (`kube::Client::try_from(Config)`: TLS from the kubeconfig or
 //! the in-cluster ServiceAccount, connect/read/write timeouts, retries of 429 and 503, token and
-//! exec-plugin authentication, impersonation headers) with one difference: the TCP connections
-//! are opened with `TCP_NODELAY`. kube 5 leaves Nagle's algorithm on
-//! (<https://github.com/kube-rs/kube/issues/2056>), so a request written in more than one segment
-//! on a fresh connection waits for the API server's delayed ACK, about 40 ms on Linux. A runner
-//! pays that on its final status PATCH, which needs a new connection because the watch holds the
-//! first one (HTTP/1.1); `hack/bench.sh` measured the completion notice at 51 ms with Nagle and
-//! 15 ms without. Go's `net` package sets `TCP_NODELAY` by default, so the Go peers never paid it.
+//! exec-plugin authentication, impersonation headers) with two differences:
+//! - HTTP/2 is offered by ALPN beside HTTP/1.1 (kube 5 offers only HTTP/1.1). The API server
+//!   speaks HTTP/2, so the watch a runner waits on and the requests it makes meanwhile and at the
+//!   end (the final status PATCH, the Event) share one connection. Over HTTP/1.1 the watch holds
+//!   its connection, and the final PATCH has to open a new one (TCP and TLS handshakes) just when
+//!   the action has finished.
+//! - TCP connections are opened with `TCP_NODELAY`. kube 5 leaves Nagle's algorithm on
+//!   (<https://github.com/kube-rs/kube/issues/2056>), so a request written in more than one
+//!   segment on a fresh connection waits for the API server's delayed ACK, about 40 ms on Linux.
+//!   Go's `net` package sets `TCP_NODELAY` by default, so the Go peers never paid it.
+//!
+//! `hack/bench.sh` measures the difference as the completion notice (README, "Benchmark").
 //!
 //! Left out of kube's stack: its HTTP tracing layer (whose events the runners switch off
 //! anyway) and the expiry kube records for client certificates an exec plugin hands out (a
@@ -34,6 +39,27 @@ pub async fn infer() -> Result<kube::Client, kube::Error> {
     from_config(config)
 }
 
+/// kube's rustls connector (`ConfigExt::rustls_https_connector_with_connector`: its TLS client
+/// configuration and `tls-server-name`), offering HTTP/2 as well as HTTP/1.1 by ALPN.
+fn https_connector(
+    config: &kube::Config,
+    http: HttpConnector,
+) -> Result<hyper_rustls::HttpsConnector<HttpConnector>, kube::Error> {
+    // hyper-rustls sets ALPN (`h2`, `http/1.1`) itself from the versions enabled below.
+    let tls = config.rustls_client_config()?;
+    let mut builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http();
+    if let Some(name) = &config.tls_server_name {
+        let name = name.clone().try_into().map_err(|e| {
+            kube::Error::RustlsTls(kube::client::RustlsTlsError::InvalidServerName(e))
+        })?;
+        builder =
+            builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
+    }
+    Ok(builder.enable_all_versions().wrap_connector(http))
+}
+
 /// A client for `config`, with `TCP_NODELAY` set on its connections (see the module docs).
 ///
 /// # Errors
@@ -45,7 +71,7 @@ pub fn from_config(config: kube::Config) -> Result<kube::Client, kube::Error> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
-    let https = config.rustls_https_connector_with_connector(http)?;
+    let https = https_connector(&config, http)?;
     let mut connector = hyper_timeout::TimeoutConnector::new(https);
     connector.set_connect_timeout(config.connect_timeout);
     connector.set_read_timeout(config.read_timeout);
