@@ -90,7 +90,8 @@ impl Events {
     pub async fn record(&self, story: Story, note: &str) {
         let (type_, reason, action) = story.parts();
         let note = cut(note, 1000);
-        for target in self.owner.iter().chain(&self.objects) {
+        // On every target at once: the final Event is recorded while the run ends.
+        let publish = self.owner.iter().chain(&self.objects).map(|target| {
             let event = Event {
                 type_,
                 reason: reason.into(),
@@ -98,14 +99,19 @@ impl Events {
                 action: action.into(),
                 secondary: None,
             };
-            match tokio::time::timeout(EVENT_TIMEOUT, self.recorder.publish(&event, target)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(reason, object = ?target.name, error = %e,
-                    "cannot record an Event (the run goes on)"),
-                Err(_) => tracing::warn!(reason, object = ?target.name,
-                    "recording an Event timed out (the run goes on)"),
+            async move {
+                match tokio::time::timeout(EVENT_TIMEOUT, self.recorder.publish(&event, target))
+                    .await
+                {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(reason, object = ?target.name, error = %e,
+                        "cannot record an Event (the run goes on)"),
+                    Err(_) => tracing::warn!(reason, object = ?target.name,
+                        "recording an Event timed out (the run goes on)"),
+                }
             }
-        }
+        });
+        futures::future::join_all(publish).await;
     }
 }
 

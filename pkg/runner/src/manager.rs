@@ -364,19 +364,22 @@ async fn finish<S: StatusReporter>(
         (false, Reason::Cancelled) => Story::Cancelled,
         (false, _) => Story::Failed,
     };
-    events.record(story, &status.message).await;
-    let report = reporter.report(status);
-    let reported = if reason == Reason::Cancelled {
-        tokio::time::timeout(REPORT_AFTER_SIGNAL_TIMEOUT, report)
-            .await
-            .unwrap_or_else(|_| {
-                Err(RunnerError::unavailable(format!(
-                    "timed out after {REPORT_AFTER_SIGNAL_TIMEOUT:?}"
-                )))
-            })
-    } else {
-        report.await
+    // The Event and the status report go out together (over HTTP/2, on the connection the
+    // wait used: see `client`), so the run ends one round trip after the action did.
+    let report = async {
+        if reason == Reason::Cancelled {
+            tokio::time::timeout(REPORT_AFTER_SIGNAL_TIMEOUT, reporter.report(status))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(RunnerError::unavailable(format!(
+                        "timed out after {REPORT_AFTER_SIGNAL_TIMEOUT:?}"
+                    )))
+                })
+        } else {
+            reporter.report(status).await
+        }
     };
+    let ((), reported) = tokio::join!(events.record(story, &status.message), report);
     match reported {
         Ok(()) => Outcome::new(exit, status.message.clone()),
         Err(e) if matches!(exit, Exit::Terminated | Exit::Interrupted) => Outcome::new(
