@@ -437,7 +437,21 @@ images() {
   cp "$KAR_WORKFLOW_CONTROLLER" "$ctx/workflow-controller/bin/workflow-controller"
   image "quay.io/argoproj/workflow-controller:$KAR_ARGO_VERSION" "$ctx/workflow-controller" \
     $'FROM scratch\nCOPY . /\nENV PATH=/bin\nUSER 8737\nENTRYPOINT ["/bin/workflow-controller"]'
+  peer_images
   runner_images
+}
+
+# The Argo CLI, when hack/install-tools.sh --peers built it: the benchmark runs
+# `argo submit --wait` as Jobs beside argo-runner's (hack/bench.sh --cluster).
+peer_images() {
+  [[ -x ${KAR_ARGO_CLI:-} ]] || return 0
+  local ctx=$IMAGES/context
+  rm -rf "$ctx/argocli"
+  mkdir -p "$ctx/argocli/bin" "$ctx/argocli/tmp"
+  chmod 1777 "$ctx/argocli/tmp"
+  cp "$KAR_ARGO_CLI" "$ctx/argocli/bin/argo"
+  image "quay.io/argoproj/argocli:$KAR_ARGO_VERSION" "$ctx/argocli" \
+    $'FROM scratch\nCOPY . /\nENV PATH=/bin HOME=/tmp\nUSER 65532:65532\nENTRYPOINT ["/bin/argo"]'
 }
 
 # The runners' images, as hack/build-images.sh left them (docker-archive); named as deploy/ names
@@ -681,7 +695,7 @@ case ${1:-} in
   up) up ;;
   down) down ;;
   env) print_env ;;
-  images) tools_env && runner_images ;;
+  images) tools_env && runner_images && peer_images ;;
   check) check ;;
   *) echo "usage: $0 up|down|env|images|check" >&2; exit 2 ;;
 esac

@@ -26,6 +26,7 @@
 
 mod argo;
 mod capact;
+mod cluster;
 mod helm;
 mod measure;
 mod report;
@@ -44,6 +45,8 @@ use measure::file_size;
 
 const REPETITIONS: usize = 5;
 const SCALE_FULL: [usize; 4] = [1, 10, 50, 200];
+/// N for `--cluster`: Jobs on the one-node cluster (the kubelet runs at most 110 pods).
+const SCALE_CLUSTER: [usize; 2] = [10, 50];
 
 /// The control plane and the driver's admin client.
 pub struct Lab {
@@ -134,11 +137,11 @@ async fn main() -> Result<()> {
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
-            "--smoke" => i += 1,
+            "--smoke" | "--cluster" => i += 1,
             "--out" | "--reps" | "--scale" | "--only" if i + 1 < args.len() => i += 2,
             other => bail!(
                 "unknown or incomplete argument {other:?}; usage: bench [--smoke] [--out DIR] \
-                 [--reps R] [--scale N,N,...] [--only argo|helm]"
+                 [--reps R] [--scale N,N,...] [--only argo|helm] [--cluster]"
             ),
         }
     }
@@ -166,6 +169,29 @@ async fn main() -> Result<()> {
     let only = value("--only");
     if !matches!(only.as_deref(), None | Some("argo" | "helm")) {
         bail!("--only takes argo or helm");
+    }
+
+    if args.iter().any(|a| a == "--cluster") {
+        let scale = value("--scale").map_or(Ok(SCALE_CLUSTER.to_vec()), |list| {
+            list.split(',')
+                .map(|n| n.trim().parse())
+                .collect::<Result<Vec<usize>, _>>()
+                .context("--scale takes numbers separated by commas")
+        })?;
+        let report = json!({
+            "machine": measure::machine(),
+            "argoVersion": std::env::var("KAR_ARGO_VERSION").ok(),
+            "cluster": cluster::run(&scale).await?,
+        });
+        std::fs::write(
+            out_dir.join("bench-cluster.json"),
+            serde_json::to_string_pretty(&report)?,
+        )?;
+        let md = report::cluster_markdown(&report);
+        std::fs::write(out_dir.join("bench-cluster.md"), &md)?;
+        println!("{md}");
+        eprintln!("bench: wrote {}", out_dir.display());
+        return Ok(());
     }
 
     let tools = Tools::locate()?;

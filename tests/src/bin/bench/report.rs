@@ -169,3 +169,48 @@ fn images_section(s: &mut String, r: &Value) {
         r["peers"]["capact"].as_str().unwrap_or("")
     ));
 }
+
+/// The `--cluster` report as markdown: one row per side and N.
+pub fn cluster_markdown(r: &Value) -> String {
+    let m = &r["machine"];
+    let mut s = format!(
+        "Machine: {} cores, {} GiB, {}. One run per row, on the one-node cluster of \
+         hack/cluster.sh, Argo {}.\n\n",
+        m["cores"],
+        m["memoryGiB"],
+        m["cpu"].as_str().unwrap_or(""),
+        r["argoVersion"].as_str().unwrap_or("?"),
+    );
+    s.push_str(
+        "| Jobs at once | tool | all done (s) | failures | node CPU (s) | API server CPU (s) | \
+         node memory peak (MiB) | pod start (s) | to Workflow (s) | controller (s) | \
+         finishedAt to exit (s) |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    let sides = r["cluster"].as_object().cloned().unwrap_or_default();
+    let mut ns: Vec<String> = sides
+        .values()
+        .filter_map(Value::as_object)
+        .flat_map(|m| m.keys().cloned())
+        .collect();
+    ns.sort_by_key(|n| n.parse::<usize>().unwrap_or(0));
+    ns.dedup();
+    for n in &ns {
+        for (tool, by_n) in &sides {
+            let Some(x) = by_n.get(n) else { continue };
+            let p = &x["medianSeconds"];
+            s.push_str(&format!(
+                "| {n} | {tool} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                x["wallSeconds"],
+                x["failures"],
+                x["nodeCpuSeconds"],
+                x["apiServerCpuSeconds"],
+                x["nodeMemoryPeakAboveIdleMiB"],
+                p["podStart"],
+                p["podStartToWorkflowCreated"],
+                p["controller"],
+                p["finishedToJobExit"],
+            ));
+        }
+    }
+    s
+}
