@@ -183,15 +183,8 @@ async fn main() -> Result<()> {
             "argoVersion": std::env::var("KAR_ARGO_VERSION").ok(),
             "cluster": cluster::run(&scale).await?,
         });
-        std::fs::write(
-            out_dir.join("bench-cluster.json"),
-            serde_json::to_string_pretty(&report)?,
-        )?;
         let md = report::cluster_markdown(&report);
-        std::fs::write(out_dir.join("bench-cluster.md"), &md)?;
-        println!("{md}");
-        eprintln!("bench: wrote {}", out_dir.display());
-        return Ok(());
+        return write_report(&out_dir, "bench-cluster", &report, &md);
     }
 
     let tools = Tools::locate()?;
@@ -269,13 +262,18 @@ async fn main() -> Result<()> {
         "helm": helm_results,
         "images": images,
     });
-    std::fs::write(
-        out_dir.join("bench.json"),
-        serde_json::to_string_pretty(&report)?,
-    )?;
     let md = report::markdown(&report);
-    std::fs::write(out_dir.join("bench.md"), &md)?;
+    write_report(&out_dir, "bench", &report, &md)
+}
+
+/// Writes `<name>.json` and `<name>.md` into `dir` and prints the markdown.
+fn write_report(dir: &Path, name: &str, report: &serde_json::Value, md: &str) -> Result<()> {
+    std::fs::write(
+        dir.join(format!("{name}.json")),
+        serde_json::to_string_pretty(report)?,
+    )?;
+    std::fs::write(dir.join(format!("{name}.md")), md)?;
     println!("{md}");
-    eprintln!("bench: wrote {}", out_dir.display());
+    eprintln!("bench: wrote {}", dir.display());
     Ok(())
 }
