@@ -51,7 +51,10 @@ print_env() {
   echo "export KAR_WORKFLOW_CONTROLLER=$WORKFLOW_CONTROLLER_BIN KAR_ARGOEXEC=$ARGOEXEC_BIN KAR_ARGO_VERSION=$ARGO_VERSION"
   # KAR_HELM is the default helm (Helm 4, the one the image ships); KAR_HELM3 and KAR_HELM4 name
   # each major version, for the tests that run against both.
-  echo "export KAR_HELM=$HELM4_BIN KAR_HELM4=$HELM4_BIN KAR_HELM3=$HELM3_BIN"
+  # One variable a line: tests/src/tools.rs reads these lines.
+  echo "export KAR_HELM=$HELM4_BIN"
+  echo "export KAR_HELM4=$HELM4_BIN"
+  echo "export KAR_HELM3=$HELM3_BIN"
   echo "export KAR_ARGO_DIR=$(argo_dir)"
   echo "export KAR_ARGO_CLI=$ARGO_BIN"
 }
