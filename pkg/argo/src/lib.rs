@@ -309,6 +309,7 @@ impl ActionRunner for ArgoRunner {
             return Ok(WaitForCompletionOutput {
                 succeeded: true,
                 message: format!("dry run: the API server accepted {what}; nothing was persisted"),
+                status: None,
             });
         }
         let api: Api<Workflow> =
@@ -414,7 +415,11 @@ fn finished(
     } else {
         message
     };
-    WaitForCompletionOutput { succeeded, message }
+    WaitForCompletionOutput {
+        succeeded,
+        message,
+        status: None,
+    }
 }
 
 /// The HTTP status and the API server's message of a watch error that retrying cannot fix

@@ -30,6 +30,10 @@ pub const REPORT_AFTER_SIGNAL_TIMEOUT: Duration = Duration::from_secs(10);
 /// (the final report then has [`REPORT_AFTER_SIGNAL_TIMEOUT`]).
 pub const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The most [`ActionRunner::cancel_timeout`] may ask for: 15 s, which with
+/// [`REPORT_AFTER_SIGNAL_TIMEOUT`] (10 s) stays within the 30 s Kubernetes allows after SIGTERM.
+pub const MAX_CANCEL_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// How a run ended: the exit code and a one-line message (the reason, on failure).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
@@ -269,6 +273,9 @@ where
             r = bounded => match r {
                 Some(Ok(out)) => {
                     let exit = if out.succeeded { Exit::Succeeded } else { Exit::Failed };
+                    if let Some(s) = out.status {
+                        status.runner_status = s;
+                    }
                     (Reason::Completed, out.succeeded, out.message, exit)
                 }
                 Some(Err(e)) => (Reason::Error, false, e.to_string(), e.exit()),
@@ -287,11 +294,12 @@ where
     // The wait was cut short: the runner may stop what it started (for example Argo's
     // `spec.shutdown`); by default it is left running.
     let message = if matches!(reason, Reason::Cancelled | Reason::DeadlineExceeded) {
-        match tokio::time::timeout(CANCEL_TIMEOUT, runner.cancel(input)).await {
+        let limit = runner.cancel_timeout().min(MAX_CANCEL_TIMEOUT);
+        match tokio::time::timeout(limit, runner.cancel(input)).await {
             Ok(Ok(Some(note))) => format!("{message}; {note}"),
             Ok(Ok(None)) => message,
             Ok(Err(e)) => format!("{message}; stopping the action failed: {e}"),
-            Err(_) => format!("{message}; stopping the action timed out after {CANCEL_TIMEOUT:?}"),
+            Err(_) => format!("{message}; stopping the action timed out after {limit:?}"),
         }
     } else {
         message
@@ -455,6 +463,7 @@ mod tests {
         Ok(WaitForCompletionOutput {
             succeeded: true,
             message: "all good".into(),
+            status: None,
         })
     }
 
@@ -613,6 +622,34 @@ mod tests {
         .await
     }
 
+    fn succeeded_with_status() -> Result<WaitForCompletionOutput, RunnerError> {
+        Ok(WaitForCompletionOutput {
+            succeeded: true,
+            message: "done".into(),
+            status: Some(serde_json::json!({"ref": "x", "revision": 2})),
+        })
+    }
+
+    /// The start status is reported while running; a final status from the wait replaces it.
+    #[tokio::test(start_paused = true)]
+    async fn a_final_runner_status_replaces_the_start_status() {
+        let rec = Recorder::default();
+        let out = run(
+            &mut runner(ok_start, succeeded_with_status),
+            &rec,
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(out.exit, Exit::Succeeded);
+        let reports = rec.reports.lock().unwrap().clone();
+        assert_eq!(reports[0].runner_status, serde_json::json!({"ref": "x"}));
+        assert_eq!(
+            reports[1].runner_status,
+            serde_json::json!({"ref": "x", "revision": 2})
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn succeeded_exits_0_and_reports_running_then_succeeded() {
         let rec = Recorder::default();
@@ -637,6 +674,7 @@ mod tests {
             Ok(WaitForCompletionOutput {
                 succeeded: false,
                 message: "step 2 exited 1".into(),
+                status: None,
             })
         };
         let out = run(&mut runner(ok_start, failed), &rec, None, None).await;

@@ -63,6 +63,7 @@ impl ActionRunner for EchoRunner {
         Ok(WaitForCompletionOutput {
             succeeded: args.succeed,
             message: args.message,
+            status: None,
         })
     }
 }
