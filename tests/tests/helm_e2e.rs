@@ -1,5 +1,7 @@
-//! End-to-end tests of the real `helm-runner` binary driving the real helm v3.22.0 CLI against
-//! a real kube-apiserver and etcd. Charts come from a chart repository the tests serve on
+//! End-to-end tests of the real `helm-runner` binary driving the real helm CLI, Helm 4 (v4.3.1,
+//! the default, as the image ships it) and Helm 3 (v3.22.0), against a real kube-apiserver and
+//! etcd. Every test runs once per helm: `helm4::<test>` and `helm3::<test>` (see
+//! [`both_helms!`]); where the two behave differently the test says so and checks each. Charts come from a chart repository the tests serve on
 //! loopback (`helm package` + `helm repo index`, a small HTTP server below): Helm's own
 //! standard chart (`helm create webapp`) and, from Helm's Go module in the module cache,
 //! `testdata/testcharts/chart-with-secret` and `chart-with-template-with-invalid-yaml`.
@@ -12,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use action_runner::status::Phase;
+use action_runner::status::{Phase, Reason};
 use action_runner_tests::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
@@ -20,14 +22,37 @@ use kube::api::{Api, ListParams};
 
 const PASSWORD: &str = "s3cr3t-Pa55w0rd-never-shown";
 
-fn helm() -> PathBuf {
-    let h = Tools::locate().unwrap().helm.clone();
-    assert!(
-        h.is_file(),
-        "helm {} is missing: run hack/install-tools.sh",
-        h.display()
-    );
-    h
+/// Which helm a test drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HelmBin {
+    /// `KAR_HELM3`: helm v3.22.0.
+    V3,
+    /// `KAR_HELM4`: helm v4.3.1, the default.
+    V4,
+}
+
+impl HelmBin {
+    fn path(self) -> PathBuf {
+        let t = Tools::locate().unwrap();
+        let h = match self {
+            HelmBin::V3 => t.helm3.clone(),
+            HelmBin::V4 => t.helm4.clone(),
+        };
+        assert!(
+            h.is_file(),
+            "helm {} ({self:?}) is missing: run hack/install-tools.sh",
+            h.display()
+        );
+        h
+    }
+
+    /// The version helm reports, as the runner puts it in its status.
+    fn version(self) -> &'static str {
+        match self {
+            HelmBin::V3 => "v3.22.0",
+            HelmBin::V4 => "v4.3.1",
+        }
+    }
 }
 
 /// Helm's test charts in the Go module cache (`helm.sh/helm/v3@v3.22.0`), read in place.
@@ -146,25 +171,27 @@ fn serve(mut conn: std::net::TcpStream, root: &Path) {
     let _ = conn.write_all(&response);
 }
 
-/// What the Helm tests add to the harness's [`World`].
-trait HelmWorld {
-    async fn helm_runner(&self, name: &str, command: &str, manifest: &str) -> RunnerCommand;
-    /// Runs [`HelmWorld::helm_runner`] to its end.
-    async fn run_helm(&self, name: &str, command: &str, manifest: &str) -> RunnerOutput;
-    fn release_out(&self, name: &str) -> serde_json::Value;
-    fn additional_out(&self, name: &str) -> Option<serde_json::Value>;
-    async fn release_records<K>(&self, release: &str) -> Vec<String>
-    where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + serde::de::DeserializeOwned
-            + std::fmt::Debug,
-        K::DynamicType: Default;
-    async fn deployment(&self, name: &str) -> Option<Deployment>;
-    async fn assert_never_shown(&self, name: &str, out: &RunnerOutput, text: &str);
+/// A test's [`World`] and the helm it drives.
+struct HelmTest {
+    w: World,
+    helm: HelmBin,
 }
 
-impl HelmWorld for World {
+impl std::ops::Deref for HelmTest {
+    type Target = World;
+    fn deref(&self) -> &World {
+        &self.w
+    }
+}
+
+impl HelmTest {
+    async fn new(prefix: &str, helm: HelmBin) -> HelmTest {
+        HelmTest {
+            w: World::new(prefix).await,
+            helm,
+        }
+    }
+
     /// `helm-runner` for context `name`, `command`, the manifest `manifest` (written to a
     /// file), outputs in the scratch directory.
     async fn helm_runner(&self, name: &str, command: &str, manifest: &str) -> RunnerCommand {
@@ -180,7 +207,10 @@ impl HelmWorld for World {
             &m,
         )
         .var("RUNNER_COMMAND", Some(command))
-        .var("RUNNER_HELM_BINARY_PATH", Some(helm().to_str().unwrap()))
+        .var(
+            "RUNNER_HELM_BINARY_PATH",
+            Some(self.helm.path().to_str().unwrap()),
+        )
         .var(
             "RUNNER_REPOSITORY_CACHE_PATH",
             Some(self.path("cache").to_str().unwrap()),
@@ -240,6 +270,26 @@ impl HelmWorld for World {
         names
     }
 
+    /// `(revision, status)` of each of Helm's records (Secrets) of `release`, from their labels,
+    /// oldest first.
+    async fn record_statuses(&self, release: &str) -> Vec<(u64, String)> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.ns);
+        let lp = ListParams::default().labels(&format!("owner=helm,name={release}"));
+        let mut out: Vec<(u64, String)> = api
+            .list(&lp)
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|o| {
+                let labels = o.metadata.labels.unwrap_or_default();
+                (labels["version"].parse().unwrap(), labels["status"].clone())
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     async fn deployment(&self, name: &str) -> Option<Deployment> {
         Api::<Deployment>::namespaced(self.client.clone(), &self.ns)
             .get_opt(name)
@@ -293,9 +343,8 @@ fn image(d: &Deployment) -> String {
 
 const WEBAPP_TEMPLATE: &str = "host: {{ template \\\"webapp.fullname\\\" . }}.{{ .Release.Namespace }}.svc\\nport: {{ .Values.service.port }}\\nreplicas: {{ .Values.replicaCount }}\\nrevision: {{ .Release.Revision }}\\n";
 
-#[tokio::test]
-async fn install_from_repository_then_upgrade_with_reuse_and_reset_values() {
-    let w = World::new("helm-install").await;
+async fn install_from_repository_then_upgrade_with_reuse_and_reset_values(h: HelmBin) {
+    let w = HelmTest::new("helm-install", h).await;
     let repo = &repo().url;
     let manifest = format!(
         "name: shop\nchart: {{name: webapp, repo: \"{repo}\", version: 0.1.0}}\nwait: false\n\
@@ -309,7 +358,8 @@ async fn install_from_repository_then_upgrade_with_reuse_and_reset_values() {
     assert_eq!(status.runner, "helm");
     assert_eq!(
         status.runner_status,
-        serde_json::json!({"phase": "Installing"})
+        serde_json::json!({"phase": "Installed", "helmVersion": h.version(),
+            "release": {"name": "shop", "namespace": w.ns, "revision": 1, "status": "deployed"}})
     );
     let msg = status.message.as_str();
     assert!(
@@ -374,7 +424,8 @@ async fn install_from_repository_then_upgrade_with_reuse_and_reset_values() {
     let status = w.status("upgrade-reuse").await.unwrap();
     assert_eq!(
         status.runner_status,
-        serde_json::json!({"phase": "Upgrading"})
+        serde_json::json!({"phase": "Upgraded", "helmVersion": h.version(),
+            "release": {"name": "shop", "namespace": w.ns, "revision": 2, "status": "deployed"}})
     );
     assert!(
         status.message.contains("upgraded successfully"),
@@ -434,9 +485,8 @@ async fn install_from_repository_then_upgrade_with_reuse_and_reset_values() {
     );
 }
 
-#[tokio::test]
-async fn generate_name_configmap_driver_values_file_and_storage_outputs() {
-    let w = World::new("helm-genname").await;
+async fn generate_name_configmap_driver_values_file_and_storage_outputs(h: HelmBin) {
+    let w = HelmTest::new("helm-genname", h).await;
     let repo = &repo().url;
     let values = w.file("values.yaml", &format!("password: \"{PASSWORD}\"\n"));
     let manifest = format!(
@@ -489,9 +539,8 @@ async fn generate_name_configmap_driver_values_file_and_storage_outputs() {
     assert!(secret.is_some());
 }
 
-#[tokio::test]
-async fn local_chart_dir_and_archive() {
-    let w = World::new("helm-local").await;
+async fn local_chart_dir_and_archive(h: HelmBin) {
+    let w = HelmTest::new("helm-local", h).await;
     // Helm's test chart directory, read from the module cache in place.
     let dir = helm_testchart("chart-with-secret");
     let out = w
@@ -528,9 +577,8 @@ async fn local_chart_dir_and_archive() {
     );
 }
 
-#[tokio::test]
-async fn failing_template_exits_1_with_helms_message() {
-    let w = World::new("helm-fail").await;
+async fn failing_template_exits_1_with_helms_message(h: HelmBin) {
+    let w = HelmTest::new("helm-fail", h).await;
     let chart = helm_testchart("chart-with-template-with-invalid-yaml");
     let out = w
         .run_helm(
@@ -567,9 +615,8 @@ async fn failing_template_exits_1_with_helms_message() {
     w.assert_never_shown("boom", &out, PASSWORD).await;
 }
 
-#[tokio::test]
-async fn missing_chart_version_exits_1() {
-    let w = World::new("helm-missing").await;
+async fn missing_chart_version_exits_1(h: HelmBin) {
+    let w = HelmTest::new("helm-missing", h).await;
     let out = w
         .run_helm(
             "missing",
@@ -591,9 +638,8 @@ async fn missing_chart_version_exits_1() {
     assert!(msg.contains("9.9.9") && msg.contains("not found"), "{msg}");
 }
 
-#[tokio::test]
-async fn dry_run_stores_nothing() {
-    let w = World::new("helm-dry").await;
+async fn dry_run_stores_nothing(h: HelmBin) {
+    let w = HelmTest::new("helm-dry", h).await;
     let out = w
         .helm_runner(
             "dry",
@@ -619,9 +665,8 @@ async fn dry_run_stores_nothing() {
     w.assert_never_shown("dry", &out, PASSWORD).await;
 }
 
-#[tokio::test]
-async fn bad_input_exits_2_and_writes_nothing() {
-    let w = World::new("helm-bad").await;
+async fn bad_input_exits_2_and_writes_nothing(h: HelmBin) {
+    let w = HelmTest::new("helm-bad", h).await;
     let good = format!(
         "name: bad\nchart: {{name: webapp, repo: \"{}\"}}\nwait: false\n",
         repo().url
@@ -705,9 +750,8 @@ async fn bad_input_exits_2_and_writes_nothing() {
 
 /// The examples shipped in `cmd/helm-runner/example-input/`, with the chart repository URL and
 /// namespace of this test.
-#[tokio::test]
-async fn shipped_examples_install_then_upgrade() {
-    let w = World::new("helm-example").await;
+async fn shipped_examples_install_then_upgrade(h: HelmBin) {
+    let w = HelmTest::new("helm-example", h).await;
     let example = |name: &str| {
         std::fs::read_to_string(repo_root().join("cmd/helm-runner/example-input").join(name))
             .unwrap()
@@ -753,9 +797,8 @@ async fn shipped_examples_install_then_upgrade() {
 /// is done. No kubelet runs here, so the test plays the Deployment controller, finishing the
 /// rollout 1 s after it sees it. Without a controller the rollout never ends and the run fails
 /// when `RUNNER_TIMEOUT` (Helm's `--timeout`) runs out, with Helm's reason.
-#[tokio::test]
-async fn wait_true_waits_for_the_rollout() {
-    let w = World::new("helm-wait").await;
+async fn wait_true_waits_for_the_rollout(h: HelmBin) {
+    let w = HelmTest::new("helm-wait", h).await;
     let controller = tokio::spawn(play_deployment_controller(
         w.client.clone(),
         w.ns.clone(),
@@ -788,5 +831,51 @@ async fn wait_true_waits_for_the_rollout() {
     let status = w.status("stuck").await.unwrap();
     assert_eq!(status.phase, Phase::Failed, "{status:?}");
     let message = status.message.as_str();
-    assert!(message.contains("context deadline exceeded"), "{message}");
+    // Two ways to the end, both failures that leave the release recorded as failed: the
+    // runner's RUNNER_TIMEOUT usually runs out first (helm's own --timeout, the same length,
+    // starts a little later), and the runner stops helm with SIGTERM; or helm's runs out first
+    // and helm fails with its own reason.
+    if status.reason == Some(Reason::DeadlineExceeded) {
+        assert!(
+            message.contains("RUNNER_TIMEOUT") && message.contains("helm stopped on SIGTERM"),
+            "{message}"
+        );
+    } else {
+        assert!(message.contains("context deadline exceeded"), "{message}");
+    }
+    assert_eq!(
+        w.record_statuses("stuck").await,
+        vec![(1, "failed".to_string())],
+        "Helm's record: failed, not pending-install"
+    );
 }
+
+/// Runs each named test once per helm: `helm4::<name>` (the default) and `helm3::<name>`.
+macro_rules! both_helms {
+    ($($name:ident),* $(,)?) => {
+        mod helm4 {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::HelmBin::V4).await
+            })*
+        }
+        mod helm3 {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::HelmBin::V3).await
+            })*
+        }
+    };
+}
+
+both_helms!(
+    install_from_repository_then_upgrade_with_reuse_and_reset_values,
+    generate_name_configmap_driver_values_file_and_storage_outputs,
+    local_chart_dir_and_archive,
+    failing_template_exits_1_with_helms_message,
+    missing_chart_version_exits_1,
+    dry_run_stores_nothing,
+    bad_input_exits_2_and_writes_nothing,
+    shipped_examples_install_then_upgrade,
+    wait_true_waits_for_the_rollout,
+);
