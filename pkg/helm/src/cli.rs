@@ -238,15 +238,38 @@ pub fn classify(message: &str) -> Failure {
     }
 }
 
-/// Helm's error output as one line: `Error: ` prefixes dropped, lines joined with `; `.
+/// Helm's error output as one line: from the first `Error: ` line on (what helm printed before
+/// it are warnings), `Error: ` prefixes dropped, Helm 4's structured log lines (`level=ERROR
+/// msg=...`, Go's `log/slog` text format, which Helm 4 writes beside its error) and `Use
+/// --debug` hints left out, lines joined with `; `. Without an `Error: ` line, every line but
+/// those.
 pub fn error_text(stderr: &str) -> String {
     let lines: Vec<&str> = stderr
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("Use --debug flag"))
+        .filter(|l| !l.is_empty())
+        .collect();
+    let from = lines
+        .iter()
+        .position(|l| l.starts_with("Error: "))
+        .unwrap_or(0);
+    let kept: Vec<&str> = lines[from..]
+        .iter()
+        .copied()
+        .filter(|l| !l.starts_with("Use --debug flag") && !is_slog_line(l))
         .map(|l| l.strip_prefix("Error: ").unwrap_or(l))
         .collect();
-    one_line(&lines.join("\n"))
+    one_line(&kept.join("\n"))
+}
+
+/// Whether `line` is a record of Go's `log/slog` text handler (`time=... level=... msg=...` or
+/// `level=... msg=...`), as Helm 4 logs.
+fn is_slog_line(line: &str) -> bool {
+    let rest = match line.strip_prefix("time=") {
+        Some(r) => r.split_once(' ').map_or("", |(_, r)| r),
+        None => line,
+    };
+    rest.starts_with("level=") && rest.contains(" msg=")
 }
 
 impl Helm {
@@ -670,6 +693,29 @@ mod tests {
         ] {
             assert_eq!(classify(msg), want, "{msg}");
         }
+    }
+
+    /// Helm 4 logs its error (slog) before printing it; Helm 3 prints warnings before it.
+    #[test]
+    fn error_text_of_helm_4_and_3() {
+        let helm4 = "level=ERROR msg=\"cluster reachability check failed: kubernetes cluster unreachable: dial tcp 127.0.0.1:1: connect: connection refused\"\n\
+            Error: INSTALLATION FAILED: cluster reachability check failed: kubernetes cluster unreachable: dial tcp 127.0.0.1:1: connect: connection refused\n";
+        let text = error_text(helm4);
+        assert_eq!(
+            text,
+            "INSTALLATION FAILED: cluster reachability check failed: kubernetes cluster unreachable: dial tcp 127.0.0.1:1: connect: connection refused"
+        );
+        assert_eq!(classify(&text), Failure::Unavailable);
+        let helm3 = "WARNING: Kubernetes configuration file is group-readable. This is insecure.\n\
+            Error: UPGRADE FAILED: Kubernetes cluster unreachable: dial tcp 127.0.0.1:1: connect: connection refused\n";
+        assert_eq!(
+            error_text(helm3),
+            "UPGRADE FAILED: Kubernetes cluster unreachable: dial tcp 127.0.0.1:1: connect: connection refused"
+        );
+        assert_eq!(
+            error_text("time=2026-11-22T10:00:00Z level=WARN msg=x\nsomething broke\n"),
+            "something broke"
+        );
     }
 
     #[test]

@@ -98,8 +98,8 @@ struct Prepared {
     redactor: Redactor,
 }
 
-/// The parts of Helm's release JSON (`helm install -o json`, `helm.sh/helm/v3/pkg/release`)
-/// the runner reads. `config` holds the release's user-supplied values: never logged.
+/// The parts of Helm's release JSON (`helm install -o json`; `pkg/release` of `helm.sh/helm/v3`
+/// and `pkg/release/v1` of `helm.sh/helm/v4`, the same fields in both) the runner reads. `config` holds the release's user-supplied values: never logged.
 #[derive(Deserialize)]
 struct HelmRelease {
     name: String,
@@ -134,7 +134,7 @@ struct HelmStatusInfo {
     status: String,
 }
 
-/// Checks that Helm's storage holds `release` as `deployed`. Helm 3 prints the release it
+/// Checks that Helm's storage holds `release` as `deployed`. Helm (3 and 4) prints the release it
 /// installed or upgraded even when it could not record the final state (it only warns, and the
 /// stored revision stays `pending-install` or `pending-upgrade`, for example when the runner may
 /// not `update` Secrets), so the runner reads the stored state back with `helm status`.
