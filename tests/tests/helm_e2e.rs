@@ -77,7 +77,8 @@ fn helm_testchart(name: &str) -> PathBuf {
 
 /// A chart repository on 127.0.0.1 holding webapp 0.1.0 and 0.2.0 (`helm create`),
 /// chart-with-secret 0.1.0 (Helm's testdata), and `boom` 0.1.0 (a chart that fails with a
-/// message built from its values when `boom: true`). Served for the life of the process.
+/// message built from its value `password` when `boom: true`: as is, Go-quoted (`%q`) and as
+/// JSON (`toJson`)). Served for the life of the process.
 struct Repo {
     url: String,
     /// Directory with the unpacked `boom` and `webapp` charts, and `served/` with the archives.
@@ -115,7 +116,7 @@ fn repo() -> &'static Repo {
         helm_cmd(&["create", "boom"], &dir).unwrap();
         std::fs::write(
             dir.join("boom/templates/boom.yaml"),
-            "{{- if .Values.boom }}{{ fail (printf \"cannot use password %s\" .Values.password) }}{{- end }}\n",
+            "{{- if .Values.boom }}{{ fail (printf \"cannot use password %s (quoted %q, as JSON %s)\" .Values.password .Values.password (toJson .Values.password)) }}{{- end }}\n",
         )
         .unwrap();
         helm_cmd(&["package", "boom", "-d", "served"], &dir).unwrap();
@@ -575,6 +576,26 @@ async fn local_chart_dir_and_archive(h: HelmBin) {
         w.release_records::<Secret>("from-tgz").await,
         vec!["sh.helm.release.v1.from-tgz.v1"]
     );
+    // Where Helm 4 differs: it applies the chart's objects with server-side apply (its
+    // `--server-side` defaults to true for an install), Helm 3 with client-side create/patch.
+    // The runner keeps each helm's default; the object's managedFields tell which was used.
+    let d = w.deployment("from-tgz-webapp").await.unwrap();
+    let operations: Vec<(String, String)> = d
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .map(|f| {
+            (
+                f.manager.unwrap_or_default(),
+                f.operation.unwrap_or_default(),
+            )
+        })
+        .collect();
+    let applied = operations
+        .iter()
+        .any(|(m, op)| m == "helm" && op == "Apply");
+    assert_eq!(applied, h == HelmBin::V4, "{h:?}: {operations:?}");
 }
 
 async fn failing_template_exits_1_with_helms_message(h: HelmBin) {
@@ -850,6 +871,151 @@ async fn wait_true_waits_for_the_rollout(h: HelmBin) {
     );
 }
 
+/// SIGTERM while helm installs (waiting for a rollout that never comes): the status said
+/// `Installing` while helm ran; the runner forwards SIGTERM to helm, which records the release
+/// as failed (not `pending-install`, which would block the next attempt), and the run reports
+/// `Cancelled` and exits 143.
+async fn sigterm_mid_install_stops_helm_and_leaves_the_release_failed(h: HelmBin) {
+    let w = HelmTest::new("helm-term", h).await;
+    let manifest = format!(
+        "name: term\nchart: {{name: webapp, repo: \"{}\", version: 0.1.0}}\nwait: true\n",
+        repo().url
+    );
+    let child = w
+        .helm_runner("term", "install", &manifest)
+        .await
+        .spawn()
+        .unwrap();
+    // Helm has stored revision 1 as pending-install and waits for the rollout.
+    let mut polls = 0;
+    while w.record_statuses("term").await != vec![(1, "pending-install".to_string())] {
+        polls += 1;
+        assert!(
+            polls < 600,
+            "helm never stored the release as pending-install"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let running = w.status("term").await.unwrap();
+    assert_eq!(running.phase, Phase::Running, "{running:?}");
+    assert_eq!(
+        running.runner_status,
+        serde_json::json!({"phase": "Installing", "helmVersion": h.version(),
+            "release": {"name": "term", "namespace": w.ns}})
+    );
+    let pid = child.id().unwrap() as i32;
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let out = collect(child).await.unwrap();
+    assert_eq!(out.code, 143, "{}", out.stderr);
+    let status = w.status("term").await.unwrap();
+    assert_eq!(status.phase, Phase::Failed);
+    assert_eq!(status.reason, Some(Reason::Cancelled));
+    let message = status.message.as_str();
+    assert!(
+        message.contains("received SIGTERM")
+            && message.contains("helm stopped on SIGTERM")
+            && message.contains("context canceled")
+            && message.contains("revision 1 of the release as \"failed\""),
+        "{message}"
+    );
+    assert_eq!(
+        w.record_statuses("term").await,
+        vec![(1, "failed".to_string())]
+    );
+}
+
+/// A secret that only Helm's storage holds: installed with the release, then reused
+/// (`reuseValues`) by an upgrade that fails with a message holding it as is, Go-quoted and as
+/// JSON. The runner read the stored values before the upgrade, so no form of it is shown: not
+/// in the logs, the status, the termination message or the output files.
+async fn stored_values_never_shown_in_any_form_when_a_reused_upgrade_fails(h: HelmBin) {
+    use action_runner_helm::cli::{go_json_escape, go_quote, json_escape};
+    const STORED: &str = "0ld \"st0red\" pa\\ss <&>\tend\nsecond-line-of-it";
+    let w = HelmTest::new("helm-stored", h).await;
+    let values = serde_json::json!({"password": STORED, "boom": false});
+    let manifest = format!(
+        "name: vault\nchart: {{name: boom, repo: \"{}\"}}\nwait: false\nvalues: {values}\n",
+        repo().url
+    );
+    let out = w.run_helm("stored-install", "install", &manifest).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    let termination = w.file("termination-log", "");
+    let out = w
+        .helm_runner(
+            "stored-upgrade",
+            "upgrade",
+            "wait: false\nreuseValues: true\nvalues: {boom: true}\n",
+        )
+        .await
+        .var(
+            "RUNNER_HELM_RELEASE_PATH",
+            Some(w.path("stored-install-release.yaml").to_str().unwrap()),
+        )
+        .var(
+            "RUNNER_TERMINATION_MESSAGE_PATH",
+            Some(termination.to_str().unwrap()),
+        )
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let status = w.status("stored-upgrade").await.unwrap();
+    assert_eq!(status.phase, Phase::Failed);
+    let message = status.message.as_str();
+    assert!(
+        message.contains(
+            "cannot use password <redacted> (quoted \"<redacted>\", as JSON \"<redacted>\")"
+        ),
+        "{message}"
+    );
+    assert_eq!(
+        status.runner_status,
+        serde_json::json!({"phase": "UpgradeFailed", "helmVersion": h.version(),
+            "release": {"name": "vault", "namespace": w.ns, "revision": 1, "status": "deployed"}})
+    );
+
+    let terminated = std::fs::read_to_string(&termination).unwrap();
+    assert!(terminated.contains("<redacted>"), "{terminated}");
+    let status_cm = Api::<ConfigMap>::namespaced(w.client.clone(), &w.ns)
+        .get("stored-upgrade")
+        .await
+        .unwrap();
+    let status_text = serde_json::to_string(&status_cm.data).unwrap();
+    let outputs: Vec<String> = [
+        "stored-upgrade-release.yaml",
+        "stored-upgrade-additional.yaml",
+    ]
+    .iter()
+    .filter_map(|f| std::fs::read_to_string(w.path(f)).ok())
+    .collect();
+    let mut forms = Vec::new();
+    for piece in std::iter::once(STORED).chain(STORED.lines()) {
+        forms.extend([
+            piece.to_string(),
+            go_quote(piece),
+            json_escape(piece),
+            go_json_escape(piece),
+        ]);
+    }
+    for form in &forms {
+        for (where_, text) in [
+            ("stdout", &out.stdout),
+            ("stderr", &out.stderr),
+            ("status", &status_text),
+            ("termination message", &terminated),
+        ]
+        .into_iter()
+        .chain(outputs.iter().map(|o| ("an output file", o)))
+        {
+            assert!(
+                !text.contains(form.as_str()),
+                "{where_} shows {form:?}: {text}"
+            );
+        }
+    }
+}
+
 /// Runs each named test once per helm: `helm4::<name>` (the default) and `helm3::<name>`.
 macro_rules! both_helms {
     ($($name:ident),* $(,)?) => {
@@ -869,6 +1035,8 @@ macro_rules! both_helms {
 }
 
 both_helms!(
+    sigterm_mid_install_stops_helm_and_leaves_the_release_failed,
+    stored_values_never_shown_in_any_form_when_a_reused_upgrade_fails,
     install_from_repository_then_upgrade_with_reuse_and_reset_values,
     generate_name_configmap_driver_values_file_and_storage_outputs,
     local_chart_dir_and_archive,
