@@ -269,7 +269,8 @@ impl ActionRunner for HelmRunner {
             redactor: p.redactor.clone(),
         };
         let version = helm.version().await?;
-        tracing::info!(helm = %version, binary = %helm.binary.display(), "helm version");
+        tracing::info!(helm = %version, binary = %helm.binary.display(),
+            server_side_apply_by_default = version.server_side_apply_by_default(), "helm version");
 
         // An upgrade may reuse (`--reuse-values`) or print back the values stored with the
         // release's earlier revisions: they are secrets too.
@@ -297,46 +298,24 @@ impl ActionRunner for HelmRunner {
         let chart_dir = chart::fetch(&helm, &p.source, scratch.path()).await?;
 
         // The command line: never values (they go in a 0600 file).
-        let verb = command.as_str();
-        let mut argv: Vec<OsString> = vec![verb.into()];
-        match (&p.release_name, command) {
-            (Some(name), _) => argv.push(name.into()),
-            (None, _) => argv.push("--generate-name".into()),
-        }
-        argv.push(chart_dir.clone().into());
-        argv.extend(helm.cluster_args(&p.namespace));
-        argv.extend(["--output".into(), "json".into()]);
+        let mut values_files: Vec<PathBuf> = Vec::new();
         if let Some(v) = args.values.as_ref().filter(|v| !v.0.is_empty()) {
             let path = scratch.path().join("values.json");
             write_private(&path, &serde_json::to_vec(&v.0).expect("values serialize"))?;
-            argv.extend(["--values".into(), path.into()]);
+            values_files.push(path);
         }
-        if let Some(file) = &p.values_file {
-            argv.extend(["--values".into(), file.into()]);
-        }
-        if args.no_hooks {
-            argv.push("--no-hooks".into());
-        }
-        argv.extend(version.wait_args(args.wait).into_iter().map(OsString::from));
-        if ctx.dry_run {
-            argv.push("--dry-run=server".into());
-        }
-        match command {
-            Command::Install => {
-                if args.replace {
-                    argv.push("--replace".into());
-                }
-            }
-            Command::Upgrade => {
-                argv.extend(["--history-max".into(), args.max_history.to_string().into()]);
-                if args.reuse_values {
-                    argv.push("--reuse-values".into());
-                }
-                if args.reset_values {
-                    argv.push("--reset-values".into());
-                }
-            }
-        }
+        values_files.extend(p.values_file.clone());
+        let mut argv = operation_args(
+            &version,
+            command,
+            p.release_name.as_deref(),
+            &chart_dir,
+            &values_files,
+            args,
+            ctx.dry_run,
+        );
+        argv.extend(helm.cluster_args(&p.namespace));
+        let verb = command.as_str();
         let what = match &p.release_name {
             Some(n) => format!("helm {verb} {}/{n}", p.namespace),
             None => format!("helm {verb} (generated name) in namespace {}", p.namespace),
@@ -566,6 +545,53 @@ impl ActionRunner for HelmRunner {
     }
 }
 
+/// The arguments of `helm install`/`helm upgrade` for helm `version`, without the cluster flags
+/// ([`Helm::cluster_args`], which the caller appends): `<verb> <name>|--generate-name
+/// <chart dir> --output json`, a `--values` per file, then `--no-hooks`, the wait flags of the
+/// major version ([`HelmVersion::wait_args`]), `--dry-run=server`, and `--replace` (install) or
+/// `--history-max N`, `--reuse-values`, `--reset-values` (upgrade), as the input asks.
+fn operation_args(
+    version: &HelmVersion,
+    command: Command,
+    release_name: Option<&str>,
+    chart_dir: &Path,
+    values_files: &[PathBuf],
+    args: &HelmInput,
+    dry_run: bool,
+) -> Vec<OsString> {
+    let mut argv: Vec<OsString> = vec![command.as_str().into()];
+    argv.push(release_name.unwrap_or("--generate-name").into());
+    argv.push(chart_dir.into());
+    argv.extend(["--output".into(), "json".into()]);
+    for f in values_files {
+        argv.extend(["--values".into(), f.into()]);
+    }
+    if args.no_hooks {
+        argv.push("--no-hooks".into());
+    }
+    argv.extend(version.wait_args(args.wait).into_iter().map(OsString::from));
+    if dry_run {
+        argv.push("--dry-run=server".into());
+    }
+    match command {
+        Command::Install => {
+            if args.replace {
+                argv.push("--replace".into());
+            }
+        }
+        Command::Upgrade => {
+            argv.extend(["--history-max".into(), args.max_history.to_string().into()]);
+            if args.reuse_values {
+                argv.push("--reuse-values".into());
+            }
+            if args.reset_values {
+                argv.push("--reset-values".into());
+            }
+        }
+    }
+    argv
+}
+
 /// Where a run is, for the `phase` of the runner status.
 #[derive(Debug, Clone, Copy)]
 enum Stage {
@@ -606,4 +632,108 @@ fn write_output(path: &Path, var: &str, text: &str) -> Result<(), RunnerError> {
         ))
         .because(e)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(argv: &[OsString]) -> Vec<String> {
+        argv.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    /// The same input gives each major version its own wait flag, and nothing else differs.
+    #[test]
+    fn operation_args_per_helm_version() {
+        let v3 = HelmVersion::parse("v3.22.0").unwrap();
+        let v4 = HelmVersion::parse("v4.3.1").unwrap();
+        let input: HelmInput =
+            serde_json::from_value(json!({"name": "shop", "wait": true, "noHooks": true})).unwrap();
+        let install = |v: &HelmVersion| {
+            strings(&operation_args(
+                v,
+                Command::Install,
+                Some("shop"),
+                Path::new("/s/chart/webapp"),
+                &[PathBuf::from("/s/values.json")],
+                &input,
+                false,
+            ))
+        };
+        assert_eq!(
+            install(&v4),
+            [
+                "install",
+                "shop",
+                "/s/chart/webapp",
+                "--output",
+                "json",
+                "--values",
+                "/s/values.json",
+                "--no-hooks",
+                "--wait=watcher"
+            ]
+        );
+        assert_eq!(
+            install(&v3),
+            [
+                "install",
+                "shop",
+                "/s/chart/webapp",
+                "--output",
+                "json",
+                "--values",
+                "/s/values.json",
+                "--no-hooks",
+                "--wait"
+            ]
+        );
+
+        let input: HelmInput = serde_json::from_value(json!({
+            "wait": false, "reuseValues": true, "resetValues": true, "maxHistory": 3
+        }))
+        .unwrap();
+        for v in [&v3, &v4] {
+            assert_eq!(
+                strings(&operation_args(
+                    v,
+                    Command::Upgrade,
+                    Some("shop"),
+                    Path::new("/c"),
+                    &[],
+                    &input,
+                    true,
+                )),
+                [
+                    "upgrade",
+                    "shop",
+                    "/c",
+                    "--output",
+                    "json",
+                    "--dry-run=server",
+                    "--history-max",
+                    "3",
+                    "--reuse-values",
+                    "--reset-values"
+                ],
+                "{v}"
+            );
+        }
+        let generated: HelmInput =
+            serde_json::from_value(json!({"generateName": true, "wait": false})).unwrap();
+        assert_eq!(
+            strings(&operation_args(
+                &v4,
+                Command::Install,
+                None,
+                Path::new("/c"),
+                &[],
+                &generated,
+                false,
+            ))[..2],
+            ["install", "--generate-name"]
+        );
+    }
 }
