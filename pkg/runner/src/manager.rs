@@ -450,6 +450,10 @@ mod tests {
         wait_takes: Duration,
         started: bool,
         cancelled: bool,
+        /// How long `cancel` takes, and how long the runner asks it may take (`None`: the
+        /// default).
+        cancel_takes: Duration,
+        asks_cancel: Option<Duration>,
     }
 
     fn ok_start() -> Result<StartOutput, RunnerError> {
@@ -475,6 +479,8 @@ mod tests {
             wait_takes: Duration::from_secs(1),
             started: false,
             cancelled: false,
+            cancel_takes: Duration::ZERO,
+            asks_cancel: None,
         }
     }
 
@@ -520,7 +526,12 @@ mod tests {
             _: WaitForCompletionInput,
         ) -> Result<Option<String>, RunnerError> {
             self.cancelled = true;
+            tokio::time::sleep(self.cancel_takes).await;
             Ok(Some("stopped it".into()))
+        }
+
+        fn cancel_timeout(&self) -> Duration {
+            self.asks_cancel.unwrap_or(CANCEL_TIMEOUT)
         }
     }
 
@@ -747,6 +758,42 @@ mod tests {
         let out = run(&mut runner(ok_start, lost), &rec, None, None).await;
         assert_eq!(out.exit, Exit::Unavailable);
         assert_eq!(rec.last().reason, Some(Reason::Error));
+    }
+
+    /// A runner may ask for more than [`CANCEL_TIMEOUT`] to stop what it started, up to
+    /// [`MAX_CANCEL_TIMEOUT`].
+    #[tokio::test(start_paused = true)]
+    async fn cancel_gets_the_time_the_runner_asks_for_up_to_the_cap() {
+        for (asks, takes, finishes) in [
+            (None, 8, false),
+            (Some(10), 8, true),
+            (Some(60), 14, true),
+            (Some(60), 20, false),
+        ] {
+            let rec = Recorder::default();
+            let mut r = runner(ok_start, succeeded);
+            r.wait_takes = Duration::from_secs(3600);
+            r.cancel_takes = Duration::from_secs(takes);
+            r.asks_cancel = asks.map(Duration::from_secs);
+            let signal = Some((Duration::from_secs(2), Exit::Terminated));
+            let out = run(&mut r, &rec, None, signal).await;
+            assert_eq!(out.exit, Exit::Terminated);
+            assert_eq!(
+                out.message.contains("stopped it"),
+                finishes,
+                "{asks:?} {takes}: {}",
+                out.message
+            );
+            if !finishes {
+                let limit = asks.map_or(CANCEL_TIMEOUT, Duration::from_secs);
+                let limit = limit.min(MAX_CANCEL_TIMEOUT);
+                assert!(
+                    out.message.contains(&format!("timed out after {limit:?}")),
+                    "{}",
+                    out.message
+                );
+            }
+        }
     }
 
     #[tokio::test(start_paused = true)]
