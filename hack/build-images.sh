@@ -4,7 +4,7 @@
 #
 #   hack/build-images.sh                  # binaries + images with buildah, or docker, or neither
 #   hack/build-images.sh --engine docker  # force an engine: buildah | docker | none
-#   hack/build-images.sh --pin-helm       # re-pin deploy/images/helm.lock to the current helm
+#   hack/build-images.sh --pin-helm       # re-pin deploy/images/helm.lock to the current helm, then stop
 #
 # Outputs in target/images/: <runner>.tar (docker-archive, for `docker load` / `kind load
 # image-archive`), context/<runner>/ (what the Dockerfile copies) and sizes.txt.
@@ -42,10 +42,13 @@ case $engine in buildah | docker | none) ;; *) die "--engine must be buildah, do
 
 eval "$(bash hack/install-tools.sh --print)"
 
-# helm: the binary hack/install-tools.sh builds, checked against the lock file.
+# helm: the binary hack/install-tools.sh builds (KAR_HELM, Helm 4), checked against the lock
+# file. Its main module is helm.sh/helm/v<major> (v4 now, v3 before): any major is read, and the
+# lock's version says which.
 helm_facts() {
   local mod go
-  mod=$(go version -m "$KAR_HELM" | awk '$1 == "mod" && $2 == "helm.sh/helm/v3" { print $3, $4 }')
+  mod=$(go version -m "$KAR_HELM" | awk '$1 == "mod" && $2 ~ /^helm\.sh\/helm\/v[0-9]+$/ { print $3, $4 }')
+  [[ -n $mod ]] || die "$KAR_HELM: go version -m names no helm.sh/helm/vN main module"
   go=$(go version "$KAR_HELM" | awk '{ print $2 }')
   echo "HELM_VERSION=${mod%% *}"
   echo "HELM_MODULE_SUM=${mod#* }"
@@ -56,6 +59,7 @@ helm_facts() {
 if $pin_helm; then
   { sed -n '/^#/p' "$LOCK"; helm_facts; } >"$LOCK.tmp" && mv "$LOCK.tmp" "$LOCK"
   log "pinned: $(grep -v '^#' "$LOCK" | tr '\n' ' ')"
+  exit 0
 fi
 if ! diff <(grep -v '^#' "$LOCK") <(helm_facts) >&2; then
   die "$KAR_HELM does not match $LOCK (left: pinned, right: found); if the change is deliberate, run $0 --pin-helm"

@@ -20,7 +20,8 @@ set -euo pipefail
 KUBERNETES_VERSION=v1.34.4        # k8s.io/kubernetes (kube-apiserver)
 ETCD_VERSION=v3.6.16              # go.etcd.io/etcd/server/v3
 ARGO_VERSION=v3.7.18              # github.com/argoproj/argo-workflows/v3 (CRDs and examples)
-HELM_VERSION=v3.22.0              # helm.sh/helm/v3 (helm CLI)
+HELM4_VERSION=v4.3.1              # helm.sh/helm/v4 (helm CLI: the default, shipped in the image)
+HELM3_VERSION=v3.22.0             # helm.sh/helm/v3 (helm CLI: still supported and tested)
 
 CACHE=${KAR_CACHE:-$HOME/.cache/kube-action-runners}
 BIN=$CACHE/bin
@@ -37,7 +38,8 @@ ARGOEXEC_BIN=$BIN/argoexec-$ARGO_VERSION
 # Debian packages the local cluster (hack/cluster.sh) runs on: the container runtime, the CNI
 # plugins, buildah to build images without a Docker engine, busybox for the test images.
 DEBIAN_PACKAGES=(containerd runc containernetworking-plugins buildah busybox-static iptables conntrack gcc libc6-dev file time)
-HELM_BIN=$BIN/helm-$HELM_VERSION
+HELM4_BIN=$BIN/helm-$HELM4_VERSION
+HELM3_BIN=$BIN/helm-$HELM3_VERSION
 ARGO_BIN=$BIN/argo-$ARGO_VERSION
 
 print_env() {
@@ -47,7 +49,12 @@ print_env() {
   echo "export KAR_KUBECTL=$BIN/kubectl-$KUBERNETES_VERSION"
   echo "export KAR_PAUSE=$PAUSE_BIN"
   echo "export KAR_WORKFLOW_CONTROLLER=$WORKFLOW_CONTROLLER_BIN KAR_ARGOEXEC=$ARGOEXEC_BIN KAR_ARGO_VERSION=$ARGO_VERSION"
-  echo "export KAR_HELM=$HELM_BIN"
+  # KAR_HELM is the default helm (Helm 4, the one the image ships); KAR_HELM3 and KAR_HELM4 name
+  # each major version, for the tests that run against both.
+  # One variable a line: tests/src/tools.rs reads these lines.
+  echo "export KAR_HELM=$HELM4_BIN"
+  echo "export KAR_HELM4=$HELM4_BIN"
+  echo "export KAR_HELM3=$HELM3_BIN"
   echo "export KAR_ARGO_DIR=$(argo_dir)"
   echo "export KAR_ARGO_CLI=$ARGO_BIN"
 }
@@ -206,8 +213,14 @@ main() {
     "$WORKFLOW_CONTROLLER_BIN $ARGOEXEC_BIN" "$replaces" "-X github.com/argoproj/argo-workflows/v3.version=$ARGO_VERSION"
   rm -f "$replaces"
 
-  build helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm "$HELM_BIN" "" \
-    "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  # helm, both major versions, stamped as a release build stamps them (each module's
+  # internal/version package holds `version` and `gitTreeState`; unstamped, Helm 4 reports "v4.3").
+  local m hmod hver hbin
+  for m in "helm.sh/helm/v4 $HELM4_VERSION $HELM4_BIN" "helm.sh/helm/v3 $HELM3_VERSION $HELM3_BIN"; do
+    read -r hmod hver hbin <<<"$m"
+    build "$hmod" "$hver" "$hmod/cmd/helm" "$hbin" "" \
+      "-X $hmod/internal/version.version=$hver -X $hmod/internal/version.gitTreeState=clean"
+  done
 
   if [[ ${1:-} == --peers && ! -x $ARGO_BIN ]]; then
     # The Argo CLI, to compare `argo submit --wait` with argo-runner.

@@ -113,6 +113,9 @@ pub async fn play_argo_controller(
 /// Deployment's status as the controller would, `rollout` after it saw the change (a stand-in
 /// for the time a real rollout takes). No Pod is created.
 ///
+/// Helm 4's `--wait=watcher` (kstatus) also reads the `Progressing` and `Available` conditions,
+/// which are set as the Deployment controller sets them at the end of a rollout.
+///
 /// Helm v3's readiness rule (`pkg/kube/ready.go`, `deploymentReady`): the newest ReplicaSet
 /// whose template equals the Deployment's (ignoring `pod-template-hash`) has observed its
 /// generation and has at least `replicas - maxUnavailable` ready replicas, and the Deployment
@@ -186,8 +189,21 @@ pub async fn play_deployment_controller(
                 &Patch::Merge(json!({"status": ready})),
             )
             .await?;
+        // The conditions the Deployment controller sets once a rollout is complete: Helm 4's
+        // `--wait=watcher` (kstatus, `deploymentConditions` in fluxcd/cli-utils) requires
+        // `Progressing` with reason `NewReplicaSetAvailable` and `Available`, since the API
+        // server defaults `progressDeadlineSeconds`.
+        let now = jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        let condition = |type_: &str, reason: &str| {
+            json!({"type": type_, "status": "True", "reason": reason, "message": reason,
+                "lastUpdateTime": now, "lastTransitionTime": now})
+        };
         let status = json!({"observedGeneration": generation, "replicas": replicas,
-            "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas});
+            "updatedReplicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas,
+            "conditions": [condition("Progressing", "NewReplicaSetAvailable"),
+                condition("Available", "MinimumReplicasAvailable")]});
         deployments
             .patch_status(
                 &name,

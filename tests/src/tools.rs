@@ -1,6 +1,7 @@
 //! Where the pinned tools are: the binaries `hack/install-tools.sh` builds (etcd, kube-apiserver,
 //! helm) and the Argo module it downloads (CRDs, examples). Their paths are read from
-//! `KAR_ETCD`, `KAR_KUBE_APISERVER`, `KAR_ARGO_DIR`, `KAR_HELM`, or else from
+//! `KAR_ETCD`, `KAR_KUBE_APISERVER`, `KAR_ARGO_DIR`, `KAR_HELM` (and `KAR_HELM3`, `KAR_HELM4`), or
+//! else from
 //! `hack/install-tools.sh --print`.
 
 use std::collections::BTreeMap;
@@ -19,8 +20,12 @@ pub struct Tools {
     pub kube_apiserver: PathBuf,
     /// Unpacked `github.com/argoproj/argo-workflows/v3` module (CRDs, examples).
     pub argo_dir: PathBuf,
-    /// helm CLI binary.
+    /// The default helm CLI binary (`KAR_HELM`: Helm 4, as the image ships).
     pub helm: PathBuf,
+    /// Helm 3 (`KAR_HELM3`), still supported; empty when not set.
+    pub helm3: PathBuf,
+    /// Helm 4 (`KAR_HELM4`); empty when not set.
+    pub helm4: PathBuf,
 }
 
 /// The repository root.
@@ -42,9 +47,16 @@ impl Tools {
             return Ok(t);
         }
         let mut vars: BTreeMap<String, String> = std::env::vars().collect();
-        if !["KAR_ETCD", "KAR_KUBE_APISERVER", "KAR_ARGO_DIR", "KAR_HELM"]
-            .iter()
-            .all(|k| vars.contains_key(*k))
+        if ![
+            "KAR_ETCD",
+            "KAR_KUBE_APISERVER",
+            "KAR_ARGO_DIR",
+            "KAR_HELM",
+            "KAR_HELM3",
+            "KAR_HELM4",
+        ]
+        .iter()
+        .all(|k| vars.contains_key(*k))
         {
             let out = Command::new("bash")
                 .arg(repo_root().join("hack/install-tools.sh"))
@@ -72,6 +84,8 @@ impl Tools {
             kube_apiserver: get("KAR_KUBE_APISERVER")?,
             argo_dir: get("KAR_ARGO_DIR")?,
             helm: vars.get("KAR_HELM").map(PathBuf::from).unwrap_or_default(),
+            helm3: vars.get("KAR_HELM3").map(PathBuf::from).unwrap_or_default(),
+            helm4: vars.get("KAR_HELM4").map(PathBuf::from).unwrap_or_default(),
         };
         Ok(TOOLS.get_or_init(|| tools))
     }

@@ -1,5 +1,7 @@
-//! End-to-end tests of the real `helm-runner` binary driving the real helm v3.22.0 CLI against
-//! a real kube-apiserver and etcd. Charts come from a chart repository the tests serve on
+//! End-to-end tests of the real `helm-runner` binary driving the real helm CLI, Helm 4 (v4.3.1,
+//! the default, as the image ships it) and Helm 3 (v3.22.0), against a real kube-apiserver and
+//! etcd. Every test runs once per helm: `helm4::<test>` and `helm3::<test>` (see
+//! [`both_helms!`]); where the two behave differently the test says so and checks each. Charts come from a chart repository the tests serve on
 //! loopback (`helm package` + `helm repo index`, a small HTTP server below): Helm's own
 //! standard chart (`helm create webapp`) and, from Helm's Go module in the module cache,
 //! `testdata/testcharts/chart-with-secret` and `chart-with-template-with-invalid-yaml`.
@@ -12,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use action_runner::status::Phase;
+use action_runner::status::{Phase, Reason};
 use action_runner_tests::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
@@ -20,14 +22,37 @@ use kube::api::{Api, ListParams};
 
 const PASSWORD: &str = "s3cr3t-Pa55w0rd-never-shown";
 
-fn helm() -> PathBuf {
-    let h = Tools::locate().unwrap().helm.clone();
-    assert!(
-        h.is_file(),
-        "helm {} is missing: run hack/install-tools.sh",
-        h.display()
-    );
-    h
+/// Which helm a test drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HelmBin {
+    /// `KAR_HELM3`: helm v3.22.0.
+    V3,
+    /// `KAR_HELM4`: helm v4.3.1, the default.
+    V4,
+}
+
+impl HelmBin {
+    fn path(self) -> PathBuf {
+        let t = Tools::locate().unwrap();
+        let h = match self {
+            HelmBin::V3 => t.helm3.clone(),
+            HelmBin::V4 => t.helm4.clone(),
+        };
+        assert!(
+            h.is_file(),
+            "helm {} ({self:?}) is missing: run hack/install-tools.sh",
+            h.display()
+        );
+        h
+    }
+
+    /// The version helm reports, as the runner puts it in its status.
+    fn version(self) -> &'static str {
+        match self {
+            HelmBin::V3 => "v3.22.0",
+            HelmBin::V4 => "v4.3.1",
+        }
+    }
 }
 
 /// Helm's test charts in the Go module cache (`helm.sh/helm/v3@v3.22.0`), read in place.
@@ -52,7 +77,8 @@ fn helm_testchart(name: &str) -> PathBuf {
 
 /// A chart repository on 127.0.0.1 holding webapp 0.1.0 and 0.2.0 (`helm create`),
 /// chart-with-secret 0.1.0 (Helm's testdata), and `boom` 0.1.0 (a chart that fails with a
-/// message built from its values when `boom: true`). Served for the life of the process.
+/// message built from its value `password` when `boom: true`: as is, Go-quoted (`%q`) and as
+/// JSON (`toJson`)). Served for the life of the process.
 struct Repo {
     url: String,
     /// Directory with the unpacked `boom` and `webapp` charts, and `served/` with the archives.
@@ -90,7 +116,7 @@ fn repo() -> &'static Repo {
         helm_cmd(&["create", "boom"], &dir).unwrap();
         std::fs::write(
             dir.join("boom/templates/boom.yaml"),
-            "{{- if .Values.boom }}{{ fail (printf \"cannot use password %s\" .Values.password) }}{{- end }}\n",
+            "{{- if .Values.boom }}{{ fail (printf \"cannot use password %s (quoted %q, as JSON %s)\" .Values.password .Values.password (toJson .Values.password)) }}{{- end }}\n",
         )
         .unwrap();
         helm_cmd(&["package", "boom", "-d", "served"], &dir).unwrap();
@@ -146,25 +172,27 @@ fn serve(mut conn: std::net::TcpStream, root: &Path) {
     let _ = conn.write_all(&response);
 }
 
-/// What the Helm tests add to the harness's [`World`].
-trait HelmWorld {
-    async fn helm_runner(&self, name: &str, command: &str, manifest: &str) -> RunnerCommand;
-    /// Runs [`HelmWorld::helm_runner`] to its end.
-    async fn run_helm(&self, name: &str, command: &str, manifest: &str) -> RunnerOutput;
-    fn release_out(&self, name: &str) -> serde_json::Value;
-    fn additional_out(&self, name: &str) -> Option<serde_json::Value>;
-    async fn release_records<K>(&self, release: &str) -> Vec<String>
-    where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + serde::de::DeserializeOwned
-            + std::fmt::Debug,
-        K::DynamicType: Default;
-    async fn deployment(&self, name: &str) -> Option<Deployment>;
-    async fn assert_never_shown(&self, name: &str, out: &RunnerOutput, text: &str);
+/// A test's [`World`] and the helm it drives.
+struct HelmTest {
+    w: World,
+    helm: HelmBin,
 }
 
-impl HelmWorld for World {
+impl std::ops::Deref for HelmTest {
+    type Target = World;
+    fn deref(&self) -> &World {
+        &self.w
+    }
+}
+
+impl HelmTest {
+    async fn new(prefix: &str, helm: HelmBin) -> HelmTest {
+        HelmTest {
+            w: World::new(prefix).await,
+            helm,
+        }
+    }
+
     /// `helm-runner` for context `name`, `command`, the manifest `manifest` (written to a
     /// file), outputs in the scratch directory.
     async fn helm_runner(&self, name: &str, command: &str, manifest: &str) -> RunnerCommand {
@@ -180,7 +208,10 @@ impl HelmWorld for World {
             &m,
         )
         .var("RUNNER_COMMAND", Some(command))
-        .var("RUNNER_HELM_BINARY_PATH", Some(helm().to_str().unwrap()))
+        .var(
+            "RUNNER_HELM_BINARY_PATH",
+            Some(self.helm.path().to_str().unwrap()),
+        )
         .var(
             "RUNNER_REPOSITORY_CACHE_PATH",
             Some(self.path("cache").to_str().unwrap()),
@@ -240,6 +271,26 @@ impl HelmWorld for World {
         names
     }
 
+    /// `(revision, status)` of each of Helm's records (Secrets) of `release`, from their labels,
+    /// oldest first.
+    async fn record_statuses(&self, release: &str) -> Vec<(u64, String)> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.ns);
+        let lp = ListParams::default().labels(&format!("owner=helm,name={release}"));
+        let mut out: Vec<(u64, String)> = api
+            .list(&lp)
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|o| {
+                let labels = o.metadata.labels.unwrap_or_default();
+                (labels["version"].parse().unwrap(), labels["status"].clone())
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     async fn deployment(&self, name: &str) -> Option<Deployment> {
         Api::<Deployment>::namespaced(self.client.clone(), &self.ns)
             .get_opt(name)
@@ -293,9 +344,8 @@ fn image(d: &Deployment) -> String {
 
 const WEBAPP_TEMPLATE: &str = "host: {{ template \\\"webapp.fullname\\\" . }}.{{ .Release.Namespace }}.svc\\nport: {{ .Values.service.port }}\\nreplicas: {{ .Values.replicaCount }}\\nrevision: {{ .Release.Revision }}\\n";
 
-#[tokio::test]
-async fn install_from_repository_then_upgrade_with_reuse_and_reset_values() {
-    let w = World::new("helm-install").await;
+async fn install_from_repository_then_upgrade_with_reuse_and_reset_values(h: HelmBin) {
+    let w = HelmTest::new("helm-install", h).await;
     let repo = &repo().url;
     let manifest = format!(
         "name: shop\nchart: {{name: webapp, repo: \"{repo}\", version: 0.1.0}}\nwait: false\n\
@@ -309,7 +359,8 @@ async fn install_from_repository_then_upgrade_with_reuse_and_reset_values() {
     assert_eq!(status.runner, "helm");
     assert_eq!(
         status.runner_status,
-        serde_json::json!({"phase": "Installing"})
+        serde_json::json!({"phase": "Installed", "helmVersion": h.version(),
+            "release": {"name": "shop", "namespace": w.ns, "revision": 1, "status": "deployed"}})
     );
     let msg = status.message.as_str();
     assert!(
@@ -374,7 +425,8 @@ async fn install_from_repository_then_upgrade_with_reuse_and_reset_values() {
     let status = w.status("upgrade-reuse").await.unwrap();
     assert_eq!(
         status.runner_status,
-        serde_json::json!({"phase": "Upgrading"})
+        serde_json::json!({"phase": "Upgraded", "helmVersion": h.version(),
+            "release": {"name": "shop", "namespace": w.ns, "revision": 2, "status": "deployed"}})
     );
     assert!(
         status.message.contains("upgraded successfully"),
@@ -434,9 +486,8 @@ async fn install_from_repository_then_upgrade_with_reuse_and_reset_values() {
     );
 }
 
-#[tokio::test]
-async fn generate_name_configmap_driver_values_file_and_storage_outputs() {
-    let w = World::new("helm-genname").await;
+async fn generate_name_configmap_driver_values_file_and_storage_outputs(h: HelmBin) {
+    let w = HelmTest::new("helm-genname", h).await;
     let repo = &repo().url;
     let values = w.file("values.yaml", &format!("password: \"{PASSWORD}\"\n"));
     let manifest = format!(
@@ -489,9 +540,8 @@ async fn generate_name_configmap_driver_values_file_and_storage_outputs() {
     assert!(secret.is_some());
 }
 
-#[tokio::test]
-async fn local_chart_dir_and_archive() {
-    let w = World::new("helm-local").await;
+async fn local_chart_dir_and_archive(h: HelmBin) {
+    let w = HelmTest::new("helm-local", h).await;
     // Helm's test chart directory, read from the module cache in place.
     let dir = helm_testchart("chart-with-secret");
     let out = w
@@ -526,11 +576,30 @@ async fn local_chart_dir_and_archive() {
         w.release_records::<Secret>("from-tgz").await,
         vec!["sh.helm.release.v1.from-tgz.v1"]
     );
+    // Where Helm 4 differs: it applies the chart's objects with server-side apply (its
+    // `--server-side` defaults to true for an install), Helm 3 with client-side create/patch.
+    // The runner keeps each helm's default; the object's managedFields tell which was used.
+    let d = w.deployment("from-tgz-webapp").await.unwrap();
+    let operations: Vec<(String, String)> = d
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .map(|f| {
+            (
+                f.manager.unwrap_or_default(),
+                f.operation.unwrap_or_default(),
+            )
+        })
+        .collect();
+    let applied = operations
+        .iter()
+        .any(|(m, op)| m == "helm" && op == "Apply");
+    assert_eq!(applied, h == HelmBin::V4, "{h:?}: {operations:?}");
 }
 
-#[tokio::test]
-async fn failing_template_exits_1_with_helms_message() {
-    let w = World::new("helm-fail").await;
+async fn failing_template_exits_1_with_helms_message(h: HelmBin) {
+    let w = HelmTest::new("helm-fail", h).await;
     let chart = helm_testchart("chart-with-template-with-invalid-yaml");
     let out = w
         .run_helm(
@@ -567,9 +636,8 @@ async fn failing_template_exits_1_with_helms_message() {
     w.assert_never_shown("boom", &out, PASSWORD).await;
 }
 
-#[tokio::test]
-async fn missing_chart_version_exits_1() {
-    let w = World::new("helm-missing").await;
+async fn missing_chart_version_exits_1(h: HelmBin) {
+    let w = HelmTest::new("helm-missing", h).await;
     let out = w
         .run_helm(
             "missing",
@@ -591,9 +659,8 @@ async fn missing_chart_version_exits_1() {
     assert!(msg.contains("9.9.9") && msg.contains("not found"), "{msg}");
 }
 
-#[tokio::test]
-async fn dry_run_stores_nothing() {
-    let w = World::new("helm-dry").await;
+async fn dry_run_stores_nothing(h: HelmBin) {
+    let w = HelmTest::new("helm-dry", h).await;
     let out = w
         .helm_runner(
             "dry",
@@ -619,9 +686,8 @@ async fn dry_run_stores_nothing() {
     w.assert_never_shown("dry", &out, PASSWORD).await;
 }
 
-#[tokio::test]
-async fn bad_input_exits_2_and_writes_nothing() {
-    let w = World::new("helm-bad").await;
+async fn bad_input_exits_2_and_writes_nothing(h: HelmBin) {
+    let w = HelmTest::new("helm-bad", h).await;
     let good = format!(
         "name: bad\nchart: {{name: webapp, repo: \"{}\"}}\nwait: false\n",
         repo().url
@@ -705,9 +771,8 @@ async fn bad_input_exits_2_and_writes_nothing() {
 
 /// The examples shipped in `cmd/helm-runner/example-input/`, with the chart repository URL and
 /// namespace of this test.
-#[tokio::test]
-async fn shipped_examples_install_then_upgrade() {
-    let w = World::new("helm-example").await;
+async fn shipped_examples_install_then_upgrade(h: HelmBin) {
+    let w = HelmTest::new("helm-example", h).await;
     let example = |name: &str| {
         std::fs::read_to_string(repo_root().join("cmd/helm-runner/example-input").join(name))
             .unwrap()
@@ -753,9 +818,8 @@ async fn shipped_examples_install_then_upgrade() {
 /// is done. No kubelet runs here, so the test plays the Deployment controller, finishing the
 /// rollout 1 s after it sees it. Without a controller the rollout never ends and the run fails
 /// when `RUNNER_TIMEOUT` (Helm's `--timeout`) runs out, with Helm's reason.
-#[tokio::test]
-async fn wait_true_waits_for_the_rollout() {
-    let w = World::new("helm-wait").await;
+async fn wait_true_waits_for_the_rollout(h: HelmBin) {
+    let w = HelmTest::new("helm-wait", h).await;
     let controller = tokio::spawn(play_deployment_controller(
         w.client.clone(),
         w.ns.clone(),
@@ -788,5 +852,198 @@ async fn wait_true_waits_for_the_rollout() {
     let status = w.status("stuck").await.unwrap();
     assert_eq!(status.phase, Phase::Failed, "{status:?}");
     let message = status.message.as_str();
-    assert!(message.contains("context deadline exceeded"), "{message}");
+    // Two ways to the end, both failures that leave the release recorded as failed: the
+    // runner's RUNNER_TIMEOUT usually runs out first (helm's own --timeout, the same length,
+    // starts a little later), and the runner stops helm with SIGTERM; or helm's runs out first
+    // and helm fails with its own reason.
+    if status.reason == Some(Reason::DeadlineExceeded) {
+        assert!(
+            message.contains("RUNNER_TIMEOUT") && message.contains("helm stopped on SIGTERM"),
+            "{message}"
+        );
+    } else {
+        assert!(message.contains("context deadline exceeded"), "{message}");
+    }
+    assert_eq!(
+        w.record_statuses("stuck").await,
+        vec![(1, "failed".to_string())],
+        "Helm's record: failed, not pending-install"
+    );
 }
+
+/// SIGTERM while helm installs (waiting for a rollout that never comes): the status said
+/// `Installing` while helm ran; the runner forwards SIGTERM to helm, which records the release
+/// as failed (not `pending-install`, which would block the next attempt), and the run reports
+/// `Cancelled` and exits 143.
+async fn sigterm_mid_install_stops_helm_and_leaves_the_release_failed(h: HelmBin) {
+    let w = HelmTest::new("helm-term", h).await;
+    let manifest = format!(
+        "name: term\nchart: {{name: webapp, repo: \"{}\", version: 0.1.0}}\nwait: true\n",
+        repo().url
+    );
+    let child = w
+        .helm_runner("term", "install", &manifest)
+        .await
+        .spawn()
+        .unwrap();
+    // Helm has stored revision 1 as pending-install and waits for the rollout.
+    let mut polls = 0;
+    while w.record_statuses("term").await != vec![(1, "pending-install".to_string())] {
+        polls += 1;
+        assert!(
+            polls < 600,
+            "helm never stored the release as pending-install"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let running = w.status("term").await.unwrap();
+    assert_eq!(running.phase, Phase::Running, "{running:?}");
+    assert_eq!(
+        running.runner_status,
+        serde_json::json!({"phase": "Installing", "helmVersion": h.version(),
+            "release": {"name": "term", "namespace": w.ns}})
+    );
+    let pid = child.id().unwrap() as i32;
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let out = collect(child).await.unwrap();
+    assert_eq!(out.code, 143, "{}", out.stderr);
+    let status = w.status("term").await.unwrap();
+    assert_eq!(status.phase, Phase::Failed);
+    assert_eq!(status.reason, Some(Reason::Cancelled));
+    let message = status.message.as_str();
+    assert!(
+        message.contains("received SIGTERM")
+            && message.contains("helm stopped on SIGTERM")
+            && message.contains("context canceled")
+            && message.contains("revision 1 of the release as \"failed\""),
+        "{message}"
+    );
+    assert_eq!(
+        w.record_statuses("term").await,
+        vec![(1, "failed".to_string())]
+    );
+}
+
+/// A secret that only Helm's storage holds: installed with the release, then reused
+/// (`reuseValues`) by an upgrade that fails with a message holding it as is, Go-quoted and as
+/// JSON. The runner read the stored values before the upgrade, so no form of it is shown: not
+/// in the logs, the status, the termination message or the output files.
+async fn stored_values_never_shown_in_any_form_when_a_reused_upgrade_fails(h: HelmBin) {
+    use action_runner_helm::cli::{go_json_escape, go_quote, json_escape};
+    const STORED: &str = "0ld \"st0red\" pa\\ss <&>\tend\nsecond-line-of-it";
+    let w = HelmTest::new("helm-stored", h).await;
+    let values = serde_json::json!({"password": STORED, "boom": false});
+    let manifest = format!(
+        "name: vault\nchart: {{name: boom, repo: \"{}\"}}\nwait: false\nvalues: {values}\n",
+        repo().url
+    );
+    let out = w.run_helm("stored-install", "install", &manifest).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    let termination = w.file("termination-log", "");
+    let out = w
+        .helm_runner(
+            "stored-upgrade",
+            "upgrade",
+            "wait: false\nreuseValues: true\nvalues: {boom: true}\n",
+        )
+        .await
+        .var(
+            "RUNNER_HELM_RELEASE_PATH",
+            Some(w.path("stored-install-release.yaml").to_str().unwrap()),
+        )
+        .var(
+            "RUNNER_TERMINATION_MESSAGE_PATH",
+            Some(termination.to_str().unwrap()),
+        )
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let status = w.status("stored-upgrade").await.unwrap();
+    assert_eq!(status.phase, Phase::Failed);
+    let message = status.message.as_str();
+    assert!(
+        message.contains(
+            "cannot use password <redacted> (quoted \"<redacted>\", as JSON \"<redacted>\")"
+        ),
+        "{message}"
+    );
+    assert_eq!(
+        status.runner_status,
+        serde_json::json!({"phase": "UpgradeFailed", "helmVersion": h.version(),
+            "release": {"name": "vault", "namespace": w.ns, "revision": 1, "status": "deployed"}})
+    );
+
+    let terminated = std::fs::read_to_string(&termination).unwrap();
+    assert!(terminated.contains("<redacted>"), "{terminated}");
+    let status_cm = Api::<ConfigMap>::namespaced(w.client.clone(), &w.ns)
+        .get("stored-upgrade")
+        .await
+        .unwrap();
+    let status_text = serde_json::to_string(&status_cm.data).unwrap();
+    let outputs: Vec<String> = [
+        "stored-upgrade-release.yaml",
+        "stored-upgrade-additional.yaml",
+    ]
+    .iter()
+    .filter_map(|f| std::fs::read_to_string(w.path(f)).ok())
+    .collect();
+    let mut forms = Vec::new();
+    for piece in std::iter::once(STORED).chain(STORED.lines()) {
+        forms.extend([
+            piece.to_string(),
+            go_quote(piece),
+            json_escape(piece),
+            go_json_escape(piece),
+        ]);
+    }
+    for form in &forms {
+        for (where_, text) in [
+            ("stdout", &out.stdout),
+            ("stderr", &out.stderr),
+            ("status", &status_text),
+            ("termination message", &terminated),
+        ]
+        .into_iter()
+        .chain(outputs.iter().map(|o| ("an output file", o)))
+        {
+            assert!(
+                !text.contains(form.as_str()),
+                "{where_} shows {form:?}: {text}"
+            );
+        }
+    }
+}
+
+/// Runs each named test once per helm: `helm4::<name>` (the default) and `helm3::<name>`.
+macro_rules! both_helms {
+    ($($name:ident),* $(,)?) => {
+        mod helm4 {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::HelmBin::V4).await
+            })*
+        }
+        mod helm3 {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::HelmBin::V3).await
+            })*
+        }
+    };
+}
+
+both_helms!(
+    sigterm_mid_install_stops_helm_and_leaves_the_release_failed,
+    stored_values_never_shown_in_any_form_when_a_reused_upgrade_fails,
+    install_from_repository_then_upgrade_with_reuse_and_reset_values,
+    generate_name_configmap_driver_values_file_and_storage_outputs,
+    local_chart_dir_and_archive,
+    failing_template_exits_1_with_helms_message,
+    missing_chart_version_exits_1,
+    dry_run_stores_nothing,
+    bad_input_exits_2_and_writes_nothing,
+    shipped_examples_install_then_upgrade,
+    wait_true_waits_for_the_rollout,
+);

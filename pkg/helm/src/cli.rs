@@ -1,7 +1,11 @@
-//! Driving the Helm 3 CLI as a subprocess.
+//! Driving the helm CLI (Helm 3 or Helm 4) as a subprocess.
 //!
-//! Every call is an argument vector (never a shell string) run with `tokio::process`, killed
-//! when the runner is cancelled. The cluster and storage are passed explicitly: `--kubeconfig`
+//! Every call is an argument vector (never a shell string) run with `tokio::process`. Short
+//! calls (`helm pull`, `helm status`, `helm template`, `helm version`) are killed when the run
+//! is cancelled; the install or upgrade itself is a [`HelmChild`], which the runner stops the
+//! way Helm expects to be stopped ([`HelmChild::stop`]: SIGTERM, then a grace period, then
+//! SIGKILL), so that Helm records the release as `failed` rather than leaving it
+//! `pending-install` or `pending-upgrade`. The cluster and storage are passed explicitly: `--kubeconfig`
 //! when `KUBECONFIG` names one file (otherwise Helm reads `KUBECONFIG`, or the in-cluster
 //! configuration, itself), `--namespace`, `--timeout`, and `HELM_DRIVER` /
 //! `HELM_REPOSITORY_CACHE` in its environment. Values only ever reach Helm in files.
@@ -14,9 +18,13 @@ use std::time::Duration;
 use action_runner::RunnerError;
 use action_runner::error::one_line;
 
-/// Replaces secrets (the string leaves of the values) in text shown to the user.
+use crate::version::HelmVersion;
+
+/// Replaces secrets (the string leaves of the values) in text shown to the user, in every form
+/// Helm may print them in (see [`Redactor::add`]).
 #[derive(Clone, Default)]
 pub struct Redactor {
+    /// The forms to replace, longest first.
     secrets: Vec<String>,
 }
 
@@ -29,13 +37,13 @@ pub const MIN_SECRET_LEN: usize = 4;
 
 impl std::fmt::Debug for Redactor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Redactor({} secrets)", self.secrets.len())
+        write!(f, "Redactor({} forms)", self.secrets.len())
     }
 }
 
 impl Redactor {
-    /// Adds every string leaf of `value` (at least [`MIN_SECRET_LEN`] characters; numbers and
-    /// booleans too when that long) as a secret.
+    /// Adds every string leaf of `value` (at least [`MIN_SECRET_LEN`] characters; numbers too
+    /// when that long) as a secret.
     pub fn add_values(&mut self, value: &serde_json::Value) {
         match value {
             serde_json::Value::String(s) => self.add(s),
@@ -46,19 +54,49 @@ impl Redactor {
         }
     }
 
-    /// Adds one secret; each of its lines counts separately too (Helm may show one line).
+    /// Adds one secret, in each form it may be printed in:
+    /// - as is, and each of its lines (trimmed) on its own (Helm may show one line of a PEM
+    ///   key);
+    /// - Go-quoted ([`go_quote`]: Go's `%q` / `strconv.Quote`, which Helm's and client-go's
+    ///   errors use), whole and per line;
+    /// - JSON-escaped, whole and per line, both as serde_json writes it and as Go's
+    ///   `encoding/json` does ([`go_json_escape`]: also `<`, `>`, `&`, U+2028 and U+2029 as
+    ///   `\u` escapes), for Helm's `-o json` and JSON error bodies.
+    ///
+    /// A form shorter than [`MIN_SECRET_LEN`] characters is not added.
     pub fn add(&mut self, secret: &str) {
-        for s in std::iter::once(secret).chain(secret.lines()) {
-            let s = s.trim();
-            if s.chars().count() >= MIN_SECRET_LEN && !self.secrets.iter().any(|x| x == s) {
-                self.secrets.push(s.to_string());
+        let mut pieces = vec![secret];
+        pieces.extend(secret.lines().map(str::trim));
+        for piece in pieces {
+            if piece.trim().chars().count() < MIN_SECRET_LEN {
+                continue;
+            }
+            for form in [
+                piece.trim().to_string(),
+                go_quote(piece),
+                json_escape(piece),
+                go_json_escape(piece),
+            ] {
+                if form.chars().count() >= MIN_SECRET_LEN && !self.secrets.contains(&form) {
+                    self.secrets.push(form);
+                }
             }
         }
         // Longest first, so a secret containing another is replaced whole.
         self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
     }
 
-    /// `text` with every secret replaced by [`REDACTED`].
+    /// Adds every secret `other` holds.
+    pub fn merge(&mut self, other: &Redactor) {
+        for s in &other.secrets {
+            if !self.secrets.contains(s) {
+                self.secrets.push(s.clone());
+            }
+        }
+        self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    }
+
+    /// `text` with every form of every secret replaced by [`REDACTED`].
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_string();
         for s in &self.secrets {
@@ -68,6 +106,75 @@ impl Redactor {
         }
         out
     }
+}
+
+/// `s` as Go's `strconv.Quote` (and so `fmt`'s `%q`) writes it, without the surrounding quotes:
+/// `"` → `\"`, `\` → `\\`, `\a \b \f \n \r \t \v` by name, other characters below
+/// U+0020 and U+007F as `\xHH`, non-printable characters as `\uHHHH` (or `\UHHHHHHHH` above
+/// U+FFFF), printable ones as they are (Go's `strconv.appendEscapedRune`).
+///
+/// "Printable" is Go's `unicode.IsPrint` (letters, marks, numbers, punctuation, symbols and the
+/// ASCII space). Rust's standard library has no Unicode category table, so this approximates it
+/// as: not a control character, not whitespace other than U+0020, and not one of the format
+/// characters (category Cf) U+00AD, U+0600–U+0605, U+061C, U+06DD, U+070F, U+180E,
+/// U+200B–U+200F, U+202A–U+202E, U+2060–U+2064, U+2066–U+206F, U+FEFF, U+FFF9–U+FFFB; a private
+/// use or unassigned code point is taken as printable where Go would escape it.
+pub fn go_quote(s: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(s.len() + 2);
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{b}' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if go_printable(c) => out.push(c),
+            c if (c as u32) < 0x10000 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => {
+                let _ = write!(out, "\\U{:08x}", c as u32);
+            }
+        }
+    }
+    out
+}
+
+/// Go's `unicode.IsPrint`, approximated as [`go_quote`] describes.
+fn go_printable(c: char) -> bool {
+    let n = c as u32;
+    let format = matches!(n,
+        0xAD | 0x600..=0x605 | 0x61C | 0x6DD | 0x70F | 0x180E | 0x200B..=0x200F
+        | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F | 0xFEFF | 0xFFF9..=0xFFFB);
+    !c.is_control() && (c == ' ' || !c.is_whitespace()) && !format
+}
+
+/// `s` as serde_json writes a JSON string, without the surrounding quotes (`"`, `\` and control
+/// characters escaped).
+pub fn json_escape(s: &str) -> String {
+    let quoted = serde_json::to_string(s).expect("a string serializes");
+    quoted[1..quoted.len() - 1].to_string()
+}
+
+/// `s` as Go's `encoding/json` writes a string (Helm's `-o json`), without the surrounding
+/// quotes: as [`json_escape`], and also `<`, `>`, `&` as `\u003c`, `\u003e`, `\u0026` (Go's
+/// default HTML escaping) and U+2028, U+2029 as `\u2028`, `\u2029` (`encoding/json`,
+/// `appendString`).
+pub fn go_json_escape(s: &str) -> String {
+    json_escape(s)
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+        .replace('\u{2028}', "\\u2028")
+        .replace('\u{2029}', "\\u2029")
 }
 
 /// How to run helm.
@@ -131,15 +238,38 @@ pub fn classify(message: &str) -> Failure {
     }
 }
 
-/// Helm's error output as one line: `Error: ` prefixes dropped, lines joined with `; `.
+/// Helm's error output as one line: from the first `Error: ` line on (what helm printed before
+/// it are warnings), `Error: ` prefixes dropped, Helm 4's structured log lines (`level=ERROR
+/// msg=...`, Go's `log/slog` text format, which Helm 4 writes beside its error) and `Use
+/// --debug` hints left out, lines joined with `; `. Without an `Error: ` line, every line but
+/// those.
 pub fn error_text(stderr: &str) -> String {
     let lines: Vec<&str> = stderr
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("Use --debug flag"))
+        .filter(|l| !l.is_empty())
+        .collect();
+    let from = lines
+        .iter()
+        .position(|l| l.starts_with("Error: "))
+        .unwrap_or(0);
+    let kept: Vec<&str> = lines[from..]
+        .iter()
+        .copied()
+        .filter(|l| !l.starts_with("Use --debug flag") && !is_slog_line(l))
         .map(|l| l.strip_prefix("Error: ").unwrap_or(l))
         .collect();
-    one_line(&lines.join("\n"))
+    one_line(&kept.join("\n"))
+}
+
+/// Whether `line` is a record of Go's `log/slog` text handler (`time=... level=... msg=...` or
+/// `level=... msg=...`), as Helm 4 logs.
+fn is_slog_line(line: &str) -> bool {
+    let rest = match line.strip_prefix("time=") {
+        Some(r) => r.split_once(' ').map_or("", |(_, r)| r),
+        None => line,
+    };
+    rest.starts_with("level=") && rest.contains(" msg=")
 }
 
 impl Helm {
@@ -173,37 +303,196 @@ impl Helm {
         args
     }
 
-    /// Runs `helm <args>`; returns its standard output. `what` prefixes errors (for example
-    /// `helm install`).
+    /// Runs `helm <args>` to its end; returns its standard output. `what` prefixes errors (for
+    /// example `helm install`).
     ///
     /// # Errors
-    /// [`ErrorKind::Cluster`](action_runner::error::ErrorKind) when helm cannot be started or
-    /// the cluster refuses the credentials, [`ErrorKind::Unavailable`](action_runner::error::ErrorKind)
-    /// when it cannot be reached, [`ErrorKind::Failed`](action_runner::error::ErrorKind) for other
-    /// failures; the message is Helm's, redacted.
+    /// As [`HelmChild::wait`]; [`ErrorKind::Cluster`](action_runner::error::ErrorKind) when helm
+    /// cannot be started.
     pub async fn run(&self, what: &str, args: &[OsString]) -> Result<Vec<u8>, RunnerError> {
+        self.spawn(what, args)?.wait().await
+    }
+
+    /// Starts `helm <args>` and returns the running process; its output is collected in the
+    /// background, so the process never blocks on a full pipe. `what` prefixes errors.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Cluster`](action_runner::error::ErrorKind) when helm cannot be started.
+    pub fn spawn(&self, what: &str, args: &[OsString]) -> Result<HelmChild, RunnerError> {
         tracing::debug!(command = %self.redactor.redact(&format!("{} {}", self.binary.display(),
             args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "))), "running helm");
-        let out = self.command().args(args).output().await.map_err(|e| {
+        let mut child = self.command().args(args).spawn().map_err(|e| {
             RunnerError::cluster(format!("{what}: cannot run {}", self.binary.display())).because(e)
         })?;
-        let stderr = self.redactor.redact(&String::from_utf8_lossy(&out.stderr));
-        if out.status.success() {
-            for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
-                tracing::debug!(helm = %line, "{what}: helm said");
-            }
-            return Ok(out.stdout);
-        }
-        let text = match error_text(&stderr) {
-            t if t.is_empty() => format!("helm exited with {}", out.status),
-            t => t,
-        };
-        Err(match classify(&text) {
-            Failure::Cluster => RunnerError::cluster(format!("{what}: {text}")),
-            Failure::Unavailable => RunnerError::unavailable(format!("{what}: {text}")),
-            Failure::Failed => RunnerError::failed(format!("{what}: {text}")),
+        Ok(HelmChild {
+            stdout: read_all(child.stdout.take()),
+            stderr: read_all(child.stderr.take()),
+            child,
+            what: what.to_string(),
+            redactor: self.redactor.clone(),
+            outcome: None,
         })
     }
+
+    /// The version of the helm binary: `helm version --template {{.Version}}`, parsed.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`](action_runner::error::ErrorKind) naming
+    /// `RUNNER_HELM_BINARY_PATH` when helm cannot be run or reports a version this runner does
+    /// not drive (see [`HelmVersion::parse`]).
+    pub async fn version(&self) -> Result<HelmVersion, RunnerError> {
+        let at = || format!("RUNNER_HELM_BINARY_PATH={}", self.binary.display());
+        let out = self
+            .run(
+                "helm version",
+                &["version".into(), "--template".into(), "{{.Version}}".into()],
+            )
+            .await
+            .map_err(|e| RunnerError::invalid_input(format!("{}: {e}", at())))?;
+        HelmVersion::parse(&String::from_utf8_lossy(&out))
+            .map_err(|e| RunnerError::invalid_input(format!("{}: {e}", at())).because(e))
+    }
+}
+
+/// How long helm may take to stop after SIGTERM before it is killed: 12 s. Helm's `install` and
+/// `upgrade` catch SIGTERM, cancel their context and record the release as `failed`
+/// (`helm.sh/helm/v4` `pkg/cmd/install.go` and `upgrade.go`, `signal.Notify`, then
+/// `failRelease` in `pkg/action`; the same in Helm 3), which takes one storage write. 12 s plus
+/// the runner's own final report ([`REPORT_AFTER_SIGNAL_TIMEOUT`](action_runner::manager::REPORT_AFTER_SIGNAL_TIMEOUT),
+/// 10 s) stay within the 30 s Kubernetes grants by default after SIGTERM
+/// (`terminationGracePeriodSeconds`).
+pub const STOP_GRACE: Duration = Duration::from_secs(12);
+
+/// A running helm process (see [`Helm::spawn`]). Dropping it kills the process.
+pub struct HelmChild {
+    child: tokio::process::Child,
+    stdout: tokio::task::JoinHandle<Vec<u8>>,
+    stderr: tokio::task::JoinHandle<Vec<u8>>,
+    what: String,
+    redactor: Redactor,
+    /// Set once the process has exited and its output was read.
+    outcome: Option<Result<Vec<u8>, RunnerError>>,
+}
+
+impl std::fmt::Debug for HelmChild {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HelmChild({}, pid {:?})", self.what, self.child.id())
+    }
+}
+
+/// How [`HelmChild::stop`] ended the process.
+#[derive(Debug)]
+pub enum Stopped {
+    /// It had already exited; its outcome.
+    AlreadyExited(Result<Vec<u8>, RunnerError>),
+    /// It exited within the grace period after SIGTERM; its outcome (Helm's error, usually
+    /// `context canceled`).
+    Terminated(Result<Vec<u8>, RunnerError>),
+    /// It did not exit within the grace period and was killed (SIGKILL).
+    Killed,
+}
+
+impl HelmChild {
+    /// The process id, while it runs.
+    pub fn id(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Waits for the process to exit; returns its standard output. Cancel-safe: dropping the
+    /// future leaves the process running and this value able to wait again, or to
+    /// [`stop`](Self::stop) it.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Cluster`](action_runner::error::ErrorKind) when the cluster refuses the
+    /// credentials, [`ErrorKind::Unavailable`](action_runner::error::ErrorKind) when it cannot
+    /// be reached, [`ErrorKind::Failed`](action_runner::error::ErrorKind) for other failures;
+    /// the message is Helm's, redacted, after `what`.
+    pub async fn wait(&mut self) -> Result<Vec<u8>, RunnerError> {
+        if let Some(done) = &self.outcome {
+            return clone_outcome(done);
+        }
+        let status = self.child.wait().await.map_err(|e| {
+            RunnerError::failed(format!("{}: waiting for helm failed", self.what)).because(e)
+        })?;
+        let stdout = (&mut self.stdout).await.unwrap_or_default();
+        let stderr = (&mut self.stderr).await.unwrap_or_default();
+        let outcome = interpret(&self.what, &self.redactor, status, stdout, &stderr);
+        let copy = clone_outcome(&outcome);
+        self.outcome = Some(outcome);
+        copy
+    }
+
+    /// Stops the process as Helm expects: SIGTERM, then up to `grace` for it to exit (Helm
+    /// records the release as `failed` meanwhile), then SIGKILL.
+    pub async fn stop(&mut self, grace: Duration) -> Stopped {
+        if self.outcome.is_some() || matches!(self.child.try_wait(), Ok(Some(_))) {
+            return Stopped::AlreadyExited(self.wait().await);
+        }
+        if let Some(pid) = self.child.id().and_then(|p| i32::try_from(p).ok()) {
+            // The child is not reaped before `wait` returns, so the pid is still its own.
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        match tokio::time::timeout(grace, self.wait()).await {
+            Ok(outcome) => Stopped::Terminated(outcome),
+            Err(_) => {
+                let _ = self.child.kill().await;
+                Stopped::Killed
+            }
+        }
+    }
+}
+
+/// A copy of an outcome (errors keep their kind and message; the cause is not cloneable, and is
+/// already part of the message).
+fn clone_outcome(o: &Result<Vec<u8>, RunnerError>) -> Result<Vec<u8>, RunnerError> {
+    match o {
+        Ok(out) => Ok(out.clone()),
+        Err(e) => Err(RunnerError::failed(e.to_string()).with_kind(e.kind())),
+    }
+}
+
+/// Reads a pipe to its end in the background.
+fn read_all<R>(pipe: Option<R>) -> tokio::task::JoinHandle<Vec<u8>>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut buf = Vec::new();
+        if let Some(mut p) = pipe {
+            let _ = tokio::io::AsyncReadExt::read_to_end(&mut p, &mut buf).await;
+        }
+        buf
+    })
+}
+
+/// A finished helm call: its standard output on success, else its error classified
+/// ([`classify`]) and redacted.
+fn interpret(
+    what: &str,
+    redactor: &Redactor,
+    status: std::process::ExitStatus,
+    stdout: Vec<u8>,
+    stderr: &[u8],
+) -> Result<Vec<u8>, RunnerError> {
+    let stderr = redactor.redact(&String::from_utf8_lossy(stderr));
+    if status.success() {
+        for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+            tracing::debug!(helm = %line, "{what}: helm said");
+        }
+        return Ok(stdout);
+    }
+    let text = match error_text(&stderr) {
+        t if t.is_empty() => format!("helm exited with {status}"),
+        t => t,
+    };
+    Err(match classify(&text) {
+        Failure::Cluster => RunnerError::cluster(format!("{what}: {text}")),
+        Failure::Unavailable => RunnerError::unavailable(format!("{what}: {text}")),
+        Failure::Failed => RunnerError::failed(format!("{what}: {text}")),
+    })
 }
 
 #[cfg(test)]
@@ -223,6 +512,163 @@ mod tests {
             r.redact(text),
             "failed: <redacted> and <redacted> on <redacted> ab <redacted>"
         );
+    }
+
+    /// Go's `strconv.Quote` of these strings, as Go 1.26 prints them (without the quotes).
+    #[test]
+    fn go_quote_matches_go() {
+        for (s, go) in [
+            ("plain", "plain"),
+            ("a\"b\\c", "a\\\"b\\\\c"),
+            (
+                "l1\nl2\tt\r\u{7}\u{8}\u{c}\u{b}",
+                "l1\\nl2\\tt\\r\\a\\b\\f\\v",
+            ),
+            ("\u{1}\u{1f}\u{7f}", "\\x01\\x1f\\x7f"),
+            ("é😀 ", "é😀 "),
+            (
+                "\u{a0}\u{200b}\u{feff}\u{2028}",
+                "\\u00a0\\u200b\\ufeff\\u2028",
+            ),
+            ("\u{85}", "\\u0085"),
+        ] {
+            assert_eq!(go_quote(s), go, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn json_escapes() {
+        assert_eq!(
+            json_escape("a\"b\\c\nd\u{1}<&>"),
+            "a\\\"b\\\\c\\nd\\u0001<&>"
+        );
+        assert_eq!(
+            go_json_escape("a\"b\nd<&>\u{2028}"),
+            "a\\\"b\\nd\\u003c\\u0026\\u003e\\u2028"
+        );
+    }
+
+    /// Each secret is redacted as is, Go-quoted, JSON-escaped (serde_json's and Go's) and line
+    /// by line, in each of those forms.
+    #[test]
+    fn redacts_every_form() {
+        let secret = "pa\"ss\\wo<r>d\tx";
+        let pem =
+            "-----BEGIN KEY-----\nMIIBOgIBAAJBAKj34GkxFhD9\nend-of-key-line\n-----END KEY-----";
+        let mut r = Redactor::default();
+        r.add_values(&json!({"a": secret, "b": pem}));
+        for form in [
+            secret.to_string(),
+            go_quote(secret),
+            json_escape(secret),
+            go_json_escape(secret),
+            pem.to_string(),
+            go_quote(pem),
+            json_escape(pem),
+            "MIIBOgIBAAJBAKj34GkxFhD9".to_string(),
+            "end-of-key-line".to_string(),
+        ] {
+            let text = format!("error: value \"{form}\" is invalid");
+            let shown = r.redact(&text);
+            assert_eq!(shown, "error: value \"<redacted>\" is invalid", "{form:?}");
+        }
+        // A line of the PEM key inside Go's quoting of the whole key.
+        let shown = r.redact(&format!(
+            "x {}",
+            go_quote("prefix\nMIIBOgIBAAJBAKj34GkxFhD9")
+        ));
+        assert!(!shown.contains("MIIBOgIBAAJBAKj34GkxFhD9"), "{shown}");
+    }
+
+    #[test]
+    fn merge_adds_the_other_secrets() {
+        let mut a = Redactor::default();
+        a.add("first-secret");
+        let mut b = Redactor::default();
+        b.add("second-secret");
+        a.merge(&b);
+        assert_eq!(
+            a.redact("first-secret second-secret"),
+            "<redacted> <redacted>"
+        );
+    }
+
+    /// A helm stand-in, a shell script: `term` behaves as Helm on SIGTERM (records, prints
+    /// Helm's error, exits 1); `ignore` ignores SIGTERM. Both create `ready` once their trap is
+    /// set, then wait.
+    fn fake_helm(dir: &std::path::Path, on_term: &str) -> Helm {
+        let script = dir.join("helm");
+        let trap = match on_term {
+            "term" => {
+                "trap 'echo stopped > \"$D/stopped\"; echo \"Error: INSTALLATION FAILED: context canceled\" >&2; exit 1' TERM"
+            }
+            _ => "trap '' TERM",
+        };
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nD={}\n{trap}\ntouch \"$D/ready\"\nwhile :; do sleep 0.05; done\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        Helm {
+            binary: script,
+            driver: "secrets".into(),
+            repository_cache: dir.into(),
+            kubeconfig: None,
+            timeout: None,
+            redactor: Redactor::default(),
+        }
+    }
+
+    async fn until_ready(dir: &std::path::Path) {
+        while !dir.join("ready").exists() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// SIGTERM reaches helm, which stops on its own within the grace period; its error is
+    /// kept.
+    #[tokio::test]
+    async fn stop_forwards_sigterm_and_keeps_helms_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let helm = fake_helm(dir.path(), "term");
+        let mut child = helm.spawn("helm install ns/x", &[]).unwrap();
+        until_ready(dir.path()).await;
+        // A wait cut short (as the Manager does on SIGTERM) leaves the process to stop.
+        let cut = tokio::time::timeout(Duration::from_millis(1), child.wait()).await;
+        assert!(cut.is_err(), "the fake helm never exits by itself");
+        match child.stop(Duration::from_secs(3600)).await {
+            Stopped::Terminated(Err(e)) => {
+                assert_eq!(
+                    e.to_string(),
+                    "helm install ns/x: INSTALLATION FAILED: context canceled"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(dir.path().join("stopped").exists(), "the trap ran");
+        assert!(matches!(
+            child.stop(Duration::from_secs(1)).await,
+            Stopped::AlreadyExited(Err(_))
+        ));
+    }
+
+    /// A helm that ignores SIGTERM is killed once the grace period is over.
+    #[tokio::test]
+    async fn stop_kills_after_the_grace_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let helm = fake_helm(dir.path(), "ignore");
+        let mut child = helm.spawn("helm upgrade ns/x", &[]).unwrap();
+        until_ready(dir.path()).await;
+        assert!(matches!(
+            child.stop(Duration::from_millis(100)).await,
+            Stopped::Killed
+        ));
+        assert!(child.id().is_none(), "reaped");
     }
 
     #[test]
@@ -247,6 +693,29 @@ mod tests {
         ] {
             assert_eq!(classify(msg), want, "{msg}");
         }
+    }
+
+    /// Helm 4 logs its error (slog) before printing it; Helm 3 prints warnings before it.
+    #[test]
+    fn error_text_of_helm_4_and_3() {
+        let helm4 = "level=ERROR msg=\"cluster reachability check failed: kubernetes cluster unreachable: dial tcp 127.0.0.1:1: connect: connection refused\"\n\
+            Error: INSTALLATION FAILED: cluster reachability check failed: kubernetes cluster unreachable: dial tcp 127.0.0.1:1: connect: connection refused\n";
+        let text = error_text(helm4);
+        assert_eq!(
+            text,
+            "INSTALLATION FAILED: cluster reachability check failed: kubernetes cluster unreachable: dial tcp 127.0.0.1:1: connect: connection refused"
+        );
+        assert_eq!(classify(&text), Failure::Unavailable);
+        let helm3 = "WARNING: Kubernetes configuration file is group-readable. This is insecure.\n\
+            Error: UPGRADE FAILED: Kubernetes cluster unreachable: dial tcp 127.0.0.1:1: connect: connection refused\n";
+        assert_eq!(
+            error_text(helm3),
+            "UPGRADE FAILED: Kubernetes cluster unreachable: dial tcp 127.0.0.1:1: connect: connection refused"
+        );
+        assert_eq!(
+            error_text("time=2026-11-22T10:00:00Z level=WARN msg=x\nsomething broke\n"),
+            "something broke"
+        );
     }
 
     #[test]

@@ -44,7 +44,7 @@ pub struct HelmConfig {
     pub release_path: Option<PathBuf>,
     /// `RUNNER_HELM_DRIVER` (default `secrets`): Helm's release storage driver, passed to helm
     /// as `HELM_DRIVER`. `secret`/`secrets` store a release as a Secret, `configmap`/`configmaps`
-    /// as a ConfigMap (`helm.sh/helm/v3/pkg/action.Configuration.Init`).
+    /// as a ConfigMap (`pkg/action.Configuration.Init` in `helm.sh/helm/v3` and `helm.sh/helm/v4`).
     pub driver: String,
     /// `RUNNER_REPOSITORY_CACHE_PATH` (default `/tmp/helm`): Helm's repository cache
     /// (`HELM_REPOSITORY_CACHE`), where chart repository indexes are kept.
@@ -53,7 +53,8 @@ pub struct HelmConfig {
     pub release_output: PathBuf,
     /// `RUNNER_OUTPUT_ADDITIONAL_FILE_PATH` (default `/tmp/additional.yaml`).
     pub additional_output: PathBuf,
-    /// `RUNNER_HELM_BINARY_PATH` (default `helm` on `PATH`): the Helm 3 CLI, resolved to a file.
+    /// `RUNNER_HELM_BINARY_PATH` (default `helm` on `PATH`): the helm CLI, Helm 4 or
+    /// Helm 3 (its version is read when the run starts), resolved to a file.
     pub helm_binary: PathBuf,
 }
 
@@ -146,13 +147,13 @@ impl HelmConfig {
                 };
                 resolved.ok_or_else(|| {
                     invalid(format!(
-                        "RUNNER_HELM_BINARY_PATH={p:?}: no such file (the Helm 3 CLI)"
+                        "RUNNER_HELM_BINARY_PATH={p:?}: no such file (the helm CLI, Helm 4 or 3)"
                     ))
                 })?
             }
             None => find_on_path(DEFAULT_HELM_BINARY, get("PATH").as_deref()).ok_or_else(|| {
                 invalid(
-                    "the Helm 3 CLI `helm` is not on PATH: install it or set \
+                    "the helm CLI `helm` (Helm 4 or 3) is not on PATH: install it or set \
                      RUNNER_HELM_BINARY_PATH"
                         .into(),
                 )

@@ -1,10 +1,17 @@
-//! The Helm action runner: installs or upgrades a Helm release by driving the Helm 3 CLI, then
-//! writes the release file and the additional output file in Capact's shapes.
+//! The Helm action runner: installs or upgrades a Helm release by driving the helm CLI (Helm 4,
+//! the image's, or Helm 3; see [`version`]), then writes the release file and the additional
+//! output file in Capact's shapes.
 //!
-//! The operation runs to its end in [`ActionRunner::start`] (`helm install`/`helm upgrade`
-//! with `--wait` return when the release is ready or failed), and
-//! [`ActionRunner::wait_for_completion`] returns the stored outcome, as Capact's Helm runner
-//! does. The start status is `{"phase": "Installing"}` or `{"phase": "Upgrading"}`.
+//! [`ActionRunner::start`] gets everything ready without touching the release: it reads helm's
+//! version, fetches the chart, and for an upgrade reads the release's stored values (so that
+//! they are redacted too). Its status, which the Manager reports before helm runs, is
+//! `{"phase": "Installing"}` or `{"phase": "Upgrading"}` with the release and helm's version.
+//! [`ActionRunner::wait_for_completion`] runs `helm install`/`helm upgrade` (with `--wait` it
+//! returns when the release is ready or failed), checks what Helm stored, writes the outputs and
+//! reports the final revision and its status (`{"phase": "Installed", "release": {..., "revision":
+//! 2, "status": "deployed"}}`). On SIGTERM, SIGINT or `RUNNER_TIMEOUT`,
+//! [`ActionRunner::cancel`] forwards SIGTERM to helm and gives it [`cli::STOP_GRACE`] to record
+//! the release as `failed` before it is killed.
 //!
 //! See `cmd/helm-runner/README.md` for the variables, the input manifest and the outputs.
 
@@ -14,6 +21,8 @@ pub mod config;
 pub mod input;
 pub mod output;
 pub mod render;
+pub mod storage;
+pub mod version;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -31,8 +40,9 @@ pub use config::{Command, HelmConfig};
 pub use input::{Chart, ChartRelease, HelmInput, Values};
 
 use chart::ChartSource;
-use cli::{Helm, Redactor};
+use cli::{Helm, HelmChild, Redactor, STOP_GRACE, Stopped};
 use output::ReleaseRef;
+use version::HelmVersion;
 
 /// The Helm runner. [`prepare`](ActionRunner::prepare) reads and checks everything local
 /// (variables, release file, values file, chart source); [`start`](ActionRunner::start) runs
@@ -41,7 +51,27 @@ use output::ReleaseRef;
 #[derive(Debug, Default)]
 pub struct HelmRunner {
     prepared: Option<Prepared>,
-    outcome: Option<WaitForCompletionOutput>,
+    /// Set by `start`: the operation, ready to run or running.
+    operation: Option<Operation>,
+}
+
+/// What `start` got ready and `wait_for_completion` runs.
+#[derive(Debug)]
+struct Operation {
+    helm: Helm,
+    version: HelmVersion,
+    /// `helm install ...` or `helm upgrade ...`.
+    argv: Vec<OsString>,
+    /// Prefix of errors: `helm install ns/name`.
+    what: String,
+    /// The helm process, once started (kept here, not in the wait's future, so that a cancelled
+    /// wait leaves it to [`ActionRunner::cancel`]).
+    child: Option<HelmChild>,
+    /// Holds the chart and the values file while helm runs.
+    scratch: tempfile::TempDir,
+    chart_dir: PathBuf,
+    /// `output` of the input manifest.
+    output: input::OutputArgs,
 }
 
 impl HelmRunner {
@@ -68,8 +98,8 @@ struct Prepared {
     redactor: Redactor,
 }
 
-/// The parts of Helm's release JSON (`helm install -o json`, `helm.sh/helm/v3/pkg/release`)
-/// the runner reads. `config` holds the release's user-supplied values: never logged.
+/// The parts of Helm's release JSON (`helm install -o json`; `pkg/release` of `helm.sh/helm/v3`
+/// and `pkg/release/v1` of `helm.sh/helm/v4`, the same fields in both) the runner reads. `config` holds the release's user-supplied values: never logged.
 #[derive(Deserialize)]
 struct HelmRelease {
     name: String,
@@ -104,7 +134,7 @@ struct HelmStatusInfo {
     status: String,
 }
 
-/// Checks that Helm's storage holds `release` as `deployed`. Helm 3 prints the release it
+/// Checks that Helm's storage holds `release` as `deployed`. Helm (3 and 4) prints the release it
 /// installed or upgraded even when it could not record the final state (it only warns, and the
 /// stored revision stays `pending-install` or `pending-upgrade`, for example when the runner may
 /// not `update` Secrets), so the runner reads the stored state back with `helm status`.
@@ -238,6 +268,29 @@ impl ActionRunner for HelmRunner {
             timeout: ctx.timeout,
             redactor: p.redactor.clone(),
         };
+        let version = helm.version().await?;
+        tracing::info!(helm = %version, binary = %helm.binary.display(),
+            server_side_apply_by_default = version.server_side_apply_by_default(), "helm version");
+
+        // An upgrade may reuse (`--reuse-values`) or print back the values stored with the
+        // release's earlier revisions: they are secrets too.
+        if let (Command::Upgrade, Some(name)) = (command, &p.release_name) {
+            let records =
+                storage::records(&input.client, &p.namespace, &p.config.driver, name).await?;
+            for r in &records {
+                match r.release() {
+                    Ok(stored) => {
+                        if let Some(config) = stored.config {
+                            helm.redactor.add_values(&Value::Object(config));
+                        }
+                    }
+                    Err(e) => tracing::warn!(revision = r.revision, error = %e,
+                        "a stored revision of the release could not be decoded; its values are not redacted"),
+                }
+            }
+            p.redactor = helm.redactor.clone();
+        }
+
         let scratch = tempfile::Builder::new()
             .prefix("helm-runner-")
             .tempdir()
@@ -245,55 +298,101 @@ impl ActionRunner for HelmRunner {
         let chart_dir = chart::fetch(&helm, &p.source, scratch.path()).await?;
 
         // The command line: never values (they go in a 0600 file).
-        let verb = command.as_str();
-        let mut argv: Vec<OsString> = vec![verb.into()];
-        match (&p.release_name, command) {
-            (Some(name), _) => argv.push(name.into()),
-            (None, _) => argv.push("--generate-name".into()),
-        }
-        argv.push(chart_dir.clone().into());
-        argv.extend(helm.cluster_args(&p.namespace));
-        argv.extend(["--output".into(), "json".into()]);
+        let mut values_files: Vec<PathBuf> = Vec::new();
         if let Some(v) = args.values.as_ref().filter(|v| !v.0.is_empty()) {
             let path = scratch.path().join("values.json");
             write_private(&path, &serde_json::to_vec(&v.0).expect("values serialize"))?;
-            argv.extend(["--values".into(), path.into()]);
+            values_files.push(path);
         }
-        if let Some(file) = &p.values_file {
-            argv.extend(["--values".into(), file.into()]);
-        }
-        if args.no_hooks {
-            argv.push("--no-hooks".into());
-        }
-        if args.wait {
-            argv.push("--wait".into());
-        }
-        if ctx.dry_run {
-            argv.push("--dry-run=server".into());
-        }
-        match command {
-            Command::Install => {
-                if args.replace {
-                    argv.push("--replace".into());
-                }
-            }
-            Command::Upgrade => {
-                argv.extend(["--history-max".into(), args.max_history.to_string().into()]);
-                if args.reuse_values {
-                    argv.push("--reuse-values".into());
-                }
-                if args.reset_values {
-                    argv.push("--reset-values".into());
-                }
-            }
-        }
+        values_files.extend(p.values_file.clone());
+        let mut argv = operation_args(
+            &version,
+            command,
+            p.release_name.as_deref(),
+            &chart_dir,
+            &values_files,
+            args,
+            ctx.dry_run,
+        );
+        argv.extend(helm.cluster_args(&p.namespace));
+        let verb = command.as_str();
         let what = match &p.release_name {
             Some(n) => format!("helm {verb} {}/{n}", p.namespace),
             None => format!("helm {verb} (generated name) in namespace {}", p.namespace),
         };
-        tracing::info!(command = verb, release = p.release_name.as_deref().unwrap_or("<generated>"),
-            namespace = %p.namespace, dry_run = ctx.dry_run, "running helm");
-        let stdout = helm.run(&what, &argv).await?;
+        let status = json!({
+            "phase": phase(command, Stage::Running),
+            "release": {"name": p.release_name, "namespace": p.namespace},
+            "helmVersion": version.text,
+        });
+        self.operation = Some(Operation {
+            helm,
+            version,
+            argv,
+            what,
+            child: None,
+            scratch,
+            chart_dir,
+            output: args.output.clone(),
+        });
+        Ok(StartOutput {
+            status,
+            ..StartOutput::default()
+        })
+    }
+
+    async fn wait_for_completion(
+        &mut self,
+        input: WaitForCompletionInput,
+    ) -> Result<WaitForCompletionOutput, RunnerError> {
+        let (Some(p), Some(op)) = (self.prepared.as_mut(), self.operation.as_mut()) else {
+            return Err(RunnerError::failed(
+                "the Helm operation did not run (start did not finish)",
+            ));
+        };
+        let command = p.config.command;
+        let ctx = &input.ctx;
+        if op.child.is_none() {
+            tracing::info!(command = command.as_str(),
+                release = p.release_name.as_deref().unwrap_or("<generated>"),
+                namespace = %p.namespace, dry_run = ctx.dry_run, helm = %op.version, "running helm");
+            op.child = Some(op.helm.spawn(&op.what, &op.argv)?);
+        }
+        let ran = op.child.as_mut().expect("spawned above").wait().await;
+        let stdout = match ran {
+            Ok(stdout) => stdout,
+            // Helm ran and failed: the action completed, unsuccessfully; what Helm stored is
+            // reported with it. Errors of access (exit 3, 4) stay errors.
+            Err(e) if e.kind() == action_runner::error::ErrorKind::Failed => {
+                let stored = match &p.release_name {
+                    Some(name) if !ctx.dry_run => {
+                        storage::records(&input.client, &p.namespace, &p.config.driver, name)
+                            .await
+                            .ok()
+                            .and_then(|r| r.into_iter().last())
+                    }
+                    _ => None,
+                };
+                let release = match &stored {
+                    Some(r) => json!({"name": p.release_name, "namespace": p.namespace,
+                        "revision": r.revision, "status": r.status}),
+                    None => json!({"name": p.release_name, "namespace": p.namespace}),
+                };
+                return Ok(WaitForCompletionOutput {
+                    succeeded: false,
+                    message: e.to_string(),
+                    status: json!({
+                        "phase": phase(command, Stage::Failed),
+                        "release": release,
+                        "helmVersion": op.version.text,
+                    }),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let helm = &mut op.helm;
+        let what = &op.what;
+        let verb = command.as_str();
         let release: HelmRelease = serde_json::from_slice(&stdout).map_err(|e| {
             RunnerError::failed(format!(
                 "{what} succeeded but its JSON output could not be read"
@@ -303,9 +402,12 @@ impl ActionRunner for HelmRunner {
         let config_values = Value::Object(release.config.clone().unwrap_or_default());
         helm.redactor.add_values(&config_values);
         p.redactor = helm.redactor.clone();
-        if !ctx.dry_run {
-            verify_stored(&helm, &release).await?;
-        }
+        let stored_status = if ctx.dry_run {
+            None
+        } else {
+            verify_stored(helm, &release).await?;
+            Some("deployed")
+        };
 
         let done_verb = match command {
             Command::Install => "installed",
@@ -338,21 +440,19 @@ impl ActionRunner for HelmRunner {
         let failed_after = |e: RunnerError| {
             RunnerError::failed(format!("{done}, but its outputs could not be produced")).because(e)
         };
-        let release_doc = output::release_file(
-            &reference,
-            args.output.helm_release.use_helm_release_storage,
-        );
+        let release_doc =
+            output::release_file(&reference, op.output.helm_release.use_helm_release_storage);
         write_output(
             &p.config.release_output,
             "RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH",
             &release_doc,
         )
         .map_err(failed_after)?;
-        if let Some(template) = args.output.go_template() {
-            let doc = if args.output.additional.use_helm_template_storage {
+        if let Some(template) = op.output.go_template() {
+            let doc = if op.output.additional.use_helm_template_storage {
                 output::additional_storage_file(&reference, template)
             } else {
-                let values_path = scratch.path().join("release-values.json");
+                let values_path = op.scratch.path().join("release-values.json");
                 write_private(
                     &values_path,
                     &serde_json::to_vec(&config_values).expect("values serialize"),
@@ -365,8 +465,8 @@ impl ActionRunner for HelmRunner {
                     .ok()
                     .map(|v| v.git_version);
                 let rendered = render::render(
-                    &helm,
-                    &chart_dir,
+                    helm,
+                    &op.chart_dir,
                     &render::RenderRelease {
                         name: &release.name,
                         namespace: &release.namespace,
@@ -389,28 +489,126 @@ impl ActionRunner for HelmRunner {
             .map_err(failed_after)?;
         }
 
-        self.outcome = Some(WaitForCompletionOutput {
+        Ok(WaitForCompletionOutput {
             succeeded: true,
             message: done,
-            ..Default::default()
-        });
-        let phase = match command {
-            Command::Install => "Installing",
-            Command::Upgrade => "Upgrading",
-        };
-        Ok(StartOutput {
-            status: json!({ "phase": phase }),
-            ..StartOutput::default()
+            status: json!({
+                "phase": phase(command, Stage::Done),
+                "release": {"name": release.name, "namespace": release.namespace,
+                    "revision": release.version, "status": stored_status},
+                "helmVersion": op.version.text,
+            }),
         })
     }
 
-    async fn wait_for_completion(
+    /// Stops helm if it runs: SIGTERM, [`STOP_GRACE`] for Helm to record the release as
+    /// `failed`, then SIGKILL; the note says how it stopped and what Helm stored.
+    async fn cancel(
         &mut self,
-        _input: WaitForCompletionInput,
-    ) -> Result<WaitForCompletionOutput, RunnerError> {
-        self.outcome.clone().ok_or_else(|| {
-            RunnerError::failed("the Helm operation did not run (start did not finish)")
-        })
+        input: WaitForCompletionInput,
+    ) -> Result<Option<String>, RunnerError> {
+        let (Some(p), Some(op)) = (self.prepared.as_ref(), self.operation.as_mut()) else {
+            return Ok(None);
+        };
+        let Some(child) = op.child.as_mut() else {
+            return Ok(Some("helm had not started".into()));
+        };
+        let how = match child.stop(STOP_GRACE).await {
+            Stopped::AlreadyExited(_) => "helm had already exited".to_string(),
+            Stopped::Terminated(Ok(_)) => "helm finished after SIGTERM".to_string(),
+            Stopped::Terminated(Err(e)) => format!("helm stopped on SIGTERM ({e})"),
+            Stopped::Killed => {
+                format!("helm did not stop within {STOP_GRACE:?} of SIGTERM and was killed")
+            }
+        };
+        let stored = match &p.release_name {
+            Some(name) if !input.ctx.dry_run => {
+                storage::records(&input.client, &p.namespace, &p.config.driver, name)
+                    .await
+                    .ok()
+                    .and_then(|r| r.into_iter().last())
+            }
+            _ => None,
+        };
+        Ok(Some(match stored {
+            Some(r) => format!(
+                "{how}; Helm stores revision {} of the release as {:?}",
+                r.revision, r.status
+            ),
+            None => how,
+        }))
+    }
+
+    fn cancel_timeout(&self) -> std::time::Duration {
+        // The grace period, then the kill and one list of Helm's records.
+        STOP_GRACE + std::time::Duration::from_secs(3)
+    }
+}
+
+/// The arguments of `helm install`/`helm upgrade` for helm `version`, without the cluster flags
+/// ([`Helm::cluster_args`], which the caller appends): `<verb> <name>|--generate-name
+/// <chart dir> --output json`, a `--values` per file, then `--no-hooks`, the wait flags of the
+/// major version ([`HelmVersion::wait_args`]), `--dry-run=server`, and `--replace` (install) or
+/// `--history-max N`, `--reuse-values`, `--reset-values` (upgrade), as the input asks.
+fn operation_args(
+    version: &HelmVersion,
+    command: Command,
+    release_name: Option<&str>,
+    chart_dir: &Path,
+    values_files: &[PathBuf],
+    args: &HelmInput,
+    dry_run: bool,
+) -> Vec<OsString> {
+    let mut argv: Vec<OsString> = vec![command.as_str().into()];
+    argv.push(release_name.unwrap_or("--generate-name").into());
+    argv.push(chart_dir.into());
+    argv.extend(["--output".into(), "json".into()]);
+    for f in values_files {
+        argv.extend(["--values".into(), f.into()]);
+    }
+    if args.no_hooks {
+        argv.push("--no-hooks".into());
+    }
+    argv.extend(version.wait_args(args.wait).into_iter().map(OsString::from));
+    if dry_run {
+        argv.push("--dry-run=server".into());
+    }
+    match command {
+        Command::Install => {
+            if args.replace {
+                argv.push("--replace".into());
+            }
+        }
+        Command::Upgrade => {
+            argv.extend(["--history-max".into(), args.max_history.to_string().into()]);
+            if args.reuse_values {
+                argv.push("--reuse-values".into());
+            }
+            if args.reset_values {
+                argv.push("--reset-values".into());
+            }
+        }
+    }
+    argv
+}
+
+/// Where a run is, for the `phase` of the runner status.
+#[derive(Debug, Clone, Copy)]
+enum Stage {
+    Running,
+    Done,
+    Failed,
+}
+
+/// `Installing`, `Installed`, `InstallFailed`; `Upgrading`, `Upgraded`, `UpgradeFailed`.
+fn phase(command: Command, stage: Stage) -> &'static str {
+    match (command, stage) {
+        (Command::Install, Stage::Running) => "Installing",
+        (Command::Install, Stage::Done) => "Installed",
+        (Command::Install, Stage::Failed) => "InstallFailed",
+        (Command::Upgrade, Stage::Running) => "Upgrading",
+        (Command::Upgrade, Stage::Done) => "Upgraded",
+        (Command::Upgrade, Stage::Failed) => "UpgradeFailed",
     }
 }
 
@@ -434,4 +632,108 @@ fn write_output(path: &Path, var: &str, text: &str) -> Result<(), RunnerError> {
         ))
         .because(e)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(argv: &[OsString]) -> Vec<String> {
+        argv.iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    /// The same input gives each major version its own wait flag, and nothing else differs.
+    #[test]
+    fn operation_args_per_helm_version() {
+        let v3 = HelmVersion::parse("v3.22.0").unwrap();
+        let v4 = HelmVersion::parse("v4.3.1").unwrap();
+        let input: HelmInput =
+            serde_json::from_value(json!({"name": "shop", "wait": true, "noHooks": true})).unwrap();
+        let install = |v: &HelmVersion| {
+            strings(&operation_args(
+                v,
+                Command::Install,
+                Some("shop"),
+                Path::new("/s/chart/webapp"),
+                &[PathBuf::from("/s/values.json")],
+                &input,
+                false,
+            ))
+        };
+        assert_eq!(
+            install(&v4),
+            [
+                "install",
+                "shop",
+                "/s/chart/webapp",
+                "--output",
+                "json",
+                "--values",
+                "/s/values.json",
+                "--no-hooks",
+                "--wait=watcher"
+            ]
+        );
+        assert_eq!(
+            install(&v3),
+            [
+                "install",
+                "shop",
+                "/s/chart/webapp",
+                "--output",
+                "json",
+                "--values",
+                "/s/values.json",
+                "--no-hooks",
+                "--wait"
+            ]
+        );
+
+        let input: HelmInput = serde_json::from_value(json!({
+            "wait": false, "reuseValues": true, "resetValues": true, "maxHistory": 3
+        }))
+        .unwrap();
+        for v in [&v3, &v4] {
+            assert_eq!(
+                strings(&operation_args(
+                    v,
+                    Command::Upgrade,
+                    Some("shop"),
+                    Path::new("/c"),
+                    &[],
+                    &input,
+                    true,
+                )),
+                [
+                    "upgrade",
+                    "shop",
+                    "/c",
+                    "--output",
+                    "json",
+                    "--dry-run=server",
+                    "--history-max",
+                    "3",
+                    "--reuse-values",
+                    "--reset-values"
+                ],
+                "{v}"
+            );
+        }
+        let generated: HelmInput =
+            serde_json::from_value(json!({"generateName": true, "wait": false})).unwrap();
+        assert_eq!(
+            strings(&operation_args(
+                &v4,
+                Command::Install,
+                None,
+                Path::new("/c"),
+                &[],
+                &generated,
+                false,
+            ))[..2],
+            ["install", "--generate-name"]
+        );
+    }
 }

@@ -38,6 +38,10 @@ pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 /// logged and skipped (the final report is what counts).
 pub const PROGRESS_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The most [`ActionRunner::cancel_timeout`] may ask for: 15 s, which with
+/// [`REPORT_AFTER_SIGNAL_TIMEOUT`] (10 s) stays within the 30 s Kubernetes allows after SIGTERM.
+pub const MAX_CANCEL_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// How a run ended: the exit code and a one-line message (the reason, on failure).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
@@ -318,11 +322,12 @@ where
     // The wait was cut short: the runner may stop what it started (for example Argo's
     // `spec.shutdown`); by default it is left running.
     let message = if matches!(reason, Reason::Cancelled | Reason::DeadlineExceeded) {
-        match tokio::time::timeout(CANCEL_TIMEOUT, runner.cancel(input)).await {
+        let limit = runner.cancel_timeout().min(MAX_CANCEL_TIMEOUT);
+        match tokio::time::timeout(limit, runner.cancel(input)).await {
             Ok(Ok(Some(note))) => format!("{message}; {note}"),
             Ok(Ok(None)) => message,
             Ok(Err(e)) => format!("{message}; stopping the action failed: {e}"),
-            Err(_) => format!("{message}; stopping the action timed out after {CANCEL_TIMEOUT:?}"),
+            Err(_) => format!("{message}; stopping the action timed out after {limit:?}"),
         }
     } else {
         message
@@ -535,6 +540,10 @@ mod tests {
         progress: Vec<(Duration, serde_json::Value)>,
         started: bool,
         cancelled: bool,
+        /// How long `cancel` takes, and how long the runner asks it may take (`None`: the
+        /// default).
+        cancel_takes: Duration,
+        asks_cancel: Option<Duration>,
     }
 
     fn ok_start() -> Result<StartOutput, RunnerError> {
@@ -561,6 +570,8 @@ mod tests {
             progress: Vec::new(),
             started: false,
             cancelled: false,
+            cancel_takes: Duration::ZERO,
+            asks_cancel: None,
         }
     }
 
@@ -610,7 +621,12 @@ mod tests {
             _: WaitForCompletionInput,
         ) -> Result<Option<String>, RunnerError> {
             self.cancelled = true;
+            tokio::time::sleep(self.cancel_takes).await;
             Ok(Some("stopped it".into()))
+        }
+
+        fn cancel_timeout(&self) -> Duration {
+            self.asks_cancel.unwrap_or(CANCEL_TIMEOUT)
         }
     }
 
@@ -710,6 +726,35 @@ mod tests {
             shutdown,
         )
         .await
+    }
+
+    fn succeeded_with_status() -> Result<WaitForCompletionOutput, RunnerError> {
+        Ok(WaitForCompletionOutput {
+            succeeded: true,
+            message: "done".into(),
+            status: serde_json::json!({"ref": "y", "revision": 2}),
+        })
+    }
+
+    /// The start status is reported while running; the keys of a final status from the wait
+    /// are set in it (a key of both is replaced).
+    #[tokio::test(start_paused = true)]
+    async fn a_final_runner_status_is_set_in_the_start_status() {
+        let rec = Recorder::default();
+        let out = run(
+            &mut runner(ok_start, succeeded_with_status),
+            &rec,
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(out.exit, Exit::Succeeded);
+        let reports = rec.reports.lock().unwrap().clone();
+        assert_eq!(reports[0].runner_status, serde_json::json!({"ref": "x"}));
+        assert_eq!(
+            reports[1].runner_status,
+            serde_json::json!({"ref": "y", "revision": 2})
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -864,6 +909,42 @@ mod tests {
         let out = run(&mut runner(ok_start, lost), &rec, None, None).await;
         assert_eq!(out.exit, Exit::Unavailable);
         assert_eq!(rec.last().reason, Some(Reason::Error));
+    }
+
+    /// A runner may ask for more than [`CANCEL_TIMEOUT`] to stop what it started, up to
+    /// [`MAX_CANCEL_TIMEOUT`].
+    #[tokio::test(start_paused = true)]
+    async fn cancel_gets_the_time_the_runner_asks_for_up_to_the_cap() {
+        for (asks, takes, finishes) in [
+            (None, 8, false),
+            (Some(10), 8, true),
+            (Some(60), 14, true),
+            (Some(60), 20, false),
+        ] {
+            let rec = Recorder::default();
+            let mut r = runner(ok_start, succeeded);
+            r.wait_takes = Duration::from_secs(3600);
+            r.cancel_takes = Duration::from_secs(takes);
+            r.asks_cancel = asks.map(Duration::from_secs);
+            let signal = Some((Duration::from_secs(2), Exit::Terminated));
+            let out = run(&mut r, &rec, None, signal).await;
+            assert_eq!(out.exit, Exit::Terminated);
+            assert_eq!(
+                out.message.contains("stopped it"),
+                finishes,
+                "{asks:?} {takes}: {}",
+                out.message
+            );
+            if !finishes {
+                let limit = asks.map_or(CANCEL_TIMEOUT, Duration::from_secs);
+                let limit = limit.min(MAX_CANCEL_TIMEOUT);
+                assert!(
+                    out.message.contains(&format!("timed out after {limit:?}")),
+                    "{}",
+                    out.message
+                );
+            }
+        }
     }
 
     #[tokio::test(start_paused = true)]

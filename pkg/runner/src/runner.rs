@@ -67,6 +67,16 @@ pub trait ActionRunner: Send {
     ) -> impl Future<Output = Result<Option<String>, RunnerError>> + Send {
         async { Ok(None) }
     }
+
+    /// How long [`cancel`](Self::cancel) may take; by default
+    /// [`CANCEL_TIMEOUT`](crate::manager::CANCEL_TIMEOUT) (5 s). A runner that must give a
+    /// child process time to stop cleanly may ask for more, at most
+    /// [`MAX_CANCEL_TIMEOUT`](crate::manager::MAX_CANCEL_TIMEOUT) (the Manager caps it), so
+    /// that, with the final report, the runner stops within Kubernetes' default
+    /// `terminationGracePeriodSeconds` of 30 s.
+    fn cancel_timeout(&self) -> std::time::Duration {
+        crate::manager::CANCEL_TIMEOUT
+    }
 }
 
 /// Input of [`ActionRunner::start`].

@@ -1,0 +1,155 @@
+//! Which helm CLI the runner drives, and the argument vectors that differ between Helm 3 and
+//! Helm 4.
+//!
+//! The version is read once per run, with `helm version --template {{.Version}}` (Helm prints
+//! its `internal/version` stamp, `v3.22.0` or `v4.3.1`; a build without the `-X` stamp prints
+//! `v4.3`). Everything else the runner passes is the same for both majors; what differs is
+//! decided here, in one place, from [`HelmVersion::major`]:
+//!
+//! | what | Helm 3 | Helm 4 |
+//! |------|--------|--------|
+//! | wait for resources | `--wait` (poll readiness) | `--wait=watcher` (kstatus watch; `--wait` alone means the same, spelled out to be explicit) |
+//! | no wait | nothing | nothing (Helm 4's default strategy `hookOnly`: hooks only, as Helm 3 without `--wait`) |
+//!
+//! Sources: `helm.sh/helm/v4` `pkg/cmd/flags.go` (`AddWaitFlag`: `NoOptDefVal` is `watcher`,
+//! the default `hookOnly`), `helm.sh/helm/v3` `cmd/helm/flags.go` (`--wait` is a boolean).
+
+use std::fmt;
+
+/// A helm CLI version, as `helm version --template {{.Version}}` prints it: `v<major>.<minor>`
+/// with an optional `.<patch>`, pre-release (`-rc.1`) and build metadata (`+g1234`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelmVersion {
+    /// Major version: 3 or 4 (others are refused by [`HelmVersion::parse`]).
+    pub major: u32,
+    /// Minor version.
+    pub minor: u32,
+    /// Patch version; 0 when the binary reports none (an unstamped build).
+    pub patch: u32,
+    /// The text helm printed, trimmed (for messages and the status).
+    pub text: String,
+}
+
+/// Why a helm version could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VersionError {
+    /// The text is not `v<major>.<minor>[.<patch>][-pre][+meta]`.
+    #[error("helm reported version {0:?}, which is not v<major>.<minor>.<patch>")]
+    Malformed(String),
+    /// A major version this runner does not drive.
+    #[error("helm reported version {0:?}: the runner drives Helm 3 (3.x) and Helm 4 (4.x) only")]
+    Unsupported(String),
+}
+
+impl HelmVersion {
+    /// Parses `helm version --template {{.Version}}`'s output (surrounding whitespace ignored).
+    ///
+    /// # Errors
+    /// [`VersionError::Malformed`] when the text is not a version, [`VersionError::Unsupported`]
+    /// when its major is not 3 or 4.
+    pub fn parse(text: &str) -> Result<Self, VersionError> {
+        let text = text.trim();
+        let malformed = || VersionError::Malformed(text.to_string());
+        let core = text.strip_prefix('v').ok_or_else(malformed)?;
+        let core = core.split(['+', '-']).next().unwrap_or_default();
+        let mut parts = core.split('.');
+        let mut number = |required: bool| -> Result<u32, VersionError> {
+            match parts.next() {
+                Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+                    p.parse().map_err(|_| malformed())
+                }
+                None if !required => Ok(0),
+                _ => Err(malformed()),
+            }
+        };
+        let major = number(true)?;
+        let minor = number(true)?;
+        let patch = number(false)?;
+        if parts.next().is_some() {
+            return Err(malformed());
+        }
+        if !matches!(major, 3 | 4) {
+            return Err(VersionError::Unsupported(text.to_string()));
+        }
+        Ok(HelmVersion {
+            major,
+            minor,
+            patch,
+            text: text.to_string(),
+        })
+    }
+
+    /// The arguments that make helm wait (`wait: true`) or not (`wait: false`) for the
+    /// release's resources to be ready, for this major version (see the module's table).
+    pub fn wait_args(&self, wait: bool) -> Vec<&'static str> {
+        match (self.major, wait) {
+            (_, false) => vec![],
+            (3, true) => vec!["--wait"],
+            (_, true) => vec!["--wait=watcher"],
+        }
+    }
+
+    /// Whether Helm applies the chart's objects with server-side apply by default: Helm 4 for
+    /// an install (`--server-side` defaults to `true`) and for an upgrade of a release it
+    /// installed so (`auto`); Helm 3 never does. The runner passes no `--server-side`, so
+    /// Helm's default holds; this is reported, not acted on.
+    pub fn server_side_apply_by_default(&self) -> bool {
+        self.major >= 4
+    }
+}
+
+impl fmt::Display for HelmVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_release_and_unstamped_versions() {
+        let v = HelmVersion::parse("v4.3.1\n").unwrap();
+        assert_eq!((v.major, v.minor, v.patch), (4, 3, 1));
+        assert_eq!(v.to_string(), "v4.3.1");
+        let v = HelmVersion::parse("v3.22.0+g1234abc").unwrap();
+        assert_eq!((v.major, v.minor, v.patch), (3, 22, 0));
+        let v = HelmVersion::parse("v4.3").unwrap();
+        assert_eq!((v.major, v.minor, v.patch), (4, 3, 0));
+        let v = HelmVersion::parse("v4.0.0-rc.1").unwrap();
+        assert_eq!((v.major, v.minor, v.patch), (4, 0, 0));
+    }
+
+    #[test]
+    fn refuses_other_texts_and_majors() {
+        for bad in [
+            "",
+            "4.3.1",
+            "v4",
+            "v4.x.1",
+            "v4.3.1.2",
+            "version.BuildInfo{}",
+        ] {
+            assert!(
+                matches!(HelmVersion::parse(bad), Err(VersionError::Malformed(_))),
+                "{bad:?}"
+            );
+        }
+        for old in ["v2.17.0", "v5.0.0"] {
+            let e = HelmVersion::parse(old).unwrap_err();
+            assert!(matches!(e, VersionError::Unsupported(_)), "{old}");
+            assert!(e.to_string().contains("Helm 3 (3.x) and Helm 4"), "{e}");
+        }
+    }
+
+    #[test]
+    fn wait_flags_per_major() {
+        let v3 = HelmVersion::parse("v3.22.0").unwrap();
+        let v4 = HelmVersion::parse("v4.3.1").unwrap();
+        assert_eq!(v3.wait_args(true), ["--wait"]);
+        assert_eq!(v4.wait_args(true), ["--wait=watcher"]);
+        assert!(v3.wait_args(false).is_empty() && v4.wait_args(false).is_empty());
+        assert!(!v3.server_side_apply_by_default() && v4.server_side_apply_by_default());
+    }
+}
