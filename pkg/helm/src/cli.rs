@@ -334,13 +334,18 @@ impl Helm {
         })
     }
 
-    /// The version of the helm binary: `helm version --template {{.Version}}`, parsed.
+    /// The version of the helm binary: from its Go build information when it has it
+    /// ([`crate::version::from_build_info`], no process started), else `helm version --template
+    /// {{.Version}}`, parsed.
     ///
     /// # Errors
     /// [`ErrorKind::InvalidInput`](action_runner::error::ErrorKind) naming
     /// `RUNNER_HELM_BINARY_PATH` when helm cannot be run or reports a version this runner does
     /// not drive (see [`HelmVersion::parse`]).
     pub async fn version(&self) -> Result<HelmVersion, RunnerError> {
+        if let Some(v) = crate::version::from_build_info(&self.binary) {
+            return Ok(v);
+        }
         let at = || format!("RUNNER_HELM_BINARY_PATH={}", self.binary.display());
         let out = self
             .run(

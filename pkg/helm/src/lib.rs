@@ -137,29 +137,49 @@ struct HelmStatusInfo {
 /// Checks that Helm's storage holds `release` as `deployed`. Helm (3 and 4) prints the release it
 /// installed or upgraded even when it could not record the final state (it only warns, and the
 /// stored revision stays `pending-install` or `pending-upgrade`, for example when the runner may
-/// not `update` Secrets), so the runner reads the stored state back with `helm status`.
+/// not `update` Secrets), so the runner reads the stored state back: for the `secret(s)` and
+/// `configmap(s)` drivers from the record's `status` label with its own client (one GET,
+/// [`storage::stored_status`]); for the others with `helm status`.
 ///
 /// # Errors
-/// [`ErrorKind::Failed`](action_runner::error::ErrorKind) when the stored revision is not `deployed`; errors of `helm status`
-/// as [`Helm::run`] classifies them.
-async fn verify_stored(helm: &Helm, release: &HelmRelease) -> Result<(), RunnerError> {
-    let what = format!("helm status {}/{}", release.namespace, release.name);
-    let mut argv: Vec<OsString> = vec!["status".into(), release.name.clone().into()];
-    if let Some(kc) = &helm.kubeconfig {
-        argv.extend(["--kubeconfig".into(), kc.clone().into()]);
-    }
-    argv.extend(["--namespace".into(), release.namespace.clone().into()]);
-    argv.extend(["--revision".into(), release.version.to_string().into()]);
-    argv.extend(["--output".into(), "json".into()]);
-    let stdout = helm.run(&what, &argv).await?;
-    let status: HelmStatus = serde_json::from_slice(&stdout).map_err(|e| {
-        RunnerError::failed(format!("{what}: its JSON output could not be read")).because(e)
-    })?;
-    if status.info.status != "deployed" {
+/// [`ErrorKind::Failed`](action_runner::error::ErrorKind) when the stored revision is not
+/// `deployed`; errors of the GET as [`RunnerError::from_kube`] classifies them, or of `helm
+/// status` as [`Helm::run`] does.
+async fn verify_stored(
+    helm: &Helm,
+    client: &kube::Client,
+    release: &HelmRelease,
+) -> Result<(), RunnerError> {
+    let status = if storage::reads_driver(&helm.driver) {
+        storage::stored_status(
+            client,
+            &release.namespace,
+            &helm.driver,
+            &release.name,
+            release.version,
+        )
+        .await?
+        .unwrap_or_else(|| "missing".into())
+    } else {
+        let what = format!("helm status {}/{}", release.namespace, release.name);
+        let mut argv: Vec<OsString> = vec!["status".into(), release.name.clone().into()];
+        if let Some(kc) = &helm.kubeconfig {
+            argv.extend(["--kubeconfig".into(), kc.clone().into()]);
+        }
+        argv.extend(["--namespace".into(), release.namespace.clone().into()]);
+        argv.extend(["--revision".into(), release.version.to_string().into()]);
+        argv.extend(["--output".into(), "json".into()]);
+        let stdout = helm.run(&what, &argv).await?;
+        let status: HelmStatus = serde_json::from_slice(&stdout).map_err(|e| {
+            RunnerError::failed(format!("{what}: its JSON output could not be read")).because(e)
+        })?;
+        status.info.status
+    };
+    if status != "deployed" {
         return Err(RunnerError::failed(format!(
             "release {:?} in namespace {:?}: Helm reported success, but its storage holds \
              revision {} as {:?} (are the runner's rights on Helm's storage driver complete?)",
-            release.name, release.namespace, release.version, status.info.status
+            release.name, release.namespace, release.version, status
         )));
     }
     Ok(())
@@ -405,7 +425,7 @@ impl ActionRunner for HelmRunner {
         let stored_status = if ctx.dry_run {
             None
         } else {
-            verify_stored(helm, &release).await?;
+            verify_stored(helm, &input.client, &release).await?;
             Some("deployed")
         };
 

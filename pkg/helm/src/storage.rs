@@ -143,6 +143,48 @@ pub async fn records(
     Ok(records)
 }
 
+/// The stored status of revision `revision` of release `name`, from the `status` label of its
+/// record (one GET of the object's metadata: `get` on Secrets or ConfigMaps, which Helm itself
+/// needs), or `None` when there is no such record. Only for the `secret(s)` and `configmap(s)`
+/// drivers; `None` is returned for the others without a request (see [`reads_driver`]).
+///
+/// # Errors
+/// The request's error, classified by [`RunnerError::from_kube`].
+pub async fn stored_status(
+    client: &kube::Client,
+    namespace: &str,
+    driver: &str,
+    name: &str,
+    revision: u64,
+) -> Result<Option<String>, RunnerError> {
+    let object = format!("sh.helm.release.v1.{name}.v{revision}");
+    let what = || format!("get Helm's record {namespace}/{object}");
+    let labels = if driver.starts_with("configmap") {
+        Api::<ConfigMap>::namespaced(client.clone(), namespace)
+            .get_metadata_opt(&object)
+            .await
+            .map(|m| m.map(|m| m.metadata.labels.unwrap_or_default()))
+    } else if reads_driver(driver) {
+        Api::<Secret>::namespaced(client.clone(), namespace)
+            .get_metadata_opt(&object)
+            .await
+            .map(|m| m.map(|m| m.metadata.labels.unwrap_or_default()))
+    } else {
+        return Ok(None);
+    }
+    .map_err(|e| RunnerError::from_kube(what(), e))?;
+    Ok(labels.map(|l| l.get("status").cloned().unwrap_or_default()))
+}
+
+/// Whether the runner reads `HELM_DRIVER` `driver`'s records itself: `secret`/`secrets` (Helm's
+/// default, also for an empty value) and `configmap`/`configmaps`; not `memory` or `sql`.
+pub fn reads_driver(driver: &str) -> bool {
+    matches!(
+        driver,
+        "" | "secret" | "secrets" | "configmap" | "configmaps"
+    )
+}
+
 fn record(labels: Option<&std::collections::BTreeMap<String, String>>, encoded: Vec<u8>) -> Record {
     let label = |k: &str| labels.and_then(|l| l.get(k)).cloned().unwrap_or_default();
     Record {

@@ -1,9 +1,10 @@
 //! Which helm CLI the runner drives, and the argument vectors that differ between Helm 3 and
 //! Helm 4.
 //!
-//! The version is read once per run, with `helm version --template {{.Version}}` (Helm prints
-//! its `internal/version` stamp, `v3.22.0` or `v4.3.1`; a build without the `-X` stamp prints
-//! `v4.3`). Everything else the runner passes is the same for both majors; what differs is
+//! The version is read once per run, from the binary's Go build information
+//! ([`from_build_info`]: the main module `helm.sh/helm/v4` at `v4.3.1`), or, for a binary
+//! without it, with `helm version --template {{.Version}}` (Helm prints its `internal/version`
+//! stamp, `v3.22.0` or `v4.3.1`; a build without the `-X` stamp prints `v4.3`). Everything else the runner passes is the same for both majors; what differs is
 //! decided here, in one place, from [`HelmVersion::major`]:
 //!
 //! | what | Helm 3 | Helm 4 |
@@ -151,5 +152,106 @@ mod tests {
         assert_eq!(v4.wait_args(true), ["--wait=watcher"]);
         assert!(v3.wait_args(false).is_empty() && v4.wait_args(false).is_empty());
         assert!(!v3.server_side_apply_by_default() && v4.server_side_apply_by_default());
+    }
+}
+
+/// The helm binary's version from the build information Go writes into every binary (section
+/// `.go.buildinfo`, Go 1.18 and later; the format of Go's `debug/buildinfo`): the `mod` line
+/// names the main module and its version, e.g. `mod  helm.sh/helm/v4  v4.3.1  h1:...`. Reads
+/// the ELF headers and that one section only, so it costs far less than starting helm, which
+/// `helm version` does. `None` when the binary is not an ELF Go binary with inline build
+/// information, or its main module is not `helm.sh/helm/v<major>` at a tagged version (a
+/// `(devel)` build): the caller then asks helm itself.
+pub fn from_build_info(binary: &std::path::Path) -> Option<HelmVersion> {
+    use object::{Object, ObjectSection};
+    let file = std::fs::File::open(binary).ok()?;
+    let cache = object::ReadCache::new(file);
+    let elf = object::File::parse(&cache).ok()?;
+    let data = elf.section_by_name(".go.buildinfo")?.data().ok()?;
+    let (path, version) = main_module(data)?;
+    let major = path.strip_prefix("helm.sh/helm/v")?;
+    let parsed = HelmVersion::parse(&version).ok()?;
+    (parsed.major.to_string() == major).then_some(parsed)
+}
+
+/// The main module's path and version from a `.go.buildinfo` section: a 32-byte header
+/// (`\xff Go buildinf:`, pointer size, flags; flag 2: the strings follow inline), then the Go
+/// version and the module information as unsigned-varint-prefixed strings; the module
+/// information is framed by 16 bytes on each side and holds a `mod\t<path>\t<version>` line.
+fn main_module(data: &[u8]) -> Option<(String, String)> {
+    const MAGIC: &[u8] = b"\xff Go buildinf:";
+    if !data.starts_with(MAGIC) || data.len() < 32 || data[15] & 2 == 0 {
+        return None;
+    }
+    let mut rest = &data[32..];
+    let mut string = || -> Option<&[u8]> {
+        let mut len: usize = 0;
+        for (i, b) in rest.iter().enumerate().take(10) {
+            len |= usize::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                let s = rest.get(i + 1..i + 1 + len)?;
+                rest = &rest[i + 1 + len..];
+                return Some(s);
+            }
+        }
+        None
+    };
+    let _go_version = string()?;
+    let info = string()?;
+    let info = String::from_utf8_lossy(info);
+    info.lines().find_map(|l| {
+        let mut f = l.split('\t');
+        (f.next()?.ends_with("mod"))
+            .then(|| Some((f.next()?.to_string(), f.next()?.to_string())))
+            .flatten()
+    })
+}
+
+#[cfg(test)]
+mod build_info_tests {
+    use super::*;
+
+    fn section(info: &str) -> Vec<u8> {
+        let mut d = b"\xff Go buildinf:".to_vec();
+        d.extend([8, 2]);
+        d.resize(32, 0);
+        for s in ["go1.26.8", info] {
+            let mut n = s.len();
+            loop {
+                let b = (n & 0x7f) as u8;
+                n >>= 7;
+                d.push(if n > 0 { b | 0x80 } else { b });
+                if n == 0 {
+                    break;
+                }
+            }
+            d.extend(s.as_bytes());
+        }
+        d
+    }
+
+    #[test]
+    fn the_main_module_is_read_from_the_build_info() {
+        let framing = "0123456789abcdef";
+        let info = format!(
+            "{framing}path\thelm.sh/helm/v4/cmd/helm\nmod\thelm.sh/helm/v4\tv4.3.1\th1:x=\ndep\tk8s.io/api\tv0.34.0\n{framing}"
+        );
+        assert_eq!(
+            main_module(&section(&info)),
+            Some(("helm.sh/helm/v4".into(), "v4.3.1".into()))
+        );
+        assert_eq!(main_module(b"not a build info section at all, no"), None);
+    }
+
+    /// The helm binaries `hack/install-tools.sh` builds (when present: `KAR_HELM4`, `KAR_HELM3`).
+    #[test]
+    fn the_pinned_helms_are_recognised_without_running_them() {
+        for (var, major) in [("KAR_HELM4", 4), ("KAR_HELM3", 3)] {
+            let Some(path) = std::env::var_os(var) else {
+                continue;
+            };
+            let v = from_build_info(std::path::Path::new(&path)).expect("build info");
+            assert_eq!(v.major, major, "{var}");
+        }
     }
 }
