@@ -172,7 +172,7 @@ fn serve(mut conn: std::net::TcpStream, root: &Path) {
     let _ = conn.write_all(&response);
 }
 
-/// A test's [`World`] and the helm it drives.
+/// A test's [`World`] and the helm it drives (a test may switch it).
 struct HelmTest {
     w: World,
     helm: HelmBin,
@@ -1014,6 +1014,55 @@ async fn stored_values_never_shown_in_any_form_when_a_reused_upgrade_fails(h: He
             );
         }
     }
+}
+
+/// The path from the old image to the new one: a release installed by Helm 3 is upgraded by
+/// Helm 4 (with `reuseValues`). Helm 4's `--server-side=auto` keeps the release's own method,
+/// client-side apply, so no field is taken over by server-side apply; the values are reused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_helm_3_release_is_upgraded_by_helm_4() {
+    let mut w = HelmTest::new("helm-3to4", HelmBin::V3).await;
+    let manifest = format!(
+        "name: old\nchart: {{name: webapp, repo: \"{}\", version: 0.1.0}}\nwait: false\nvalues: {{replicaCount: 3}}\n",
+        repo().url
+    );
+    let out = w.run_helm("install3", "install", &manifest).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    w.helm = HelmBin::V4;
+    let out = w
+        .helm_runner(
+            "upgrade4",
+            "upgrade",
+            "chart: {version: 0.2.0}\nwait: false\nreuseValues: true\n",
+        )
+        .await
+        .var(
+            "RUNNER_HELM_RELEASE_PATH",
+            Some(w.path("install3-release.yaml").to_str().unwrap()),
+        )
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let status = w.status("upgrade4").await.unwrap();
+    assert_eq!(
+        status.runner_status,
+        serde_json::json!({"phase": "Upgraded", "helmVersion": "v4.3.1",
+            "release": {"name": "old", "namespace": w.ns, "revision": 2, "status": "deployed"}})
+    );
+    let d = w.deployment("old-webapp").await.unwrap();
+    assert_eq!(replicas(&d), 3, "replicaCount reused");
+    let applied = d
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .iter()
+        .any(|f| f.operation.as_deref() == Some("Apply"));
+    assert!(!applied, "Helm 4 kept the release's client-side apply");
+    assert_eq!(
+        w.record_statuses("old").await,
+        vec![(1, "superseded".to_string()), (2, "deployed".to_string())]
+    );
 }
 
 /// Runs each named test once per helm: `helm4::<name>` (the default) and `helm3::<name>`.
