@@ -23,7 +23,7 @@ phase_end
 
 phase_start "cargo build (debug, tests)"
 cargo build --bins
-cargo test --workspace --no-run 2>/dev/null
+cargo test --workspace --no-run --quiet
 phase_end
 
 cluster=false

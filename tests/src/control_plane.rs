@@ -264,12 +264,21 @@ impl ControlPlane {
     }
 }
 
-impl Drop for ControlPlane {
-    fn drop(&mut self) {
+impl ControlPlane {
+    /// Kills kube-apiserver and etcd and removes their directory (certificates, etcd's data,
+    /// logs). What drop does; for a control plane in a `static`, which is never dropped.
+    pub fn shutdown(&self) {
         self.stop_apiserver();
-        let mut etcd = self.etcd.lock().unwrap();
+        let mut etcd = self.etcd.lock().unwrap_or_else(|e| e.into_inner());
         let _ = etcd.kill();
         let _ = etcd.wait();
+        let _ = std::fs::remove_dir_all(self.dir.path());
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.shutdown();
     }
 }
 

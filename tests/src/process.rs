@@ -28,6 +28,36 @@ pub(crate) fn spawn_tied_to_process(mut cmd: Command) -> Result<Child> {
     Ok(rx.recv()??)
 }
 
+/// Runs `f` when the test process exits normally (the test harness returns from `main` or calls
+/// `exit`, which runs the C library's `atexit` handlers), last registered first. For what lives
+/// in a `static` for the life of the process, which Rust never drops: the shared control plane,
+/// the served chart repository. Not run when the process is killed by a signal.
+pub fn on_exit(f: impl FnOnce() + Send + 'static) {
+    type Hooks = std::sync::Mutex<Vec<Box<dyn FnOnce() + Send>>>;
+    static HOOKS: std::sync::OnceLock<Hooks> = std::sync::OnceLock::new();
+    extern "C" fn run_hooks() {
+        if let Some(hooks) = HOOKS.get() {
+            let hooks = std::mem::take(&mut *hooks.lock().unwrap_or_else(|e| e.into_inner()));
+            for hook in hooks.into_iter().rev() {
+                hook();
+            }
+        }
+    }
+    let mut first = false;
+    let hooks = HOOKS.get_or_init(|| {
+        first = true;
+        Default::default()
+    });
+    hooks
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(Box::new(f));
+    if first {
+        // SAFETY: `run_hooks` is a plain function that touches only the static above.
+        unsafe { libc::atexit(run_hooks) };
+    }
+}
+
 /// Runs `fut` to completion on a fresh runtime in another thread (usable from sync code and
 /// from inside a Tokio runtime alike).
 pub fn block_on_thread<T: Send + 'static>(

@@ -26,7 +26,13 @@ impl ControlPlane {
             let crd = Tools::locate()
                 .expect("the tools (hack/install-tools.sh)")
                 .argo_workflow_crd();
-            ControlPlane::start(&[crd]).expect("start the local control plane")
+            let cp = ControlPlane::start(&[crd]).expect("start the local control plane");
+            crate::process::on_exit(|| {
+                if let Some(cp) = CP.get() {
+                    cp.shutdown();
+                }
+            });
+            cp
         })
     }
 }

@@ -93,6 +93,10 @@ fn repo() -> &'static Repo {
             .tempdir()
             .unwrap()
             .keep();
+        let removed = dir.clone();
+        action_runner_tests::process::on_exit(move || {
+            let _ = std::fs::remove_dir_all(&removed);
+        });
         let served = dir.join("served");
         std::fs::create_dir_all(&served).unwrap();
         helm_cmd(&["create", "webapp"], &dir).unwrap();
