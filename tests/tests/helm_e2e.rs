@@ -1020,6 +1020,162 @@ async fn stored_values_never_shown_in_any_form_when_a_reused_upgrade_fails(h: He
     }
 }
 
+/// Kills `pid` and every process it started (SIGKILL, children first): what the kubelet does to
+/// a pod's processes when the pod is deleted and its grace period runs out.
+fn kill_with_children(pid: u32) {
+    let mut children = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for task in tasks.flatten() {
+            let text = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            children.extend(
+                text.split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+        }
+    }
+    for child in children {
+        kill_with_children(child);
+    }
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+}
+
+/// A Job retries its pod; the retried pod runs the same action (same owner uid, same name).
+/// Install: a retry after success adopts the release (no new revision, outputs written); an
+/// attempt killed mid-install (runner and helm SIGKILLed, as when a pod's grace period runs out)
+/// leaves the release `pending-install`, and the retry marks it failed and installs it again;
+/// another action that installs the same name exits 2 and changes nothing. Upgrade: a retry
+/// after success adopts the new revision.
+async fn a_retried_attempt_adopts_or_recovers_and_another_action_is_refused(h: HelmBin) {
+    let w = HelmTest::new("helm-retry", h).await;
+    let manifest = |name: &str, wait: bool| {
+        format!(
+            "name: {name}\nchart: {{name: webapp, repo: \"{}\", version: 0.1.0}}\nwait: {wait}\n",
+            repo().url
+        )
+    };
+    let attempt = |context: &'static str, uid: &'static str, command: &'static str, m: String| {
+        let w = &w;
+        async move {
+            w.helm_runner(context, command, &m)
+                .await
+                .var("RUNNER_CONTEXT_PLATFORM_OWNER_NAME", Some(context))
+                .var("RUNNER_CONTEXT_PLATFORM_OWNER_UID", Some(uid))
+        }
+    };
+
+    // Done, then retried: adopted.
+    let first = attempt("shop", "uid-shop", "install", manifest("shop", false)).await;
+    let out = first.run().await.unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    std::fs::remove_file(w.path("shop-release.yaml")).unwrap();
+    let out = first.run().await.unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let status = w.status("shop").await.unwrap();
+    assert!(
+        status.message.contains("adopted, no new revision"),
+        "{}",
+        status.message
+    );
+    assert_eq!(status.runner_status["adopted"], true);
+    assert_eq!(status.runner_status["release"]["revision"], 1);
+    assert_eq!(
+        w.record_statuses("shop").await,
+        vec![(1, "deployed".into())]
+    );
+    assert_eq!(w.release_out("shop")["value"]["name"], "shop");
+
+    // Another action, the same name: refused before anything is written.
+    let out = attempt("thief", "uid-thief", "install", manifest("shop", false))
+        .await
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let status = w.status("thief").await.unwrap();
+    assert!(
+        status.message.contains(&format!(
+            "release \"shop\" in namespace \"{}\" already exists (revision 1, deployed) and \
+             this action did not install it",
+            w.ns
+        )),
+        "{}",
+        status.message
+    );
+    assert_eq!(
+        w.record_statuses("shop").await,
+        vec![(1, "deployed".into())]
+    );
+
+    // An upgrade by a third action, retried: adopted at revision 2.
+    let upgrade = attempt(
+        "restock",
+        "uid-restock",
+        "upgrade",
+        "wait: false\nvalues: {replicaCount: 2}\n".into(),
+    )
+    .await
+    .var(
+        "RUNNER_HELM_RELEASE_PATH",
+        Some(w.path("shop-release.yaml").to_str().unwrap()),
+    );
+    for _ in 0..2 {
+        let out = upgrade.run().await.unwrap();
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    let status = w.status("restock").await.unwrap();
+    assert_eq!(status.runner_status["adopted"], true, "{status:?}");
+    assert_eq!(
+        w.record_statuses("shop").await,
+        vec![(1, "superseded".into()), (2, "deployed".into())]
+    );
+
+    // Killed mid-install: the record stays pending-install; the retry recovers it.
+    let killed = attempt("cart", "uid-cart", "install", manifest("cart", true)).await;
+    let child = killed.spawn().unwrap();
+    let mut polls = 0;
+    while w.record_statuses("cart").await != vec![(1, "pending-install".to_string())] {
+        polls += 1;
+        assert!(
+            polls < 600,
+            "helm never stored the release as pending-install"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    kill_with_children(child.id().unwrap());
+    let _ = collect(child).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        w.record_statuses("cart").await,
+        vec![(1, "pending-install".into())],
+        "a killed helm leaves the release pending"
+    );
+    let controller = tokio::spawn(play_deployment_controller(
+        w.client.clone(),
+        w.ns.clone(),
+        Duration::from_secs(1),
+    ));
+    let out = killed.run().await.unwrap();
+    controller.abort();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("marking the revision failed"),
+        "{}",
+        out.stdout
+    );
+    let records = w.record_statuses("cart").await;
+    assert_eq!(
+        records.last().map(|r| r.1.as_str()),
+        Some("deployed"),
+        "{records:?}"
+    );
+    assert!(
+        records.iter().all(|r| !r.1.starts_with("pending")),
+        "{records:?}"
+    );
+    let status = w.status("cart").await.unwrap();
+    assert_eq!(status.phase, Phase::Succeeded, "{status:?}");
+}
+
 /// The path from the old image to the new one: a release installed by Helm 3 is upgraded by
 /// Helm 4 (with `reuseValues`). Helm 4's `--server-side=auto` keeps the release's own method,
 /// client-side apply, so no field is taken over by server-side apply; the values are reused.
@@ -1088,6 +1244,7 @@ macro_rules! both_helms {
 }
 
 both_helms!(
+    a_retried_attempt_adopts_or_recovers_and_another_action_is_refused,
     sigterm_mid_install_stops_helm_and_leaves_the_release_failed,
     stored_values_never_shown_in_any_form_when_a_reused_upgrade_fails,
     install_from_repository_then_upgrade_with_reuse_and_reset_values,

@@ -18,8 +18,10 @@
 pub mod chart;
 pub mod cli;
 pub mod config;
+pub mod diagnose;
 pub mod input;
 pub mod output;
+pub mod ownership;
 pub mod render;
 pub mod storage;
 pub mod version;
@@ -42,6 +44,7 @@ pub use input::{Chart, ChartRelease, HelmInput, Values};
 use chart::ChartSource;
 use cli::{Helm, HelmChild, Redactor, STOP_GRACE, Stopped};
 use output::ReleaseRef;
+use ownership::{ActionId, Decision};
 use version::HelmVersion;
 
 /// The Helm runner. [`prepare`](ActionRunner::prepare) reads and checks everything local
@@ -72,6 +75,11 @@ struct Operation {
     chart_dir: PathBuf,
     /// `output` of the input manifest.
     output: input::OutputArgs,
+    /// The revision an earlier attempt of this action made, which this attempt reports
+    /// instead of running helm ([`Decision::Adopt`]).
+    adopted: Option<storage::Record>,
+    /// Helm waits for the release's workloads (`wait`, not a dry run): a failure is diagnosed.
+    waits: bool,
 }
 
 impl HelmRunner {
@@ -183,6 +191,37 @@ async fn verify_stored(
         )));
     }
     Ok(())
+}
+
+/// Bound on reading why the wait failed ([`diagnose`]).
+const DIAGNOSIS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
+
+/// Why helm's wait for the release of `record` (its latest revision) failed: one line and the
+/// structured list (`notReady` of the status), redacted; `None` when everything is ready, the
+/// record holds no manifest, or the reads take longer than [`DIAGNOSIS_TIMEOUT`].
+async fn wait_diagnosis(
+    client: &kube::Client,
+    namespace: &str,
+    record: &storage::Record,
+    redactor: &Redactor,
+) -> Option<(String, Value)> {
+    let json: Value = serde_json::from_slice(&record.release_json().ok()?).ok()?;
+    let manifest = json.get("manifest")?.as_str()?;
+    let (not_ready, more) = tokio::time::timeout(
+        DIAGNOSIS_TIMEOUT,
+        diagnose::not_ready(client, manifest, namespace),
+    )
+    .await
+    .ok()?;
+    if not_ready.is_empty() {
+        return None;
+    }
+    let line = redactor.redact(&diagnose::describe(&not_ready, more));
+    let list = serde_json::from_str(
+        &redactor.redact(&serde_json::to_string(&not_ready).expect("the diagnosis serializes")),
+    )
+    .unwrap_or(Value::Null);
+    Some((line, list))
 }
 
 fn invalid(message: String) -> RunnerError {
@@ -311,6 +350,91 @@ impl ActionRunner for HelmRunner {
             p.redactor = helm.redactor.clone();
         }
 
+        // A retried attempt of this action: what the earlier ones left (see `ownership`).
+        let id = ActionId::of(ctx);
+        if id.is_none() {
+            tracing::warn!(action = %ctx.name, "no owner uid and an action name longer than a \
+                label value: the release is not labelled, and a retried attempt cannot tell it \
+                from another action's");
+        }
+        let decision = match &id {
+            Some(id) if storage::reads_driver(&p.config.driver) => {
+                let history = match &p.release_name {
+                    Some(name) => {
+                        storage::records(&input.client, &p.namespace, &p.config.driver, name)
+                            .await?
+                    }
+                    None => {
+                        // A generated name: the release this action made, if any.
+                        let mine = storage::records_matching(
+                            &input.client,
+                            &p.namespace,
+                            &p.config.driver,
+                            &id.selector(),
+                        )
+                        .await?;
+                        match mine.last().map(|r| r.release_name().to_string()) {
+                            Some(name) => mine
+                                .into_iter()
+                                .filter(|r| r.release_name() == name)
+                                .collect(),
+                            None => Vec::new(),
+                        }
+                    }
+                };
+                ownership::decide(command, id, &history, args.replace)
+            }
+            _ => Decision::Run,
+        };
+        let mut replace = args.replace;
+        let mut adopted = None;
+        match decision {
+            Decision::Run => {}
+            Decision::NotOurs(r) => {
+                return Err(RunnerError::invalid_input(format!(
+                    "release {:?} in namespace {:?} already exists (revision {}, {}) and this \
+                     action did not install it: install under another name, or upgrade it",
+                    r.release_name(),
+                    p.namespace,
+                    r.revision,
+                    r.status
+                )));
+            }
+            _ if ctx.dry_run => {}
+            Decision::Adopt(r) => {
+                tracing::info!(release = r.release_name(), revision = r.revision,
+                    status = %r.status, "an earlier attempt of this action made this revision: \
+                    adopting it, no new revision");
+                p.release_name = Some(r.release_name().to_string());
+                adopted = Some(r);
+            }
+            Decision::Recover(r) => {
+                tracing::warn!(release = r.release_name(), revision = r.revision,
+                    status = %r.status, "an earlier attempt of this action left the release \
+                    pending and is gone: marking the revision failed, then going on");
+                storage::mark_failed(
+                    &input.client,
+                    &p.namespace,
+                    &p.config.driver,
+                    &r,
+                    &format!(
+                        "Marked failed by helm-runner: the attempt of action {:?} that ran this \
+                         operation ended before it",
+                        ctx.name
+                    ),
+                )
+                .await?;
+                p.release_name = Some(r.release_name().to_string());
+                replace = true;
+            }
+            Decision::Replace(r) => {
+                tracing::info!(release = r.release_name(), revision = r.revision,
+                    status = %r.status, "an earlier attempt of this action failed: going on");
+                p.release_name = Some(r.release_name().to_string());
+                replace = true;
+            }
+        }
+
         let scratch = tempfile::Builder::new()
             .prefix("helm-runner-")
             .tempdir()
@@ -332,7 +456,11 @@ impl ActionRunner for HelmRunner {
             &chart_dir,
             &values_files,
             args,
-            ctx.dry_run,
+            &Extra {
+                dry_run: ctx.dry_run,
+                replace,
+                labels: id.as_ref().map(ActionId::labels_arg),
+            },
         );
         argv.extend(helm.cluster_args(&p.namespace));
         let verb = command.as_str();
@@ -354,6 +482,8 @@ impl ActionRunner for HelmRunner {
             scratch,
             chart_dir,
             output: args.output.clone(),
+            adopted,
+            waits: args.wait && !ctx.dry_run,
         });
         Ok(StartOutput {
             status,
@@ -372,13 +502,23 @@ impl ActionRunner for HelmRunner {
         };
         let command = p.config.command;
         let ctx = &input.ctx;
-        if op.child.is_none() {
-            tracing::info!(command = command.as_str(),
-                release = p.release_name.as_deref().unwrap_or("<generated>"),
-                namespace = %p.namespace, dry_run = ctx.dry_run, helm = %op.version, "running helm");
-            op.child = Some(op.helm.spawn(&op.what, &op.argv)?);
-        }
-        let ran = op.child.as_mut().expect("spawned above").wait().await;
+        let ran = if let Some(r) = &op.adopted {
+            r.release_json().map_err(|e| {
+                RunnerError::failed(format!(
+                    "Helm's record {}/{} could not be read",
+                    p.namespace, r.object
+                ))
+                .because(e)
+            })
+        } else {
+            if op.child.is_none() {
+                tracing::info!(command = command.as_str(),
+                    release = p.release_name.as_deref().unwrap_or("<generated>"),
+                    namespace = %p.namespace, dry_run = ctx.dry_run, helm = %op.version, "running helm");
+                op.child = Some(op.helm.spawn(&op.what, &op.argv)?);
+            }
+            op.child.as_mut().expect("spawned above").wait().await
+        };
         let stdout = match ran {
             Ok(stdout) => stdout,
             // Helm ran and failed: the action completed, unsuccessfully; what Helm stored is
@@ -398,14 +538,24 @@ impl ActionRunner for HelmRunner {
                         "revision": r.revision, "status": r.status}),
                     None => json!({"name": p.release_name, "namespace": p.namespace}),
                 };
+                let mut message = e.to_string();
+                let mut status = json!({
+                    "phase": phase(command, Stage::Failed),
+                    "release": release,
+                    "helmVersion": op.version.text,
+                });
+                if let (true, Some(r)) = (op.waits, &stored) {
+                    if let Some((line, not_ready)) =
+                        wait_diagnosis(&input.client, &p.namespace, r, &op.helm.redactor).await
+                    {
+                        message = format!("{message}; {line}");
+                        status["notReady"] = not_ready;
+                    }
+                }
                 return Ok(WaitForCompletionOutput {
                     succeeded: false,
-                    message: e.to_string(),
-                    status: json!({
-                        "phase": phase(command, Stage::Failed),
-                        "release": release,
-                        "helmVersion": op.version.text,
-                    }),
+                    message,
+                    status,
                 });
             }
             Err(e) => return Err(e),
@@ -422,7 +572,9 @@ impl ActionRunner for HelmRunner {
         let config_values = Value::Object(release.config.clone().unwrap_or_default());
         helm.redactor.add_values(&config_values);
         p.redactor = helm.redactor.clone();
-        let stored_status = if ctx.dry_run {
+        let stored_status = if let Some(r) = &op.adopted {
+            Some(r.status.as_str())
+        } else if ctx.dry_run {
             None
         } else {
             verify_stored(helm, &input.client, &release).await?;
@@ -437,6 +589,12 @@ impl ActionRunner for HelmRunner {
             format!(
                 "dry run: release {:?} would be {done_verb} in namespace {:?} (revision {}); Helm \
                  validated it against the cluster and stored nothing",
+                release.name, release.namespace, release.version
+            )
+        } else if op.adopted.is_some() {
+            format!(
+                "release {:?} {done_verb} successfully in namespace {:?} (revision {}, by an \
+                 earlier attempt of this action; adopted, no new revision)",
                 release.name, release.namespace, release.version
             )
         } else {
@@ -517,6 +675,7 @@ impl ActionRunner for HelmRunner {
                 "release": {"name": release.name, "namespace": release.namespace,
                     "revision": release.version, "status": stored_status},
                 "helmVersion": op.version.text,
+                "adopted": op.adopted.is_some(),
             }),
         })
     }
@@ -551,25 +710,49 @@ impl ActionRunner for HelmRunner {
             _ => None,
         };
         Ok(Some(match stored {
-            Some(r) => format!(
-                "{how}; Helm stores revision {} of the release as {:?}",
-                r.revision, r.status
-            ),
+            Some(r) => {
+                let mut note = format!(
+                    "{how}; Helm stores revision {} of the release as {:?}",
+                    r.revision, r.status
+                );
+                if op.waits {
+                    if let Some((line, _)) =
+                        wait_diagnosis(&input.client, &p.namespace, &r, &op.helm.redactor).await
+                    {
+                        note = format!("{note}; {line}");
+                    }
+                }
+                note
+            }
             None => how,
         }))
     }
 
     fn cancel_timeout(&self) -> std::time::Duration {
-        // The grace period, then the kill and one list of Helm's records.
-        STOP_GRACE + std::time::Duration::from_secs(3)
+        // The grace period, then the kill, one list of Helm's records, and the diagnosis of
+        // the wait.
+        STOP_GRACE + std::time::Duration::from_secs(3) + DIAGNOSIS_TIMEOUT
     }
+}
+
+/// What the run adds to the input's flags.
+#[derive(Debug, Default)]
+struct Extra {
+    /// `RUNNER_CONTEXT_DRY_RUN`.
+    dry_run: bool,
+    /// Install with `--replace`: the input's `replace`, or a retried attempt taking over its
+    /// predecessor's failed revision.
+    replace: bool,
+    /// The release labels naming the action (`--labels`), see [`ActionId::labels_arg`].
+    labels: Option<String>,
 }
 
 /// The arguments of `helm install`/`helm upgrade` for helm `version`, without the cluster flags
 /// ([`Helm::cluster_args`], which the caller appends): `<verb> <name>|--generate-name
 /// <chart dir> --output json`, a `--values` per file, then `--no-hooks`, the wait flags of the
-/// major version ([`HelmVersion::wait_args`]), `--dry-run=server`, and `--replace` (install) or
-/// `--history-max N`, `--reuse-values`, `--reset-values` (upgrade), as the input asks.
+/// major version ([`HelmVersion::wait_args`]), `--dry-run=server`, `--labels`, and `--replace`
+/// (install) or `--history-max N`, `--reuse-values`, `--reset-values` (upgrade), as the input
+/// and `extra` ask.
 fn operation_args(
     version: &HelmVersion,
     command: Command,
@@ -577,7 +760,7 @@ fn operation_args(
     chart_dir: &Path,
     values_files: &[PathBuf],
     args: &HelmInput,
-    dry_run: bool,
+    extra: &Extra,
 ) -> Vec<OsString> {
     let mut argv: Vec<OsString> = vec![command.as_str().into()];
     argv.push(release_name.unwrap_or("--generate-name").into());
@@ -590,12 +773,15 @@ fn operation_args(
         argv.push("--no-hooks".into());
     }
     argv.extend(version.wait_args(args.wait).into_iter().map(OsString::from));
-    if dry_run {
+    if extra.dry_run {
         argv.push("--dry-run=server".into());
+    }
+    if let Some(labels) = &extra.labels {
+        argv.extend(["--labels".into(), labels.into()]);
     }
     match command {
         Command::Install => {
-            if args.replace {
+            if extra.replace {
                 argv.push("--replace".into());
             }
         }
@@ -679,7 +865,7 @@ mod tests {
                 Path::new("/s/chart/webapp"),
                 &[PathBuf::from("/s/values.json")],
                 &input,
-                false,
+                &Extra::default(),
             ))
         };
         assert_eq!(
@@ -724,7 +910,10 @@ mod tests {
                     Path::new("/c"),
                     &[],
                     &input,
-                    true,
+                    &Extra {
+                        dry_run: true,
+                        ..Extra::default()
+                    },
                 )),
                 [
                     "upgrade",
@@ -751,9 +940,31 @@ mod tests {
                 Path::new("/c"),
                 &[],
                 &generated,
-                false,
+                &Extra::default(),
             ))[..2],
             ["install", "--generate-name"]
+        );
+        let extra = Extra {
+            replace: true,
+            labels: Some("kube-action-runners.io/owner-uid=u-1".into()),
+            ..Extra::default()
+        };
+        let replaced = strings(&operation_args(
+            &v4,
+            Command::Install,
+            Some("shop"),
+            Path::new("/c"),
+            &[],
+            &generated,
+            &extra,
+        ));
+        assert_eq!(
+            replaced[5..],
+            [
+                "--labels",
+                "kube-action-runners.io/owner-uid=u-1",
+                "--replace"
+            ]
         );
     }
 }

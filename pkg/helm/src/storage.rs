@@ -8,12 +8,13 @@
 //! wire, which the client undoes). The JSON's `config` is the user-supplied values of that
 //! revision: what `--reuse-values` reuses, and what a failed upgrade may print back.
 
-use std::io::Read;
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
 
 use action_runner::RunnerError;
 use base64::Engine;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, PostParams};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -45,21 +46,40 @@ pub struct StoredRelease {
 /// One revision's record, from its labels (`version`, `status`) and its decoded release.
 #[derive(Debug, Clone, Default)]
 pub struct Record {
+    /// The record object's name: `sh.helm.release.v1.<release>.v<revision>`.
+    pub object: String,
     /// Revision, from the `version` label (0 when the label is missing or not a number).
     pub revision: u64,
     /// Status, from the `status` label: `deployed`, `failed`, `pending-install`, ...
     pub status: String,
+    /// All the record's labels: Helm's own (`owner`, `name`, `version`, `status`, ...) and the
+    /// release's labels (`--labels`; Helm 3.13 and later store them on the record).
+    pub labels: BTreeMap<String, String>,
     /// The release's text as stored (`release` key), undecoded.
     encoded: Vec<u8>,
 }
 
 impl Record {
+    /// The release's name, from the record's `name` label.
+    pub fn release_name(&self) -> &str {
+        self.labels.get("name").map(String::as_str).unwrap_or("")
+    }
+
     /// The stored release, decoded.
     ///
     /// # Errors
     /// [`DecodeError`] when the record does not hold Helm's encoding.
     pub fn release(&self) -> Result<StoredRelease, DecodeError> {
-        decode(&self.encoded)
+        serde_json::from_slice(&self.release_json()?).map_err(DecodeError::Json)
+    }
+
+    /// The stored release's JSON, as Helm wrote it (the same document as `helm install -o
+    /// json` prints). Holds the release's values: never log it.
+    ///
+    /// # Errors
+    /// [`DecodeError`] when the record does not hold Helm's encoding.
+    pub fn release_json(&self) -> Result<Vec<u8>, DecodeError> {
+        decode_json(&self.encoded)
     }
 }
 
@@ -70,6 +90,15 @@ impl Record {
 /// # Errors
 /// [`DecodeError`] naming the layer that failed.
 pub fn decode(encoded: &[u8]) -> Result<StoredRelease, DecodeError> {
+    serde_json::from_slice(&decode_json(encoded)?).map_err(DecodeError::Json)
+}
+
+/// Helm's encoding of a release undone down to its JSON bytes (see [`decode`]); the JSON itself
+/// is not checked.
+///
+/// # Errors
+/// [`DecodeError::Base64`] or [`DecodeError::Gzip`].
+pub fn decode_json(encoded: &[u8]) -> Result<Vec<u8>, DecodeError> {
     let text: Vec<u8> = encoded
         .iter()
         .copied()
@@ -87,7 +116,18 @@ pub fn decode(encoded: &[u8]) -> Result<StoredRelease, DecodeError> {
     } else {
         bytes
     };
-    serde_json::from_slice(&json).map_err(DecodeError::Json)
+    Ok(json)
+}
+
+/// Helm's encoding of a release's JSON: base64 (standard alphabet) of gzip, as Helm's
+/// `encodeRelease` writes it (`pkg/storage/driver/util.go`, Helm 3 and 4).
+pub fn encode(json: &[u8]) -> Vec<u8> {
+    let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(json).expect("writing to a Vec cannot fail");
+    let gz = z.finish().expect("writing to a Vec cannot fail");
+    base64::engine::general_purpose::STANDARD
+        .encode(gz)
+        .into_bytes()
 }
 
 /// The records of release `name` in `namespace` for storage driver `driver` (`secret(s)` or
@@ -102,8 +142,40 @@ pub async fn records(
     driver: &str,
     name: &str,
 ) -> Result<Vec<Record>, RunnerError> {
-    let lp = ListParams::default().labels(&format!("owner=helm,name={name}"));
-    let what = || format!("list Helm's records of release {namespace}/{name}");
+    list(
+        client,
+        namespace,
+        driver,
+        &format!("owner=helm,name={name}"),
+        format!("list Helm's records of release {namespace}/{name}"),
+    )
+    .await
+}
+
+/// The records in `namespace` (driver `driver`, as for [`records`]) that the label selector
+/// `selector` matches (for example `owner=helm,<release label>=<value>`), sorted by revision.
+///
+/// # Errors
+/// The list request's error, classified by [`RunnerError::from_kube`].
+pub async fn records_matching(
+    client: &kube::Client,
+    namespace: &str,
+    driver: &str,
+    selector: &str,
+) -> Result<Vec<Record>, RunnerError> {
+    let what = format!("list Helm's records in namespace {namespace} labelled {selector}");
+    list(client, namespace, driver, selector, what).await
+}
+
+async fn list(
+    client: &kube::Client,
+    namespace: &str,
+    driver: &str,
+    selector: &str,
+    what: String,
+) -> Result<Vec<Record>, RunnerError> {
+    let lp = ListParams::default().labels(selector);
+    let what = || what.clone();
     let mut records: Vec<Record> = if driver.starts_with("configmap") {
         Api::<ConfigMap>::namespaced(client.clone(), namespace)
             .list(&lp)
@@ -118,7 +190,7 @@ pub async fn records(
                     .and_then(|d| d.get("release"))
                     .map(|s| s.as_bytes().to_vec())
                     .unwrap_or_default();
-                record(o.metadata.labels.as_ref(), encoded)
+                record(o.metadata.name, o.metadata.labels, encoded)
             })
             .collect()
     } else {
@@ -135,7 +207,7 @@ pub async fn records(
                     .and_then(|d| d.get("release"))
                     .map(|b| b.0.clone())
                     .unwrap_or_default();
-                record(o.metadata.labels.as_ref(), encoded)
+                record(o.metadata.name, o.metadata.labels, encoded)
             })
             .collect()
     };
@@ -185,13 +257,96 @@ pub fn reads_driver(driver: &str) -> bool {
     )
 }
 
-fn record(labels: Option<&std::collections::BTreeMap<String, String>>, encoded: Vec<u8>) -> Record {
-    let label = |k: &str| labels.and_then(|l| l.get(k)).cloned().unwrap_or_default();
+fn record(
+    object: Option<String>,
+    labels: Option<BTreeMap<String, String>>,
+    encoded: Vec<u8>,
+) -> Record {
+    let labels = labels.unwrap_or_default();
+    let label = |k: &str| labels.get(k).cloned().unwrap_or_default();
     Record {
+        object: object.unwrap_or_default(),
         revision: label("version").parse().unwrap_or(0),
         status: label("status"),
         encoded,
+        labels,
     }
+}
+
+/// Marks the stored revision `record` of a release in `namespace` as `failed`, as Helm itself
+/// records a failed operation and as Flux's helm-controller recovers a release whose operation
+/// was interrupted: `info.status` becomes `failed` and `info.description` `description` in the
+/// stored release, and the record's `status` label `failed`. One GET and one PUT (`update` on
+/// Secrets or ConfigMaps, which Helm itself needs), conditional on the record being unchanged
+/// since it was read (its `resourceVersion`).
+///
+/// # Errors
+/// A 409 Conflict when the record changed meanwhile (exit 4: a retry reads it again), other API
+/// errors as [`RunnerError::from_kube`] classifies them, or
+/// [`ErrorKind::Failed`](action_runner::error::ErrorKind) when the record does not decode.
+pub async fn mark_failed(
+    client: &kube::Client,
+    namespace: &str,
+    driver: &str,
+    record: &Record,
+    description: &str,
+) -> Result<(), RunnerError> {
+    let what = || format!("mark Helm's record {namespace}/{} failed", record.object);
+    let rewrite = |encoded: &[u8]| -> Result<Vec<u8>, RunnerError> {
+        let mut release: Value = serde_json::from_slice(
+            &decode_json(encoded).map_err(|e| RunnerError::failed(what()).because(e))?,
+        )
+        .map_err(|e| RunnerError::failed(what()).because(DecodeError::Json(e)))?;
+        let info = release
+            .as_object_mut()
+            .and_then(|r| r.get_mut("info"))
+            .and_then(Value::as_object_mut)
+            .ok_or_else(|| {
+                RunnerError::failed(format!("{}: the stored release has no info", what()))
+            })?;
+        info.insert("status".into(), "failed".into());
+        info.insert("description".into(), description.into());
+        Ok(encode(
+            &serde_json::to_vec(&release).expect("a JSON value serializes"),
+        ))
+    };
+    let failed_label = |labels: &mut Option<BTreeMap<String, String>>| {
+        labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert("status".into(), "failed".into());
+    };
+    if driver.starts_with("configmap") {
+        let api = Api::<ConfigMap>::namespaced(client.clone(), namespace);
+        let mut o = api
+            .get(&record.object)
+            .await
+            .map_err(|e| RunnerError::from_kube(what(), e))?;
+        let data = o.data.get_or_insert_with(BTreeMap::new);
+        let encoded = data.get("release").cloned().unwrap_or_default();
+        let text = String::from_utf8(rewrite(encoded.as_bytes())?).expect("base64 is ASCII");
+        data.insert("release".into(), text);
+        failed_label(&mut o.metadata.labels);
+        api.replace(&record.object, &PostParams::default(), &o)
+            .await
+            .map_err(|e| RunnerError::from_kube(what(), e))?;
+    } else {
+        let api = Api::<Secret>::namespaced(client.clone(), namespace);
+        let mut o = api
+            .get(&record.object)
+            .await
+            .map_err(|e| RunnerError::from_kube(what(), e))?;
+        let data = o.data.get_or_insert_with(BTreeMap::new);
+        let encoded = data.get("release").map(|b| b.0.clone()).unwrap_or_default();
+        data.insert(
+            "release".into(),
+            k8s_openapi::ByteString(rewrite(&encoded)?),
+        );
+        failed_label(&mut o.metadata.labels);
+        api.replace(&record.object, &PostParams::default(), &o)
+            .await
+            .map_err(|e| RunnerError::from_kube(what(), e))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -228,6 +383,14 @@ mod tests {
     }
 
     #[test]
+    fn encode_is_what_decode_reads() {
+        let json = br#"{"name":"shop","version":2,"info":{"status":"deployed"}}"#;
+        let encoded = encode(json);
+        assert_eq!(decode_json(&encoded).unwrap(), json);
+        assert_eq!(decode(&encoded).unwrap().version, 2);
+    }
+
+    #[test]
     fn names_the_layer_that_failed() {
         assert!(matches!(
             decode(b"not base64!"),
@@ -251,7 +414,12 @@ mod tests {
             ("status".to_string(), "pending-upgrade".to_string()),
         ]
         .into();
-        let r = record(Some(&labels), vec![]);
+        let r = record(
+            Some("sh.helm.release.v1.shop.v4".into()),
+            Some(labels),
+            vec![],
+        );
         assert_eq!((r.revision, r.status.as_str()), (4, "pending-upgrade"));
+        assert_eq!(r.object, "sh.helm.release.v1.shop.v4");
     }
 }
