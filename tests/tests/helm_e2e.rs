@@ -1091,15 +1091,23 @@ async fn a_retried_attempt_adopts_or_recovers_and_another_action_is_refused(h: H
         .await
         .unwrap();
     assert_eq!(out.code, 2, "{}", out.stderr);
-    let status = w.status("thief").await.unwrap();
+    let said = format!(
+        "release \"shop\" in namespace \"{}\" already exists (revision 1, deployed) and this \
+         action did not install it",
+        w.ns
+    );
     assert!(
-        status.message.contains(&format!(
-            "release \"shop\" in namespace \"{}\" already exists (revision 1, deployed) and \
-             this action did not install it",
-            w.ns
-        )),
+        error_lines(&out.stderr).iter().any(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&said))
+        }),
         "{}",
-        status.message
+        out.stderr
+    );
+    assert!(
+        w.status("thief").await.is_none(),
+        "bad input writes no status"
     );
     assert_eq!(
         w.record_statuses("shop").await,

@@ -363,15 +363,13 @@ pub fn pod_problem(pod: &Pod) -> Option<PodProblem> {
                 last_exit.map(|(code, _)| code),
             );
         }
-        if let Some(t) = &state.terminated {
-            if t.exit_code != 0 {
-                return problem(
-                    Some(c.name.clone()),
-                    t.reason.clone().unwrap_or_else(|| "Error".into()),
-                    t.message.clone().unwrap_or_default(),
-                    Some(t.exit_code),
-                );
-            }
+        if let Some(t) = state.terminated.as_ref().filter(|t| t.exit_code != 0) {
+            return problem(
+                Some(c.name.clone()),
+                t.reason.clone().unwrap_or_else(|| "Error".into()),
+                t.message.clone().unwrap_or_default(),
+                Some(t.exit_code),
+            );
         }
         if state.running.is_some() && !c.ready && not_ready.is_none() {
             not_ready = Some(c.name.clone());

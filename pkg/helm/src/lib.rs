@@ -544,13 +544,15 @@ impl ActionRunner for HelmRunner {
                     "release": release,
                     "helmVersion": op.version.text,
                 });
-                if let (true, Some(r)) = (op.waits, &stored) {
-                    if let Some((line, not_ready)) =
+                let diagnosis = match (op.waits, &stored) {
+                    (true, Some(r)) => {
                         wait_diagnosis(&input.client, &p.namespace, r, &op.helm.redactor).await
-                    {
-                        message = format!("{message}; {line}");
-                        status["notReady"] = not_ready;
                     }
+                    _ => None,
+                };
+                if let Some((line, not_ready)) = diagnosis {
+                    message = format!("{message}; {line}");
+                    status["notReady"] = not_ready;
                 }
                 return Ok(WaitForCompletionOutput {
                     succeeded: false,
@@ -715,12 +717,13 @@ impl ActionRunner for HelmRunner {
                     "{how}; Helm stores revision {} of the release as {:?}",
                     r.revision, r.status
                 );
-                if op.waits {
-                    if let Some((line, _)) =
-                        wait_diagnosis(&input.client, &p.namespace, &r, &op.helm.redactor).await
-                    {
-                        note = format!("{note}; {line}");
-                    }
+                let diagnosis = if op.waits {
+                    wait_diagnosis(&input.client, &p.namespace, &r, &op.helm.redactor).await
+                } else {
+                    None
+                };
+                if let Some((line, _)) = diagnosis {
+                    note = format!("{note}; {line}");
                 }
                 note
             }

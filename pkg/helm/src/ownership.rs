@@ -190,31 +190,37 @@ mod tests {
         let d = |c, h: &[Record], replace| decide(c, &id(), h, replace);
         assert_eq!(d(Install, &[], false), Decision::Run);
         let ours = rec(1, "deployed", Some("u-1"));
-        assert_eq!(d(Install, &[ours.clone()], false), Decision::Adopt(ours));
+        assert_eq!(
+            d(Install, std::slice::from_ref(&ours), false),
+            Decision::Adopt(ours)
+        );
         let pending = rec(1, "pending-install", Some("u-1"));
         assert_eq!(
-            d(Install, &[pending.clone()], false),
+            d(Install, std::slice::from_ref(&pending), false),
             Decision::Recover(pending)
         );
         let failed = rec(1, "failed", Some("u-1"));
         assert_eq!(
-            d(Install, &[failed.clone()], false),
+            d(Install, std::slice::from_ref(&failed), false),
             Decision::Replace(failed)
         );
         let theirs = rec(1, "deployed", Some("u-2"));
         assert_eq!(
-            d(Install, &[theirs.clone()], true),
+            d(Install, std::slice::from_ref(&theirs), true),
             Decision::NotOurs(theirs.clone())
         );
         let unlabelled = rec(1, "failed", None);
         assert_eq!(
-            d(Install, &[unlabelled.clone()], false),
+            d(Install, std::slice::from_ref(&unlabelled), false),
             Decision::NotOurs(unlabelled.clone())
         );
         assert_eq!(d(Install, &[unlabelled], true), Decision::Run);
 
         // Upgrade: someone's release, then ours on top.
-        assert_eq!(d(Upgrade, &[theirs.clone()], false), Decision::Run);
+        assert_eq!(
+            d(Upgrade, std::slice::from_ref(&theirs), false),
+            Decision::Run
+        );
         let ours2 = rec(2, "deployed", Some("u-1"));
         let history = [rec(1, "superseded", Some("u-2")), ours2.clone()];
         assert_eq!(d(Upgrade, &history, false), Decision::Adopt(ours2));

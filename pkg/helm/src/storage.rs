@@ -44,7 +44,7 @@ pub struct StoredRelease {
 }
 
 /// One revision's record, from its labels (`version`, `status`) and its decoded release.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Record {
     /// The record object's name: `sh.helm.release.v1.<release>.v<revision>`.
     pub object: String,
@@ -56,7 +56,7 @@ pub struct Record {
     /// release's labels (`--labels`; Helm 3.13 and later store them on the record).
     pub labels: BTreeMap<String, String>,
     /// The release's text as stored (`release` key), undecoded.
-    encoded: Vec<u8>,
+    pub(crate) encoded: Vec<u8>,
 }
 
 impl Record {
@@ -385,7 +385,7 @@ mod tests {
     #[test]
     fn encode_is_what_decode_reads() {
         let json = br#"{"name":"shop","version":2,"info":{"status":"deployed"}}"#;
-        let encoded = encode(json);
+        let encoded = super::encode(json);
         assert_eq!(decode_json(&encoded).unwrap(), json);
         assert_eq!(decode(&encoded).unwrap().version, 2);
     }
