@@ -1166,9 +1166,9 @@ async fn a_retried_attempt_adopts_or_recovers_and_another_action_is_refused(h: H
     controller.abort();
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
-        out.stdout.contains("marking the revision failed"),
+        out.stderr.contains("marking the revision failed"),
         "{}",
-        out.stdout
+        out.stderr
     );
     let records = w.record_statuses("cart").await;
     assert_eq!(
