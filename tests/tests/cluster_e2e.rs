@@ -518,6 +518,144 @@ async fn helm_wait_on_real_pods() {
     }
 }
 
+/// When `--wait` gives up, the failure names what was not ready and why, read from the real
+/// pods: a chart of three Deployments whose image cannot be pulled (nothing can be pulled
+/// here), whose container exits 3 at once, and whose CPU request no node has. The reasons
+/// Kubernetes gives (`ErrImagePull`/`ImagePullBackOff`, `CrashLoopBackOff` with the last exit
+/// code 3, `Unschedulable`) are in the ERROR line, in the status (`message` and the structured
+/// `notReady`) and in the termination message, which stays within 4 KiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_wait_failure_names_what_was_not_ready() {
+    let Some(w) = Ns::new("helm-why").await else {
+        return;
+    };
+    let chart = w.dir.path().join("broken");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: broken\nversion: 0.1.0\n",
+    )
+    .unwrap();
+    let deployment = |name: &str, image: &str, extra: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      terminationGracePeriodSeconds: 0\n      containers:\n      - name: main\n        image: {image}\n        imagePullPolicy: IfNotPresent\n{extra}"
+        )
+    };
+    let busybox = &w.cluster.busybox_image;
+    let docs = [
+        deployment("pull", "localhost/kar/never-built:1", ""),
+        deployment(
+            "crash",
+            busybox,
+            "        command: [sh, -c, \"echo starting; exit 3\"]\n",
+        ),
+        deployment(
+            "huge",
+            busybox,
+            "        command: [sleep, \"3600\"]\n        resources: {requests: {cpu: \"512\"}}\n",
+        ),
+    ];
+    std::fs::write(chart.join("templates/all.yaml"), docs.join("---\n")).unwrap();
+    let manifest = w.file(
+        "broken.yaml",
+        &format!(
+            "name: broken\nchart: {{name: {}}}\nwait: true\n",
+            chart.display()
+        ),
+    );
+    let termination = w.file("broken.termination-log", "");
+    create_status_configmap(&w.client, &w.ns, "broken")
+        .await
+        .unwrap();
+    let out = RunnerCommand::new(
+        runner_binary("helm-runner"),
+        &w.cluster.kubeconfig,
+        &w.ns,
+        "broken",
+        &manifest,
+    )
+    .var("RUNNER_COMMAND", Some("install"))
+    .var("RUNNER_TIMEOUT", Some("45s"))
+    .var(
+        "RUNNER_HELM_BINARY_PATH",
+        Some(Tools::locate().unwrap().helm.to_str().unwrap()),
+    )
+    .var(
+        "RUNNER_REPOSITORY_CACHE_PATH",
+        Some(w.dir.path().join("cache").to_str().unwrap()),
+    )
+    .var(
+        "RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH",
+        Some(w.dir.path().join("release.yaml").to_str().unwrap()),
+    )
+    .var(
+        "RUNNER_OUTPUT_ADDITIONAL_FILE_PATH",
+        Some(w.dir.path().join("additional.yaml").to_str().unwrap()),
+    )
+    .var(
+        "RUNNER_TERMINATION_MESSAGE_PATH",
+        Some(termination.to_str().unwrap()),
+    )
+    .run()
+    .await
+    .unwrap();
+    assert_eq!(out.code, 1, "{}", out.stderr);
+
+    let status = w.status("broken").await;
+    assert_eq!(status.phase, Phase::Failed, "{status:?}");
+    let message = status.message.as_str();
+    let ns = &w.ns;
+    for said in [
+        format!("Deployment {ns}/pull (0/1 available"),
+        "ImagePull".to_string(),
+        format!("Deployment {ns}/crash (0/1 available"),
+        "exit code 3".to_string(),
+        format!("Deployment {ns}/huge (0/1 available"),
+        "Unschedulable".to_string(),
+    ] {
+        assert!(message.contains(&said), "{said:?} not in {message}");
+    }
+    let not_ready = status.runner_status["notReady"].as_array().unwrap();
+    let reason_of = |name: &str| {
+        let w = not_ready
+            .iter()
+            .find(|w| w["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not in {not_ready:?}"));
+        assert_eq!(w["kind"], "Deployment");
+        w["pods"][0].clone()
+    };
+    let pull = reason_of("pull");
+    assert!(
+        ["ErrImagePull", "ImagePullBackOff"].contains(&pull["reason"].as_str().unwrap()),
+        "{pull}"
+    );
+    let crash = reason_of("crash");
+    // Between a crash and the restart the container is `terminated` (reason `Error`); during
+    // the back-off it is `waiting` (`CrashLoopBackOff`) with the last exit in `lastState`.
+    assert!(
+        ["CrashLoopBackOff", "Error"].contains(&crash["reason"].as_str().unwrap()),
+        "{crash}"
+    );
+    assert_eq!(crash["container"], "main", "{crash}");
+    assert_eq!(crash["exitCode"], 3, "{crash}");
+    assert_eq!(reason_of("huge")["reason"], "Unschedulable");
+
+    let errors = error_lines(&out.stderr);
+    assert!(
+        errors
+            .iter()
+            .any(|l| l.contains("exit code 3") && l.contains("Unschedulable")),
+        "{}",
+        out.stderr
+    );
+    let terminated = std::fs::read_to_string(&termination).unwrap();
+    assert!(terminated.len() <= 4096, "{}", terminated.len());
+    assert!(
+        terminated.contains("exit code 3") && terminated.contains("Unschedulable"),
+        "{terminated}"
+    );
+}
+
 /// Random-looking printable text of `len` bytes (gzip cannot shrink it much, so what Helm
 /// stores is as large as what it was given).
 fn incompressible(len: usize) -> String {

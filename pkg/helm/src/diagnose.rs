@@ -364,10 +364,13 @@ pub fn pod_problem(pod: &Pod) -> Option<PodProblem> {
             );
         }
         if let Some(t) = state.terminated.as_ref().filter(|t| t.exit_code != 0) {
+            let mut message = t.message.clone().unwrap_or_default();
+            let sep = if message.is_empty() { "" } else { "; " };
+            let _ = write!(message, "{sep}exit code {}", t.exit_code);
             return problem(
                 Some(c.name.clone()),
                 t.reason.clone().unwrap_or_else(|| "Error".into()),
-                t.message.clone().unwrap_or_default(),
+                message,
                 Some(t.exit_code),
             );
         }

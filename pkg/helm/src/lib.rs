@@ -722,8 +722,11 @@ impl ActionRunner for HelmRunner {
                 } else {
                     None
                 };
-                if let Some((line, _)) = diagnosis {
+                if let Some((line, not_ready)) = diagnosis {
                     note = format!("{note}; {line}");
+                    input
+                        .progress
+                        .set(serde_json::json!({ "notReady": not_ready }));
                 }
                 note
             }

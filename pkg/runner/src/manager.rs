@@ -323,12 +323,19 @@ where
     // `spec.shutdown`); by default it is left running.
     let message = if matches!(reason, Reason::Cancelled | Reason::DeadlineExceeded) {
         let limit = runner.cancel_timeout().min(MAX_CANCEL_TIMEOUT);
-        match tokio::time::timeout(limit, runner.cancel(input)).await {
+        let message = match tokio::time::timeout(limit, runner.cancel(input)).await {
             Ok(Ok(Some(note))) => format!("{message}; {note}"),
             Ok(Ok(None)) => message,
             Ok(Err(e)) => format!("{message}; stopping the action failed: {e}"),
             Err(_) => format!("{message}; stopping the action timed out after {limit:?}"),
+        };
+        // The latest progress, with what `cancel` found (it reports through the same handle),
+        // is the final status: a progress write still pending is not lost.
+        let progress = progress_rx.borrow().clone();
+        if !progress.is_null() {
+            status.runner_status = merged(&start_status, &progress);
         }
+        message
     } else {
         message
     };
@@ -618,9 +625,12 @@ mod tests {
 
         async fn cancel(
             &mut self,
-            _: WaitForCompletionInput,
+            input: WaitForCompletionInput,
         ) -> Result<Option<String>, RunnerError> {
             self.cancelled = true;
+            input
+                .progress
+                .set(serde_json::json!({"stoppedBy": "cancel"}));
             tokio::time::sleep(self.cancel_takes).await;
             Ok(Some("stopped it".into()))
         }
@@ -856,6 +866,11 @@ mod tests {
         assert!(r.cancelled, "the runner may stop what it started");
         assert!(out.message.ends_with("; stopped it"), "{}", out.message);
         assert_eq!(rec.last().reason, Some(Reason::DeadlineExceeded));
+        assert_eq!(
+            rec.last().runner_status["stoppedBy"],
+            "cancel",
+            "what cancel reports is in the final status"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -56,8 +56,10 @@ pub trait ActionRunner: Send {
 
     /// Called when the wait was cut short, by SIGTERM or SIGINT or by `RUNNER_TIMEOUT`, before the
     /// final report, for at most [`CANCEL_TIMEOUT`](crate::manager::CANCEL_TIMEOUT): the runner may
-    /// stop what it started. Returns a note for the final message (for example what it stopped).
-    /// By default nothing is done: the action is left running.
+    /// stop what it started. Returns a note for the final message (for example what it stopped);
+    /// structured facts for the final `runnerStatus` go through `input.progress` (the latest
+    /// progress is merged into the final status, as during the wait). By default nothing is
+    /// done: the action is left running.
     ///
     /// # Errors
     /// When stopping failed; the Manager adds it to the message, the exit code stays.
