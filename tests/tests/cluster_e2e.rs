@@ -127,6 +127,34 @@ impl Ns {
         }
     }
 
+    /// Every status written to status ConfigMap `name`, in order, as a watch sees them (until
+    /// the returned task is aborted).
+    fn statuses_seen(
+        &self,
+        name: &str,
+    ) -> (
+        tokio::task::JoinHandle<()>,
+        std::sync::Arc<std::sync::Mutex<Vec<ActionStatus>>>,
+    ) {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<ActionStatus>::new()));
+        let cms: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.ns);
+        let config =
+            kube::runtime::watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let sink = seen.clone();
+        let task = tokio::spawn(async move {
+            use futures::StreamExt;
+            let mut events = kube::runtime::watcher(cms, config).boxed();
+            while let Some(Ok(e)) = events.next().await {
+                if let kube::runtime::watcher::Event::Apply(cm) = e
+                    && let Some(s) = cm.data.and_then(|d| d.get("status").cloned())
+                {
+                    sink.lock().unwrap().push(serde_json::from_str(&s).unwrap());
+                }
+            }
+        });
+        (task, seen)
+    }
+
     async fn status(&self, name: &str) -> ActionStatus {
         reported_status(&self.client, &self.ns, name)
             .await
@@ -324,25 +352,7 @@ async fn runner_pod_replaced(prefix: &str, how: Disruption) {
     let Some(w) = Ns::new(prefix).await else {
         return;
     };
-    // Every status the runners write, in order, as a watch of the ConfigMap sees them.
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<ActionStatus>::new()));
-    let watch = {
-        let cms: Api<ConfigMap> = Api::namespaced(w.client.clone(), &w.ns);
-        let seen = seen.clone();
-        tokio::spawn(async move {
-            use futures::StreamExt;
-            let config =
-                kube::runtime::watcher::Config::default().fields("metadata.name=hello-world");
-            let mut events = kube::runtime::watcher(cms, config).boxed();
-            while let Some(Ok(e)) = events.next().await {
-                if let kube::runtime::watcher::Event::Apply(cm) = e
-                    && let Some(s) = cm.data.and_then(|d| d.get("status").cloned())
-                {
-                    seen.lock().unwrap().push(serde_json::from_str(&s).unwrap());
-                }
-            }
-        })
-    };
+    let (watch, seen) = w.statuses_seen("hello-world");
     let job_name = w.argo_job(argo_example("dag-diamond")).await;
     wait_for_workflow(&w.client, &w.ns, "hello-world", JOB_TIMEOUT)
         .await
@@ -370,17 +380,7 @@ async fn runner_pod_replaced(prefix: &str, how: Disruption) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     watch.abort();
     let seen = seen.lock().unwrap().clone();
-    let reasons: Vec<String> = seen
-        .iter()
-        .map(|s| {
-            format!(
-                "{:?}/{}",
-                s.phase,
-                s.reason.map(|r| format!("{r:?}")).unwrap_or_default()
-            )
-        })
-        .collect();
-    println!("statuses reported, in order: {reasons:?}");
+    let reasons = phases_and_reasons(&seen);
     let cancelled = seen
         .iter()
         .position(|s| s.reason == Some(Reason::Cancelled))
@@ -416,6 +416,143 @@ async fn runner_pod_replaced(prefix: &str, how: Disruption) {
         .await
         .unwrap();
     assert_eq!(wf.data["status"]["phase"], "Succeeded");
+}
+
+/// `phase/reason` of each status, printed for the test's log.
+fn phases_and_reasons(seen: &[ActionStatus]) -> Vec<String> {
+    let reasons: Vec<String> = seen
+        .iter()
+        .map(|s| {
+            format!(
+                "{:?}/{}",
+                s.phase,
+                s.reason.map(|r| format!("{r:?}")).unwrap_or_default()
+            )
+        })
+        .collect();
+    println!("statuses reported, in order: {reasons:?}");
+    reasons
+}
+
+/// `(revision, status)` of each record Helm stores for `release` in `ns` (secrets driver).
+async fn helm_records(client: &kube::Client, ns: &str, release: &str) -> Vec<(u32, String)> {
+    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), ns)
+        .list(&kube::api::ListParams::default().labels(&format!("owner=helm,name={release}")))
+        .await
+        .unwrap();
+    let mut records: Vec<(u32, String)> = secrets
+        .items
+        .iter()
+        .map(|s| {
+            let labels = s.metadata.labels.clone().unwrap_or_default();
+            (labels["version"].parse().unwrap(), labels["status"].clone())
+        })
+        .collect();
+    records.sort();
+    records
+}
+
+/// A helm-runner Job's pod deleted while helm waits for the release's Deployment: the runner
+/// forwards SIGTERM to helm, which records the release `failed` (never left `pending-install`),
+/// and reports `Cancelled`; the Job's next pod (`podReplacementPolicy: Failed`) finds the
+/// failed revision labelled as this Job's, installs again over it (`--replace`), and the Job
+/// completes with the release `deployed`. `deploy/helm-runner` as shipped, but for the chart (a
+/// Deployment that becomes Ready after 20 s), `wait: true`, and the Role rules that chart needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_helm_runner_pod_deleted_mid_install_is_recovered_by_its_successor() {
+    let Some(w) = Ns::new("helm-retry").await else {
+        return;
+    };
+    let (watch, seen) = w.statuses_seen("hello-release");
+    let deployment = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: \"{{{{ .Release.Name }}}}-slow\"}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: slow}}}}\n  template:\n    metadata: {{labels: {{app: slow}}}}\n    spec:\n      terminationGracePeriodSeconds: 0\n      containers:\n      - name: main\n        image: {}\n        imagePullPolicy: IfNotPresent\n        command: [sh, -c, \"sleep 20; touch /tmp/ready; exec sleep 3600\"]\n        readinessProbe: {{exec: {{command: [cat, /tmp/ready]}}, periodSeconds: 1}}\n",
+        w.cluster.busybox_image
+    );
+    let edit = move |obj: &mut Value| match (kind_of(obj), name_of(obj)) {
+        ("ConfigMap", "hello-release-chart") => {
+            obj["data"]["configmap.yaml"] = json!(deployment);
+        }
+        ("ConfigMap", "hello-release-input") => {
+            obj["data"]["manifest.yaml"] =
+                json!("name: hello-release\nchart: {name: /runner/chart}\nwait: true\n");
+        }
+        ("Role", _) => {
+            let rules = obj["rules"].as_array_mut().unwrap();
+            rules.push(json!({"apiGroups": ["apps"], "resources": ["deployments"],
+                "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}));
+            rules.push(json!({"apiGroups": ["apps"], "resources": ["replicasets"],
+                "verbs": ["get", "list", "watch"]}));
+            rules.push(json!({"apiGroups": [""], "resources": ["pods"],
+                "verbs": ["get", "list", "watch"]}));
+        }
+        _ => {}
+    };
+    let job = apply_deploy(&w.client, &w.ns, "helm-runner", edit)
+        .await
+        .unwrap();
+    let job_name = job.metadata.name.unwrap();
+    let mut polls = 0;
+    while helm_records(&w.client, &w.ns, "hello-release").await
+        != vec![(1, "pending-install".to_string())]
+    {
+        polls += 1;
+        assert!(
+            polls < 600,
+            "helm never stored the release as pending-install"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first = wait_for_running_job_pod(&w.client, &w.ns, &job_name, JOB_TIMEOUT)
+        .await
+        .unwrap();
+    let first_name = first.metadata.name.unwrap();
+    Api::<Pod>::namespaced(w.client.clone(), &w.ns)
+        .delete(&first_name, &DeleteParams::default())
+        .await
+        .unwrap();
+    let (job, _) = w.job_ended(&job_name, "Complete").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    watch.abort();
+
+    let seen = seen.lock().unwrap().clone();
+    let reasons = phases_and_reasons(&seen);
+    let cancelled = seen
+        .iter()
+        .position(|s| s.reason == Some(Reason::Cancelled))
+        .unwrap_or_else(|| panic!("no Cancelled report: {reasons:?}"));
+    assert!(
+        seen[cancelled].message.contains("\"failed\""),
+        "the cancelled attempt left the release failed, not pending: {}",
+        seen[cancelled].message
+    );
+    let last = seen.last().unwrap();
+    assert_eq!(last.phase, Phase::Succeeded, "{reasons:?}");
+    assert_eq!(
+        last.runner_status["release"]["status"], "deployed",
+        "{last:?}"
+    );
+    let job_status = job.status.unwrap();
+    assert_eq!(job_status.succeeded, Some(1), "{job_status:?}");
+    assert_eq!(
+        job_status.failed,
+        Some(1),
+        "the deleted pod exited 143: {job_status:?}"
+    );
+    let records = helm_records(&w.client, &w.ns, "hello-release").await;
+    assert_eq!(
+        records.last().map(|r| r.1.as_str()),
+        Some("deployed"),
+        "{records:?}"
+    );
+    assert!(
+        records.iter().all(|r| !r.1.starts_with("pending")),
+        "{records:?}"
+    );
+    let d = Api::<Deployment>::namespaced(w.client.clone(), &w.ns)
+        .get("hello-release-slow")
+        .await
+        .unwrap();
+    assert_eq!(d.status.unwrap().ready_replicas, Some(1));
 }
 
 /// helm-runner with `wait: true` on Helm's own chart (`helm create`), its Deployment running
