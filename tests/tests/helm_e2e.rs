@@ -709,7 +709,7 @@ async fn bad_input_exits_2_and_writes_nothing(h: HelmBin) {
             "bad-command",
             good.clone(),
             vec![("RUNNER_COMMAND", Some("delete"))],
-            "is not a command: use install or upgrade",
+            "is not a command: use install, upgrade, uninstall or rollback",
         ),
         (
             "no-release-path",
