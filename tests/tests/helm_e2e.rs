@@ -234,6 +234,33 @@ impl HelmTest {
         )
     }
 
+    /// `helm-runner` for context `name` and `command` on the release file `release_file` (a
+    /// name in the scratch directory: another run's release output), run to its end.
+    async fn run_on(
+        &self,
+        name: &str,
+        command: &str,
+        manifest: &str,
+        release_file: &str,
+    ) -> RunnerOutput {
+        let cmd = self.runner_on(name, command, manifest, release_file).await;
+        cmd.run().await.unwrap()
+    }
+
+    /// As [`HelmTest::run_on`], not run (to run it more than once: a Job's retried pod).
+    async fn runner_on(
+        &self,
+        name: &str,
+        command: &str,
+        manifest: &str,
+        release_file: &str,
+    ) -> RunnerCommand {
+        self.helm_runner(name, command, manifest).await.var(
+            "RUNNER_HELM_RELEASE_PATH",
+            Some(self.path(release_file).to_str().unwrap()),
+        )
+    }
+
     async fn run_helm(&self, name: &str, command: &str, manifest: &str) -> RunnerOutput {
         let cmd = self.helm_runner(name, command, manifest).await;
         cmd.run().await.unwrap()
@@ -1233,6 +1260,359 @@ async fn a_helm_3_release_is_upgraded_by_helm_4() {
     );
 }
 
+/// The one error line of a run that exited 2, and no status written.
+async fn assert_bad_input(w: &HelmTest, name: &str, out: &RunnerOutput, needle: &str) {
+    assert_eq!(out.code, 2, "{name}: {}", out.stderr);
+    let errors: Vec<String> = error_lines(&out.stderr)
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["message"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(errors.len(), 1, "{name}: {errors:?}");
+    assert!(errors[0].contains(needle), "{name}: {}", errors[0]);
+    assert!(!errors[0].contains('\n'), "{name}: {}", errors[0]);
+    assert!(
+        w.status(name).await.is_none(),
+        "{name}: bad input writes no status"
+    );
+}
+
+/// `RUNNER_COMMAND=uninstall` on the release file an install wrote: Helm waits (`wait` is true
+/// by default) until the objects are gone, the records are deleted, the status says
+/// `Uninstalled`. The Job's retry of a done uninstall finds nothing and succeeds, saying so.
+/// `keepHistory` keeps the records, marked `uninstalled` (and a retry is again a success).
+/// The manifest's `name`, if given, must be the release file's; install-only fields and a bad
+/// `timeout` are refused with exit 2 before anything is written.
+async fn uninstall_is_idempotent_and_keeps_history_on_request(h: HelmBin) {
+    let w = HelmTest::new("helm-uninstall", h).await;
+    let install = |name: &str| {
+        format!(
+            "name: {name}\nchart: {{name: webapp, repo: \"{}\", version: 0.1.0}}\nwait: false\n\
+             values: {{podAnnotations: {{db-password: \"{PASSWORD}\"}}}}\n",
+            repo().url
+        )
+    };
+    let out = w.run_helm("shop", "install", &install("shop")).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    // Input errors first: nothing is written.
+    for (name, manifest, needle) in [
+        (
+            "wrong-name",
+            "name: other\n",
+            "name \"other\" is not the release \"shop\" of the release file",
+        ),
+        (
+            "install-field",
+            "createNamespace: true\n",
+            "createNamespace applies to install only, not to RUNNER_COMMAND=uninstall",
+        ),
+        (
+            "bad-timeout",
+            "timeout: 5 minutes\n",
+            "timeout \"5 minutes\" is not a Go duration",
+        ),
+    ] {
+        let out = w
+            .run_on(name, "uninstall", manifest, "shop-release.yaml")
+            .await;
+        assert_bad_input(&w, name, &out, needle).await;
+    }
+    assert_eq!(
+        w.record_statuses("shop").await,
+        vec![(1, "deployed".into())]
+    );
+
+    let remove = w
+        .runner_on(
+            "remove",
+            "uninstall",
+            "name: shop\ntimeout: 1m\n",
+            "shop-release.yaml",
+        )
+        .await;
+    let out = remove.run().await.unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let status = w.status("remove").await.unwrap();
+    assert_eq!(status.phase, Phase::Succeeded, "{status:?}");
+    assert_eq!(status.runner_status["phase"], "Uninstalled", "{status:?}");
+    assert_eq!(status.runner_status["alreadyUninstalled"], false);
+    assert_eq!(status.runner_status["helmVersion"], h.version());
+    assert_eq!(
+        status.message,
+        format!(
+            "release \"shop\" uninstalled successfully from namespace \"{}\"",
+            w.ns
+        )
+    );
+    assert!(w.record_statuses("shop").await.is_empty());
+    assert!(w.deployment("shop-webapp").await.is_none());
+    w.assert_never_shown("remove", &out, PASSWORD).await;
+
+    // The Job retries the pod: the release is already gone, which is what was asked.
+    let out = remove.run().await.unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let status = w.status("remove").await.unwrap();
+    assert_eq!(status.phase, Phase::Succeeded, "{status:?}");
+    assert_eq!(status.runner_status["phase"], "Uninstalled");
+    assert_eq!(status.runner_status["alreadyUninstalled"], true);
+    assert!(
+        status.message.contains("is not installed")
+            && status.message.contains("nothing to uninstall"),
+        "{}",
+        status.message
+    );
+
+    // keepHistory: the records stay, marked uninstalled; a retry succeeds without helm.
+    let out = w.run_helm("kept", "install", &install("kept")).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let keep = w
+        .runner_on(
+            "keep",
+            "uninstall",
+            "keepHistory: true\nwait: false\n",
+            "kept-release.yaml",
+        )
+        .await;
+    for attempt in 0..2 {
+        let out = keep.run().await.unwrap();
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let status = w.status("keep").await.unwrap();
+        assert_eq!(
+            status.runner_status["alreadyUninstalled"],
+            attempt == 1,
+            "{status:?}"
+        );
+        let said = if attempt == 0 {
+            "uninstalled successfully"
+        } else {
+            "is already uninstalled"
+        };
+        assert!(status.message.contains(said), "{}", status.message);
+        assert_eq!(
+            w.record_statuses("kept").await,
+            vec![(1, "uninstalled".into())]
+        );
+    }
+    assert!(w.deployment("kept-webapp").await.is_none());
+}
+
+/// `RUNNER_COMMAND=rollback`: without `revision` to the previous revision, with one to that
+/// revision; each makes a new revision and rewrites the release file (the chart version of
+/// the revision rolled back to). A revision not in the history is refused (exit 2, one line
+/// naming `revision`, nothing written). While helm runs the status says `RollingBack`; a
+/// rollback whose `--wait` runs out of its `timeout` ends `RollbackFailed` with Helm's reason.
+async fn rollback_to_the_previous_or_a_given_revision(h: HelmBin) {
+    let w = HelmTest::new("helm-rollback", h).await;
+    let repo = &repo().url;
+    let out = w
+        .run_helm(
+            "v1",
+            "install",
+            &format!(
+                "name: shop\nchart: {{name: webapp, repo: \"{repo}\", version: 0.1.0}}\nwait: false\n\
+                 values: {{podAnnotations: {{db-password: \"{PASSWORD}\"}}}}\n"
+            ),
+        )
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = w
+        .run_on(
+            "v2",
+            "upgrade",
+            "chart: {version: 0.2.0}\nwait: false\nreuseValues: true\nvalues: {replicaCount: 3}\n",
+            "v1-release.yaml",
+        )
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(replicas(&w.deployment("shop-webapp").await.unwrap()), 3);
+
+    // Not in the history: refused before anything is written.
+    let out = w
+        .run_on(
+            "bad-revision",
+            "rollback",
+            "revision: 9\nwait: false\n",
+            "v2-release.yaml",
+        )
+        .await;
+    assert_bad_input(
+        &w,
+        "bad-revision",
+        &out,
+        "input manifest: revision 9 is not in the release's history (revisions 1, 2)",
+    )
+    .await;
+    let out = w
+        .run_on("values", "rollback", "values: {a: b}\n", "v2-release.yaml")
+        .await;
+    assert_bad_input(
+        &w,
+        "values",
+        &out,
+        "values applies to install and upgrade only",
+    )
+    .await;
+    assert_eq!(
+        w.record_statuses("shop").await,
+        vec![(1, "superseded".into()), (2, "deployed".into())]
+    );
+
+    // The previous revision.
+    let out = w
+        .run_on("back", "rollback", "wait: false\n", "v2-release.yaml")
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let status = w.status("back").await.unwrap();
+    assert_eq!(status.phase, Phase::Succeeded, "{status:?}");
+    assert_eq!(
+        status.runner_status["release"],
+        serde_json::json!({"name": "shop", "namespace": w.ns, "revision": 3, "status": "deployed"})
+    );
+    assert_eq!(status.runner_status["phase"], "RolledBack");
+    assert_eq!(status.runner_status["targetRevision"], 1);
+    assert_eq!(
+        status.message,
+        format!(
+            "release \"shop\" rolled back successfully to revision 1 in namespace \"{}\" (revision 3)",
+            w.ns
+        )
+    );
+    assert_eq!(replicas(&w.deployment("shop-webapp").await.unwrap()), 1);
+    assert_eq!(w.release_out("back")["value"]["chart"]["version"], "0.1.0");
+    assert_eq!(w.release_out("back")["value"]["name"], "shop");
+    w.assert_never_shown("back", &out, PASSWORD).await;
+
+    // A given revision, from the release file the rollback wrote.
+    let out = w
+        .run_on(
+            "to-2",
+            "rollback",
+            "revision: 2\nwait: false\n",
+            "back-release.yaml",
+        )
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(replicas(&w.deployment("shop-webapp").await.unwrap()), 3);
+    assert_eq!(w.release_out("to-2")["value"]["chart"]["version"], "0.2.0");
+    assert_eq!(
+        w.record_statuses("shop").await,
+        vec![
+            (1, "superseded".into()),
+            (2, "superseded".into()),
+            (3, "superseded".into()),
+            (4, "deployed".into())
+        ]
+    );
+
+    // Waiting for a rollout that never comes (no kubelet), up to the manifest's timeout.
+    let child = w
+        .helm_runner("stuck", "rollback", "revision: 1\ntimeout: 3s\n")
+        .await
+        .var(
+            "RUNNER_HELM_RELEASE_PATH",
+            Some(w.path("to-2-release.yaml").to_str().unwrap()),
+        )
+        .spawn()
+        .unwrap();
+    let mut polls = 0;
+    loop {
+        let running = w.status("stuck").await;
+        if let Some(s) = running.filter(|s| s.phase == Phase::Running) {
+            assert_eq!(
+                s.runner_status,
+                serde_json::json!({"phase": "RollingBack", "helmVersion": h.version(),
+                    "release": {"name": "shop", "namespace": w.ns}, "targetRevision": 1})
+            );
+            break;
+        }
+        polls += 1;
+        assert!(polls < 600, "the status never said RollingBack");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = collect(child).await.unwrap();
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let status = w.status("stuck").await.unwrap();
+    assert_eq!(status.phase, Phase::Failed, "{status:?}");
+    assert_eq!(
+        status.runner_status["phase"], "RollbackFailed",
+        "{status:?}"
+    );
+    assert_eq!(status.runner_status["release"]["revision"], 5, "{status:?}");
+    assert_eq!(
+        status.runner_status["release"]["status"], "failed",
+        "{status:?}"
+    );
+    assert!(
+        status.message.contains("context deadline exceeded")
+            || status.message.contains("timed out"),
+        "{}",
+        status.message
+    );
+}
+
+/// `rollbackOnFailure` (Helm 4 `--rollback-on-failure`, Helm 3 `--atomic`): an install whose
+/// wait runs out of its `timeout` (no kubelet: the rollout never ends) is uninstalled by Helm,
+/// even with `wait: false` (the flag implies waiting). `createNamespace` passes
+/// `--create-namespace` (the namespace exists: Helm goes on).
+async fn rollback_on_failure_create_namespace_and_timeout(h: HelmBin) {
+    let w = HelmTest::new("helm-atomic", h).await;
+    let chart = format!(
+        "chart: {{name: webapp, repo: \"{}\", version: 0.1.0}}\n",
+        repo().url
+    );
+    let out = w
+        .run_helm(
+            "undone",
+            "install",
+            &format!("name: undone\n{chart}wait: false\nrollbackOnFailure: true\ntimeout: 2s\n"),
+        )
+        .await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let status = w.status("undone").await.unwrap();
+    assert_eq!(status.runner_status["phase"], "InstallFailed", "{status:?}");
+    assert!(
+        status.message.contains("has been uninstalled"),
+        "{}",
+        status.message
+    );
+    assert!(w.record_statuses("undone").await.is_empty());
+    assert!(w.deployment("undone-webapp").await.is_none());
+
+    let out = w
+        .run_helm(
+            "made",
+            "install",
+            &format!("name: made\n{chart}wait: false\ncreateNamespace: true\ntimeout: 90s\n"),
+        )
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        w.record_statuses("made").await,
+        vec![(1, "deployed".into())]
+    );
+
+    for (name, manifest, needle) in [
+        (
+            "bad-timeout",
+            format!("name: x\n{chart}timeout: \"90\"\n"),
+            "input manifest: timeout \"90\" is not a Go duration",
+        ),
+        (
+            "keep-on-install",
+            format!("name: x\n{chart}keepHistory: true\n"),
+            "keepHistory applies to uninstall only, not to RUNNER_COMMAND=install",
+        ),
+    ] {
+        let out = w.run_helm(name, "install", &manifest).await;
+        assert_bad_input(&w, name, &out, needle).await;
+    }
+}
+
 /// Runs each named test once per helm: `helm4::<name>` (the default) and `helm3::<name>`.
 macro_rules! both_helms {
     ($($name:ident),* $(,)?) => {
@@ -1252,6 +1632,9 @@ macro_rules! both_helms {
 }
 
 both_helms!(
+    uninstall_is_idempotent_and_keeps_history_on_request,
+    rollback_to_the_previous_or_a_given_revision,
+    rollback_on_failure_create_namespace_and_timeout,
     a_retried_attempt_adopts_or_recovers_and_another_action_is_refused,
     sigterm_mid_install_stops_helm_and_leaves_the_release_failed,
     stored_values_never_shown_in_any_form_when_a_reused_upgrade_fails,
