@@ -1286,7 +1286,9 @@ async fn assert_bad_input(w: &HelmTest, name: &str, out: &RunnerOutput, needle: 
 /// `Uninstalled`. The Job's retry of a done uninstall finds nothing and succeeds, saying so.
 /// `keepHistory` keeps the records, marked `uninstalled` (and a retry is again a success).
 /// The manifest's `name`, if given, must be the release file's; install-only fields and a bad
-/// `timeout` are refused with exit 2 before anything is written.
+/// `timeout` are refused with exit 2 before anything is written. An uninstall whose wait runs
+/// out of its `timeout` (a finalizer holds an object) ends `UninstallFailed`; Helm has purged
+/// the records by then, so its retry finds the release gone.
 async fn uninstall_is_idempotent_and_keeps_history_on_request(h: HelmBin) {
     let w = HelmTest::new("helm-uninstall", h).await;
     let install = |name: &str| {
@@ -1399,6 +1401,82 @@ async fn uninstall_is_idempotent_and_keeps_history_on_request(h: HelmBin) {
         );
     }
     assert!(w.deployment("kept-webapp").await.is_none());
+
+    // A finalizer holds the chart's Service: helm's wait for the deletion runs out of the
+    // manifest's timeout. The status said Uninstalling while helm ran, then UninstallFailed.
+    let out = w.run_helm("held", "install", &install("held")).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let services: Api<Service> = Api::namespaced(w.client.clone(), &w.ns);
+    let finalizers = |f: serde_json::Value| {
+        kube::api::Patch::Merge(serde_json::json!({"metadata": {"finalizers": f}}))
+    };
+    let pp = kube::api::PatchParams::default();
+    services
+        .patch(
+            "held-webapp",
+            &pp,
+            &finalizers(serde_json::json!(["kube-action-runners.io/test"])),
+        )
+        .await
+        .unwrap();
+    let unhold = w
+        .runner_on("unhold", "uninstall", "timeout: 2s\n", "held-release.yaml")
+        .await;
+    let child = unhold.spawn().unwrap();
+    let mut polls = 0;
+    loop {
+        if let Some(s) = w
+            .status("unhold")
+            .await
+            .filter(|s| s.phase == Phase::Running)
+        {
+            assert_eq!(
+                s.runner_status,
+                serde_json::json!({"phase": "Uninstalling", "helmVersion": h.version(),
+                    "release": {"name": "held", "namespace": w.ns}})
+            );
+            break;
+        }
+        polls += 1;
+        assert!(polls < 600, "the status never said Uninstalling");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = collect(child).await.unwrap();
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let status = w.status("unhold").await.unwrap();
+    assert_eq!(status.phase, Phase::Failed, "{status:?}");
+    assert_eq!(
+        status.runner_status["phase"], "UninstallFailed",
+        "{status:?}"
+    );
+    assert!(
+        status.message.starts_with("helm uninstall ") && status.message.contains("/held"),
+        "{}",
+        status.message
+    );
+    w.assert_never_shown("unhold", &out, PASSWORD).await;
+
+    // Helm deleted the objects and, without keepHistory, purged the records before it reported
+    // the failed wait ("uninstallation completed with 1 error(s)"): the Job's retry finds the
+    // release gone and succeeds; the Service goes once the finalizer does.
+    assert!(
+        status
+            .message
+            .contains("uninstallation completed with 1 error(s)"),
+        "{}",
+        status.message
+    );
+    services
+        .patch("held-webapp", &pp, &finalizers(serde_json::Value::Null))
+        .await
+        .unwrap();
+    let out = unhold.run().await.unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let status = w.status("unhold").await.unwrap();
+    assert_eq!(status.runner_status["phase"], "Uninstalled", "{status:?}");
+    assert_eq!(status.runner_status["alreadyUninstalled"], true);
+    assert!(w.record_statuses("held").await.is_empty());
+    assert!(services.get_opt("held-webapp").await.unwrap().is_none());
 }
 
 /// `RUNNER_COMMAND=rollback`: without `revision` to the previous revision, with one to that
