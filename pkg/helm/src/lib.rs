@@ -1,6 +1,13 @@
-//! The Helm action runner: installs or upgrades a Helm release by driving the helm CLI (Helm 4,
-//! the image's, or Helm 3; see [`version`]), then writes the release file and the additional
-//! output file in Capact's shapes.
+//! The Helm action runner: installs, upgrades, uninstalls or rolls back a Helm release by driving
+//! the helm CLI (Helm 4, the image's, or Helm 3; see [`version`]), then writes the release file
+//! and the additional output file in Capact's shapes (`RUNNER_COMMAND`, [`Command`]).
+//!
+//! `uninstall` and `rollback` act on the release the release file names; [`lifecycle`] decides
+//! from its history, before helm runs, whether there is anything to do (an uninstall of a release
+//! already gone succeeds) and which revision a rollback goes to (one not in the history is an
+//! input error); their statuses are `Uninstalling` → `Uninstalled`/`UninstallFailed` and
+//! `RollingBack` → `RolledBack`/`RollbackFailed`. What follows describes install and upgrade;
+//! the others follow the same steps without a chart.
 //!
 //! [`ActionRunner::start`] gets everything ready without touching the release: it reads helm's
 //! version, fetches the chart, and for an upgrade reads the release's stored values (so that
