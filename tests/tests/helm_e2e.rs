@@ -1329,6 +1329,29 @@ async fn uninstall_is_idempotent_and_keeps_history_on_request(h: HelmBin) {
         vec![(1, "deployed".into())]
     );
 
+    let out = w
+        .runner_on("dry", "uninstall", "name: shop\n", "shop-release.yaml")
+        .await
+        .var("RUNNER_CONTEXT_DRY_RUN", Some("true"))
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let status = w.status("dry").await.unwrap();
+    assert_eq!(status.runner_status["phase"], "Uninstalled", "{status:?}");
+    assert!(
+        status
+            .message
+            .starts_with("dry run: release \"shop\" would be uninstalled"),
+        "{}",
+        status.message
+    );
+    assert_eq!(
+        w.record_statuses("shop").await,
+        vec![(1, "deployed".into())]
+    );
+    assert!(w.deployment("shop-webapp").await.is_some());
+
     let remove = w
         .runner_on(
             "remove",
@@ -1539,6 +1562,32 @@ async fn rollback_to_the_previous_or_a_given_revision(h: HelmBin) {
         w.record_statuses("shop").await,
         vec![(1, "superseded".into()), (2, "deployed".into())]
     );
+
+    // A dry run: Helm checks it and stores nothing; the release file is the target's.
+    let out = w
+        .runner_on("dry", "rollback", "wait: false\n", "v2-release.yaml")
+        .await
+        .var("RUNNER_CONTEXT_DRY_RUN", Some("true"))
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let status = w.status("dry").await.unwrap();
+    assert_eq!(status.runner_status["phase"], "RolledBack", "{status:?}");
+    assert_eq!(
+        status.message,
+        format!(
+            "dry run: release \"shop\" in namespace \"{}\" would be rolled back to revision 1; \
+             Helm stored nothing",
+            w.ns
+        )
+    );
+    assert_eq!(w.release_out("dry")["value"]["chart"]["version"], "0.1.0");
+    assert_eq!(
+        w.record_statuses("shop").await,
+        vec![(1, "superseded".into()), (2, "deployed".into())]
+    );
+    assert_eq!(replicas(&w.deployment("shop-webapp").await.unwrap()), 3);
 
     // The previous revision.
     let out = w
