@@ -390,6 +390,100 @@ async fn removing_any_verb_an_install_uses_from_the_helm_role_exits_3_naming_it(
     assert_each_exits_3_naming_the_verb(results);
 }
 
+/// The whole lifecycle with nothing but the runner's ServiceAccount token and `deploy/`'s Role,
+/// which grants no verb for it beyond the install's: install, upgrade (another action: another
+/// owner uid), rollback to the install's revision, uninstall, and the Job's retry of the
+/// uninstall; each helm. Nothing is denied, but Helm 3's `get` of the namespace while
+/// `uninstall --wait` waits, which it does without.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_runner_upgrades_rolls_back_and_uninstalls_with_only_its_role() {
+    let tools = Tools::locate().unwrap();
+    for (major, helm) in [(3, &tools.helm3), (4, &tools.helm4)] {
+        let d = Deployment::new(
+            "helm-runner",
+            &format!("rbac-helm{major}-life"),
+            |_| {},
+            None,
+        )
+        .await;
+        let install = d
+            .command()
+            .var("RUNNER_HELM_BINARY_PATH", Some(&helm.display().to_string()));
+        let out = install.run().await.unwrap();
+        assert_eq!(out.code, 0, "helm {major} install: {}", out.stderr);
+        let output = PathBuf::from(&install.env["RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH"]);
+        let release = d.dir.path().join("release.yaml");
+        std::fs::copy(&output, &release).unwrap();
+        let lifecycle = d.dir.path().join("lifecycle.yaml");
+        std::fs::write(&lifecycle, "name: hello-release\n").unwrap();
+        let on_release = |command: &str, manifest: &Path| {
+            install
+                .clone()
+                .var("RUNNER_COMMAND", Some(command))
+                .var(
+                    "RUNNER_HELM_RELEASE_PATH",
+                    Some(&release.display().to_string()),
+                )
+                .var(
+                    "RUNNER_INPUT_MANIFEST_PATH",
+                    Some(&manifest.display().to_string()),
+                )
+        };
+        let input = PathBuf::from(&install.env["RUNNER_INPUT_MANIFEST_PATH"]);
+        let steps = [
+            (
+                "upgrade",
+                on_release("upgrade", &input).var("RUNNER_CONTEXT_PLATFORM_OWNER_UID", Some("u2")),
+            ),
+            ("rollback", on_release("rollback", &lifecycle)),
+            ("uninstall", on_release("uninstall", &lifecycle)),
+            ("uninstall again", on_release("uninstall", &lifecycle)),
+        ];
+        for (step, cmd) in steps {
+            let out = cmd.run().await.unwrap();
+            assert_eq!(out.code, 0, "helm {major} {step}: {}", out.stderr);
+        }
+        let status = reported_status(&d.admin, &d.ns, "hello-release")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(status.runner_status["phase"], "Uninstalled", "{status:?}");
+        assert_eq!(
+            status.runner_status["alreadyUninstalled"], true,
+            "{status:?}"
+        );
+        let cms: Api<ConfigMap> = Api::namespaced(d.admin.clone(), &d.ns);
+        assert!(
+            cms.get_opt("hello-release-greeting")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // Helm 3's `uninstall --wait` also reads the release's namespace (`get namespaces`,
+        // cluster-scoped, not granted); it goes on without it (the uninstall succeeded, and
+        // the greeting is gone). That is the one denial allowed, and Helm 3's only.
+        let denied: Vec<String> = d
+            .audited_requests()
+            .iter()
+            .filter(|e| e["responseStatus"]["code"].as_i64() == Some(403))
+            .map(|e| {
+                format!(
+                    "{} {} by {}",
+                    e["verb"].as_str().unwrap_or_default(),
+                    e["objectRef"]["resource"].as_str().unwrap_or_default(),
+                    e["userAgent"].as_str().unwrap_or_default()
+                )
+            })
+            .collect();
+        assert!(
+            denied
+                .iter()
+                .all(|r| major == 3 && r.starts_with("get namespaces by Helm/3")),
+            "helm {major}: denied {denied:?}"
+        );
+    }
+}
+
 /// `createNamespace: true` (helm install `--create-namespace`) is opt-in because it needs rights
 /// on `namespaces`, which the shipped Role cannot grant (they are cluster-scoped). With only
 /// `deploy/`'s Role the install exits 3 naming the verb; with the ClusterRole the commented rule
