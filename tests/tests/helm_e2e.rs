@@ -800,8 +800,8 @@ async fn bad_input_exits_2_and_writes_nothing(h: HelmBin) {
     assert!(w.deployment("bad-webapp").await.is_none());
 }
 
-/// The examples shipped in `cmd/helm-runner/example-input/`, with the chart repository URL and
-/// namespace of this test.
+/// The examples shipped in `cmd/helm-runner/example-input/` (install, upgrade, rollback,
+/// uninstall), with the chart repository URL and namespace of this test.
 async fn shipped_examples_install_then_upgrade(h: HelmBin) {
     let w = HelmTest::new("helm-example", h).await;
     let example = |name: &str| {
@@ -843,6 +843,33 @@ async fn shipped_examples_install_then_upgrade(h: HelmBin) {
     let d = w.deployment("shop-webapp").await.unwrap();
     assert_eq!(replicas(&d), 2);
     assert!(image(&d).ends_with(":1.27"));
+
+    // Back to the install's revision, then uninstalled.
+    let out = w
+        .run_on(
+            "example-rollback",
+            "rollback",
+            &example("rollback.yaml"),
+            "example-release.yaml",
+        )
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!image(&w.deployment("shop-webapp").await.unwrap()).ends_with(":1.27"));
+    assert_eq!(
+        w.release_out("example-rollback"),
+        yaml(&example("helm-release.yaml"))
+    );
+    let out = w
+        .run_on(
+            "example-uninstall",
+            "uninstall",
+            &example("uninstall.yaml"),
+            "example-rollback-release.yaml",
+        )
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(w.deployment("shop-webapp").await.is_none());
+    assert!(w.record_statuses("shop").await.is_empty());
 }
 
 /// `wait: true` runs Helm with `--wait`: the install ends only once the Deployment's rollout
