@@ -745,6 +745,18 @@ async fn bad_input_exits_2_and_writes_nothing(h: HelmBin) {
             "RUNNER_HELM_RELEASE_PATH",
         ),
         (
+            "no-release-path-uninstall",
+            good.clone(),
+            vec![("RUNNER_COMMAND", Some("uninstall"))],
+            "RUNNER_HELM_RELEASE_PATH is required when RUNNER_COMMAND=uninstall",
+        ),
+        (
+            "no-release-path-rollback",
+            good.clone(),
+            vec![("RUNNER_COMMAND", Some("rollback"))],
+            "RUNNER_HELM_RELEASE_PATH is required when RUNNER_COMMAND=rollback",
+        ),
+        (
             "bad-release-path",
             good.clone(),
             vec![
