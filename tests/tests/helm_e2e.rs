@@ -234,6 +234,33 @@ impl HelmTest {
         )
     }
 
+    /// `helm-runner` for context `name` and `command` on the release file `release_file` (a
+    /// name in the scratch directory: another run's release output), run to its end.
+    async fn run_on(
+        &self,
+        name: &str,
+        command: &str,
+        manifest: &str,
+        release_file: &str,
+    ) -> RunnerOutput {
+        let cmd = self.runner_on(name, command, manifest, release_file).await;
+        cmd.run().await.unwrap()
+    }
+
+    /// As [`HelmTest::run_on`], not run (to run it more than once: a Job's retried pod).
+    async fn runner_on(
+        &self,
+        name: &str,
+        command: &str,
+        manifest: &str,
+        release_file: &str,
+    ) -> RunnerCommand {
+        self.helm_runner(name, command, manifest).await.var(
+            "RUNNER_HELM_RELEASE_PATH",
+            Some(self.path(release_file).to_str().unwrap()),
+        )
+    }
+
     async fn run_helm(&self, name: &str, command: &str, manifest: &str) -> RunnerOutput {
         let cmd = self.helm_runner(name, command, manifest).await;
         cmd.run().await.unwrap()
@@ -363,7 +390,7 @@ async fn install_from_repository_then_upgrade_with_reuse_and_reset_values(h: Hel
     assert_eq!(status.runner, "helm");
     assert_eq!(
         status.runner_status,
-        serde_json::json!({"phase": "Installed", "helmVersion": h.version(),
+        serde_json::json!({"phase": "Installed", "helmVersion": h.version(), "adopted": false,
             "release": {"name": "shop", "namespace": w.ns, "revision": 1, "status": "deployed"}})
     );
     let msg = status.message.as_str();
@@ -429,7 +456,7 @@ async fn install_from_repository_then_upgrade_with_reuse_and_reset_values(h: Hel
     let status = w.status("upgrade-reuse").await.unwrap();
     assert_eq!(
         status.runner_status,
-        serde_json::json!({"phase": "Upgraded", "helmVersion": h.version(),
+        serde_json::json!({"phase": "Upgraded", "helmVersion": h.version(), "adopted": false,
             "release": {"name": "shop", "namespace": w.ns, "revision": 2, "status": "deployed"}})
     );
     assert!(
@@ -709,13 +736,25 @@ async fn bad_input_exits_2_and_writes_nothing(h: HelmBin) {
             "bad-command",
             good.clone(),
             vec![("RUNNER_COMMAND", Some("delete"))],
-            "is not a command: use install or upgrade",
+            "is not a command: use install, upgrade, uninstall or rollback",
         ),
         (
             "no-release-path",
             good.clone(),
             vec![("RUNNER_COMMAND", Some("upgrade"))],
             "RUNNER_HELM_RELEASE_PATH",
+        ),
+        (
+            "no-release-path-uninstall",
+            good.clone(),
+            vec![("RUNNER_COMMAND", Some("uninstall"))],
+            "RUNNER_HELM_RELEASE_PATH is required when RUNNER_COMMAND=uninstall",
+        ),
+        (
+            "no-release-path-rollback",
+            good.clone(),
+            vec![("RUNNER_COMMAND", Some("rollback"))],
+            "RUNNER_HELM_RELEASE_PATH is required when RUNNER_COMMAND=rollback",
         ),
         (
             "bad-release-path",
@@ -773,8 +812,8 @@ async fn bad_input_exits_2_and_writes_nothing(h: HelmBin) {
     assert!(w.deployment("bad-webapp").await.is_none());
 }
 
-/// The examples shipped in `cmd/helm-runner/example-input/`, with the chart repository URL and
-/// namespace of this test.
+/// The examples shipped in `cmd/helm-runner/example-input/` (install, upgrade, rollback,
+/// uninstall), with the chart repository URL and namespace of this test.
 async fn shipped_examples_install_then_upgrade(h: HelmBin) {
     let w = HelmTest::new("helm-example", h).await;
     let example = |name: &str| {
@@ -816,6 +855,33 @@ async fn shipped_examples_install_then_upgrade(h: HelmBin) {
     let d = w.deployment("shop-webapp").await.unwrap();
     assert_eq!(replicas(&d), 2);
     assert!(image(&d).ends_with(":1.27"));
+
+    // Back to the install's revision, then uninstalled.
+    let out = w
+        .run_on(
+            "example-rollback",
+            "rollback",
+            &example("rollback.yaml"),
+            "example-release.yaml",
+        )
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!image(&w.deployment("shop-webapp").await.unwrap()).ends_with(":1.27"));
+    assert_eq!(
+        w.release_out("example-rollback"),
+        yaml(&example("helm-release.yaml"))
+    );
+    let out = w
+        .run_on(
+            "example-uninstall",
+            "uninstall",
+            &example("uninstall.yaml"),
+            "example-rollback-release.yaml",
+        )
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(w.deployment("shop-webapp").await.is_none());
+    assert!(w.record_statuses("shop").await.is_empty());
 }
 
 /// `wait: true` runs Helm with `--wait`: the install ends only once the Deployment's rollout
@@ -1215,7 +1281,7 @@ async fn a_helm_3_release_is_upgraded_by_helm_4() {
     let status = w.status("upgrade4").await.unwrap();
     assert_eq!(
         status.runner_status,
-        serde_json::json!({"phase": "Upgraded", "helmVersion": "v4.3.1",
+        serde_json::json!({"phase": "Upgraded", "helmVersion": "v4.3.1", "adopted": false,
             "release": {"name": "old", "namespace": w.ns, "revision": 2, "status": "deployed"}})
     );
     let d = w.deployment("old-webapp").await.unwrap();
@@ -1231,6 +1297,486 @@ async fn a_helm_3_release_is_upgraded_by_helm_4() {
         w.record_statuses("old").await,
         vec![(1, "superseded".to_string()), (2, "deployed".to_string())]
     );
+}
+
+/// The one error line of a run that exited 2, and no status written.
+async fn assert_bad_input(w: &HelmTest, name: &str, out: &RunnerOutput, needle: &str) {
+    assert_eq!(out.code, 2, "{name}: {}", out.stderr);
+    let errors: Vec<String> = error_lines(&out.stderr)
+        .iter()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["message"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(errors.len(), 1, "{name}: {errors:?}");
+    assert!(errors[0].contains(needle), "{name}: {}", errors[0]);
+    assert!(!errors[0].contains('\n'), "{name}: {}", errors[0]);
+    assert!(
+        w.status(name).await.is_none(),
+        "{name}: bad input writes no status"
+    );
+}
+
+/// `RUNNER_COMMAND=uninstall` on the release file an install wrote: Helm waits (`wait` is true
+/// by default) until the objects are gone, the records are deleted, the status says
+/// `Uninstalled`. The Job's retry of a done uninstall finds nothing and succeeds, saying so.
+/// `keepHistory` keeps the records, marked `uninstalled` (and a retry is again a success).
+/// The manifest's `name`, if given, must be the release file's; install-only fields and a bad
+/// `timeout` are refused with exit 2 before anything is written. An uninstall whose wait runs
+/// out of its `timeout` (a finalizer holds an object) ends `UninstallFailed`; Helm has purged
+/// the records by then, so its retry finds the release gone.
+async fn uninstall_is_idempotent_and_keeps_history_on_request(h: HelmBin) {
+    let w = HelmTest::new("helm-uninstall", h).await;
+    let install = |name: &str| {
+        format!(
+            "name: {name}\nchart: {{name: webapp, repo: \"{}\", version: 0.1.0}}\nwait: false\n\
+             values: {{podAnnotations: {{db-password: \"{PASSWORD}\"}}}}\n",
+            repo().url
+        )
+    };
+    let out = w.run_helm("shop", "install", &install("shop")).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    // Input errors first: nothing is written.
+    for (name, manifest, needle) in [
+        (
+            "wrong-name",
+            "name: other\n",
+            "name \"other\" is not the release \"shop\" of the release file",
+        ),
+        (
+            "install-field",
+            "createNamespace: true\n",
+            "createNamespace applies to install only, not to RUNNER_COMMAND=uninstall",
+        ),
+        (
+            "bad-timeout",
+            "timeout: 5 minutes\n",
+            "timeout \"5 minutes\" is not a Go duration",
+        ),
+    ] {
+        let out = w
+            .run_on(name, "uninstall", manifest, "shop-release.yaml")
+            .await;
+        assert_bad_input(&w, name, &out, needle).await;
+    }
+    assert_eq!(
+        w.record_statuses("shop").await,
+        vec![(1, "deployed".into())]
+    );
+
+    let out = w
+        .runner_on("dry", "uninstall", "name: shop\n", "shop-release.yaml")
+        .await
+        .var("RUNNER_CONTEXT_DRY_RUN", Some("true"))
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let status = w.status("dry").await.unwrap();
+    assert_eq!(status.runner_status["phase"], "Uninstalled", "{status:?}");
+    assert!(
+        status
+            .message
+            .starts_with("dry run: release \"shop\" would be uninstalled"),
+        "{}",
+        status.message
+    );
+    assert_eq!(
+        w.record_statuses("shop").await,
+        vec![(1, "deployed".into())]
+    );
+    assert!(w.deployment("shop-webapp").await.is_some());
+
+    let remove = w
+        .runner_on(
+            "remove",
+            "uninstall",
+            "name: shop\ntimeout: 1m\n",
+            "shop-release.yaml",
+        )
+        .await;
+    let out = remove.run().await.unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let status = w.status("remove").await.unwrap();
+    assert_eq!(status.phase, Phase::Succeeded, "{status:?}");
+    assert_eq!(status.runner_status["phase"], "Uninstalled", "{status:?}");
+    assert_eq!(status.runner_status["alreadyUninstalled"], false);
+    assert_eq!(status.runner_status["helmVersion"], h.version());
+    assert_eq!(
+        status.message,
+        format!(
+            "release \"shop\" uninstalled successfully from namespace \"{}\"",
+            w.ns
+        )
+    );
+    assert!(w.record_statuses("shop").await.is_empty());
+    assert!(w.deployment("shop-webapp").await.is_none());
+    w.assert_never_shown("remove", &out, PASSWORD).await;
+
+    // The Job retries the pod: the release is already gone, which is what was asked.
+    let out = remove.run().await.unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let status = w.status("remove").await.unwrap();
+    assert_eq!(status.phase, Phase::Succeeded, "{status:?}");
+    assert_eq!(status.runner_status["phase"], "Uninstalled");
+    assert_eq!(status.runner_status["alreadyUninstalled"], true);
+    assert!(
+        status.message.contains("is not installed")
+            && status.message.contains("nothing to uninstall"),
+        "{}",
+        status.message
+    );
+
+    // keepHistory: the records stay, marked uninstalled; a retry succeeds without helm.
+    let out = w.run_helm("kept", "install", &install("kept")).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let keep = w
+        .runner_on(
+            "keep",
+            "uninstall",
+            "keepHistory: true\nwait: false\n",
+            "kept-release.yaml",
+        )
+        .await;
+    for attempt in 0..2 {
+        let out = keep.run().await.unwrap();
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let status = w.status("keep").await.unwrap();
+        assert_eq!(
+            status.runner_status["alreadyUninstalled"],
+            attempt == 1,
+            "{status:?}"
+        );
+        let said = if attempt == 0 {
+            "uninstalled successfully"
+        } else {
+            "is already uninstalled"
+        };
+        assert!(status.message.contains(said), "{}", status.message);
+        assert_eq!(
+            w.record_statuses("kept").await,
+            vec![(1, "uninstalled".into())]
+        );
+    }
+    assert!(w.deployment("kept-webapp").await.is_none());
+
+    // A finalizer holds the chart's Service: helm's wait for the deletion runs out of the
+    // manifest's timeout. The status said Uninstalling while helm ran, then UninstallFailed.
+    let out = w.run_helm("held", "install", &install("held")).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let services: Api<Service> = Api::namespaced(w.client.clone(), &w.ns);
+    let finalizers = |f: serde_json::Value| {
+        kube::api::Patch::Merge(serde_json::json!({"metadata": {"finalizers": f}}))
+    };
+    let pp = kube::api::PatchParams::default();
+    services
+        .patch(
+            "held-webapp",
+            &pp,
+            &finalizers(serde_json::json!(["kube-action-runners.io/test"])),
+        )
+        .await
+        .unwrap();
+    let unhold = w
+        .runner_on("unhold", "uninstall", "timeout: 2s\n", "held-release.yaml")
+        .await;
+    let child = unhold.spawn().unwrap();
+    let mut polls = 0;
+    loop {
+        if let Some(s) = w
+            .status("unhold")
+            .await
+            .filter(|s| s.phase == Phase::Running)
+        {
+            assert_eq!(
+                s.runner_status,
+                serde_json::json!({"phase": "Uninstalling", "helmVersion": h.version(),
+                    "release": {"name": "held", "namespace": w.ns}})
+            );
+            break;
+        }
+        polls += 1;
+        assert!(polls < 600, "the status never said Uninstalling");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = collect(child).await.unwrap();
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let status = w.status("unhold").await.unwrap();
+    assert_eq!(status.phase, Phase::Failed, "{status:?}");
+    assert_eq!(
+        status.runner_status["phase"], "UninstallFailed",
+        "{status:?}"
+    );
+    assert!(
+        status.message.starts_with("helm uninstall ") && status.message.contains("/held"),
+        "{}",
+        status.message
+    );
+    w.assert_never_shown("unhold", &out, PASSWORD).await;
+
+    // Helm deleted the objects and, without keepHistory, purged the records before it reported
+    // the failed wait ("uninstallation completed with 1 error(s)"): the Job's retry finds the
+    // release gone and succeeds; the Service goes once the finalizer does.
+    assert!(
+        status
+            .message
+            .contains("uninstallation completed with 1 error(s)"),
+        "{}",
+        status.message
+    );
+    services
+        .patch("held-webapp", &pp, &finalizers(serde_json::Value::Null))
+        .await
+        .unwrap();
+    let out = unhold.run().await.unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let status = w.status("unhold").await.unwrap();
+    assert_eq!(status.runner_status["phase"], "Uninstalled", "{status:?}");
+    assert_eq!(status.runner_status["alreadyUninstalled"], true);
+    assert!(w.record_statuses("held").await.is_empty());
+    assert!(services.get_opt("held-webapp").await.unwrap().is_none());
+}
+
+/// `RUNNER_COMMAND=rollback`: without `revision` to the previous revision, with one to that
+/// revision; each makes a new revision and rewrites the release file (the chart version of
+/// the revision rolled back to). A revision not in the history is refused (exit 2, one line
+/// naming `revision`, nothing written). While helm runs the status says `RollingBack`; a
+/// rollback whose `--wait` runs out of its `timeout` ends `RollbackFailed` with Helm's reason.
+async fn rollback_to_the_previous_or_a_given_revision(h: HelmBin) {
+    let w = HelmTest::new("helm-rollback", h).await;
+    let repo = &repo().url;
+    let out = w
+        .run_helm(
+            "v1",
+            "install",
+            &format!(
+                "name: shop\nchart: {{name: webapp, repo: \"{repo}\", version: 0.1.0}}\nwait: false\n\
+                 values: {{podAnnotations: {{db-password: \"{PASSWORD}\"}}}}\n"
+            ),
+        )
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = w
+        .run_on(
+            "v2",
+            "upgrade",
+            "chart: {version: 0.2.0}\nwait: false\nreuseValues: true\nvalues: {replicaCount: 3}\n",
+            "v1-release.yaml",
+        )
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(replicas(&w.deployment("shop-webapp").await.unwrap()), 3);
+
+    // Not in the history: refused before anything is written.
+    let out = w
+        .run_on(
+            "bad-revision",
+            "rollback",
+            "revision: 9\nwait: false\n",
+            "v2-release.yaml",
+        )
+        .await;
+    assert_bad_input(
+        &w,
+        "bad-revision",
+        &out,
+        "input manifest: revision 9 is not in the release's history (revisions 1, 2)",
+    )
+    .await;
+    let out = w
+        .run_on("values", "rollback", "values: {a: b}\n", "v2-release.yaml")
+        .await;
+    assert_bad_input(
+        &w,
+        "values",
+        &out,
+        "values applies to install and upgrade only",
+    )
+    .await;
+    assert_eq!(
+        w.record_statuses("shop").await,
+        vec![(1, "superseded".into()), (2, "deployed".into())]
+    );
+
+    // A dry run: Helm checks it and stores nothing; the release file is the target's.
+    let out = w
+        .runner_on("dry", "rollback", "wait: false\n", "v2-release.yaml")
+        .await
+        .var("RUNNER_CONTEXT_DRY_RUN", Some("true"))
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let status = w.status("dry").await.unwrap();
+    assert_eq!(status.runner_status["phase"], "RolledBack", "{status:?}");
+    assert_eq!(
+        status.message,
+        format!(
+            "dry run: release \"shop\" in namespace \"{}\" would be rolled back to revision 1; \
+             Helm stored nothing",
+            w.ns
+        )
+    );
+    assert_eq!(w.release_out("dry")["value"]["chart"]["version"], "0.1.0");
+    assert_eq!(
+        w.record_statuses("shop").await,
+        vec![(1, "superseded".into()), (2, "deployed".into())]
+    );
+    assert_eq!(replicas(&w.deployment("shop-webapp").await.unwrap()), 3);
+
+    // The previous revision.
+    let out = w
+        .run_on("back", "rollback", "wait: false\n", "v2-release.yaml")
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let status = w.status("back").await.unwrap();
+    assert_eq!(status.phase, Phase::Succeeded, "{status:?}");
+    assert_eq!(
+        status.runner_status["release"],
+        serde_json::json!({"name": "shop", "namespace": w.ns, "revision": 3, "status": "deployed"})
+    );
+    assert_eq!(status.runner_status["phase"], "RolledBack");
+    assert_eq!(status.runner_status["targetRevision"], 1);
+    assert_eq!(
+        status.message,
+        format!(
+            "release \"shop\" rolled back successfully to revision 1 in namespace \"{}\" (revision 3)",
+            w.ns
+        )
+    );
+    assert_eq!(replicas(&w.deployment("shop-webapp").await.unwrap()), 1);
+    assert_eq!(w.release_out("back")["value"]["chart"]["version"], "0.1.0");
+    assert_eq!(w.release_out("back")["value"]["name"], "shop");
+    w.assert_never_shown("back", &out, PASSWORD).await;
+
+    // A given revision, from the release file the rollback wrote.
+    let out = w
+        .run_on(
+            "to-2",
+            "rollback",
+            "revision: 2\nwait: false\n",
+            "back-release.yaml",
+        )
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(replicas(&w.deployment("shop-webapp").await.unwrap()), 3);
+    assert_eq!(w.release_out("to-2")["value"]["chart"]["version"], "0.2.0");
+    assert_eq!(
+        w.record_statuses("shop").await,
+        vec![
+            (1, "superseded".into()),
+            (2, "superseded".into()),
+            (3, "superseded".into()),
+            (4, "deployed".into())
+        ]
+    );
+
+    // Waiting for a rollout that never comes (no kubelet), up to the manifest's timeout.
+    let child = w
+        .helm_runner("stuck", "rollback", "revision: 1\ntimeout: 3s\n")
+        .await
+        .var(
+            "RUNNER_HELM_RELEASE_PATH",
+            Some(w.path("to-2-release.yaml").to_str().unwrap()),
+        )
+        .spawn()
+        .unwrap();
+    let mut polls = 0;
+    loop {
+        let running = w.status("stuck").await;
+        if let Some(s) = running.filter(|s| s.phase == Phase::Running) {
+            assert_eq!(
+                s.runner_status,
+                serde_json::json!({"phase": "RollingBack", "helmVersion": h.version(),
+                    "release": {"name": "shop", "namespace": w.ns}, "targetRevision": 1})
+            );
+            break;
+        }
+        polls += 1;
+        assert!(polls < 600, "the status never said RollingBack");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let out = collect(child).await.unwrap();
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let status = w.status("stuck").await.unwrap();
+    assert_eq!(status.phase, Phase::Failed, "{status:?}");
+    assert_eq!(
+        status.runner_status["phase"], "RollbackFailed",
+        "{status:?}"
+    );
+    assert_eq!(status.runner_status["release"]["revision"], 5, "{status:?}");
+    assert_eq!(
+        status.runner_status["release"]["status"], "failed",
+        "{status:?}"
+    );
+    assert!(
+        status.message.contains("context deadline exceeded")
+            || status.message.contains("timed out"),
+        "{}",
+        status.message
+    );
+}
+
+/// `rollbackOnFailure` (Helm 4 `--rollback-on-failure`, Helm 3 `--atomic`): an install whose
+/// wait runs out of its `timeout` (no kubelet: the rollout never ends) is uninstalled by Helm,
+/// even with `wait: false` (the flag implies waiting). `createNamespace` passes
+/// `--create-namespace` (the namespace exists: Helm goes on).
+async fn rollback_on_failure_create_namespace_and_timeout(h: HelmBin) {
+    let w = HelmTest::new("helm-atomic", h).await;
+    let chart = format!(
+        "chart: {{name: webapp, repo: \"{}\", version: 0.1.0}}\n",
+        repo().url
+    );
+    let out = w
+        .run_helm(
+            "undone",
+            "install",
+            &format!("name: undone\n{chart}wait: false\nrollbackOnFailure: true\ntimeout: 2s\n"),
+        )
+        .await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let status = w.status("undone").await.unwrap();
+    assert_eq!(status.runner_status["phase"], "InstallFailed", "{status:?}");
+    assert!(
+        status.message.contains("has been uninstalled"),
+        "{}",
+        status.message
+    );
+    assert!(w.record_statuses("undone").await.is_empty());
+    assert!(w.deployment("undone-webapp").await.is_none());
+
+    let out = w
+        .run_helm(
+            "made",
+            "install",
+            &format!("name: made\n{chart}wait: false\ncreateNamespace: true\ntimeout: 90s\n"),
+        )
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        w.record_statuses("made").await,
+        vec![(1, "deployed".into())]
+    );
+
+    for (name, manifest, needle) in [
+        (
+            "bad-timeout",
+            format!("name: x\n{chart}timeout: \"90\"\n"),
+            "input manifest: timeout \"90\" is not a Go duration",
+        ),
+        (
+            "keep-on-install",
+            format!("name: x\n{chart}keepHistory: true\n"),
+            "keepHistory applies to uninstall only, not to RUNNER_COMMAND=install",
+        ),
+    ] {
+        let out = w.run_helm(name, "install", &manifest).await;
+        assert_bad_input(&w, name, &out, needle).await;
+    }
 }
 
 /// Runs each named test once per helm: `helm4::<name>` (the default) and `helm3::<name>`.
@@ -1252,6 +1798,9 @@ macro_rules! both_helms {
 }
 
 both_helms!(
+    uninstall_is_idempotent_and_keeps_history_on_request,
+    rollback_to_the_previous_or_a_given_revision,
+    rollback_on_failure_create_namespace_and_timeout,
     a_retried_attempt_adopts_or_recovers_and_another_action_is_refused,
     sigterm_mid_install_stops_helm_and_leaves_the_release_failed,
     stored_values_never_shown_in_any_form_when_a_reused_upgrade_fails,

@@ -12,7 +12,7 @@
 //! `KAR_RUNNER_DIR` points the tests at other builds of the runners (for example the static
 //! release build of `hack/build-images.sh`); by default they use `cargo build --bins`'s.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use action_runner::status::Phase;
@@ -388,6 +388,168 @@ async fn removing_any_verb_an_install_uses_from_the_helm_role_exits_3_naming_it(
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("pending-install"), "{}", out.stderr);
     assert_each_exits_3_naming_the_verb(results);
+}
+
+/// The whole lifecycle with nothing but the runner's ServiceAccount token and `deploy/`'s Role,
+/// which grants no verb for it beyond the install's: install, upgrade (another action: another
+/// owner uid), rollback to the install's revision, uninstall, and the Job's retry of the
+/// uninstall; each helm. Nothing is denied, but Helm 3's `get` of the namespace while
+/// `uninstall --wait` waits, which it does without.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_runner_upgrades_rolls_back_and_uninstalls_with_only_its_role() {
+    let tools = Tools::locate().unwrap();
+    for (major, helm) in [(3, &tools.helm3), (4, &tools.helm4)] {
+        let d = Deployment::new(
+            "helm-runner",
+            &format!("rbac-helm{major}-life"),
+            |_| {},
+            None,
+        )
+        .await;
+        let install = d
+            .command()
+            .var("RUNNER_HELM_BINARY_PATH", Some(&helm.display().to_string()));
+        let out = install.run().await.unwrap();
+        assert_eq!(out.code, 0, "helm {major} install: {}", out.stderr);
+        let output = PathBuf::from(&install.env["RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH"]);
+        let release = d.dir.path().join("release.yaml");
+        std::fs::copy(&output, &release).unwrap();
+        let lifecycle = d.dir.path().join("lifecycle.yaml");
+        std::fs::write(&lifecycle, "name: hello-release\n").unwrap();
+        let on_release = |command: &str, manifest: &Path| {
+            install
+                .clone()
+                .var("RUNNER_COMMAND", Some(command))
+                .var(
+                    "RUNNER_HELM_RELEASE_PATH",
+                    Some(&release.display().to_string()),
+                )
+                .var(
+                    "RUNNER_INPUT_MANIFEST_PATH",
+                    Some(&manifest.display().to_string()),
+                )
+        };
+        let input = PathBuf::from(&install.env["RUNNER_INPUT_MANIFEST_PATH"]);
+        let steps = [
+            (
+                "upgrade",
+                on_release("upgrade", &input).var("RUNNER_CONTEXT_PLATFORM_OWNER_UID", Some("u2")),
+            ),
+            ("rollback", on_release("rollback", &lifecycle)),
+            ("uninstall", on_release("uninstall", &lifecycle)),
+            ("uninstall again", on_release("uninstall", &lifecycle)),
+        ];
+        for (step, cmd) in steps {
+            let out = cmd.run().await.unwrap();
+            assert_eq!(out.code, 0, "helm {major} {step}: {}", out.stderr);
+        }
+        let status = reported_status(&d.admin, &d.ns, "hello-release")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(status.runner_status["phase"], "Uninstalled", "{status:?}");
+        assert_eq!(
+            status.runner_status["alreadyUninstalled"], true,
+            "{status:?}"
+        );
+        let cms: Api<ConfigMap> = Api::namespaced(d.admin.clone(), &d.ns);
+        assert!(
+            cms.get_opt("hello-release-greeting")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // Helm 3's `uninstall --wait` also reads the release's namespace (`get namespaces`,
+        // cluster-scoped, not granted); it goes on without it (the uninstall succeeded, and
+        // the greeting is gone). That is the one denial allowed, and Helm 3's only.
+        let denied: Vec<String> = d
+            .audited_requests()
+            .iter()
+            .filter(|e| e["responseStatus"]["code"].as_i64() == Some(403))
+            .map(|e| {
+                format!(
+                    "{} {} by {}",
+                    e["verb"].as_str().unwrap_or_default(),
+                    e["objectRef"]["resource"].as_str().unwrap_or_default(),
+                    e["userAgent"].as_str().unwrap_or_default()
+                )
+            })
+            .collect();
+        assert!(
+            denied
+                .iter()
+                .all(|r| major == 3 && r.starts_with("get namespaces by Helm/3")),
+            "helm {major}: denied {denied:?}"
+        );
+    }
+}
+
+/// `createNamespace: true` (helm install `--create-namespace`) is opt-in because it needs rights
+/// on `namespaces`, which the shipped Role cannot grant (they are cluster-scoped). With only
+/// `deploy/`'s Role the install exits 3 naming the verb; with the ClusterRole the commented rule
+/// in `deploy/helm-runner/role.yaml` describes, bound to the runner's ServiceAccount, it
+/// succeeds (the namespace exists: Helm goes on). Each helm: Helm 3 creates the namespace
+/// (`create`, AlreadyExists tolerated), Helm 4 applies it server-side (a `patch`, which creates
+/// it when it is missing, and then also needs `create`): the rule grants both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_namespace_needs_the_opt_in_cluster_role() {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    let tools = Tools::locate().unwrap();
+    for (major, helm, verbs, denied) in [
+        (3, &tools.helm3, vec!["create", "patch"], "create"),
+        (4, &tools.helm4, vec!["create", "patch"], "patch"),
+    ] {
+        let d = Deployment::new("helm-runner", &format!("rbac-helm{major}-ns"), |_| {}, None).await;
+        let cmd = d
+            .command()
+            .var("RUNNER_HELM_BINARY_PATH", Some(&helm.display().to_string()));
+        let manifest = PathBuf::from(&cmd.env["RUNNER_INPUT_MANIFEST_PATH"]);
+        let text = std::fs::read_to_string(&manifest).unwrap();
+        std::fs::write(&manifest, format!("{text}createNamespace: true\n")).unwrap();
+
+        let out = cmd.run().await.unwrap();
+        assert_eq!(out.code, 3, "helm {major}: {}", out.stderr);
+        let needle = format!("cannot {denied} resource \\\"namespaces\\\"");
+        assert!(
+            error_lines(&out.stderr).iter().any(|l| l.contains(&needle)),
+            "helm {major}: {}",
+            out.stderr
+        );
+
+        let name = format!("{}-create-namespace", d.ns);
+        let role: ClusterRole = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "rules": [{"apiGroups": [""], "resources": ["namespaces"], "verbs": verbs}],
+        }))
+        .unwrap();
+        let binding: ClusterRoleBinding = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": "helm-runner", "namespace": d.ns}],
+        }))
+        .unwrap();
+        let pp = PostParams::default();
+        Api::<ClusterRole>::all(d.admin.clone())
+            .create(&pp, &role)
+            .await
+            .unwrap();
+        Api::<ClusterRoleBinding>::all(d.admin.clone())
+            .create(&pp, &binding)
+            .await
+            .unwrap();
+        // RBAC's authorizer sees the new binding from its informer: give it a moment.
+        let mut attempts = 0;
+        let out = loop {
+            let out = cmd.run().await.unwrap();
+            attempts += 1;
+            if out.code != 3 || attempts == 20 {
+                break out;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        assert_eq!(out.code, 0, "helm {major}, {verbs:?}: {}", out.stderr);
+        assert_helm_job_outcome(&d.admin, &d.ns).await;
+    }
 }
 
 /// Run by `hack/kind-e2e.sh` (not by `hack/test.sh`: it needs a kind cluster where both Jobs of

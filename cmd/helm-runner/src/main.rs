@@ -1,5 +1,5 @@
-//! `helm-runner`: installs or upgrades a Helm release with the Helm 3 CLI and writes the release
-//! and additional output files. See `cmd/helm-runner/README.md` for the variables, the input
+//! `helm-runner`: installs, upgrades, uninstalls or rolls back a Helm release with the helm CLI
+//! (Helm 4 or Helm 3) and writes the release and additional output files. See `cmd/helm-runner/README.md` for the variables, the input
 //! manifest, the outputs and the exit codes.
 
 use action_runner::{ConfigMapReporter, Manager};

@@ -23,24 +23,43 @@ pub enum Command {
     Install,
     /// `upgrade`: `helm upgrade` the release named by `RUNNER_HELM_RELEASE_PATH`.
     Upgrade,
+    /// `uninstall`: `helm uninstall` the release named by `RUNNER_HELM_RELEASE_PATH`; a release
+    /// that is already gone is a success.
+    Uninstall,
+    /// `rollback`: `helm rollback` the release named by `RUNNER_HELM_RELEASE_PATH` to the
+    /// manifest's `revision` (absent or 0: the previous revision, as Helm counts it).
+    Rollback,
 }
 
+/// The words `RUNNER_COMMAND` accepts, for messages.
+const COMMANDS: &str = "install, upgrade, uninstall or rollback";
+
 impl Command {
-    /// `install` or `upgrade`.
+    /// `install`, `upgrade`, `uninstall` or `rollback`: the value of `RUNNER_COMMAND`, and
+    /// helm's subcommand.
     pub fn as_str(self) -> &'static str {
         match self {
             Command::Install => "install",
             Command::Upgrade => "upgrade",
+            Command::Uninstall => "uninstall",
+            Command::Rollback => "rollback",
         }
+    }
+
+    /// Whether the command acts on an existing release, named by the release file
+    /// (`RUNNER_HELM_RELEASE_PATH`): every command but `install`.
+    pub fn needs_release_file(self) -> bool {
+        !matches!(self, Command::Install)
     }
 }
 
 /// The Helm runner's configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HelmConfig {
-    /// `RUNNER_COMMAND` (required): `install` or `upgrade`.
+    /// `RUNNER_COMMAND` (required): `install`, `upgrade`, `uninstall` or `rollback`.
     pub command: Command,
-    /// `RUNNER_HELM_RELEASE_PATH`: the release file to upgrade (required for `upgrade`).
+    /// `RUNNER_HELM_RELEASE_PATH`: the release file naming the release to upgrade, uninstall or
+    /// roll back (required for every command but `install`).
     pub release_path: Option<PathBuf>,
     /// `RUNNER_HELM_DRIVER` (default `secrets`): Helm's release storage driver, passed to helm
     /// as `HELM_DRIVER`. `secret`/`secrets` store a release as a Secret, `configmap`/`configmaps`
@@ -71,7 +90,8 @@ impl HelmConfig {
     ///
     /// # Errors
     /// [`ErrorKind::InvalidInput`](action_runner::error::ErrorKind) naming the variable at fault: `RUNNER_COMMAND` missing or
-    /// not `install`/`upgrade`; `RUNNER_HELM_RELEASE_PATH` missing for `upgrade`;
+    /// not `install`/`upgrade`/`uninstall`/`rollback`; `RUNNER_HELM_RELEASE_PATH` missing for a
+    /// command other than `install`;
     /// `RUNNER_HELM_DRIVER` not a driver Helm stores releases in the cluster with;
     /// `RUNNER_HELM_BINARY_PATH` not found; an output path whose directory does not exist.
     pub fn from_vars(
@@ -87,24 +107,30 @@ impl HelmConfig {
         let command = match get("RUNNER_COMMAND").as_deref() {
             Some("install") => Command::Install,
             Some("upgrade") => Command::Upgrade,
+            Some("uninstall") => Command::Uninstall,
+            Some("rollback") => Command::Rollback,
             Some(other) => {
                 return Err(invalid(format!(
-                    "RUNNER_COMMAND={other:?} is not a command: use install or upgrade"
+                    "RUNNER_COMMAND={other:?} is not a command: use {COMMANDS}"
                 )));
             }
             None => {
-                return Err(invalid(
-                    "RUNNER_COMMAND is required but not set: use install or upgrade".into(),
-                ));
+                return Err(invalid(format!(
+                    "RUNNER_COMMAND is required but not set: use {COMMANDS}"
+                )));
             }
         };
         let release_path = get("RUNNER_HELM_RELEASE_PATH").map(PathBuf::from);
-        if command == Command::Upgrade && release_path.is_none() {
-            return Err(invalid(
-                "RUNNER_HELM_RELEASE_PATH is required when RUNNER_COMMAND=upgrade (the release \
-                 file to upgrade)"
-                    .into(),
-            ));
+        if command.needs_release_file() && release_path.is_none() {
+            return Err(invalid(format!(
+                "RUNNER_HELM_RELEASE_PATH is required when RUNNER_COMMAND={} (the release file \
+                 naming the release to {})",
+                command.as_str(),
+                match command {
+                    Command::Rollback => "roll back",
+                    other => other.as_str(),
+                }
+            )));
         }
         let driver = get("RUNNER_HELM_DRIVER").unwrap_or_else(|| DEFAULT_DRIVER.into());
         if !matches!(
@@ -224,12 +250,34 @@ mod tests {
     #[test]
     fn command_is_required_and_known() {
         assert!(err(&[]).contains("RUNNER_COMMAND is required"));
-        assert!(err(&[("RUNNER_COMMAND", "delete")]).contains("RUNNER_COMMAND=\"delete\""));
+        let e = err(&[("RUNNER_COMMAND", "delete")]);
+        assert!(e.contains("RUNNER_COMMAND=\"delete\""), "{e}");
+        assert!(e.contains("install, upgrade, uninstall or rollback"), "{e}");
     }
 
     #[test]
-    fn upgrade_needs_release_path() {
-        assert!(err(&[("RUNNER_COMMAND", "upgrade")]).contains("RUNNER_HELM_RELEASE_PATH"));
+    fn upgrade_uninstall_rollback_need_release_path() {
+        for command in ["upgrade", "uninstall", "rollback"] {
+            let e = err(&[("RUNNER_COMMAND", command)]);
+            assert!(
+                e.contains(&format!(
+                    "RUNNER_HELM_RELEASE_PATH is required when RUNNER_COMMAND={command}"
+                )),
+                "{e}"
+            );
+        }
+        for (text, command) in [
+            ("uninstall", Command::Uninstall),
+            ("rollback", Command::Rollback),
+        ] {
+            let c = HelmConfig::from_vars(vars(&[
+                ("RUNNER_COMMAND", text),
+                ("RUNNER_HELM_RELEASE_PATH", "/r.yaml"),
+            ]))
+            .unwrap();
+            assert_eq!(c.command, command);
+            assert_eq!(c.command.as_str(), text);
+        }
         let c = HelmConfig::from_vars(vars(&[
             ("RUNNER_COMMAND", "upgrade"),
             ("RUNNER_HELM_RELEASE_PATH", "/r.yaml"),

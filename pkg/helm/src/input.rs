@@ -29,8 +29,13 @@ pub const MAX_RELEASE_NAME_LENGTH: usize = 53;
 /// noHooks: false              # --no-hooks
 /// reuseValues: false          # upgrade: --reuse-values
 /// resetValues: false          # upgrade: --reset-values
-/// maxHistory: 10              # upgrade: --history-max (0: unlimited)
+/// maxHistory: 10              # upgrade, rollback: --history-max (0: unlimited)
 /// wait: true                  # --wait
+/// timeout: 5m                 # --timeout, a Go duration (default: RUNNER_TIMEOUT, else Helm's 5m)
+/// rollbackOnFailure: false    # install, upgrade: --rollback-on-failure (Helm 4), --atomic (Helm 3)
+/// createNamespace: false      # install: --create-namespace (needs namespaces: create)
+/// keepHistory: false          # uninstall: --keep-history
+/// revision: 0                 # rollback: the revision to go back to (absent or 0: the previous)
 /// output:
 ///   helmRelease: {useHelmReleaseStorage: false}
 ///   additional: {useHelmTemplateStorage: false, goTemplate: "host: {{ .Values.host }}"}
@@ -69,9 +74,32 @@ pub struct HelmInput {
     /// Upgrade: `--history-max`, revisions kept per release; 0 keeps all. Default 10.
     #[serde(default = "default_max_history")]
     pub max_history: u32,
-    /// `--wait`: wait until the release's workloads are ready. Default `true`.
+    /// `--wait`: wait until the release's workloads are ready (uninstall: until its objects
+    /// are gone). Default `true`.
     #[serde(default = "default_true")]
     pub wait: bool,
+    /// `--timeout` of this operation: a Go duration (`time.ParseDuration`: `90s`, `5m`,
+    /// `1h30m`), positive. Empty: `RUNNER_TIMEOUT`, else Helm's default (5m). Helm applies it
+    /// to each wait (hooks, `--wait`); `RUNNER_TIMEOUT` still bounds the whole run.
+    #[serde(default)]
+    pub timeout: String,
+    /// Install and upgrade: undo a failed operation (Helm 4 `--rollback-on-failure`, Helm 3
+    /// `--atomic`): a failed install is uninstalled, a failed upgrade rolled back. Helm then
+    /// waits for the release even with `wait: false`.
+    #[serde(default)]
+    pub rollback_on_failure: bool,
+    /// Install: `--create-namespace`, create the release's namespace if it does not exist. Opt-in:
+    /// the runner's Role then needs `create` on `namespaces` (cluster-scoped: a ClusterRole).
+    #[serde(default)]
+    pub create_namespace: bool,
+    /// Uninstall: `--keep-history`, keep the release's records (marked `uninstalled`), so that
+    /// it can be rolled back or its name installed again with `replace`.
+    #[serde(default)]
+    pub keep_history: bool,
+    /// Rollback: the revision to roll back to; absent or 0: the one before the latest (Helm's
+    /// rule, `pkg/action/rollback.go`). It must be in the release's history.
+    #[serde(default)]
+    pub revision: Option<u64>,
     /// What the output files hold.
     #[serde(default)]
     pub output: OutputArgs,

@@ -1,6 +1,13 @@
-//! The Helm action runner: installs or upgrades a Helm release by driving the helm CLI (Helm 4,
-//! the image's, or Helm 3; see [`version`]), then writes the release file and the additional
-//! output file in Capact's shapes.
+//! The Helm action runner: installs, upgrades, uninstalls or rolls back a Helm release by driving
+//! the helm CLI (Helm 4, the image's, or Helm 3; see [`version`]), then writes the release file
+//! and the additional output file in Capact's shapes (`RUNNER_COMMAND`, [`Command`]).
+//!
+//! `uninstall` and `rollback` act on the release the release file names; [`lifecycle`] decides
+//! from its history, before helm runs, whether there is anything to do (an uninstall of a release
+//! already gone succeeds) and which revision a rollback goes to (one not in the history is an
+//! input error); their statuses are `Uninstalling` → `Uninstalled`/`UninstallFailed` and
+//! `RollingBack` → `RolledBack`/`RollbackFailed`. What follows describes install and upgrade;
+//! the others follow the same steps without a chart.
 //!
 //! [`ActionRunner::start`] gets everything ready without touching the release: it reads helm's
 //! version, fetches the chart, and for an upgrade reads the release's stored values (so that
@@ -20,6 +27,7 @@ pub mod cli;
 pub mod config;
 pub mod diagnose;
 pub mod input;
+pub mod lifecycle;
 pub mod output;
 pub mod ownership;
 pub mod render;
@@ -80,6 +88,17 @@ struct Operation {
     adopted: Option<storage::Record>,
     /// Helm waits for the release's workloads (`wait`, not a dry run): a failure is diagnosed.
     waits: bool,
+    /// Uninstall and rollback: what the runner decided before helm runs.
+    lifecycle: Option<Lifecycle>,
+}
+
+/// What `start` decided for an uninstall or a rollback.
+#[derive(Debug)]
+enum Lifecycle {
+    /// Uninstall: run helm (`None`), or the release is already gone and why (no helm run).
+    Uninstall(Option<String>),
+    /// Rollback to this revision.
+    Rollback(u64),
 }
 
 impl HelmRunner {
@@ -98,9 +117,12 @@ struct Prepared {
     /// Namespace of the release: the platform namespace (install) or the release file's
     /// (upgrade; as in Capact, which lets an action upgrade a release in another namespace).
     namespace: String,
-    /// The chart, for an upgrade merged from the release file and the input.
+    /// The chart, for an upgrade merged from the release file and the input; for an uninstall
+    /// or a rollback the release file's.
     chart: Chart,
-    source: ChartSource,
+    /// Where the chart comes from (install, upgrade; `None` for uninstall and rollback, which
+    /// use no chart).
+    source: Option<ChartSource>,
     /// `valuesFromFile`, passed to Helm as is.
     values_file: Option<PathBuf>,
     redactor: Redactor,
@@ -224,6 +246,155 @@ async fn wait_diagnosis(
     Some((line, list))
 }
 
+/// The end of a successful `helm uninstall`: what Helm's storage holds now (with
+/// `keepHistory`, the latest revision `uninstalled`; else nothing), reported.
+///
+/// # Errors
+/// The list of Helm's records, as [`storage::records`].
+async fn uninstalled(
+    p: &Prepared,
+    op: &Operation,
+    input: &WaitForCompletionInput,
+) -> Result<WaitForCompletionOutput, RunnerError> {
+    let name = p.release_name.clone().unwrap_or_default();
+    let ns = &p.namespace;
+    let command = Command::Uninstall;
+    if input.ctx.dry_run {
+        return Ok(WaitForCompletionOutput {
+            succeeded: true,
+            message: format!(
+                "dry run: release {name:?} would be uninstalled from namespace {ns:?}; Helm \
+                 simulated it and changed nothing"
+            ),
+            status: json!({
+                "phase": phase(command, Stage::Done),
+                "release": {"name": name, "namespace": ns},
+                "helmVersion": op.version.text,
+                "alreadyUninstalled": false,
+            }),
+        });
+    }
+    let latest = storage::records(&input.client, ns, &p.config.driver, &name)
+        .await?
+        .pop();
+    let (message, release) = match &latest {
+        Some(r) => (
+            format!(
+                "release {name:?} uninstalled successfully from namespace {ns:?} (history kept: \
+                 revision {} recorded as {:?})",
+                r.revision, r.status
+            ),
+            json!({"name": name, "namespace": ns, "revision": r.revision, "status": r.status}),
+        ),
+        None => (
+            format!("release {name:?} uninstalled successfully from namespace {ns:?}"),
+            json!({"name": name, "namespace": ns}),
+        ),
+    };
+    tracing::info!(release = %name, namespace = %ns, "helm uninstall done");
+    Ok(WaitForCompletionOutput {
+        succeeded: true,
+        message,
+        status: json!({
+            "phase": phase(command, Stage::Done),
+            "release": release,
+            "helmVersion": op.version.text,
+            "alreadyUninstalled": false,
+        }),
+    })
+}
+
+/// The end of a successful `helm rollback` to revision `target`: the new revision is read from
+/// Helm's storage and checked `deployed` (as [`verify_stored`] does for an install), and the
+/// release file is rewritten for it (a dry run: for `target`, Helm stored nothing).
+///
+/// # Errors
+/// [`ErrorKind::Failed`](action_runner::error::ErrorKind) when the stored revision is missing,
+/// not `deployed`, or unreadable, or the release file cannot be written; the list of Helm's
+/// records as [`storage::records`].
+async fn rolled_back(
+    p: &Prepared,
+    op: &Operation,
+    input: &WaitForCompletionInput,
+    target: u64,
+) -> Result<WaitForCompletionOutput, RunnerError> {
+    let dry_run = input.ctx.dry_run;
+    let name = p.release_name.clone().unwrap_or_default();
+    let ns = &p.namespace;
+    let history = storage::records(&input.client, ns, &p.config.driver, &name).await?;
+    let record = if dry_run {
+        history.iter().find(|r| r.revision == target)
+    } else {
+        history.last()
+    };
+    let what = format!("release {name:?} in namespace {ns:?}");
+    let Some(record) = record else {
+        return Err(RunnerError::failed(format!(
+            "{what}: helm rollback reported success, but Helm's storage holds no revision of it"
+        )));
+    };
+    if !dry_run && record.status != "deployed" {
+        return Err(RunnerError::failed(format!(
+            "{what}: helm rollback reported success, but Helm's storage holds revision {} as {:?} \
+             (are the runner's rights on Helm's storage driver complete?)",
+            record.revision, record.status
+        )));
+    }
+    let release: HelmRelease = record
+        .release_json()
+        .map_err(|e| RunnerError::failed(e.to_string()))
+        .and_then(|json| {
+            serde_json::from_slice(&json).map_err(|e| {
+                RunnerError::failed("it is not Helm's release JSON".to_string()).because(e)
+            })
+        })
+        .map_err(|e| {
+            RunnerError::failed(format!(
+                "Helm's record {ns}/{} could not be read",
+                record.object
+            ))
+            .because(e)
+        })?;
+    let message = if dry_run {
+        format!("dry run: {what} would be rolled back to revision {target}; Helm stored nothing")
+    } else {
+        format!(
+            "release {name:?} rolled back successfully to revision {target} in namespace {ns:?} \
+             (revision {})",
+            release.version
+        )
+    };
+    tracing::info!(release = %name, namespace = %ns, target, revision = release.version,
+        dry_run, "helm rollback done");
+    let reference = ReleaseRef {
+        name: release.name.clone(),
+        namespace: release.namespace.clone(),
+        driver: p.config.driver.clone(),
+        chart_name: release.chart.metadata.name.clone(),
+        chart_version: release.chart.metadata.version.clone(),
+        chart_repo: p.chart.repo.clone(),
+    };
+    write_output(
+        &p.config.release_output,
+        "RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH",
+        &output::release_file(&reference, op.output.helm_release.use_helm_release_storage),
+    )
+    .map_err(|e| {
+        RunnerError::failed(format!("{message}, but its outputs could not be produced")).because(e)
+    })?;
+    Ok(WaitForCompletionOutput {
+        succeeded: true,
+        message,
+        status: json!({
+            "phase": phase(Command::Rollback, Stage::Done),
+            "release": {"name": name, "namespace": ns, "revision": release.version,
+                "status": (!dry_run).then_some("deployed")},
+            "targetRevision": target,
+            "helmVersion": op.version.text,
+        }),
+    })
+}
+
 fn invalid(message: String) -> RunnerError {
     RunnerError::invalid_input(format!("input manifest: {message}"))
 }
@@ -274,8 +445,39 @@ impl ActionRunner for HelmRunner {
                 }
                 (Some(release.name), release.namespace, release.chart)
             }
+            Command::Uninstall | Command::Rollback => {
+                let path = config.release_path.clone().unwrap_or_default();
+                let release = input::read_release_file(&path)?;
+                let name = args.name.trim();
+                if !name.is_empty() && name != release.name {
+                    return Err(invalid(format!(
+                        "name {name:?} is not the release {:?} of the release file {} \
+                         (RUNNER_HELM_RELEASE_PATH), which names the release to {}: leave name \
+                         out or make them match",
+                        release.name,
+                        path.display(),
+                        match config.command {
+                            Command::Rollback => "roll back",
+                            _ => "uninstall",
+                        }
+                    )));
+                }
+                (Some(release.name), release.namespace, release.chart)
+            }
         };
-        let source = chart::resolve(&chart).map_err(|e| invalid(e.to_string()))?;
+        if let Some((field, applies)) = lifecycle::misplaced_field(config.command, args) {
+            return Err(invalid(format!(
+                "{field} applies to {applies} only, not to RUNNER_COMMAND={}",
+                config.command.as_str()
+            )));
+        }
+        lifecycle::timeout(args)?;
+        let source = match config.command {
+            Command::Install | Command::Upgrade => {
+                Some(chart::resolve(&chart).map_err(|e| invalid(e.to_string()))?)
+            }
+            Command::Uninstall | Command::Rollback => None,
+        };
 
         let inline = args.values.as_ref().filter(|v| !v.0.is_empty());
         let values_file = Some(args.values_from_file.trim())
@@ -324,7 +526,8 @@ impl ActionRunner for HelmRunner {
             driver: p.config.driver.clone(),
             repository_cache: p.config.repository_cache.clone(),
             kubeconfig,
-            timeout: ctx.timeout,
+            // The manifest's `timeout` for this operation, else `RUNNER_TIMEOUT`'s.
+            timeout: lifecycle::timeout(args)?.or(ctx.timeout),
             redactor: p.redactor.clone(),
         };
         let version = helm.version().await?;
@@ -332,11 +535,11 @@ impl ActionRunner for HelmRunner {
             server_side_apply_by_default = version.server_side_apply_by_default(), "helm version");
 
         // An upgrade may reuse (`--reuse-values`) or print back the values stored with the
-        // release's earlier revisions: they are secrets too.
-        if let (Command::Upgrade, Some(name)) = (command, &p.release_name) {
-            let records =
-                storage::records(&input.client, &p.namespace, &p.config.driver, name).await?;
-            for r in &records {
+        // release's earlier revisions, a rollback restores them: they are secrets too.
+        let mut history = Vec::new();
+        if let (true, Some(name)) = (command.needs_release_file(), &p.release_name) {
+            history = storage::records(&input.client, &p.namespace, &p.config.driver, name).await?;
+            for r in &history {
                 match r.release() {
                     Ok(stored) => {
                         if let Some(config) = stored.config {
@@ -348,6 +551,71 @@ impl ActionRunner for HelmRunner {
                 }
             }
             p.redactor = helm.redactor.clone();
+        }
+
+        if let Command::Uninstall | Command::Rollback = command {
+            let name = p.release_name.clone().unwrap_or_default();
+            let (lifecycle, mut argv, mut status) = match command {
+                Command::Uninstall => {
+                    match lifecycle::uninstall_plan(&history, args.keep_history) {
+                        lifecycle::UninstallPlan::Gone(why) => {
+                            (Lifecycle::Uninstall(Some(why)), Vec::new(), json!({}))
+                        }
+                        lifecycle::UninstallPlan::Run => (
+                            Lifecycle::Uninstall(None),
+                            lifecycle::uninstall_args(&version, &name, args, ctx.dry_run),
+                            json!({}),
+                        ),
+                    }
+                }
+                _ => {
+                    let target = lifecycle::rollback_target(&history, args.revision).map_err(
+                        |e| match e {
+                            lifecycle::TargetError::NoRelease => {
+                                RunnerError::invalid_input(format!(
+                                    "release {name:?} in namespace {:?} (RUNNER_HELM_RELEASE_PATH): \
+                                     {e}",
+                                    p.namespace
+                                ))
+                            }
+                            _ => invalid(format!(
+                                "{e}: release {name:?} in namespace {:?}",
+                                p.namespace
+                            )),
+                        },
+                    )?;
+                    (
+                        Lifecycle::Rollback(target),
+                        lifecycle::rollback_args(&version, &name, target, args, ctx.dry_run),
+                        json!({"targetRevision": target}),
+                    )
+                }
+            };
+            argv.extend(helm.cluster_args(&p.namespace));
+            status["phase"] = phase(command, Stage::Running).into();
+            status["release"] = json!({"name": name, "namespace": p.namespace});
+            status["helmVersion"] = version.text.clone().into();
+            let scratch = tempfile::Builder::new()
+                .prefix("helm-runner-")
+                .tempdir()
+                .map_err(|e| RunnerError::failed("cannot create a scratch directory").because(e))?;
+            self.operation = Some(Operation {
+                what: format!("helm {} {}/{name}", command.as_str(), p.namespace),
+                helm,
+                version,
+                argv,
+                child: None,
+                scratch,
+                chart_dir: PathBuf::new(),
+                output: args.output.clone(),
+                adopted: None,
+                waits: command == Command::Rollback && args.wait && !ctx.dry_run,
+                lifecycle: Some(lifecycle),
+            });
+            return Ok(StartOutput {
+                status,
+                ..StartOutput::default()
+            });
         }
 
         // A retried attempt of this action: what the earlier ones left (see `ownership`).
@@ -439,7 +707,10 @@ impl ActionRunner for HelmRunner {
             .prefix("helm-runner-")
             .tempdir()
             .map_err(|e| RunnerError::failed("cannot create a scratch directory").because(e))?;
-        let chart_dir = chart::fetch(&helm, &p.source, scratch.path()).await?;
+        let source = p.source.as_ref().ok_or_else(|| {
+            RunnerError::failed("no chart source was prepared for an install or upgrade")
+        })?;
+        let chart_dir = chart::fetch(&helm, source, scratch.path()).await?;
 
         // The command line: never values (they go in a 0600 file).
         let mut values_files: Vec<PathBuf> = Vec::new();
@@ -483,7 +754,8 @@ impl ActionRunner for HelmRunner {
             chart_dir,
             output: args.output.clone(),
             adopted,
-            waits: args.wait && !ctx.dry_run,
+            waits: (args.wait || args.rollback_on_failure) && !ctx.dry_run,
+            lifecycle: None,
         });
         Ok(StartOutput {
             status,
@@ -502,6 +774,25 @@ impl ActionRunner for HelmRunner {
         };
         let command = p.config.command;
         let ctx = &input.ctx;
+        if let Some(Lifecycle::Uninstall(Some(why))) = &op.lifecycle {
+            let name = p.release_name.clone().unwrap_or_default();
+            let message = format!(
+                "release {name:?} in namespace {:?} {why}: nothing to uninstall (an earlier \
+                 attempt, or someone else, uninstalled it)",
+                p.namespace
+            );
+            tracing::info!(release = %name, namespace = %p.namespace, "{message}");
+            return Ok(WaitForCompletionOutput {
+                succeeded: true,
+                message,
+                status: json!({
+                    "phase": phase(command, Stage::Done),
+                    "release": {"name": name, "namespace": p.namespace},
+                    "helmVersion": op.version.text,
+                    "alreadyUninstalled": true,
+                }),
+            });
+        }
         let ran = if let Some(r) = &op.adopted {
             r.release_json().map_err(|e| {
                 RunnerError::failed(format!(
@@ -562,6 +853,13 @@ impl ActionRunner for HelmRunner {
             }
             Err(e) => return Err(e),
         };
+        match op.lifecycle {
+            Some(Lifecycle::Uninstall(_)) => return uninstalled(p, op, &input).await,
+            Some(Lifecycle::Rollback(target)) => {
+                return rolled_back(p, op, &input, target).await;
+            }
+            None => {}
+        }
         let helm = &mut op.helm;
         let what = &op.what;
         let verb = command.as_str();
@@ -585,7 +883,7 @@ impl ActionRunner for HelmRunner {
 
         let done_verb = match command {
             Command::Install => "installed",
-            Command::Upgrade => "upgraded",
+            _ => "upgraded",
         };
         let done = if ctx.dry_run {
             format!(
@@ -756,9 +1054,11 @@ struct Extra {
 /// The arguments of `helm install`/`helm upgrade` for helm `version`, without the cluster flags
 /// ([`Helm::cluster_args`], which the caller appends): `<verb> <name>|--generate-name
 /// <chart dir> --output json`, a `--values` per file, then `--no-hooks`, the wait flags of the
-/// major version ([`HelmVersion::wait_args`]), `--dry-run=server`, `--labels`, and `--replace`
-/// (install) or `--history-max N`, `--reuse-values`, `--reset-values` (upgrade), as the input
-/// and `extra` ask.
+/// major version ([`HelmVersion::wait_args`]), its flag for `rollbackOnFailure`
+/// ([`HelmVersion::rollback_on_failure_arg`]), `--dry-run=server`, `--labels`, and `--replace`,
+/// `--create-namespace` (install) or `--history-max N`, `--reuse-values`, `--reset-values`
+/// (upgrade), as the input and `extra` ask. Only for install and upgrade: uninstall and
+/// rollback build theirs in [`lifecycle`].
 fn operation_args(
     version: &HelmVersion,
     command: Command,
@@ -779,6 +1079,9 @@ fn operation_args(
         argv.push("--no-hooks".into());
     }
     argv.extend(version.wait_args(args.wait).into_iter().map(OsString::from));
+    if args.rollback_on_failure {
+        argv.push(version.rollback_on_failure_arg().into());
+    }
     if extra.dry_run {
         argv.push("--dry-run=server".into());
     }
@@ -790,8 +1093,11 @@ fn operation_args(
             if extra.replace {
                 argv.push("--replace".into());
             }
+            if args.create_namespace {
+                argv.push("--create-namespace".into());
+            }
         }
-        Command::Upgrade => {
+        Command::Upgrade | Command::Uninstall | Command::Rollback => {
             argv.extend(["--history-max".into(), args.max_history.to_string().into()]);
             if args.reuse_values {
                 argv.push("--reuse-values".into());
@@ -812,9 +1118,17 @@ enum Stage {
     Failed,
 }
 
-/// `Installing`, `Installed`, `InstallFailed`; `Upgrading`, `Upgraded`, `UpgradeFailed`.
+/// `Installing`, `Installed`, `InstallFailed`; `Upgrading`, `Upgraded`, `UpgradeFailed`;
+/// `Uninstalling`, `Uninstalled`, `UninstallFailed`; `RollingBack`, `RolledBack`,
+/// `RollbackFailed`.
 fn phase(command: Command, stage: Stage) -> &'static str {
     match (command, stage) {
+        (Command::Uninstall, Stage::Running) => "Uninstalling",
+        (Command::Uninstall, Stage::Done) => "Uninstalled",
+        (Command::Uninstall, Stage::Failed) => "UninstallFailed",
+        (Command::Rollback, Stage::Running) => "RollingBack",
+        (Command::Rollback, Stage::Done) => "RolledBack",
+        (Command::Rollback, Stage::Failed) => "RollbackFailed",
         (Command::Install, Stage::Running) => "Installing",
         (Command::Install, Stage::Done) => "Installed",
         (Command::Install, Stage::Failed) => "InstallFailed",
@@ -970,6 +1284,62 @@ mod tests {
                 "--labels",
                 "kube-action-runners.io/owner-uid=u-1",
                 "--replace"
+            ]
+        );
+        // rollbackOnFailure: each major's flag; createNamespace: install only.
+        let undo: HelmInput = serde_json::from_value(
+            json!({"name": "shop", "wait": false, "rollbackOnFailure": true, "createNamespace": true}),
+        )
+        .unwrap();
+        let args = |v: &HelmVersion, c: Command| {
+            strings(&operation_args(
+                v,
+                c,
+                Some("shop"),
+                Path::new("/c"),
+                &[],
+                &undo,
+                &Extra::default(),
+            ))[5..]
+                .to_vec()
+        };
+        assert_eq!(
+            args(&v4, Command::Install),
+            ["--rollback-on-failure", "--create-namespace"]
+        );
+        assert_eq!(
+            args(&v3, Command::Install),
+            ["--atomic", "--create-namespace"]
+        );
+        assert_eq!(
+            args(&v3, Command::Upgrade),
+            ["--atomic", "--history-max", "10"]
+        );
+        assert_eq!(
+            args(&v4, Command::Upgrade),
+            ["--rollback-on-failure", "--history-max", "10"]
+        );
+    }
+
+    #[test]
+    fn phases() {
+        let all = [
+            Command::Install,
+            Command::Upgrade,
+            Command::Uninstall,
+            Command::Rollback,
+        ];
+        let names: Vec<[&str; 3]> = all
+            .iter()
+            .map(|c| [Stage::Running, Stage::Done, Stage::Failed].map(|s| phase(*c, s)))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ["Installing", "Installed", "InstallFailed"],
+                ["Upgrading", "Upgraded", "UpgradeFailed"],
+                ["Uninstalling", "Uninstalled", "UninstallFailed"],
+                ["RollingBack", "RolledBack", "RollbackFailed"],
             ]
         );
     }

@@ -11,9 +11,15 @@
 //! |------|--------|--------|
 //! | wait for resources | `--wait` (poll readiness) | `--wait=watcher` (kstatus watch; `--wait` alone means the same, spelled out to be explicit) |
 //! | no wait | nothing | nothing (Helm 4's default strategy `hookOnly`: hooks only, as Helm 3 without `--wait`) |
+//! | undo a failed install/upgrade | `--atomic` | `--rollback-on-failure` (`--atomic` is its deprecated alias) |
+//! | rollback dry run | `--dry-run` (a boolean) | `--dry-run=server` (a mode, as install's) |
+//!
+//! The same `--wait` rule holds for `install`, `upgrade`, `uninstall` and `rollback`.
 //!
 //! Sources: `helm.sh/helm/v4` `pkg/cmd/flags.go` (`AddWaitFlag`: `NoOptDefVal` is `watcher`,
-//! the default `hookOnly`), `helm.sh/helm/v3` `cmd/helm/flags.go` (`--wait` is a boolean).
+//! the default `hookOnly`), `pkg/cmd/install.go`, `upgrade.go` (`--rollback-on-failure`) and
+//! `rollback.go` (`--dry-run` a string); `helm.sh/helm/v3` `cmd/helm/flags.go` (`--wait` is a
+//! boolean), `install.go`, `upgrade.go` (`--atomic`) and `rollback.go` (`--dry-run` a boolean).
 
 use std::fmt;
 
@@ -90,6 +96,25 @@ impl HelmVersion {
         }
     }
 
+    /// The flag that makes a failed install or upgrade undo itself (see the module's table).
+    pub fn rollback_on_failure_arg(&self) -> &'static str {
+        if self.major == 3 {
+            "--atomic"
+        } else {
+            "--rollback-on-failure"
+        }
+    }
+
+    /// The flag of a dry-run `helm rollback`: validated against the cluster where the major
+    /// allows it (see the module's table).
+    pub fn rollback_dry_run_arg(&self) -> &'static str {
+        if self.major == 3 {
+            "--dry-run"
+        } else {
+            "--dry-run=server"
+        }
+    }
+
     /// Whether Helm applies the chart's objects with server-side apply by default: Helm 4 for
     /// an install (`--server-side` defaults to `true`) and for an upgrade of a release it
     /// installed so (`auto`); Helm 3 never does. The runner passes no `--server-side`, so
@@ -152,6 +177,16 @@ mod tests {
         assert_eq!(v4.wait_args(true), ["--wait=watcher"]);
         assert!(v3.wait_args(false).is_empty() && v4.wait_args(false).is_empty());
         assert!(!v3.server_side_apply_by_default() && v4.server_side_apply_by_default());
+    }
+
+    #[test]
+    fn rollback_flags_per_major() {
+        let v3 = HelmVersion::parse("v3.22.0").unwrap();
+        let v4 = HelmVersion::parse("v4.3.1").unwrap();
+        assert_eq!(v3.rollback_on_failure_arg(), "--atomic");
+        assert_eq!(v4.rollback_on_failure_arg(), "--rollback-on-failure");
+        assert_eq!(v3.rollback_dry_run_arg(), "--dry-run");
+        assert_eq!(v4.rollback_dry_run_arg(), "--dry-run=server");
     }
 }
 
