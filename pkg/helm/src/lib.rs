@@ -23,6 +23,7 @@ pub mod input;
 pub mod output;
 pub mod ownership;
 pub mod render;
+pub mod sources;
 pub mod storage;
 pub mod version;
 
@@ -101,8 +102,10 @@ struct Prepared {
     /// The chart, for an upgrade merged from the release file and the input.
     chart: Chart,
     source: ChartSource,
-    /// `valuesFromFile`, passed to Helm as is.
-    values_file: Option<PathBuf>,
+    /// `valuesFromFile`, passed to Helm as they are, in order.
+    values_files: Vec<PathBuf>,
+    /// Access to a private chart repository or registry (`helm pull` flags).
+    access: sources::RepositoryAccess,
     redactor: Redactor,
 }
 
@@ -277,23 +280,27 @@ impl ActionRunner for HelmRunner {
         };
         let source = chart::resolve(&chart).map_err(|e| invalid(e.to_string()))?;
 
-        let inline = args.values.as_ref().filter(|v| !v.0.is_empty());
-        let values_file = Some(args.values_from_file.trim())
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from);
-        if let (Some(_), Some(file)) = (inline, &values_file) {
-            return Err(invalid(format!(
-                "values and valuesFromFile ({}) are exclusive: give values inline or from a \
-                 file, not both",
-                file.display()
-            )));
+        let access = sources::RepositoryAccess::read(&args.chart, &source)?;
+        if let Some(password) = &access.password {
+            redactor.add(password);
         }
-        if let Some(v) = inline {
+
+        // Values layers (see `sources`): valuesFrom (read in `start`), files, inline.
+        sources::check_values_from(&args.values_from)?;
+        if let Some(v) = args.values.as_ref().filter(|v| !v.0.is_empty()) {
             redactor.add_values(&Value::Object(v.0.clone()));
         }
-        if let Some(file) = &values_file {
-            let v = input::read_values_file(file)?;
+        let mut values_files = Vec::new();
+        for (i, file) in args.values_from_file.iter().enumerate() {
+            if file.trim().is_empty() {
+                return Err(invalid(format!(
+                    "valuesFromFile[{i}] is empty: name a file"
+                )));
+            }
+            let file = PathBuf::from(file.trim());
+            let v = input::read_values_file(&file)?;
             redactor.add_values(&Value::Object(v.0));
+            values_files.push(file);
         }
         self.prepared = Some(Prepared {
             config,
@@ -301,7 +308,8 @@ impl ActionRunner for HelmRunner {
             namespace,
             chart,
             source,
-            values_file,
+            values_files,
+            access,
             redactor,
         });
         Ok(())
@@ -316,6 +324,11 @@ impl ActionRunner for HelmRunner {
         let command = p.config.command;
         let ctx = &input.ctx;
         let args = &input.args;
+        // valuesFrom, read before anything is written (a missing source: exit 2, no status).
+        let fetched = sources::fetch_values(&input.client, &p.namespace, &args.values_from).await?;
+        for f in &fetched {
+            p.redactor.add_values(&Value::Object(f.values.0.clone()));
+        }
         let kubeconfig = std::env::var_os("KUBECONFIG")
             .filter(|k| !k.is_empty() && !k.to_string_lossy().contains(':'))
             .map(PathBuf::from);
@@ -439,16 +452,18 @@ impl ActionRunner for HelmRunner {
             .prefix("helm-runner-")
             .tempdir()
             .map_err(|e| RunnerError::failed("cannot create a scratch directory").because(e))?;
-        let chart_dir = chart::fetch(&helm, &p.source, scratch.path()).await?;
+        let chart_dir =
+            chart::fetch(&helm, &p.source, &p.access.pull_args(), scratch.path()).await?;
 
-        // The command line: never values (they go in a 0600 file).
-        let mut values_files: Vec<PathBuf> = Vec::new();
+        // The command line: never values (they go in 0600 files), layered in Helm's order:
+        // valuesFrom, valuesFromFile, inline values last (see `sources`).
+        let mut values_files = sources::write_values(scratch.path(), &fetched)?;
+        values_files.extend(p.values_files.iter().cloned());
         if let Some(v) = args.values.as_ref().filter(|v| !v.0.is_empty()) {
             let path = scratch.path().join("values.json");
             write_private(&path, &serde_json::to_vec(&v.0).expect("values serialize"))?;
             values_files.push(path);
         }
-        values_files.extend(p.values_file.clone());
         let mut argv = operation_args(
             &version,
             command,
