@@ -730,13 +730,29 @@ async fn bad_input_exits_2_and_writes_nothing(h: HelmBin) {
             "/nonexistent/release.yaml (RUNNER_HELM_RELEASE_PATH): cannot read",
         ),
         (
-            "both-values",
+            "missing-second-values-file",
             format!(
-                "{good}values: {{a: c}}\nvaluesFromFile: {}\n",
+                "{good}values: {{a: c}}\nvaluesFromFile: [{}, /nonexistent/v.yaml]\n",
                 values.display()
             ),
             vec![],
-            "values and valuesFromFile",
+            "valuesFromFile /nonexistent/v.yaml: cannot read",
+        ),
+        (
+            "bad-values-from-kind",
+            format!("{good}valuesFrom: [{{kind: Pod, name: x}}]\n"),
+            vec![],
+            "Pod",
+        ),
+        (
+            "missing-password-file",
+            format!(
+                "name: bad\nchart: {{name: webapp, repo: \"{}\", auth: {{usernameFile: {}, passwordFile: /nonexistent/password}}}}\n",
+                repo().url,
+                values.display()
+            ),
+            vec![],
+            "chart.auth.passwordFile /nonexistent/password: cannot read",
         ),
         (
             "unknown-field",
@@ -1020,6 +1036,190 @@ async fn stored_values_never_shown_in_any_form_when_a_reused_upgrade_fails(h: He
     }
 }
 
+/// Creates a ConfigMap or Secret `name` with one key holding `text`.
+async fn create_values_object(w: &HelmTest, kind: &str, name: &str, key: &str, text: &str) {
+    use kube::api::PostParams;
+    let pp = PostParams::default();
+    if kind == "Secret" {
+        let s: Secret = serde_json::from_value(
+            serde_json::json!({"metadata": {"name": name}, "stringData": {key: text}}),
+        )
+        .unwrap();
+        Api::<Secret>::namespaced(w.client.clone(), &w.ns)
+            .create(&pp, &s)
+            .await
+            .unwrap();
+    } else {
+        let c: ConfigMap = serde_json::from_value(
+            serde_json::json!({"metadata": {"name": name}, "data": {key: text}}),
+        )
+        .unwrap();
+        Api::<ConfigMap>::namespaced(w.client.clone(), &w.ns)
+            .create(&pp, &c)
+            .await
+            .unwrap();
+    }
+}
+
+/// Values from a ConfigMap, a Secret (and two optional entries that are missing: skipped), two
+/// files and inline values are layered in the documented order: each layer overrides the keys
+/// of the ones before it (`podAnnotations.lN` is set by layers N and later; the last one to set
+/// it wins), and keys only an early layer sets (`replicaCount`) survive. A Secret's value that
+/// a chart's error message holds is never shown; a missing non-optional ConfigMap or key, or a
+/// key that is not a YAML mapping, exits 2 naming it, before anything is written.
+async fn values_layered_from_configmaps_secrets_files_and_inline(h: HelmBin) {
+    const FROM_SECRET: &str = "fr0m-a-Secret \"never\" <shown>";
+    let w = HelmTest::new("helm-layers", h).await;
+    let annotations = |from: &str, first: u32| {
+        (first..=5)
+            .map(|n| format!("l{n}: {from}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    create_values_object(
+        &w,
+        "ConfigMap",
+        "base",
+        "values.yaml",
+        &format!(
+            "replicaCount: 2\npodAnnotations: {{{}}}\n",
+            annotations("from-configmap", 1)
+        ),
+    )
+    .await;
+    create_values_object(
+        &w,
+        "Secret",
+        "creds",
+        "prod.yaml",
+        &format!("podAnnotations: {{{}}}\n", annotations("from-secret", 2)),
+    )
+    .await;
+    let f1 = w.file(
+        "f1.yaml",
+        &format!("podAnnotations: {{{}}}\n", annotations("from-file-1", 3)),
+    );
+    let f2 = w.file(
+        "f2.yaml",
+        &format!("podAnnotations: {{{}}}\n", annotations("from-file-2", 4)),
+    );
+    let manifest = format!(
+        "name: layers\nchart: {{name: webapp, repo: \"{}\", version: 0.1.0}}\nwait: false\n\
+         valuesFrom:\n\
+         - {{kind: ConfigMap, name: base}}\n\
+         - {{kind: Secret, name: absent, optional: true}}\n\
+         - {{kind: Secret, name: creds, key: prod.yaml}}\n\
+         - {{kind: ConfigMap, name: base, key: absent.yaml, optional: true}}\n\
+         valuesFromFile: [{}, {}]\n\
+         values: {{podAnnotations: {{l5: from-inline}}}}\n",
+        repo().url,
+        f1.display(),
+        f2.display()
+    );
+    let out = w.run_helm("layers", "install", &manifest).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let d = w.deployment("layers-webapp").await.unwrap();
+    assert_eq!(replicas(&d), 2, "replicaCount from the ConfigMap");
+    let pod_annotations = d
+        .spec
+        .unwrap()
+        .template
+        .metadata
+        .unwrap()
+        .annotations
+        .unwrap();
+    let want: std::collections::BTreeMap<String, String> = [
+        ("l1", "from-configmap"),
+        ("l2", "from-secret"),
+        ("l3", "from-file-1"),
+        ("l4", "from-file-2"),
+        ("l5", "from-inline"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(pod_annotations, want);
+
+    // A Secret's value in a chart's error message: redacted in every form.
+    create_values_object(
+        &w,
+        "Secret",
+        "boom-values",
+        "values.yaml",
+        &format!("boom: true\npassword: {}\n", serde_json::json!(FROM_SECRET)),
+    )
+    .await;
+    let out = w
+        .run_helm(
+            "boom",
+            "install",
+            &format!(
+                "name: boom\nchart: {{name: boom, repo: \"{}\"}}\nwait: false\nvaluesFrom: [{{kind: Secret, name: boom-values}}]\n",
+                repo().url
+            ),
+        )
+        .await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let msg = w.status("boom").await.unwrap().message;
+    assert!(
+        msg.contains(
+            "cannot use password <redacted> (quoted \"<redacted>\", as JSON \"<redacted>\")"
+        ),
+        "{msg}"
+    );
+    {
+        use action_runner_helm::cli::{go_json_escape, go_quote, json_escape};
+        for form in [
+            FROM_SECRET.to_string(),
+            go_quote(FROM_SECRET),
+            json_escape(FROM_SECRET),
+            go_json_escape(FROM_SECRET),
+        ] {
+            w.assert_never_shown("boom", &out, &form).await;
+        }
+    }
+
+    // Missing sources and bad content: exit 2, one line naming it, nothing written.
+    create_values_object(&w, "ConfigMap", "a-list", "values.yaml", "- a\n- b\n").await;
+    let ns = &w.ns;
+    for (name, entry, needle) in [
+        (
+            "no-object",
+            "{kind: ConfigMap, name: absent}",
+            format!("valuesFrom[0]: ConfigMap {ns}/absent not found"),
+        ),
+        (
+            "no-key",
+            "{kind: Secret, name: creds}",
+            format!("valuesFrom[0]: Secret {ns}/creds has no key \"values.yaml\""),
+        ),
+        (
+            "not-a-mapping",
+            "{kind: ConfigMap, name: a-list}",
+            format!("valuesFrom[0]: ConfigMap {ns}/a-list key \"values.yaml\": not a YAML mapping"),
+        ),
+    ] {
+        let out = w
+            .run_helm(
+                name,
+                "install",
+                &format!(
+                    "name: {name}\nchart: {{name: webapp, repo: \"{}\"}}\nwait: false\nvaluesFrom: [{entry}]\n",
+                    repo().url
+                ),
+            )
+            .await;
+        assert_eq!(out.code, 2, "{name}: {}", out.stderr);
+        let err = error_lines(&out.stderr).join("\n");
+        // The log line is JSON: quotes escaped.
+        let needle = action_runner_helm::cli::json_escape(&needle);
+        assert!(err.contains(&needle), "{name}: {err}");
+        assert_eq!(err.lines().count(), 1, "{name}: {err}");
+        assert!(w.status(name).await.is_none(), "{name}: no status written");
+        assert!(w.release_records::<Secret>(name).await.is_empty(), "{name}");
+    }
+}
+
 /// Kills `pid` and every process it started (SIGKILL, children first): what the kubelet does to
 /// a pod's processes when the pod is deleted and its grace period runs out.
 fn kill_with_children(pid: u32) {
@@ -1264,4 +1464,5 @@ both_helms!(
     bad_input_exits_2_and_writes_nothing,
     shipped_examples_install_then_upgrade,
     wait_true_waits_for_the_rollout,
+    values_layered_from_configmaps_secrets_files_and_inline,
 );
