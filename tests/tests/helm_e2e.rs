@@ -140,19 +140,42 @@ fn repo() -> &'static Repo {
 }
 
 /// Answers one HTTP/1.1 GET with a file from `root` (or 404), then closes the connection.
-fn serve(mut conn: std::net::TcpStream, root: &Path) {
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
+fn serve(conn: std::net::TcpStream, root: &Path) {
+    serve_stream(conn, root, None);
+}
+
+/// Answers one HTTP/1.1 GET on `conn` with a file from `root` (or 404); when `authorization`
+/// is set, a request without that `Authorization` header gets 401 (basic auth).
+fn serve_stream<S: std::io::Read + Write>(mut conn: S, root: &Path, authorization: Option<&str>) {
     let mut request_line = String::new();
-    if reader.read_line(&mut request_line).is_err() {
-        return;
-    }
-    loop {
-        let mut header = String::new();
-        match reader.read_line(&mut header) {
-            Ok(0) | Err(_) => break,
-            Ok(_) if header.trim().is_empty() => break,
-            Ok(_) => {}
+    let mut authorized = authorization.is_none();
+    {
+        let mut reader = BufReader::new(&mut conn);
+        if reader.read_line(&mut request_line).is_err() {
+            return;
         }
+        loop {
+            let mut header = String::new();
+            match reader.read_line(&mut header) {
+                Ok(0) | Err(_) => break,
+                Ok(_) if header.trim().is_empty() => break,
+                Ok(_) => {
+                    if let (Some(want), Some((k, v))) = (authorization, header.split_once(':'))
+                        && k.trim().eq_ignore_ascii_case("authorization")
+                        && v.trim() == want
+                    {
+                        authorized = true;
+                    }
+                }
+            }
+        }
+    }
+    if !authorized {
+        let _ = conn.write_all(
+            b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"charts\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
+        let _ = conn.flush();
+        return;
     }
     let path = request_line.split_whitespace().nth(1).unwrap_or("/");
     let name = path.trim_start_matches('/').split('?').next().unwrap_or("");
@@ -174,6 +197,108 @@ fn serve(mut conn: std::net::TcpStream, root: &Path) {
         }
     };
     let _ = conn.write_all(&response);
+    let _ = conn.flush();
+}
+
+/// The private chart repository's username and password.
+const REPO_USER: &str = "chart-reader";
+const REPO_PASSWORD: &str = "Repo-Pa55word-never-shown";
+
+/// A private chart repository on 127.0.0.1: HTTPS with a certificate of a CA made here, and
+/// basic auth ([`REPO_USER`], [`REPO_PASSWORD`]) on every request (index and archives). It
+/// holds webapp 0.1.0. Served for the life of the process.
+struct PrivateRepo {
+    url: String,
+    /// The CA's certificate (PEM).
+    ca_file: PathBuf,
+    /// Files holding the username and the password (as mounted Secret keys are).
+    username_file: PathBuf,
+    password_file: PathBuf,
+}
+
+fn private_repo() -> &'static PrivateRepo {
+    static REPO: OnceLock<PrivateRepo> = OnceLock::new();
+    REPO.get_or_init(|| {
+        use base64::Engine;
+        let dir = tempfile::Builder::new()
+            .prefix("helm-private-repo-")
+            .tempdir()
+            .unwrap()
+            .keep();
+        let removed = dir.clone();
+        action_runner_tests::process::on_exit(move || {
+            let _ = std::fs::remove_dir_all(&removed);
+        });
+        let served = dir.join("served");
+        std::fs::create_dir_all(&served).unwrap();
+        std::fs::copy(
+            repo().dir.join("served/webapp-0.1.0.tgz"),
+            served.join("webapp-0.1.0.tgz"),
+        )
+        .unwrap();
+
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "kar-test-chart-repo-ca");
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        let ca_file = dir.join("ca.crt");
+        std::fs::write(&ca_file, ca.pem()).unwrap();
+        let username_file = dir.join("username");
+        let password_file = dir.join("password");
+        std::fs::write(&username_file, REPO_USER).unwrap();
+        std::fs::write(&password_file, format!("{REPO_PASSWORD}\n")).unwrap();
+
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![rustls::pki_types::CertificateDer::from(cert.der().to_vec())],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+        let config = std::sync::Arc::new(config);
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("https://{}", listener.local_addr().unwrap());
+        helm_cmd(&["repo", "index", "served", "--url", &url], &dir).unwrap();
+        let authorization = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD
+                .encode(format!("{REPO_USER}:{REPO_PASSWORD}"))
+        );
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let (root, config, authorization) =
+                    (served.clone(), config.clone(), authorization.clone());
+                std::thread::spawn(move || {
+                    let Ok(tls) = rustls::ServerConnection::new(config) else {
+                        return;
+                    };
+                    let mut stream = rustls::StreamOwned::new(tls, conn);
+                    serve_stream(&mut stream, &root, Some(&authorization));
+                    stream.conn.send_close_notify();
+                    let _ = stream.flush();
+                });
+            }
+        });
+        PrivateRepo {
+            url,
+            ca_file,
+            username_file,
+            password_file,
+        }
+    })
 }
 
 /// A test's [`World`] and the helm it drives (a test may switch it).
@@ -1220,6 +1345,101 @@ async fn values_layered_from_configmaps_secrets_files_and_inline(h: HelmBin) {
     }
 }
 
+/// A chart from a private repository (HTTPS with a CA of its own, basic auth): with `chart.auth`
+/// and `chart.caFile` the install, and an upgrade whose release file names the repository,
+/// succeed; the password is never shown, not even in the debug log of helm's command line.
+/// Without the credentials Helm's 401, without the CA its certificate error, exit 1.
+async fn private_chart_repository_with_basic_auth_and_ca(h: HelmBin) {
+    let w = HelmTest::new("helm-private", h).await;
+    let r = private_repo();
+    let access = format!(
+        "auth: {{usernameFile: {}, passwordFile: {}}}, caFile: {}",
+        r.username_file.display(),
+        r.password_file.display(),
+        r.ca_file.display()
+    );
+    let out = w
+        .helm_runner(
+            "private",
+            "install",
+            &format!(
+                "name: private\nchart: {{name: webapp, repo: \"{}\", version: 0.1.0, {access}}}\nwait: false\n",
+                r.url
+            ),
+        )
+        .await
+        .var("RUST_LOG", Some("info,action_runner_helm=debug"))
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("--password <redacted>"),
+        "helm's command line is logged, redacted: {}",
+        out.stderr
+    );
+    w.assert_never_shown("private", &out, REPO_PASSWORD).await;
+    assert!(w.deployment("private-webapp").await.is_some());
+    // The release file names the chart, not how to reach it.
+    assert_eq!(
+        w.release_out("private"),
+        yaml(&format!(
+            "backend: null\nvalue:\n  chart: {{name: webapp, repo: \"{}\", version: 0.1.0}}\n  name: private\n  namespace: {}\n",
+            r.url, w.ns
+        ))
+    );
+
+    // An upgrade pulls again from the release file's repository, with the input's access.
+    let out = w
+        .helm_runner(
+            "private-upgrade",
+            "upgrade",
+            &format!("chart: {{{access}}}\nwait: false\nvalues: {{replicaCount: 2}}\n"),
+        )
+        .await
+        .var(
+            "RUNNER_HELM_RELEASE_PATH",
+            Some(w.path("private-release.yaml").to_str().unwrap()),
+        )
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    w.assert_never_shown("private-upgrade", &out, REPO_PASSWORD)
+        .await;
+    assert_eq!(replicas(&w.deployment("private-webapp").await.unwrap()), 2);
+
+    // Without the credentials, and without the CA.
+    for (name, chart_access, needle) in [
+        ("no-auth", format!("caFile: {}", r.ca_file.display()), "401"),
+        (
+            "no-ca",
+            format!(
+                "auth: {{usernameFile: {}, passwordFile: {}}}",
+                r.username_file.display(),
+                r.password_file.display()
+            ),
+            "certificate",
+        ),
+    ] {
+        let out = w
+            .run_helm(
+                name,
+                "install",
+                &format!(
+                    "name: {name}\nchart: {{name: webapp, repo: \"{}\", {chart_access}}}\nwait: false\n",
+                    r.url
+                ),
+            )
+            .await;
+        assert_eq!(out.code, 1, "{name}: {}", out.stderr);
+        let msg = w.status(name).await.unwrap().message;
+        assert!(msg.contains(needle), "{name}: {msg}");
+        w.assert_never_shown(name, &out, REPO_PASSWORD).await;
+        assert!(w.release_records::<Secret>(name).await.is_empty());
+    }
+}
+
 /// Kills `pid` and every process it started (SIGKILL, children first): what the kubelet does to
 /// a pod's processes when the pod is deleted and its grace period runs out.
 fn kill_with_children(pid: u32) {
@@ -1465,4 +1685,5 @@ both_helms!(
     shipped_examples_install_then_upgrade,
     wait_true_waits_for_the_rollout,
     values_layered_from_configmaps_secrets_files_and_inline,
+    private_chart_repository_with_basic_auth_and_ca,
 );
