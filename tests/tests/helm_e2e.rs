@@ -360,17 +360,20 @@ fn oci_registry() -> &'static OciRegistry {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(dir.join("registry.log")).unwrap());
-        let mut child = action_runner_tests::process::spawn_tied_to_process(cmd).unwrap();
-        let pid = child.id();
-        let removed = dir.clone();
+        let child = std::sync::Arc::new(std::sync::Mutex::new(
+            action_runner_tests::process::spawn_tied_to_process(cmd).unwrap(),
+        ));
+        let (ours, removed) = (child.clone(), dir.clone());
         action_runner_tests::process::on_exit(move || {
-            // The registry this test process started, by its pid.
-            let _ = nix_kill(pid);
+            // The registry this test process started, through its own handle.
+            let mut c = ours.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = c.kill();
+            let _ = c.wait();
             let _ = std::fs::remove_dir_all(&removed);
         });
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(&host).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
+            if let Ok(Some(status)) = child.lock().unwrap().try_wait() {
                 panic!(
                     "the OCI registry exited ({status}): {}",
                     std::fs::read_to_string(dir.join("registry.log")).unwrap_or_default()
@@ -407,17 +410,6 @@ fn oci_registry() -> &'static OciRegistry {
             password_file,
         }
     })
-}
-
-/// SIGTERM to `pid` (a process this test process started).
-fn nix_kill(pid: u32) -> std::io::Result<()> {
-    // SAFETY: kill(2) with a pid and a signal number; no memory is shared.
-    let r = unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
 }
 
 /// A test's [`World`] and the helm it drives (a test may switch it).
