@@ -339,6 +339,19 @@ mod tests {
         }
     }
 
+    /// A Secret's value is redacted as is and base64-encoded (as the Secret and `b64enc` hold
+    /// it).
+    #[test]
+    fn secret_values_are_redacted_base64_too() {
+        let mut r = crate::cli::Redactor::default();
+        let values = input::parse_values("v", "db: {password: \"hunter2-secret\"}\n").unwrap();
+        r.add_values(&serde_json::Value::Object(values.0));
+        assert_eq!(
+            r.redact("data: aHVudGVyMi1zZWNyZXQ= and hunter2-secret"),
+            "data: <redacted> and <redacted>"
+        );
+    }
+
     fn remote(repo: Option<&str>, reference: &str) -> ChartSource {
         ChartSource::Remote {
             reference: reference.into(),
