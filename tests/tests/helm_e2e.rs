@@ -599,7 +599,7 @@ async fn install_from_repository_then_upgrade_with_reuse_and_reset_values(h: Hel
     assert_eq!(status.runner, "helm");
     assert_eq!(
         status.runner_status,
-        serde_json::json!({"phase": "Installed", "helmVersion": h.version(),
+        serde_json::json!({"phase": "Installed", "adopted": false, "helmVersion": h.version(),
             "release": {"name": "shop", "namespace": w.ns, "revision": 1, "status": "deployed"}})
     );
     let msg = status.message.as_str();
@@ -665,7 +665,7 @@ async fn install_from_repository_then_upgrade_with_reuse_and_reset_values(h: Hel
     let status = w.status("upgrade-reuse").await.unwrap();
     assert_eq!(
         status.runner_status,
-        serde_json::json!({"phase": "Upgraded", "helmVersion": h.version(),
+        serde_json::json!({"phase": "Upgraded", "adopted": false, "helmVersion": h.version(),
             "release": {"name": "shop", "namespace": w.ns, "revision": 2, "status": "deployed"}})
     );
     assert!(
@@ -1816,7 +1816,7 @@ async fn a_helm_3_release_is_upgraded_by_helm_4() {
     let status = w.status("upgrade4").await.unwrap();
     assert_eq!(
         status.runner_status,
-        serde_json::json!({"phase": "Upgraded", "helmVersion": "v4.3.1",
+        serde_json::json!({"phase": "Upgraded", "adopted": false, "helmVersion": "v4.3.1",
             "release": {"name": "old", "namespace": w.ns, "revision": 2, "status": "deployed"}})
     );
     let d = w.deployment("old-webapp").await.unwrap();
