@@ -2,8 +2,8 @@
 //! the image's, or Helm 3; see [`version`]), then writes the release file and the additional
 //! output file in Capact's shapes.
 //!
-//! [`ActionRunner::start`] gets everything ready without touching the release: it reads helm's
-//! version, fetches the chart, and for an upgrade reads the release's stored values (so that
+//! [`ActionRunner::start`] gets everything ready without touching the release: it reads the
+//! `valuesFrom` ConfigMaps and Secrets ([`sources`]), helm's version, fetches the chart, and for an upgrade reads the release's stored values (so that
 //! they are redacted too). Its status, which the Manager reports before helm runs, is
 //! `{"phase": "Installing"}` or `{"phase": "Upgrading"}` with the release and helm's version.
 //! [`ActionRunner::wait_for_completion`] runs `helm install`/`helm upgrade` (with `--wait` it
@@ -49,7 +49,8 @@ use ownership::{ActionId, Decision};
 use version::HelmVersion;
 
 /// The Helm runner. [`prepare`](ActionRunner::prepare) reads and checks everything local
-/// (variables, release file, values file, chart source); [`start`](ActionRunner::start) runs
+/// (variables, release file, values files, chart source, a private repository's credential
+/// and CA files); [`start`](ActionRunner::start) runs
 /// Helm and writes the outputs; [`wait_for_completion`](ActionRunner::wait_for_completion)
 /// returns the outcome stored by `start`.
 #[derive(Debug, Default)]
