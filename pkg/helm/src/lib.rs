@@ -3,8 +3,8 @@
 //! output file in Capact's shapes.
 //!
 //! [`ActionRunner::start`] gets everything ready without touching the release: it reads the
-//! `valuesFrom` ConfigMaps and Secrets ([`sources`]), helm's version, fetches the chart, and for an upgrade reads the release's stored values (so that
-//! they are redacted too). Its status, which the Manager reports before helm runs, is
+//! `valuesFrom` ConfigMaps and Secrets ([`sources`]) and helm's version, fetches the chart, and
+//! for an upgrade reads the release's stored values (so that they are redacted too). Its status, which the Manager reports before helm runs, is
 //! `{"phase": "Installing"}` or `{"phase": "Upgrading"}` with the release and helm's version.
 //! [`ActionRunner::wait_for_completion`] runs `helm install`/`helm upgrade` (with `--wait` it
 //! returns when the release is ready or failed), checks what Helm stored, writes the outputs and
@@ -50,8 +50,7 @@ use version::HelmVersion;
 
 /// The Helm runner. [`prepare`](ActionRunner::prepare) reads and checks everything local
 /// (variables, release file, values files, chart source, a private repository's credential
-/// and CA files); [`start`](ActionRunner::start) runs
-/// Helm and writes the outputs; [`wait_for_completion`](ActionRunner::wait_for_completion)
+/// and CA files); [`start`](ActionRunner::start) runs Helm and writes the outputs; [`wait_for_completion`](ActionRunner::wait_for_completion)
 /// returns the outcome stored by `start`.
 #[derive(Debug, Default)]
 pub struct HelmRunner {
