@@ -50,8 +50,9 @@ use version::HelmVersion;
 
 /// The Helm runner. [`prepare`](ActionRunner::prepare) reads and checks everything local
 /// (variables, release file, values files, chart source, a private repository's credential
-/// and CA files); [`start`](ActionRunner::start) runs Helm and writes the outputs; [`wait_for_completion`](ActionRunner::wait_for_completion)
-/// returns the outcome stored by `start`.
+/// and CA files); [`start`](ActionRunner::start) runs Helm and writes the outputs;
+/// [`wait_for_completion`](ActionRunner::wait_for_completion) returns the outcome stored by
+/// `start`.
 #[derive(Debug, Default)]
 pub struct HelmRunner {
     prepared: Option<Prepared>,
