@@ -237,20 +237,7 @@ fn private_repo() -> &'static PrivateRepo {
         )
         .unwrap();
 
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "kar-test-chart-repo-ca");
-        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
-            .unwrap()
-            .signed_by(&key, &ca)
-            .unwrap();
-        let ca_file = dir.join("ca.crt");
-        std::fs::write(&ca_file, ca.pem()).unwrap();
+        let (ca_file, cert, key) = test_ca_and_serving_cert(&dir);
         let username_file = dir.join("username");
         let password_file = dir.join("password");
         std::fs::write(&username_file, REPO_USER).unwrap();
@@ -301,6 +288,28 @@ fn private_repo() -> &'static PrivateRepo {
     })
 }
 
+/// A CA of its own (`<dir>/ca.crt`) and a serving certificate it signed for 127.0.0.1 (also
+/// written, as `<dir>/tls.crt` and `<dir>/tls.key`): the CA file, the certificate, its key.
+fn test_ca_and_serving_cert(dir: &Path) -> (PathBuf, rcgen::Certificate, rcgen::KeyPair) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "kar-test-chart-source-ca");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let ca_file = dir.join("ca.crt");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    std::fs::write(dir.join("tls.crt"), cert.pem()).unwrap();
+    std::fs::write(dir.join("tls.key"), key.serialize_pem()).unwrap();
+    (ca_file, cert, key)
+}
+
 /// The OCI registry's username and password, and the password's bcrypt hash (cost 4) for its
 /// htpasswd file (made once with `crypt(3)`; Distribution reads bcrypt only).
 const REGISTRY_USER: &str = "chart-pusher";
@@ -308,108 +317,132 @@ const REGISTRY_PASSWORD: &str = "Registry-Pa55word-never-shown";
 const REGISTRY_PASSWORD_BCRYPT: &str =
     "$2b$04$HwjAMUQxApnL13CkVrjjue1J9u1ePxXmLjFTkY60m4Ctk/BLw9c3S";
 
-/// An OCI registry on 127.0.0.1 (CNCF Distribution's `registry`, `KAR_REGISTRY`), plain HTTP,
-/// basic auth (htpasswd: [`REGISTRY_USER`], [`REGISTRY_PASSWORD`]), holding webapp 0.1.0 as
+/// An OCI registry on 127.0.0.1 (CNCF Distribution's `registry`, `KAR_REGISTRY`), basic auth
+/// (htpasswd: [`REGISTRY_USER`], [`REGISTRY_PASSWORD`]), holding webapp 0.1.0 as
 /// `oci://<host>/charts/webapp` (pushed with `helm push`). Runs for the life of the process.
 struct OciRegistry {
     /// `127.0.0.1:<port>`.
     host: String,
     username_file: PathBuf,
     password_file: PathBuf,
+    /// With TLS: the CA of its certificate.
+    ca_file: Option<PathBuf>,
 }
 
+/// The registry over plain HTTP.
 fn oci_registry() -> &'static OciRegistry {
     static REGISTRY: OnceLock<OciRegistry> = OnceLock::new();
-    REGISTRY.get_or_init(|| {
-        let binary = Tools::locate().unwrap().registry.clone();
-        assert!(
-            binary.is_file(),
-            "the OCI registry {} is missing: run hack/install-tools.sh",
-            binary.display()
-        );
-        let dir = tempfile::Builder::new()
-            .prefix("helm-oci-registry-")
-            .tempdir()
-            .unwrap()
-            .keep();
-        let host = {
-            let l = TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().to_string()
-        };
-        std::fs::write(
-            dir.join("htpasswd"),
-            format!("{REGISTRY_USER}:{REGISTRY_PASSWORD_BCRYPT}\n"),
+    REGISTRY.get_or_init(|| start_oci_registry(false))
+}
+
+/// The registry over HTTPS, with a certificate of a CA of its own.
+fn oci_registry_tls() -> &'static OciRegistry {
+    static REGISTRY: OnceLock<OciRegistry> = OnceLock::new();
+    REGISTRY.get_or_init(|| start_oci_registry(true))
+}
+
+fn start_oci_registry(tls: bool) -> OciRegistry {
+    let binary = Tools::locate().unwrap().registry.clone();
+    assert!(
+        binary.is_file(),
+        "the OCI registry {} is missing: run hack/install-tools.sh",
+        binary.display()
+    );
+    let dir = tempfile::Builder::new()
+        .prefix("helm-oci-registry-")
+        .tempdir()
+        .unwrap()
+        .keep();
+    let host = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    std::fs::write(
+        dir.join("htpasswd"),
+        format!("{REGISTRY_USER}:{REGISTRY_PASSWORD_BCRYPT}\n"),
+    )
+    .unwrap();
+    let ca_file = tls.then(|| test_ca_and_serving_cert(&dir).0);
+    let tls_config = if tls {
+        format!(
+            ", tls: {{certificate: {}, key: {}}}",
+            dir.join("tls.crt").display(),
+            dir.join("tls.key").display()
         )
-        .unwrap();
-        std::fs::write(
+    } else {
+        String::new()
+    };
+    std::fs::write(
             dir.join("config.yml"),
             format!(
                 "version: 0.1\nlog: {{level: warn}}\nstorage: {{filesystem: {{rootdirectory: {}}}}}\n\
-                 http: {{addr: \"{host}\"}}\nauth: {{htpasswd: {{realm: charts, path: {}}}}}\n",
+                 http: {{addr: \"{host}\"{tls_config}}}\nauth: {{htpasswd: {{realm: charts, path: {}}}}}\n",
                 dir.join("data").display(),
                 dir.join("htpasswd").display()
             ),
         )
         .unwrap();
-        let mut cmd = std::process::Command::new(&binary);
-        cmd.arg("serve")
-            .arg(dir.join("config.yml"))
-            .env("OTEL_TRACES_EXPORTER", "none")
-            .env("OTEL_METRICS_EXPORTER", "none")
-            .env("OTEL_LOGS_EXPORTER", "none")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(dir.join("registry.log")).unwrap());
-        let child = std::sync::Arc::new(std::sync::Mutex::new(
-            action_runner_tests::process::spawn_tied_to_process(cmd).unwrap(),
-        ));
-        let (ours, removed) = (child.clone(), dir.clone());
-        action_runner_tests::process::on_exit(move || {
-            // The registry this test process started, through its own handle.
-            let mut c = ours.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = c.kill();
-            let _ = c.wait();
-            let _ = std::fs::remove_dir_all(&removed);
-        });
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(&host).is_err() {
-            if let Ok(Some(status)) = child.lock().unwrap().try_wait() {
-                panic!(
-                    "the OCI registry exited ({status}): {}",
-                    std::fs::read_to_string(dir.join("registry.log")).unwrap_or_default()
-                );
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the OCI registry did not listen on {host}"
+    let mut cmd = std::process::Command::new(&binary);
+    cmd.arg("serve")
+        .arg(dir.join("config.yml"))
+        .env("OTEL_TRACES_EXPORTER", "none")
+        .env("OTEL_METRICS_EXPORTER", "none")
+        .env("OTEL_LOGS_EXPORTER", "none")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("registry.log")).unwrap());
+    let child = std::sync::Arc::new(std::sync::Mutex::new(
+        action_runner_tests::process::spawn_tied_to_process(cmd).unwrap(),
+    ));
+    let (ours, removed) = (child.clone(), dir.clone());
+    action_runner_tests::process::on_exit(move || {
+        // The registry this test process started, through its own handle.
+        let mut c = ours.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = c.kill();
+        let _ = c.wait();
+        let _ = std::fs::remove_dir_all(&removed);
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(&host).is_err() {
+        if let Ok(Some(status)) = child.lock().unwrap().try_wait() {
+            panic!(
+                "the OCI registry exited ({status}): {}",
+                std::fs::read_to_string(dir.join("registry.log")).unwrap_or_default()
             );
-            std::thread::sleep(Duration::from_millis(50));
         }
-        let archive = repo().dir.join("served/webapp-0.1.0.tgz");
-        helm_cmd(
-            &[
-                "push",
-                archive.to_str().unwrap(),
-                &format!("oci://{host}/charts"),
-                "--plain-http",
-                "--username",
-                REGISTRY_USER,
-                "--password",
-                REGISTRY_PASSWORD,
-            ],
-            &dir,
-        )
-        .unwrap();
-        let username_file = dir.join("username");
-        let password_file = dir.join("password");
-        std::fs::write(&username_file, format!("{REGISTRY_USER}\n")).unwrap();
-        std::fs::write(&password_file, REGISTRY_PASSWORD).unwrap();
-        OciRegistry {
-            host,
-            username_file,
-            password_file,
-        }
-    })
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the OCI registry did not listen on {host}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let archive = repo().dir.join("served/webapp-0.1.0.tgz");
+    let oci = format!("oci://{host}/charts");
+    let mut push = vec![
+        "push",
+        archive.to_str().unwrap(),
+        &oci,
+        "--username",
+        REGISTRY_USER,
+        "--password",
+        REGISTRY_PASSWORD,
+    ];
+    let ca = ca_file.as_ref().map(|c| c.display().to_string());
+    match &ca {
+        Some(ca) => push.extend(["--ca-file", ca.as_str()]),
+        None => push.push("--plain-http"),
+    }
+    helm_cmd(&push, &dir).unwrap();
+    let username_file = dir.join("username");
+    let password_file = dir.join("password");
+    std::fs::write(&username_file, format!("{REGISTRY_USER}\n")).unwrap();
+    std::fs::write(&password_file, REGISTRY_PASSWORD).unwrap();
+    OciRegistry {
+        host,
+        username_file,
+        password_file,
+        ca_file,
+    }
 }
 
 /// A test's [`World`] and the helm it drives (a test may switch it).
@@ -1621,6 +1654,50 @@ async fn oci_registry_with_credentials_and_plain_http(h: HelmBin) {
     }
 }
 
+/// A chart from an OCI registry over HTTPS with a certificate of its own CA, and credentials:
+/// with `chart.caFile` and `chart.auth` the install succeeds; without the CA, Helm's
+/// certificate error, exit 1.
+async fn oci_registry_with_credentials_and_ca(h: HelmBin) {
+    let w = HelmTest::new("helm-oci-tls", h).await;
+    let r = oci_registry_tls();
+    let auth = format!(
+        "auth: {{usernameFile: {}, passwordFile: {}}}",
+        r.username_file.display(),
+        r.password_file.display()
+    );
+    let ca = format!("caFile: {}", r.ca_file.as_ref().unwrap().display());
+    let out = w
+        .run_helm(
+            "oci-tls",
+            "install",
+            &format!(
+                "name: oci-tls\nchart: {{name: webapp, repo: \"oci://{}/charts\", version: 0.1.0, {auth}, {ca}}}\nwait: false\n",
+                r.host
+            ),
+        )
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    w.assert_never_shown("oci-tls", &out, REGISTRY_PASSWORD)
+        .await;
+    assert!(w.deployment("oci-tls-webapp").await.is_some());
+
+    let out = w
+        .run_helm(
+            "oci-no-ca",
+            "install",
+            &format!(
+                "name: oci-no-ca\nchart: {{name: \"oci://{}/charts/webapp\", {auth}}}\nwait: false\n",
+                r.host
+            ),
+        )
+        .await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let msg = w.status("oci-no-ca").await.unwrap().message;
+    assert!(msg.contains("certificate"), "{msg}");
+    w.assert_never_shown("oci-no-ca", &out, REGISTRY_PASSWORD)
+        .await;
+}
+
 /// Kills `pid` and every process it started (SIGKILL, children first): what the kubelet does to
 /// a pod's processes when the pod is deleted and its grace period runs out.
 fn kill_with_children(pid: u32) {
@@ -1868,4 +1945,5 @@ both_helms!(
     values_layered_from_configmaps_secrets_files_and_inline,
     private_chart_repository_with_basic_auth_and_ca,
     oci_registry_with_credentials_and_plain_http,
+    oci_registry_with_credentials_and_ca,
 );
