@@ -9,7 +9,8 @@
 # What it builds (cold, 2 cores: about 12 minutes, most of it Kubernetes):
 #   etcd; kube-apiserver, kubelet, kube-proxy, kube-controller-manager, kube-scheduler and kubectl in one
 #   `go build` (they share most of their packages, so one build compiles them once); helm; Argo's
-#   workflow-controller and argoexec (one build); the pause container (gcc, from the Kubernetes
+#   workflow-controller and argoexec (one build); CNCF Distribution's OCI registry (for the helm
+#   tests of oci:// charts); the pause container (gcc, from the Kubernetes
 #   module's build/pause/linux/pause.c). As root, it also installs the Debian packages the local
 #   cluster needs (hack/cluster.sh) when they are missing.
 #
@@ -22,6 +23,7 @@ ETCD_VERSION=v3.6.16              # go.etcd.io/etcd/server/v3
 ARGO_VERSION=v3.7.18              # github.com/argoproj/argo-workflows/v3 (CRDs and examples)
 HELM4_VERSION=v4.3.1              # helm.sh/helm/v4 (helm CLI: the default, shipped in the image)
 HELM3_VERSION=v3.22.0             # helm.sh/helm/v3 (helm CLI: still supported and tested)
+REGISTRY_VERSION=v3.1.2           # github.com/distribution/distribution/v3 (an OCI registry for the helm tests)
 
 CACHE=${KAR_CACHE:-$HOME/.cache/kube-action-runners}
 BIN=$CACHE/bin
@@ -41,6 +43,7 @@ DEBIAN_PACKAGES=(containerd runc containernetworking-plugins buildah busybox-sta
 HELM4_BIN=$BIN/helm-$HELM4_VERSION
 HELM3_BIN=$BIN/helm-$HELM3_VERSION
 ARGO_BIN=$BIN/argo-$ARGO_VERSION
+REGISTRY_BIN=$BIN/registry-$REGISTRY_VERSION
 
 print_env() {
   echo "export KAR_ETCD=$ETCD_BIN"
@@ -56,6 +59,8 @@ print_env() {
   echo "export KAR_HELM4=$HELM4_BIN"
   echo "export KAR_HELM3=$HELM3_BIN"
   echo "export KAR_ARGO_DIR=$(argo_dir)"
+  # The OCI registry the helm tests push charts to and pull them from (loopback only).
+  echo "export KAR_REGISTRY=$REGISTRY_BIN"
   echo "export KAR_ARGO_CLI=$ARGO_BIN"
 }
 
@@ -221,6 +226,11 @@ main() {
     build "$hmod" "$hver" "$hmod/cmd/helm" "$hbin" "" \
       "-X $hmod/internal/version.version=$hver -X $hmod/internal/version.gitTreeState=clean"
   done
+
+  # The OCI registry (CNCF Distribution's `registry`) for the helm tests of oci:// charts.
+  build github.com/distribution/distribution/v3 "$REGISTRY_VERSION" \
+    github.com/distribution/distribution/v3/cmd/registry "$REGISTRY_BIN" "" \
+    "-X github.com/distribution/distribution/v3/version.version=$REGISTRY_VERSION"
 
   if [[ ${1:-} == --peers && ! -x $ARGO_BIN ]]; then
     # The Argo CLI, to compare `argo submit --wait` with argo-runner.

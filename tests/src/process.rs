@@ -11,7 +11,10 @@ use anyhow::{Context, Result};
 
 /// Spawns `cmd` so that it dies with this process: `PR_SET_PDEATHSIG` fires when the thread
 /// that forked it exits, so it is forked from a thread that lives as long as the process.
-pub(crate) fn spawn_tied_to_process(mut cmd: Command) -> Result<Child> {
+///
+/// # Errors
+/// When the process cannot be started.
+pub fn spawn_tied_to_process(mut cmd: Command) -> Result<Child> {
     unsafe {
         cmd.pre_exec(|| {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);

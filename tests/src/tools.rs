@@ -1,6 +1,7 @@
 //! Where the pinned tools are: the binaries `hack/install-tools.sh` builds (etcd, kube-apiserver,
-//! helm) and the Argo module it downloads (CRDs, examples). Their paths are read from
-//! `KAR_ETCD`, `KAR_KUBE_APISERVER`, `KAR_ARGO_DIR`, `KAR_HELM` (and `KAR_HELM3`, `KAR_HELM4`), or
+//! helm, an OCI registry) and the Argo module it downloads (CRDs, examples). Their paths are read
+//! from `KAR_ETCD`, `KAR_KUBE_APISERVER`, `KAR_ARGO_DIR`, `KAR_HELM` (and `KAR_HELM3`,
+//! `KAR_HELM4`), `KAR_REGISTRY`, or
 //! else from
 //! `hack/install-tools.sh --print`.
 
@@ -26,6 +27,9 @@ pub struct Tools {
     pub helm3: PathBuf,
     /// Helm 4 (`KAR_HELM4`); empty when not set.
     pub helm4: PathBuf,
+    /// CNCF Distribution's OCI registry (`KAR_REGISTRY`), for the helm tests of `oci://`
+    /// charts; empty when not set.
+    pub registry: PathBuf,
 }
 
 /// The repository root.
@@ -54,6 +58,7 @@ impl Tools {
             "KAR_HELM",
             "KAR_HELM3",
             "KAR_HELM4",
+            "KAR_REGISTRY",
         ]
         .iter()
         .all(|k| vars.contains_key(*k))
@@ -86,6 +91,10 @@ impl Tools {
             helm: vars.get("KAR_HELM").map(PathBuf::from).unwrap_or_default(),
             helm3: vars.get("KAR_HELM3").map(PathBuf::from).unwrap_or_default(),
             helm4: vars.get("KAR_HELM4").map(PathBuf::from).unwrap_or_default(),
+            registry: vars
+                .get("KAR_REGISTRY")
+                .map(PathBuf::from)
+                .unwrap_or_default(),
         };
         Ok(TOOLS.get_or_init(|| tools))
     }

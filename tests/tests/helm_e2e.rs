@@ -140,19 +140,42 @@ fn repo() -> &'static Repo {
 }
 
 /// Answers one HTTP/1.1 GET with a file from `root` (or 404), then closes the connection.
-fn serve(mut conn: std::net::TcpStream, root: &Path) {
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
+fn serve(conn: std::net::TcpStream, root: &Path) {
+    serve_stream(conn, root, None);
+}
+
+/// Answers one HTTP/1.1 GET on `conn` with a file from `root` (or 404); when `authorization`
+/// is set, a request without that `Authorization` header gets 401 (basic auth).
+fn serve_stream<S: std::io::Read + Write>(mut conn: S, root: &Path, authorization: Option<&str>) {
     let mut request_line = String::new();
-    if reader.read_line(&mut request_line).is_err() {
-        return;
-    }
-    loop {
-        let mut header = String::new();
-        match reader.read_line(&mut header) {
-            Ok(0) | Err(_) => break,
-            Ok(_) if header.trim().is_empty() => break,
-            Ok(_) => {}
+    let mut authorized = authorization.is_none();
+    {
+        let mut reader = BufReader::new(&mut conn);
+        if reader.read_line(&mut request_line).is_err() {
+            return;
         }
+        loop {
+            let mut header = String::new();
+            match reader.read_line(&mut header) {
+                Ok(0) | Err(_) => break,
+                Ok(_) if header.trim().is_empty() => break,
+                Ok(_) => {
+                    if let (Some(want), Some((k, v))) = (authorization, header.split_once(':'))
+                        && k.trim().eq_ignore_ascii_case("authorization")
+                        && v.trim() == want
+                    {
+                        authorized = true;
+                    }
+                }
+            }
+        }
+    }
+    if !authorized {
+        let _ = conn.write_all(
+            b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"charts\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
+        let _ = conn.flush();
+        return;
     }
     let path = request_line.split_whitespace().nth(1).unwrap_or("/");
     let name = path.trim_start_matches('/').split('?').next().unwrap_or("");
@@ -174,6 +197,252 @@ fn serve(mut conn: std::net::TcpStream, root: &Path) {
         }
     };
     let _ = conn.write_all(&response);
+    let _ = conn.flush();
+}
+
+/// The private chart repository's username and password.
+const REPO_USER: &str = "chart-reader";
+const REPO_PASSWORD: &str = "Repo-Pa55word-never-shown";
+
+/// A private chart repository on 127.0.0.1: HTTPS with a certificate of a CA made here, and
+/// basic auth ([`REPO_USER`], [`REPO_PASSWORD`]) on every request (index and archives). It
+/// holds webapp 0.1.0. Served for the life of the process.
+struct PrivateRepo {
+    url: String,
+    /// The CA's certificate (PEM).
+    ca_file: PathBuf,
+    /// Files holding the username and the password (as mounted Secret keys are).
+    username_file: PathBuf,
+    password_file: PathBuf,
+}
+
+fn private_repo() -> &'static PrivateRepo {
+    static REPO: OnceLock<PrivateRepo> = OnceLock::new();
+    REPO.get_or_init(|| {
+        use base64::Engine;
+        let dir = tempfile::Builder::new()
+            .prefix("helm-private-repo-")
+            .tempdir()
+            .unwrap()
+            .keep();
+        let removed = dir.clone();
+        action_runner_tests::process::on_exit(move || {
+            let _ = std::fs::remove_dir_all(&removed);
+        });
+        let served = dir.join("served");
+        std::fs::create_dir_all(&served).unwrap();
+        std::fs::copy(
+            repo().dir.join("served/webapp-0.1.0.tgz"),
+            served.join("webapp-0.1.0.tgz"),
+        )
+        .unwrap();
+
+        let (ca_file, cert, key) = test_ca_and_serving_cert(&dir);
+        let username_file = dir.join("username");
+        let password_file = dir.join("password");
+        std::fs::write(&username_file, REPO_USER).unwrap();
+        std::fs::write(&password_file, format!("{REPO_PASSWORD}\n")).unwrap();
+
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![rustls::pki_types::CertificateDer::from(cert.der().to_vec())],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+        let config = std::sync::Arc::new(config);
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("https://{}", listener.local_addr().unwrap());
+        helm_cmd(&["repo", "index", "served", "--url", &url], &dir).unwrap();
+        let authorization = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD
+                .encode(format!("{REPO_USER}:{REPO_PASSWORD}"))
+        );
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let (root, config, authorization) =
+                    (served.clone(), config.clone(), authorization.clone());
+                std::thread::spawn(move || {
+                    let Ok(tls) = rustls::ServerConnection::new(config) else {
+                        return;
+                    };
+                    let mut stream = rustls::StreamOwned::new(tls, conn);
+                    serve_stream(&mut stream, &root, Some(&authorization));
+                    stream.conn.send_close_notify();
+                    let _ = stream.flush();
+                });
+            }
+        });
+        PrivateRepo {
+            url,
+            ca_file,
+            username_file,
+            password_file,
+        }
+    })
+}
+
+/// A CA of its own (`<dir>/ca.crt`) and a serving certificate it signed for 127.0.0.1 (also
+/// written, as `<dir>/tls.crt` and `<dir>/tls.key`): the CA file, the certificate, its key.
+fn test_ca_and_serving_cert(dir: &Path) -> (PathBuf, rcgen::Certificate, rcgen::KeyPair) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "kar-test-chart-source-ca");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let ca_file = dir.join("ca.crt");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    std::fs::write(dir.join("tls.crt"), cert.pem()).unwrap();
+    std::fs::write(dir.join("tls.key"), key.serialize_pem()).unwrap();
+    (ca_file, cert, key)
+}
+
+/// The OCI registry's username and password, and the password's bcrypt hash (cost 4) for its
+/// htpasswd file (made once with `crypt(3)`; Distribution reads bcrypt only).
+const REGISTRY_USER: &str = "chart-pusher";
+const REGISTRY_PASSWORD: &str = "Registry-Pa55word-never-shown";
+const REGISTRY_PASSWORD_BCRYPT: &str =
+    "$2b$04$HwjAMUQxApnL13CkVrjjue1J9u1ePxXmLjFTkY60m4Ctk/BLw9c3S";
+
+/// An OCI registry on 127.0.0.1 (CNCF Distribution's `registry`, `KAR_REGISTRY`), basic auth
+/// (htpasswd: [`REGISTRY_USER`], [`REGISTRY_PASSWORD`]), holding webapp 0.1.0 as
+/// `oci://<host>/charts/webapp` (pushed with `helm push`). Runs for the life of the process.
+struct OciRegistry {
+    /// `127.0.0.1:<port>`.
+    host: String,
+    username_file: PathBuf,
+    password_file: PathBuf,
+    /// With TLS: the CA of its certificate.
+    ca_file: Option<PathBuf>,
+}
+
+/// The registry over plain HTTP.
+fn oci_registry() -> &'static OciRegistry {
+    static REGISTRY: OnceLock<OciRegistry> = OnceLock::new();
+    REGISTRY.get_or_init(|| start_oci_registry(false))
+}
+
+/// The registry over HTTPS, with a certificate of a CA of its own.
+fn oci_registry_tls() -> &'static OciRegistry {
+    static REGISTRY: OnceLock<OciRegistry> = OnceLock::new();
+    REGISTRY.get_or_init(|| start_oci_registry(true))
+}
+
+fn start_oci_registry(tls: bool) -> OciRegistry {
+    let binary = Tools::locate().unwrap().registry.clone();
+    assert!(
+        binary.is_file(),
+        "the OCI registry {} is missing: run hack/install-tools.sh",
+        binary.display()
+    );
+    let dir = tempfile::Builder::new()
+        .prefix("helm-oci-registry-")
+        .tempdir()
+        .unwrap()
+        .keep();
+    let host = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    std::fs::write(
+        dir.join("htpasswd"),
+        format!("{REGISTRY_USER}:{REGISTRY_PASSWORD_BCRYPT}\n"),
+    )
+    .unwrap();
+    let ca_file = tls.then(|| test_ca_and_serving_cert(&dir).0);
+    let tls_config = if tls {
+        format!(
+            ", tls: {{certificate: {}, key: {}}}",
+            dir.join("tls.crt").display(),
+            dir.join("tls.key").display()
+        )
+    } else {
+        String::new()
+    };
+    std::fs::write(
+            dir.join("config.yml"),
+            format!(
+                "version: 0.1\nlog: {{level: warn}}\nstorage: {{filesystem: {{rootdirectory: {}}}}}\n\
+                 http: {{addr: \"{host}\"{tls_config}}}\nauth: {{htpasswd: {{realm: charts, path: {}}}}}\n",
+                dir.join("data").display(),
+                dir.join("htpasswd").display()
+            ),
+        )
+        .unwrap();
+    let mut cmd = std::process::Command::new(&binary);
+    cmd.arg("serve")
+        .arg(dir.join("config.yml"))
+        .env("OTEL_TRACES_EXPORTER", "none")
+        .env("OTEL_METRICS_EXPORTER", "none")
+        .env("OTEL_LOGS_EXPORTER", "none")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("registry.log")).unwrap());
+    let child = std::sync::Arc::new(std::sync::Mutex::new(
+        action_runner_tests::process::spawn_tied_to_process(cmd).unwrap(),
+    ));
+    let (ours, removed) = (child.clone(), dir.clone());
+    action_runner_tests::process::on_exit(move || {
+        // The registry this test process started, through its own handle.
+        let mut c = ours.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = c.kill();
+        let _ = c.wait();
+        let _ = std::fs::remove_dir_all(&removed);
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(&host).is_err() {
+        if let Ok(Some(status)) = child.lock().unwrap().try_wait() {
+            panic!(
+                "the OCI registry exited ({status}): {}",
+                std::fs::read_to_string(dir.join("registry.log")).unwrap_or_default()
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the OCI registry did not listen on {host}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let archive = repo().dir.join("served/webapp-0.1.0.tgz");
+    let oci = format!("oci://{host}/charts");
+    let mut push = vec![
+        "push",
+        archive.to_str().unwrap(),
+        &oci,
+        "--username",
+        REGISTRY_USER,
+        "--password",
+        REGISTRY_PASSWORD,
+    ];
+    let ca = ca_file.as_ref().map(|c| c.display().to_string());
+    match &ca {
+        Some(ca) => push.extend(["--ca-file", ca.as_str()]),
+        None => push.push("--plain-http"),
+    }
+    helm_cmd(&push, &dir).unwrap();
+    let username_file = dir.join("username");
+    let password_file = dir.join("password");
+    std::fs::write(&username_file, format!("{REGISTRY_USER}\n")).unwrap();
+    std::fs::write(&password_file, REGISTRY_PASSWORD).unwrap();
+    OciRegistry {
+        host,
+        username_file,
+        password_file,
+        ca_file,
+    }
 }
 
 /// A test's [`World`] and the helm it drives (a test may switch it).
@@ -769,13 +1038,29 @@ async fn bad_input_exits_2_and_writes_nothing(h: HelmBin) {
             "/nonexistent/release.yaml (RUNNER_HELM_RELEASE_PATH): cannot read",
         ),
         (
-            "both-values",
+            "missing-second-values-file",
             format!(
-                "{good}values: {{a: c}}\nvaluesFromFile: {}\n",
+                "{good}values: {{a: c}}\nvaluesFromFile: [{}, /nonexistent/v.yaml]\n",
                 values.display()
             ),
             vec![],
-            "values and valuesFromFile",
+            "valuesFromFile /nonexistent/v.yaml: cannot read",
+        ),
+        (
+            "bad-values-from-kind",
+            format!("{good}valuesFrom: [{{kind: Pod, name: x}}]\n"),
+            vec![],
+            "Pod",
+        ),
+        (
+            "missing-password-file",
+            format!(
+                "name: bad\nchart: {{name: webapp, repo: \"{}\", auth: {{usernameFile: {}, passwordFile: /nonexistent/password}}}}\n",
+                repo().url,
+                values.display()
+            ),
+            vec![],
+            "chart.auth.passwordFile /nonexistent/password: cannot read",
         ),
         (
             "unknown-field",
@@ -1084,6 +1369,399 @@ async fn stored_values_never_shown_in_any_form_when_a_reused_upgrade_fails(h: He
             );
         }
     }
+}
+
+/// Creates a ConfigMap or Secret `name` with one key holding `text`.
+async fn create_values_object(w: &HelmTest, kind: &str, name: &str, key: &str, text: &str) {
+    use kube::api::PostParams;
+    let pp = PostParams::default();
+    if kind == "Secret" {
+        let s: Secret = serde_json::from_value(
+            serde_json::json!({"metadata": {"name": name}, "stringData": {key: text}}),
+        )
+        .unwrap();
+        Api::<Secret>::namespaced(w.client.clone(), &w.ns)
+            .create(&pp, &s)
+            .await
+            .unwrap();
+    } else {
+        let c: ConfigMap = serde_json::from_value(
+            serde_json::json!({"metadata": {"name": name}, "data": {key: text}}),
+        )
+        .unwrap();
+        Api::<ConfigMap>::namespaced(w.client.clone(), &w.ns)
+            .create(&pp, &c)
+            .await
+            .unwrap();
+    }
+}
+
+/// Values from a ConfigMap, a Secret (and two optional entries that are missing: skipped), two
+/// files and inline values are layered in the documented order: each layer overrides the keys
+/// of the ones before it (`podAnnotations.lN` is set by layers N and later; the last one to set
+/// it wins), and keys only an early layer sets (`replicaCount`) survive. A Secret's value that
+/// a chart's error message holds is never shown; a missing non-optional ConfigMap or key, or a
+/// key that is not a YAML mapping, exits 2 naming it, before anything is written.
+async fn values_layered_from_configmaps_secrets_files_and_inline(h: HelmBin) {
+    const FROM_SECRET: &str = "fr0m-a-Secret \"never\" <shown>";
+    let w = HelmTest::new("helm-layers", h).await;
+    let annotations = |from: &str, first: u32| {
+        (first..=5)
+            .map(|n| format!("l{n}: {from}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    create_values_object(
+        &w,
+        "ConfigMap",
+        "base",
+        "values.yaml",
+        &format!(
+            "replicaCount: 2\npodAnnotations: {{{}}}\n",
+            annotations("from-configmap", 1)
+        ),
+    )
+    .await;
+    create_values_object(
+        &w,
+        "Secret",
+        "creds",
+        "prod.yaml",
+        &format!("podAnnotations: {{{}}}\n", annotations("from-secret", 2)),
+    )
+    .await;
+    let f1 = w.file(
+        "f1.yaml",
+        &format!("podAnnotations: {{{}}}\n", annotations("from-file-1", 3)),
+    );
+    let f2 = w.file(
+        "f2.yaml",
+        &format!("podAnnotations: {{{}}}\n", annotations("from-file-2", 4)),
+    );
+    let manifest = format!(
+        "name: layers\nchart: {{name: webapp, repo: \"{}\", version: 0.1.0}}\nwait: false\n\
+         valuesFrom:\n\
+         - {{kind: ConfigMap, name: base}}\n\
+         - {{kind: Secret, name: absent, optional: true}}\n\
+         - {{kind: Secret, name: creds, key: prod.yaml}}\n\
+         - {{kind: ConfigMap, name: base, key: absent.yaml, optional: true}}\n\
+         valuesFromFile: [{}, {}]\n\
+         values: {{podAnnotations: {{l5: from-inline}}}}\n",
+        repo().url,
+        f1.display(),
+        f2.display()
+    );
+    let out = w.run_helm("layers", "install", &manifest).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let d = w.deployment("layers-webapp").await.unwrap();
+    assert_eq!(replicas(&d), 2, "replicaCount from the ConfigMap");
+    let pod_annotations = d
+        .spec
+        .unwrap()
+        .template
+        .metadata
+        .unwrap()
+        .annotations
+        .unwrap();
+    let want: std::collections::BTreeMap<String, String> = [
+        ("l1", "from-configmap"),
+        ("l2", "from-secret"),
+        ("l3", "from-file-1"),
+        ("l4", "from-file-2"),
+        ("l5", "from-inline"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(pod_annotations, want);
+
+    // A Secret's value in a chart's error message: redacted in every form.
+    create_values_object(
+        &w,
+        "Secret",
+        "boom-values",
+        "values.yaml",
+        &format!("boom: true\npassword: {}\n", serde_json::json!(FROM_SECRET)),
+    )
+    .await;
+    let out = w
+        .run_helm(
+            "boom",
+            "install",
+            &format!(
+                "name: boom\nchart: {{name: boom, repo: \"{}\"}}\nwait: false\nvaluesFrom: [{{kind: Secret, name: boom-values}}]\n",
+                repo().url
+            ),
+        )
+        .await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let msg = w.status("boom").await.unwrap().message;
+    assert!(
+        msg.contains(
+            "cannot use password <redacted> (quoted \"<redacted>\", as JSON \"<redacted>\")"
+        ),
+        "{msg}"
+    );
+    {
+        use action_runner_helm::cli::{go_json_escape, go_quote, json_escape};
+        for form in [
+            FROM_SECRET.to_string(),
+            go_quote(FROM_SECRET),
+            json_escape(FROM_SECRET),
+            go_json_escape(FROM_SECRET),
+        ] {
+            w.assert_never_shown("boom", &out, &form).await;
+        }
+    }
+
+    // Missing sources and bad content: exit 2, one line naming it, nothing written.
+    create_values_object(&w, "ConfigMap", "a-list", "values.yaml", "- a\n- b\n").await;
+    let ns = &w.ns;
+    for (name, entry, needle) in [
+        (
+            "no-object",
+            "{kind: ConfigMap, name: absent}",
+            format!("valuesFrom[0]: ConfigMap {ns}/absent not found"),
+        ),
+        (
+            "no-key",
+            "{kind: Secret, name: creds}",
+            format!("valuesFrom[0]: Secret {ns}/creds has no key \"values.yaml\""),
+        ),
+        (
+            "not-a-mapping",
+            "{kind: ConfigMap, name: a-list}",
+            format!("valuesFrom[0]: ConfigMap {ns}/a-list key \"values.yaml\": not a YAML mapping"),
+        ),
+    ] {
+        let out = w
+            .run_helm(
+                name,
+                "install",
+                &format!(
+                    "name: {name}\nchart: {{name: webapp, repo: \"{}\"}}\nwait: false\nvaluesFrom: [{entry}]\n",
+                    repo().url
+                ),
+            )
+            .await;
+        assert_eq!(out.code, 2, "{name}: {}", out.stderr);
+        let err = error_lines(&out.stderr).join("\n");
+        // The log line is JSON: quotes escaped.
+        let needle = action_runner_helm::cli::json_escape(&needle);
+        assert!(err.contains(&needle), "{name}: {err}");
+        assert_eq!(err.lines().count(), 1, "{name}: {err}");
+        assert!(w.status(name).await.is_none(), "{name}: no status written");
+        assert!(w.release_records::<Secret>(name).await.is_empty(), "{name}");
+    }
+}
+
+/// A chart from a private repository (HTTPS with a CA of its own, basic auth): with `chart.auth`
+/// and `chart.caFile` the install, and an upgrade whose release file names the repository,
+/// succeed; the password is never shown, not even in the debug log of helm's command line.
+/// Without the credentials Helm's 401, without the CA its certificate error, exit 1.
+async fn private_chart_repository_with_basic_auth_and_ca(h: HelmBin) {
+    let w = HelmTest::new("helm-private", h).await;
+    let r = private_repo();
+    let access = format!(
+        "auth: {{usernameFile: {}, passwordFile: {}}}, caFile: {}",
+        r.username_file.display(),
+        r.password_file.display(),
+        r.ca_file.display()
+    );
+    let out = w
+        .helm_runner(
+            "private",
+            "install",
+            &format!(
+                "name: private\nchart: {{name: webapp, repo: \"{}\", version: 0.1.0, {access}}}\nwait: false\n",
+                r.url
+            ),
+        )
+        .await
+        .var("RUST_LOG", Some("info,action_runner_helm=debug"))
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("--password <redacted>"),
+        "helm's command line is logged, redacted: {}",
+        out.stderr
+    );
+    w.assert_never_shown("private", &out, REPO_PASSWORD).await;
+    assert!(w.deployment("private-webapp").await.is_some());
+    // The release file names the chart, not how to reach it.
+    assert_eq!(
+        w.release_out("private"),
+        yaml(&format!(
+            "backend: null\nvalue:\n  chart: {{name: webapp, repo: \"{}\", version: 0.1.0}}\n  name: private\n  namespace: {}\n",
+            r.url, w.ns
+        ))
+    );
+
+    // An upgrade pulls again from the release file's repository, with the input's access.
+    let out = w
+        .helm_runner(
+            "private-upgrade",
+            "upgrade",
+            &format!("chart: {{{access}}}\nwait: false\nvalues: {{replicaCount: 2}}\n"),
+        )
+        .await
+        .var(
+            "RUNNER_HELM_RELEASE_PATH",
+            Some(w.path("private-release.yaml").to_str().unwrap()),
+        )
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    w.assert_never_shown("private-upgrade", &out, REPO_PASSWORD)
+        .await;
+    assert_eq!(replicas(&w.deployment("private-webapp").await.unwrap()), 2);
+
+    // Without the credentials, and without the CA.
+    for (name, chart_access, needle) in [
+        ("no-auth", format!("caFile: {}", r.ca_file.display()), "401"),
+        (
+            "no-ca",
+            format!(
+                "auth: {{usernameFile: {}, passwordFile: {}}}",
+                r.username_file.display(),
+                r.password_file.display()
+            ),
+            "certificate",
+        ),
+    ] {
+        let out = w
+            .run_helm(
+                name,
+                "install",
+                &format!(
+                    "name: {name}\nchart: {{name: webapp, repo: \"{}\", {chart_access}}}\nwait: false\n",
+                    r.url
+                ),
+            )
+            .await;
+        assert_eq!(out.code, 1, "{name}: {}", out.stderr);
+        let msg = w.status(name).await.unwrap().message;
+        assert!(msg.contains(needle), "{name}: {msg}");
+        w.assert_never_shown(name, &out, REPO_PASSWORD).await;
+        assert!(w.release_records::<Secret>(name).await.is_empty());
+    }
+}
+
+/// A chart from an OCI registry that asks for credentials, over plain HTTP (a local registry):
+/// with `chart.auth` and `chart.plainHttp` the install succeeds, the password never shown;
+/// without the credentials, Helm's authorization error; without `plainHttp`, Helm 4's HTTPS
+/// error (Helm 3's 401, see below); all exit 1.
+async fn oci_registry_with_credentials_and_plain_http(h: HelmBin) {
+    let w = HelmTest::new("helm-oci", h).await;
+    let r = oci_registry();
+    let auth = format!(
+        "auth: {{usernameFile: {}, passwordFile: {}}}",
+        r.username_file.display(),
+        r.password_file.display()
+    );
+    let out = w
+        .helm_runner(
+            "oci",
+            "install",
+            &format!(
+                "name: oci\nchart: {{name: \"oci://{}/charts/webapp\", version: 0.1.0, {auth}, plainHttp: true}}\nwait: false\n",
+                r.host
+            ),
+        )
+        .await
+        .var("RUST_LOG", Some("info,action_runner_helm=debug"))
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("--password <redacted>"),
+        "{}",
+        out.stderr
+    );
+    w.assert_never_shown("oci", &out, REGISTRY_PASSWORD).await;
+    assert!(w.deployment("oci-webapp").await.is_some());
+
+    for (name, chart, needle) in [
+        (
+            "oci-no-auth",
+            format!(
+                "{{name: webapp, repo: \"oci://{}/charts\", plainHttp: true}}",
+                r.host
+            ),
+            // Helm: `GET ".../tags/list": basic credential not found`.
+            "credential",
+        ),
+        (
+            "oci-no-plain-http",
+            format!(
+                "{{name: webapp, repo: \"oci://{}/charts\", {auth}}}",
+                r.host
+            ),
+            // Helm 4 speaks HTTPS to the plain HTTP registry and fails; Helm 3 falls back to
+            // plain HTTP for a loopback registry, but then sends no credentials: 401.
+            if h == HelmBin::V4 { "https" } else { "401" },
+        ),
+    ] {
+        let out = w
+            .run_helm(
+                name,
+                "install",
+                &format!("name: {name}\nchart: {chart}\nwait: false\n"),
+            )
+            .await;
+        assert_eq!(out.code, 1, "{name}: {}", out.stderr);
+        let msg = w.status(name).await.unwrap().message;
+        assert!(msg.to_lowercase().contains(needle), "{name}: {msg}");
+        w.assert_never_shown(name, &out, REGISTRY_PASSWORD).await;
+    }
+}
+
+/// A chart from an OCI registry over HTTPS with a certificate of its own CA, and credentials:
+/// with `chart.caFile` and `chart.auth` the install succeeds; without the CA, Helm's
+/// certificate error, exit 1.
+async fn oci_registry_with_credentials_and_ca(h: HelmBin) {
+    let w = HelmTest::new("helm-oci-tls", h).await;
+    let r = oci_registry_tls();
+    let auth = format!(
+        "auth: {{usernameFile: {}, passwordFile: {}}}",
+        r.username_file.display(),
+        r.password_file.display()
+    );
+    let ca = format!("caFile: {}", r.ca_file.as_ref().unwrap().display());
+    let out = w
+        .run_helm(
+            "oci-tls",
+            "install",
+            &format!(
+                "name: oci-tls\nchart: {{name: webapp, repo: \"oci://{}/charts\", version: 0.1.0, {auth}, {ca}}}\nwait: false\n",
+                r.host
+            ),
+        )
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    w.assert_never_shown("oci-tls", &out, REGISTRY_PASSWORD)
+        .await;
+    assert!(w.deployment("oci-tls-webapp").await.is_some());
+
+    let out = w
+        .run_helm(
+            "oci-no-ca",
+            "install",
+            &format!(
+                "name: oci-no-ca\nchart: {{name: \"oci://{}/charts/webapp\", {auth}}}\nwait: false\n",
+                r.host
+            ),
+        )
+        .await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let msg = w.status("oci-no-ca").await.unwrap().message;
+    assert!(msg.contains("certificate"), "{msg}");
+    w.assert_never_shown("oci-no-ca", &out, REGISTRY_PASSWORD)
+        .await;
 }
 
 /// Kills `pid` and every process it started (SIGKILL, children first): what the kubelet does to
@@ -1813,4 +2491,8 @@ both_helms!(
     bad_input_exits_2_and_writes_nothing,
     shipped_examples_install_then_upgrade,
     wait_true_waits_for_the_rollout,
+    values_layered_from_configmaps_secrets_files_and_inline,
+    private_chart_repository_with_basic_auth_and_ca,
+    oci_registry_with_credentials_and_plain_http,
+    oci_registry_with_credentials_and_ca,
 );

@@ -552,6 +552,67 @@ async fn create_namespace_needs_the_opt_in_cluster_role() {
     }
 }
 
+/// `valuesFrom` with `deploy/`'s Role: the ConfigMap and the Secret of values are read with the
+/// `get` the Role grants (for the chart's ConfigMaps and Helm's storage); the Secret's value
+/// (last, so it wins) is the greeting the chart renders. Without `get secrets`, the run exits 3
+/// naming the entry and the Secret, before helm runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_runner_reads_values_from_configmaps_and_secrets_with_its_role() {
+    async fn setup(d: &Deployment) -> RunnerCommand {
+        let pp = PostParams::default();
+        let cm: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": "greeting-defaults"},
+            "data": {"values.yaml": "greeting: from the ConfigMap\n"}}))
+            .unwrap();
+        Api::<ConfigMap>::namespaced(d.admin.clone(), &d.ns)
+            .create(&pp, &cm)
+            .await
+            .unwrap();
+        let secret: k8s_openapi::api::core::v1::Secret =
+            serde_json::from_value(json!({"metadata": {"name": "greeting-secret"},
+            "stringData": {"prod.yaml": "greeting: hello from helm-runner\n"}}))
+            .unwrap();
+        Api::<k8s_openapi::api::core::v1::Secret>::namespaced(d.admin.clone(), &d.ns)
+            .create(&pp, &secret)
+            .await
+            .unwrap();
+        // The Job's input, with valuesFrom instead of inline values.
+        let manifest = d.dir.path().join("values-from-input.yaml");
+        std::fs::write(
+            &manifest,
+            format!(
+                "name: hello-release\nchart: {{name: {}}}\nvaluesFrom:\n\
+                 - {{kind: ConfigMap, name: greeting-defaults}}\n\
+                 - {{kind: Secret, name: greeting-secret, key: prod.yaml}}\n",
+                d.dir.path().join("pod/runner/chart").display()
+            ),
+        )
+        .unwrap();
+        helm_command(d).var(
+            "RUNNER_INPUT_MANIFEST_PATH",
+            Some(manifest.to_str().unwrap()),
+        )
+    }
+
+    let d = Deployment::new("helm-runner", "rbac-helm-values", |_| {}, None).await;
+    let out = setup(&d).await.run().await.unwrap();
+    assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+    assert_helm_job_outcome(&d.admin, &d.ns).await;
+    d.assert_nothing_denied();
+
+    let d = Deployment::without("helm-runner", "rbac-helm-values", "secrets", "get").await;
+    let out = setup(&d).await.run().await.unwrap();
+    assert_eq!(out.code, 3, "stderr: {}", out.stderr);
+    let err = error_lines(&out.stderr).join("\n");
+    assert!(
+        err.contains(&format!(
+            "valuesFrom[1]: Secret {}/greeting-secret: GET",
+            d.ns
+        )) && err.contains("forbidden"),
+        "{err}"
+    );
+}
+
 /// Run by `hack/kind-e2e.sh` (not by `hack/test.sh`: it needs a kind cluster where both Jobs of
 /// `deploy/` ran): `KAR_KIND_KUBECONFIG` and `KAR_KIND_NAMESPACE` say where. Each Job must
 /// have succeeded, and leave what the local tests check, with the same assertions.

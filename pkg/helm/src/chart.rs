@@ -105,13 +105,19 @@ pub fn resolve(chart: &Chart) -> Result<ChartSource, ChartError> {
 }
 
 /// Puts an unpacked copy of the chart under `dest` (which must exist and be empty) and returns
-/// the chart's directory.
+/// the chart's directory. `pull_args` are added to `helm pull` (a private repository's access,
+/// [`crate::sources::RepositoryAccess::pull_args`]).
 ///
 /// # Errors
 /// [`ErrorKind::Failed`](action_runner::error::ErrorKind) with Helm's message when `helm pull` fails (missing chart or
 /// version, unreachable repository); [`ErrorKind::InvalidInput`](action_runner::error::ErrorKind) when a local chart cannot be
 /// read or unpacked (nothing was written to the cluster).
-pub async fn fetch(helm: &Helm, source: &ChartSource, dest: &Path) -> Result<PathBuf, RunnerError> {
+pub async fn fetch(
+    helm: &Helm,
+    source: &ChartSource,
+    pull_args: &[OsString],
+    dest: &Path,
+) -> Result<PathBuf, RunnerError> {
     let unpacked = dest.join("chart");
     std::fs::create_dir_all(&unpacked).map_err(|e| scratch_error(&unpacked, e))?;
     match source {
@@ -152,6 +158,7 @@ pub async fn fetch(helm: &Helm, source: &ChartSource, dest: &Path) -> Result<Pat
             if let Some(v) = version {
                 args.extend(["--version".into(), v.into()]);
             }
+            args.extend(pull_args.iter().cloned());
             args.extend(["--destination".into(), pulled.clone().into()]);
             helm.run("helm pull", &args)
                 .await
@@ -229,6 +236,7 @@ mod tests {
             name: name.into(),
             repo: repo.into(),
             version: version.into(),
+            ..Chart::default()
         }
     }
 

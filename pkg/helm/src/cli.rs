@@ -61,7 +61,9 @@ impl Redactor {
     ///   errors use), whole and per line;
     /// - JSON-escaped, whole and per line, both as serde_json writes it and as Go's
     ///   `encoding/json` does ([`go_json_escape`]: also `<`, `>`, `&`, U+2028 and U+2029 as
-    ///   `\u` escapes), for Helm's `-o json` and JSON error bodies.
+    ///   `\u` escapes), for Helm's `-o json` and JSON error bodies;
+    /// - base64-encoded (standard alphabet, padded), whole: as a Kubernetes Secret's `data` and
+    ///   a chart's `b64enc` hold it.
     ///
     /// A form shorter than [`MIN_SECRET_LEN`] characters is not added.
     pub fn add(&mut self, secret: &str) {
@@ -80,6 +82,13 @@ impl Redactor {
                 if form.chars().count() >= MIN_SECRET_LEN && !self.secrets.contains(&form) {
                     self.secrets.push(form);
                 }
+            }
+        }
+        if secret.trim().chars().count() >= MIN_SECRET_LEN {
+            use base64::Engine;
+            let form = base64::engine::general_purpose::STANDARD.encode(secret);
+            if !self.secrets.contains(&form) {
+                self.secrets.push(form);
             }
         }
         // Longest first, so a secret containing another is replaced whole.

@@ -24,8 +24,19 @@ pub const MAX_RELEASE_NAME_LENGTH: usize = 53;
 /// name: my-release            # install: the release name (or generateName: true)
 /// generateName: false         # install: let Helm pick the name (helm install --generate-name)
 /// replace: false              # install: reuse the name of a deleted release (--replace)
-/// chart: {name: nginx, repo: https://charts.example.com, version: 1.2.3}
-/// values: {replicaCount: 2}   # or valuesFromFile: /path/values.yaml, not both
+/// chart:
+///   name: nginx
+///   repo: https://charts.example.com
+///   version: 1.2.3
+///   auth: {usernameFile: /creds/username, passwordFile: /creds/password}  # basic auth
+///   caFile: /certs/ca.crt     # CA bundle of an https repository or registry
+///   passCredentials: false    # send the credentials to other hosts too (--pass-credentials)
+///   plainHttp: false          # an oci:// registry over plain HTTP (--plain-http)
+/// valuesFrom:                 # values layered in Helm's order: these first, in list order,
+///   - {kind: ConfigMap, name: base}                       # key: values.yaml by default
+///   - {kind: Secret, name: creds, key: prod.yaml, optional: true}
+/// valuesFromFile: [/path/a.yaml, /path/b.yaml]  # then these (or one path), in list order,
+/// values: {replicaCount: 2}   # then the inline values, last: they win
 /// noHooks: false              # --no-hooks
 /// reuseValues: false          # upgrade: --reuse-values
 /// resetValues: false          # upgrade: --reset-values
@@ -55,12 +66,18 @@ pub struct HelmInput {
     /// The chart; for an upgrade, non-empty fields override the release file's chart.
     #[serde(default)]
     pub chart: Chart,
-    /// Inline values (a mapping). Never logged.
+    /// Inline values (a mapping). Never logged. Layered last: they override every other
+    /// source (see [`ValuesSource`] for the order).
     #[serde(default)]
     pub values: Option<Values>,
-    /// A values file (YAML mapping), passed to Helm as `--values`. Exclusive with `values`.
+    /// Values files (YAML mappings) on the runner's file system: one path or a list, each passed
+    /// to Helm as `--values` in list order, after `valuesFrom` and before `values`.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub values_from_file: Vec<String>,
+    /// Values from ConfigMaps and Secrets in the release's namespace, read through the
+    /// Kubernetes API when the run starts; layered first, in list order.
     #[serde(default)]
-    pub values_from_file: String,
+    pub values_from: Vec<ValuesSource>,
     /// `--no-hooks`.
     #[serde(default)]
     pub no_hooks: bool,
@@ -113,7 +130,96 @@ impl fmt::Debug for HelmInput {
             .field("chart", &self.chart)
             .field("values", &self.values.as_ref().map(|_| "<redacted>"))
             .field("values_from_file", &self.values_from_file)
+            .field("values_from", &self.values_from)
             .finish_non_exhaustive()
+    }
+}
+
+/// `valuesFromFile`: a path, or a list of paths (an empty string or `null`: none).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    struct OneOrMany;
+    impl<'de> serde::de::Visitor<'de> for OneOrMany {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a file path or a list of file paths")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Vec<String>, E> {
+            Ok(if v.trim().is_empty() {
+                Vec::new()
+            } else {
+                vec![v.to_string()]
+            })
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Vec<String>, E> {
+            Ok(Vec::new())
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Vec<String>, E> {
+            Ok(Vec::new())
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Vec<String>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(p) = seq.next_element::<String>()? {
+                out.push(p);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(OneOrMany)
+}
+
+/// One entry of `valuesFrom`: a key of a ConfigMap or Secret in the release's namespace
+/// holding a YAML mapping of values, `{kind: ConfigMap|Secret, name, key: values.yaml,
+/// optional: false}`.
+///
+/// Order of the layers (Helm merges its `--values` files left to right, a later file's keys
+/// overriding an earlier one's, maps merged key by key, `helm install --help`): every
+/// `valuesFrom` entry in list order, then every `valuesFromFile` file in list order, then the
+/// inline `values`. The runner passes each as its own `--values` file and lets Helm merge.
+///
+/// A missing object or key is an input error (exit 2, nothing written), unless `optional`, when
+/// the entry is skipped. A Secret's values are secrets: redacted from everything the runner
+/// shows (so are a ConfigMap's, as all values are). The runner needs `get` on `configmaps` or
+/// `secrets` in the release's namespace.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ValuesSource {
+    /// `ConfigMap` (its `data`) or `Secret` (its `data`, base64-decoded, UTF-8).
+    pub kind: SourceKind,
+    /// The object's name (an RFC 1123 subdomain).
+    pub name: String,
+    /// The key holding the values; default `values.yaml`.
+    #[serde(default = "default_values_key")]
+    pub key: String,
+    /// Skip the entry when the object or the key does not exist. Default `false`.
+    #[serde(default)]
+    pub optional: bool,
+}
+
+/// Default `key` of a [`ValuesSource`].
+pub const DEFAULT_VALUES_KEY: &str = "values.yaml";
+
+fn default_values_key() -> String {
+    DEFAULT_VALUES_KEY.into()
+}
+
+/// The kind of object a [`ValuesSource`] reads.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+pub enum SourceKind {
+    /// A ConfigMap.
+    ConfigMap,
+    /// A Secret.
+    Secret,
+}
+
+impl fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SourceKind::ConfigMap => "ConfigMap",
+            SourceKind::Secret => "Secret",
+        })
     }
 }
 
@@ -143,6 +249,12 @@ impl fmt::Debug for Values {
 /// an `oci://` registry path under which the chart is `<repo>/<name>`); or, with no `repo`, an
 /// `oci://` reference, a local chart directory or `.tgz` archive, or `<repo-name>/<chart>` of a
 /// repository configured in Helm. `version` is a version or SemVer range (empty: the latest).
+///
+/// Access to a private repository or registry (`helm pull` flags; read from the input manifest
+/// only, never from an upgrade's release file, and never written to the outputs): `auth`
+/// (`--username`, `--password`), `caFile` (`--ca-file`), `passCredentials`
+/// (`--pass-credentials`, chart repositories only) and `plainHttp` (`--plain-http`, `oci://`
+/// only). See [`crate::sources`].
 #[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Chart {
@@ -155,6 +267,41 @@ pub struct Chart {
     /// Chart version or range; empty for the latest.
     #[serde(default)]
     pub version: String,
+    /// Basic auth for the repository or registry, read from files (mounted Secret keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<ChartAuth>,
+    /// A PEM CA bundle file that verifies the repository's or registry's TLS certificate
+    /// (instead of the system's roots).
+    #[serde(default, rename = "caFile", skip_serializing_if = "String::is_empty")]
+    pub ca_file: String,
+    /// Send the credentials to every host the chart is downloaded from, not only the
+    /// repository's (`--pass-credentials`: an index may point at another host). Default `false`.
+    #[serde(
+        default,
+        rename = "passCredentials",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub pass_credentials: bool,
+    /// Talk plain HTTP to an `oci://` registry (`--plain-http`; a local registry). Default
+    /// `false`.
+    #[serde(
+        default,
+        rename = "plainHttp",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub plain_http: bool,
+}
+
+/// `chart.auth`: files holding the username and the password (each file's content, one
+/// trailing line break removed). The password is a secret: it reaches Helm as `--password`
+/// and is redacted from everything the runner shows.
+#[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ChartAuth {
+    /// File holding the username.
+    pub username_file: String,
+    /// File holding the password.
+    pub password_file: String,
 }
 
 /// `output`: what the two output files hold.
@@ -274,6 +421,16 @@ pub fn read_values_file(path: &Path) -> Result<Values, RunnerError> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         RunnerError::invalid_input(format!("input manifest: {what}: cannot read")).because(e)
     })?;
+    parse_values(&what, &text)
+}
+
+/// Parses `text` as a YAML mapping of values (or nothing: no values). `what` names the source
+/// in errors (`input manifest: <what>: ...`).
+///
+/// # Errors
+/// [`ErrorKind::InvalidInput`](action_runner::error::ErrorKind) naming `what` and the position;
+/// the text is never quoted.
+pub fn parse_values(what: &str, text: &str) -> Result<Values, RunnerError> {
     let has_content = text
         .lines()
         .map(str::trim)
@@ -281,7 +438,7 @@ pub fn read_values_file(path: &Path) -> Result<Values, RunnerError> {
     if !has_content {
         return Ok(Values::default());
     }
-    match serde_saphyr::from_str::<Option<Values>>(&text) {
+    match serde_saphyr::from_str::<Option<Values>>(text) {
         Ok(v) => Ok(v.unwrap_or_default()),
         Err(e) => {
             let msg = e.to_string();
@@ -332,6 +489,63 @@ mod tests {
     fn values_never_in_debug() {
         let i = parse("name: a\nvalues: {password: hunter22}\n").unwrap();
         assert!(!format!("{i:?}").contains("hunter22"));
+    }
+
+    #[test]
+    fn values_sources_and_files() {
+        let i = parse(
+            "valuesFrom:\n- {kind: ConfigMap, name: a}\n- {kind: Secret, name: b, key: k.yaml, optional: true}\nvaluesFromFile: /x.yaml\n",
+        )
+        .unwrap();
+        assert_eq!(
+            i.values_from,
+            [
+                ValuesSource {
+                    kind: SourceKind::ConfigMap,
+                    name: "a".into(),
+                    key: "values.yaml".into(),
+                    optional: false
+                },
+                ValuesSource {
+                    kind: SourceKind::Secret,
+                    name: "b".into(),
+                    key: "k.yaml".into(),
+                    optional: true
+                }
+            ]
+        );
+        assert_eq!(i.values_from_file, ["/x.yaml"]);
+        let i = parse("valuesFromFile: [/a.yaml, /b.yaml]\n").unwrap();
+        assert_eq!(i.values_from_file, ["/a.yaml", "/b.yaml"]);
+        assert!(
+            parse("valuesFromFile: \"\"\n")
+                .unwrap()
+                .values_from_file
+                .is_empty()
+        );
+        let e = parse("valuesFrom: [{kind: Pod, name: a}]\n").unwrap_err();
+        assert!(e.contains("Pod"), "{e}");
+        let e = parse("valuesFrom: [{kind: Secret}]\n").unwrap_err();
+        assert!(e.contains("name"), "{e}");
+    }
+
+    #[test]
+    fn chart_access() {
+        let i = parse(
+            "chart: {name: c, repo: 'https://r', auth: {usernameFile: /u, passwordFile: /p}, caFile: /ca.pem, passCredentials: true}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            i.chart.auth,
+            Some(ChartAuth {
+                username_file: "/u".into(),
+                password_file: "/p".into()
+            })
+        );
+        assert_eq!(i.chart.ca_file, "/ca.pem");
+        assert!(i.chart.pass_credentials && !i.chart.plain_http);
+        let e = parse("chart: {name: c, auth: {usernameFile: /u}}\n").unwrap_err();
+        assert!(e.contains("passwordFile"), "{e}");
     }
 
     #[test]

@@ -9,9 +9,9 @@
 //! `RollingBack` → `RolledBack`/`RollbackFailed`. What follows describes install and upgrade;
 //! the others follow the same steps without a chart.
 //!
-//! [`ActionRunner::start`] gets everything ready without touching the release: it reads helm's
-//! version, fetches the chart, and for an upgrade reads the release's stored values (so that
-//! they are redacted too). Its status, which the Manager reports before helm runs, is
+//! [`ActionRunner::start`] gets everything ready without touching the release: it reads the
+//! `valuesFrom` ConfigMaps and Secrets ([`sources`]) and helm's version, fetches the chart, and
+//! for an upgrade reads the release's stored values (so that they are redacted too). Its status, which the Manager reports before helm runs, is
 //! `{"phase": "Installing"}` or `{"phase": "Upgrading"}` with the release and helm's version.
 //! [`ActionRunner::wait_for_completion`] runs `helm install`/`helm upgrade` (with `--wait` it
 //! returns when the release is ready or failed), checks what Helm stored, writes the outputs and
@@ -31,6 +31,7 @@ pub mod lifecycle;
 pub mod output;
 pub mod ownership;
 pub mod render;
+pub mod sources;
 pub mod storage;
 pub mod version;
 
@@ -56,9 +57,10 @@ use ownership::{ActionId, Decision};
 use version::HelmVersion;
 
 /// The Helm runner. [`prepare`](ActionRunner::prepare) reads and checks everything local
-/// (variables, release file, values file, chart source); [`start`](ActionRunner::start) runs
-/// Helm and writes the outputs; [`wait_for_completion`](ActionRunner::wait_for_completion)
-/// returns the outcome stored by `start`.
+/// (variables, release file, values files, chart source, a private repository's credential
+/// and CA files); [`start`](ActionRunner::start) runs Helm and writes the outputs;
+/// [`wait_for_completion`](ActionRunner::wait_for_completion) returns the outcome stored by
+/// `start`.
 #[derive(Debug, Default)]
 pub struct HelmRunner {
     prepared: Option<Prepared>,
@@ -123,8 +125,10 @@ struct Prepared {
     /// Where the chart comes from (install, upgrade; `None` for uninstall and rollback, which
     /// use no chart).
     source: Option<ChartSource>,
-    /// `valuesFromFile`, passed to Helm as is.
-    values_file: Option<PathBuf>,
+    /// `valuesFromFile`, passed to Helm as they are, in order.
+    values_files: Vec<PathBuf>,
+    /// Access to a private chart repository or registry (`helm pull` flags).
+    access: sources::RepositoryAccess,
     redactor: Redactor,
 }
 
@@ -479,23 +483,30 @@ impl ActionRunner for HelmRunner {
             Command::Uninstall | Command::Rollback => None,
         };
 
-        let inline = args.values.as_ref().filter(|v| !v.0.is_empty());
-        let values_file = Some(args.values_from_file.trim())
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from);
-        if let (Some(_), Some(file)) = (inline, &values_file) {
-            return Err(invalid(format!(
-                "values and valuesFromFile ({}) are exclusive: give values inline or from a \
-                 file, not both",
-                file.display()
-            )));
+        let access = match &source {
+            Some(source) => sources::RepositoryAccess::read(&args.chart, source)?,
+            None => sources::RepositoryAccess::default(),
+        };
+        if let Some(password) = &access.password {
+            redactor.add(password);
         }
-        if let Some(v) = inline {
+
+        // Values layers (see `sources`): valuesFrom (read in `start`), files, inline.
+        sources::check_values_from(&args.values_from)?;
+        if let Some(v) = args.values.as_ref().filter(|v| !v.0.is_empty()) {
             redactor.add_values(&Value::Object(v.0.clone()));
         }
-        if let Some(file) = &values_file {
-            let v = input::read_values_file(file)?;
+        let mut values_files = Vec::new();
+        for (i, file) in args.values_from_file.iter().enumerate() {
+            if file.trim().is_empty() {
+                return Err(invalid(format!(
+                    "valuesFromFile[{i}] is empty: name a file"
+                )));
+            }
+            let file = PathBuf::from(file.trim());
+            let v = input::read_values_file(&file)?;
             redactor.add_values(&Value::Object(v.0));
+            values_files.push(file);
         }
         self.prepared = Some(Prepared {
             config,
@@ -503,7 +514,8 @@ impl ActionRunner for HelmRunner {
             namespace,
             chart,
             source,
-            values_file,
+            values_files,
+            access,
             redactor,
         });
         Ok(())
@@ -518,6 +530,11 @@ impl ActionRunner for HelmRunner {
         let command = p.config.command;
         let ctx = &input.ctx;
         let args = &input.args;
+        // valuesFrom, read before anything is written (a missing source: exit 2, no status).
+        let fetched = sources::fetch_values(&input.client, &p.namespace, &args.values_from).await?;
+        for f in &fetched {
+            p.redactor.add_values(&Value::Object(f.values.0.clone()));
+        }
         let kubeconfig = std::env::var_os("KUBECONFIG")
             .filter(|k| !k.is_empty() && !k.to_string_lossy().contains(':'))
             .map(PathBuf::from);
@@ -710,16 +727,17 @@ impl ActionRunner for HelmRunner {
         let source = p.source.as_ref().ok_or_else(|| {
             RunnerError::failed("no chart source was prepared for an install or upgrade")
         })?;
-        let chart_dir = chart::fetch(&helm, source, scratch.path()).await?;
+        let chart_dir = chart::fetch(&helm, source, &p.access.pull_args(), scratch.path()).await?;
 
-        // The command line: never values (they go in a 0600 file).
-        let mut values_files: Vec<PathBuf> = Vec::new();
+        // The command line: never values (they go in 0600 files), layered in Helm's order:
+        // valuesFrom, valuesFromFile, inline values last (see `sources`).
+        let mut values_files = sources::write_values(scratch.path(), &fetched)?;
+        values_files.extend(p.values_files.iter().cloned());
         if let Some(v) = args.values.as_ref().filter(|v| !v.0.is_empty()) {
             let path = scratch.path().join("values.json");
             write_private(&path, &serde_json::to_vec(&v.0).expect("values serialize"))?;
             values_files.push(path);
         }
-        values_files.extend(p.values_file.clone());
         let mut argv = operation_args(
             &version,
             command,

@@ -36,7 +36,7 @@ pub fn misplaced_field(command: Command, args: &HelmInput) -> Option<(&'static s
     let chart = &args.chart;
     let values = args.values.as_ref().is_some_and(|v| !v.0.is_empty());
     let output = &args.output;
-    let fields: [(&str, bool, &[Command], &str); 14] = [
+    let fields: [(&str, bool, &[Command], &str); 15] = [
         (
             "generateName",
             args.generate_name,
@@ -46,14 +46,26 @@ pub fn misplaced_field(command: Command, args: &HelmInput) -> Option<(&'static s
         ("replace", args.replace, &[Install, Upgrade], "install"),
         (
             "chart",
-            !(chart.name.is_empty() && chart.repo.is_empty() && chart.version.is_empty()),
+            !(chart.name.is_empty()
+                && chart.repo.is_empty()
+                && chart.version.is_empty()
+                && chart.auth.is_none()
+                && chart.ca_file.is_empty()
+                && !chart.pass_credentials
+                && !chart.plain_http),
             &[Install, Upgrade],
             "install and upgrade",
         ),
         ("values", values, &[Install, Upgrade], "install and upgrade"),
         (
             "valuesFromFile",
-            !args.values_from_file.trim().is_empty(),
+            !args.values_from_file.is_empty(),
+            &[Install, Upgrade],
+            "install and upgrade",
+        ),
+        (
+            "valuesFrom",
+            !args.values_from.is_empty(),
             &[Install, Upgrade],
             "install and upgrade",
         ),
@@ -304,6 +316,22 @@ mod tests {
         assert_eq!(
             misplaced_field(Uninstall, &i),
             Some(("rollbackOnFailure", "install and upgrade"))
+        );
+        let i = input(json!({"valuesFrom": [{"kind": "Secret", "name": "s"}]}));
+        assert_eq!(misplaced_field(Upgrade, &i), None);
+        assert_eq!(
+            misplaced_field(Rollback, &i),
+            Some(("valuesFrom", "install and upgrade"))
+        );
+        let i = input(json!({"valuesFromFile": ["a.yaml"]}));
+        assert_eq!(
+            misplaced_field(Uninstall, &i),
+            Some(("valuesFromFile", "install and upgrade"))
+        );
+        let i = input(json!({"chart": {"plainHttp": true}}));
+        assert_eq!(
+            misplaced_field(Uninstall, &i),
+            Some(("chart", "install and upgrade"))
         );
         // As before: an upgrade ignores the install's fields.
         let i = input(json!({"name": "x", "generateName": true, "replace": true}));
