@@ -44,7 +44,7 @@ fi
 log=$(mktemp)
 status=0
 phase_start "cargo test (unit, bare API server, cluster)"
-cargo test --workspace 2>&1 | tee "$log" || status=$?
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log" || status=$?
 phase_end
 
 if $cluster; then
