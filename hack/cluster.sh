@@ -8,6 +8,8 @@
 #   hack/cluster.sh down     # stop it and undo what it did to the host
 #   hack/cluster.sh env      # print the exports again (eval-able)
 #   hack/cluster.sh images   # (re)import the runner images from target/images/ (hack/build-images.sh)
+#   hack/cluster.sh argo     # replace the running cluster's Argo (CRDs, controller) with the Argo
+#                            # in use: Argo 4, or Argo 3 with KAR_ARGO_MAJOR=3 (every Workflow goes)
 #   hack/cluster.sh check    # can a cluster start here? exit 0, or 1 with the reason on one line
 #
 # Binaries come from hack/install-tools.sh (run it first). State lives in
@@ -89,7 +91,9 @@ check() {
   done
   tools_env
   local b
-  for b in "$KAR_KUBECTL" "$KBIN/kubelet-$KV" "$KAR_WORKFLOW_CONTROLLER" "$KAR_ARGOEXEC" "$KAR_PAUSE"; do
+  for b in "$KAR_KUBECTL" "$KBIN/kubelet-$KV" "$KAR_PAUSE" \
+    "$KBIN/workflow-controller-$KAR_ARGO4_VERSION" "$KBIN/argoexec-$KAR_ARGO4_VERSION" \
+    "$KBIN/workflow-controller-$KAR_ARGO3_VERSION" "$KBIN/argoexec-$KAR_ARGO3_VERSION"; do
     [[ -x $b ]] || { echo "$b is missing (run hack/install-tools.sh)"; return 1; }
   done
   [[ -x /usr/lib/cni/bridge ]] || { echo "the CNI plugins are missing (Debian's containernetworking-plugins)"; return 1; }
@@ -430,13 +434,17 @@ images() {
   cp /bin/busybox "$ctx/httpd/bin/busybox"
   echo ok >"$ctx/httpd/www/index.html"
   image "$HTTPD_IMAGE" "$ctx/httpd" $'FROM scratch\nCOPY . /\nUSER 65532:65532\nENTRYPOINT ["/bin/busybox", "httpd", "-f", "-v", "-p", "8080", "-h", "/www"]'
-  # Argo's executor and controller, from the module hack/install-tools.sh built them from.
-  cp "$KAR_ARGOEXEC" "$ctx/argoexec/bin/argoexec"
-  image "quay.io/argoproj/argoexec:$KAR_ARGO_VERSION" "$ctx/argoexec" \
-    $'FROM scratch\nCOPY . /\nENV PATH=/bin\nENTRYPOINT ["/bin/argoexec"]'
-  cp "$KAR_WORKFLOW_CONTROLLER" "$ctx/workflow-controller/bin/workflow-controller"
-  image "quay.io/argoproj/workflow-controller:$KAR_ARGO_VERSION" "$ctx/workflow-controller" \
-    $'FROM scratch\nCOPY . /\nENV PATH=/bin\nUSER 8737\nENTRYPOINT ["/bin/workflow-controller"]'
+  # Argo's executor and controller, each major from the module hack/install-tools.sh built it
+  # from (both, so that `hack/cluster.sh argo` can switch without a rebuild).
+  local v
+  for v in "$KAR_ARGO4_VERSION" "$KAR_ARGO3_VERSION"; do
+    cp "$KBIN/argoexec-$v" "$ctx/argoexec/bin/argoexec"
+    image "quay.io/argoproj/argoexec:$v" "$ctx/argoexec" \
+      $'FROM scratch\nCOPY . /\nENV PATH=/bin\nENTRYPOINT ["/bin/argoexec"]'
+    cp "$KBIN/workflow-controller-$v" "$ctx/workflow-controller/bin/workflow-controller"
+    image "quay.io/argoproj/workflow-controller:$v" "$ctx/workflow-controller" \
+      $'FROM scratch\nCOPY . /\nENV PATH=/bin\nUSER 8737\nENTRYPOINT ["/bin/workflow-controller"]'
+  done
   peer_images
   runner_images
 }
@@ -450,7 +458,7 @@ peer_images() {
   mkdir -p "$ctx/argocli/bin" "$ctx/argocli/tmp"
   chmod 1777 "$ctx/argocli/tmp"
   cp "$KAR_ARGO_CLI" "$ctx/argocli/bin/argo"
-  image "quay.io/argoproj/argocli:$KAR_ARGO_VERSION" "$ctx/argocli" \
+  image "quay.io/argoproj/argocli:$KAR_ARGO_CLI_VERSION" "$ctx/argocli" \
     $'FROM scratch\nCOPY . /\nENV PATH=/bin HOME=/tmp\nUSER 65532:65532\nENTRYPOINT ["/bin/argo"]'
 }
 
@@ -586,23 +594,30 @@ Y
     sh -c "iptables -t nat -S KUBE-SERVICES | grep -q $SERVICE_IP/32"
 }
 
-# Argo: its CRDs (the full Workflow CRD, so the API server validates Workflows; the minimal
-# others), and its controller installed from its own manifests (the workflow-controller
+# Argo: its CRDs (Argo 4: the full ones, its default; Argo 3: the full Workflow CRD, so the API
+# server validates Workflows, and the minimal others), and its controller installed from its own manifests (the workflow-controller
 # Deployment, ServiceAccount, ConfigMap and RBAC of cluster-install) as a pod, with the image
 # built here. As a pod rather than a host process: it then runs as users run it (in-cluster
 # configuration, Argo's own RBAC), and its listeners (health :6060) are on the pod network.
 start_argo() {
   local crds=$KAR_ARGO_DIR/manifests/base/crds c
   admin create namespace "$ARGO_NAMESPACE" >/dev/null
-  admin apply --server-side -f "$crds/full/argoproj.io_workflows.yaml" >/dev/null
-  for c in "$crds"/minimal/argoproj.io_*.yaml; do
-    [[ $(basename "$c") == argoproj.io_workflows.yaml ]] || admin apply --server-side -f "$c" >/dev/null
-  done
+  if [[ $KAR_ARGO_VERSION == v3.* ]]; then
+    # Argo 3's install: the minimal CRDs; here the full Workflow CRD beside them.
+    admin apply --server-side -f "$crds/full/argoproj.io_workflows.yaml" >/dev/null
+    for c in "$crds"/minimal/argoproj.io_*.yaml; do
+      [[ $(basename "$c") == argoproj.io_workflows.yaml ]] || admin apply --server-side -f "$c" >/dev/null
+    done
+  else
+    # Argo 4's release manifests default to the full CRDs (docs/upgrading.md, "Full CRDs").
+    for c in "$crds"/full/argoproj.io_*.yaml; do admin apply --server-side -f "$c" >/dev/null; done
+  fi
   # (`kubectl wait` fails at once on a CRD that has no conditions yet: retry it.)
   wait_for "Argo's CRDs Established" 60 "" admin wait --for=condition=Established --timeout=5s crd --all
   local k=$S/argo-install
   rm -rf "$k"
   mkdir -p "$k"
+  echo "$KAR_ARGO_DIR" >"$k/module-dir"
   # kustomize reads the module's directories in place; only this overlay is written.
   ln -s "$KAR_ARGO_DIR/manifests/base/workflow-controller" "$k/workflow-controller"
   ln -s "$KAR_ARGO_DIR/manifests/cluster-install-no-crds/workflow-controller-rbac" "$k/workflow-controller-rbac"
@@ -664,6 +679,30 @@ Y
     admin -n "$ARGO_NAMESPACE" rollout status deployment/workflow-controller --timeout=2s
 }
 
+# The Argo start_argo installed, removed: its controller, RBAC and namespace, then its CRDs
+# (which takes every Workflow, and with them, through their ownerReferences, their pods).
+stop_argo() {
+  local k=$S/argo-install c
+  [[ -f $k/module-dir ]] || return 0
+  admin kustomize "$k" | admin delete --ignore-not-found --wait=true --timeout=120s -f - >/dev/null
+  admin delete namespace "$ARGO_NAMESPACE" --ignore-not-found --wait=true --timeout=120s >/dev/null
+  for c in $(admin get crd -o name | grep '\.argoproj\.io$'); do
+    admin delete "$c" --wait=true --timeout=120s >/dev/null
+  done
+  rm -rf "$k"
+}
+
+# argo: the running cluster's Argo replaced by the Argo in use (KAR_ARGO_MAJOR).
+argo() {
+  tools_env
+  [[ -f $S/admin.kubeconfig ]] && admin get --raw=/readyz >/dev/null 2>&1 ||
+    die "no cluster is running: hack/cluster.sh up"
+  stop_argo
+  phase "Argo removed"
+  start_argo
+  phase "Argo $KAR_ARGO_VERSION controller ready"
+}
+
 up() {
   local why
   why=$(check) || die "no cluster can start here: $why"
@@ -697,5 +736,6 @@ case ${1:-} in
   env) print_env ;;
   images) tools_env && runner_images && peer_images ;;
   check) check ;;
-  *) echo "usage: $0 up|down|env|images|check" >&2; exit 2 ;;
+  argo) argo ;;
+  *) echo "usage: $0 up|down|env|images|argo|check" >&2; exit 2 ;;
 esac

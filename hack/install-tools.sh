@@ -5,11 +5,12 @@
 #   hack/install-tools.sh            # build everything (idempotent)
 #   hack/install-tools.sh --print    # print the environment the tests read (eval-able)
 #   hack/install-tools.sh --peers    # also build the peers the benchmark compares with (argo CLI)
+#   KAR_ARGO_MAJOR=3 hack/install-tools.sh --print   # the same, with Argo 3 as the Argo in use
 #
 # What it builds (cold, 2 cores: about 12 minutes, most of it Kubernetes):
 #   etcd; kube-apiserver, kubelet, kube-proxy, kube-controller-manager, kube-scheduler and kubectl in one
 #   `go build` (they share most of their packages, so one build compiles them once); helm; Argo's
-#   workflow-controller and argoexec (one build); CNCF Distribution's OCI registry (for the helm
+#   workflow-controller and argoexec (one build per Argo major: 4 and 3); CNCF Distribution's OCI registry (for the helm
 #   tests of oci:// charts); the pause container (gcc, from the Kubernetes
 #   module's build/pause/linux/pause.c). As root, it also installs the Debian packages the local
 #   cluster needs (hack/cluster.sh) when they are missing.
@@ -20,7 +21,8 @@ set -euo pipefail
 
 KUBERNETES_VERSION=v1.34.4        # k8s.io/kubernetes (kube-apiserver)
 ETCD_VERSION=v3.6.16              # go.etcd.io/etcd/server/v3
-ARGO_VERSION=v3.7.18              # github.com/argoproj/argo-workflows/v3 (CRDs and examples)
+ARGO4_VERSION=v4.1.4              # github.com/argoproj/argo-workflows/v4 (the default Argo)
+ARGO3_VERSION=v3.7.18             # github.com/argoproj/argo-workflows/v3 (still supported and tested)
 HELM4_VERSION=v4.3.1              # helm.sh/helm/v4 (helm CLI: the default, shipped in the image)
 HELM3_VERSION=v3.22.0             # helm.sh/helm/v3 (helm CLI: still supported and tested)
 REGISTRY_VERSION=v3.1.2           # github.com/distribution/distribution/v3 (an OCI registry for the helm tests)
@@ -35,14 +37,20 @@ APISERVER_BIN=$BIN/kube-apiserver-$KUBERNETES_VERSION
 # pinned client rather than whatever the machine has.
 NODE_CMDS=(kube-apiserver kubelet kube-proxy kube-controller-manager kube-scheduler kubectl)
 PAUSE_BIN=$BIN/pause-$KUBERNETES_VERSION
-WORKFLOW_CONTROLLER_BIN=$BIN/workflow-controller-$ARGO_VERSION
-ARGOEXEC_BIN=$BIN/argoexec-$ARGO_VERSION
+# The Argo in use (its controller, executor, CRDs and examples): Argo 4 unless KAR_ARGO_MAJOR=3.
+# Both are built; hack/test.sh runs the Argo tests under each in turn.
+case ${KAR_ARGO_MAJOR:-4} in
+  4) ARGO_VERSION=$ARGO4_VERSION ;;
+  3) ARGO_VERSION=$ARGO3_VERSION ;;
+  *) echo "install-tools: KAR_ARGO_MAJOR is ${KAR_ARGO_MAJOR}: it must be 3 or 4" >&2; exit 2 ;;
+esac
 # Debian packages the local cluster (hack/cluster.sh) runs on: the container runtime, the CNI
 # plugins, buildah to build images without a Docker engine, busybox for the test images.
 DEBIAN_PACKAGES=(containerd runc containernetworking-plugins buildah busybox-static iptables conntrack gcc libc6-dev file time)
 HELM4_BIN=$BIN/helm-$HELM4_VERSION
 HELM3_BIN=$BIN/helm-$HELM3_VERSION
-ARGO_BIN=$BIN/argo-$ARGO_VERSION
+# The benchmark's Argo CLI is the default Argo's.
+ARGO_BIN=$BIN/argo-$ARGO4_VERSION
 REGISTRY_BIN=$BIN/registry-$REGISTRY_VERSION
 
 print_env() {
@@ -51,17 +59,18 @@ print_env() {
   echo "export KAR_KUBE_BIN_DIR=$BIN KAR_KUBERNETES_VERSION=$KUBERNETES_VERSION"
   echo "export KAR_KUBECTL=$BIN/kubectl-$KUBERNETES_VERSION"
   echo "export KAR_PAUSE=$PAUSE_BIN"
-  echo "export KAR_WORKFLOW_CONTROLLER=$WORKFLOW_CONTROLLER_BIN KAR_ARGOEXEC=$ARGOEXEC_BIN KAR_ARGO_VERSION=$ARGO_VERSION"
+  echo "export KAR_WORKFLOW_CONTROLLER=$BIN/workflow-controller-$ARGO_VERSION KAR_ARGOEXEC=$BIN/argoexec-$ARGO_VERSION"
+  echo "export KAR_ARGO_VERSION=$ARGO_VERSION KAR_ARGO3_VERSION=$ARGO3_VERSION KAR_ARGO4_VERSION=$ARGO4_VERSION"
   # KAR_HELM is the default helm (Helm 4, the one the image ships); KAR_HELM3 and KAR_HELM4 name
   # each major version, for the tests that run against both.
   # One variable a line: tests/src/tools.rs reads these lines.
   echo "export KAR_HELM=$HELM4_BIN"
   echo "export KAR_HELM4=$HELM4_BIN"
   echo "export KAR_HELM3=$HELM3_BIN"
-  echo "export KAR_ARGO_DIR=$(argo_dir)"
+  echo "export KAR_ARGO_DIR=$(argo_dir "$ARGO_VERSION")"
   # The OCI registry the helm tests push charts to and pull them from (loopback only).
   echo "export KAR_REGISTRY=$REGISTRY_BIN"
-  echo "export KAR_ARGO_CLI=$ARGO_BIN"
+  echo "export KAR_ARGO_CLI=$ARGO_BIN KAR_ARGO_CLI_VERSION=$ARGO4_VERSION"
 }
 
 log() { echo "install-tools: $*" >&2; }
@@ -71,23 +80,28 @@ go_mod_dir() {
   go mod download -json "$1@$2" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p'
 }
 
-argo_dir() { go_mod_dir github.com/argoproj/argo-workflows/v3 "$ARGO_VERSION"; }
+# argo_module VERSION -> Argo's Go module for that version (github.com/argoproj/argo-workflows/vN).
+argo_module() { local v=${1#v}; echo "github.com/argoproj/argo-workflows/v${v%%.*}"; }
 
-# argo_replaces -> a temporary file with the `replace` lines that build Argo's commands from a
+# argo_dir VERSION -> Argo's module, unpacked (CRDs, examples, manifests).
+argo_dir() { go_mod_dir "$(argo_module "$1")" "$1"; }
+
+# argo_replaces VERSION -> a temporary file with the `replace` lines that build Argo's commands from a
 # copy of its module ($CACHE/src/argo-workflows-<version>, made once) with what the module zip
 # leaves out put back, as Argo's own build has it:
 # - workflow/executor/osspecific/signal_linux.go, in the repository a symbolic link to
 #   signal_darwin.go (module zips leave links out; without it argoexec does not build for Linux:
-#   "undefined: Setpgid");
+#   "undefined: Setpgid"; the same in Argo 3.7 and 4.1);
 # - ui/dist/app, the UI the CLI embeds, built by yarn: a placeholder page, as Argo's Makefile
 #   makes with STATIC_FILES=false.
 # The module's own replace directives are repeated.
 argo_replaces() {
-  local src=$CACHE/src/argo-workflows-$ARGO_VERSION
+  local version=$1
+  local src=$CACHE/src/argo-workflows-$version
   if [[ ! -f $src/.kar-complete ]]; then
     rm -rf "$src" "$src.tmp"
     mkdir -p "$CACHE/src"
-    cp -r "$(argo_dir)" "$src.tmp" && chmod -R u+w "$src.tmp"
+    cp -r "$(argo_dir "$version")" "$src.tmp" && chmod -R u+w "$src.tmp"
     ln -s signal_darwin.go "$src.tmp/workflow/executor/osspecific/signal_linux.go"
     mkdir -p "$src.tmp/ui/dist/app"
     echo "Built without static files" >"$src.tmp/ui/dist/app/index.html"
@@ -96,7 +110,7 @@ argo_replaces() {
   fi
   local f
   f=$(go_replaces "$src")
-  echo "replace github.com/argoproj/argo-workflows/v3 => $src" >>"$f"
+  echo "replace $(argo_module "$version") => $src" >>"$f"
   echo "$f"
 }
 
@@ -122,6 +136,12 @@ build_many() {
     cd "$dir"
     go mod init kar.local/tools >/dev/null 2>&1
     if [[ -n $replaces ]]; then cat "$replaces" >>go.mod; fi
+    # The main module's own go.sum: its dependencies' hashes as its release recorded them, so
+    # that none needs a checksum-database lookup (the database does not know every pseudo-version
+    # Argo 4 pins: "verifying module: ... 404 Not Found").
+    local sum
+    sum="$(go_mod_dir "$module" "$version")/go.sum"
+    if [[ -f $sum ]]; then cp "$sum" go.sum && chmod u+w go.sum; fi
     go mod edit -require="$module@$version"
     mkdir out
     # One package: name the output (a path ending in /vN would otherwise name it after the
@@ -211,12 +231,16 @@ main() {
     mv "$PAUSE_BIN.tmp" "$PAUSE_BIN"
   fi
 
-  # Argo's real workflow-controller and its executor, from the same module as the CRDs.
-  replaces=$(argo_replaces)
-  build_many github.com/argoproj/argo-workflows/v3 "$ARGO_VERSION" \
-    "github.com/argoproj/argo-workflows/v3/cmd/workflow-controller github.com/argoproj/argo-workflows/v3/cmd/argoexec" \
-    "$WORKFLOW_CONTROLLER_BIN $ARGOEXEC_BIN" "$replaces" "-X github.com/argoproj/argo-workflows/v3.version=$ARGO_VERSION"
-  rm -f "$replaces"
+  # Argo's real workflow-controller and its executor, each major from the same module as its
+  # CRDs.
+  local av am
+  for av in "$ARGO4_VERSION" "$ARGO3_VERSION"; do
+    am=$(argo_module "$av")
+    replaces=$(argo_replaces "$av")
+    build_many "$am" "$av" "$am/cmd/workflow-controller $am/cmd/argoexec" \
+      "$BIN/workflow-controller-$av $BIN/argoexec-$av" "$replaces" "-X $am.version=$av"
+    rm -f "$replaces"
+  done
 
   # helm, both major versions, stamped as a release build stamps them (each module's
   # internal/version package holds `version` and `gitTreeState`; unstamped, Helm 4 reports "v4.3").
@@ -234,10 +258,10 @@ main() {
 
   if [[ ${1:-} == --peers && ! -x $ARGO_BIN ]]; then
     # The Argo CLI, to compare `argo submit --wait` with argo-runner.
-    local replaces
-    replaces=$(argo_replaces)
-    build github.com/argoproj/argo-workflows/v3 "$ARGO_VERSION" github.com/argoproj/argo-workflows/v3/cmd/argo \
-      "$ARGO_BIN" "$replaces" "-X github.com/argoproj/argo-workflows/v3.version=$ARGO_VERSION"
+    local replaces am
+    am=$(argo_module "$ARGO4_VERSION")
+    replaces=$(argo_replaces "$ARGO4_VERSION")
+    build "$am" "$ARGO4_VERSION" "$am/cmd/argo" "$ARGO_BIN" "$replaces" "-X $am.version=$ARGO4_VERSION"
     rm -f "$replaces"
   fi
   log "tools ready in $BIN"

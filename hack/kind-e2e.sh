@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 CLUSTER=${KAR_KIND_CLUSTER:-action-runners}
 NS=${KAR_KIND_NAMESPACE:-action-runners}
-ARGO_VERSION=v3.7.18 # as hack/install-tools.sh
+ARGO_VERSION=${KAR_ARGO_VERSION:-v4.1.4} # the default Argo of hack/install-tools.sh (ARGO4_VERSION)
 TIMEOUT=${KAR_KIND_TIMEOUT:-600s}
 
 log() { echo "kind-e2e: $*" >&2; }

@@ -2,7 +2,7 @@
 # Runs every test: formatting, lints, unit tests, the integration tests on a bare kube-apiserver
 # (one per test binary, for what needs an API server of its own), and the end-to-end tests on the
 # real local cluster (hack/cluster.sh: kubelet, containerd, Argo's controller), where the runner
-# images run as Jobs. Sets everything up first (hack/install-tools.sh, hack/build-images.sh) and
+# images run as Jobs, under Argo 4 and then, for the Argo tests, Argo 3. Sets everything up first (hack/install-tools.sh, hack/build-images.sh) and
 # tears the cluster down at the end. Prints each phase's wall time, and ends with one summary
 # line, `summary: N passed, N failed`, added up over every test binary.
 #
@@ -45,6 +45,24 @@ log=$(mktemp)
 status=0
 phase_start "cargo test (unit, bare API server, cluster)"
 cargo test --workspace --no-fail-fast 2>&1 | tee "$log" || status=$?
+phase_end
+
+# Argo 3 (hack/install-tools.sh's ARGO3_VERSION) beside the default Argo 4: the Argo tests again,
+# with Argo 3's CRDs and examples, and, on the cluster, under its real controller and executor.
+phase_start "the Argo tests again under Argo 3"
+eval "$(KAR_ARGO_MAJOR=3 bash hack/install-tools.sh --print)"
+echo "test: Argo $KAR_ARGO_VERSION (the tests above ran under Argo $KAR_ARGO4_VERSION)" >&2
+argo_tests=(argo_e2e)
+if $cluster; then
+  bash hack/cluster.sh argo
+  argo_tests+=(cluster_e2e)
+fi
+for t in "${argo_tests[@]}"; do
+  filter=()
+  # cluster_e2e: the tests where an Argo controller runs Workflows.
+  [[ $t == cluster_e2e ]] && filter=(real_controller workflow a_failing_action_is_the_pods_termination_message)
+  cargo test -p action-runner-tests --no-fail-fast --test "$t" -- "${filter[@]}" 2>&1 | tee -a "$log" || status=$?
+done
 phase_end
 
 if $cluster; then

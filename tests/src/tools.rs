@@ -19,7 +19,8 @@ pub struct Tools {
     pub etcd: PathBuf,
     /// kube-apiserver binary.
     pub kube_apiserver: PathBuf,
-    /// Unpacked `github.com/argoproj/argo-workflows/v3` module (CRDs, examples).
+    /// Unpacked Argo module of the Argo in use (`github.com/argoproj/argo-workflows/v4`, or `/v3`
+    /// with `KAR_ARGO_MAJOR=3`): CRDs, examples.
     pub argo_dir: PathBuf,
     /// The default helm CLI binary (`KAR_HELM`: Helm 4, as the image ships).
     pub helm: PathBuf,

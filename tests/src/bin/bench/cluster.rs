@@ -54,7 +54,8 @@ pub async fn run(scale: &[usize]) -> Result<Value> {
         bail!("--cluster needs the local cluster: hack/cluster.sh up, then eval its exports");
     };
     let client = cluster.client().await?;
-    let argo_version = std::env::var("KAR_ARGO_VERSION").context("KAR_ARGO_VERSION is not set")?;
+    let argo_version =
+        std::env::var("KAR_ARGO_CLI_VERSION").context("KAR_ARGO_CLI_VERSION is not set")?;
     let mut out = serde_json::Map::new();
     for tool in [Tool::Ours, Tool::ArgoCli] {
         let mut by_n = serde_json::Map::new();
