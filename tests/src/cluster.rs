@@ -298,6 +298,20 @@ pub async fn describe(client: &kube::Client, namespace: &str) -> String {
             ));
         }
     }
+    let workflows = crate::controllers::workflows(client, namespace);
+    if let Ok(list) = workflows.list(&ListParams::default()).await {
+        for w in list.items {
+            let status = &w.data["status"];
+            out.push_str(&format!(
+                "workflow {}: {} {} progress {} nodes {}\n",
+                w.metadata.name.unwrap_or_default(),
+                status["phase"],
+                status["message"],
+                status["progress"],
+                serde_json::to_string(&status["nodes"]).unwrap_or_default()
+            ));
+        }
+    }
     let events: Api<Event> = Api::namespaced(client.clone(), namespace);
     if let Ok(list) = events.list(&ListParams::default()).await {
         for e in list.items {

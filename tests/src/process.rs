@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 /// Spawns `cmd` so that it dies with this process: `PR_SET_PDEATHSIG` fires when the thread
 /// that forked it exits, so it is forked from a thread that lives as long as the process.
@@ -187,19 +187,53 @@ impl RunnerCommand {
 /// Waits (at most 120 s) for `child` and collects its output.
 ///
 /// # Errors
-/// When it runs too long.
-pub async fn collect(child: tokio::process::Child) -> Result<RunnerOutput> {
+/// When it runs too long: the error then holds what it wrote to stderr so far (it is killed),
+/// so a run that hangs says where it was waiting.
+pub async fn collect(mut child: tokio::process::Child) -> Result<RunnerOutput> {
     use std::os::unix::process::ExitStatusExt;
-    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
-        .await
-        .context("runner did not exit within 120 s")??;
+    use tokio::io::AsyncReadExt;
+    fn drain<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
+        r: Option<R>,
+    ) -> (
+        std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = buf.clone();
+        let task = tokio::spawn(async move {
+            let Some(mut r) = r else { return };
+            let mut chunk = [0u8; 8192];
+            while let Ok(n) = r.read(&mut chunk).await {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+            }
+        });
+        (buf, task)
+    }
+    let (stdout, out_task) = drain(child.stdout.take());
+    let (stderr, err_task) = drain(child.stderr.take());
+    let text = |b: &std::sync::Arc<std::sync::Mutex<Vec<u8>>>| {
+        String::from_utf8_lossy(&b.lock().unwrap()).into_owned()
+    };
+    let status = match tokio::time::timeout(Duration::from_secs(120), child.wait()).await {
+        Ok(status) => status?,
+        Err(elapsed) => {
+            let _ = child.kill().await;
+            return Err(anyhow::Error::new(elapsed).context(format!(
+                "runner did not exit within 120 s; its stderr until then:\n{}",
+                text(&stderr)
+            )));
+        }
+    };
+    let _ = tokio::join!(out_task, err_task);
     Ok(RunnerOutput {
-        code: out
-            .status
+        code: status
             .code()
-            .unwrap_or_else(|| -out.status.signal().unwrap_or(0)),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            .unwrap_or_else(|| -status.signal().unwrap_or(0)),
+        stdout: text(&stdout),
+        stderr: text(&stderr),
     })
 }
 

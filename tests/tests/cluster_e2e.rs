@@ -48,6 +48,19 @@ impl Ns {
         })
     }
 
+    /// Runs `cmd` to its end (at most 120 s, [`collect`]) as a task of its own; one that does
+    /// not end in time fails with its stderr so far and a description of the namespace (its
+    /// pods, Workflows and events).
+    fn run(&self, cmd: RunnerCommand) -> tokio::task::JoinHandle<RunnerOutput> {
+        let (client, ns) = (self.client.clone(), self.ns.clone());
+        tokio::spawn(async move {
+            match cmd.run().await {
+                Ok(out) => out,
+                Err(e) => panic!("{e:#}\n{}", describe(&client, &ns).await),
+            }
+        })
+    }
+
     fn file(&self, name: &str, text: &str) -> PathBuf {
         let p = self.dir.path().join(name);
         std::fs::write(&p, text).unwrap();
@@ -260,17 +273,17 @@ async fn argo_examples_under_the_real_controller() {
     for (example, _) in succeed {
         let manifest = w.file(&format!("{example}.yaml"), &argo_example(example));
         let cmd = w.argo_runner(example, &manifest).await;
-        runs.push(tokio::spawn(async move { cmd.run().await.unwrap() }));
+        runs.push(w.run(cmd));
     }
     let manifest = w.file("exit-handlers.yaml", &argo_example("exit-handlers"));
     let failing = w.argo_runner("exit-handlers", &manifest).await;
-    let failing = tokio::spawn(async move { failing.run().await.unwrap() });
+    let failing = w.run(failing);
     let manifest = w.file("forever.yaml", &argo_example("forever"));
     let slow = w
         .argo_runner("forever", &manifest)
         .await
         .var("RUNNER_TIMEOUT", Some("8s"));
-    let slow = tokio::spawn(async move { slow.run().await.unwrap() });
+    let slow = w.run(slow);
 
     for ((example, expected), run) in succeed.into_iter().zip(runs) {
         let out = run.await.unwrap();
@@ -1009,7 +1022,7 @@ async fn a_cancelled_runner_shuts_its_workflow_down() {
         .await
         .var("RUNNER_ARGO_ON_CANCEL", Some("stop"))
         .var("RUNNER_TIMEOUT", Some("15s"));
-    let stopped = tokio::spawn(async move { stopped.run().await.unwrap() });
+    let stopped = w.run(stopped);
     // SIGTERM once the Workflow runs.
     let running = kube::runtime::wait::await_condition(
         workflows(&w.client, &w.ns),
@@ -1087,11 +1100,7 @@ async fn why_a_workflow_failed_under_the_real_controller() {
             "RUNNER_TERMINATION_MESSAGE_PATH",
             Some(term.to_str().unwrap()),
         );
-        runs.push((
-            *name,
-            term,
-            tokio::spawn(async move { cmd.run().await.unwrap() }),
-        ));
+        runs.push((*name, term, w.run(cmd)));
     }
     for (name, term, run) in runs {
         let out = run.await.unwrap();
@@ -1190,7 +1199,7 @@ async fn progress_outputs_and_logs_under_the_real_controller() {
             }
         })
     };
-    let out = cmd.run().await.unwrap();
+    let out = w.run(cmd).await.unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
     let status = w.status(name).await;
     watch.abort();
@@ -1306,7 +1315,7 @@ async fn workflow_templates_under_the_real_controller() {
     for (name, manifest, _) in &runs {
         let manifest = w.file(&format!("{name}.yaml"), manifest);
         let cmd = w.argo_runner(name, &manifest).await;
-        spawned.push(tokio::spawn(async move { cmd.run().await.unwrap() }));
+        spawned.push(w.run(cmd));
     }
     for ((name, _, expected), run) in runs.iter().zip(spawned) {
         let out = run.await.unwrap();
