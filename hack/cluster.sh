@@ -42,9 +42,11 @@ ETCD_CLIENT=127.0.0.1:12379
 ETCD_PEER=127.0.0.1:12380
 PAUSE_IMAGE=registry.k8s.io/pause:3.10.1
 BUSYBOX_IMAGE=docker.io/library/busybox:latest
-# deploy/ and Argo's examples name these; the busybox image stands in for all of them (they run
-# `sh -c` and `echo`).
-BUSYBOX_ALIASES=(docker.io/library/busybox:1.36 docker.io/library/alpine:3.7 docker.io/library/alpine:latest)
+# deploy/ and Argo's examples name these (Argo 3.7's examples alpine:3.7, Argo 4.1's alpine:3.23,
+# a few alpine:latest); the busybox image stands in for all of them (they run `sh -c` and `echo`).
+# A tag missing here leaves an example's pod in ImagePullBackOff (nothing can be pulled).
+BUSYBOX_ALIASES=(docker.io/library/busybox:1.36 docker.io/library/alpine:3.7 docker.io/library/alpine:3.23
+  docker.io/library/alpine:latest)
 HTTPD_IMAGE=localhost/kar/httpd:1
 ARGO_NAMESPACE=argo
 

@@ -821,8 +821,8 @@ fn incompressible(len: usize) -> String {
 }
 
 /// The memory limits in `deploy/` hold under the real cgroup for the largest inputs the Jobs
-/// can usefully be given: argo-runner with a Workflow of 600 KiB of templates that do not
-/// compress (Argo's controller errors a Workflow over 1 MiB, "workflow is longer than maximum
+/// can usefully be given: argo-runner with a Workflow of 600 KiB of templates (about 150, as
+/// Argo 4's CRD allows at most 200) that do not compress (Argo's controller errors a Workflow over 1 MiB, "workflow is longer than maximum
 /// allowed size", counting what it adds; a 900 KiB one was refused so), helm-runner with
 /// 600 KiB of such values (Helm stores a release in one Secret, itself at most 1 MiB). A
 /// container killed for its limit fails the test as `OOMKilled`, naming the limit.
@@ -834,7 +834,8 @@ async fn memory_limits_hold_for_the_largest_inputs() {
     let mut templates = vec![json!({"name": "main", "container": {
         "image": w.cluster.busybox_image, "imagePullPolicy": "IfNotPresent",
         "command": ["echo"], "args": ["big"]}})];
-    let filler = incompressible(280);
+    // Argo 4's full CRD allows at most 200 templates: about 150 of 4 KB each.
+    let filler = incompressible(4000);
     let mut size = 0;
     let mut i = 0;
     while size < 600 * 1024 {

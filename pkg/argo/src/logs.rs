@@ -120,10 +120,12 @@ async fn run(pods: Api<Pod>, workflow: String, mut stopped: watch::Receiver<bool
 }
 
 /// Whether `line` is the executor's own (Argo's emissary wraps the step's command in the main
-/// container and logs there too, in logfmt with `argo=true`, e.g. `time=... level=info
-/// msg="sub-process exited" argo=true error="<nil>"`), not the step's.
+/// container and logs there too, in logfmt with `argo=true`), not the step's. Argo 3 logs
+/// through logrus (`time="2026-11-22T10:58:00.375Z" level=info msg="sub-process exited"
+/// argo=true error="<nil>"`), Argo 4 through Go's `log/slog` text handler
+/// (`time=2026-11-29T19:35:15.534Z level=INFO msg="sub-process exited" argo=true error=<nil>`).
 fn is_executor_line(line: &str) -> bool {
-    line.starts_with("time=\"") && line.contains(" argo=true")
+    line.starts_with("time=") && line.contains(" level=") && line.contains(" argo=true")
 }
 
 /// Follows pod `pod`'s main container's log to its end, one event per line.
@@ -166,7 +168,11 @@ mod tests {
         assert!(is_executor_line(
             r#"time="2026-11-22T10:58:00.375Z" level=info msg="sub-process exited" argo=true error="<nil>""#
         ));
+        assert!(is_executor_line(
+            r#"time=2026-11-29T19:35:15.534Z level=INFO msg="sub-process exited" argo=true error=<nil>"#
+        ));
         assert!(!is_executor_line("hello world"));
+        assert!(!is_executor_line("time=now argo=true"));
         assert!(!is_executor_line("time=\"x\" level=info msg=mine"));
     }
 
