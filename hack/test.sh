@@ -60,7 +60,7 @@ fi
 for t in "${argo_tests[@]}"; do
   filter=()
   # cluster_e2e: the tests where an Argo controller runs Workflows.
-  [[ $t == cluster_e2e ]] && filter=(real_controller workflow a_failing_action_is_the_pods_termination_message)
+  [[ $t == cluster_e2e ]] && filter=(real_controller workflow a_failing_action_is_the_pods_termination_message memory_limits)
   cargo test -p action-runner-tests --no-fail-fast --test "$t" -- "${filter[@]}" 2>&1 | tee -a "$log" || status=$?
 done
 phase_end
