@@ -87,6 +87,10 @@ impl Lab {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", self.cp.dir())
             .env("KUBECONFIG", kubeconfig);
+        // For profiling a run (with `KAR_BENCH_STDERR`, see `measure::spawn_measured`).
+        if let Ok(filter) = std::env::var("RUST_LOG") {
+            cmd.env("RUST_LOG", filter);
+        }
         cmd
     }
 
