@@ -107,7 +107,8 @@ pub fn spawn_measured(
             // `KAR_BENCH_STDERR=DIR` keeps each run's whole stderr as DIR/<pid>.log, to see
             // where a run's time goes from its own log timestamps (with `RUST_LOG=debug`).
             if let Some(dir) = std::env::var_os("KAR_BENCH_STDERR") {
-                let _ = std::fs::write(std::path::Path::new(&dir).join(format!("{pid}.log")), &text);
+                let _ =
+                    std::fs::write(std::path::Path::new(&dir).join(format!("{pid}.log")), &text);
             }
             let lines: Vec<&str> = text.lines().rev().take(3).collect();
             lines.into_iter().rev().collect::<Vec<_>>().join("\n")
