@@ -23,7 +23,7 @@ KUBERNETES_VERSION=v1.34.4        # k8s.io/kubernetes (kube-apiserver)
 ETCD_VERSION=v3.6.16              # go.etcd.io/etcd/server/v3
 ARGO4_VERSION=v4.1.4              # github.com/argoproj/argo-workflows/v4 (the default Argo)
 ARGO3_VERSION=v3.7.18             # github.com/argoproj/argo-workflows/v3 (still supported and tested)
-HELM4_VERSION=v4.3.1              # helm.sh/helm/v4 (helm CLI: the default, shipped in the image)
+HELM4_VERSION=v4.3.2              # helm.sh/helm/v4 (helm CLI: the default, shipped in the image)
 HELM3_VERSION=v3.22.0             # helm.sh/helm/v3 (helm CLI: still supported and tested)
 REGISTRY_VERSION=v3.1.2           # github.com/distribution/distribution/v3 (an OCI registry for the helm tests)
 

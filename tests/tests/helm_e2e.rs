@@ -1,4 +1,4 @@
-//! End-to-end tests of the real `helm-runner` binary driving the real helm CLI, Helm 4 (v4.3.1,
+//! End-to-end tests of the real `helm-runner` binary driving the real helm CLI, Helm 4 (v4.3.2,
 //! the default, as the image ships it) and Helm 3 (v3.22.0), against a real kube-apiserver and
 //! etcd. Every test runs once per helm: `helm4::<test>` and `helm3::<test>` (see
 //! [`both_helms!`]); where the two behave differently the test says so and checks each. Charts come from a chart repository the tests serve on
@@ -27,7 +27,7 @@ const PASSWORD: &str = "s3cr3t-Pa55w0rd-never-shown";
 enum HelmBin {
     /// `KAR_HELM3`: helm v3.22.0.
     V3,
-    /// `KAR_HELM4`: helm v4.3.1, the default.
+    /// `KAR_HELM4`: helm v4.3.2, the default.
     V4,
 }
 
@@ -50,7 +50,7 @@ impl HelmBin {
     fn version(self) -> &'static str {
         match self {
             HelmBin::V3 => "v3.22.0",
-            HelmBin::V4 => "v4.3.1",
+            HelmBin::V4 => "v4.3.2",
         }
     }
 }
@@ -1959,7 +1959,7 @@ async fn a_helm_3_release_is_upgraded_by_helm_4() {
     let status = w.status("upgrade4").await.unwrap();
     assert_eq!(
         status.runner_status,
-        serde_json::json!({"phase": "Upgraded", "helmVersion": "v4.3.1", "adopted": false,
+        serde_json::json!({"phase": "Upgraded", "helmVersion": "v4.3.2", "adopted": false,
             "release": {"name": "old", "namespace": w.ns, "revision": 2, "status": "deployed"}})
     );
     let d = w.deployment("old-webapp").await.unwrap();

@@ -2,9 +2,9 @@
 //! Helm 4.
 //!
 //! The version is read once per run, from the binary's Go build information
-//! ([`from_build_info`]: the main module `helm.sh/helm/v4` at `v4.3.1`), or, for a binary
+//! ([`from_build_info`]: the main module `helm.sh/helm/v4` at `v4.3.2`), or, for a binary
 //! without it, with `helm version --template {{.Version}}` (Helm prints its `internal/version`
-//! stamp, `v3.22.0` or `v4.3.1`; a build without the `-X` stamp prints `v4.3`). Everything else the runner passes is the same for both majors; what differs is
+//! stamp, `v3.22.0` or `v4.3.2`; a build without the `-X` stamp prints `v4.3`). Everything else the runner passes is the same for both majors; what differs is
 //! decided here, in one place, from [`HelmVersion::major`]:
 //!
 //! | what | Helm 3 | Helm 4 |
