@@ -42,11 +42,9 @@ ETCD_CLIENT=127.0.0.1:12379
 ETCD_PEER=127.0.0.1:12380
 PAUSE_IMAGE=registry.k8s.io/pause:3.10.1
 BUSYBOX_IMAGE=docker.io/library/busybox:latest
-# deploy/ and Argo's examples name these (Argo 3.7's examples alpine:3.7, Argo 4.1's alpine:3.23,
-# a few alpine:latest); the busybox image stands in for all of them (they run `sh -c` and `echo`).
-# A tag missing here leaves an example's pod in ImagePullBackOff (nothing can be pulled).
-BUSYBOX_ALIASES=(docker.io/library/busybox:1.36 docker.io/library/alpine:3.7 docker.io/library/alpine:3.23
-  docker.io/library/alpine:latest)
+# deploy/ names this; the busybox image stands in for it, and for every alpine tag Argo's examples
+# name (argo_example_alpine_images).
+BUSYBOX_ALIASES=(docker.io/library/busybox:1.36)
 HTTPD_IMAGE=localhost/kar/httpd:1
 ARGO_NAMESPACE=argo
 
@@ -415,6 +413,19 @@ image() {
   ctr_ images import "$archive" >/dev/null
 }
 
+# Every `alpine:<tag>` image the examples of either Argo major name (Argo 3.7's alpine:3.6 to 3.8,
+# Argo 4.1's alpine:3.23, both alpine:latest), read from the modules hack/install-tools.sh fetched,
+# one a line: the busybox image stands in for them all (the examples run `sh -c` and `echo`), so an
+# Argo upgrade that moves its examples to a new tag cannot leave their pods in ImagePullBackOff
+# (nothing can be pulled here).
+argo_example_alpine_images() {
+  local major dir
+  for major in 4 3; do
+    dir=$(KAR_ARGO_MAJOR=$major bash hack/install-tools.sh --print | sed -n 's/^export KAR_ARGO_DIR=//p')
+    grep -rhoE "image: *['\"]?alpine:[A-Za-z0-9._-]+" "$dir/examples"
+  done | sed -E 's|.*alpine:|docker.io/library/alpine:|' | sort -u
+}
+
 images() {
   local ctx=$IMAGES/context
   rm -rf "$ctx"
@@ -430,7 +441,9 @@ images() {
   mkdir -p "$ctx/busybox/tmp"
   chmod 1777 "$ctx/busybox/tmp"
   image "$BUSYBOX_IMAGE" "$ctx/busybox" $'FROM scratch\nCOPY . /\nENV PATH=/bin\nCMD ["sh"]'
-  for a in "${BUSYBOX_ALIASES[@]}"; do ctr_ images tag --force "$BUSYBOX_IMAGE" "$a" >/dev/null; done
+  for a in "${BUSYBOX_ALIASES[@]}" $(argo_example_alpine_images); do
+    ctr_ images tag --force "$BUSYBOX_IMAGE" "$a" >/dev/null
+  done
   # A small HTTP server for charts whose Deployments need a real readiness probe: busybox httpd
   # on port 8080, serving /www, as a non-root user.
   cp /bin/busybox "$ctx/httpd/bin/busybox"
