@@ -105,7 +105,7 @@ impl ControlPlane {
 
         let port = free_port()?;
         let p = |f: &str| d.join(f).display().to_string();
-        let apiserver_cmd = vec![
+        let mut apiserver_cmd = vec![
             tools.kube_apiserver.display().to_string(),
             format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
             "--bind-address=127.0.0.1".into(),
@@ -125,6 +125,11 @@ impl ControlPlane {
             format!("--audit-policy-file={}", p("audit-policy.yaml")),
             "--v=0".into(),
         ];
+        // For experiments (for example `--watch-cache-sizes=secrets#0`, which serves every read
+        // of Secrets from etcd): extra kube-apiserver flags, separated by whitespace.
+        if let Ok(extra) = std::env::var("KAR_APISERVER_ARGS") {
+            apiserver_cmd.extend(extra.split_whitespace().map(String::from));
+        }
         std::fs::write(
             d.join("audit-policy.yaml"),
             "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n",

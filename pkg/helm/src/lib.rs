@@ -555,7 +555,7 @@ impl ActionRunner for HelmRunner {
         // release's earlier revisions, a rollback restores them: they are secrets too.
         let mut history = Vec::new();
         if let (true, Some(name)) = (command.needs_release_file(), &p.release_name) {
-            history = storage::records(&input.client, &p.namespace, &p.config.driver, name).await?;
+            history = storage::history(&input.client, &p.namespace, &p.config.driver, name).await?;
             for r in &history {
                 match r.release() {
                     Ok(stored) => {
@@ -645,8 +645,10 @@ impl ActionRunner for HelmRunner {
         let decision = match &id {
             Some(id) if storage::reads_driver(&p.config.driver) => {
                 let history = match &p.release_name {
+                    // Read above already (an upgrade).
+                    Some(_) if command.needs_release_file() => history.clone(),
                     Some(name) => {
-                        storage::records(&input.client, &p.namespace, &p.config.driver, name)
+                        storage::history(&input.client, &p.namespace, &p.config.driver, name)
                             .await?
                     }
                     None => {

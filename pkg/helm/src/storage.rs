@@ -167,6 +167,101 @@ pub async fn records_matching(
     list(client, namespace, driver, selector, what).await
 }
 
+/// The records of release `name` (as [`records`]: driver `driver`, oldest revision first), read
+/// before helm runs in a way that does not make helm's own first read wait.
+///
+/// Why: since Kubernetes 1.31 (KEP-2340, consistent reads from the watch cache; locked on in
+/// 1.34) the API server answers a consistent LIST (no `resourceVersion`) from its watch cache
+/// once the cache has caught up with etcd, and asks etcd for that progress at most once per
+/// 100 ms per resource (`k8s.io/apiserver` `storage/cacher/progress`,
+/// `progressRequestPeriod`). A consistent LIST of Secrets by the runner, any write, then
+/// helm's own consistent LIST within 100 ms makes helm's wait for the next request: 40 to
+/// 60 ms per run measured (`bench`, the audit log's figure "helm's first LIST of its
+/// records"). So the records are read as:
+/// 1. one LIST from the watch cache at any resource version (`resourceVersion=0`: no wait, no
+///    progress request), possibly a few milliseconds behind etcd;
+/// 2. then, from etcd (a GET without `resourceVersion` is a quorum read that bypasses the
+///    cache), the newest record that LIST returned (revision `n`), fresh, and record `n + 1`,
+///    which must not exist. Helm writes revision `n + 1` only after `n`, and never changes
+///    the values stored with a revision, so the list is then complete and its newest
+///    record's status is current;
+/// 3. if the GETs say otherwise (a newer record, or the newest one gone), the list is read
+///    again with a consistent LIST, as [`records`] does.
+///
+/// What this does not catch: a cache missing every record of a release whose first revisions
+/// Helm has already pruned (`--history-max`), which would need the cache to lag by the
+/// release's whole life; helm's own consistent read would then still refuse an install of
+/// that name.
+///
+/// # Errors
+/// The requests' errors, classified by [`RunnerError::from_kube`] (needs `list` and `get` on
+/// Secrets or ConfigMaps, which Helm itself needs).
+pub async fn history(
+    client: &kube::Client,
+    namespace: &str,
+    driver: &str,
+    name: &str,
+) -> Result<Vec<Record>, RunnerError> {
+    let selector = format!("owner=helm,name={name}");
+    let what = format!("list Helm's records of release {namespace}/{name}");
+    let lp = ListParams::default().labels(&selector).match_any();
+    let mut cached = list_with(client, namespace, driver, &lp, what).await?;
+    let newest = cached.last().map(|r| r.revision).unwrap_or(0);
+    let (newest_object, next_object) = (
+        format!("sh.helm.release.v1.{name}.v{newest}"),
+        format!("sh.helm.release.v1.{name}.v{}", newest + 1),
+    );
+    let (fresh, next) = tokio::try_join!(
+        async {
+            match newest {
+                0 => Ok(None),
+                _ => get_record(client, namespace, driver, &newest_object).await,
+            }
+        },
+        get_record(client, namespace, driver, &next_object),
+    )?;
+    match (fresh, next) {
+        (_, Some(_)) => {}
+        (None, None) if newest == 0 => return Ok(cached),
+        (Some(fresh), None) => {
+            *cached.last_mut().expect("newest is a listed record") = fresh;
+            return Ok(cached);
+        }
+        (None, None) => {}
+    }
+    tracing::debug!(
+        release = name,
+        newest,
+        "the watch cache was behind etcd: reading Helm's \
+        records again with a consistent LIST"
+    );
+    records(client, namespace, driver, name).await
+}
+
+/// Record `object` (`sh.helm.release.v1.<release>.v<revision>`) read from etcd (a GET without
+/// `resourceVersion`), or `None` when it does not exist.
+async fn get_record(
+    client: &kube::Client,
+    namespace: &str,
+    driver: &str,
+    object: &str,
+) -> Result<Option<Record>, RunnerError> {
+    let what = || format!("get Helm's record {namespace}/{object}");
+    if driver.starts_with("configmap") {
+        let o = Api::<ConfigMap>::namespaced(client.clone(), namespace)
+            .get_opt(object)
+            .await
+            .map_err(|e| RunnerError::from_kube(what(), e))?;
+        Ok(o.map(configmap_record))
+    } else {
+        let o = Api::<Secret>::namespaced(client.clone(), namespace)
+            .get_opt(object)
+            .await
+            .map_err(|e| RunnerError::from_kube(what(), e))?;
+        Ok(o.map(secret_record))
+    }
+}
+
 async fn list(
     client: &kube::Client,
     namespace: &str,
@@ -175,40 +270,34 @@ async fn list(
     what: String,
 ) -> Result<Vec<Record>, RunnerError> {
     let lp = ListParams::default().labels(selector);
+    list_with(client, namespace, driver, &lp, what).await
+}
+
+async fn list_with(
+    client: &kube::Client,
+    namespace: &str,
+    driver: &str,
+    lp: &ListParams,
+    what: String,
+) -> Result<Vec<Record>, RunnerError> {
     let what = || what.clone();
     let mut records: Vec<Record> = if driver.starts_with("configmap") {
         Api::<ConfigMap>::namespaced(client.clone(), namespace)
-            .list(&lp)
+            .list(lp)
             .await
             .map_err(|e| RunnerError::from_kube(what(), e))?
             .items
             .into_iter()
-            .map(|o| {
-                let encoded = o
-                    .data
-                    .as_ref()
-                    .and_then(|d| d.get("release"))
-                    .map(|s| s.as_bytes().to_vec())
-                    .unwrap_or_default();
-                record(o.metadata.name, o.metadata.labels, encoded)
-            })
+            .map(configmap_record)
             .collect()
     } else {
         Api::<Secret>::namespaced(client.clone(), namespace)
-            .list(&lp)
+            .list(lp)
             .await
             .map_err(|e| RunnerError::from_kube(what(), e))?
             .items
             .into_iter()
-            .map(|o| {
-                let encoded = o
-                    .data
-                    .as_ref()
-                    .and_then(|d| d.get("release"))
-                    .map(|b| b.0.clone())
-                    .unwrap_or_default();
-                record(o.metadata.name, o.metadata.labels, encoded)
-            })
+            .map(secret_record)
             .collect()
     };
     records.sort_by_key(|r| r.revision);
@@ -255,6 +344,28 @@ pub fn reads_driver(driver: &str) -> bool {
         driver,
         "" | "secret" | "secrets" | "configmap" | "configmaps"
     )
+}
+
+/// A record from Helm's Secret (driver `secrets`).
+fn secret_record(o: Secret) -> Record {
+    let encoded = o
+        .data
+        .as_ref()
+        .and_then(|d| d.get("release"))
+        .map(|b| b.0.clone())
+        .unwrap_or_default();
+    record(o.metadata.name, o.metadata.labels, encoded)
+}
+
+/// A record from Helm's ConfigMap (driver `configmaps`).
+fn configmap_record(o: ConfigMap) -> Record {
+    let encoded = o
+        .data
+        .as_ref()
+        .and_then(|d| d.get("release"))
+        .map(|s| s.as_bytes().to_vec())
+        .unwrap_or_default();
+    record(o.metadata.name, o.metadata.labels, encoded)
 }
 
 fn record(
@@ -421,5 +532,131 @@ mod tests {
         );
         assert_eq!((r.revision, r.status.as_str()), (4, "pending-upgrade"));
         assert_eq!(r.object, "sh.helm.release.v1.shop.v4");
+    }
+
+    /// An API server that answers from `records` (revision, status) as etcd has them and
+    /// `cached` as its watch cache has them, and notes each request's path and query.
+    fn api(
+        etcd: &'static [(u64, &'static str)],
+        cached: &'static [(u64, &'static str)],
+    ) -> (kube::Client, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let noted = seen.clone();
+        let secret = |(revision, status): (u64, &str)| {
+            serde_json::json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": format!("sh.helm.release.v1.shop.v{revision}"),
+                    "labels": {"owner": "helm", "name": "shop",
+                        "version": revision.to_string(), "status": status}},
+                "data": {"release": base64::engine::general_purpose::STANDARD
+                    .encode(encode(r#"{"version":1}"#, true))},
+            })
+        };
+        let svc = tower::service_fn(move |req: http::Request<kube::client::Body>| {
+            let uri = req.uri().clone();
+            noted.lock().unwrap().push(uri.to_string());
+            let query = uri.query().unwrap_or_default();
+            let (code, body) = match uri.path().rsplit_once("/secrets") {
+                Some((_, "")) => {
+                    let from = if query.contains("resourceVersion=0") {
+                        cached
+                    } else {
+                        etcd
+                    };
+                    let items: Vec<_> = from.iter().copied().map(secret).collect();
+                    (
+                        200,
+                        serde_json::json!({"apiVersion": "v1", "kind": "SecretList",
+                        "metadata": {"resourceVersion": "7"}, "items": items}),
+                    )
+                }
+                Some((_, name)) => match etcd
+                    .iter()
+                    .copied()
+                    .find(|(r, _)| name == format!("/sh.helm.release.v1.shop.v{r}"))
+                {
+                    Some(r) => (200, secret(r)),
+                    None => (
+                        404,
+                        serde_json::json!({"apiVersion": "v1", "kind": "Status",
+                        "status": "Failure", "reason": "NotFound", "code": 404,
+                        "message": "not found"}),
+                    ),
+                },
+                None => (400, serde_json::json!({})),
+            };
+            let response = http::Response::builder()
+                .status(code)
+                .body(kube::client::Body::from(body.to_string().into_bytes()))
+                .unwrap();
+            async move { Ok::<_, std::convert::Infallible>(response) }
+        });
+        (kube::Client::new(svc, "apps"), seen)
+    }
+
+    fn revisions(records: &[Record]) -> Vec<(u64, String)> {
+        records
+            .iter()
+            .map(|r| (r.revision, r.status.clone()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn history_reads_the_cache_then_confirms_the_newest_record_from_etcd() {
+        // The cache has the records but not the newest one's last status change.
+        let (client, seen) = api(
+            &[(1, "superseded"), (2, "deployed")],
+            &[(1, "superseded"), (2, "pending-upgrade")],
+        );
+        let h = history(&client, "apps", "secrets", "shop").await.unwrap();
+        assert_eq!(
+            revisions(&h),
+            vec![(1, "superseded".into()), (2, "deployed".into())]
+        );
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        assert!(seen[0].contains("resourceVersion=0"), "{seen:?}");
+        assert!(
+            seen[1..]
+                .iter()
+                .all(|s| s.contains("/secrets/sh.helm.release.v1.shop.v"))
+        );
+        assert!(seen.iter().any(|s| s.ends_with(".v3")), "{seen:?}");
+    }
+
+    #[tokio::test]
+    async fn history_of_no_release_is_one_cached_list_and_one_get() {
+        let (client, seen) = api(&[], &[]);
+        let h = history(&client, "apps", "secrets", "shop").await.unwrap();
+        assert!(h.is_empty());
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert!(
+            seen[1].ends_with("/secrets/sh.helm.release.v1.shop.v1"),
+            "{seen:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn history_reads_again_with_a_consistent_list_when_the_cache_is_behind() {
+        // A revision the cache has not seen yet, and a release the cache has not seen at all.
+        for (etcd, cached) in [
+            (
+                &[(1, "superseded"), (2, "pending-upgrade")][..],
+                &[(1, "deployed")][..],
+            ),
+            (&[(1, "pending-install")][..], &[][..]),
+        ] {
+            let (client, seen) = api(etcd, cached);
+            let h = history(&client, "apps", "secrets", "shop").await.unwrap();
+            let want: Vec<(u64, String)> = etcd.iter().map(|(r, s)| (*r, s.to_string())).collect();
+            assert_eq!(revisions(&h), want);
+            let seen = seen.lock().unwrap().clone();
+            let last = seen.last().unwrap();
+            assert!(
+                last.contains("/secrets?") && !last.contains("resourceVersion"),
+                "the last read is a consistent LIST: {seen:?}"
+            );
+        }
     }
 }

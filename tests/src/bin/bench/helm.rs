@@ -229,8 +229,10 @@ impl<'a> HelmBench<'a> {
         let since = Lab::audit_now();
         let mut out = serde_json::Map::new();
         let mut revisions = std::collections::BTreeMap::new();
+        let mut windows = Vec::new();
         for step in STEPS.iter().filter(|s| s.wait || tool != Tool::Capact) {
             let cmd = self.command(tool, step, &kubeconfig, &ns, dir.path())?;
+            let step_since = Lab::audit_now();
             let t0 = Instant::now();
             let (_, exited) = spawn_measured(cmd, true)?;
             let done = tokio::time::timeout(Duration::from_secs(300), exited)
@@ -249,6 +251,7 @@ impl<'a> HelmBench<'a> {
             out.insert(format!("{}Ms", step.key), json!(ms(done.at - t0)));
             out.insert(format!("{}RssKiB", step.key), json!(done.max_rss_kib));
             out.insert(format!("{}CpuMs", step.key), json!(ms(done.cpu)));
+            windows.push((step.key, step_since, Lab::audit_now()));
             *revisions.entry(step.release).or_insert(0) += 1;
         }
         controller.abort();
@@ -265,6 +268,12 @@ impl<'a> HelmBench<'a> {
                     "{}: {stored} stored revisions of release {release}, expected {expected}",
                     tool.label()
                 );
+            }
+        }
+        // Where the API server made helm wait (see `Lab::first_helm_list_ms`).
+        for (key, since, until) in windows {
+            if let Some(took) = lab.first_helm_list_ms(&ns, &since, &until) {
+                out.insert(format!("{key}FirstListMs"), json!(took));
             }
         }
         out.insert("apiRequests".into(), json!(lab.audit_counts(&ns, &since)));
@@ -288,7 +297,7 @@ impl<'a> HelmBench<'a> {
             "apiRequests": runs.last().map(|s| s["apiRequests"].clone()),
         });
         for step in &STEPS {
-            for figure in ["Ms", "RssKiB", "CpuMs"] {
+            for figure in ["Ms", "RssKiB", "CpuMs", "FirstListMs"] {
                 let key = format!("{}{figure}", step.key);
                 if runs.iter().all(|r| r.get(&key).is_some()) {
                     v[&key] = json!(median_of(&runs, &key));

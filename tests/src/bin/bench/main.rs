@@ -101,6 +101,42 @@ impl Lab {
             .to_string()
     }
 
+    /// How long the API server took to answer the first `LIST` of Secrets that a Helm process
+    /// (user agent `Helm/...`) made as ServiceAccount `runner` of `ns` between `since` and
+    /// `until` (audit timestamps): received to response complete, in ms; `None` without one.
+    /// Helm's first request of an operation is this read of its release records.
+    pub fn first_helm_list_ms(&self, ns: &str, since: &str, until: &str) -> Option<f64> {
+        let user = format!("system:serviceaccount:{ns}:runner");
+        let at =
+            |ev: &serde_json::Value, key: &str| ev[key].as_str()?.parse::<jiff::Timestamp>().ok();
+        let mut lists: Vec<serde_json::Value> = self
+            .cp
+            .audit_events(&user)
+            .into_iter()
+            .filter(|ev| {
+                let received = ev["requestReceivedTimestamp"].as_str().unwrap_or_default();
+                ev["stage"] == "ResponseComplete"
+                    && ev["verb"] == "list"
+                    && ev["objectRef"]["resource"] == "secrets"
+                    && ev["userAgent"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .starts_with("Helm/")
+                    && received >= since
+                    && received <= until
+            })
+            .collect();
+        lists.sort_by(|a, b| {
+            a["requestReceivedTimestamp"]
+                .as_str()
+                .cmp(&b["requestReceivedTimestamp"].as_str())
+        });
+        let first = lists.first()?;
+        let took =
+            at(first, "stageTimestamp")?.duration_since(at(first, "requestReceivedTimestamp")?);
+        Some((took.as_secs_f64() * 10_000.0).round() / 10.0)
+    }
+
     /// Requests made by ServiceAccount `runner` of `ns` since `since`, by "verb resource".
     pub fn audit_counts(&self, ns: &str, since: &str) -> BTreeMap<String, u64> {
         let user = format!("system:serviceaccount:{ns}:runner");
@@ -240,6 +276,13 @@ async fn main() -> Result<()> {
             _ => v["binaryBytes"].clone(),
         };
         helm_results.insert(tool.key().into(), v);
+    }
+
+    // For profiling: `KAR_BENCH_AUDIT=FILE` keeps the API server's audit log (every request of
+    // every run, with its received and completed timestamps).
+    if let Some(file) = std::env::var_os("KAR_BENCH_AUDIT") {
+        std::fs::write(&file, lab.cp.audit_log())
+            .with_context(|| format!("cannot write KAR_BENCH_AUDIT {}", file.to_string_lossy()))?;
     }
 
     let images: Vec<String> = std::fs::read_to_string(repo_root().join("target/images/sizes.txt"))

@@ -83,6 +83,14 @@ fn argo_section(s: &mut String, argo: &serde_json::Map<String, Value>) {
             ("binary size (bytes)", "binaryBytes"),
             ("cold start to Workflow seen (ms)", "coldStartMs"),
             ("completion notice to exit (ms)", "completionNoticeMs"),
+            (
+                "of which: the driver's status PATCH of the Workflow (ms)",
+                "statusPatchMs",
+            ),
+            (
+                "of which: from the change stored to exit (ms)",
+                "noticeAfterStoredMs",
+            ),
             ("peak RSS (KiB)", "maxRssKiB"),
             ("CPU time per run (ms)", "cpuMs"),
         ],
@@ -144,6 +152,14 @@ fn helm_section(s: &mut String, helm: &serde_json::Map<String, Value>) {
             ("install, no wait: CPU time (ms)", "installNoWaitCpuMs"),
             ("upgrade, no wait: wall time (ms)", "upgradeNoWaitMs"),
             ("upgrade, no wait: CPU time (ms)", "upgradeNoWaitCpuMs"),
+            (
+                "install, no wait: helm's first LIST of its records (ms)",
+                "installNoWaitFirstListMs",
+            ),
+            (
+                "upgrade, no wait: helm's first LIST of its records (ms)",
+                "upgradeNoWaitFirstListMs",
+            ),
         ],
     ));
     s.push_str(&api_requests(helm, "run (every install and upgrade)"));
