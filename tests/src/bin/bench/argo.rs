@@ -251,12 +251,31 @@ impl ArgoBench<'_> {
     }
 
     /// Every figure of `tool`: `reps` single runs (medians) and the scale runs.
-    pub async fn measure(&self, tool: Tool, reps: usize, scale: &[usize]) -> Result<Value> {
-        let mut singles = Vec::new();
+    pub async fn measure(
+        &self,
+        tools: &[Tool],
+        reps: usize,
+        scale: &[usize],
+    ) -> Result<Vec<(Tool, Value)>> {
+        // The single runs take turns, one per tool per repetition, so a drift of the machine's
+        // speed falls on every tool alike.
+        let mut singles: Vec<Vec<Value>> = vec![Vec::new(); tools.len()];
         for rep in 0..reps {
-            eprintln!("bench: {} run {}/{reps}", tool.label(), rep + 1);
-            singles.push(self.single(tool, rep).await?);
+            for (i, &tool) in tools.iter().enumerate() {
+                eprintln!("bench: {} run {}/{reps}", tool.label(), rep + 1);
+                singles[i].push(self.single(tool, rep).await?);
+            }
         }
+        let mut out = Vec::new();
+        for (&tool, singles) in tools.iter().zip(singles) {
+            out.push((tool, self.summary(tool, singles, scale).await?));
+        }
+        Ok(out)
+    }
+
+    /// The medians of `tool`'s single runs `singles`, then its runs of N at once for each N of
+    /// `scale`.
+    async fn summary(&self, tool: Tool, singles: Vec<Value>, scale: &[usize]) -> Result<Value> {
         let peak_kib = median_of(&singles, "maxRssKiB").max(1.0);
         let mut scales = Vec::new();
         for &n in scale {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use action_runner_tests::*;
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use serde_json::{Value, json};
 
 use crate::Lab;
@@ -255,19 +255,22 @@ impl<'a> HelmBench<'a> {
             *revisions.entry(step.release).or_insert(0) += 1;
         }
         controller.abort();
-        // Every revision is stored, as Helm stores them (a Secret per revision).
+        // Every revision is stored, as Helm stores them (a Secret per revision). Checked with
+        // GETs, which etcd answers: a LIST of Secrets here would make the next run's first
+        // helm LIST wait for the API server's next watch-cache progress request (see
+        // `Lab::first_helm_list_ms`), a cost of this driver, not of the tool under test.
         let secrets: Api<Secret> = Api::namespaced(lab.admin.clone(), &ns);
         for (release, expected) in revisions {
-            let stored = secrets
-                .list(&ListParams::default().labels(&format!("owner=helm,name={release}")))
-                .await?
-                .items
-                .len();
-            if stored != expected {
-                bail!(
-                    "{}: {stored} stored revisions of release {release}, expected {expected}",
-                    tool.label()
-                );
+            for revision in 1..=expected + 1 {
+                let name = format!("sh.helm.release.v1.{release}.v{revision}");
+                let stored = secrets.get_opt(&name).await?.is_some();
+                if stored != (revision <= expected) {
+                    bail!(
+                        "{}: Secret {name} is {}, expected {expected} revisions of release {release}",
+                        tool.label(),
+                        if stored { "there" } else { "missing" }
+                    );
+                }
             }
         }
         // Where the API server made helm wait (see `Lab::first_helm_list_ms`).
@@ -280,17 +283,31 @@ impl<'a> HelmBench<'a> {
         Ok(Value::Object(out))
     }
 
-    /// Every figure of `tool`, medians of `reps` runs.
-    pub async fn measure(&self, tool: Tool, reps: usize) -> Result<Value> {
-        let mut runs = Vec::new();
+    /// Every figure of each of `tools`, medians of `reps` runs. The tools take turns, one run
+    /// each per repetition, so a drift of the machine's speed during the benchmark (seen here:
+    /// helm's own CPU time for the same install moving from 240 to 170 ms over a minute) falls
+    /// on every tool alike instead of on whichever ran last.
+    pub async fn measure(&self, tools: &[Tool], reps: usize) -> Result<Vec<(Tool, Value)>> {
+        let mut runs: Vec<Vec<Value>> = vec![Vec::new(); tools.len()];
         for rep in 0..reps {
-            eprintln!(
-                "bench: {} installs and upgrades {}/{reps}",
-                tool.label(),
-                rep + 1
-            );
-            runs.push(self.run(tool, rep).await?);
+            for (i, &tool) in tools.iter().enumerate() {
+                eprintln!(
+                    "bench: {} installs and upgrades {}/{reps}",
+                    tool.label(),
+                    rep + 1
+                );
+                runs[i].push(self.run(tool, rep).await?);
+            }
         }
+        Ok(tools
+            .iter()
+            .zip(runs)
+            .map(|(&tool, runs)| (tool, self.summary(tool, runs)))
+            .collect())
+    }
+
+    /// The medians of `runs` of `tool`, with the runs themselves.
+    fn summary(&self, tool: Tool, runs: Vec<Value>) -> Value {
         let mut v = json!({
             "label": tool.label(),
             "binaryBytes": file_size(&self.binary(tool)),
@@ -305,6 +322,6 @@ impl<'a> HelmBench<'a> {
             }
         }
         v["runs"] = json!(runs);
-        Ok(v)
+        v
     }
 }

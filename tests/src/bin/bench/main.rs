@@ -248,12 +248,13 @@ async fn main() -> Result<()> {
         eprintln!("bench: warm-up run (not measured)");
         argo.single(argo::Tool::Ours, 0).await?;
     }
-    for tool in argo
-        .tools()
-        .into_iter()
-        .filter(|_| only.as_deref() != Some("helm"))
-    {
-        argo_results.insert(tool.key().into(), argo.measure(tool, reps, &scale).await?);
+    let argo_tools = if only.as_deref() == Some("helm") {
+        Vec::new()
+    } else {
+        argo.tools()
+    };
+    for (tool, v) in argo.measure(&argo_tools, reps, &scale).await? {
+        argo_results.insert(tool.key().into(), v);
     }
 
     let helm = helm::HelmBench::new(
@@ -262,12 +263,12 @@ async fn main() -> Result<()> {
         binary_from_env("KAR_CAPACT_HELM_RUNNER"),
     )?;
     let mut helm_results = serde_json::Map::new();
-    for tool in helm
-        .tools()
-        .into_iter()
-        .filter(|_| only.as_deref() != Some("argo"))
-    {
-        let mut v = helm.measure(tool, reps).await?;
+    let helm_tools = if only.as_deref() == Some("argo") {
+        Vec::new()
+    } else {
+        helm.tools()
+    };
+    for (tool, mut v) in helm.measure(&helm_tools, reps).await? {
         // What ships: ours is the runner and the Helm CLI it runs.
         v["shippedBytes"] = match tool {
             helm::Tool::Ours => {
