@@ -258,7 +258,7 @@ impl<'a> HelmBench<'a> {
         // Every revision is stored, as Helm stores them (a Secret per revision). Checked with
         // GETs, which etcd answers: a LIST of Secrets here would make the next run's first
         // helm LIST wait for the API server's next watch-cache progress request (see
-        // `Lab::first_helm_list_ms`), a cost of this driver, not of the tool under test.
+        // `Lab::helm_timeline`), a cost of this driver, not of the tool under test.
         let secrets: Api<Secret> = Api::namespaced(lab.admin.clone(), &ns);
         for (release, expected) in revisions {
             for revision in 1..=expected + 1 {
@@ -273,10 +273,13 @@ impl<'a> HelmBench<'a> {
                 }
             }
         }
-        // Where the API server made helm wait (see `Lab::first_helm_list_ms`).
+        // Where the API server made helm wait (see `Lab::helm_timeline`).
         for (key, since, until) in windows {
-            if let Some(took) = lab.first_helm_list_ms(&ns, &since, &until) {
-                out.insert(format!("{key}FirstListMs"), json!(took));
+            for (figure, v) in lab.helm_timeline(&ns, &since, &until) {
+                // `firstListMs` -> `installFirstListMs`, ...
+                let mut name = figure.clone();
+                name[..1].make_ascii_uppercase();
+                out.insert(format!("{key}{name}"), v);
             }
         }
         out.insert("apiRequests".into(), json!(lab.audit_counts(&ns, &since)));
@@ -314,7 +317,15 @@ impl<'a> HelmBench<'a> {
             "apiRequests": runs.last().map(|s| s["apiRequests"].clone()),
         });
         for step in &STEPS {
-            for figure in ["Ms", "RssKiB", "CpuMs", "FirstListMs"] {
+            for figure in [
+                "Ms",
+                "RssKiB",
+                "CpuMs",
+                "FirstListMs",
+                "FirstRequestMs",
+                "BeforeHelmMs",
+                "AfterHelmMs",
+            ] {
                 let key = format!("{}{figure}", step.key);
                 if runs.iter().all(|r| r.get(&key).is_some()) {
                     v[&key] = json!(median_of(&runs, &key));

@@ -101,40 +101,85 @@ impl Lab {
             .to_string()
     }
 
-    /// How long the API server took to answer the first `LIST` of Secrets that a Helm process
-    /// (user agent `Helm/...`) made as ServiceAccount `runner` of `ns` between `since` and
-    /// `until` (audit timestamps): received to response complete, in ms; `None` without one.
-    /// Helm's first request of an operation is this read of its release records.
-    pub fn first_helm_list_ms(&self, ns: &str, since: &str, until: &str) -> Option<f64> {
+    /// Where a Helm step's time went, from the audit log: the requests a Helm process (user
+    /// agent `Helm/...`) made as ServiceAccount `runner` of `ns` between `since` (taken just
+    /// before the tool was spawned) and `until` (just after its exit was seen), both audit
+    /// timestamps. In ms: `firstListMs`, how long the API server took over Helm's first `LIST`
+    /// of Secrets (its read of the release's records, Helm's first real request);
+    /// `beforeHelmMs`, spawn to Helm's first request (for the bare CLI, Helm's own start; for
+    /// ours, the runner's work before helm too); `afterHelmMs`, Helm's last answer to the exit
+    /// seen (Helm's exit, and ours' work after helm); `firstRequestMs`, spawn to the first
+    /// request of any kind (ours: the runner's own start). Empty without requests.
+    pub fn helm_timeline(
+        &self,
+        ns: &str,
+        since: &str,
+        until: &str,
+    ) -> serde_json::Map<String, serde_json::Value> {
         let user = format!("system:serviceaccount:{ns}:runner");
-        let at =
-            |ev: &serde_json::Value, key: &str| ev[key].as_str()?.parse::<jiff::Timestamp>().ok();
-        let mut lists: Vec<serde_json::Value> = self
+        let at = |ev: &serde_json::Value, key: &str| {
+            ev[key]
+                .as_str()
+                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        };
+        let ms = |d: jiff::SignedDuration| json!((d.as_secs_f64() * 10_000.0).round() / 10.0);
+        let mut all: Vec<serde_json::Value> = self
             .cp
             .audit_events(&user)
             .into_iter()
             .filter(|ev| {
                 let received = ev["requestReceivedTimestamp"].as_str().unwrap_or_default();
-                ev["stage"] == "ResponseComplete"
-                    && ev["verb"] == "list"
-                    && ev["objectRef"]["resource"] == "secrets"
-                    && ev["userAgent"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .starts_with("Helm/")
-                    && received >= since
-                    && received <= until
+                ev["stage"] == "ResponseComplete" && received >= since && received <= until
             })
             .collect();
-        lists.sort_by(|a, b| {
+        all.sort_by(|a, b| {
             a["requestReceivedTimestamp"]
                 .as_str()
                 .cmp(&b["requestReceivedTimestamp"].as_str())
         });
-        let first = lists.first()?;
-        let took =
-            at(first, "stageTimestamp")?.duration_since(at(first, "requestReceivedTimestamp")?);
-        Some((took.as_secs_f64() * 10_000.0).round() / 10.0)
+        let first_any = all
+            .first()
+            .and_then(|ev| at(ev, "requestReceivedTimestamp"));
+        let helm: Vec<&serde_json::Value> = all
+            .iter()
+            .filter(|ev| {
+                ev["userAgent"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("Helm/")
+            })
+            .collect();
+        let mut out = serde_json::Map::new();
+        let (Ok(since), Ok(until)) = (
+            since.parse::<jiff::Timestamp>(),
+            until.parse::<jiff::Timestamp>(),
+        ) else {
+            return out;
+        };
+        let first_list = helm
+            .iter()
+            .find(|ev| ev["verb"] == "list" && ev["objectRef"]["resource"] == "secrets");
+        if let Some((received, done)) = first_list.and_then(|ev| {
+            Some((
+                at(ev, "requestReceivedTimestamp")?,
+                at(ev, "stageTimestamp")?,
+            ))
+        }) {
+            out.insert("firstListMs".into(), ms(done.duration_since(received)));
+        }
+        if let Some(first) = first_any {
+            out.insert("firstRequestMs".into(), ms(first.duration_since(since)));
+        }
+        if let Some(first) = helm
+            .first()
+            .and_then(|ev| at(ev, "requestReceivedTimestamp"))
+        {
+            out.insert("beforeHelmMs".into(), ms(first.duration_since(since)));
+        }
+        if let Some(last) = helm.iter().filter_map(|ev| at(ev, "stageTimestamp")).max() {
+            out.insert("afterHelmMs".into(), ms(until.duration_since(last)));
+        }
+        out
     }
 
     /// Requests made by ServiceAccount `runner` of `ns` since `since`, by "verb resource".

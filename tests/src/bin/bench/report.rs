@@ -160,6 +160,22 @@ fn helm_section(s: &mut String, helm: &serde_json::Map<String, Value>) {
                 "upgrade, no wait: helm's first LIST of its records (ms)",
                 "upgradeNoWaitFirstListMs",
             ),
+            (
+                "install, no wait: spawn to helm's first request (ms)",
+                "installNoWaitBeforeHelmMs",
+            ),
+            (
+                "install, no wait: helm's last answer to exit (ms)",
+                "installNoWaitAfterHelmMs",
+            ),
+            (
+                "upgrade, no wait: spawn to helm's first request (ms)",
+                "upgradeNoWaitBeforeHelmMs",
+            ),
+            (
+                "upgrade, no wait: helm's last answer to exit (ms)",
+                "upgradeNoWaitAfterHelmMs",
+            ),
         ],
     ));
     s.push_str(&api_requests(helm, "run (every install and upgrade)"));
