@@ -175,8 +175,8 @@ pub async fn records_matching(
 /// once the cache has caught up with etcd, and asks etcd for that progress at most once per
 /// 100 ms per resource (`k8s.io/apiserver` `storage/cacher/progress`,
 /// `progressRequestPeriod`). A consistent LIST of Secrets by the runner, any write, then
-/// helm's own consistent LIST within 100 ms makes helm's wait for the next request: 40 to
-/// 60 ms per run measured (`bench`, the audit log's figure "helm's first LIST of its
+/// helm's own consistent LIST within 100 ms: helm's LIST waits for the next progress request,
+/// 40 to 60 ms per run measured (`bench`, the audit log's figure "helm's first LIST of its
 /// records"). So the records are read as:
 /// 1. one LIST from the watch cache at any resource version (`resourceVersion=0`: no wait, no
 ///    progress request), possibly a few milliseconds behind etcd;
@@ -220,14 +220,17 @@ pub async fn history(
         },
         get_record(client, namespace, driver, &next_object),
     )?;
-    match (fresh, next) {
-        (_, Some(_)) => {}
-        (None, None) if newest == 0 => return Ok(cached),
-        (Some(fresh), None) => {
-            *cached.last_mut().expect("newest is a listed record") = fresh;
-            return Ok(cached);
+    if next.is_none() {
+        match fresh {
+            // No release.
+            None if newest == 0 => return Ok(cached),
+            Some(fresh) => {
+                *cached.last_mut().expect("newest is a listed record") = fresh;
+                return Ok(cached);
+            }
+            // The newest listed record is gone (an uninstall meanwhile).
+            None => {}
         }
-        (None, None) => {}
     }
     tracing::debug!(
         release = name,
@@ -534,8 +537,8 @@ mod tests {
         assert_eq!(r.object, "sh.helm.release.v1.shop.v4");
     }
 
-    /// An API server that answers from `records` (revision, status) as etcd has them and
-    /// `cached` as its watch cache has them, and notes each request's path and query.
+    /// An API server holding the records `etcd` (revision, status) in etcd and `cached` in its
+    /// watch cache (what a LIST with `resourceVersion=0` gets), noting each request's URI.
     fn api(
         etcd: &'static [(u64, &'static str)],
         cached: &'static [(u64, &'static str)],
