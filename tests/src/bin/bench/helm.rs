@@ -273,7 +273,7 @@ impl<'a> HelmBench<'a> {
                 }
             }
         }
-        // Where the API server made helm wait (see `Lab::helm_timeline`).
+        // Where each step's time went, from the audit log (see `Lab::helm_timeline`).
         for (key, since, until) in windows {
             for (figure, v) in lab.helm_timeline(&ns, &since, &until) {
                 // `firstListMs` -> `installFirstListMs`, ...
