@@ -116,27 +116,13 @@ impl Lab {
         since: &str,
         until: &str,
     ) -> serde_json::Map<String, serde_json::Value> {
-        let user = format!("system:serviceaccount:{ns}:runner");
         let at = |ev: &serde_json::Value, key: &str| {
             ev[key]
                 .as_str()
                 .and_then(|t| t.parse::<jiff::Timestamp>().ok())
         };
         let ms = |d: jiff::SignedDuration| json!((d.as_secs_f64() * 10_000.0).round() / 10.0);
-        let mut all: Vec<serde_json::Value> = self
-            .cp
-            .audit_events(&user)
-            .into_iter()
-            .filter(|ev| {
-                let received = ev["requestReceivedTimestamp"].as_str().unwrap_or_default();
-                ev["stage"] == "ResponseComplete" && received >= since && received <= until
-            })
-            .collect();
-        all.sort_by(|a, b| {
-            a["requestReceivedTimestamp"]
-                .as_str()
-                .cmp(&b["requestReceivedTimestamp"].as_str())
-        });
+        let all = self.runner_requests(ns, since, Some(until));
         let first_any = all
             .first()
             .and_then(|ev| at(ev, "requestReceivedTimestamp"));
@@ -182,16 +168,39 @@ impl Lab {
         out
     }
 
+    /// The answered requests ServiceAccount `runner` of `ns` made, received from `since` to
+    /// `until` (none: to now), oldest first: their audit events.
+    fn runner_requests(
+        &self,
+        ns: &str,
+        since: &str,
+        until: Option<&str>,
+    ) -> Vec<serde_json::Value> {
+        let user = format!("system:serviceaccount:{ns}:runner");
+        let mut events: Vec<serde_json::Value> = self
+            .cp
+            .audit_events(&user)
+            .into_iter()
+            .filter(|ev| {
+                // RFC 3339 UTC timestamps with fixed precision compare as strings.
+                let received = ev["requestReceivedTimestamp"].as_str().unwrap_or_default();
+                ev["stage"] == "ResponseComplete"
+                    && received >= since
+                    && until.is_none_or(|until| received <= until)
+            })
+            .collect();
+        events.sort_by(|a, b| {
+            a["requestReceivedTimestamp"]
+                .as_str()
+                .cmp(&b["requestReceivedTimestamp"].as_str())
+        });
+        events
+    }
+
     /// Requests made by ServiceAccount `runner` of `ns` since `since`, by "verb resource".
     pub fn audit_counts(&self, ns: &str, since: &str) -> BTreeMap<String, u64> {
-        let user = format!("system:serviceaccount:{ns}:runner");
         let mut counts = BTreeMap::new();
-        for ev in self.cp.audit_events(&user) {
-            // RFC 3339 UTC timestamps with fixed precision compare as strings.
-            let at = ev["requestReceivedTimestamp"].as_str().unwrap_or_default();
-            if ev["stage"] != "ResponseComplete" || at < since {
-                continue;
-            }
+        for ev in self.runner_requests(ns, since, None) {
             let resource = ev["objectRef"]["resource"].as_str().unwrap_or("(none)");
             let verb = ev["verb"].as_str().unwrap_or("?");
             *counts.entry(format!("{verb} {resource}")).or_insert(0) += 1;
