@@ -15,11 +15,14 @@ use std::collections::BTreeMap;
 
 use std::path::{Path, PathBuf};
 
+use action_runner::InputDigest;
+use action_runner::identity::{self, INPUT_DIGEST_LABEL, Sameness};
 use action_runner::{
     ActionRunner, ExecutionContext, Progress, RunnerError, StartInput, StartOutput,
     WaitForCompletionInput, WaitForCompletionOutput, validation,
 };
 use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Resource;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use kube::core::Request;
@@ -127,9 +130,15 @@ impl ArgoRunner {
 }
 
 /// Builds the Workflow object the runner submits: `input`'s spec and labels, named and
-/// namespaced from `ctx`, labelled as created by this runner, `spec.serviceAccountName` set from
-/// the context when the spec has none, and the context's owner reference.
-pub fn build_workflow(ctx: &ExecutionContext, input: &WorkflowManifest) -> Value {
+/// namespaced from `ctx`, labelled as created by this runner for this input (`digest`: the
+/// manifest's [`InputDigest`], to which the spec as submitted is added; the label
+/// [`INPUT_DIGEST_LABEL`] holds the result), `spec.serviceAccountName` set from the context when
+/// the spec has none, and the context's owner reference.
+pub fn build_workflow(
+    ctx: &ExecutionContext,
+    input: &WorkflowManifest,
+    mut digest: InputDigest,
+) -> Value {
     let mut labels = input.labels.clone();
     labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
     labels.insert(CONTEXT_LABEL.into(), ctx.name.clone());
@@ -138,6 +147,9 @@ pub fn build_workflow(ctx: &ExecutionContext, input: &WorkflowManifest) -> Value
         spec.entry("serviceAccountName")
             .or_insert_with(|| Value::String(sa.clone()));
     }
+    let spec_json = serde_json::to_vec(&spec).expect("a spec serializes");
+    digest.add("spec", &spec_json);
+    labels.insert(INPUT_DIGEST_LABEL.into(), digest.finish());
     let mut metadata = json!({
         "name": ctx.name,
         "namespace": ctx.platform.namespace,
@@ -157,14 +169,68 @@ pub fn build_workflow(ctx: &ExecutionContext, input: &WorkflowManifest) -> Value
     })
 }
 
-fn is_ours(obj: &DynamicObject, ctx: &ExecutionContext) -> bool {
-    let labels: &BTreeMap<String, String> = obj
+/// Whether `existing` (a Workflow named after this action) is this action's own, from an
+/// earlier attempt: made by argo-runner under this context name, with the same controller owner
+/// (none on both sides, or the same uid) and the same input digest as `wanted`, the Workflow
+/// this attempt would create ([`identity`](action_runner::identity)).
+///
+/// # Errors
+/// [`ErrorKind::InvalidInput`](action_runner::error::ErrorKind) (exit 2; nothing was written)
+/// saying whose it is and what to change: not made by argo-runner for this context, made for
+/// another owner, or for another input.
+fn check_ours(existing: &DynamicObject, wanted: &Value, what: &str) -> Result<(), RunnerError> {
+    let labels: &BTreeMap<String, String> = existing
         .metadata
         .labels
         .as_ref()
         .unwrap_or(const { &BTreeMap::new() });
-    labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY)
-        && labels.get(CONTEXT_LABEL) == Some(&ctx.name)
+    let wanted_label = |k: &str| wanted["metadata"]["labels"][k].as_str().unwrap_or_default();
+    let context = wanted_label(CONTEXT_LABEL);
+    if labels.get(MANAGED_BY_LABEL).map(String::as_str) != Some(MANAGED_BY)
+        || labels.get(CONTEXT_LABEL).map(String::as_str) != Some(context)
+    {
+        return Err(RunnerError::invalid_input(format!(
+            "{what} already exists and was not created by argo-runner for this context (labels \
+             {MANAGED_BY_LABEL}={MANAGED_BY}, {CONTEXT_LABEL}={context}); choose another \
+             RUNNER_CONTEXT_NAME or delete it"
+        )));
+    }
+    let controller = |refs: Option<&Vec<OwnerReference>>| {
+        refs.into_iter()
+            .flatten()
+            .find(|r| r.controller == Some(true))
+            .map(|r| (r.kind.clone(), r.name.clone(), r.uid.clone()))
+    };
+    let stored_owner = controller(existing.metadata.owner_references.as_ref());
+    let wanted_refs: Option<Vec<OwnerReference>> =
+        serde_json::from_value(wanted["metadata"]["ownerReferences"].clone()).ok();
+    let owner = controller(wanted_refs.as_ref());
+    let sameness = identity::compare(
+        stored_owner.as_ref().map(|o| o.2.as_str()),
+        labels.get(INPUT_DIGEST_LABEL).map(String::as_str),
+        owner.as_ref().map(|o| o.2.as_str()),
+        wanted_label(INPUT_DIGEST_LABEL),
+    );
+    let named = |o: &Option<(String, String, String)>| match o {
+        Some((kind, name, uid)) => format!("{kind} {name} (uid {uid})"),
+        None => "no owner".into(),
+    };
+    match sameness {
+        Sameness::Same => Ok(()),
+        Sameness::OtherOwner { .. } => Err(RunnerError::invalid_input(format!(
+            "{what} already exists and belongs to another action: its owner is {}, this runner's \
+             is {}; two Jobs cannot be one action: give this one its own RUNNER_CONTEXT_NAME",
+            named(&stored_owner),
+            named(&owner)
+        ))),
+        Sameness::OtherInput { digest } => Err(RunnerError::invalid_input(format!(
+            "{what} already exists for another input of this action (input digest {}, this \
+             run's {}): a changed input is a new action; give it another RUNNER_CONTEXT_NAME, \
+             or delete the Workflow to run it again under this one",
+            digest.as_deref().unwrap_or("none"),
+            wanted_label(INPUT_DIGEST_LABEL)
+        ))),
+    }
 }
 
 /// What the runner reads of a Workflow's `status` (Argo's `WorkflowStatus`,
@@ -382,11 +448,15 @@ impl ActionRunner for ArgoRunner {
         let ns = &ctx.platform.namespace;
         let what = format!("Workflow {ns}/{}", ctx.name);
         let ar = workflow_resource();
-        let workflow = build_workflow(ctx, &input.args);
+        let workflow = build_workflow(ctx, &input.args, input.digest.clone());
         self.dry_run = ctx.dry_run;
         // The (Cluster)WorkflowTemplates it refers to exist and have the templates named
         // (nothing is written before this passes).
+        input
+            .activity
+            .set(format!("checking the WorkflowTemplates {what} refers to"));
         templates::check(&input.client, ns, &input.args.spec).await?;
+        input.activity.set(format!("creating {what}"));
 
         // POST with fieldValidation=Strict: a field unknown to the installed CRD is an error,
         // never silently pruned. (kube's PostParams has no fieldValidation, so the query is added
@@ -411,14 +481,7 @@ impl ActionRunner for ArgoRunner {
                     .get(&ctx.name)
                     .await
                     .map_err(|e| RunnerError::from_kube(format!("get {what}"), e))?;
-                if !is_ours(&existing, ctx) {
-                    return Err(RunnerError::invalid_input(format!(
-                        "{what} already exists and was not created by argo-runner for this \
-                         context (labels {MANAGED_BY_LABEL}={MANAGED_BY}, {CONTEXT_LABEL}={}); \
-                         choose another RUNNER_CONTEXT_NAME or delete it",
-                        ctx.name
-                    )));
-                }
+                check_ours(&existing, &workflow, &what)?;
                 tracing::info!(workflow = %what, "Workflow already exists and is ours (a retried run); attaching to it");
                 adopted = true;
                 existing
@@ -612,4 +675,66 @@ fn fatal(err: &watcher::Error) -> Option<(u16, String)> {
         _ => return None,
     };
     matches!(code, 401 | 403 | 404).then(|| (code, message.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Workflow named after the action is adopted only when the owner and the input match.
+    #[test]
+    fn only_this_actions_own_workflow_is_adopted() {
+        let ctx = |uid: Option<&str>| ExecutionContext {
+            name: "act".into(),
+            dry_run: false,
+            timeout: None,
+            platform: action_runner::KubernetesPlatform {
+                namespace: "ns".into(),
+                service_account_name: None,
+                owner_reference: uid.map(|uid| OwnerReference {
+                    api_version: "batch/v1".into(),
+                    kind: "Job".into(),
+                    name: format!("job-{uid}"),
+                    uid: uid.into(),
+                    controller: Some(true),
+                    ..Default::default()
+                }),
+            },
+        };
+        let manifest = |entry: &str| WorkflowManifest {
+            spec: serde_json::from_value(json!({"entrypoint": entry})).unwrap(),
+            ..Default::default()
+        };
+        let digest = || {
+            let mut d = InputDigest::new();
+            d.add("manifest", b"m");
+            d
+        };
+        let stored = |c: &ExecutionContext, m: &WorkflowManifest| -> DynamicObject {
+            serde_json::from_value(build_workflow(c, m, digest())).unwrap()
+        };
+        let first = stored(&ctx(Some("u1")), &manifest("main"));
+        let again = build_workflow(&ctx(Some("u1")), &manifest("main"), digest());
+        assert!(check_ours(&first, &again, "Workflow ns/act").is_ok());
+
+        let other_job = build_workflow(&ctx(Some("u2")), &manifest("main"), digest());
+        let e = check_ours(&first, &other_job, "Workflow ns/act").unwrap_err();
+        assert_eq!(e.exit(), action_runner::Exit::InvalidInput);
+        assert!(e.to_string().contains("Job job-u1 (uid u1)"), "{e}");
+        assert!(e.to_string().contains("RUNNER_CONTEXT_NAME"), "{e}");
+
+        let other_input = build_workflow(&ctx(Some("u1")), &manifest("other"), digest());
+        let e = check_ours(&first, &other_input, "Workflow ns/act").unwrap_err();
+        assert!(e.to_string().contains("another input"), "{e}");
+
+        // By hand, no owner: the same input adopts, another input is refused.
+        let by_hand = stored(&ctx(None), &manifest("main"));
+        let again = build_workflow(&ctx(None), &manifest("main"), digest());
+        assert!(check_ours(&by_hand, &again, "w").is_ok());
+        let changed = build_workflow(&ctx(None), &manifest("other"), digest());
+        assert!(check_ours(&by_hand, &changed, "w").is_err());
+        // A Job after a by-hand run under the same name: another input of the name, refused.
+        let job = build_workflow(&ctx(Some("u1")), &manifest("main"), digest());
+        assert!(check_ours(&by_hand, &job, "w").is_err());
+    }
 }

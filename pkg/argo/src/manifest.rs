@@ -21,7 +21,7 @@ pub const KIND: &str = "Workflow";
 ///
 /// The spec is kept as opaque JSON, so no field of any Argo version is lost. A spec must hold
 /// `templates` or `workflowTemplateRef` (Argo rejects a Workflow with neither).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct WorkflowManifest {
     /// `metadata.labels` of a whole Workflow (empty otherwise).
     pub labels: BTreeMap<String, String>,

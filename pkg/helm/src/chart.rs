@@ -31,6 +31,30 @@ pub enum ChartSource {
     },
 }
 
+impl ChartSource {
+    /// In words, for messages: `./chart`, `nginx (version 1.0.0) from https://...`,
+    /// `oci://registry/charts/nginx`.
+    pub fn describe(&self) -> String {
+        match self {
+            ChartSource::Local(path) => path.display().to_string(),
+            ChartSource::Remote {
+                reference,
+                repo,
+                version,
+            } => {
+                let mut s = reference.clone();
+                if let Some(v) = version {
+                    s.push_str(&format!(" (version {v})"));
+                }
+                if let Some(r) = repo {
+                    s.push_str(&format!(" from {r}"));
+                }
+                s
+            }
+        }
+    }
+}
+
 /// Decides where `chart` comes from (rules in [`Chart`]'s documentation).
 ///
 /// Why the input's `chart` names no chart; the text names the field at fault.

@@ -130,6 +130,9 @@ struct Prepared {
     /// Access to a private chart repository or registry (`helm pull` flags).
     access: sources::RepositoryAccess,
     redactor: Redactor,
+    /// The input read here, for the action's identity ([`ownership`]): the command, the
+    /// release (as the release file and the manifest make it) and each `valuesFromFile` file.
+    local_digest: action_runner::InputDigest,
 }
 
 /// The parts of Helm's release JSON (`helm install -o json`; `pkg/release` of `helm.sh/helm/v3`
@@ -413,6 +416,8 @@ impl ActionRunner for HelmRunner {
     fn prepare(&mut self, ctx: &ExecutionContext, args: &HelmInput) -> Result<(), RunnerError> {
         let config = HelmConfig::from_env()?;
         let mut redactor = Redactor::default();
+        let mut local_digest = action_runner::InputDigest::new();
+        local_digest.add("command", config.command.as_str().as_bytes());
         let (release_name, namespace, chart) = match config.command {
             Command::Install => {
                 let name = match (args.name.trim(), args.generate_name) {
@@ -447,6 +452,8 @@ impl ActionRunner for HelmRunner {
                         *field = value.clone();
                     }
                 }
+                let json = serde_json::to_vec(&release).expect("a release serializes");
+                local_digest.add("release", &json);
                 (Some(release.name), release.namespace, release.chart)
             }
             Command::Uninstall | Command::Rollback => {
@@ -505,6 +512,8 @@ impl ActionRunner for HelmRunner {
             }
             let file = PathBuf::from(file.trim());
             let v = input::read_values_file(&file)?;
+            let json = serde_json::to_vec(&v).expect("values serialize");
+            local_digest.add(&format!("valuesFromFile[{i}]"), &json);
             redactor.add_values(&Value::Object(v.0));
             values_files.push(file);
         }
@@ -517,6 +526,7 @@ impl ActionRunner for HelmRunner {
             values_files,
             access,
             redactor,
+            local_digest,
         });
         Ok(())
     }
@@ -531,6 +541,9 @@ impl ActionRunner for HelmRunner {
         let ctx = &input.ctx;
         let args = &input.args;
         // valuesFrom, read before anything is written (a missing source: exit 2, no status).
+        input
+            .activity
+            .set(format!("reading valuesFrom in namespace {}", p.namespace));
         let fetched = sources::fetch_values(&input.client, &p.namespace, &args.values_from).await?;
         for f in &fetched {
             p.redactor.add_values(&Value::Object(f.values.0.clone()));
@@ -547,6 +560,9 @@ impl ActionRunner for HelmRunner {
             timeout: lifecycle::timeout(args)?.or(ctx.timeout),
             redactor: p.redactor.clone(),
         };
+        input
+            .activity
+            .set(format!("reading the version of {}", helm.binary.display()));
         let version = helm.version().await?;
         tracing::info!(helm = %version, binary = %helm.binary.display(),
             server_side_apply_by_default = version.server_side_apply_by_default(), "helm version");
@@ -555,6 +571,10 @@ impl ActionRunner for HelmRunner {
         // release's earlier revisions, a rollback restores them: they are secrets too.
         let mut history = Vec::new();
         if let (true, Some(name)) = (command.needs_release_file(), &p.release_name) {
+            input.activity.set(format!(
+                "reading the history of release {name:?} in namespace {:?}",
+                p.namespace
+            ));
             history = storage::history(&input.client, &p.namespace, &p.config.driver, name).await?;
             for r in &history {
                 match r.release() {
@@ -635,13 +655,40 @@ impl ActionRunner for HelmRunner {
             });
         }
 
+        let scratch = tempfile::Builder::new()
+            .prefix("helm-runner-")
+            .tempdir()
+            .map_err(|e| RunnerError::failed("cannot create a scratch directory").because(e))?;
+        let source = p.source.as_ref().ok_or_else(|| {
+            RunnerError::failed("no chart source was prepared for an install or upgrade")
+        })?;
+        input
+            .activity
+            .set(format!("fetching the chart: {}", source.describe()));
+        let chart_dir = chart::fetch(&helm, source, &p.access.pull_args(), scratch.path()).await?;
+
+        // The action's identity: its input as read, the chart's files included (`ownership`).
+        let mut digest = input.digest.clone();
+        digest.add("local", p.local_digest.finish().as_bytes());
+        for f in &fetched {
+            digest.add(&format!("valuesFrom[{}]", f.index), f.text.as_bytes());
+        }
+        ownership::add_chart(&mut digest, &chart_dir).map_err(|e| {
+            RunnerError::invalid_input(format!("chart {}: cannot read its files", p.chart.name))
+                .because(e)
+        })?;
+
         // A retried attempt of this action: what the earlier ones left (see `ownership`).
-        let id = ActionId::of(ctx);
+        let id = ActionId::of(ctx, &digest);
         if id.is_none() {
             tracing::warn!(action = %ctx.name, "no owner uid and an action name longer than a \
                 label value: the release is not labelled, and a retried attempt cannot tell it \
                 from another action's");
         }
+        input.activity.set(format!(
+            "reading the history of the release in namespace {}",
+            p.namespace
+        ));
         let decision = match &id {
             Some(id) if storage::reads_driver(&p.config.driver) => {
                 let history = match &p.release_name {
@@ -679,12 +726,27 @@ impl ActionRunner for HelmRunner {
             Decision::Run => {}
             Decision::NotOurs(r) => {
                 return Err(RunnerError::invalid_input(format!(
-                    "release {:?} in namespace {:?} already exists (revision {}, {}) and this \
-                     action did not install it: install under another name, or upgrade it",
+                    "release {:?} in namespace {:?} already exists (revision {}, {}, made by {}) \
+                     and this action did not install it: install under another name, or upgrade \
+                     it",
                     r.release_name(),
                     p.namespace,
                     r.revision,
-                    r.status
+                    r.status,
+                    ownership::maker(&r.labels),
+                )));
+            }
+            Decision::OtherOwner(r, uid) => {
+                return Err(RunnerError::invalid_input(format!(
+                    "release {:?} in namespace {:?}: its revision {} was made by action {:?} of \
+                     another owner (uid {uid}; this runner's owner is {}): two Jobs cannot be \
+                     one action; give this one its own RUNNER_CONTEXT_NAME",
+                    r.release_name(),
+                    p.namespace,
+                    r.revision,
+                    ctx.name,
+                    id.as_ref()
+                        .map_or(ownership::NO_OWNER, |i| i.owner_uid.as_str()),
                 )));
             }
             _ if ctx.dry_run => {}
@@ -721,15 +783,6 @@ impl ActionRunner for HelmRunner {
                 replace = true;
             }
         }
-
-        let scratch = tempfile::Builder::new()
-            .prefix("helm-runner-")
-            .tempdir()
-            .map_err(|e| RunnerError::failed("cannot create a scratch directory").because(e))?;
-        let source = p.source.as_ref().ok_or_else(|| {
-            RunnerError::failed("no chart source was prepared for an install or upgrade")
-        })?;
-        let chart_dir = chart::fetch(&helm, source, &p.access.pull_args(), scratch.path()).await?;
 
         // The command line: never values (they go in 0600 files), layered in Helm's order:
         // valuesFrom, valuesFromFile, inline values last (see `sources`).

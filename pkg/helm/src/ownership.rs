@@ -3,10 +3,12 @@
 //! A Job retries its pod (a pod deleted, evicted or failed with a retryable exit code), and the
 //! retried pod runs the same action again. To stay safe, the runner labels every release
 //! revision it makes (Helm's release labels, `--labels`, stored on Helm's record of the
-//! revision since Helm 3.13; Helm 4 the same) with the action's identity: the uid of the runner's
-//! owner (`RUNNER_CONTEXT_PLATFORM_OWNER_UID`, the Job, the same for each of its pods) and the
-//! action's name (`RUNNER_CONTEXT_NAME`). Before helm runs, [`decide`] reads the release's
-//! history and says what this attempt does:
+//! revision since Helm 3.13; Helm 4 the same) with the action's identity
+//! ([`action_runner::identity`]): the uid of the runner's owner
+//! (`RUNNER_CONTEXT_PLATFORM_OWNER_UID`, the Job, the same for each of its pods, or `none`), the
+//! action's name (`RUNNER_CONTEXT_NAME`) and the digest of its input ([`input_digest`]: the
+//! command, the manifest, the release file, each values layer as read and the chart's files).
+//! Before helm runs, [`decide`] reads the release's history and says what this attempt does:
 //!
 //! | history of the release | install | upgrade |
 //! |---|---|---|
@@ -14,16 +16,26 @@
 //! | a revision of this action `deployed` or `superseded` | adopt it: no new revision | adopt it |
 //! | the latest revision this action's and `pending-*` | mark it `failed`, then install with `--replace` | mark it `failed`, then upgrade |
 //! | the latest revision this action's and `failed` or `uninstalled` | install with `--replace` | upgrade |
-//! | revisions, none of this action | exit 2 (unless `replace` and the latest `failed`/`uninstalled`) | run helm |
+//! | the latest revision made under this action's name by another owner | exit 2 naming that owner | exit 2 naming that owner |
+//! | revisions, none of this action | exit 2 (unless `replace` and the latest `failed`/`uninstalled`) | run helm: a new revision |
+//!
+//! "This action" is the same owner, name and input digest. The same name and owner with another
+//! input (a by-hand re-run with new values, or an `upgrade` under the name its `install` used)
+//! is a new action: an upgrade makes a new revision, it never adopts the earlier one. Another
+//! Job under the same name is refused: two owners cannot be one action.
 //!
 //! A `pending-*` revision of this action is one whose attempt is gone: the Job starts a pod
 //! only once its predecessor has terminated (`podReplacementPolicy: Failed`, as the Jobs in
 //! `deploy/` set), so no helm of this action still runs. Marking it `failed` is how Helm records
 //! an interrupted operation and what Flux's helm-controller does with a release left pending.
+//! A `pending-*` revision of another input is someone else's operation: helm is run and says so.
 
 use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
-use action_runner::ExecutionContext;
+use action_runner::identity::INPUT_DIGEST_LABEL;
+use action_runner::{ExecutionContext, InputDigest};
 
 use crate::config::Command;
 use crate::storage::Record;
@@ -36,20 +48,26 @@ pub const ACTION_LABEL: &str = "kube-action-runners.io/action";
 /// Longest label value Kubernetes accepts (apimachinery `validation.IsValidLabelValue`).
 const MAX_LABEL_VALUE: usize = 63;
 
+/// What an owner-uid label holds when the action has no owner.
+pub const NO_OWNER: &str = "none";
+
 /// The identity of an action, as the labels of the release revisions it makes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActionId {
-    /// `RUNNER_CONTEXT_PLATFORM_OWNER_UID`, or `none`.
+    /// `RUNNER_CONTEXT_PLATFORM_OWNER_UID`, or [`NO_OWNER`].
     pub owner_uid: String,
     /// `RUNNER_CONTEXT_NAME`.
     pub action: String,
+    /// [`input_digest`]'s value ([`action_runner::identity::DIGEST_LEN`] hex digits).
+    pub input_digest: String,
 }
 
 impl ActionId {
-    /// The identity of the action `ctx` runs, or `None` when it cannot be a label: without an
-    /// owner, the action's name is the identity, and a name longer than 63 characters is not a
-    /// label value (then the run is not retry-safe, which the runner logs).
-    pub fn of(ctx: &ExecutionContext) -> Option<ActionId> {
+    /// The identity of the action `ctx` runs with input `digest`, or `None` when it cannot be a
+    /// label: without an owner, the action's name is part of the identity, and a name longer
+    /// than 63 characters is not a label value (then the run is not retry-safe, which the runner
+    /// logs).
+    pub fn of(ctx: &ExecutionContext, digest: &InputDigest) -> Option<ActionId> {
         let owner_uid = ctx
             .platform
             .owner_reference
@@ -58,25 +76,29 @@ impl ActionId {
             .filter(|u| !u.is_empty() && u.len() <= MAX_LABEL_VALUE);
         if ctx.name.len() <= MAX_LABEL_VALUE {
             Some(ActionId {
-                owner_uid: owner_uid.unwrap_or_else(|| "none".into()),
+                owner_uid: owner_uid.unwrap_or_else(|| NO_OWNER.into()),
                 action: ctx.name.clone(),
+                input_digest: digest.finish(),
             })
         } else {
             // A DNS subdomain longer than a label value: the owner alone names the action.
             owner_uid.map(|owner_uid| ActionId {
                 owner_uid,
                 action: String::new(),
+                input_digest: digest.finish(),
             })
         }
     }
 
     /// The value of helm's `--labels`: `kube-action-runners.io/owner-uid=<uid>,
-    /// kube-action-runners.io/action=<name>` (the action label left out when empty).
+    /// kube-action-runners.io/action=<name>,kube-action-runners.io/input-digest=<digest>` (the
+    /// action label left out when empty).
     pub fn labels_arg(&self) -> String {
         let mut arg = format!("{OWNER_UID_LABEL}={}", self.owner_uid);
         if !self.action.is_empty() {
             arg.push_str(&format!(",{ACTION_LABEL}={}", self.action));
         }
+        arg.push_str(&format!(",{INPUT_DIGEST_LABEL}={}", self.input_digest));
         arg
     }
 
@@ -86,12 +108,88 @@ impl ActionId {
         format!("owner=helm,{}", self.labels_arg())
     }
 
-    /// Whether a record with `labels` is a revision this action made.
+    /// Whether a record with `labels` is a revision this action made: the same owner, name
+    /// and input digest.
     pub fn made(&self, labels: &BTreeMap<String, String>) -> bool {
         let label = |k: &str| labels.get(k).map(String::as_str).unwrap_or("");
         label(OWNER_UID_LABEL) == self.owner_uid
             && (self.action.is_empty() || label(ACTION_LABEL) == self.action)
+            && label(INPUT_DIGEST_LABEL) == self.input_digest
     }
+
+    /// The owner uid of a record made under this action's name by another owner (not
+    /// [`NO_OWNER`]): another Job claims the same `RUNNER_CONTEXT_NAME`.
+    pub fn other_owner<'a>(&self, labels: &'a BTreeMap<String, String>) -> Option<&'a str> {
+        let same_name = !self.action.is_empty()
+            && labels.get(ACTION_LABEL).map(String::as_str) == Some(self.action.as_str());
+        labels
+            .get(OWNER_UID_LABEL)
+            .map(String::as_str)
+            .filter(|uid| same_name && *uid != NO_OWNER && *uid != self.owner_uid)
+    }
+}
+
+/// Who made a record, in words for an error message: `action "x" of owner <uid>` (or `of no
+/// owner`), or `Helm without helm-runner's labels`.
+pub fn maker(labels: &BTreeMap<String, String>) -> String {
+    match (labels.get(ACTION_LABEL), labels.get(OWNER_UID_LABEL)) {
+        (Some(action), Some(uid)) if uid == NO_OWNER => format!("action {action:?} of no owner"),
+        (Some(action), Some(uid)) => format!("action {action:?} of owner {uid}"),
+        (None, Some(uid)) => format!("an action of owner {uid}"),
+        _ => "Helm without helm-runner's labels".into(),
+    }
+}
+
+/// Bytes of a chart's files read into the digest at the most: 64 MiB, above what a chart can
+/// hold (Helm's loader refuses a chart archive that unpacks to more than 100 MiB of which no
+/// file over 5 MiB, and the chart sandbox checks its own budget before this runs).
+const MAX_CHART_DIGEST_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Adds the files of the unpacked chart at `dir` to `digest`: each regular file's path
+/// (relative to `dir`, `/`-separated) and content, in path order; directories by their path.
+/// Symbolic links and other special files are not followed (the chart sandbox refuses them).
+///
+/// # Errors
+/// An I/O error reading the tree, or a tree over [`MAX_CHART_DIGEST_BYTES`].
+pub fn add_chart(digest: &mut InputDigest, dir: &Path) -> std::io::Result<()> {
+    let mut files = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for entry in std::fs::read_dir(dir.join(&rel))? {
+            let entry = entry?;
+            let path = rel.join(entry.file_name());
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                stack.push(path.clone());
+                files.push((path, false));
+            } else if kind.is_file() {
+                files.push((path, true));
+            }
+        }
+    }
+    files.sort();
+    let mut total = 0u64;
+    for (rel, is_file) in files {
+        let name = rel.to_string_lossy().replace('\\', "/");
+        if !is_file {
+            digest.add("chart-dir", name.as_bytes());
+            continue;
+        }
+        let mut bytes = Vec::new();
+        let left = MAX_CHART_DIGEST_BYTES - total;
+        std::fs::File::open(dir.join(&rel))?
+            .take(left + 1)
+            .read_to_end(&mut bytes)?;
+        total += bytes.len() as u64;
+        if total > MAX_CHART_DIGEST_BYTES {
+            return Err(std::io::Error::other(format!(
+                "the chart holds more than {MAX_CHART_DIGEST_BYTES} bytes"
+            )));
+        }
+        digest.add("chart-file", name.as_bytes());
+        digest.add("chart-content", &bytes);
+    }
+    Ok(())
 }
 
 /// What this attempt does with the release, from its history.
@@ -110,6 +208,9 @@ pub enum Decision {
     Replace(Record),
     /// Install only: the release exists and no revision is this action's.
     NotOurs(Record),
+    /// The latest revision was made under this action's name by another owner (the uid): the
+    /// action is refused, nothing is written.
+    OtherOwner(Record, String),
 }
 
 /// Helm's statuses of an operation under way (`release.Status.IsPending`, `pkg/release` of
@@ -136,6 +237,9 @@ pub fn decide(command: Command, id: &ActionId, history: &[Record], replace: bool
         // Superseded by a later revision of this action? Then that one is the latest of ours.
         return Decision::Adopt(done.clone());
     }
+    if let Some(uid) = id.other_owner(&latest.labels) {
+        return Decision::OtherOwner(latest.clone(), uid.to_string());
+    }
     let ours = id.made(&latest.labels);
     if ours && pending(&latest.status) {
         return Decision::Recover(latest.clone());
@@ -161,6 +265,7 @@ mod tests {
         ActionId {
             owner_uid: "u-1".into(),
             action: "shop".into(),
+            input_digest: "d1".into(),
         }
     }
 
@@ -174,6 +279,7 @@ mod tests {
         if let Some(o) = owner {
             labels.insert(OWNER_UID_LABEL.into(), o.into());
             labels.insert(ACTION_LABEL.into(), "shop".into());
+            labels.insert(INPUT_DIGEST_LABEL.into(), "d1".into());
         }
         Record {
             object: format!("sh.helm.release.v1.shop.v{revision}"),
@@ -204,7 +310,16 @@ mod tests {
             d(Install, std::slice::from_ref(&failed), false),
             Decision::Replace(failed)
         );
-        let theirs = rec(1, "deployed", Some("u-2"));
+        // Another Job under the same name: refused, for either command.
+        let same_name = rec(1, "deployed", Some("u-2"));
+        for c in [Install, Upgrade] {
+            assert_eq!(
+                d(c, std::slice::from_ref(&same_name), true),
+                Decision::OtherOwner(same_name.clone(), "u-2".into())
+            );
+        }
+        let mut theirs = rec(1, "deployed", Some("u-2"));
+        theirs.labels.insert(ACTION_LABEL.into(), "another".into());
         assert_eq!(
             d(Install, std::slice::from_ref(&theirs), true),
             Decision::NotOurs(theirs.clone())
@@ -232,22 +347,95 @@ mod tests {
         let history = [theirs.clone(), pending.clone()];
         assert_eq!(d(Upgrade, &history, false), Decision::Recover(pending));
         // Someone else's operation under way: helm says so.
-        let history = [theirs, rec(2, "pending-upgrade", Some("u-3"))];
+        let mut other = rec(2, "pending-upgrade", Some("u-3"));
+        other.labels.insert(ACTION_LABEL.into(), "another".into());
+        let history = [theirs, other];
         assert_eq!(d(Upgrade, &history, false), Decision::Run);
+    }
+
+    /// The same owner and name with another input is a new action: an upgrade makes a new
+    /// revision (never adopts), a pending revision of another input is not recovered, and a
+    /// by-hand run (no owner) never counts as another owner.
+    #[test]
+    fn another_input_is_another_action() {
+        use Command::{Install, Upgrade};
+        let mut other_input = rec(1, "deployed", Some("u-1"));
+        other_input
+            .labels
+            .insert(INPUT_DIGEST_LABEL.into(), "d0".into());
+        let h = std::slice::from_ref(&other_input);
+        assert_eq!(decide(Upgrade, &id(), h, false), Decision::Run);
+        assert_eq!(
+            decide(Install, &id(), h, false),
+            Decision::NotOurs(other_input.clone())
+        );
+        let mut pending = other_input.clone();
+        pending.status = "pending-upgrade".into();
+        assert_eq!(
+            decide(Upgrade, &id(), std::slice::from_ref(&pending), false),
+            Decision::Run
+        );
+        // Made by hand under this name (no owner), now run by a Job: not another owner.
+        let mut by_hand = rec(1, "deployed", Some(NO_OWNER));
+        by_hand
+            .labels
+            .insert(INPUT_DIGEST_LABEL.into(), "d1".into());
+        assert_eq!(
+            decide(Upgrade, &id(), std::slice::from_ref(&by_hand), false),
+            Decision::Run
+        );
+        // A by-hand run of the same input adopts its own earlier run.
+        let no_owner = ActionId {
+            owner_uid: NO_OWNER.into(),
+            ..id()
+        };
+        assert_eq!(
+            decide(Upgrade, &no_owner, std::slice::from_ref(&by_hand), false),
+            Decision::Adopt(by_hand.clone())
+        );
+    }
+
+    #[test]
+    fn chart_digest_covers_paths_and_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("c/templates")).unwrap();
+        std::fs::write(dir.path().join("c/Chart.yaml"), "name: c\n").unwrap();
+        std::fs::write(dir.path().join("c/templates/a.yaml"), "a: 1\n").unwrap();
+        let of = |d: &Path| {
+            let mut digest = InputDigest::new();
+            add_chart(&mut digest, d).unwrap();
+            digest.finish()
+        };
+        let first = of(dir.path());
+        assert_eq!(first, of(dir.path()));
+        std::fs::write(dir.path().join("c/templates/a.yaml"), "a: 2\n").unwrap();
+        let second = of(dir.path());
+        assert_ne!(first, second);
+        std::fs::rename(
+            dir.path().join("c/templates/a.yaml"),
+            dir.path().join("c/templates/b.yaml"),
+        )
+        .unwrap();
+        assert_ne!(second, of(dir.path()));
     }
 
     #[test]
     fn labels_and_selector() {
         assert_eq!(
             id().labels_arg(),
-            "kube-action-runners.io/owner-uid=u-1,kube-action-runners.io/action=shop"
+            "kube-action-runners.io/owner-uid=u-1,kube-action-runners.io/action=shop,\
+             kube-action-runners.io/input-digest=d1"
         );
         assert_eq!(
             id().selector(),
-            "owner=helm,kube-action-runners.io/owner-uid=u-1,kube-action-runners.io/action=shop"
+            "owner=helm,kube-action-runners.io/owner-uid=u-1,kube-action-runners.io/action=shop,\
+             kube-action-runners.io/input-digest=d1"
         );
         let mut labels = rec(1, "deployed", Some("u-1")).labels;
         assert!(id().made(&labels));
+        labels.insert(INPUT_DIGEST_LABEL.into(), "d2".into());
+        assert!(!id().made(&labels), "another input");
+        labels.insert(INPUT_DIGEST_LABEL.into(), "d1".into());
         labels.insert(ACTION_LABEL.into(), "other".into());
         assert!(!id().made(&labels));
     }

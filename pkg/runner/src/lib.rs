@@ -32,6 +32,7 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod events;
+pub mod identity;
 pub mod logging;
 pub mod manager;
 pub mod manifest;
@@ -42,9 +43,10 @@ pub mod validation;
 pub use config::Config;
 pub use context::{ExecutionContext, KubernetesPlatform};
 pub use error::{Exit, RunnerError};
+pub use identity::InputDigest;
 pub use manager::{Manager, block_on};
 pub use runner::{
-    ActionRunner, Progress, StartInput, StartOutput, WaitForCompletionInput,
+    ActionRunner, Activity, Progress, StartInput, StartOutput, WaitForCompletionInput,
     WaitForCompletionOutput,
 };
 pub use status::{ActionStatus, ConfigMapReporter, NoopReporter, Phase, Reason, StatusReporter};

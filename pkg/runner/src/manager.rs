@@ -18,7 +18,8 @@ use crate::config::{Config, DEFAULT_TERMINATION_MESSAGE_PATH};
 use crate::context::ExecutionContext;
 use crate::error::{ErrorKind, Exit, RunnerError, one_line};
 use crate::events::{Events, Story};
-use crate::runner::{ActionRunner, Progress, StartInput, WaitForCompletionInput};
+use crate::identity::InputDigest;
+use crate::runner::{ActionRunner, Activity, Progress, StartInput, WaitForCompletionInput};
 use crate::status::{ActionStatus, Phase, Reason, StatusReporter, now_rfc3339};
 use crate::{logging, manifest};
 
@@ -127,8 +128,8 @@ where
     /// Steps 1 to 3 for `config`, cancelled when `shutdown` resolves (with the exit code to
     /// use).
     async fn execute(&mut self, config: &Config, shutdown: impl Future<Output = Exit>) -> Outcome {
-        let args = match read_input(&mut self.runner, config) {
-            Ok(args) => args,
+        let input = match read_input(&mut self.runner, config) {
+            Ok(input) => input,
             Err(e) => return Outcome::error(&e),
         };
         let client = match crate::client::infer().await {
@@ -147,7 +148,7 @@ where
         drive(
             &mut self.runner,
             &config.context,
-            args,
+            input,
             client,
             &reporter,
             shutdown,
@@ -164,26 +165,33 @@ where
 pub fn read_input<R: ActionRunner>(
     runner: &mut R,
     config: &Config,
-) -> Result<R::Args, RunnerError> {
-    let args: R::Args = manifest::read(&config.input_manifest_path)?;
+) -> Result<(R::Args, InputDigest), RunnerError> {
+    let (what, text) = manifest::read_text(&config.input_manifest_path)?;
+    let args: R::Args = manifest::parse(&what, &text)?;
     runner.prepare(&config.context, &args)?;
-    Ok(args)
+    let mut digest = InputDigest::new();
+    digest.add("runner", runner.name().as_bytes());
+    digest.add("manifest", text.as_bytes());
+    Ok((args, digest))
 }
 
-/// The action itself, once its input is read: checks the reporter, starts the action, reports
-/// `Running` with the runner's start status, waits for completion (bounded by `ctx.timeout`),
-/// and reports the outcome. `shutdown` resolving (SIGTERM or SIGINT in a process; anything in a
+/// The action itself, once its input (the parsed manifest and the digest
+/// [`read_input`] started) is read: checks the reporter, starts the action, reports
+/// `Running` with the runner's start status, waits for completion, and reports the outcome.
+/// `ctx.timeout` bounds all of it from the first request on: the check, the start and the wait
+/// share one deadline. `shutdown` resolving (SIGTERM or SIGINT in a process; anything in a
 /// test) cancels the start or the wait: the run reports `Cancelled` and ends with the exit code
 /// `shutdown` gave.
 ///
 /// Exit codes: as the runner's outcome ([`Exit::Succeeded`] or [`Exit::Failed`]);
-/// [`Exit::Failed`] with `DeadlineExceeded` when `ctx.timeout` elapses; a runner's or the
+/// [`Exit::Failed`] with `DeadlineExceeded` when `ctx.timeout` elapses (while starting, the
+/// message quotes the runner's [`Activity`]); a runner's or the
 /// reporter's error's own code; a report that fails at the end turns the code into the
 /// reporter's error's (3 or 4), unless a signal asked to stop.
 pub async fn drive<R, S>(
     runner: &mut R,
     ctx: &ExecutionContext,
-    args: R::Args,
+    (args, digest): (R::Args, InputDigest),
     client: kube::Client,
     reporter: &S,
     shutdown: impl Future<Output = Exit>,
@@ -193,7 +201,28 @@ where
     S: StatusReporter,
 {
     tokio::pin!(shutdown);
-    if let Err(e) = reporter.check().await {
+    let deadline = ctx.timeout.map(|t| tokio::time::Instant::now() + t);
+    let expired = async move {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(expired);
+    let timed_out = |doing: &str| {
+        format!(
+            "timed out after {:?} (RUNNER_TIMEOUT) {doing}",
+            ctx.timeout.unwrap_or_default()
+        )
+    };
+    let checked = tokio::select! {
+        r = reporter.check() => r,
+        () = &mut expired => Err(RunnerError::unavailable(timed_out("checking the status reporter"))),
+        exit = &mut shutdown => {
+            return Outcome::new(exit, format!("received {}; stopped while starting", signal_name(exit)));
+        }
+    };
+    if let Err(e) = checked {
         return Outcome::error(&e);
     }
     let runner_name = runner.name();
@@ -212,15 +241,26 @@ where
         dry_run = ctx.dry_run, "starting action");
     let mut events = Events::new(client.clone(), runner_name, ctx);
 
+    let activity = Activity::default();
     let start = runner.start(StartInput {
         ctx: ctx.clone(),
         args,
         client: client.clone(),
+        digest,
+        activity: activity.clone(),
     });
+    let doing = || match activity.get() {
+        a if a.is_empty() => String::new(),
+        a => format!(": {a}"),
+    };
     let started = tokio::select! {
         r = start => r,
+        () = &mut expired => {
+            let message = timed_out(&format!("while starting{}", doing()));
+            return finish(reporter, &events, &mut status, Reason::DeadlineExceeded, false, message, Exit::Failed).await;
+        }
         exit = &mut shutdown => {
-            let message = format!("received {}; stopped while starting", signal_name(exit));
+            let message = format!("received {}; stopped while starting{}", signal_name(exit), doing());
             return finish(reporter, &events, &mut status, Reason::Cancelled, false, message, exit).await;
         }
     };
@@ -275,9 +315,9 @@ where
     let (reason, succeeded, message, exit) = {
         let wait = runner.wait_for_completion(input.clone());
         let bounded = async {
-            match ctx.timeout {
-                Some(t) => tokio::time::timeout(t, wait).await.ok(),
-                None => Some(wait.await),
+            tokio::select! {
+                r = wait => Some(r),
+                () = &mut expired => None,
             }
         };
         tokio::pin!(bounded);
@@ -296,8 +336,7 @@ where
                     }
                     Some(Err(e)) => (Reason::Error, false, e.to_string(), e.exit()),
                     None => {
-                        let t = ctx.timeout.unwrap_or_default();
-                        let message = format!("timed out after {t:?} (RUNNER_TIMEOUT) waiting for completion");
+                        let message = timed_out("waiting for completion");
                         (Reason::DeadlineExceeded, false, message, Exit::Failed)
                     }
                 },
@@ -604,9 +643,10 @@ mod tests {
 
         async fn start(
             &mut self,
-            _: StartInput<serde_json::Value>,
+            input: StartInput<serde_json::Value>,
         ) -> Result<StartOutput, RunnerError> {
             self.started = true;
+            input.activity.set("fetching something slow");
             tokio::time::sleep(self.start_takes).await;
             (self.start)()
         }
@@ -730,7 +770,7 @@ mod tests {
         drive(
             r,
             &ctx(timeout),
-            serde_json::json!({}),
+            (serde_json::json!({}), InputDigest::new()),
             client(),
             reporter,
             shutdown,
@@ -873,6 +913,38 @@ mod tests {
         );
     }
 
+    /// `RUNNER_TIMEOUT` bounds the start too: a start that hangs ends at the deadline, with what
+    /// the runner said it was doing; the wait gets only what is left of the same deadline.
+    #[tokio::test(start_paused = true)]
+    async fn the_timeout_bounds_the_start_and_the_wait_together() {
+        let rec = Recorder::default();
+        let mut r = runner(ok_start, succeeded);
+        r.start_takes = Duration::from_secs(3600);
+        let t0 = tokio::time::Instant::now();
+        let out = run(&mut r, &rec, Some(Duration::from_secs(20)), None).await;
+        assert_eq!(t0.elapsed(), Duration::from_secs(20));
+        assert_eq!(out.exit, Exit::Failed);
+        assert_eq!(
+            out.message,
+            "timed out after 20s (RUNNER_TIMEOUT) while starting: fetching something slow"
+        );
+        assert_eq!(rec.last().reason, Some(Reason::DeadlineExceeded));
+
+        let rec = Recorder::default();
+        let mut r = runner(ok_start, succeeded);
+        r.start_takes = Duration::from_secs(15);
+        r.wait_takes = Duration::from_secs(10);
+        let t0 = tokio::time::Instant::now();
+        let out = run(&mut r, &rec, Some(Duration::from_secs(20)), None).await;
+        assert!(t0.elapsed() < Duration::from_secs(21), "{:?}", t0.elapsed());
+        assert_eq!(
+            rec.last().reason,
+            Some(Reason::DeadlineExceeded),
+            "{}",
+            out.message
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn invalid_input_from_start_exits_2_and_reports_nothing() {
         let rec = Recorder::default();
@@ -989,10 +1061,9 @@ mod tests {
         )
         .await;
         assert_eq!(out.exit, Exit::Terminated);
-        assert!(
-            out.message.contains("stopped while starting"),
-            "{}",
-            out.message
+        assert_eq!(
+            out.message,
+            "received SIGTERM; stopped while starting: fetching something slow"
         );
         assert_eq!(rec.phases(), [(Phase::Failed, Some(Reason::Cancelled))]);
     }
@@ -1083,7 +1154,14 @@ mod tests {
         assert!(e.to_string().contains("missing.yaml"), "{e}");
         let good = dir.path().join("good.yaml");
         std::fs::write(&good, "fine: 1\n").unwrap();
-        let args = read_input(&mut runner(ok_start, succeeded), &config(&good)).unwrap();
+        let (args, digest) = read_input(&mut runner(ok_start, succeeded), &config(&good)).unwrap();
         assert_eq!(args, serde_json::json!({"fine": 1}));
+        // The same manifest is the same input; another text (even one that parses the same)
+        // is another.
+        let again = read_input(&mut runner(ok_start, succeeded), &config(&good)).unwrap();
+        assert_eq!(digest.finish(), again.1.finish());
+        std::fs::write(&good, "fine:  1\n").unwrap();
+        let other = read_input(&mut runner(ok_start, succeeded), &config(&good)).unwrap();
+        assert_ne!(digest.finish(), other.1.finish());
     }
 }

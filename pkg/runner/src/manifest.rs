@@ -49,6 +49,17 @@ fn options() -> serde_saphyr::Options {
 /// [`MAX_MANIFEST_BYTES`], not UTF-8, empty, malformed or of the wrong shape (with line and
 /// column, and the field), or holds more than one YAML document.
 pub fn read<T: DeserializeOwned>(path: &Path) -> Result<T, RunnerError> {
+    let (what, text) = read_text(path)?;
+    parse(&what, &text)
+}
+
+/// The manifest's text as [`read`] reads it, and the words that name it in errors
+/// (`input manifest <path> (RUNNER_INPUT_MANIFEST_PATH)`), for a caller that also needs the text
+/// itself (the [`Manager`](crate::Manager) digests it: [`crate::identity`]).
+///
+/// # Errors
+/// As [`read`], except for the parsing.
+pub fn read_text(path: &Path) -> Result<(String, String), RunnerError> {
     let what = format!(
         "input manifest {} (RUNNER_INPUT_MANIFEST_PATH)",
         path.display()
@@ -80,7 +91,7 @@ pub fn read<T: DeserializeOwned>(path: &Path) -> Result<T, RunnerError> {
     }
     let text = String::from_utf8(bytes)
         .map_err(|_| RunnerError::invalid_input(format!("{what}: is not UTF-8 text")))?;
-    parse(&what, &text)
+    Ok((what, text))
 }
 
 fn file_kind(meta: &std::fs::Metadata) -> &'static str {

@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 
 use crate::context::ExecutionContext;
 use crate::error::RunnerError;
+use crate::identity::InputDigest;
 
 /// One kind of action (an Argo Workflow, a Helm release, ...). The [`Manager`](crate::Manager)
 /// drives it: [`prepare`](Self::prepare), then [`start`](Self::start), then
@@ -90,6 +91,37 @@ pub struct StartInput<A> {
     pub args: A,
     /// A Kubernetes client (in-cluster configuration, or the kubeconfig).
     pub client: kube::Client,
+    /// The digest of the action's input so far (the runner's name and the manifest as read):
+    /// the runner adds what else it acts on and stores the result with what it creates
+    /// ([`crate::identity`]).
+    pub digest: InputDigest,
+    /// Where the runner says what it is doing (see [`Activity`]), so that a start cut short by
+    /// `RUNNER_TIMEOUT` or a signal says what it was waiting on.
+    pub activity: Activity,
+}
+
+/// What [`ActionRunner::start`] is doing right now, in a few words (for example `helm pull
+/// nginx from https://charts.example.com`): the Manager quotes the latest when the start is cut
+/// short. Cheap to clone; never blocks for long.
+#[derive(Clone, Debug, Default)]
+pub struct Activity(std::sync::Arc<std::sync::Mutex<String>>);
+
+impl Activity {
+    /// Replaces what the runner says it is doing.
+    pub fn set(&self, what: impl Into<String>) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = what.into();
+    }
+
+    /// The latest [`set`](Self::set), or an empty string.
+    pub fn get(&self) -> String {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
 }
 
 /// Output of [`ActionRunner::start`].
