@@ -3,7 +3,7 @@
 # argo-runner against the Argo CLI (`argo submit --wait`), helm-runner against the Helm CLI
 # (`helm upgrade --install`), and both against Capact's Go runners when
 # KAR_CAPACT_ARGO_RUNNER / KAR_CAPACT_HELM_RUNNER name their binaries (built by hand outside the
-# repository: the Go module proxy refuses capact.io/capact; see the README).
+# repository: the Go module proxy refuses capact.io/capact; see docs/benchmarks.md).
 #   hack/bench.sh [--smoke] [--images] [--out DIR]   (default DIR: target/bench; writes bench.md, bench.json)
 # --smoke: one repetition, N = 1 (run by .ci/run so the benchmark cannot rot; its figures mean
 # little). --images: build the images first (hack/build-images.sh) so their sizes are reported.
