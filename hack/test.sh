@@ -4,9 +4,11 @@
 # real local cluster (hack/cluster.sh: kubelet, containerd, Argo's controller), where the runner
 # images run as Jobs, under Argo 4 and then, for the Argo tests, Argo 3. Sets everything up first (hack/install-tools.sh, hack/build-images.sh) and
 # tears the cluster down at the end. Prints each phase's wall time, and ends with one summary
-# line, `summary: N passed, N failed`, added up over every test binary.
+# line, `summary: N passed, N failed, N skipped`, added up over every test binary (a binary that
+# ended without its result line counts as a failure; skipped tests are not counted as passed).
 #
-# Where no cluster can start (not Linux, not root), the cluster tests are skipped and say so.
+# Where no cluster can start (not Linux, not root), the cluster tests are skipped and say so,
+# and the summary counts them apart; under CI=true a cluster that cannot start fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source hack/lib.sh
@@ -37,9 +39,16 @@ if why=$(bash hack/cluster.sh check); then
   export KAR_REQUIRE_CLUSTER=1
   cluster=true
   phase_end
+elif [ "${CI:-}" = true ]; then
+  echo "test: no local cluster here ($why); under CI=true the cluster tests may not be skipped" >&2
+  exit 1
 else
   echo "test: no local cluster here ($why): the cluster tests will be skipped" >&2
 fi
+
+# A test that skips (no cluster) appends its name here; the summary counts those apart.
+export KAR_SKIPPED_FILE
+KAR_SKIPPED_FILE=$(mktemp)
 
 log=$(mktemp)
 status=0
@@ -72,7 +81,22 @@ if $cluster; then
 fi
 
 phase_report
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-     END { printf "summary: %d passed, %d failed\n", p, f }' "$log"
-rm -f "$log"
+# Every test binary that cargo ran ("Running ..." or "Doc-tests ...") must end with its
+# "test result:" line: one that crashed (a signal, an abort) prints none, and counts as failed.
+skipped=$(wc -l < "$KAR_SKIPPED_FILE")
+summary=$(awk -v skipped="$skipped" '
+  /^ *Running [^ ]/ || /^ *Doc-tests / { binaries++ }
+  /^test result:/ { results++; for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+  END {
+    if (results < binaries) { printf "test: %d test binaries ended without a result line (crashed)\n", binaries - results > "/dev/stderr"; f += binaries - results }
+    printf "summary: %d passed, %d failed, %d skipped\n", p - skipped, f, skipped
+  }' "$log")
+if ! [[ $summary =~ ", 0 failed," ]] && [ "$status" -eq 0 ]; then
+  status=1
+fi
+rm -f "$log" "$KAR_SKIPPED_FILE"
+if [ -n "${KAR_SUMMARY_FILE:-}" ]; then
+  echo "$summary" > "$KAR_SUMMARY_FILE"
+fi
+echo "$summary"
 exit "$status"

@@ -38,6 +38,23 @@ pub struct Cluster {
     pub httpd_image: String,
 }
 
+/// Records that the test `what` skipped for want of a cluster: one line appended to the file
+/// `KAR_SKIPPED_FILE` names (set by `hack/test.sh`, whose summary counts skipped tests apart
+/// from passed ones), and a line on stdout.
+pub fn record_skip(what: &str) {
+    println!("skipped: {what}: no local cluster (KAR_CLUSTER_KUBECONFIG is not set)");
+    if let Some(path) = std::env::var_os("KAR_SKIPPED_FILE") {
+        use std::io::Write;
+        let appended = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| writeln!(f, "{what}"));
+        if let Err(e) = appended {
+            panic!("cannot record a skipped test in KAR_SKIPPED_FILE: {e}");
+        }
+    }
+}
+
 impl Cluster {
     /// The cluster named by `KAR_CLUSTER_KUBECONFIG`, or `None` when it is unset.
     ///

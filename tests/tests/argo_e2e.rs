@@ -382,6 +382,71 @@ async fn foreign_workflow_with_the_same_name_is_refused() {
     assert_eq!(w.status("taken").await, None);
 }
 
+/// A Workflow is adopted only by a retry of the same action: another Job (owner uid) under the
+/// same context name, or the same Job with another manifest, is refused with exit 2 saying
+/// whose the Workflow is and what to change, and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_owner_or_input_under_the_same_name_is_refused() {
+    let w = World::new("twins").await;
+    w.status_cm("twin").await;
+    let owned = |uid: &str, manifest: &Path| {
+        w.argo("twin", manifest)
+            .var(
+                "RUNNER_CONTEXT_PLATFORM_OWNER_NAME",
+                Some(&format!("job-{uid}")),
+            )
+            .var("RUNNER_CONTEXT_PLATFORM_OWNER_UID", Some(uid))
+    };
+    let mut first = owned("uid-a", &example("hello-world")).spawn().unwrap();
+    let created = wait_for_workflow(&w.client, &w.ns, "twin", Duration::from_secs(60))
+        .await
+        .unwrap();
+    w.await_phase("twin", Phase::Running).await;
+    first.kill().await.unwrap();
+    let before = w.status("twin").await;
+    for (cmd, needle) in [
+        (
+            owned("uid-b", &example("hello-world")),
+            "belongs to another action: its owner is Job job-uid-a (uid uid-a), this runner's \
+             is Job job-uid-b (uid uid-b)",
+        ),
+        (
+            w.argo("twin", &example("hello-world")),
+            "belongs to another action: its owner is Job job-uid-a (uid uid-a), this runner's \
+             is no owner",
+        ),
+        (
+            owned("uid-a", &example("steps")),
+            "already exists for another input of this action",
+        ),
+    ] {
+        let out = cmd.run().await.unwrap();
+        assert_eq!(out.code, 2, "{}", out.stderr);
+        let errors = error_lines(&out.stderr);
+        assert_eq!(errors.len(), 1, "{}", out.stderr);
+        assert!(errors[0].contains(needle), "{}", errors[0]);
+        assert!(errors[0].contains("RUNNER_CONTEXT_NAME"), "{}", errors[0]);
+        assert_eq!(w.status("twin").await, before, "bad input writes no status");
+    }
+    let now = workflows(&w.client, &w.ns).get("twin").await.unwrap();
+    assert_eq!(
+        now.metadata.uid, created.metadata.uid,
+        "the Workflow is untouched"
+    );
+    // The same Job and input again: a retry, adopted.
+    let again = owned("uid-a", &example("hello-world")).spawn().unwrap();
+    w.controller("twin", Outcome::Succeeded)
+        .await
+        .unwrap()
+        .unwrap();
+    let out = collect(again).await.unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        w.status("twin").await.unwrap().runner_status["adopted"],
+        true
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_creates_nothing() {
     let w = World::new("dryrun").await;

@@ -35,7 +35,7 @@ impl Ns {
     /// A fresh namespace named after `prefix`, or `None` (printed) when no cluster is set.
     async fn new(prefix: &str) -> Option<Ns> {
         let Some(cluster) = Cluster::get() else {
-            println!("skipped: no local cluster (KAR_CLUSTER_KUBECONFIG is not set)");
+            record_skip(prefix);
             return None;
         };
         let client = cluster.client().await.unwrap();

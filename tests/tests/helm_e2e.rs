@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use action_runner::identity::INPUT_DIGEST_LABEL;
 use action_runner::status::{Phase, Reason};
 use action_runner_tests::*;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -1836,8 +1837,8 @@ async fn a_retried_attempt_adopts_or_recovers_and_another_action_is_refused(h: H
         .unwrap();
     assert_eq!(out.code, 2, "{}", out.stderr);
     let said = format!(
-        "release \"shop\" in namespace \"{}\" already exists (revision 1, deployed) and this \
-         action did not install it",
+        "release \"shop\" in namespace \"{}\" already exists (revision 1, deployed, made by \
+         action \"shop\" of owner uid-shop) and this action did not install it",
         w.ns
     );
     assert!(
@@ -2457,6 +2458,123 @@ async fn rollback_on_failure_create_namespace_and_timeout(h: HelmBin) {
     }
 }
 
+/// An action is its owner, its name and its input (`ownership`): run by hand (no owner), an
+/// `upgrade` under the name its `install` used makes a new revision; the same upgrade run again
+/// adopts it; new values under the same name make another revision. Two Jobs (two owner uids)
+/// under one context name: the second is refused with exit 2 naming the first's owner, and
+/// writes nothing. Every revision the runner makes carries the input digest label.
+async fn a_changed_input_is_a_new_action_and_another_owner_is_refused(h: HelmBin) {
+    let w = HelmTest::new("helm-identity", h).await;
+    let chart = format!(
+        "chart: {{name: webapp, repo: \"{}\", version: 0.1.0}}\nwait: false\n",
+        repo().url
+    );
+    let out = w
+        .run_helm("cfg", "install", &format!("name: cfg\n{chart}"))
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let release = w.path("cfg-installed.yaml");
+    std::fs::copy(w.path("cfg-release.yaml"), &release).unwrap();
+    let upgrade = |values: &str| {
+        let values = format!("values: {{replicaCount: {values}}}\n");
+        let w = &w;
+        let release = release.clone();
+        async move {
+            w.helm_runner("cfg", "upgrade", &values)
+                .await
+                .var("RUNNER_HELM_RELEASE_PATH", Some(release.to_str().unwrap()))
+        }
+    };
+    let statuses = |n: u64| {
+        (1..=n)
+            .map(|r| {
+                let s = if r == n { "deployed" } else { "superseded" };
+                (r, s.to_string())
+            })
+            .collect::<Vec<_>>()
+    };
+    // The install's name, another command: a new action, a new revision.
+    let out = upgrade("2").await.run().await.unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(w.record_statuses("cfg").await, statuses(2));
+    assert_eq!(
+        w.status("cfg").await.unwrap().runner_status["adopted"],
+        false
+    );
+    // The same upgrade again: a retry, adopted.
+    let out = upgrade("2").await.run().await.unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(w.record_statuses("cfg").await, statuses(2));
+    assert_eq!(
+        w.status("cfg").await.unwrap().runner_status["adopted"],
+        true
+    );
+    // New values under the same name: a new action.
+    let out = upgrade("3").await.run().await.unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(w.record_statuses("cfg").await, statuses(3));
+    let status = w.status("cfg").await.unwrap();
+    assert_eq!(status.runner_status["adopted"], false, "{status:?}");
+
+    // Every revision carries the digest of its input, and no two inputs share one.
+    let secrets: Api<Secret> = Api::namespaced(w.client.clone(), &w.ns);
+    let records = secrets
+        .list(&ListParams::default().labels("owner=helm,name=cfg"))
+        .await
+        .unwrap()
+        .items;
+    let mut digests: Vec<String> = records
+        .iter()
+        .map(|r| r.metadata.labels.as_ref().unwrap()[INPUT_DIGEST_LABEL].clone())
+        .collect();
+    assert_eq!(digests.len(), 3);
+    digests.sort();
+    digests.dedup();
+    assert_eq!(digests.len(), 3, "three inputs, three digests");
+
+    // Two Jobs under one context name: the second is refused, nothing written.
+    let job = |uid: &'static str| {
+        let w = &w;
+        let upgrade = upgrade("4");
+        async move {
+            upgrade
+                .await
+                .var(
+                    "RUNNER_CONTEXT_PLATFORM_OWNER_NAME",
+                    Some(&format!("job-{uid}")),
+                )
+                .var("RUNNER_CONTEXT_PLATFORM_OWNER_UID", Some(uid))
+                .var("RUNNER_CONTEXT_NAME", Some("cfg-job"))
+                .var(
+                    "RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH",
+                    Some(w.path(&format!("{uid}-release.yaml")).to_str().unwrap()),
+                )
+        }
+    };
+    create_status_configmap(&w.client, &w.ns, "cfg-job")
+        .await
+        .unwrap();
+    let out = job("uid-a").await.run().await.unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(w.record_statuses("cfg").await, statuses(4));
+    let before = w.status("cfg-job").await.unwrap();
+    let out = job("uid-b").await.run().await.unwrap();
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let said = "was made by action \"cfg-job\" of another owner (uid uid-a; this runner's owner \
+                is uid-b)";
+    assert!(
+        error_lines(&out.stderr).iter().any(|l| l.contains(said)),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(w.record_statuses("cfg").await, statuses(4));
+    assert_eq!(
+        w.status("cfg-job").await.unwrap(),
+        before,
+        "bad input writes no status"
+    );
+}
+
 /// Runs each named test once per helm: `helm4::<name>` (the default) and `helm3::<name>`.
 macro_rules! both_helms {
     ($($name:ident),* $(,)?) => {
@@ -2480,6 +2598,7 @@ both_helms!(
     rollback_to_the_previous_or_a_given_revision,
     rollback_on_failure_create_namespace_and_timeout,
     a_retried_attempt_adopts_or_recovers_and_another_action_is_refused,
+    a_changed_input_is_a_new_action_and_another_owner_is_refused,
     sigterm_mid_install_stops_helm_and_leaves_the_release_failed,
     stored_values_never_shown_in_any_form_when_a_reused_upgrade_fails,
     install_from_repository_then_upgrade_with_reuse_and_reset_values,

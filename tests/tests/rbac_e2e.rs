@@ -391,8 +391,8 @@ async fn removing_any_verb_an_install_uses_from_the_helm_role_exits_3_naming_it(
 }
 
 /// The whole lifecycle with nothing but the runner's ServiceAccount token and `deploy/`'s Role,
-/// which grants no verb for it beyond the install's: install, upgrade (another action: another
-/// owner uid), rollback to the install's revision, uninstall, and the Job's retry of the
+/// which grants no verb for it beyond the install's: install, upgrade (another action: the same
+/// context and owner, another command), rollback to the install's revision, uninstall, and the Job's retry of the
 /// uninstall; each helm. Nothing is denied, but Helm 3's `get` of the namespace while
 /// `uninstall --wait` waits, which it does without.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -431,10 +431,8 @@ async fn helm_runner_upgrades_rolls_back_and_uninstalls_with_only_its_role() {
         };
         let input = PathBuf::from(&install.env["RUNNER_INPUT_MANIFEST_PATH"]);
         let steps = [
-            (
-                "upgrade",
-                on_release("upgrade", &input).var("RUNNER_CONTEXT_PLATFORM_OWNER_UID", Some("u2")),
-            ),
+            // The install's context and owner, another command: another action.
+            ("upgrade", on_release("upgrade", &input)),
             ("rollback", on_release("rollback", &lifecycle)),
             ("uninstall", on_release("uninstall", &lifecycle)),
             ("uninstall again", on_release("uninstall", &lifecycle)),

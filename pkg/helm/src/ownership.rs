@@ -147,7 +147,8 @@ const MAX_CHART_DIGEST_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Adds the files of the unpacked chart at `dir` to `digest`: each regular file's path
 /// (relative to `dir`, `/`-separated) and content, in path order; directories by their path.
-/// Symbolic links and other special files are not followed (the chart sandbox refuses them).
+/// Symbolic links and other special files are not followed (the chart sandbox refuses them),
+/// and entries whose names start with `..` (a ConfigMap volume's own) are left out.
 ///
 /// # Errors
 /// An I/O error reading the tree, or a tree over [`MAX_CHART_DIGEST_BYTES`].
@@ -157,6 +158,13 @@ pub fn add_chart(digest: &mut InputDigest, dir: &Path) -> std::io::Result<()> {
     while let Some(rel) = stack.pop() {
         for entry in std::fs::read_dir(dir.join(&rel))? {
             let entry = entry?;
+            if entry.file_name().as_encoded_bytes().starts_with(b"..") {
+                // The kubelet's own entries in a ConfigMap or Secret volume (`..data` and its
+                // timestamped target; `AtomicWriter` reserves names starting with `..`, and no
+                // key may start so): they differ from pod to pod, and the files they hold are
+                // digested under their visible paths.
+                continue;
+            }
             let path = rel.join(entry.file_name());
             let kind = entry.file_type()?;
             if kind.is_dir() {
