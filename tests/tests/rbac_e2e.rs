@@ -351,43 +351,135 @@ async fn helm_runner_with_only_its_service_account_token_installs_the_chart() {
     d.assert_nothing_denied();
 }
 
-/// The verbs a Helm install cannot do without: without one the run exits 3 naming the verb and
-/// resource. An install uses Helm's storage (Secrets: list, create, update), the chart's
-/// ConfigMap (get, create) and the status ConfigMap (get, patch); the Role's other verbs serve
-/// upgrades, history pruning and uninstalls.
-///
-/// Without `update secrets` Helm v3 only logs a warning and leaves the release recorded as
-/// `pending-install`; the runner reads the stored state back and exits 1 naming it. Without
-/// `list secrets` Helm would take the failed history lookup for "no such release" and install;
-/// the runner lists the release's records itself first (what earlier attempts of the action
-/// left), so that case exits 3 before helm runs.
+/// What a Helm action does with each `(resource, verb)` the Role grants, and what a run
+/// without it ends in. The cases are derived from `deploy/helm-runner/role.yaml` as the Argo
+/// ones are: the test fails when the Role grants a pair this table does not name (add the step
+/// that needs it) or the table names one the Role does not grant.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum HelmStep {
+    /// `RUNNER_COMMAND=install` as `deploy/` ships it.
+    Install,
+    /// The install with `wait: true` under Helm 4, whose watcher lists and watches what the
+    /// chart creates.
+    InstallWaitHelm4,
+    /// An install (with the whole Role), then an upgrade with other values without the verb.
+    Upgrade,
+    /// An install (with the whole Role), then an uninstall without the verb.
+    Uninstall,
+}
+
+/// Every pair of the Role, the step that needs it, and the exit code of that step without it
+/// (3: refused naming the verb; 1: Helm went on and the runner found the stored release
+/// `pending-*`, naming it).
+const HELM_VERB_USES: [(&str, &str, HelmStep, i32); 12] = [
+    ("secrets", "list", HelmStep::Install, 3),
+    ("secrets", "get", HelmStep::Install, 3),
+    ("secrets", "create", HelmStep::Install, 3),
+    ("secrets", "update", HelmStep::Install, 1),
+    ("secrets", "delete", HelmStep::Uninstall, 3),
+    ("configmaps", "get", HelmStep::Install, 3),
+    ("configmaps", "patch", HelmStep::Install, 3),
+    ("configmaps", "create", HelmStep::Install, 3),
+    ("configmaps", "list", HelmStep::InstallWaitHelm4, 3),
+    ("configmaps", "watch", HelmStep::InstallWaitHelm4, 3),
+    ("configmaps", "update", HelmStep::Upgrade, 3),
+    ("configmaps", "delete", HelmStep::Uninstall, 3),
+];
+
+/// Runs `step` in `d` (whose Role lacks one verb), with `admin_kubeconfig` for the steps that
+/// first install with every right.
+async fn run_helm_step(d: &Deployment, step: HelmStep) -> RunnerOutput {
+    let tools = Tools::locate().unwrap();
+    let base = helm_command(d);
+    let input = PathBuf::from(&base.env["RUNNER_INPUT_MANIFEST_PATH"]);
+    match step {
+        HelmStep::Install => base.run().await.unwrap(),
+        HelmStep::InstallWaitHelm4 => {
+            let manifest = d.dir.path().join("wait.yaml");
+            let text = std::fs::read_to_string(&input).unwrap();
+            std::fs::write(&manifest, format!("{text}wait: true\n")).unwrap();
+            base.var(
+                "RUNNER_HELM_BINARY_PATH",
+                Some(&tools.helm4.display().to_string()),
+            )
+            .var(
+                "RUNNER_INPUT_MANIFEST_PATH",
+                Some(&manifest.display().to_string()),
+            )
+            .run()
+            .await
+            .unwrap()
+        }
+        HelmStep::Upgrade | HelmStep::Uninstall => {
+            let admin = d.cp.kubeconfig.clone();
+            let out = base
+                .clone()
+                .var("KUBECONFIG", Some(&admin.display().to_string()))
+                .run()
+                .await
+                .unwrap();
+            assert_eq!(out.code, 0, "the install with every right: {}", out.stderr);
+            let release = d.dir.path().join("installed.yaml");
+            std::fs::copy(&base.env["RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH"], &release).unwrap();
+            let (command, manifest) = if step == HelmStep::Upgrade {
+                ("upgrade", "values: {greeting: changed}\n")
+            } else {
+                ("uninstall", "name: hello-release\n")
+            };
+            let path = d.dir.path().join("step.yaml");
+            std::fs::write(&path, manifest).unwrap();
+            base.var("RUNNER_COMMAND", Some(command))
+                .var(
+                    "RUNNER_HELM_RELEASE_PATH",
+                    Some(&release.display().to_string()),
+                )
+                .var(
+                    "RUNNER_INPUT_MANIFEST_PATH",
+                    Some(&path.display().to_string()),
+                )
+                .run()
+                .await
+                .unwrap()
+        }
+    }
+}
+
+/// Each verb of helm-runner's Role is needed by some step (see [`HELM_VERB_USES`]): without it
+/// that step exits 3 naming the verb and resource, or, where Helm goes on without it (`update
+/// secrets`: Helm only warns and leaves the revision `pending-install`), exits 1 naming that.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn removing_any_verb_an_install_uses_from_the_helm_role_exits_3_naming_it() {
-    let cases = [
-        ("secrets", "list"),
-        ("secrets", "create"),
-        ("configmaps", "get"),
-        ("configmaps", "create"),
-        ("configmaps", "patch"),
-    ];
-    let runs = cases.iter().map(|(resource, verb)| async move {
-        let d = Deployment::without("helm-runner", "rbac-helm-no", resource, verb).await;
-        let out = helm_command(&d).run().await.unwrap();
-        (
-            resource.to_string(),
-            verb.to_string(),
-            out,
-            d.termination_message(),
-        )
-    });
+async fn removing_any_verb_from_the_helm_role_fails_the_step_that_needs_it() {
+    let role = find(&deploy_objects("helm-runner"), "Role", "helm-runner").clone();
+    let mut granted = granted(&role);
+    granted.sort();
+    let mut named: Vec<(String, String)> = HELM_VERB_USES
+        .iter()
+        .map(|(r, v, _, _)| (r.to_string(), v.to_string()))
+        .collect();
+    named.sort();
+    assert_eq!(granted, named, "the Role's pairs and the table's");
+    let runs = HELM_VERB_USES
+        .iter()
+        .map(|&(resource, verb, step, code)| async move {
+            let d = Deployment::without("helm-runner", "rbac-helm-no", resource, verb).await;
+            let out = run_helm_step(&d, step).await;
+            (resource, verb, step, code, out, d.termination_message())
+        });
     let results = futures::future::join_all(runs).await;
-    // Without `update secrets` Helm only warns and leaves the stored release `pending-install`;
-    // the runner reads the stored state back (`helm status`) and fails the run.
-    let d = Deployment::without("helm-runner", "rbac-helm-no", "secrets", "update").await;
-    let out = helm_command(&d).run().await.unwrap();
-    assert_eq!(out.code, 1, "{}", out.stderr);
-    assert!(out.stderr.contains("pending-install"), "{}", out.stderr);
-    assert_each_exits_3_naming_the_verb(results);
+    let mut refused = Vec::new();
+    for (resource, verb, step, code, out, termination) in results {
+        assert_eq!(
+            out.code, code,
+            "without {verb} {resource}, {step:?}: {}",
+            out.stderr
+        );
+        if code == 3 {
+            refused.push((resource.to_string(), verb.to_string(), out, termination));
+        } else {
+            assert!(out.stderr.contains("pending-install"), "{}", out.stderr);
+        }
+    }
+    assert_each_exits_3_naming_the_verb(refused);
 }
 
 /// The whole lifecycle with nothing but the runner's ServiceAccount token and `deploy/`'s Role,
