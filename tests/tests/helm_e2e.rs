@@ -2469,21 +2469,26 @@ async fn a_changed_input_is_a_new_action_and_another_owner_is_refused(h: HelmBin
         "chart: {{name: webapp, repo: \"{}\", version: 0.1.0}}\nwait: false\n",
         repo().url
     );
-    let out = w
-        .run_helm("cfg", "install", &format!("name: cfg\n{chart}"))
+    let install = w
+        .helm_runner("cfg", "install", &format!("name: cfg\n{chart}"))
         .await;
+    let out = install.run().await.unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
     let release = w.path("cfg-installed.yaml");
     std::fs::copy(w.path("cfg-release.yaml"), &release).unwrap();
     let upgrade = |values: &str| {
-        let values = format!("values: {{replicaCount: {values}}}\n");
-        let w = &w;
-        let release = release.clone();
-        async move {
-            w.helm_runner("cfg", "upgrade", &values)
-                .await
-                .var("RUNNER_HELM_RELEASE_PATH", Some(release.to_str().unwrap()))
-        }
+        let manifest = w.file(
+            &format!("cfg-upgrade-{values}.yaml"),
+            &format!("wait: false\nvalues: {{replicaCount: {values}}}\n"),
+        );
+        install
+            .clone()
+            .var("RUNNER_COMMAND", Some("upgrade"))
+            .var("RUNNER_HELM_RELEASE_PATH", Some(release.to_str().unwrap()))
+            .var(
+                "RUNNER_INPUT_MANIFEST_PATH",
+                Some(manifest.to_str().unwrap()),
+            )
     };
     let statuses = |n: u64| {
         (1..=n)
@@ -2494,7 +2499,7 @@ async fn a_changed_input_is_a_new_action_and_another_owner_is_refused(h: HelmBin
             .collect::<Vec<_>>()
     };
     // The install's name, another command: a new action, a new revision.
-    let out = upgrade("2").await.run().await.unwrap();
+    let out = upgrade("2").run().await.unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(w.record_statuses("cfg").await, statuses(2));
     assert_eq!(
@@ -2502,7 +2507,7 @@ async fn a_changed_input_is_a_new_action_and_another_owner_is_refused(h: HelmBin
         false
     );
     // The same upgrade again: a retry, adopted.
-    let out = upgrade("2").await.run().await.unwrap();
+    let out = upgrade("2").run().await.unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(w.record_statuses("cfg").await, statuses(2));
     assert_eq!(
@@ -2510,7 +2515,7 @@ async fn a_changed_input_is_a_new_action_and_another_owner_is_refused(h: HelmBin
         true
     );
     // New values under the same name: a new action.
-    let out = upgrade("3").await.run().await.unwrap();
+    let out = upgrade("3").run().await.unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(w.record_statuses("cfg").await, statuses(3));
     let status = w.status("cfg").await.unwrap();
@@ -2538,7 +2543,6 @@ async fn a_changed_input_is_a_new_action_and_another_owner_is_refused(h: HelmBin
         let upgrade = upgrade("4");
         async move {
             upgrade
-                .await
                 .var(
                     "RUNNER_CONTEXT_PLATFORM_OWNER_NAME",
                     Some(&format!("job-{uid}")),
@@ -2563,7 +2567,11 @@ async fn a_changed_input_is_a_new_action_and_another_owner_is_refused(h: HelmBin
     let said = "was made by action \"cfg-job\" of another owner (uid uid-a; this runner's owner \
                 is uid-b)";
     assert!(
-        error_lines(&out.stderr).iter().any(|l| l.contains(said)),
+        error_lines(&out.stderr).iter().any(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(said))
+        }),
         "{}",
         out.stderr
     );
@@ -2573,6 +2581,41 @@ async fn a_changed_input_is_a_new_action_and_another_owner_is_refused(h: HelmBin
         before,
         "bad input writes no status"
     );
+}
+
+/// `RUNNER_TIMEOUT` bounds the start too: a chart repository that accepts connections and never
+/// answers ends the run at the deadline with `DeadlineExceeded`, naming the repository, and
+/// nothing is left of the release.
+async fn a_repository_that_never_answers_ends_at_the_timeout(h: HelmBin) {
+    let w = HelmTest::new("helm-silent", h).await;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    // Accepts every connection and holds it open, saying nothing (bounded: the test's end
+    // drops the thread's listener with the process).
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().take(64) {
+            held.push(stream);
+        }
+    });
+    let manifest = format!("name: silent\nchart: {{name: webapp, repo: \"{url}\"}}\n");
+    let cmd = w
+        .helm_runner("silent", "install", &manifest)
+        .await
+        .var("RUNNER_TIMEOUT", Some("5s"));
+    let out = cmd.run().await.unwrap();
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let status = w.status("silent").await.unwrap();
+    assert_eq!(status.reason, Some(Reason::DeadlineExceeded), "{status:?}");
+    assert!(
+        status
+            .message
+            .contains("timed out after 5s (RUNNER_TIMEOUT) while starting")
+            && status.message.contains(&url),
+        "{}",
+        status.message
+    );
+    assert_eq!(w.record_statuses("silent").await, vec![]);
 }
 
 /// Runs each named test once per helm: `helm4::<name>` (the default) and `helm3::<name>`.
@@ -2599,6 +2642,7 @@ both_helms!(
     rollback_on_failure_create_namespace_and_timeout,
     a_retried_attempt_adopts_or_recovers_and_another_action_is_refused,
     a_changed_input_is_a_new_action_and_another_owner_is_refused,
+    a_repository_that_never_answers_ends_at_the_timeout,
     sigterm_mid_install_stops_helm_and_leaves_the_release_failed,
     stored_values_never_shown_in_any_form_when_a_reused_upgrade_fails,
     install_from_repository_then_upgrade_with_reuse_and_reset_values,
