@@ -354,99 +354,127 @@ async fn helm_runner_with_only_its_service_account_token_installs_the_chart() {
 /// What a Helm action does with each `(resource, verb)` the Role grants, and what a run
 /// without it ends in. The cases are derived from `deploy/helm-runner/role.yaml` as the Argo
 /// ones are: the test fails when the Role grants a pair this table does not name (add the step
-/// that needs it) or the table names one the Role does not grant.
+/// that needs it) or the table names one the Role does not grant. Each step runs under both
+/// Helm majors.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum HelmStep {
     /// `RUNNER_COMMAND=install` as `deploy/` ships it.
     Install,
-    /// The install with `wait: true` under Helm 4, whose watcher lists and watches what the
-    /// chart creates.
-    InstallWaitHelm4,
-    /// An install (with the whole Role), then an upgrade with other values without the verb.
+    /// An install (with every right), then an upgrade with other values without the verb.
     Upgrade,
-    /// An install (with the whole Role), then an uninstall without the verb.
+    /// An install (with every right), then an uninstall without the verb.
     Uninstall,
 }
 
-/// Every pair of the Role, the step that needs it, and the exit code of that step without it
-/// (3: refused naming the verb; 1: Helm went on and the runner found the stored release
-/// `pending-*`, naming it).
-const HELM_VERB_USES: [(&str, &str, HelmStep, i32); 12] = [
-    ("secrets", "list", HelmStep::Install, 3),
-    ("secrets", "get", HelmStep::Install, 3),
-    ("secrets", "create", HelmStep::Install, 3),
-    ("secrets", "update", HelmStep::Install, 1),
-    ("secrets", "delete", HelmStep::Uninstall, 3),
-    ("configmaps", "get", HelmStep::Install, 3),
-    ("configmaps", "patch", HelmStep::Install, 3),
-    ("configmaps", "create", HelmStep::Install, 3),
-    ("configmaps", "list", HelmStep::InstallWaitHelm4, 3),
-    ("configmaps", "watch", HelmStep::InstallWaitHelm4, 3),
-    ("configmaps", "update", HelmStep::Upgrade, 3),
-    ("configmaps", "delete", HelmStep::Uninstall, 3),
-];
-
-/// Runs `step` in `d` (whose Role lacks one verb), with `admin_kubeconfig` for the steps that
-/// first install with every right.
-async fn run_helm_step(d: &Deployment, step: HelmStep) -> RunnerOutput {
-    let tools = Tools::locate().unwrap();
-    let base = helm_command(d);
-    let input = PathBuf::from(&base.env["RUNNER_INPUT_MANIFEST_PATH"]);
-    match step {
-        HelmStep::Install => base.run().await.unwrap(),
-        HelmStep::InstallWaitHelm4 => {
-            let manifest = d.dir.path().join("wait.yaml");
-            let text = std::fs::read_to_string(&input).unwrap();
-            std::fs::write(&manifest, format!("{text}wait: true\n")).unwrap();
-            base.var(
-                "RUNNER_HELM_BINARY_PATH",
-                Some(&tools.helm4.display().to_string()),
-            )
-            .var(
-                "RUNNER_INPUT_MANIFEST_PATH",
-                Some(&manifest.display().to_string()),
-            )
-            .run()
-            .await
-            .unwrap()
-        }
-        HelmStep::Upgrade | HelmStep::Uninstall => {
-            let admin = d.cp.kubeconfig.clone();
-            let out = base
-                .clone()
-                .var("KUBECONFIG", Some(&admin.display().to_string()))
-                .run()
-                .await
-                .unwrap();
-            assert_eq!(out.code, 0, "the install with every right: {}", out.stderr);
-            let release = d.dir.path().join("installed.yaml");
-            std::fs::copy(&base.env["RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH"], &release).unwrap();
-            let (command, manifest) = if step == HelmStep::Upgrade {
-                ("upgrade", "values: {greeting: changed}\n")
-            } else {
-                ("uninstall", "name: hello-release\n")
-            };
-            let path = d.dir.path().join("step.yaml");
-            std::fs::write(&path, manifest).unwrap();
-            base.var("RUNNER_COMMAND", Some(command))
-                .var(
-                    "RUNNER_HELM_RELEASE_PATH",
-                    Some(&release.display().to_string()),
-                )
-                .var(
-                    "RUNNER_INPUT_MANIFEST_PATH",
-                    Some(&path.display().to_string()),
-                )
-                .run()
-                .await
-                .unwrap()
-        }
-    }
+/// What a run without one verb ends in.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Without {
+    /// Exit 3, the API server's refusal naming the verb and resource.
+    Refused,
+    /// Exit 1 with an error line saying this: Helm went on and failed later.
+    Fails(&'static str),
+    /// Exit 0: Helm tried the verb (the audit log shows the 403) and did without it.
+    Tolerated,
+    /// Exit 0 and the verb never asked for: that Helm major does not use it in this step.
+    Unused,
+    /// Exit 0 alone, because the step does without it while it has the other verb (Helm 4's
+    /// client watches with a streaming list, `sendInitialEvents`, and lists only when that is
+    /// refused); without both, exit 3 naming this one.
+    FallbackFor(&'static str),
 }
 
-/// Each verb of helm-runner's Role is needed by some step (see [`HELM_VERB_USES`]): without it
-/// that step exits 3 naming the verb and resource, or, where Helm goes on without it (`update
-/// secrets`: Helm only warns and leaves the revision `pending-install`), exits 1 naming that.
+/// Every pair of the Role, the step that needs it, and what that step ends in without it under
+/// Helm 4 and under Helm 3. `update secrets` is how Helm marks a revision `superseded` (an
+/// install without it only warns and leaves the revision `pending-install`, which the runner
+/// reads back: exit 1); Helm's uninstall says only that it failed to delete the release when it
+/// may not delete the chart's objects; Helm 4 watches what it installs and uninstalls (a
+/// streaming list, falling back to list then watch).
+const HELM_VERB_USES: [(&str, &str, HelmStep, [Without; 2]); 11] = {
+    use Without::*;
+    [
+        ("secrets", "list", HelmStep::Install, [Refused, Refused]),
+        ("secrets", "get", HelmStep::Install, [Refused, Refused]),
+        ("secrets", "create", HelmStep::Install, [Refused, Refused]),
+        ("secrets", "update", HelmStep::Upgrade, [Refused, Refused]),
+        ("secrets", "delete", HelmStep::Uninstall, [Refused, Refused]),
+        ("configmaps", "get", HelmStep::Install, [Refused, Refused]),
+        ("configmaps", "patch", HelmStep::Install, [Refused, Refused]),
+        (
+            "configmaps",
+            "create",
+            HelmStep::Install,
+            [Refused, Refused],
+        ),
+        (
+            "configmaps",
+            "delete",
+            HelmStep::Uninstall,
+            [
+                Fails("failed to delete release"),
+                Fails("failed to delete release"),
+            ],
+        ),
+        (
+            "configmaps",
+            "watch",
+            HelmStep::Uninstall,
+            [Refused, Unused],
+        ),
+        (
+            "configmaps",
+            "list",
+            HelmStep::Install,
+            [FallbackFor("watch"), Unused],
+        ),
+    ]
+};
+
+/// Runs `step` with `helm` in `d` (whose Role lacks one verb); the upgrade and the uninstall
+/// first install with the administrator's kubeconfig.
+async fn run_helm_step(d: &Deployment, step: HelmStep, helm: &Path) -> RunnerOutput {
+    let base = d
+        .command()
+        .var("RUNNER_HELM_BINARY_PATH", Some(&helm.display().to_string()));
+    if step == HelmStep::Install {
+        return base.run().await.unwrap();
+    }
+    let input = PathBuf::from(&base.env["RUNNER_INPUT_MANIFEST_PATH"]);
+    let out = base
+        .clone()
+        .var("KUBECONFIG", Some(&d.cp.kubeconfig.display().to_string()))
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "the install with every right: {}", out.stderr);
+    let release = d.dir.path().join("installed.yaml");
+    std::fs::copy(&base.env["RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH"], &release).unwrap();
+    let installed = std::fs::read_to_string(&input).unwrap();
+    let (command, manifest) = if step == HelmStep::Upgrade {
+        (
+            "upgrade",
+            installed.replace("hello from helm-runner", "changed"),
+        )
+    } else {
+        ("uninstall", "name: hello-release\n".to_string())
+    };
+    let path = d.dir.path().join("step.yaml");
+    std::fs::write(&path, manifest).unwrap();
+    base.var("RUNNER_COMMAND", Some(command))
+        .var(
+            "RUNNER_HELM_RELEASE_PATH",
+            Some(&release.display().to_string()),
+        )
+        .var(
+            "RUNNER_INPUT_MANIFEST_PATH",
+            Some(&path.display().to_string()),
+        )
+        .run()
+        .await
+        .unwrap()
+}
+
+/// Each verb of helm-runner's Role is used by some step (see [`HELM_VERB_USES`]), under
+/// Helm 4 and Helm 3: without it that step ends as the table says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_any_verb_from_the_helm_role_fails_the_step_that_needs_it() {
     let role = find(&deploy_objects("helm-runner"), "Role", "helm-runner").clone();
@@ -454,31 +482,77 @@ async fn removing_any_verb_from_the_helm_role_fails_the_step_that_needs_it() {
     granted.sort();
     let mut named: Vec<(String, String)> = HELM_VERB_USES
         .iter()
-        .map(|(r, v, _, _)| (r.to_string(), v.to_string()))
+        .map(|(r, v, ..)| (r.to_string(), v.to_string()))
         .collect();
     named.sort();
     assert_eq!(granted, named, "the Role's pairs and the table's");
-    let runs = HELM_VERB_USES
-        .iter()
-        .map(|&(resource, verb, step, code)| async move {
-            let d = Deployment::without("helm-runner", "rbac-helm-no", resource, verb).await;
-            let out = run_helm_step(&d, step).await;
-            (resource, verb, step, code, out, d.termination_message())
+    let tools = Tools::locate().unwrap();
+    let cases = HELM_VERB_USES.iter().flat_map(|&(r, v, step, [on4, on3])| {
+        [
+            (r, v, step, on4, 4, tools.helm4.clone()),
+            (r, v, step, on3, 3, tools.helm3.clone()),
+        ]
+    });
+    let runs = cases.map(|(resource, verb, step, expect, major, helm)| async move {
+        let prefix = format!("rbac-helm{major}-no");
+        let d = match expect {
+            Without::FallbackFor(other) => {
+                let prefix = format!("{prefix}-{verb}-{other}-{}", &resource[..4]);
+                let edit = |r: &mut Value| {
+                    without_verb(r, resource, verb);
+                    without_verb(r, resource, other);
+                };
+                Deployment::new("helm-runner", &prefix, edit, None).await
+            }
+            _ => Deployment::without("helm-runner", &prefix, resource, verb).await,
+        };
+        let out = run_helm_step(&d, step, &helm).await;
+        let asked = d.audited_requests().iter().any(|e| {
+            e["verb"] == verb
+                && e["objectRef"]["resource"] == resource
+                && e["responseStatus"]["code"].as_i64() == Some(403)
         });
+        let case = format!("helm {major} without {verb} {resource}, {step:?}");
+        (
+            case,
+            resource,
+            verb,
+            expect,
+            asked,
+            out,
+            d.termination_message(),
+        )
+    });
     let results = futures::future::join_all(runs).await;
-    let mut refused = Vec::new();
-    for (resource, verb, step, code, out, termination) in results {
-        assert_eq!(
-            out.code, code,
-            "without {verb} {resource}, {step:?}: {}",
-            out.stderr
-        );
-        if code == 3 {
-            refused.push((resource.to_string(), verb.to_string(), out, termination));
-        } else {
-            assert!(out.stderr.contains("pending-install"), "{}", out.stderr);
-        }
-    }
+    assert_eq!(results.len(), 2 * HELM_VERB_USES.len());
+    let wrong: Vec<String> = results
+        .iter()
+        .filter(|(_, _, _, expect, asked, out, _)| {
+            let errors = error_lines(&out.stderr);
+            match expect {
+                Without::Refused | Without::FallbackFor(_) => out.code != 3,
+                Without::Fails(says) => out.code != 1 || !errors.iter().any(|l| l.contains(says)),
+                Without::Tolerated => out.code != 0 || !asked,
+                Without::Unused => out.code != 0 || *asked,
+            }
+        })
+        .map(|(case, _, _, expect, asked, out, _)| {
+            format!(
+                "{case}: exit {}, asked for it: {asked} (expected {expect:?}): {}",
+                out.code,
+                error_lines(&out.stderr).join(" | ")
+            )
+        })
+        .collect();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    let refused: Vec<_> = results
+        .into_iter()
+        .filter(|r| matches!(r.3, Without::Refused | Without::FallbackFor(_)))
+        .map(|(_, resource, verb, _, _, out, termination)| {
+            (resource.to_string(), verb.to_string(), out, termination)
+        })
+        .collect();
+    assert!(!refused.is_empty());
     assert_each_exits_3_naming_the_verb(refused);
 }
 
