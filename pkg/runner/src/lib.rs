@@ -32,6 +32,7 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod events;
+pub mod input_file;
 pub mod logging;
 pub mod manager;
 pub mod manifest;
