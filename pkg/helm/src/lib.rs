@@ -635,6 +635,18 @@ impl ActionRunner for HelmRunner {
             });
         }
 
+        // The chart, fetched before anything is written to the cluster (a recovery below marks
+        // a revision failed): a chart refused as hostile or malformed is exit 2 with nothing
+        // written.
+        let scratch = tempfile::Builder::new()
+            .prefix("helm-runner-")
+            .tempdir()
+            .map_err(|e| RunnerError::failed("cannot create a scratch directory").because(e))?;
+        let source = p.source.as_ref().ok_or_else(|| {
+            RunnerError::failed("no chart source was prepared for an install or upgrade")
+        })?;
+        let chart_dir = chart::fetch(&helm, source, &p.access.pull_args(), scratch.path()).await?;
+
         // A retried attempt of this action: what the earlier ones left (see `ownership`).
         let id = ActionId::of(ctx);
         if id.is_none() {
@@ -721,15 +733,6 @@ impl ActionRunner for HelmRunner {
                 replace = true;
             }
         }
-
-        let scratch = tempfile::Builder::new()
-            .prefix("helm-runner-")
-            .tempdir()
-            .map_err(|e| RunnerError::failed("cannot create a scratch directory").because(e))?;
-        let source = p.source.as_ref().ok_or_else(|| {
-            RunnerError::failed("no chart source was prepared for an install or upgrade")
-        })?;
-        let chart_dir = chart::fetch(&helm, source, &p.access.pull_args(), scratch.path()).await?;
 
         // The command line: never values (they go in 0600 files), layered in Helm's order:
         // valuesFrom, valuesFromFile, inline values last (see `sources`).
