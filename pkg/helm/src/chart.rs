@@ -107,15 +107,17 @@ pub fn resolve(chart: &Chart) -> Result<ChartSource, ChartError> {
 }
 
 /// The most a chart may unpack to, the sum of its files' sizes: 20 MiB. Helm's own loader allows
-/// 100 MiB (`MaxDecompressedChartSize`, `pkg/chart/loader/archive` of `helm.sh/helm/v4` v4.3.2,
-/// `pkg/chart/loader` of `helm.sh/helm/v3` v3.22.0), but the runner unpacks into its scratch
+/// 100 MiB (`MaxDecompressedChartSize`, `pkg/chart/loader/archive/archive.go` of `helm.sh/helm/v4`
+/// v4.3.2, `pkg/chart/loader/archive.go` of `helm.sh/helm/v3` v3.22.0), but the runner unpacks into its scratch
 /// directory, which `deploy/helm-runner` mounts as an `emptyDir` of 64Mi (a pod over it is
 /// evicted, not failed), and Helm stores the chart's files with each release in one Secret of at
 /// most 1 MiB: a chart of 20 MiB could never be installed anyway.
 pub const MAX_CHART_BYTES: u64 = 20 * 1024 * 1024;
 
-/// The most one file of a chart may hold: 5 MiB, Helm's own `MaxDecompressedFileSize` (same
-/// sources as [`MAX_CHART_BYTES`]).
+/// The most one file of a chart may hold: 5 MiB, Helm 3's `MaxDecompressedFileSize`, which
+/// `helm.sh/helm/v3` v3.22.0 enforces on archives and directories (`pkg/chart/loader/archive.go`,
+/// `directory.go`). Helm 4 (v4.3.2) keeps the variable, deprecated, and enforces only the total:
+/// a chart the runner installs works with both.
 pub const MAX_CHART_FILE_BYTES: u64 = 5 * 1024 * 1024;
 
 /// The most entries (files, directories, links) a chart may hold: 10,000. Helm sets no such
@@ -216,7 +218,7 @@ pub enum UnpackError {
     /// A file over [`MAX_CHART_FILE_BYTES`].
     #[error(
         "entry {entry:?} holds more than {MAX_CHART_FILE_BYTES} bytes (5 MiB), the most one \
-         file of a chart may hold (Helm's limit)"
+         file of a chart may hold (Helm 3's limit)"
     )]
     FileTooLarge {
         /// The entry.
@@ -940,7 +942,7 @@ mod tests {
         assert_eq!(
             e,
             "entry \"mychart/big\" holds more than 5242880 bytes (5 MiB), the most one file of a \
-             chart may hold (Helm's limit)"
+             chart may hold (Helm 3's limit)"
         );
         // Files at the limit each, over the chart's budget together.
         let at_limit = vec![b'x'; MAX_CHART_FILE_BYTES as usize];
