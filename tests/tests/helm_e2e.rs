@@ -16,45 +16,13 @@ use std::time::Duration;
 
 use action_runner::identity::INPUT_DIGEST_LABEL;
 use action_runner::status::{Phase, Reason};
+use action_runner_tests::helm::{HelmBin, assert_bad_input};
 use action_runner_tests::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::{Api, ListParams};
 
 const PASSWORD: &str = "s3cr3t-Pa55w0rd-never-shown";
-
-/// Which helm a test drives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum HelmBin {
-    /// `KAR_HELM3`: helm v3.22.0.
-    V3,
-    /// `KAR_HELM4`: helm v4.3.2, the default.
-    V4,
-}
-
-impl HelmBin {
-    fn path(self) -> PathBuf {
-        let t = Tools::locate().unwrap();
-        let h = match self {
-            HelmBin::V3 => t.helm3.clone(),
-            HelmBin::V4 => t.helm4.clone(),
-        };
-        assert!(
-            h.is_file(),
-            "helm {} ({self:?}) is missing: run hack/install-tools.sh",
-            h.display()
-        );
-        h
-    }
-
-    /// The version helm reports, as the runner puts it in its status.
-    fn version(self) -> &'static str {
-        match self {
-            HelmBin::V3 => "v3.22.0",
-            HelmBin::V4 => "v4.3.2",
-        }
-    }
-}
 
 /// Helm's test charts in the Go module cache (`helm.sh/helm/v3@v3.22.0`), read in place.
 fn helm_testchart(name: &str) -> PathBuf {
@@ -470,38 +438,7 @@ impl HelmTest {
     /// `helm-runner` for context `name`, `command`, the manifest `manifest` (written to a
     /// file), outputs in the scratch directory.
     async fn helm_runner(&self, name: &str, command: &str, manifest: &str) -> RunnerCommand {
-        create_status_configmap(&self.client, &self.ns, name)
-            .await
-            .unwrap();
-        let m = self.file(&format!("{name}-input.yaml"), manifest);
-        RunnerCommand::new(
-            runner_binary("helm-runner"),
-            &self.cp.kubeconfig,
-            &self.ns,
-            name,
-            &m,
-        )
-        .var("RUNNER_COMMAND", Some(command))
-        .var(
-            "RUNNER_HELM_BINARY_PATH",
-            Some(self.helm.path().to_str().unwrap()),
-        )
-        .var(
-            "RUNNER_REPOSITORY_CACHE_PATH",
-            Some(self.path("cache").to_str().unwrap()),
-        )
-        .var(
-            "RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH",
-            Some(self.path(&format!("{name}-release.yaml")).to_str().unwrap()),
-        )
-        .var(
-            "RUNNER_OUTPUT_ADDITIONAL_FILE_PATH",
-            Some(
-                self.path(&format!("{name}-additional.yaml"))
-                    .to_str()
-                    .unwrap(),
-            ),
-        )
+        action_runner_tests::helm::helm_runner(&self.w, self.helm, name, command, manifest).await
     }
 
     /// `helm-runner` for context `name` and `command` on the release file `release_file` (a
@@ -1975,27 +1912,6 @@ async fn a_helm_3_release_is_upgraded_by_helm_4() {
     assert_eq!(
         w.record_statuses("old").await,
         vec![(1, "superseded".to_string()), (2, "deployed".to_string())]
-    );
-}
-
-/// The one error line of a run that exited 2, and no status written.
-async fn assert_bad_input(w: &HelmTest, name: &str, out: &RunnerOutput, needle: &str) {
-    assert_eq!(out.code, 2, "{name}: {}", out.stderr);
-    let errors: Vec<String> = error_lines(&out.stderr)
-        .iter()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["message"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    assert_eq!(errors.len(), 1, "{name}: {errors:?}");
-    assert!(errors[0].contains(needle), "{name}: {}", errors[0]);
-    assert!(!errors[0].contains('\n'), "{name}: {}", errors[0]);
-    assert!(
-        w.status(name).await.is_none(),
-        "{name}: bad input writes no status"
     );
 }
 

@@ -373,8 +373,6 @@ enum Without {
     Refused,
     /// Exit 1 with an error line saying this: Helm went on and failed later.
     Fails(&'static str),
-    /// Exit 0: Helm tried the verb (the audit log shows the 403) and did without it.
-    Tolerated,
     /// Exit 0 and the verb never asked for: that Helm major does not use it in this step.
     Unused,
     /// Exit 0 alone, because the step does without it while it has the other verb (Helm 4's
@@ -532,7 +530,6 @@ async fn removing_any_verb_from_the_helm_role_fails_the_step_that_needs_it() {
             match expect {
                 Without::Refused | Without::FallbackFor(_) => out.code != 3,
                 Without::Fails(says) => out.code != 1 || !errors.iter().any(|l| l.contains(says)),
-                Without::Tolerated => out.code != 0 || !asked,
                 Without::Unused => out.code != 0 || *asked,
             }
         })

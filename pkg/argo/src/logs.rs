@@ -12,7 +12,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
+use futures::{AsyncBufReadExt, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, LogParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -29,6 +29,13 @@ pub const MAIN_CONTAINER: &str = "main";
 /// How long, once the Workflow has finished, the streams still open may take to end (the last
 /// lines of pods that just stopped) before they are cut.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The longest log line passed on, in bytes: 16 KiB, the length at which containerd splits a
+/// container's log lines (`max_container_log_line_size`, 16384 by default; the kubelet joins the
+/// pieces again when it serves the log). A longer line is cut there and marked (`... [line cut at
+/// 16384 bytes]`); the rest of it is read and dropped, so one line without a line break never
+/// fills the runner's memory (64Mi in `deploy/`).
+pub const MAX_LOG_LINE_BYTES: usize = 16 * 1024;
 
 /// The log follower of one Workflow; [`finish`](Self::finish) it when the wait is over.
 pub struct LogFollower {
@@ -135,19 +142,28 @@ async fn stream(pods: Api<Pod>, pod: String, node: String) {
         follow: true,
         ..LogParams::default()
     };
-    let lines = match pods.log_stream(&pod, &params).await {
-        Ok(reader) => reader.lines(),
+    let reader = match pods.log_stream(&pod, &params).await {
+        Ok(reader) => reader,
         Err(e) => {
             tracing::warn!(pod = %pod, error = %e, "RUNNER_ARGO_LOGS: cannot read the pod's log");
             return;
         }
     };
-    let mut lines = std::pin::pin!(lines);
+    let mut reader = std::pin::pin!(reader);
+    let mut buf = Vec::new();
     loop {
-        match lines.try_next().await {
-            Ok(Some(line)) if is_executor_line(&line) => {}
-            Ok(Some(line)) => {
-                tracing::info!(target: "workflow", node = %node, pod = %pod, "{line}");
+        match next_line(&mut reader, &mut buf).await {
+            Ok(Some(cut)) => {
+                let line = String::from_utf8_lossy(&buf);
+                if is_executor_line(&line) {
+                    continue;
+                }
+                let mark = if cut {
+                    format!("... [line cut at {MAX_LOG_LINE_BYTES} bytes]")
+                } else {
+                    String::new()
+                };
+                tracing::info!(target: "workflow", node = %node, pod = %pod, "{line}{mark}");
             }
             Ok(None) => break,
             Err(e) => {
@@ -158,10 +174,67 @@ async fn stream(pods: Api<Pod>, pod: String, node: String) {
     }
 }
 
+/// Reads the next line of `reader` into `line` (without its `\n` or `\r\n`), at most
+/// [`MAX_LOG_LINE_BYTES`] of it; the rest of a longer line is read and dropped. `Some(cut)`:
+/// a line was read, `cut` when it was longer; `None`: the end of the stream.
+async fn next_line<R>(reader: &mut R, line: &mut Vec<u8>) -> std::io::Result<Option<bool>>
+where
+    R: futures::AsyncBufRead + Unpin,
+{
+    line.clear();
+    let mut cut = false;
+    let mut read_any = false;
+    loop {
+        let buf = reader.fill_buf().await?;
+        if buf.is_empty() {
+            return Ok(read_any.then_some(cut));
+        }
+        read_any = true;
+        let (content, used, ended) = match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => (&buf[..i], i + 1, true),
+            None => (buf, buf.len(), false),
+        };
+        let room = MAX_LOG_LINE_BYTES.saturating_sub(line.len());
+        cut |= content.len() > room;
+        line.extend_from_slice(&content[..content.len().min(room)]);
+        reader.consume_unpin(used);
+        if ended {
+            if !cut && line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            return Ok(Some(cut));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Lines are read up to their limit; a longer one is cut and the rest of it dropped, even
+    /// when it never ends with a line break.
+    #[tokio::test]
+    async fn a_log_line_is_bounded() {
+        let long = "x".repeat(3 * MAX_LOG_LINE_BYTES);
+        let text = format!("first\r\n{long}\nlast\n{long}");
+        let mut reader = futures::io::BufReader::with_capacity(1000, text.as_bytes());
+        let mut line = Vec::new();
+        let mut got = Vec::new();
+        while let Some(cut) = next_line(&mut reader, &mut line).await.unwrap() {
+            got.push((line.len(), cut));
+            assert!(line.len() <= MAX_LOG_LINE_BYTES);
+        }
+        assert_eq!(
+            got,
+            [
+                (5, false),
+                (MAX_LOG_LINE_BYTES, true),
+                (4, false),
+                (MAX_LOG_LINE_BYTES, true)
+            ]
+        );
+    }
 
     #[test]
     fn the_executors_own_lines_are_left_out() {

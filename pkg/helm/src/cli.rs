@@ -334,8 +334,8 @@ impl Helm {
             RunnerError::cluster(format!("{what}: cannot run {}", self.binary.display())).because(e)
         })?;
         Ok(HelmChild {
-            stdout: read_all(child.stdout.take()),
-            stderr: read_all(child.stderr.take()),
+            stdout: read_all(child.stdout.take(), Keep::Head(MAX_STDOUT_BYTES)),
+            stderr: read_all(child.stderr.take(), Keep::Tail(MAX_STDERR_BYTES)),
             child,
             what: what.to_string(),
             redactor: self.redactor.clone(),
@@ -380,8 +380,8 @@ pub const STOP_GRACE: Duration = Duration::from_secs(12);
 /// A running helm process (see [`Helm::spawn`]). Dropping it kills the process.
 pub struct HelmChild {
     child: tokio::process::Child,
-    stdout: tokio::task::JoinHandle<Vec<u8>>,
-    stderr: tokio::task::JoinHandle<Vec<u8>>,
+    stdout: tokio::task::JoinHandle<Captured>,
+    stderr: tokio::task::JoinHandle<Captured>,
     what: String,
     redactor: Redactor,
     /// Set once the process has exited and its output was read.
@@ -430,7 +430,21 @@ impl HelmChild {
         })?;
         let stdout = (&mut self.stdout).await.unwrap_or_default();
         let stderr = (&mut self.stderr).await.unwrap_or_default();
-        let outcome = interpret(&self.what, &self.redactor, status, stdout, &stderr);
+        let outcome = interpret(
+            &self.what,
+            &self.redactor,
+            status,
+            stdout.bytes,
+            &stderr.bytes,
+        )
+        .and_then(|out| match stdout.dropped {
+            0 => Ok(out),
+            _ => Err(RunnerError::failed(format!(
+                "{}: helm printed more than {MAX_STDOUT_BYTES} bytes on its standard output, \
+                     the most read",
+                self.what
+            ))),
+        });
         let copy = clone_outcome(&outcome);
         self.outcome = Some(outcome);
         copy
@@ -468,18 +482,85 @@ fn clone_outcome(o: &Result<Vec<u8>, RunnerError>) -> Result<Vec<u8>, RunnerErro
     }
 }
 
-/// Reads a pipe to its end in the background.
-fn read_all<R>(pipe: Option<R>) -> tokio::task::JoinHandle<Vec<u8>>
+/// The most of helm's standard output kept: [`crate::storage::MAX_RELEASE_JSON_BYTES`] (32 MiB;
+/// `helm install -o json` prints the release's JSON, which Helm also stores). More is drained and
+/// the call fails.
+pub const MAX_STDOUT_BYTES: usize = crate::storage::MAX_RELEASE_JSON_BYTES as usize;
+
+/// The most of helm's standard error kept: its last 64 KiB, from the first line break in them
+/// (so that a secret cut in two is never shown half, which the [`Redactor`] could not recognize).
+/// Helm's error is its last line; warnings before it may be dropped. The rest is drained, so helm
+/// never blocks on a full pipe.
+pub const MAX_STDERR_BYTES: usize = 64 * 1024;
+
+/// What is kept of a pipe.
+#[derive(Debug, Clone, Copy)]
+enum Keep {
+    /// The first bytes, at most this many.
+    Head(usize),
+    /// The last bytes, at most this many, from a line's start.
+    Tail(usize),
+}
+
+/// A pipe's content as kept, and how many bytes were read and dropped.
+#[derive(Debug, Default)]
+struct Captured {
+    bytes: Vec<u8>,
+    dropped: u64,
+}
+
+/// Reads a pipe to its end in the background, keeping what `keep` says.
+fn read_all<R>(pipe: Option<R>, keep: Keep) -> tokio::task::JoinHandle<Captured>
 where
     R: tokio::io::AsyncRead + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
-        let mut buf = Vec::new();
-        if let Some(mut p) = pipe {
-            let _ = tokio::io::AsyncReadExt::read_to_end(&mut p, &mut buf).await;
+        let mut out = Captured::default();
+        let Some(mut p) = pipe else { return out };
+        let mut chunk = vec![0u8; 16 * 1024];
+        loop {
+            let n = match tokio::io::AsyncReadExt::read(&mut p, &mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            out.bytes.extend_from_slice(&chunk[..n]);
+            match keep {
+                Keep::Head(max) if out.bytes.len() > max => out.drop_from(max),
+                // Cut once twice the limit is held, so that cutting costs little.
+                Keep::Tail(max) if out.bytes.len() > 2 * max => {
+                    out.drop_until(out.bytes.len() - max)
+                }
+                _ => {}
+            }
         }
-        buf
+        if let Keep::Tail(max) = keep
+            && (out.dropped > 0 || out.bytes.len() > max)
+        {
+            out.drop_until(out.bytes.len().saturating_sub(max));
+            // No line break at all: nothing is kept rather than a line's end.
+            let line_start = out
+                .bytes
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(out.bytes.len(), |i| i + 1);
+            out.drop_until(line_start);
+        }
+        out
     })
+}
+
+impl Captured {
+    /// Drops the bytes from `at` on.
+    fn drop_from(&mut self, at: usize) {
+        self.dropped += (self.bytes.len() - at) as u64;
+        self.bytes.truncate(at);
+    }
+
+    /// Drops the bytes before `at`.
+    fn drop_until(&mut self, at: usize) {
+        self.dropped += at as u64;
+        self.bytes.drain(..at);
+    }
 }
 
 /// A finished helm call: its standard output on success, else its error classified
@@ -669,6 +750,59 @@ mod tests {
             child.stop(Duration::from_secs(1)).await,
             Stopped::AlreadyExited(Err(_))
         ));
+    }
+
+    /// A helm stand-in running `body` (a shell script).
+    fn script_helm(dir: &std::path::Path, body: &str) -> Helm {
+        let script = dir.join("helm");
+        std::fs::write(&script, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        Helm {
+            binary: script,
+            driver: "secrets".into(),
+            repository_cache: dir.into(),
+            kubeconfig: None,
+            timeout: None,
+            redactor: Redactor::default(),
+        }
+    }
+
+    /// Helm's output is drained to its end but only its bounds are kept: the last 64 KiB of
+    /// standard error (from a line's start), and standard output up to its limit, beyond which
+    /// the call fails.
+    #[tokio::test]
+    async fn helms_output_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let helm = script_helm(
+            dir.path(),
+            "yes 'WARNING: a long-winded warning' | head -n 100000 >&2\n\
+             echo 'Error: the real reason' >&2\nexit 1",
+        );
+        let mut child = helm.spawn("helm install ns/x", &[]).unwrap();
+        let e = child.wait().await.unwrap_err();
+        assert_eq!(e.to_string(), "helm install ns/x: the real reason");
+
+        let stderr = read_all(
+            Some(std::io::Cursor::new(b"0123456789\nabcdef\nlast\n".to_vec())),
+            Keep::Tail(9),
+        )
+        .await
+        .unwrap();
+        assert_eq!(stderr.bytes, b"last\n");
+        assert_eq!(stderr.dropped, 18);
+        let stderr = read_all(Some(std::io::Cursor::new(vec![b'x'; 100])), Keep::Tail(9))
+            .await
+            .unwrap();
+        assert!(stderr.bytes.is_empty(), "no line's start: nothing kept");
+
+        let helm = script_helm(dir.path(), "head -c 40000000 /dev/zero\nexit 0");
+        let e = helm.run("helm template", &[]).await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "helm template: helm printed more than 33554432 bytes on its standard output, the \
+             most read"
+        );
     }
 
     /// A helm that ignores SIGTERM is killed once the grace period is over.

@@ -377,15 +377,29 @@ pub struct ChartRelease {
     pub chart: Chart,
 }
 
-/// Reads and checks the release file of an upgrade.
+/// The largest release file read (`RUNNER_HELM_RELEASE_PATH`): 1 MiB. The file names a release
+/// and its chart (a few hundred bytes, as the runner writes it); 1 MiB leaves room for other
+/// top-level keys a producer may add, which are ignored.
+pub const MAX_RELEASE_FILE_BYTES: u64 = 1024 * 1024;
+
+/// The largest values text read: a `valuesFromFile` file, or a `valuesFrom` ConfigMap's or
+/// Secret's key: 3 MiB, as the input manifest ([`action_runner::manifest::MAX_MANIFEST_BYTES`],
+/// the largest request kube-apiserver accepts), which holds the inline `values`. A ConfigMap or
+/// Secret holds at most 1 MiB of data (`MaxSecretSize`, `k8s.io/api/core/v1`), and Helm stores
+/// the values with the release in one such object, so larger values could never be stored.
+pub const MAX_VALUES_BYTES: u64 = action_runner::manifest::MAX_MANIFEST_BYTES;
+
+/// Reads and checks the release file of an upgrade, a rollback or an uninstall, with the bounded
+/// reader ([`action_runner::input_file`]: a regular file of at most [`MAX_RELEASE_FILE_BYTES`]).
 ///
 /// # Errors
-/// [`ErrorKind::InvalidInput`](action_runner::error::ErrorKind) naming the file and `RUNNER_HELM_RELEASE_PATH` when it cannot
-/// be read or parsed, or its name or namespace is invalid.
+/// [`ErrorKind::InvalidInput`](action_runner::error::ErrorKind) naming the file and
+/// `RUNNER_HELM_RELEASE_PATH` when it cannot be read (missing, not a regular file: a FIFO or
+/// `/dev/zero` is refused at once; larger than the limit) or parsed, or its name or namespace
+/// is invalid.
 pub fn read_release_file(path: &Path) -> Result<ChartRelease, RunnerError> {
     let what = format!("release file {} (RUNNER_HELM_RELEASE_PATH)", path.display());
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| RunnerError::invalid_input(format!("{what}: cannot read")).because(e))?;
+    let text = action_runner::input_file::read_to_string(path, &what, MAX_RELEASE_FILE_BYTES)?;
     let file: ReleaseFile = action_runner::manifest::parse(&what, &text)?;
     let r = file.value;
     validate_release_name(&r.name).map_err(|e| {
@@ -412,25 +426,38 @@ pub fn validate_release_name(name: &str) -> Result<(), NameError> {
     action_runner::validation::dns1123_subdomain(name)
 }
 
-/// Reads a values file (`valuesFromFile`) and checks it holds a YAML mapping (or nothing).
+/// Reads a values file (`valuesFromFile`) with the bounded reader ([`action_runner::input_file`]:
+/// a regular file of at most [`MAX_VALUES_BYTES`]) and checks it holds a YAML mapping (or
+/// nothing).
 ///
 /// # Errors
-/// [`ErrorKind::InvalidInput`](action_runner::error::ErrorKind) naming the field and file; the file's content is never quoted.
+/// [`ErrorKind::InvalidInput`](action_runner::error::ErrorKind) naming the field and file (not a
+/// regular file, too large, not UTF-8, not a mapping); the file's content is never quoted.
 pub fn read_values_file(path: &Path) -> Result<Values, RunnerError> {
     let what = format!("valuesFromFile {}", path.display());
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        RunnerError::invalid_input(format!("input manifest: {what}: cannot read")).because(e)
-    })?;
+    let text = action_runner::input_file::read_to_string(
+        path,
+        &format!("input manifest: {what}"),
+        MAX_VALUES_BYTES,
+    )?;
     parse_values(&what, &text)
 }
 
-/// Parses `text` as a YAML mapping of values (or nothing: no values). `what` names the source
+/// Parses `text` as a YAML mapping of values (or nothing: no values), at most
+/// [`MAX_VALUES_BYTES`], with the YAML budgets of the input manifest
+/// ([`action_runner::manifest::yaml_options`]: an alias bomb is refused). `what` names the source
 /// in errors (`input manifest: <what>: ...`).
 ///
 /// # Errors
-/// [`ErrorKind::InvalidInput`](action_runner::error::ErrorKind) naming `what` and the position;
-/// the text is never quoted.
+/// [`ErrorKind::InvalidInput`](action_runner::error::ErrorKind) naming `what` and the position,
+/// or the limit; the text is never quoted.
 pub fn parse_values(what: &str, text: &str) -> Result<Values, RunnerError> {
+    if text.len() as u64 > MAX_VALUES_BYTES {
+        return Err(RunnerError::invalid_input(format!(
+            "input manifest: {what}: is larger than {MAX_VALUES_BYTES} bytes ({}), the most read",
+            action_runner::input_file::human(MAX_VALUES_BYTES)
+        )));
+    }
     let has_content = text
         .lines()
         .map(str::trim)
@@ -438,7 +465,10 @@ pub fn parse_values(what: &str, text: &str) -> Result<Values, RunnerError> {
     if !has_content {
         return Ok(Values::default());
     }
-    match serde_saphyr::from_str::<Option<Values>>(text) {
+    match serde_saphyr::from_str_with_options::<Option<Values>>(
+        text,
+        action_runner::manifest::yaml_options(),
+    ) {
         Ok(v) => Ok(v.unwrap_or_default()),
         Err(e) => {
             let msg = e.to_string();
@@ -449,12 +479,31 @@ pub fn parse_values(what: &str, text: &str) -> Result<Values, RunnerError> {
                 .next()
                 .filter(|p| p.contains("line"))
                 .unwrap_or("");
+            let problem = if over_budget(&e) {
+                "is beyond the YAML parser's budgets (too many aliases, nodes or levels)"
+            } else {
+                "not a YAML mapping of values"
+            };
             Err(RunnerError::invalid_input(
-                format!("input manifest: {what}: not a YAML mapping of values {position}")
+                format!("input manifest: {what}: {problem} {position}")
                     .trim_end()
                     .to_string(),
             ))
         }
+    }
+}
+
+/// Whether the parser stopped at one of its budgets ([`action_runner::manifest::yaml_options`]).
+fn over_budget(e: &serde_saphyr::Error) -> bool {
+    use serde_saphyr::Error as E;
+    match e {
+        E::WithSnippet { error, .. } | E::AliasError { error, .. } => over_budget(error),
+        E::Budget { .. }
+        | E::AliasReplayCounterOverflow { .. }
+        | E::AliasReplayLimitExceeded { .. }
+        | E::AliasExpansionLimitExceeded { .. }
+        | E::AliasReplayStackDepthExceeded { .. } => true,
+        _ => false,
     }
 }
 
@@ -552,6 +601,57 @@ mod tests {
     fn legacy_go_template() {
         let i = parse("output: {goTemplate: 'a: b'}\n").unwrap();
         assert_eq!(i.output.go_template(), Some("a: b"));
+    }
+
+    /// valuesFrom texts and values files are parsed with the manifest's YAML budgets, and their
+    /// size is bounded.
+    #[test]
+    fn values_are_parsed_within_budgets() {
+        let mut bomb = String::from("a0: &a0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+        for i in 1..9 {
+            let p = i - 1;
+            bomb.push_str(&format!(
+                "a{i}: &a{i} [*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p}]\n"
+            ));
+        }
+        let e = parse_values("valuesFrom[0]", &bomb).unwrap_err();
+        assert_eq!(e.exit(), action_runner::Exit::InvalidInput);
+        let e = e.to_string();
+        assert!(
+            e.starts_with("input manifest: valuesFrom[0]: is beyond the YAML parser's budgets"),
+            "{e}"
+        );
+        let big = format!("k: \"{}\"\n", "x".repeat(MAX_VALUES_BYTES as usize));
+        let e = parse_values("valuesFrom[1]", &big).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "input manifest: valuesFrom[1]: is larger than 3145728 bytes (3 MiB), the most read"
+        );
+        let e = parse_values("v", "a: \"hunter2-secret\nb: 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn values_and_release_files_are_bounded_regular_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = read_values_file(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "input manifest: valuesFromFile /dev/zero: is a character device, not a regular file"
+        );
+        let e = read_release_file(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.ends_with("(RUNNER_HELM_RELEASE_PATH): is a directory, not a regular file"),
+            "{e}"
+        );
+        let big = dir.path().join("release.yaml");
+        std::fs::write(&big, vec![b'#'; MAX_RELEASE_FILE_BYTES as usize + 1]).unwrap();
+        let e = read_release_file(&big).unwrap_err().to_string();
+        assert!(e.contains("is larger than 1048576 bytes (1 MiB)"), "{e}");
     }
 
     #[test]

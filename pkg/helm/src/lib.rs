@@ -655,6 +655,9 @@ impl ActionRunner for HelmRunner {
             });
         }
 
+        // The chart, fetched before anything is written to the cluster (a recovery below marks
+        // a revision failed): a chart refused as hostile or malformed is exit 2 with nothing
+        // written. Its files are part of the action's identity.
         let scratch = tempfile::Builder::new()
             .prefix("helm-runner-")
             .tempdir()

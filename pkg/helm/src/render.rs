@@ -24,6 +24,8 @@
 //! with.
 
 use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
 use action_runner::RunnerError;
@@ -65,8 +67,13 @@ pub fn wrapper(chart_name: &str, revision: u64) -> String {
 /// Renders `template` against the release, in the unpacked chart `chart_dir`, with the
 /// release's user-supplied values in the file `values_file`.
 ///
+/// The two template files are created new in `templates/` (`create_new`, `O_NOFOLLOW`, mode
+/// 0644): a path the chart planted cannot redirect the write.
+///
 /// # Errors
-/// [`ErrorKind::Failed`](action_runner::error::ErrorKind) with Helm's (redacted) message when the template does not render.
+/// [`ErrorKind::Failed`](action_runner::error::ErrorKind) with Helm's (redacted) message when the
+/// template does not render, or naming the file when it cannot be written (the chart holds a
+/// file of a name the runner reserves, [`PARTIAL`] or [`WRAPPER`]).
 pub async fn render(
     helm: &Helm,
     chart_dir: &Path,
@@ -75,12 +82,32 @@ pub async fn render(
     values_file: &Path,
 ) -> Result<String, RunnerError> {
     let templates = chart_dir.join("templates");
+    // The runner's copy of the chart holds regular files and directories only
+    // (`crate::chart::unpack`, `copy_chart_dir`); the files are created new all the same, never
+    // through a link nor over a file of the chart.
     let write = |name: &str, text: &str| {
-        std::fs::create_dir_all(&templates)
-            .and_then(|()| std::fs::write(templates.join(name), text))
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&templates)
+            .and_then(|()| {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o644)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(templates.join(name))
+            })
+            .and_then(|mut f| f.write_all(text.as_bytes()))
             .map_err(|e| {
+                let why = match e.kind() {
+                    std::io::ErrorKind::AlreadyExists => {
+                        "the chart holds a file of that name, which the runner reserves".into()
+                    }
+                    _ => e.to_string(),
+                };
                 RunnerError::failed(format!(
-                    "cannot write {} for rendering the additional output: {e}",
+                    "cannot write {} for rendering the additional output: {why}",
                     templates.join(name).display()
                 ))
             })

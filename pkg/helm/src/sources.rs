@@ -221,15 +221,11 @@ impl RepositoryAccess {
         }
         let ca = chart.ca_file.trim();
         if !ca.is_empty() {
-            std::fs::File::open(ca)
-                .and_then(|f| {
-                    if f.metadata()?.is_file() {
-                        Ok(())
-                    } else {
-                        Err(std::io::Error::other("not a file"))
-                    }
-                })
-                .map_err(|e| invalid(format!("chart.caFile {ca}: cannot read")).because(e))?;
+            action_runner::input_file::read_bytes(
+                Path::new(ca),
+                &format!("input manifest: chart.caFile {ca}"),
+                MAX_CA_FILE_BYTES,
+            )?;
             access.ca_file = Some(PathBuf::from(ca));
         }
         let (is_local, is_http_repo, is_oci) = match source {
@@ -284,14 +280,26 @@ impl RepositoryAccess {
     }
 }
 
-/// A credential file's content without one trailing line break.
+/// The largest `chart.auth.usernameFile` or `passwordFile` read: 64 KiB, far more than a user
+/// name, a password or a registry token (a JSON Web Token of a few KiB) needs.
+pub const MAX_CREDENTIAL_BYTES: u64 = 64 * 1024;
+
+/// The largest `chart.caFile` accepted: 1 MiB, about five times Debian's whole bundle of public
+/// roots (`/etc/ssl/certs/ca-certificates.crt`, about 215 KiB).
+pub const MAX_CA_FILE_BYTES: u64 = 1024 * 1024;
+
+/// A credential file's content without one trailing line break, read with the bounded reader
+/// ([`action_runner::input_file`]: a regular file of at most [`MAX_CREDENTIAL_BYTES`]).
 fn read_credential(field: &str, path: &str) -> Result<String, RunnerError> {
     let path = path.trim();
     if path.is_empty() {
         return Err(invalid(format!("{field} is empty: name a file")));
     }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| invalid(format!("{field} {path}: cannot read")).because(e))?;
+    let text = action_runner::input_file::read_to_string(
+        Path::new(path),
+        &format!("input manifest: {field} {path}"),
+        MAX_CREDENTIAL_BYTES,
+    )?;
     let value = text
         .strip_suffix("\r\n")
         .or_else(|| text.strip_suffix('\n'))

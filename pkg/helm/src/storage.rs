@@ -30,7 +30,22 @@ pub enum DecodeError {
     /// The release is not the JSON Helm writes.
     #[error("the record's release is not Helm's release JSON")]
     Json(#[source] serde_json::Error),
+    /// The release inflates to more than [`MAX_RELEASE_JSON_BYTES`].
+    #[error(
+        "the record's release inflates to more than {MAX_RELEASE_JSON_BYTES} bytes (32 MiB), the \
+         most read"
+    )]
+    TooLarge,
 }
+
+/// The most a stored release is inflated to (its JSON), and the most of helm's standard output
+/// the runner keeps (`helm install -o json` prints the same document): 32 MiB. A record is one
+/// Secret or ConfigMap, at most 1 MiB (`MaxSecretSize`, `k8s.io/api/core/v1`; etcd's request
+/// limit, 1.5 MiB, bounds a ConfigMap), so this allows a compression ratio of 32 for Helm's JSON
+/// (rendered manifests, the chart's files base64-encoded), more than such text reaches, while a
+/// gzip bomb (gzip inflates up to about 1,000 times) is cut at 32 MiB: the buffer that reads it
+/// stays within 64 MiB, a quarter of helm-runner's 256Mi memory limit.
+pub const MAX_RELEASE_JSON_BYTES: u64 = 32 * 1024 * 1024;
 
 /// The parts of a stored release the runner reads. `config` is never logged.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -93,11 +108,12 @@ pub fn decode(encoded: &[u8]) -> Result<StoredRelease, DecodeError> {
     serde_json::from_slice(&decode_json(encoded)?).map_err(DecodeError::Json)
 }
 
-/// Helm's encoding of a release undone down to its JSON bytes (see [`decode`]); the JSON itself
-/// is not checked.
+/// Helm's encoding of a release undone down to its JSON bytes (see [`decode`]), at most
+/// [`MAX_RELEASE_JSON_BYTES`]; the JSON itself is not checked.
 ///
 /// # Errors
-/// [`DecodeError::Base64`] or [`DecodeError::Gzip`].
+/// [`DecodeError::Base64`], [`DecodeError::Gzip`], or [`DecodeError::TooLarge`] when the
+/// release inflates to more than [`MAX_RELEASE_JSON_BYTES`].
 pub fn decode_json(encoded: &[u8]) -> Result<Vec<u8>, DecodeError> {
     let text: Vec<u8> = encoded
         .iter()
@@ -110,12 +126,16 @@ pub fn decode_json(encoded: &[u8]) -> Result<Vec<u8>, DecodeError> {
     let json = if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(bytes.as_slice())
+            .take(MAX_RELEASE_JSON_BYTES + 1)
             .read_to_end(&mut out)
             .map_err(DecodeError::Gzip)?;
         out
     } else {
         bytes
     };
+    if json.len() as u64 > MAX_RELEASE_JSON_BYTES {
+        return Err(DecodeError::TooLarge);
+    }
     Ok(json)
 }
 
@@ -502,6 +522,24 @@ mod tests {
         let encoded = super::encode(json);
         assert_eq!(decode_json(&encoded).unwrap(), json);
         assert_eq!(decode(&encoded).unwrap().version, 2);
+    }
+
+    /// A record that inflates beyond the limit (a gzip bomb: 64 MiB of zeros in about 64 KiB)
+    /// is refused once the limit is read, not inflated whole.
+    #[test]
+    fn a_gzip_bomb_is_cut_at_the_limit() {
+        let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::copy(
+            &mut std::io::repeat(b' ').take(2 * MAX_RELEASE_JSON_BYTES),
+            &mut z,
+        )
+        .unwrap();
+        let gz = z.finish().unwrap();
+        assert!(gz.len() < 1024 * 1024, "{}", gz.len());
+        let encoded = base64::engine::general_purpose::STANDARD.encode(gz);
+        let e = decode(encoded.as_bytes()).unwrap_err();
+        assert!(matches!(e, DecodeError::TooLarge), "{e}");
+        assert!(e.to_string().contains("33554432"), "{e}");
     }
 
     #[test]

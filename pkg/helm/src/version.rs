@@ -199,7 +199,8 @@ mod tests {
 /// `(devel)` build): the caller then asks helm itself.
 pub fn from_build_info(binary: &std::path::Path) -> Option<HelmVersion> {
     use object::{Object, ObjectSection};
-    let file = std::fs::File::open(binary).ok()?;
+    // A regular file only, opened without blocking (a FIFO is not waited on).
+    let file = action_runner::input_file::open(binary, "RUNNER_HELM_BINARY_PATH").ok()?;
     let cache = object::ReadCache::new(file);
     let elf = object::File::parse(&cache).ok()?;
     let data = elf.section_by_name(".go.buildinfo")?.data().ok()?;

@@ -33,6 +33,7 @@ pub mod context;
 pub mod error;
 pub mod events;
 pub mod identity;
+pub mod input_file;
 pub mod logging;
 pub mod manager;
 pub mod manifest;

@@ -2,7 +2,6 @@
 //! most [`MAX_MANIFEST_BYTES`] is read, and the YAML parser works within budgets sized so that
 //! the worst input stays far below the smallest memory limit in `deploy/` (64Mi).
 
-use std::io::Read;
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
@@ -20,8 +19,10 @@ pub const MAX_MANIFEST_BYTES: u64 = 3 * 1024 * 1024;
 /// it is refused. Here: at most 100,000 replayed events and 250,000 nodes, 8 MiB of scalars and of
 /// anchored content, nesting 64 deep. A 3 MiB manifest of ordinary YAML (no aliases) stays well
 /// within them; `alias_bombs_are_refused_within_the_budgets` and the cluster test
-/// `a_manifest_of_aliases_is_refused_under_the_memory_limit` check the worst inputs.
-fn options() -> serde_saphyr::Options {
+/// `a_manifest_of_aliases_is_refused_under_the_memory_limit` check the worst inputs. Every YAML
+/// text a runner parses (the manifest, values files, `valuesFrom` texts, release files) is
+/// parsed with these budgets.
+pub fn yaml_options() -> serde_saphyr::Options {
     serde_saphyr::options! {
         budget: serde_saphyr::budget! {
             max_events: 1_000_000,
@@ -39,8 +40,9 @@ fn options() -> serde_saphyr::Options {
     }
 }
 
-/// Reads the manifest at `path` (YAML, or JSON, which is YAML) and deserializes it into `T`
-/// with `serde-saphyr`, the YAML crate kube itself uses.
+/// Reads the manifest at `path` (YAML, or JSON, which is YAML) with the bounded reader
+/// ([`crate::input_file`], at most [`MAX_MANIFEST_BYTES`]) and deserializes it into `T` with
+/// `serde-saphyr`, the YAML crate kube itself uses.
 ///
 /// # Errors
 /// [`ErrorKind::InvalidInput`](crate::error::ErrorKind), one line naming the file, when it is
@@ -64,52 +66,8 @@ pub fn read_text(path: &Path) -> Result<(String, String), RunnerError> {
         "input manifest {} (RUNNER_INPUT_MANIFEST_PATH)",
         path.display()
     );
-    let meta = std::fs::metadata(path)
-        .map_err(|e| RunnerError::invalid_input(format!("{what}: cannot read")).because(e))?;
-    if !meta.is_file() {
-        return Err(RunnerError::invalid_input(format!(
-            "{what}: is {}, not a regular file",
-            file_kind(&meta)
-        )));
-    }
-    let too_large = |size: u64| {
-        RunnerError::invalid_input(format!(
-            "{what}: is {size} bytes; at most {MAX_MANIFEST_BYTES} (3 MiB, the largest request \
-             kube-apiserver accepts) is read"
-        ))
-    };
-    if meta.len() > MAX_MANIFEST_BYTES {
-        return Err(too_large(meta.len()));
-    }
-    // The size may change between the check and the read: read one byte more than allowed.
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_MANIFEST_BYTES + 1).read_to_end(&mut bytes))
-        .map_err(|e| RunnerError::invalid_input(format!("{what}: cannot read")).because(e))?;
-    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
-        return Err(too_large(bytes.len() as u64));
-    }
-    let text = String::from_utf8(bytes)
-        .map_err(|_| RunnerError::invalid_input(format!("{what}: is not UTF-8 text")))?;
+    let text = crate::input_file::read_to_string(path, &what, MAX_MANIFEST_BYTES)?;
     Ok((what, text))
-}
-
-fn file_kind(meta: &std::fs::Metadata) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    let t = meta.file_type();
-    if t.is_dir() {
-        "a directory"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else if t.is_socket() {
-        "a socket"
-    } else {
-        "a special file"
-    }
 }
 
 /// Parses manifest `text`; `what` names it in errors. See [`read`].
@@ -126,16 +84,18 @@ pub fn parse<T: DeserializeOwned>(what: &str, text: &str) -> Result<T, RunnerErr
         return Err(RunnerError::invalid_input(format!("{what}: is empty")));
     }
     let invalid = |e: serde_saphyr::Error| RunnerError::invalid_input(what).because(YamlError(e));
-    let first_try = serde_saphyr::from_str_with_options(text, options());
+    let first_try = serde_saphyr::from_str_with_options(text, yaml_options());
     let Err(e) = first_try else {
         return first_try.map_err(invalid);
     };
     // A shape error may come from the first of several documents: count them (empty ones, as
     // a `---` at the end makes, do not count), so that the message is about their number.
-    let count =
-        serde_saphyr::from_multiple_with_options::<Option<serde::de::IgnoredAny>>(text, options())
-            .map(|docs| docs.into_iter().flatten().count())
-            .unwrap_or(1);
+    let count = serde_saphyr::from_multiple_with_options::<Option<serde::de::IgnoredAny>>(
+        text,
+        yaml_options(),
+    )
+    .map(|docs| docs.into_iter().flatten().count())
+    .unwrap_or(1);
     if count > 1 {
         return Err(RunnerError::invalid_input(format!(
             "{what}: holds {count} YAML documents; one is expected"
@@ -145,7 +105,7 @@ pub fn parse<T: DeserializeOwned>(what: &str, text: &str) -> Result<T, RunnerErr
         return Err(invalid(e));
     }
     let docs: Vec<Option<T>> =
-        serde_saphyr::from_multiple_with_options(text, options()).map_err(invalid)?;
+        serde_saphyr::from_multiple_with_options(text, yaml_options()).map_err(invalid)?;
     docs.into_iter()
         .flatten()
         .next()
@@ -286,7 +246,7 @@ mod tests {
         let big = dir.path().join("big.yaml");
         std::fs::write(&big, format!("name: {}\n", "x".repeat(3 * 1024 * 1024))).unwrap();
         let e = read::<Shape>(&big).unwrap_err().to_string();
-        assert!(e.contains("at most 3145728"), "{e}");
+        assert!(e.contains("larger than 3145728 bytes (3 MiB)"), "{e}");
         let ok = dir.path().join("ok.yaml");
         std::fs::write(&ok, "name: a\n").unwrap();
         assert_eq!(read::<Shape>(&ok).unwrap().name, "a");
