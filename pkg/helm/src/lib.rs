@@ -30,6 +30,7 @@ pub mod input;
 pub mod lifecycle;
 pub mod output;
 pub mod ownership;
+pub mod redact;
 pub mod render;
 pub mod sources;
 pub mod storage;
@@ -243,10 +244,8 @@ async fn wait_diagnosis(
         return None;
     }
     let line = redactor.redact(&diagnose::describe(&not_ready, more));
-    let list = serde_json::from_str(
-        &redactor.redact(&serde_json::to_string(&not_ready).expect("the diagnosis serializes")),
-    )
-    .unwrap_or(Value::Null);
+    let list =
+        redactor.redact_value(&serde_json::to_value(&not_ready).expect("the diagnosis serializes"));
     Some((line, list))
 }
 
@@ -545,6 +544,7 @@ impl ActionRunner for HelmRunner {
             kubeconfig,
             // The manifest's `timeout` for this operation, else `RUNNER_TIMEOUT`'s.
             timeout: lifecycle::timeout(args)?.or(ctx.timeout),
+            config_env: Vec::new(),
             redactor: p.redactor.clone(),
         };
         let version = helm.version().await?;
