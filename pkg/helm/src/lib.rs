@@ -483,7 +483,10 @@ impl ActionRunner for HelmRunner {
         };
 
         let access = match &source {
-            Some(source) => sources::RepositoryAccess::read(&args.chart, source)?,
+            Some(source) => {
+                sources::check_credentials_transport(&args.chart, source)?;
+                sources::RepositoryAccess::read(&args.chart, source)?
+            }
             None => sources::RepositoryAccess::default(),
         };
         if let Some(password) = &access.password {
@@ -729,7 +732,12 @@ impl ActionRunner for HelmRunner {
         let source = p.source.as_ref().ok_or_else(|| {
             RunnerError::failed("no chart source was prepared for an install or upgrade")
         })?;
-        let chart_dir = chart::fetch(&helm, source, &p.access.pull_args(), scratch.path()).await?;
+        // A private chart source: helm logs in to it first (the password on its stdin only).
+        let pull = p
+            .access
+            .login(&helm, &version, source, scratch.path())
+            .await?;
+        let chart_dir = chart::fetch(&pull.helm, &pull.source, &pull.args, scratch.path()).await?;
 
         // The command line: never values (they go in 0600 files), layered in Helm's order:
         // valuesFrom, valuesFromFile, inline values last (see `sources`).

@@ -115,6 +115,16 @@ impl HelmVersion {
         }
     }
 
+    /// The flag of `helm registry login` that talks plain HTTP to the registry (the chart's
+    /// `plainHttp: true`; see the module's table).
+    pub fn registry_login_plain_http_arg(&self) -> &'static str {
+        if self.major == 3 {
+            "--insecure"
+        } else {
+            "--plain-http"
+        }
+    }
+
     /// Whether Helm applies the chart's objects with server-side apply by default: Helm 4 for
     /// an install (`--server-side` defaults to `true`) and for an upgrade of a release it
     /// installed so (`auto`); Helm 3 never does. The runner passes no `--server-side`, so
