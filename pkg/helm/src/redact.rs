@@ -224,9 +224,11 @@ fn replace_whole_values(text: &str, form: &str) -> String {
 ///    string);
 /// 2. the whole unquoted value after `key: ` (a colon and at least one space or tab: YAML,
 ///    Kubernetes' `Invalid value: v: ...`) or after `"key":` (JSON), the value ending the line
-///    or followed, spaces aside, by `,` `;` `:` `}` `]` `)` or `#`;
+///    or followed, spaces aside, by `,` `;` `:` `}` `]` `)` `#`, or by the end of an enclosing
+///    quoted string (`"`, `'`, or the `\` of an escaped quote or line break: `msg="pin: v"`);
 /// 3. the whole value after `=` (spaces allowed around it: `key=v`, `--set k=v`, slog's
-///    `k=v`), followed by the end, a space, or `&` `,` `;` `}` `]` `)`;
+///    `k=v`), followed by the end, a space, `&` `,` `;` `}` `]` `)`, or the end of an
+///    enclosing quoted string;
 /// 4. a whole YAML list item (`- v` alone on its line, after indentation);
 /// 5. a whole line (`v` alone on its line, spaces aside).
 ///
@@ -241,12 +243,16 @@ pub fn in_value_position(before: &str, after: &str) -> bool {
     let spaced = head.len() < before.len();
     let line_rest = after.trim_start_matches([' ', '\t']);
     let ends_line = line_rest.is_empty() || line_rest.starts_with(['\n', '\r']);
-    let ends_value = ends_line || line_rest.starts_with([',', ';', ':', '}', ']', ')', '#']);
+    let closing = ['"', '\'', '\\'];
+    let ends_value = ends_line
+        || line_rest.starts_with([',', ';', ':', '}', ']', ')', '#'])
+        || line_rest.starts_with(closing);
     match head.chars().next_back() {
         Some('=') => {
             after.is_empty()
                 || after.starts_with(char::is_whitespace)
                 || after.starts_with(['&', ',', ';', '}', ']', ')'])
+                || after.starts_with(closing)
         }
         Some(':') => ends_value && (spaced || head[..head.len() - 1].ends_with('"')),
         Some('-') => {
@@ -794,13 +800,14 @@ mod tests {
         assert_eq!(r.redact(prose), prose);
         let values = "password: a\nport: 80 # the port\nlist:\n  - no\nenabled=true&x=1\n\
                       {\"on\":true,\"pi\":1.5}\nInvalid value: 80: must\n'a' and \"a\"\n\
-                      msg=\\\"a\\\"\n80\n";
+                      msg=\\\"a\\\"\n80\nlevel=ERROR msg=\"pin: 80\" x=\"n=1\"\n";
         assert_eq!(
             r.redact(values),
             "password: <redacted>\nport: <redacted> # the port\nlist:\n  - <redacted>\n\
              enabled=<redacted>&x=<redacted>\n{\"on\":<redacted>,\"pi\":<redacted>}\n\
              Invalid value: <redacted>: must\n'<redacted>' and \"<redacted>\"\n\
-             msg=\\\"<redacted>\\\"\n<redacted>\n"
+             msg=\\\"<redacted>\\\"\n<redacted>\n\
+             level=ERROR msg=\"pin: <redacted>\" x=\"n=<redacted>\"\n"
         );
     }
 
