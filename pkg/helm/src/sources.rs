@@ -28,7 +28,6 @@ use kube::api::Api;
 use crate::chart::ChartSource;
 use crate::cli::Helm;
 use crate::input::{self, Chart, SourceKind, Values, ValuesSource};
-use crate::version::HelmVersion;
 
 /// Longest ConfigMap or Secret key (`IsConfigMapKey` of `k8s.io/apimachinery`, 253 characters).
 pub const MAX_KEY_LENGTH: usize = 253;
@@ -298,6 +297,14 @@ pub const REPOSITORY_NAME: &str = "helm-runner-chart-source";
 /// when the run ends.
 pub const CONFIG_DIR: &str = "helm-config";
 
+/// What `registry.json` holds before `helm registry login` writes the credentials into it: one
+/// empty entry for a host that cannot exist. Helm's registry client stores credentials in the
+/// platform's native credential helper (`docker-credential-secretservice` or `-pass` on Linux,
+/// when one is on `PATH`) unless its configuration file already holds some authentication
+/// (`oras.land/oras-go/v2` `credentials.NewStore` with `DetectDefaultNativeStore`, which both
+/// Helm majors set); with this entry they stay in the run's scratch directory, gone with it.
+pub const REGISTRY_CONFIG: &str = r#"{"auths":{"helm-runner.invalid":{}}}"#;
+
 /// How `helm pull` fetches the chart: the helm to run it with (its environment pointing at the
 /// run's own configuration after a login), the chart reference and the flags.
 #[derive(Debug, Clone)]
@@ -322,14 +329,20 @@ impl RepositoryAccess {
     ///   stores the entry (credentials included, in a file of mode 0600) and the index there;
     ///   then `helm pull <REPOSITORY_NAME>/<chart> [--version V]` with the same environment.
     /// - An `oci://` registry: `helm registry login <host> --username U --password-stdin
-    ///   [--ca-file F] [the plain-HTTP flag of this major, `HelmVersion::registry_login_plain_http_arg`]`,
-    ///   with `HELM_REGISTRY_CONFIG` in `<scratch>/helm-config`, where Helm stores the
-    ///   credentials; then `helm pull oci://...` with the same environment and
-    ///   [`RepositoryAccess::pull_args`].
+    ///   [--ca-file F] [--plain-http]`, with `HELM_REGISTRY_CONFIG` in `<scratch>/helm-config`
+    ///   (first holding [`REGISTRY_CONFIG`]), where Helm stores the credentials; then `helm pull oci://...` with the same
+    ///   environment and [`RepositoryAccess::pull_args`].
     ///
-    /// The password is written to helm's standard input from memory, followed by a line break
-    /// (which Helm removes, as it removes one after it: a password ending in `\r` loses it).
-    /// The username is on the command line: it is not a secret (Helm takes it no other way).
+    /// These flags are the same in Helm 3 (v3.22.0) and Helm 4 (v4.3.2), as their `--help`
+    /// lists them and their sources read them (`cmd/helm/repo_add.go` and `registry_login.go`
+    /// of `helm.sh/helm/v3`, `pkg/cmd/` of `helm.sh/helm/v4`; `--plain-http` of `registry
+    /// login` is `WithPlainHTTPLogin` in both, where `--insecure` would only skip TLS
+    /// verification).
+    ///
+    /// The password is written to helm's standard input from memory, followed by a line break:
+    /// both majors read all of it, then remove one trailing `\n` and then one `\r`, so a
+    /// password that ends in `\r` loses it. The username is on the command line: it is not a
+    /// secret, and `--password-stdin` needs it there (Helm asks for no password without one).
     ///
     /// # Errors
     /// [`ErrorKind::Failed`](action_runner::error::ErrorKind) when the scratch directory cannot
@@ -338,7 +351,6 @@ impl RepositoryAccess {
     pub async fn login(
         &self,
         helm: &Helm,
-        version: &HelmVersion,
         source: &ChartSource,
         scratch: &Path,
     ) -> Result<Pull, RunnerError> {
@@ -386,7 +398,9 @@ impl RepositoryAccess {
                      {reference:?}"
                 ))
             })?;
-            helm.config_env = vec![("HELM_REGISTRY_CONFIG", config.join("registry.json"))];
+            let registry_config = config.join("registry.json");
+            crate::write_private(&registry_config, REGISTRY_CONFIG.as_bytes())?;
+            helm.config_env = vec![("HELM_REGISTRY_CONFIG", registry_config)];
             let login = ["registry", "login", host].map(OsString::from).to_vec();
             (
                 format!("helm registry login {host}"),
@@ -394,7 +408,7 @@ impl RepositoryAccess {
                 (source.clone(), self.pull_args()),
             )
         };
-        args.extend(self.login_flags(version, username, repo.is_some()));
+        args.extend(self.login_flags(username, repo.is_some()));
         let mut input = password.clone().into_bytes();
         input.push(b'\n');
         let outcome = helm.run_with_stdin(&what, &args, &input).await;
@@ -406,14 +420,9 @@ impl RepositoryAccess {
     }
 
     /// The flags of `helm repo add` (`repository`) or `helm registry login`: `--username U
-    /// --password-stdin`, `--ca-file F`, and `--pass-credentials` (a repository) or the
-    /// plain-HTTP flag of this major (a registry), as set.
-    fn login_flags(
-        &self,
-        version: &HelmVersion,
-        username: &str,
-        repository: bool,
-    ) -> Vec<OsString> {
+    /// --password-stdin`, `--ca-file F`, and `--pass-credentials` (a repository) or
+    /// `--plain-http` (a registry), as set.
+    fn login_flags(&self, username: &str, repository: bool) -> Vec<OsString> {
         let mut args: Vec<OsString> = vec![
             "--username".into(),
             username.into(),
@@ -426,7 +435,7 @@ impl RepositoryAccess {
             args.push("--pass-credentials".into());
         }
         if !repository && self.plain_http {
-            args.push(version.registry_login_plain_http_arg().into());
+            args.push("--plain-http".into());
         }
         args
     }
@@ -724,10 +733,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let scratch = tempfile::tempdir().unwrap();
         let helm = recording_helm(dir.path());
-        let v4 = HelmVersion::parse("v4.3.2").unwrap();
         let source = remote(Some("https://r.example.com"), "webapp");
         let pull = access(true, true, false)
-            .login(&helm, &v4, &source, scratch.path())
+            .login(&helm, &source, scratch.path())
             .await
             .unwrap();
         let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
@@ -757,34 +765,36 @@ mod tests {
         assert_eq!(pull.helm.config_env.len(), 2);
     }
 
-    /// An OCI registry: `helm registry login <host>` with the plain-HTTP flag of the major.
+    /// An OCI registry: `helm registry login <host>`, over plain HTTP with `--plain-http`.
     #[tokio::test]
     async fn login_to_a_registry() {
-        for (version, flag) in [("v4.3.2", "--plain-http"), ("v3.22.0", "--insecure")] {
-            let dir = tempfile::tempdir().unwrap();
-            let scratch = tempfile::tempdir().unwrap();
-            let helm = recording_helm(dir.path());
-            let v = HelmVersion::parse(version).unwrap();
-            let source = remote(None, "oci://127.0.0.1:5000/charts/webapp");
-            let pull = access(false, false, true)
-                .login(&helm, &v, &source, scratch.path())
-                .await
-                .unwrap();
-            let args = std::fs::read_to_string(dir.path().join("args")).unwrap();
-            assert_eq!(
-                args,
-                format!("registry login 127.0.0.1:5000 --username robot --password-stdin {flag}\n")
-            );
-            assert_eq!(pull.source, source);
-            assert_eq!(pull.args, [OsString::from("--plain-http")]);
-            assert_eq!(
-                pull.helm.config_env,
-                [(
-                    "HELM_REGISTRY_CONFIG",
-                    scratch.path().join(CONFIG_DIR).join("registry.json")
-                )]
-            );
-        }
+        let dir = tempfile::tempdir().unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let helm = recording_helm(dir.path());
+        let source = remote(None, "oci://127.0.0.1:5000/charts/webapp");
+        let pull = access(false, false, true)
+            .login(&helm, &source, scratch.path())
+            .await
+            .unwrap();
+        let args = std::fs::read_to_string(dir.path().join("args")).unwrap();
+        assert_eq!(
+            args,
+            "registry login 127.0.0.1:5000 --username robot --password-stdin --plain-http\n"
+        );
+        assert_eq!(pull.source, source);
+        assert_eq!(pull.args, [OsString::from("--plain-http")]);
+        let registry_json = scratch.path().join(CONFIG_DIR).join("registry.json");
+        assert_eq!(
+            std::fs::read_to_string(&registry_json).unwrap(),
+            REGISTRY_CONFIG
+        );
+        assert_eq!(
+            pull.helm.config_env,
+            [(
+                "HELM_REGISTRY_CONFIG",
+                scratch.path().join(CONFIG_DIR).join("registry.json")
+            )]
+        );
     }
 
     /// Without credentials nothing is run: the pull goes as before.
@@ -792,13 +802,12 @@ mod tests {
     async fn no_login_without_credentials() {
         let dir = tempfile::tempdir().unwrap();
         let helm = recording_helm(dir.path());
-        let v4 = HelmVersion::parse("v4.3.2").unwrap();
         let source = remote(Some("https://r"), "webapp");
         let open = RepositoryAccess {
             ca_file: Some("/ca.pem".into()),
             ..RepositoryAccess::default()
         };
-        let pull = open.login(&helm, &v4, &source, dir.path()).await.unwrap();
+        let pull = open.login(&helm, &source, dir.path()).await.unwrap();
         assert!(!dir.path().join("args").exists());
         assert_eq!(pull.source, source);
         assert_eq!(pull.args, [OsString::from("--ca-file"), "/ca.pem".into()]);

@@ -16,6 +16,15 @@
 //!
 //! The same `--wait` rule holds for `install`, `upgrade`, `uninstall` and `rollback`.
 //!
+//! The same in both (checked with each binary's `--help` and source): the login to a private
+//! chart source, `helm repo add <name> <url> --username U --password-stdin [--ca-file F]
+//! [--pass-credentials]` and `helm registry login <host> --username U --password-stdin
+//! [--ca-file F] [--plain-http]` (`--plain-http` is `WithPlainHTTPLogin` in both; `--insecure`
+//! only skips TLS verification), each reading the password from standard input and removing
+//! one trailing `\n`, then one `\r` (`cmd/helm/repo_add.go`, `registry_login.go` of Helm 3;
+//! `pkg/cmd/` of Helm 4); and `helm pull`'s `--ca-file`, `--pass-credentials`,
+//! `--plain-http`, `--repo`, `--version`, `--destination`.
+//!
 //! Sources: `helm.sh/helm/v4` `pkg/cmd/flags.go` (`AddWaitFlag`: `NoOptDefVal` is `watcher`,
 //! the default `hookOnly`), `pkg/cmd/install.go`, `upgrade.go` (`--rollback-on-failure`) and
 //! `rollback.go` (`--dry-run` a string); `helm.sh/helm/v3` `cmd/helm/flags.go` (`--wait` is a
@@ -112,16 +121,6 @@ impl HelmVersion {
             "--dry-run"
         } else {
             "--dry-run=server"
-        }
-    }
-
-    /// The flag of `helm registry login` that talks plain HTTP to the registry (the chart's
-    /// `plainHttp: true`; see the module's table).
-    pub fn registry_login_plain_http_arg(&self) -> &'static str {
-        if self.major == 3 {
-            "--insecure"
-        } else {
-            "--plain-http"
         }
     }
 
