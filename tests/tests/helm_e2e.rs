@@ -328,6 +328,29 @@ struct OciRegistry {
     password_file: PathBuf,
     /// With TLS: the CA of its certificate.
     ca_file: Option<PathBuf>,
+    /// Its log (level `info`: each authorized request names its user and user agent).
+    log: PathBuf,
+}
+
+impl OciRegistry {
+    /// The log lines written since it was `from` bytes long that record a request authorized
+    /// with the credentials, made by `helm`.
+    fn authorized_since(&self, from: u64, helm: HelmBin) -> Vec<String> {
+        let log = std::fs::read(&self.log).unwrap();
+        let agent = format!("useragent=Helm/{}", &helm.version()[1..]);
+        String::from_utf8_lossy(&log[usize::try_from(from).unwrap().min(log.len())..])
+            .lines()
+            .filter(|l| {
+                l.contains(&format!("auth.user.name={REGISTRY_USER}")) && l.contains(&agent)
+            })
+            .map(String::from)
+            .collect()
+    }
+
+    /// How long its log is now.
+    fn log_len(&self) -> u64 {
+        std::fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0)
+    }
 }
 
 /// The registry over plain HTTP.
@@ -376,7 +399,7 @@ fn start_oci_registry(tls: bool) -> OciRegistry {
     std::fs::write(
             dir.join("config.yml"),
             format!(
-                "version: 0.1\nlog: {{level: warn}}\nstorage: {{filesystem: {{rootdirectory: {}}}}}\n\
+                "version: 0.1\nlog: {{level: info}}\nstorage: {{filesystem: {{rootdirectory: {}}}}}\n\
                  http: {{addr: \"{host}\"{tls_config}}}\nauth: {{htpasswd: {{realm: charts, path: {}}}}}\n",
                 dir.join("data").display(),
                 dir.join("htpasswd").display()
@@ -443,6 +466,7 @@ fn start_oci_registry(tls: bool) -> OciRegistry {
         username_file,
         password_file,
         ca_file,
+        log: dir.join("registry.log"),
     }
 }
 
@@ -776,21 +800,28 @@ async fn run_watched(cmd: &RunnerCommand) -> (RunnerOutput, Vec<Seen>) {
 }
 
 /// No process of the run (the runner, every helm it started) had `password`, in any form the
-/// redactor knows, on its command line or in its environment; and helm was seen logging in
-/// (`login`: `["repo", "add"]` or `["registry", "login"]`, with `--password-stdin`) and
-/// pulling: an assertion over processes never seen would prove nothing.
-fn assert_no_credential_in_processes(seen: &[Seen], helm: &Path, password: &str, login: [&str; 2]) {
+/// redactor knows, on its command line or in its environment; and helm was seen pulling, and
+/// logging in when `login` says how (`["repo", "add"]` or `["registry", "login"]`, with
+/// `--password-stdin`): an assertion over processes never seen would prove nothing.
+fn assert_no_credential_in_processes(
+    seen: &[Seen],
+    helm: &Path,
+    password: &str,
+    login: Option<[&str; 2]>,
+) {
     let helm = helm.to_str().unwrap();
     let helms: Vec<Vec<String>> = seen
         .iter()
         .map(Seen::argv)
         .filter(|a| a.first().map(String::as_str) == Some(helm))
         .collect();
-    assert!(
-        helms.iter().any(|a| a.get(1..3).is_some_and(|x| x == login)
-            && a.iter().any(|x| x == "--password-stdin")),
-        "helm {login:?} --password-stdin was seen running: {helms:?}"
-    );
+    if let Some(login) = login {
+        assert!(
+            helms.iter().any(|a| a.get(1..3).is_some_and(|x| x == login)
+                && a.iter().any(|x| x == "--password-stdin")),
+            "helm {login:?} --password-stdin was seen running: {helms:?}"
+        );
+    }
     assert!(
         helms.iter().any(|a| a.get(1).is_some_and(|x| x == "pull")),
         "helm pull was seen running: {helms:?}"
@@ -1882,7 +1913,7 @@ async fn private_chart_repository_with_basic_auth_and_ca(h: HelmBin) {
         "helm's command line is logged, with no password on it: {}",
         out.stderr
     );
-    assert_no_credential_in_processes(&seen, &h.path(), REPO_PASSWORD, ["repo", "add"]);
+    assert_no_credential_in_processes(&seen, &h.path(), REPO_PASSWORD, Some(["repo", "add"]));
     w.assert_never_shown("private", &out, REPO_PASSWORD).await;
     assert!(w.deployment("private-webapp").await.is_some());
     // The release file names the chart, not how to reach it.
@@ -1978,7 +2009,7 @@ async fn private_chart_repository_with_basic_auth_and_ca(h: HelmBin) {
         .await;
     let (out, seen) = run_watched(&cmd).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_no_credential_in_processes(&seen, &h.path(), REPO_PASSWORD, ["repo", "add"]);
+    assert_no_credential_in_processes(&seen, &h.path(), REPO_PASSWORD, Some(["repo", "add"]));
     w.assert_never_shown("http-auth-allowed", &out, REPO_PASSWORD)
         .await;
     assert!(w.deployment("http-auth-allowed-webapp").await.is_some());
@@ -2013,8 +2044,13 @@ async fn oci_registry_with_credentials_and_plain_http(h: HelmBin) {
         )
         .await
         .var("RUST_LOG", Some("info,action_runner_helm=debug"));
+    let from = r.log_len();
     let (out, seen) = run_watched(&cmd).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        !r.authorized_since(from, h).is_empty(),
+        "the registry's log records the requests authorized with the credentials"
+    );
     assert!(
         out.stderr.contains(&format!(
             "registry login {} --username {REGISTRY_USER} --password-stdin",
@@ -2023,7 +2059,12 @@ async fn oci_registry_with_credentials_and_plain_http(h: HelmBin) {
         "{}",
         out.stderr
     );
-    assert_no_credential_in_processes(&seen, &h.path(), REGISTRY_PASSWORD, ["registry", "login"]);
+    assert_no_credential_in_processes(
+        &seen,
+        &h.path(),
+        REGISTRY_PASSWORD,
+        Some(["registry", "login"]),
+    );
     w.assert_never_shown("oci", &out, REGISTRY_PASSWORD).await;
 
     // Basic auth over plain HTTP without the opt-in: refused before anything is written.
@@ -2066,10 +2107,12 @@ async fn oci_registry_with_credentials_and_plain_http(h: HelmBin) {
                 auth(false)
             ),
             // Helm 4 speaks HTTPS to the plain HTTP registry and fails; Helm 3 falls back to
-            // plain HTTP for a loopback registry, but then sends no credentials: 401.
+            // plain HTTP, but its pull sends no credentials then (and its login, which would,
+            // is not run: the runner writes Helm's registry configuration itself): 401.
             if h == HelmBin::V4 { "https" } else { "401" },
         ),
     ] {
+        let from = r.log_len();
         let out = w
             .run_helm(
                 name,
@@ -2078,6 +2121,11 @@ async fn oci_registry_with_credentials_and_plain_http(h: HelmBin) {
             )
             .await;
         assert_eq!(out.code, 1, "{name}: {}", out.stderr);
+        let authorized = r.authorized_since(from, h);
+        assert!(
+            authorized.is_empty(),
+            "{name}: the credentials reached the registry over plain HTTP: {authorized:?}"
+        );
         let msg = w.status(name).await.unwrap().message;
         assert!(msg.to_lowercase().contains(needle), "{name}: {msg}");
         w.assert_never_shown(name, &out, REGISTRY_PASSWORD).await;
@@ -2109,7 +2157,10 @@ async fn oci_registry_with_credentials_and_ca(h: HelmBin) {
         .await;
     let (out, seen) = run_watched(&cmd).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_no_credential_in_processes(&seen, &h.path(), REGISTRY_PASSWORD, ["registry", "login"]);
+    // Helm 3's login would fall back to plain HTTP: the runner writes Helm's registry
+    // configuration itself, and no login runs.
+    let login = (h == HelmBin::V4).then_some(["registry", "login"]);
+    assert_no_credential_in_processes(&seen, &h.path(), REGISTRY_PASSWORD, login);
     w.assert_never_shown("oci-tls", &out, REGISTRY_PASSWORD)
         .await;
     assert!(w.deployment("oci-tls-webapp").await.is_some());

@@ -733,7 +733,10 @@ impl ActionRunner for HelmRunner {
             RunnerError::failed("no chart source was prepared for an install or upgrade")
         })?;
         // A private chart source: helm logs in to it first (the password on its stdin only).
-        let pull = p.access.login(&helm, source, scratch.path()).await?;
+        let pull = p
+            .access
+            .login(&helm, &version, source, scratch.path())
+            .await?;
         let chart_dir = chart::fetch(&pull.helm, &pull.source, &pull.args, scratch.path()).await?;
 
         // The command line: never values (they go in 0600 files), layered in Helm's order:

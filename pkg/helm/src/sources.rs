@@ -28,6 +28,7 @@ use kube::api::Api;
 use crate::chart::ChartSource;
 use crate::cli::Helm;
 use crate::input::{self, Chart, SourceKind, Values, ValuesSource};
+use crate::version::HelmVersion;
 
 /// Longest ConfigMap or Secret key (`IsConfigMapKey` of `k8s.io/apimachinery`, 253 characters).
 pub const MAX_KEY_LENGTH: usize = 253;
@@ -330,8 +331,14 @@ impl RepositoryAccess {
     ///   then `helm pull <REPOSITORY_NAME>/<chart> [--version V]` with the same environment.
     /// - An `oci://` registry: `helm registry login <host> --username U --password-stdin
     ///   [--ca-file F] [--plain-http]`, with `HELM_REGISTRY_CONFIG` in `<scratch>/helm-config`
-    ///   (first holding [`REGISTRY_CONFIG`]), where Helm stores the credentials; then `helm pull oci://...` with the same
-    ///   environment and [`RepositoryAccess::pull_args`].
+    ///   (first holding [`REGISTRY_CONFIG`]), where Helm stores the credentials; then `helm pull
+    ///   oci://...` with the same environment and [`RepositoryAccess::pull_args`]. Except with
+    ///   Helm 3 over TLS (`plainHttp: false`): its login falls back to plain HTTP, credentials
+    ///   and all, when the registry (or anyone on the way) answers in plain HTTP
+    ///   ([`HelmVersion::registry_login_falls_back_to_plain_http`]); the runner then writes the
+    ///   credentials into that same file itself ([`registry_credentials`]: what Helm's login
+    ///   would have written), and `helm pull`, which never sends them after such a fallback,
+    ///   reads them there.
     ///
     /// These flags are the same in Helm 3 (v3.22.0) and Helm 4 (v4.3.2), as their `--help`
     /// lists them and their sources read them (`cmd/helm/repo_add.go` and `registry_login.go`
@@ -347,10 +354,13 @@ impl RepositoryAccess {
     /// # Errors
     /// [`ErrorKind::Failed`](action_runner::error::ErrorKind) when the scratch directory cannot
     /// be made or the login fails (a wrong password: Helm's `401 Unauthorized`; a missing CA:
-    /// `x509: certificate signed by unknown authority`), with Helm's message, redacted.
+    /// `x509: certificate signed by unknown authority`), with Helm's message, redacted;
+    /// [`ErrorKind::InvalidInput`](action_runner::error::ErrorKind) for credentials to a chart
+    /// of Helm's own configuration (which [`check_credentials_transport`] refuses first).
     pub async fn login(
         &self,
         helm: &Helm,
+        version: &HelmVersion,
         source: &ChartSource,
         scratch: &Path,
     ) -> Result<Pull, RunnerError> {
@@ -358,9 +368,7 @@ impl RepositoryAccess {
             Some(username),
             Some(password),
             ChartSource::Remote {
-                reference,
-                repo,
-                version: v,
+                reference, repo, ..
             },
         ) = (&self.username, &self.password, source)
         else {
@@ -374,48 +382,58 @@ impl RepositoryAccess {
             .map_err(|e| {
                 RunnerError::failed(format!("cannot create {}", config.display())).because(e)
             })?;
+        let credentials = (username.as_str(), password.as_str());
         let mut helm = helm.clone();
-        let (what, mut args, pull) = if let Some(url) = repo {
+        if let Some(url) = repo {
             helm.config_env = vec![
                 ("HELM_REPOSITORY_CONFIG", config.join("repositories.yaml")),
                 ("HELM_REPOSITORY_CACHE", config.join("cache")),
             ];
-            let add = ["repo", "add", REPOSITORY_NAME, url];
-            let by_name = ChartSource::Remote {
-                reference: format!("{REPOSITORY_NAME}/{reference}"),
-                repo: None,
-                version: v.clone(),
-            };
-            (
-                format!("helm repo add {url}"),
-                add.map(OsString::from).to_vec(),
-                (by_name, Vec::new()),
-            )
+            let mut args: Vec<OsString> = ["repo", "add", REPOSITORY_NAME, url]
+                .map(OsString::from)
+                .to_vec();
+            args.extend(self.login_flags(username, true));
+            run_login(&helm, &format!("helm repo add {url}"), &args, password).await?;
+            let mut source = source.clone();
+            if let ChartSource::Remote {
+                reference, repo, ..
+            } = &mut source
+            {
+                *reference = format!("{REPOSITORY_NAME}/{reference}");
+                *repo = None;
+            }
+            return Ok(Pull {
+                helm,
+                source,
+                args: Vec::new(),
+            });
+        }
+        let host = registry_host(reference).ok_or_else(|| {
+            invalid(format!(
+                "chart.auth applies to a chart from chart.repo or an oci:// registry, not to \
+                 {reference:?}"
+            ))
+        })?;
+        let registry_config = config.join("registry.json");
+        helm.config_env = vec![("HELM_REGISTRY_CONFIG", registry_config.clone())];
+        if version.registry_login_falls_back_to_plain_http() && !self.plain_http {
+            let mut json = registry_credentials(host, credentials);
+            let written = crate::write_private(&registry_config, &json);
+            json.fill(0);
+            written?;
         } else {
-            let host = registry_host(reference).ok_or_else(|| {
-                invalid(format!(
-                    "chart.auth applies to a chart from chart.repo or an oci:// registry, not to \
-                     {reference:?}"
-                ))
-            })?;
-            let registry_config = config.join("registry.json");
             crate::write_private(&registry_config, REGISTRY_CONFIG.as_bytes())?;
-            helm.config_env = vec![("HELM_REGISTRY_CONFIG", registry_config)];
-            let login = ["registry", "login", host].map(OsString::from).to_vec();
-            (
-                format!("helm registry login {host}"),
-                login,
-                (source.clone(), self.pull_args()),
+            let mut args: Vec<OsString> = ["registry", "login", host].map(OsString::from).to_vec();
+            args.extend(self.login_flags(username, false));
+            run_login(
+                &helm,
+                &format!("helm registry login {host}"),
+                &args,
+                password,
             )
-        };
-        args.extend(self.login_flags(username, repo.is_some()));
-        let mut input = password.clone().into_bytes();
-        input.push(b'\n');
-        let outcome = helm.run_with_stdin(&what, &args, &input).await;
-        input.fill(0);
-        // The chart source, not the cluster, failed: the action failed.
-        outcome.map_err(|e| e.with_kind(action_runner::error::ErrorKind::Failed))?;
-        let (source, args) = pull;
+            .await?;
+        }
+        let (source, args) = (source.clone(), self.pull_args());
         Ok(Pull { helm, source, args })
     }
 
@@ -439,6 +457,39 @@ impl RepositoryAccess {
         }
         args
     }
+}
+
+/// Runs a login (`helm <args>`) with `password` and a line break on its standard input; its
+/// failure is the action's (exit 1: the chart source, not the cluster, failed).
+async fn run_login(
+    helm: &Helm,
+    what: &str,
+    args: &[OsString],
+    password: &str,
+) -> Result<(), RunnerError> {
+    let mut input = password.as_bytes().to_vec();
+    input.push(b'\n');
+    let outcome = helm.run_with_stdin(what, args, &input).await;
+    input.fill(0);
+    outcome
+        .map(drop)
+        .map_err(|e| e.with_kind(action_runner::error::ErrorKind::Failed))
+}
+
+/// Helm's registry configuration (Docker's `config.json` format) holding `(username, password)`
+/// for `host`, as `helm registry login` writes it: `{"auths": {"<host>": {"auth":
+/// "<base64 of username:password>"}}}`, under the key Helm's login uses
+/// (`credentials.ServerAddressFromRegistry` of `oras.land/oras-go/v2`: `docker.io` and
+/// `registry-1.docker.io` are `https://index.docker.io/v1/`, every other host itself).
+pub fn registry_credentials(host: &str, (username, password): (&str, &str)) -> Vec<u8> {
+    use base64::Engine;
+    let key = match host {
+        "docker.io" | "registry-1.docker.io" => "https://index.docker.io/v1/",
+        other => other,
+    };
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+    serde_json::to_vec(&serde_json::json!({"auths": {key: {"auth": auth}}}))
+        .expect("a JSON document serializes")
 }
 
 /// The registry host of an `oci://` reference: `oci://r.example.com:5000/charts/app` →
@@ -734,8 +785,9 @@ mod tests {
         let scratch = tempfile::tempdir().unwrap();
         let helm = recording_helm(dir.path());
         let source = remote(Some("https://r.example.com"), "webapp");
+        let v3 = HelmVersion::parse("v3.22.0").unwrap();
         let pull = access(true, true, false)
-            .login(&helm, &source, scratch.path())
+            .login(&helm, &v3, &source, scratch.path())
             .await
             .unwrap();
         let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
@@ -765,35 +817,72 @@ mod tests {
         assert_eq!(pull.helm.config_env.len(), 2);
     }
 
-    /// An OCI registry: `helm registry login <host>`, over plain HTTP with `--plain-http`.
+    /// An OCI registry: `helm registry login <host>` (over plain HTTP with `--plain-http`),
+    /// except with Helm 3 over TLS, whose login could fall back to plain HTTP: the credentials
+    /// are then written to Helm's registry configuration without a login.
     #[tokio::test]
     async fn login_to_a_registry() {
-        let dir = tempfile::tempdir().unwrap();
-        let scratch = tempfile::tempdir().unwrap();
-        let helm = recording_helm(dir.path());
-        let source = remote(None, "oci://127.0.0.1:5000/charts/webapp");
-        let pull = access(false, false, true)
-            .login(&helm, &source, scratch.path())
-            .await
-            .unwrap();
-        let args = std::fs::read_to_string(dir.path().join("args")).unwrap();
+        for (version, plain_http, login) in [
+            ("v4.3.2", true, Some("--ca-file /ca.pem --plain-http")),
+            ("v4.3.2", false, Some("--ca-file /ca.pem")),
+            ("v3.22.0", true, Some("--ca-file /ca.pem --plain-http")),
+            ("v3.22.0", false, None),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let scratch = tempfile::tempdir().unwrap();
+            let helm = recording_helm(dir.path());
+            let v = HelmVersion::parse(version).unwrap();
+            let source = remote(None, "oci://127.0.0.1:5000/charts/webapp");
+            let pull = access(true, false, plain_http)
+                .login(&helm, &v, &source, scratch.path())
+                .await
+                .unwrap();
+            let args = std::fs::read_to_string(dir.path().join("args")).ok();
+            let registry_json = scratch.path().join(CONFIG_DIR).join("registry.json");
+            let config = std::fs::read_to_string(&registry_json).unwrap();
+            match login {
+                Some(flags) => {
+                    assert_eq!(
+                        args.unwrap(),
+                        format!(
+                            "registry login 127.0.0.1:5000 --username robot --password-stdin \
+                             {flags}\n"
+                        ),
+                        "{version}"
+                    );
+                    assert_eq!(config, REGISTRY_CONFIG);
+                }
+                None => {
+                    assert!(args.is_none(), "{version}: no login");
+                    let want =
+                        r#"{"auths":{"127.0.0.1:5000":{"auth":"cm9ib3Q6cGEgc3Mtd29yZA=="}}}"#;
+                    assert_eq!(config, want, "{version}");
+                    use std::os::unix::fs::PermissionsExt;
+                    let mode = std::fs::metadata(&registry_json)
+                        .unwrap()
+                        .permissions()
+                        .mode();
+                    assert_eq!(mode & 0o777, 0o600);
+                }
+            }
+            assert_eq!(pull.source, source);
+            let mut want: Vec<OsString> = vec!["--ca-file".into(), "/ca.pem".into()];
+            if plain_http {
+                want.push("--plain-http".into());
+            }
+            assert_eq!(pull.args, want, "{version}");
+            assert_eq!(
+                pull.helm.config_env,
+                [("HELM_REGISTRY_CONFIG", registry_json)]
+            );
+        }
+    }
+
+    #[test]
+    fn registry_credentials_as_helm_writes_them() {
         assert_eq!(
-            args,
-            "registry login 127.0.0.1:5000 --username robot --password-stdin --plain-http\n"
-        );
-        assert_eq!(pull.source, source);
-        assert_eq!(pull.args, [OsString::from("--plain-http")]);
-        let registry_json = scratch.path().join(CONFIG_DIR).join("registry.json");
-        assert_eq!(
-            std::fs::read_to_string(&registry_json).unwrap(),
-            REGISTRY_CONFIG
-        );
-        assert_eq!(
-            pull.helm.config_env,
-            [(
-                "HELM_REGISTRY_CONFIG",
-                scratch.path().join(CONFIG_DIR).join("registry.json")
-            )]
+            String::from_utf8(registry_credentials("docker.io", ("u", "p"))).unwrap(),
+            r#"{"auths":{"https://index.docker.io/v1/":{"auth":"dTpw"}}}"#
         );
     }
 
@@ -807,7 +896,8 @@ mod tests {
             ca_file: Some("/ca.pem".into()),
             ..RepositoryAccess::default()
         };
-        let pull = open.login(&helm, &source, dir.path()).await.unwrap();
+        let v4 = HelmVersion::parse("v4.3.2").unwrap();
+        let pull = open.login(&helm, &v4, &source, dir.path()).await.unwrap();
         assert!(!dir.path().join("args").exists());
         assert_eq!(pull.source, source);
         assert_eq!(pull.args, [OsString::from("--ca-file"), "/ca.pem".into()]);
