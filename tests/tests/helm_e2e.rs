@@ -624,16 +624,16 @@ impl HelmTest {
     }
 
     /// Everything the run `name` showed, by where: its log (stdout and stderr), its status
-    /// ConfigMap, its termination message (when given), the output files named (in the scratch
-    /// directory), and the Events about its owner (the run must be [`OwnedByAJob`]). Each place
-    /// must hold something: a "never shown" check over an empty one would pass whatever the
-    /// runner did.
+    /// ConfigMap, its termination message (when given), its output files (when it `wrote`
+    /// them: the release file and the additional file; else there must be none), and the
+    /// Events about its owner (the run must be [`OwnedByAJob`]). Each place must hold
+    /// something: a "never shown" check over an empty one would pass whatever the runner did.
     async fn everything_shown(
         &self,
         name: &str,
         out: &RunnerOutput,
         termination: Option<&Path>,
-        outputs: &[&str],
+        wrote: bool,
     ) -> Vec<(String, String)> {
         use k8s_openapi::api::events::v1::Event;
         let mut places = vec![(
@@ -654,10 +654,16 @@ impl HelmTest {
                 std::fs::read_to_string(t).unwrap(),
             ));
         }
-        for f in outputs {
-            let text = std::fs::read_to_string(self.path(f))
-                .unwrap_or_else(|e| panic!("{name}: output file {f}: {e}"));
-            places.push((format!("{name}: output file {f}"), text));
+        for f in [
+            format!("{name}-release.yaml"),
+            format!("{name}-additional.yaml"),
+        ] {
+            match std::fs::read_to_string(self.path(&f)) {
+                Ok(text) if wrote => places.push((format!("{name}: output file {f}"), text)),
+                Ok(_) => panic!("{name}: a failed run wrote {f}"),
+                Err(e) if wrote => panic!("{name}: output file {f}: {e}"),
+                Err(_) => {}
+            }
         }
         let events: Vec<String> = Api::<Event>::namespaced(self.client.clone(), &self.ns)
             .list(&ListParams::default())
@@ -854,6 +860,15 @@ impl OwnedByAJob for RunnerCommand {
         self.var("RUNNER_CONTEXT_PLATFORM_OWNER_NAME", Some(name))
             .var("RUNNER_CONTEXT_PLATFORM_OWNER_UID", Some(&uid))
     }
+}
+
+/// Every form of each of `texts` and of each of their lines, as the redactor knows them.
+fn forms_of_all(texts: &[&str]) -> Vec<String> {
+    texts
+        .iter()
+        .flat_map(|t| std::iter::once(*t).chain(t.lines()))
+        .flat_map(action_runner_helm::redact::forms_of)
+        .collect()
 }
 
 /// No `form` and no `needle` in any of `places` (as [`HelmTest::everything_shown`] returns
@@ -1557,17 +1572,7 @@ async fn stored_values_never_shown_in_any_form_when_a_reused_upgrade_fails(h: He
         .await
         .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let mut shown = w
-        .everything_shown(
-            "stored-install",
-            &out,
-            None,
-            &[
-                "stored-install-release.yaml",
-                "stored-install-additional.yaml",
-            ],
-        )
-        .await;
+    let mut shown = w.everything_shown("stored-install", &out, None, true).await;
 
     let termination = w.file("termination-log", "");
     let wr = &w;
@@ -1614,14 +1619,8 @@ async fn stored_values_never_shown_in_any_form_when_a_reused_upgrade_fails(h: He
         serde_json::json!({"phase": "UpgradeFailed", "helmVersion": h.version(),
             "release": {"name": "vault", "namespace": w.ns, "revision": 1, "status": "deployed"}})
     );
-    for f in [
-        "stored-upgrade-release.yaml",
-        "stored-upgrade-additional.yaml",
-    ] {
-        assert!(!w.path(f).exists(), "a failed upgrade writes no {f}");
-    }
     shown.extend(
-        w.everything_shown("stored-upgrade", &out, Some(&termination), &[])
+        w.everything_shown("stored-upgrade", &out, Some(&termination), false)
             .await,
     );
 
@@ -1637,25 +1636,10 @@ async fn stored_values_never_shown_in_any_form_when_a_reused_upgrade_fails(h: He
         Some(serde_json::json!({"backend": null, "value": {"boom": false}}))
     );
     shown.extend(
-        w.everything_shown(
-            "stored-reupgrade",
-            &out,
-            None,
-            &[
-                "stored-reupgrade-release.yaml",
-                "stored-reupgrade-additional.yaml",
-            ],
-        )
-        .await,
+        w.everything_shown("stored-reupgrade", &out, None, true)
+            .await,
     );
-
-    let mut forms = Vec::new();
-    for piece in std::iter::once(STORED).chain(STORED.lines()) {
-        forms.extend(action_runner_helm::redact::forms_of(piece));
-    }
-    for text in ["31415926", "3.1415926e+07"] {
-        forms.extend(action_runner_helm::redact::forms_of(text));
-    }
+    let forms = forms_of_all(&[STORED, "31415926", "3.1415926e+07"]);
     assert_never_in(&shown, &forms, &["pin: 7"]);
 }
 
@@ -1763,79 +1747,7 @@ async fn values_layered_from_configmaps_secrets_files_and_inline(h: HelmBin) {
     .collect();
     assert_eq!(pod_annotations, want);
 
-    // A Secret's values in a chart's error message: redacted in every form, everywhere the run
-    // shows something; an install with them that succeeds writes none of them to its outputs.
-    for (name, boom) in [("boom", true), ("quiet", false)] {
-        create_values_object(
-            &w,
-            "Secret",
-            &format!("{name}-values"),
-            "values.yaml",
-            &format!(
-                "boom: {boom}\npassword: {}\ncode: 27182818\npin: 42\n",
-                serde_json::json!(FROM_SECRET)
-            ),
-        )
-        .await;
-    }
-    let termination = w.file("boom-termination-log", "");
-    let boom = |name: &str| {
-        format!(
-            "name: {name}\nchart: {{name: boom, repo: \"{}\"}}\nwait: false\n\
-             valuesFrom: [{{kind: Secret, name: {name}-values}}]\n\
-             output: {{additional: {{goTemplate: \"boom: {{{{ .Values.boom }}}}\"}}}}\n",
-            repo().url
-        )
-    };
-    let out = w
-        .helm_runner("boom", "install", &boom("boom"))
-        .await
-        .owned_by_a_job("boom")
-        .var(
-            "RUNNER_TERMINATION_MESSAGE_PATH",
-            Some(termination.to_str().unwrap()),
-        )
-        .run()
-        .await
-        .unwrap();
-    assert_eq!(out.code, 1, "{}", out.stderr);
-    let msg = w.status("boom").await.unwrap().message;
-    assert!(
-        msg.contains(
-            "cannot use password <redacted> (quoted \"<redacted>\", as JSON \"<redacted>\", \
-             base64 <redacted>, in a URL <redacted>, as YAML <redacted>) code <redacted> pin: \
-             <redacted>"
-        ),
-        "{msg}"
-    );
-    for f in ["boom-release.yaml", "boom-additional.yaml"] {
-        assert!(!w.path(f).exists(), "a failed install writes no {f}");
-    }
-    let mut shown = w
-        .everything_shown("boom", &out, Some(&termination), &[])
-        .await;
-    let out = w
-        .helm_runner("quiet", "install", &boom("quiet"))
-        .await
-        .owned_by_a_job("quiet")
-        .run()
-        .await
-        .unwrap();
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    shown.extend(
-        w.everything_shown(
-            "quiet",
-            &out,
-            None,
-            &["quiet-release.yaml", "quiet-additional.yaml"],
-        )
-        .await,
-    );
-    let forms: Vec<String> = [FROM_SECRET, "27182818", "2.7182818e+07"]
-        .into_iter()
-        .flat_map(action_runner_helm::redact::forms_of)
-        .collect();
-    assert_never_in(&shown, &forms, &["pin: 42"]);
+    secret_values_never_shown(&w, FROM_SECRET).await;
 
     // Missing sources and bad content: exit 2, one line naming it, nothing written.
     create_values_object(&w, "ConfigMap", "a-list", "values.yaml", "- a\n- b\n").await;
@@ -1876,6 +1788,69 @@ async fn values_layered_from_configmaps_secrets_files_and_inline(h: HelmBin) {
         assert!(w.status(name).await.is_none(), "{name}: no status written");
         assert!(w.release_records::<Secret>(name).await.is_empty(), "{name}");
     }
+}
+
+/// A Secret's values (`password`, a long `code` and a short `pin`) in a chart's error message:
+/// redacted in every form, everywhere the run shows something; an install with them that
+/// succeeds writes none of them to its outputs either.
+async fn secret_values_never_shown(w: &HelmTest, password: &str) {
+    for (name, boom) in [("boom", true), ("quiet", false)] {
+        create_values_object(
+            w,
+            "Secret",
+            &format!("{name}-values"),
+            "values.yaml",
+            &format!(
+                "boom: {boom}\npassword: {}\ncode: 27182818\npin: 42\n",
+                serde_json::json!(password)
+            ),
+        )
+        .await;
+    }
+    let termination = w.file("boom-termination-log", "");
+    let boom = |name: &str| {
+        format!(
+            "name: {name}\nchart: {{name: boom, repo: \"{}\"}}\nwait: false\n\
+             valuesFrom: [{{kind: Secret, name: {name}-values}}]\n\
+             output: {{additional: {{goTemplate: \"boom: {{{{ .Values.boom }}}}\"}}}}\n",
+            repo().url
+        )
+    };
+    let out = w
+        .helm_runner("boom", "install", &boom("boom"))
+        .await
+        .owned_by_a_job("boom")
+        .var(
+            "RUNNER_TERMINATION_MESSAGE_PATH",
+            Some(termination.to_str().unwrap()),
+        )
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let msg = w.status("boom").await.unwrap().message;
+    assert!(
+        msg.contains(
+            "cannot use password <redacted> (quoted \"<redacted>\", as JSON \"<redacted>\", \
+             base64 <redacted>, in a URL <redacted>, as YAML <redacted>) code <redacted> pin: \
+             <redacted>"
+        ),
+        "{msg}"
+    );
+    let mut shown = w
+        .everything_shown("boom", &out, Some(&termination), false)
+        .await;
+    let out = w
+        .helm_runner("quiet", "install", &boom("quiet"))
+        .await
+        .owned_by_a_job("quiet")
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    shown.extend(w.everything_shown("quiet", &out, None, true).await);
+    let forms = forms_of_all(&[password, "27182818", "2.7182818e+07"]);
+    assert_never_in(&shown, &forms, &["pin: 42"]);
 }
 
 /// A chart from a private repository (HTTPS with a CA of its own, basic auth): with `chart.auth`
@@ -1975,53 +1950,74 @@ async fn private_chart_repository_with_basic_auth_and_ca(h: HelmBin) {
         w.assert_never_shown(name, &out, REPO_PASSWORD).await;
         assert!(w.release_records::<Secret>(name).await.is_empty());
     }
+}
 
-    // Basic auth to an http:// chart repository (the open one, which takes any credentials):
-    // refused without chart.auth.allowPlainHttp, nothing written; installed with it.
-    let creds = format!(
-        "usernameFile: {}, passwordFile: {}",
-        r.username_file.display(),
-        r.password_file.display()
-    );
-    let manifest = |name: &str, opt_in: &str| {
+/// Basic auth over plain HTTP needs `chart.auth.allowPlainHttp: true`: without it, to an
+/// `http://` chart repository or to an `oci://` registry with `plainHttp: true`, the input is
+/// refused (exit 2, one line naming the fields, nothing written); with it, the install from the
+/// `http://` repository (the open one, which takes any credentials) succeeds, the password on
+/// no command line and in no environment of the run's processes.
+async fn credentials_over_plain_http_need_the_opt_in(h: HelmBin) {
+    let w = HelmTest::new("helm-plain-auth", h).await;
+    let (r, oci) = (private_repo(), oci_registry());
+    let auth = |opt_in: &str| {
         format!(
-            "name: {name}\nchart: {{name: webapp, repo: \"{}\", version: 0.1.0, auth: {{{creds}{opt_in}}}}}\nwait: false\n",
-            repo().url
+            "auth: {{usernameFile: {}, passwordFile: {}{opt_in}}}",
+            r.username_file.display(),
+            r.password_file.display()
         )
     };
-    let out = w
-        .run_helm("http-auth", "install", &manifest("http-auth", ""))
-        .await;
-    assert_bad_input(
-        &w,
-        "http-auth",
-        &out,
-        &format!("chart.repo {:?} is plain HTTP", repo().url),
-    )
-    .await;
-    assert!(w.release_records::<Secret>("http-auth").await.is_empty());
-    w.assert_never_shown("http-auth", &out, REPO_PASSWORD).await;
-    let cmd = w
-        .helm_runner(
-            "http-auth-allowed",
-            "install",
-            &manifest("http-auth-allowed", ", allowPlainHttp: true"),
+    let repository = |name: &str, opt_in: &str| {
+        format!(
+            "name: {name}\nchart: {{name: webapp, repo: \"{}\", version: 0.1.0, {}}}\nwait: false\n",
+            repo().url,
+            auth(opt_in)
         )
+    };
+    for (name, manifest, needle) in [
+        (
+            "http-auth",
+            repository("http-auth", ""),
+            format!("chart.repo {:?} is plain HTTP", repo().url),
+        ),
+        (
+            "oci-plain-auth",
+            format!(
+                "name: oci-plain-auth\nchart: {{name: webapp, repo: \"oci://{}/charts\", {}, plainHttp: true}}\nwait: false\n",
+                oci.host,
+                auth("")
+            ),
+            "chart.plainHttp: true talks plain HTTP to the registry".to_string(),
+        ),
+    ] {
+        let out = w.run_helm(name, "install", &manifest).await;
+        assert_bad_input(&w, name, &out, &needle).await;
+        assert!(
+            out.stderr.contains("set chart.auth.allowPlainHttp: true"),
+            "{name}: {}",
+            out.stderr
+        );
+        assert!(w.release_records::<Secret>(name).await.is_empty(), "{name}");
+        w.assert_never_shown(name, &out, REPO_PASSWORD).await;
+    }
+
+    let name = "http-auth-allowed";
+    let cmd = w
+        .helm_runner(name, "install", &repository(name, ", allowPlainHttp: true"))
         .await;
     let (out, seen) = run_watched(&cmd).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_no_credential_in_processes(&seen, &h.path(), REPO_PASSWORD, Some(["repo", "add"]));
-    w.assert_never_shown("http-auth-allowed", &out, REPO_PASSWORD)
-        .await;
+    w.assert_never_shown(name, &out, REPO_PASSWORD).await;
     assert!(w.deployment("http-auth-allowed-webapp").await.is_some());
 }
 
 /// A chart from an OCI registry that asks for credentials, over plain HTTP (a local registry):
 /// with `chart.auth` (`allowPlainHttp: true`) and `chart.plainHttp` the install succeeds, the
 /// password never shown and never on a command line or in an environment of the run's
-/// processes; without `allowPlainHttp` the input is refused (exit 2, nothing written); without
-/// the credentials, Helm's authorization error; without `plainHttp`, Helm 4's HTTPS error
-/// (Helm 3's, see below); both exit 1.
+/// processes; without the credentials, Helm's authorization error; without `plainHttp`, Helm
+/// 4's HTTPS error, Helm 3's 401 (see below), both exit 1, and in neither case did the
+/// credentials reach the registry (its log).
 async fn oci_registry_with_credentials_and_plain_http(h: HelmBin) {
     let w = HelmTest::new("helm-oci", h).await;
     let r = oci_registry();
@@ -2067,28 +2063,6 @@ async fn oci_registry_with_credentials_and_plain_http(h: HelmBin) {
         Some(["registry", "login"]),
     );
     w.assert_never_shown("oci", &out, REGISTRY_PASSWORD).await;
-
-    // Basic auth over plain HTTP without the opt-in: refused before anything is written.
-    let out = w
-        .run_helm(
-            "oci-no-opt-in",
-            "install",
-            &format!(
-                "name: oci-no-opt-in\nchart: {{name: webapp, repo: \"oci://{}/charts\", {}, plainHttp: true}}\nwait: false\n",
-                r.host,
-                auth(false)
-            ),
-        )
-        .await;
-    assert_bad_input(&w, "oci-no-opt-in", &out, "chart.auth.allowPlainHttp: true").await;
-    assert!(
-        w.release_records::<Secret>("oci-no-opt-in")
-            .await
-            .is_empty()
-    );
-    w.assert_never_shown("oci-no-opt-in", &out, REGISTRY_PASSWORD)
-        .await;
-    assert!(w.deployment("oci-webapp").await.is_some());
 
     for (name, chart, needle) in [
         (
@@ -2914,4 +2888,5 @@ both_helms!(
     private_chart_repository_with_basic_auth_and_ca,
     oci_registry_with_credentials_and_plain_http,
     oci_registry_with_credentials_and_ca,
+    credentials_over_plain_http_need_the_opt_in,
 );

@@ -296,7 +296,8 @@ pub fn go_float(f: f64, fmt: char) -> String {
     let body = match fmt {
         'e' => fmt_e(&digits, dp),
         'f' => fmt_f(&digits, dp, (nd - dp).max(0)),
-        _ if dp - 1 < -4 || dp - 1 >= 6 => fmt_e(&digits, dp),
+        // Go's `%e` when the exponent is below -4 or at least the precision, 6 for the shortest.
+        _ if !(-4..6).contains(&(dp - 1)) => fmt_e(&digits, dp),
         _ => fmt_f(&digits, dp, (nd - dp).max(0)),
     };
     if f.is_sign_negative() {
