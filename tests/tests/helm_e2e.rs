@@ -46,8 +46,9 @@ fn helm_testchart(name: &str) -> PathBuf {
 
 /// A chart repository on 127.0.0.1 holding webapp 0.1.0 and 0.2.0 (`helm create`),
 /// chart-with-secret 0.1.0 (Helm's testdata), and `boom` 0.1.0 (a chart that fails with a
-/// message built from its value `password` when `boom: true`: as is, Go-quoted (`%q`) and as
-/// JSON (`toJson`)). Served for the life of the process.
+/// message built from its value `password` when `boom: true`: as is, Go-quoted (`%q`), as JSON
+/// (`toJson`), base64 (`b64enc`), URL-escaped (`urlquery`) and as YAML (`toYaml`); then its
+/// values `code` and `pin` as Go prints them, `%v`). Served for the life of the process.
 struct Repo {
     url: String,
     /// Directory with the unpacked `boom` and `webapp` charts, and `served/` with the archives.
@@ -89,7 +90,7 @@ fn repo() -> &'static Repo {
         helm_cmd(&["create", "boom"], &dir).unwrap();
         std::fs::write(
             dir.join("boom/templates/boom.yaml"),
-            "{{- if .Values.boom }}{{ fail (printf \"cannot use password %s (quoted %q, as JSON %s)\" .Values.password .Values.password (toJson .Values.password)) }}{{- end }}\n",
+            "{{- if .Values.boom }}{{ fail (printf \"cannot use password %s (quoted %q, as JSON %s, base64 %s, in a URL %s, as YAML %s) code %v pin: %v\" .Values.password .Values.password (toJson .Values.password) (b64enc .Values.password) (urlquery .Values.password) (toYaml .Values.password) .Values.code .Values.pin) }}{{- end }}\n",
         )
         .unwrap();
         helm_cmd(&["package", "boom", "-d", "served"], &dir).unwrap();
@@ -296,6 +297,29 @@ struct OciRegistry {
     password_file: PathBuf,
     /// With TLS: the CA of its certificate.
     ca_file: Option<PathBuf>,
+    /// Its log (level `info`: each authorized request names its user and user agent).
+    log: PathBuf,
+}
+
+impl OciRegistry {
+    /// The log lines written since it was `from` bytes long that record a request authorized
+    /// with the credentials, made by `helm`.
+    fn authorized_since(&self, from: u64, helm: HelmBin) -> Vec<String> {
+        let log = std::fs::read(&self.log).unwrap();
+        let agent = format!("useragent=Helm/{}", &helm.version()[1..]);
+        String::from_utf8_lossy(&log[usize::try_from(from).unwrap().min(log.len())..])
+            .lines()
+            .filter(|l| {
+                l.contains(&format!("auth.user.name={REGISTRY_USER}")) && l.contains(&agent)
+            })
+            .map(String::from)
+            .collect()
+    }
+
+    /// How long its log is now.
+    fn log_len(&self) -> u64 {
+        std::fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0)
+    }
 }
 
 /// The registry over plain HTTP.
@@ -344,7 +368,7 @@ fn start_oci_registry(tls: bool) -> OciRegistry {
     std::fs::write(
             dir.join("config.yml"),
             format!(
-                "version: 0.1\nlog: {{level: warn}}\nstorage: {{filesystem: {{rootdirectory: {}}}}}\n\
+                "version: 0.1\nlog: {{level: info}}\nstorage: {{filesystem: {{rootdirectory: {}}}}}\n\
                  http: {{addr: \"{host}\"{tls_config}}}\nauth: {{htpasswd: {{realm: charts, path: {}}}}}\n",
                 dir.join("data").display(),
                 dir.join("htpasswd").display()
@@ -411,6 +435,7 @@ fn start_oci_registry(tls: bool) -> OciRegistry {
         username_file,
         password_file,
         ca_file,
+        log: dir.join("registry.log"),
     }
 }
 
@@ -536,6 +561,67 @@ impl HelmTest {
             .unwrap()
     }
 
+    /// Everything the run `name` showed, by where: its log (stdout and stderr), its status
+    /// ConfigMap, its termination message (when given), its output files (when it `wrote`
+    /// them: the release file and the additional file; else there must be none), and the
+    /// Events about its owner (the run must be [`OwnedByAJob`]). Each place must hold
+    /// something: a "never shown" check over an empty one would pass whatever the runner did.
+    async fn everything_shown(
+        &self,
+        name: &str,
+        out: &RunnerOutput,
+        termination: Option<&Path>,
+        wrote: bool,
+    ) -> Vec<(String, String)> {
+        use k8s_openapi::api::events::v1::Event;
+        let mut places = vec![(
+            format!("{name}: the log"),
+            format!("{}{}", out.stdout, out.stderr),
+        )];
+        let cm = Api::<ConfigMap>::namespaced(self.client.clone(), &self.ns)
+            .get(name)
+            .await
+            .unwrap();
+        places.push((
+            format!("{name}: the status ConfigMap"),
+            serde_json::to_string(&cm.data).unwrap(),
+        ));
+        if let Some(t) = termination {
+            places.push((
+                format!("{name}: the termination message"),
+                std::fs::read_to_string(t).unwrap(),
+            ));
+        }
+        for f in [
+            format!("{name}-release.yaml"),
+            format!("{name}-additional.yaml"),
+        ] {
+            match std::fs::read_to_string(self.path(&f)) {
+                Ok(text) if wrote => places.push((format!("{name}: output file {f}"), text)),
+                Ok(_) => panic!("{name}: a failed run wrote {f}"),
+                Err(e) if wrote => panic!("{name}: output file {f}: {e}"),
+                Err(_) => {}
+            }
+        }
+        let events: Vec<String> = Api::<Event>::namespaced(self.client.clone(), &self.ns)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+            .map(|e| serde_json::to_string(&e).unwrap())
+            .collect();
+        places.push((format!("{name}: its Events"), events.join("\n")));
+        for (place, text) in &places {
+            assert!(
+                !text.trim().is_empty(),
+                "{place} is empty: nothing to look in"
+            );
+        }
+        places
+    }
+
     /// Whether `text` appears in anything the runner showed: its output, its status.
     async fn assert_never_shown(&self, name: &str, out: &RunnerOutput, text: &str) {
         assert!(
@@ -554,6 +640,187 @@ impl HelmTest {
             .unwrap();
         let all = serde_json::to_string(&cm.data).unwrap();
         assert!(!all.contains(text), "the status shows it: {all}");
+    }
+}
+
+/// What `/proc` showed of one process while a runner ran: its command line and environment,
+/// NUL-separated, as the kernel gives them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    pid: u32,
+    cmdline: Vec<u8>,
+    environ: Vec<u8>,
+}
+
+impl Seen {
+    fn argv(&self) -> Vec<String> {
+        self.cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect()
+    }
+}
+
+/// The parent of every process, from `/proc/<pid>/stat` (its fourth field, after the command
+/// name in parentheses, which may itself hold spaces and parentheses).
+fn parents() -> std::collections::HashMap<u32, u32> {
+    let mut out = std::collections::HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse().ok());
+        if let Some(ppid) = ppid {
+            out.insert(pid, ppid);
+        }
+    }
+    out
+}
+
+/// Watches `root` and every process descending from it, every 2 ms until `stop` is set, and
+/// returns each distinct (pid, command line, environment) seen. A process that ends between
+/// two reads is skipped; one that has exited (a zombie: empty command line) too.
+fn watch_processes(
+    root: u32,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Vec<Seen>> {
+    std::thread::spawn(move || {
+        let mut seen: Vec<Seen> = Vec::new();
+        loop {
+            let done = stop.load(std::sync::atomic::Ordering::SeqCst);
+            let parents = parents();
+            let mut family = vec![root];
+            let mut i = 0;
+            while i < family.len() {
+                let p = family[i];
+                family.extend(parents.iter().filter(|(_, pp)| **pp == p).map(|(c, _)| *c));
+                i += 1;
+            }
+            for pid in family {
+                let read = |f: &str| std::fs::read(format!("/proc/{pid}/{f}")).ok();
+                if let (Some(cmdline), Some(environ)) = (read("cmdline"), read("environ"))
+                    && !cmdline.is_empty()
+                {
+                    let s = Seen {
+                        pid,
+                        cmdline,
+                        environ,
+                    };
+                    if !seen.contains(&s) {
+                        seen.push(s);
+                    }
+                }
+            }
+            if done {
+                return seen;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    })
+}
+
+/// Runs `cmd` to its end while [`watch_processes`] watches it and its children.
+async fn run_watched(cmd: &RunnerCommand) -> (RunnerOutput, Vec<Seen>) {
+    let child = cmd.spawn().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watch = watch_processes(child.id().unwrap(), stop.clone());
+    let out = collect(child).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let seen = tokio::task::spawn_blocking(move || watch.join().unwrap())
+        .await
+        .unwrap();
+    (out.unwrap(), seen)
+}
+
+/// No process of the run (the runner, every helm it started) had `password`, in any form the
+/// redactor knows, on its command line or in its environment; and helm was seen pulling, and
+/// logging in when `login` says how (`["repo", "add"]` or `["registry", "login"]`, with
+/// `--password-stdin`): an assertion over processes never seen would prove nothing.
+fn assert_no_credential_in_processes(
+    seen: &[Seen],
+    helm: &Path,
+    password: &str,
+    login: Option<[&str; 2]>,
+) {
+    let helm = helm.to_str().unwrap();
+    let helms: Vec<Vec<String>> = seen
+        .iter()
+        .map(Seen::argv)
+        .filter(|a| a.first().map(String::as_str) == Some(helm))
+        .collect();
+    if let Some(login) = login {
+        assert!(
+            helms.iter().any(|a| a.get(1..3).is_some_and(|x| x == login)
+                && a.iter().any(|x| x == "--password-stdin")),
+            "helm {login:?} --password-stdin was seen running: {helms:?}"
+        );
+    }
+    assert!(
+        helms.iter().any(|a| a.get(1).is_some_and(|x| x == "pull")),
+        "helm pull was seen running: {helms:?}"
+    );
+    let forms = action_runner_helm::redact::forms_of(password);
+    for s in seen {
+        for (what, bytes) in [("command line", &s.cmdline), ("environment", &s.environ)] {
+            let text = String::from_utf8_lossy(bytes);
+            for form in &forms {
+                assert!(
+                    !text.contains(form.as_str()),
+                    "the {what} of process {} ({:?}) holds {form:?}",
+                    s.pid,
+                    s.argv()
+                );
+            }
+        }
+    }
+}
+
+/// A runner run as a Job's pod is: with an owner (`RUNNER_CONTEXT_PLATFORM_OWNER_*`, the Job
+/// `name`), on which it records its Events.
+trait OwnedByAJob {
+    fn owned_by_a_job(self, name: &str) -> Self;
+}
+
+impl OwnedByAJob for RunnerCommand {
+    fn owned_by_a_job(self, name: &str) -> Self {
+        let uid = format!("00000000-0000-4000-8000-{:012x}", name.len());
+        self.var("RUNNER_CONTEXT_PLATFORM_OWNER_NAME", Some(name))
+            .var("RUNNER_CONTEXT_PLATFORM_OWNER_UID", Some(&uid))
+    }
+}
+
+/// Every form of each of `texts` and of each of their lines, as the redactor knows them.
+fn forms_of_all(texts: &[&str]) -> Vec<String> {
+    texts
+        .iter()
+        .flat_map(|t| std::iter::once(*t).chain(t.lines()))
+        .flat_map(action_runner_helm::redact::forms_of)
+        .collect()
+}
+
+/// No `form` and no `needle` in any of `places` (as [`HelmTest::everything_shown`] returns
+/// them), which must not be empty.
+fn assert_never_in(places: &[(String, String)], forms: &[String], needles: &[&str]) {
+    assert!(!places.is_empty() && !forms.is_empty(), "nothing to check");
+    for (place, text) in places {
+        for form in forms
+            .iter()
+            .map(String::as_str)
+            .chain(needles.iter().copied())
+        {
+            assert!(!text.contains(form), "{place} shows {form:?}: {text}");
+        }
     }
 }
 
@@ -993,7 +1260,7 @@ async fn bad_input_exits_2_and_writes_nothing(h: HelmBin) {
         (
             "missing-password-file",
             format!(
-                "name: bad\nchart: {{name: webapp, repo: \"{}\", auth: {{usernameFile: {}, passwordFile: /nonexistent/password}}}}\n",
+                "name: bad\nchart: {{name: webapp, repo: \"{}\", auth: {{usernameFile: {}, passwordFile: /nonexistent/password, allowPlainHttp: true}}}}\n",
                 repo().url,
                 values.display()
             ),
@@ -1218,33 +1485,54 @@ async fn sigterm_mid_install_stops_helm_and_leaves_the_release_failed(h: HelmBin
 }
 
 /// A secret that only Helm's storage holds: installed with the release, then reused
-/// (`reuseValues`) by an upgrade that fails with a message holding it as is, Go-quoted and as
-/// JSON. The runner read the stored values before the upgrade, so no form of it is shown: not
-/// in the logs, the status, the termination message or the output files.
+/// (`reuseValues`) by an upgrade that fails with a message holding it as is, Go-quoted, as JSON,
+/// base64, URL-escaped and as YAML, and a long number (printed by Go as `3.1415926e+07`) and a
+/// short one (`pin: 7`). The runner read the stored values before the upgrade, so no form of
+/// any is shown anywhere the run shows something: its stdout and stderr (the ERROR line), the
+/// status ConfigMap, the termination message, the Events, and the output files of the install
+/// and of a reused upgrade that succeeds (the failed one writes none). Every place looked in is
+/// checked to hold something, so that an empty one cannot pass.
 async fn stored_values_never_shown_in_any_form_when_a_reused_upgrade_fails(h: HelmBin) {
-    use action_runner_helm::cli::{go_json_escape, go_quote, json_escape};
     const STORED: &str = "0ld \"st0red\" pa\\ss <&>\tend\nsecond-line-of-it";
     let w = HelmTest::new("helm-stored", h).await;
-    let values = serde_json::json!({"password": STORED, "boom": false});
+    let values =
+        serde_json::json!({"password": STORED, "code": 31_415_926, "pin": 7, "boom": false});
     let manifest = format!(
-        "name: vault\nchart: {{name: boom, repo: \"{}\"}}\nwait: false\nvalues: {values}\n",
+        "name: vault\nchart: {{name: boom, repo: \"{}\"}}\nwait: false\nvalues: {values}\n\
+         output: {{additional: {{goTemplate: \"release: {{{{ .Release.Name }}}}\"}}}}\n",
         repo().url
     );
-    let out = w.run_helm("stored-install", "install", &manifest).await;
+    let out = w
+        .helm_runner("stored-install", "install", &manifest)
+        .await
+        .owned_by_a_job("stored-install")
+        .run()
+        .await
+        .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut shown = w.everything_shown("stored-install", &out, None, true).await;
 
     let termination = w.file("termination-log", "");
-    let out = w
-        .helm_runner(
-            "stored-upgrade",
+    let wr = &w;
+    let upgrade = move |name: &'static str, values: &'static str| async move {
+        let w = wr;
+        w.helm_runner(
+            name,
             "upgrade",
-            "wait: false\nreuseValues: true\nvalues: {boom: true}\n",
+            &format!(
+                "wait: false\nreuseValues: true\nvalues: {values}\n\
+                 output: {{additional: {{goTemplate: \"boom: {{{{ .Values.boom }}}}\"}}}}\n"
+            ),
         )
         .await
         .var(
             "RUNNER_HELM_RELEASE_PATH",
             Some(w.path("stored-install-release.yaml").to_str().unwrap()),
         )
+        .owned_by_a_job(name)
+    };
+    let out = upgrade("stored-upgrade", "{boom: true}")
+        .await
         .var(
             "RUNNER_TERMINATION_MESSAGE_PATH",
             Some(termination.to_str().unwrap()),
@@ -1258,7 +1546,9 @@ async fn stored_values_never_shown_in_any_form_when_a_reused_upgrade_fails(h: He
     let message = status.message.as_str();
     assert!(
         message.contains(
-            "cannot use password <redacted> (quoted \"<redacted>\", as JSON \"<redacted>\")"
+            "cannot use password <redacted> (quoted \"<redacted>\", as JSON \"<redacted>\", \
+             base64 <redacted>, in a URL <redacted>, as YAML \"<redacted>\") code <redacted> \
+             pin: <redacted>"
         ),
         "{message}"
     );
@@ -1267,46 +1557,28 @@ async fn stored_values_never_shown_in_any_form_when_a_reused_upgrade_fails(h: He
         serde_json::json!({"phase": "UpgradeFailed", "helmVersion": h.version(),
             "release": {"name": "vault", "namespace": w.ns, "revision": 1, "status": "deployed"}})
     );
+    shown.extend(
+        w.everything_shown("stored-upgrade", &out, Some(&termination), false)
+            .await,
+    );
 
-    let terminated = std::fs::read_to_string(&termination).unwrap();
-    assert!(terminated.contains("<redacted>"), "{terminated}");
-    let status_cm = Api::<ConfigMap>::namespaced(w.client.clone(), &w.ns)
-        .get("stored-upgrade")
+    // The same values reused by an upgrade that succeeds: its outputs hold none of them either.
+    let out = upgrade("stored-reupgrade", "{boom: false}")
+        .await
+        .run()
         .await
         .unwrap();
-    let status_text = serde_json::to_string(&status_cm.data).unwrap();
-    let outputs: Vec<String> = [
-        "stored-upgrade-release.yaml",
-        "stored-upgrade-additional.yaml",
-    ]
-    .iter()
-    .filter_map(|f| std::fs::read_to_string(w.path(f)).ok())
-    .collect();
-    let mut forms = Vec::new();
-    for piece in std::iter::once(STORED).chain(STORED.lines()) {
-        forms.extend([
-            piece.to_string(),
-            go_quote(piece),
-            json_escape(piece),
-            go_json_escape(piece),
-        ]);
-    }
-    for form in &forms {
-        for (where_, text) in [
-            ("stdout", &out.stdout),
-            ("stderr", &out.stderr),
-            ("status", &status_text),
-            ("termination message", &terminated),
-        ]
-        .into_iter()
-        .chain(outputs.iter().map(|o| ("an output file", o)))
-        {
-            assert!(
-                !text.contains(form.as_str()),
-                "{where_} shows {form:?}: {text}"
-            );
-        }
-    }
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        w.additional_out("stored-reupgrade"),
+        Some(serde_json::json!({"backend": null, "value": {"boom": false}}))
+    );
+    shown.extend(
+        w.everything_shown("stored-reupgrade", &out, None, true)
+            .await,
+    );
+    let forms = forms_of_all(&[STORED, "31415926", "3.1415926e+07"]);
+    assert_never_in(&shown, &forms, &["pin: 7"]);
 }
 
 /// Creates a ConfigMap or Secret `name` with one key holding `text`.
@@ -1413,44 +1685,7 @@ async fn values_layered_from_configmaps_secrets_files_and_inline(h: HelmBin) {
     .collect();
     assert_eq!(pod_annotations, want);
 
-    // A Secret's value in a chart's error message: redacted in every form.
-    create_values_object(
-        &w,
-        "Secret",
-        "boom-values",
-        "values.yaml",
-        &format!("boom: true\npassword: {}\n", serde_json::json!(FROM_SECRET)),
-    )
-    .await;
-    let out = w
-        .run_helm(
-            "boom",
-            "install",
-            &format!(
-                "name: boom\nchart: {{name: boom, repo: \"{}\"}}\nwait: false\nvaluesFrom: [{{kind: Secret, name: boom-values}}]\n",
-                repo().url
-            ),
-        )
-        .await;
-    assert_eq!(out.code, 1, "{}", out.stderr);
-    let msg = w.status("boom").await.unwrap().message;
-    assert!(
-        msg.contains(
-            "cannot use password <redacted> (quoted \"<redacted>\", as JSON \"<redacted>\")"
-        ),
-        "{msg}"
-    );
-    {
-        use action_runner_helm::cli::{go_json_escape, go_quote, json_escape};
-        for form in [
-            FROM_SECRET.to_string(),
-            go_quote(FROM_SECRET),
-            json_escape(FROM_SECRET),
-            go_json_escape(FROM_SECRET),
-        ] {
-            w.assert_never_shown("boom", &out, &form).await;
-        }
-    }
+    secret_values_never_shown(&w, FROM_SECRET).await;
 
     // Missing sources and bad content: exit 2, one line naming it, nothing written.
     create_values_object(&w, "ConfigMap", "a-list", "values.yaml", "- a\n- b\n").await;
@@ -1493,10 +1728,75 @@ async fn values_layered_from_configmaps_secrets_files_and_inline(h: HelmBin) {
     }
 }
 
+/// A Secret's values (`password`, a long `code` and a short `pin`) in a chart's error message:
+/// redacted in every form, everywhere the run shows something; an install with them that
+/// succeeds writes none of them to its outputs either.
+async fn secret_values_never_shown(w: &HelmTest, password: &str) {
+    for (name, boom) in [("boom", true), ("quiet", false)] {
+        create_values_object(
+            w,
+            "Secret",
+            &format!("{name}-values"),
+            "values.yaml",
+            &format!(
+                "boom: {boom}\npassword: {}\ncode: 27182818\npin: 42\n",
+                serde_json::json!(password)
+            ),
+        )
+        .await;
+    }
+    let termination = w.file("boom-termination-log", "");
+    let boom = |name: &str| {
+        format!(
+            "name: {name}\nchart: {{name: boom, repo: \"{}\"}}\nwait: false\n\
+             valuesFrom: [{{kind: Secret, name: {name}-values}}]\n\
+             output: {{additional: {{goTemplate: \"boom: {{{{ .Values.boom }}}}\"}}}}\n",
+            repo().url
+        )
+    };
+    let out = w
+        .helm_runner("boom", "install", &boom("boom"))
+        .await
+        .owned_by_a_job("boom")
+        .var(
+            "RUNNER_TERMINATION_MESSAGE_PATH",
+            Some(termination.to_str().unwrap()),
+        )
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let msg = w.status("boom").await.unwrap().message;
+    assert!(
+        msg.contains(
+            "cannot use password <redacted> (quoted \"<redacted>\", as JSON \"<redacted>\", \
+             base64 <redacted>, in a URL <redacted>, as YAML <redacted>) code <redacted> pin: \
+             <redacted>"
+        ),
+        "{msg}"
+    );
+    let mut shown = w
+        .everything_shown("boom", &out, Some(&termination), false)
+        .await;
+    let out = w
+        .helm_runner("quiet", "install", &boom("quiet"))
+        .await
+        .owned_by_a_job("quiet")
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    shown.extend(w.everything_shown("quiet", &out, None, true).await);
+    let forms = forms_of_all(&[password, "27182818", "2.7182818e+07"]);
+    assert_never_in(&shown, &forms, &["pin: 42"]);
+}
+
 /// A chart from a private repository (HTTPS with a CA of its own, basic auth): with `chart.auth`
 /// and `chart.caFile` the install, and an upgrade whose release file names the repository,
-/// succeed; the password is never shown, not even in the debug log of helm's command line.
-/// Without the credentials Helm's 401, without the CA its certificate error, exit 1.
+/// succeed; the password is never shown, not even in the debug log of helm's command lines, and
+/// no process of the run (the runner, `helm repo add`, `helm pull`) ever holds it on its
+/// command line or in its environment (watched in `/proc` while it runs). Without the
+/// credentials Helm's 401, without the CA its certificate error, exit 1.
 async fn private_chart_repository_with_basic_auth_and_ca(h: HelmBin) {
     let w = HelmTest::new("helm-private", h).await;
     let r = private_repo();
@@ -1506,7 +1806,7 @@ async fn private_chart_repository_with_basic_auth_and_ca(h: HelmBin) {
         r.password_file.display(),
         r.ca_file.display()
     );
-    let out = w
+    let cmd = w
         .helm_runner(
             "private",
             "install",
@@ -1516,16 +1816,18 @@ async fn private_chart_repository_with_basic_auth_and_ca(h: HelmBin) {
             ),
         )
         .await
-        .var("RUST_LOG", Some("info,action_runner_helm=debug"))
-        .run()
-        .await
-        .unwrap();
+        .var("RUST_LOG", Some("info,action_runner_helm=debug"));
+    let (out, seen) = run_watched(&cmd).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
-        out.stderr.contains("--password <redacted>"),
-        "helm's command line is logged, redacted: {}",
+        out.stderr.contains(&format!(
+            "repo add helm-runner-chart-source {} --username {REPO_USER} --password-stdin",
+            r.url
+        )),
+        "helm's command line is logged, with no password on it: {}",
         out.stderr
     );
+    assert_no_credential_in_processes(&seen, &h.path(), REPO_PASSWORD, Some(["repo", "add"]));
     w.assert_never_shown("private", &out, REPO_PASSWORD).await;
     assert!(w.deployment("private-webapp").await.is_some());
     // The release file names the chart, not how to reach it.
@@ -1588,40 +1890,117 @@ async fn private_chart_repository_with_basic_auth_and_ca(h: HelmBin) {
     }
 }
 
+/// Basic auth over plain HTTP needs `chart.auth.allowPlainHttp: true`: without it, to an
+/// `http://` chart repository or to an `oci://` registry with `plainHttp: true`, the input is
+/// refused (exit 2, one line naming the fields, nothing written); with it, the install from the
+/// `http://` repository (the open one, which takes any credentials) succeeds, the password on
+/// no command line and in no environment of the run's processes.
+async fn credentials_over_plain_http_need_the_opt_in(h: HelmBin) {
+    let w = HelmTest::new("helm-plain-auth", h).await;
+    let (r, oci) = (private_repo(), oci_registry());
+    let auth = |opt_in: &str| {
+        format!(
+            "auth: {{usernameFile: {}, passwordFile: {}{opt_in}}}",
+            r.username_file.display(),
+            r.password_file.display()
+        )
+    };
+    let repository = |name: &str, opt_in: &str| {
+        format!(
+            "name: {name}\nchart: {{name: webapp, repo: \"{}\", version: 0.1.0, {}}}\nwait: false\n",
+            repo().url,
+            auth(opt_in)
+        )
+    };
+    for (name, manifest, needle) in [
+        (
+            "http-auth",
+            repository("http-auth", ""),
+            format!("chart.repo {:?} is plain HTTP", repo().url),
+        ),
+        (
+            "oci-plain-auth",
+            format!(
+                "name: oci-plain-auth\nchart: {{name: webapp, repo: \"oci://{}/charts\", {}, plainHttp: true}}\nwait: false\n",
+                oci.host,
+                auth("")
+            ),
+            "chart.plainHttp: true talks plain HTTP to the registry".to_string(),
+        ),
+    ] {
+        let out = w.run_helm(name, "install", &manifest).await;
+        assert_bad_input(&w, name, &out, &needle).await;
+        assert!(
+            out.stderr.contains("set chart.auth.allowPlainHttp: true"),
+            "{name}: {}",
+            out.stderr
+        );
+        assert!(w.release_records::<Secret>(name).await.is_empty(), "{name}");
+        w.assert_never_shown(name, &out, REPO_PASSWORD).await;
+    }
+
+    let name = "http-auth-allowed";
+    let cmd = w
+        .helm_runner(name, "install", &repository(name, ", allowPlainHttp: true"))
+        .await;
+    let (out, seen) = run_watched(&cmd).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_no_credential_in_processes(&seen, &h.path(), REPO_PASSWORD, Some(["repo", "add"]));
+    w.assert_never_shown(name, &out, REPO_PASSWORD).await;
+    assert!(w.deployment("http-auth-allowed-webapp").await.is_some());
+}
+
 /// A chart from an OCI registry that asks for credentials, over plain HTTP (a local registry):
-/// with `chart.auth` and `chart.plainHttp` the install succeeds, the password never shown;
-/// without the credentials, Helm's authorization error; without `plainHttp`, Helm 4's HTTPS
-/// error (Helm 3's 401, see below); all exit 1.
+/// with `chart.auth` (`allowPlainHttp: true`) and `chart.plainHttp` the install succeeds, the
+/// password never shown and never on a command line or in an environment of the run's
+/// processes; without the credentials, Helm's authorization error; without `plainHttp`, Helm
+/// 4's HTTPS error, Helm 3's 401 (see below), both exit 1, and in neither case did the
+/// credentials reach the registry (its log).
 async fn oci_registry_with_credentials_and_plain_http(h: HelmBin) {
     let w = HelmTest::new("helm-oci", h).await;
     let r = oci_registry();
-    let auth = format!(
-        "auth: {{usernameFile: {}, passwordFile: {}}}",
-        r.username_file.display(),
-        r.password_file.display()
-    );
-    let out = w
+    let auth = |allow: bool| {
+        format!(
+            "auth: {{usernameFile: {}, passwordFile: {}{}}}",
+            r.username_file.display(),
+            r.password_file.display(),
+            if allow { ", allowPlainHttp: true" } else { "" }
+        )
+    };
+    let cmd = w
         .helm_runner(
             "oci",
             "install",
             &format!(
-                "name: oci\nchart: {{name: \"oci://{}/charts/webapp\", version: 0.1.0, {auth}, plainHttp: true}}\nwait: false\n",
-                r.host
+                "name: oci\nchart: {{name: \"oci://{}/charts/webapp\", version: 0.1.0, {}, plainHttp: true}}\nwait: false\n",
+                r.host,
+                auth(true)
             ),
         )
         .await
-        .var("RUST_LOG", Some("info,action_runner_helm=debug"))
-        .run()
-        .await
-        .unwrap();
+        .var("RUST_LOG", Some("info,action_runner_helm=debug"));
+    let from = r.log_len();
+    let (out, seen) = run_watched(&cmd).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(
-        out.stderr.contains("--password <redacted>"),
+        !r.authorized_since(from, h).is_empty(),
+        "the registry's log records the requests authorized with the credentials"
+    );
+    assert!(
+        out.stderr.contains(&format!(
+            "registry login {} --username {REGISTRY_USER} --password-stdin",
+            r.host
+        )),
         "{}",
         out.stderr
     );
+    assert_no_credential_in_processes(
+        &seen,
+        &h.path(),
+        REGISTRY_PASSWORD,
+        Some(["registry", "login"]),
+    );
     w.assert_never_shown("oci", &out, REGISTRY_PASSWORD).await;
-    assert!(w.deployment("oci-webapp").await.is_some());
 
     for (name, chart, needle) in [
         (
@@ -1636,14 +2015,17 @@ async fn oci_registry_with_credentials_and_plain_http(h: HelmBin) {
         (
             "oci-no-plain-http",
             format!(
-                "{{name: webapp, repo: \"oci://{}/charts\", {auth}}}",
-                r.host
+                "{{name: webapp, repo: \"oci://{}/charts\", {}}}",
+                r.host,
+                auth(false)
             ),
             // Helm 4 speaks HTTPS to the plain HTTP registry and fails; Helm 3 falls back to
-            // plain HTTP for a loopback registry, but then sends no credentials: 401.
+            // plain HTTP, but its pull sends no credentials then (and its login, which would,
+            // is not run: the runner writes Helm's registry configuration itself): 401.
             if h == HelmBin::V4 { "https" } else { "401" },
         ),
     ] {
+        let from = r.log_len();
         let out = w
             .run_helm(
                 name,
@@ -1652,6 +2034,11 @@ async fn oci_registry_with_credentials_and_plain_http(h: HelmBin) {
             )
             .await;
         assert_eq!(out.code, 1, "{name}: {}", out.stderr);
+        let authorized = r.authorized_since(from, h);
+        assert!(
+            authorized.is_empty(),
+            "{name}: the credentials reached the registry over plain HTTP: {authorized:?}"
+        );
         let msg = w.status(name).await.unwrap().message;
         assert!(msg.to_lowercase().contains(needle), "{name}: {msg}");
         w.assert_never_shown(name, &out, REGISTRY_PASSWORD).await;
@@ -1659,8 +2046,9 @@ async fn oci_registry_with_credentials_and_plain_http(h: HelmBin) {
 }
 
 /// A chart from an OCI registry over HTTPS with a certificate of its own CA, and credentials:
-/// with `chart.caFile` and `chart.auth` the install succeeds; without the CA, Helm's
-/// certificate error, exit 1.
+/// with `chart.caFile` and `chart.auth` the install succeeds (the password never on a command
+/// line or in an environment of the run's processes); without the CA, Helm's certificate
+/// error, exit 1.
 async fn oci_registry_with_credentials_and_ca(h: HelmBin) {
     let w = HelmTest::new("helm-oci-tls", h).await;
     let r = oci_registry_tls();
@@ -1670,8 +2058,8 @@ async fn oci_registry_with_credentials_and_ca(h: HelmBin) {
         r.password_file.display()
     );
     let ca = format!("caFile: {}", r.ca_file.as_ref().unwrap().display());
-    let out = w
-        .run_helm(
+    let cmd = w
+        .helm_runner(
             "oci-tls",
             "install",
             &format!(
@@ -1680,7 +2068,12 @@ async fn oci_registry_with_credentials_and_ca(h: HelmBin) {
             ),
         )
         .await;
+    let (out, seen) = run_watched(&cmd).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
+    // Helm 3's login would fall back to plain HTTP: the runner writes Helm's registry
+    // configuration itself, and no login runs.
+    let login = (h == HelmBin::V4).then_some(["registry", "login"]);
+    assert_no_credential_in_processes(&seen, &h.path(), REGISTRY_PASSWORD, login);
     w.assert_never_shown("oci-tls", &out, REGISTRY_PASSWORD)
         .await;
     assert!(w.deployment("oci-tls-webapp").await.is_some());
@@ -2574,4 +2967,5 @@ both_helms!(
     private_chart_repository_with_basic_auth_and_ca,
     oci_registry_with_credentials_and_plain_http,
     oci_registry_with_credentials_and_ca,
+    credentials_over_plain_http_need_the_opt_in,
 );

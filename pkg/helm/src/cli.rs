@@ -20,171 +20,11 @@ use action_runner::error::one_line;
 
 use crate::version::HelmVersion;
 
-/// Replaces secrets (the string leaves of the values) in text shown to the user, in every form
-/// Helm may print them in (see [`Redactor::add`]).
-#[derive(Clone, Default)]
-pub struct Redactor {
-    /// The forms to replace, longest first.
-    secrets: Vec<String>,
-}
-
-/// What a secret is replaced with.
-pub const REDACTED: &str = "<redacted>";
-
-/// Values shorter than this are not redacted: replacing every `a` or `80` in a message would
-/// make it unreadable without hiding anything worth hiding.
-pub const MIN_SECRET_LEN: usize = 4;
-
-impl std::fmt::Debug for Redactor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Redactor({} forms)", self.secrets.len())
-    }
-}
-
-impl Redactor {
-    /// Adds every string leaf of `value` (at least [`MIN_SECRET_LEN`] characters; numbers too
-    /// when that long) as a secret.
-    pub fn add_values(&mut self, value: &serde_json::Value) {
-        match value {
-            serde_json::Value::String(s) => self.add(s),
-            serde_json::Value::Number(n) => self.add(&n.to_string()),
-            serde_json::Value::Array(a) => a.iter().for_each(|v| self.add_values(v)),
-            serde_json::Value::Object(m) => m.values().for_each(|v| self.add_values(v)),
-            _ => {}
-        }
-    }
-
-    /// Adds one secret, in each form it may be printed in:
-    /// - as is, and each of its lines (trimmed) on its own (Helm may show one line of a PEM
-    ///   key);
-    /// - Go-quoted ([`go_quote`]: Go's `%q` / `strconv.Quote`, which Helm's and client-go's
-    ///   errors use), whole and per line;
-    /// - JSON-escaped, whole and per line, both as serde_json writes it and as Go's
-    ///   `encoding/json` does ([`go_json_escape`]: also `<`, `>`, `&`, U+2028 and U+2029 as
-    ///   `\u` escapes), for Helm's `-o json` and JSON error bodies;
-    /// - base64-encoded (standard alphabet, padded), whole: as a Kubernetes Secret's `data` and
-    ///   a chart's `b64enc` hold it.
-    ///
-    /// A form shorter than [`MIN_SECRET_LEN`] characters is not added.
-    pub fn add(&mut self, secret: &str) {
-        let mut pieces = vec![secret];
-        pieces.extend(secret.lines().map(str::trim));
-        for piece in pieces {
-            if piece.trim().chars().count() < MIN_SECRET_LEN {
-                continue;
-            }
-            for form in [
-                piece.trim().to_string(),
-                go_quote(piece),
-                json_escape(piece),
-                go_json_escape(piece),
-            ] {
-                if form.chars().count() >= MIN_SECRET_LEN && !self.secrets.contains(&form) {
-                    self.secrets.push(form);
-                }
-            }
-        }
-        if secret.trim().chars().count() >= MIN_SECRET_LEN {
-            use base64::Engine;
-            let form = base64::engine::general_purpose::STANDARD.encode(secret);
-            if !self.secrets.contains(&form) {
-                self.secrets.push(form);
-            }
-        }
-        // Longest first, so a secret containing another is replaced whole.
-        self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    }
-
-    /// Adds every secret `other` holds.
-    pub fn merge(&mut self, other: &Redactor) {
-        for s in &other.secrets {
-            if !self.secrets.contains(s) {
-                self.secrets.push(s.clone());
-            }
-        }
-        self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    }
-
-    /// `text` with every form of every secret replaced by [`REDACTED`].
-    pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for s in &self.secrets {
-            if out.contains(s.as_str()) {
-                out = out.replace(s.as_str(), REDACTED);
-            }
-        }
-        out
-    }
-}
-
-/// `s` as Go's `strconv.Quote` (and so `fmt`'s `%q`) writes it, without the surrounding quotes:
-/// `"` → `\"`, `\` → `\\`, `\a \b \f \n \r \t \v` by name, other characters below
-/// U+0020 and U+007F as `\xHH`, non-printable characters as `\uHHHH` (or `\UHHHHHHHH` above
-/// U+FFFF), printable ones as they are (Go's `strconv.appendEscapedRune`).
-///
-/// "Printable" is Go's `unicode.IsPrint` (letters, marks, numbers, punctuation, symbols and the
-/// ASCII space). Rust's standard library has no Unicode category table, so this approximates it
-/// as: not a control character, not whitespace other than U+0020, and not one of the format
-/// characters (category Cf) U+00AD, U+0600–U+0605, U+061C, U+06DD, U+070F, U+180E,
-/// U+200B–U+200F, U+202A–U+202E, U+2060–U+2064, U+2066–U+206F, U+FEFF, U+FFF9–U+FFFB; a private
-/// use or unassigned code point is taken as printable where Go would escape it.
-pub fn go_quote(s: &str) -> String {
-    use std::fmt::Write;
-    let mut out = String::with_capacity(s.len() + 2);
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                let _ = write!(out, "\\x{:02x}", c as u32);
-            }
-            c if go_printable(c) => out.push(c),
-            c if (c as u32) < 0x10000 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => {
-                let _ = write!(out, "\\U{:08x}", c as u32);
-            }
-        }
-    }
-    out
-}
-
-/// Go's `unicode.IsPrint`, approximated as [`go_quote`] describes.
-fn go_printable(c: char) -> bool {
-    let n = c as u32;
-    let format = matches!(n,
-        0xAD | 0x600..=0x605 | 0x61C | 0x6DD | 0x70F | 0x180E | 0x200B..=0x200F
-        | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F | 0xFEFF | 0xFFF9..=0xFFFB);
-    !c.is_control() && (c == ' ' || !c.is_whitespace()) && !format
-}
-
-/// `s` as serde_json writes a JSON string, without the surrounding quotes (`"`, `\` and control
-/// characters escaped).
-pub fn json_escape(s: &str) -> String {
-    let quoted = serde_json::to_string(s).expect("a string serializes");
-    quoted[1..quoted.len() - 1].to_string()
-}
-
-/// `s` as Go's `encoding/json` writes a string (Helm's `-o json`), without the surrounding
-/// quotes: as [`json_escape`], and also `<`, `>`, `&` as `\u003c`, `\u003e`, `\u0026` (Go's
-/// default HTML escaping) and U+2028, U+2029 as `\u2028`, `\u2029` (`encoding/json`,
-/// `appendString`).
-pub fn go_json_escape(s: &str) -> String {
-    json_escape(s)
-        .replace('<', "\\u003c")
-        .replace('>', "\\u003e")
-        .replace('&', "\\u0026")
-        .replace('\u{2028}', "\\u2028")
-        .replace('\u{2029}', "\\u2029")
-}
+/// Redaction lives in [`crate::redact`]; these are re-exported here, where helm's output is
+/// redacted, for the callers that name them so.
+pub use crate::redact::{
+    MIN_SECRET_LEN, REDACTED, Redactor, go_json_escape, go_quote, json_escape,
+};
 
 /// How to run helm.
 #[derive(Debug, Clone)]
@@ -199,6 +39,11 @@ pub struct Helm {
     pub kubeconfig: Option<PathBuf>,
     /// `--timeout`, from `RUNNER_TIMEOUT`.
     pub timeout: Option<Duration>,
+    /// More of Helm's configuration in its environment, set after (so over) the ones above:
+    /// `HELM_REPOSITORY_CONFIG`, `HELM_REPOSITORY_CACHE` and `HELM_REGISTRY_CONFIG` pointing
+    /// into the run's private scratch directory for a private chart source
+    /// ([`crate::sources::RepositoryAccess::login`]). Paths only: never a credential.
+    pub config_env: Vec<(&'static str, PathBuf)>,
     /// Applied to everything Helm prints before it is shown.
     pub redactor: Redactor,
 }
@@ -287,6 +132,7 @@ impl Helm {
         let mut cmd = tokio::process::Command::new(&self.binary);
         cmd.env("HELM_DRIVER", &self.driver)
             .env("HELM_REPOSITORY_CACHE", &self.repository_cache)
+            .envs(self.config_env.iter().map(|(k, v)| (k, v)))
             .env_remove("HELM_DEBUG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -322,15 +168,52 @@ impl Helm {
         self.spawn(what, args)?.wait().await
     }
 
+    /// Runs `helm <args>` to its end with `input` written to its standard input, which is then
+    /// closed: how a credential reaches helm (`--password-stdin`) without a command line or an
+    /// environment variable that other processes could read (`/proc/<pid>/cmdline`,
+    /// `/proc/<pid>/environ`), and without a file. A helm that exits before it has read all of
+    /// `input` is not an error of its own: its exit status says what happened.
+    ///
+    /// # Errors
+    /// As [`Helm::run`].
+    pub async fn run_with_stdin(
+        &self,
+        what: &str,
+        args: &[OsString],
+        input: &[u8],
+    ) -> Result<Vec<u8>, RunnerError> {
+        let mut child = self.spawn_with(what, args, true)?;
+        if let Some(mut stdin) = child.child.stdin.take() {
+            // A broken pipe (helm exited early) shows in its exit status.
+            let _ = tokio::io::AsyncWriteExt::write_all(&mut stdin, input).await;
+            let _ = tokio::io::AsyncWriteExt::shutdown(&mut stdin).await;
+        }
+        child.wait().await
+    }
+
     /// Starts `helm <args>` and returns the running process; its output is collected in the
     /// background, so the process never blocks on a full pipe. `what` prefixes errors.
     ///
     /// # Errors
     /// [`ErrorKind::Cluster`](action_runner::error::ErrorKind) when helm cannot be started.
     pub fn spawn(&self, what: &str, args: &[OsString]) -> Result<HelmChild, RunnerError> {
+        self.spawn_with(what, args, false)
+    }
+
+    /// As [`Helm::spawn`], with a pipe to helm's standard input when `stdin` is set.
+    fn spawn_with(
+        &self,
+        what: &str,
+        args: &[OsString],
+        stdin: bool,
+    ) -> Result<HelmChild, RunnerError> {
         tracing::debug!(command = %self.redactor.redact(&format!("{} {}", self.binary.display(),
             args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "))), "running helm");
-        let mut child = self.command().args(args).spawn().map_err(|e| {
+        let mut cmd = self.command();
+        if stdin {
+            cmd.stdin(Stdio::piped());
+        }
+        let mut child = cmd.args(args).spawn().map_err(|e| {
             RunnerError::cluster(format!("{what}: cannot run {}", self.binary.display())).because(e)
         })?;
         Ok(HelmChild {
@@ -593,100 +476,6 @@ fn interpret(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn redacts_values() {
-        let mut r = Redactor::default();
-        r.add_values(
-            &json!({"db": {"password": "hunter22", "port": 5432, "short": "ab"},
-            "list": ["tok-123456"], "multi": "line one\nline two"}),
-        );
-        let text = "failed: hunter22 and tok-123456 on 5432 ab line two";
-        assert_eq!(
-            r.redact(text),
-            "failed: <redacted> and <redacted> on <redacted> ab <redacted>"
-        );
-    }
-
-    /// Go's `strconv.Quote` of these strings, as Go 1.26 prints them (without the quotes).
-    #[test]
-    fn go_quote_matches_go() {
-        for (s, go) in [
-            ("plain", "plain"),
-            ("a\"b\\c", "a\\\"b\\\\c"),
-            (
-                "l1\nl2\tt\r\u{7}\u{8}\u{c}\u{b}",
-                "l1\\nl2\\tt\\r\\a\\b\\f\\v",
-            ),
-            ("\u{1}\u{1f}\u{7f}", "\\x01\\x1f\\x7f"),
-            ("é😀 ", "é😀 "),
-            (
-                "\u{a0}\u{200b}\u{feff}\u{2028}",
-                "\\u00a0\\u200b\\ufeff\\u2028",
-            ),
-            ("\u{85}", "\\u0085"),
-        ] {
-            assert_eq!(go_quote(s), go, "{s:?}");
-        }
-    }
-
-    #[test]
-    fn json_escapes() {
-        assert_eq!(
-            json_escape("a\"b\\c\nd\u{1}<&>"),
-            "a\\\"b\\\\c\\nd\\u0001<&>"
-        );
-        assert_eq!(
-            go_json_escape("a\"b\nd<&>\u{2028}"),
-            "a\\\"b\\nd\\u003c\\u0026\\u003e\\u2028"
-        );
-    }
-
-    /// Each secret is redacted as is, Go-quoted, JSON-escaped (serde_json's and Go's) and line
-    /// by line, in each of those forms.
-    #[test]
-    fn redacts_every_form() {
-        let secret = "pa\"ss\\wo<r>d\tx";
-        let pem =
-            "-----BEGIN KEY-----\nMIIBOgIBAAJBAKj34GkxFhD9\nend-of-key-line\n-----END KEY-----";
-        let mut r = Redactor::default();
-        r.add_values(&json!({"a": secret, "b": pem}));
-        for form in [
-            secret.to_string(),
-            go_quote(secret),
-            json_escape(secret),
-            go_json_escape(secret),
-            pem.to_string(),
-            go_quote(pem),
-            json_escape(pem),
-            "MIIBOgIBAAJBAKj34GkxFhD9".to_string(),
-            "end-of-key-line".to_string(),
-        ] {
-            let text = format!("error: value \"{form}\" is invalid");
-            let shown = r.redact(&text);
-            assert_eq!(shown, "error: value \"<redacted>\" is invalid", "{form:?}");
-        }
-        // A line of the PEM key inside Go's quoting of the whole key.
-        let shown = r.redact(&format!(
-            "x {}",
-            go_quote("prefix\nMIIBOgIBAAJBAKj34GkxFhD9")
-        ));
-        assert!(!shown.contains("MIIBOgIBAAJBAKj34GkxFhD9"), "{shown}");
-    }
-
-    #[test]
-    fn merge_adds_the_other_secrets() {
-        let mut a = Redactor::default();
-        a.add("first-secret");
-        let mut b = Redactor::default();
-        b.add("second-secret");
-        a.merge(&b);
-        assert_eq!(
-            a.redact("first-secret second-secret"),
-            "<redacted> <redacted>"
-        );
-    }
 
     /// A helm stand-in, a shell script: `term` behaves as Helm on SIGTERM (records, prints
     /// Helm's error, exits 1); `ignore` ignores SIGTERM. Both create `ready` once their trap is
@@ -715,6 +504,7 @@ mod tests {
             repository_cache: dir.into(),
             kubeconfig: None,
             timeout: None,
+            config_env: Vec::new(),
             redactor: Redactor::default(),
         }
     }
@@ -764,6 +554,7 @@ mod tests {
             repository_cache: dir.into(),
             kubeconfig: None,
             timeout: None,
+            config_env: Vec::new(),
             redactor: Redactor::default(),
         }
     }
@@ -817,6 +608,62 @@ mod tests {
             Stopped::Killed
         ));
         assert!(child.id().is_none(), "reaped");
+    }
+
+    /// A helm stand-in: `reads` copies its standard input to `stdin` beside it and prints its
+    /// arguments and environment; otherwise it fails at once without reading anything.
+    fn stdin_helm(dir: &std::path::Path, reads: bool) -> Helm {
+        let script = dir.join("helm");
+        let body = if reads {
+            format!("cat > {}/stdin\necho \"$@\"\nenv\n", dir.display())
+        } else {
+            "echo 'Error: boom' >&2\nexit 1\n".to_string()
+        };
+        std::fs::write(&script, format!("#!/bin/sh\n{body}")).unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        Helm {
+            binary: script,
+            driver: "secrets".into(),
+            repository_cache: dir.into(),
+            kubeconfig: None,
+            timeout: None,
+            config_env: vec![("HELM_REGISTRY_CONFIG", dir.join("registry.json"))],
+            redactor: Redactor::default(),
+        }
+    }
+
+    /// The input reaches helm's standard input byte for byte, and neither its arguments nor
+    /// its environment; `config_env` is in its environment.
+    #[tokio::test]
+    async fn run_with_stdin_writes_the_input_and_closes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let helm = stdin_helm(dir.path(), true);
+        let secret = "s3cret pass\nword";
+        let out = helm
+            .run_with_stdin("helm registry login", &["login".into()], secret.as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("stdin")).unwrap(),
+            secret
+        );
+        let out = String::from_utf8(out).unwrap();
+        assert!(!out.contains("s3cret"), "{out}");
+        let config = format!(
+            "HELM_REGISTRY_CONFIG={}",
+            dir.path().join("registry.json").display()
+        );
+        assert!(out.lines().any(|l| l == config), "{out}");
+
+        // A helm that fails before reading (more than a pipe holds): its error, not the
+        // pipe's.
+        let helm = stdin_helm(dir.path(), false);
+        let e = helm
+            .run_with_stdin("helm repo add", &[], &vec![b'x'; 1 << 20])
+            .await
+            .unwrap_err();
+        assert_eq!(e.to_string(), "helm repo add: boom");
     }
 
     #[test]

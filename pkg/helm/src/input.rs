@@ -29,6 +29,7 @@ pub const MAX_RELEASE_NAME_LENGTH: usize = 53;
 ///   repo: https://charts.example.com
 ///   version: 1.2.3
 ///   auth: {usernameFile: /creds/username, passwordFile: /creds/password}  # basic auth
+///   # auth.allowPlainHttp: true  # only to send them over plain HTTP (http://, plainHttp)
 ///   caFile: /certs/ca.crt     # CA bundle of an https repository or registry
 ///   passCredentials: false    # send the credentials to other hosts too (--pass-credentials)
 ///   plainHttp: false          # an oci:// registry over plain HTTP (--plain-http)
@@ -250,9 +251,10 @@ impl fmt::Debug for Values {
 /// `oci://` reference, a local chart directory or `.tgz` archive, or `<repo-name>/<chart>` of a
 /// repository configured in Helm. `version` is a version or SemVer range (empty: the latest).
 ///
-/// Access to a private repository or registry (`helm pull` flags; read from the input manifest
-/// only, never from an upgrade's release file, and never written to the outputs): `auth`
-/// (`--username`, `--password`), `caFile` (`--ca-file`), `passCredentials`
+/// Access to a private repository or registry (read from the input manifest only, never from
+/// an upgrade's release file, and never written to the outputs): `auth` (basic auth: a login
+/// of helm's own, `helm repo add` or `helm registry login` with `--password-stdin`, into the
+/// run's private scratch configuration), `caFile` (`--ca-file`), `passCredentials`
 /// (`--pass-credentials`, chart repositories only) and `plainHttp` (`--plain-http`, `oci://`
 /// only). See [`crate::sources`].
 #[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq, Eq)]
@@ -293,8 +295,10 @@ pub struct Chart {
 }
 
 /// `chart.auth`: files holding the username and the password (each file's content, one
-/// trailing line break removed). The password is a secret: it reaches Helm as `--password`
-/// and is redacted from everything the runner shows.
+/// trailing line break removed). The password is a secret: it reaches Helm only on its
+/// standard input (`--password-stdin` of `helm repo add` or `helm registry login`, see
+/// [`crate::sources::RepositoryAccess::login`]) and is redacted from everything the runner
+/// shows.
 #[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ChartAuth {
@@ -302,6 +306,11 @@ pub struct ChartAuth {
     pub username_file: String,
     /// File holding the password.
     pub password_file: String,
+    /// Send the credentials over plain HTTP, readable by anyone on the way: to an `http://`
+    /// `chart.repo`, or to an `oci://` registry with `chart.plainHttp: true`. Without it such a
+    /// chart source with credentials is an input error. Default `false`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_plain_http: bool,
 }
 
 /// `output`: what the two output files hold.
@@ -588,13 +597,24 @@ mod tests {
             i.chart.auth,
             Some(ChartAuth {
                 username_file: "/u".into(),
-                password_file: "/p".into()
+                password_file: "/p".into(),
+                allow_plain_http: false,
             })
         );
         assert_eq!(i.chart.ca_file, "/ca.pem");
         assert!(i.chart.pass_credentials && !i.chart.plain_http);
         let e = parse("chart: {name: c, auth: {usernameFile: /u}}\n").unwrap_err();
         assert!(e.contains("passwordFile"), "{e}");
+        let i = parse(
+            "chart: {name: c, auth: {usernameFile: /u, passwordFile: /p, allowPlainHttp: true}}\n",
+        )
+        .unwrap();
+        assert!(i.chart.auth.unwrap().allow_plain_http);
+        let e = parse(
+            "chart: {name: c, auth: {usernameFile: /u, passwordFile: /p, plainHttp: true}}\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("plainHttp"), "{e}");
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub mod input;
 pub mod lifecycle;
 pub mod output;
 pub mod ownership;
+pub mod redact;
 pub mod render;
 pub mod sources;
 pub mod storage;
@@ -246,10 +247,8 @@ async fn wait_diagnosis(
         return None;
     }
     let line = redactor.redact(&diagnose::describe(&not_ready, more));
-    let list = serde_json::from_str(
-        &redactor.redact(&serde_json::to_string(&not_ready).expect("the diagnosis serializes")),
-    )
-    .unwrap_or(Value::Null);
+    let list =
+        redactor.redact_value(&serde_json::to_value(&not_ready).expect("the diagnosis serializes"));
     Some((line, list))
 }
 
@@ -491,7 +490,10 @@ impl ActionRunner for HelmRunner {
         };
 
         let access = match &source {
-            Some(source) => sources::RepositoryAccess::read(&args.chart, source)?,
+            Some(source) => {
+                sources::check_credentials_transport(&args.chart, source)?;
+                sources::RepositoryAccess::read(&args.chart, source)?
+            }
             None => sources::RepositoryAccess::default(),
         };
         if let Some(password) = &access.password {
@@ -558,6 +560,7 @@ impl ActionRunner for HelmRunner {
             kubeconfig,
             // The manifest's `timeout` for this operation, else `RUNNER_TIMEOUT`'s.
             timeout: lifecycle::timeout(args)?.or(ctx.timeout),
+            config_env: Vec::new(),
             redactor: p.redactor.clone(),
         };
         input
@@ -668,7 +671,12 @@ impl ActionRunner for HelmRunner {
         input
             .activity
             .set(format!("fetching the chart: {}", source.describe()));
-        let chart_dir = chart::fetch(&helm, source, &p.access.pull_args(), scratch.path()).await?;
+        // A private chart source: helm logs in to it first (the password on its stdin only).
+        let pull = p
+            .access
+            .login(&helm, &version, source, scratch.path())
+            .await?;
+        let chart_dir = chart::fetch(&pull.helm, &pull.source, &pull.args, scratch.path()).await?;
 
         // The action's identity: its input as read, the chart's files included (`ownership`).
         let mut digest = input.digest.clone();

@@ -10,8 +10,15 @@
 //! (list order), each `valuesFromFile` file (list order), then the inline `values`; so inline
 //! values win. Every layer is a file: `valuesFrom` texts are written as read (Helm parses them
 //! itself, as it would a `-f` file) to a private scratch directory with mode 0600.
+//!
+//! Credentials of a private chart source reach helm only on its standard input, never on a
+//! command line or in an environment (both readable in `/proc/<pid>/` by other processes of the
+//! same user): helm logs in by itself (`helm repo add ... --password-stdin` or `helm registry
+//! login ... --password-stdin`) into a configuration of the run's own, in its private scratch
+//! directory, and `helm pull` then reads them from there ([`RepositoryAccess::login`]).
 
 use std::ffi::OsString;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use action_runner::RunnerError;
@@ -19,7 +26,9 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::Api;
 
 use crate::chart::ChartSource;
+use crate::cli::Helm;
 use crate::input::{self, Chart, SourceKind, Values, ValuesSource};
+use crate::version::HelmVersion;
 
 /// Longest ConfigMap or Secret key (`IsConfigMapKey` of `k8s.io/apimachinery`, 253 characters).
 pub const MAX_KEY_LENGTH: usize = 253;
@@ -166,13 +175,13 @@ pub fn write_values(dir: &Path, fetched: &[FetchedValues]) -> Result<Vec<PathBuf
         .collect()
 }
 
-/// Access to a private chart repository or registry, read from `chart` of the input manifest:
-/// what `helm pull` is given. Its `Debug` never shows the password.
+/// Access to a private chart repository or registry, read from `chart` of the input manifest.
+/// Its `Debug` never shows the password.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct RepositoryAccess {
-    /// `--username`.
+    /// `--username` of the login ([`RepositoryAccess::login`]).
     pub username: Option<String>,
-    /// `--password` (a secret).
+    /// The password (a secret): written to the login's standard input, nowhere else.
     pub password: Option<String>,
     /// `--ca-file`.
     pub ca_file: Option<PathBuf>,
@@ -258,15 +267,10 @@ impl RepositoryAccess {
         Ok(access)
     }
 
-    /// The flags of `helm pull`: `--username U --password P`, `--ca-file F`,
-    /// `--pass-credentials`, `--plain-http`, as set. The password is on helm's command line
-    /// (Helm has no other way for `helm pull` of a chart repository); the runner's log of the
-    /// command line redacts it ([`crate::cli::Redactor`]).
+    /// The flags of `helm pull`: `--ca-file F`, `--pass-credentials`, `--plain-http`, as set.
+    /// Never a credential: those reach helm by [`RepositoryAccess::login`].
     pub fn pull_args(&self) -> Vec<OsString> {
         let mut args: Vec<OsString> = Vec::new();
-        if let (Some(u), Some(p)) = (&self.username, &self.password) {
-            args.extend(["--username".into(), u.into(), "--password".into(), p.into()]);
-        }
         if let Some(ca) = &self.ca_file {
             args.extend(["--ca-file".into(), ca.into()]);
         }
@@ -287,6 +291,265 @@ pub const MAX_CREDENTIAL_BYTES: u64 = 64 * 1024;
 /// The largest `chart.caFile` accepted: 1 MiB, about five times Debian's whole bundle of public
 /// roots (`/etc/ssl/certs/ca-certificates.crt`, about 215 KiB).
 pub const MAX_CA_FILE_BYTES: u64 = 1024 * 1024;
+
+/// The name the runner gives a private chart repository in its own scratch configuration
+/// (`helm repo add <this> <url>`), so the chart is pulled as `<this>/<chart>`.
+pub const REPOSITORY_NAME: &str = "helm-runner-chart-source";
+
+/// The directory, in the run's scratch directory, of Helm's configuration for a private chart
+/// source: `repositories.yaml` (`HELM_REPOSITORY_CONFIG`), `cache/` (`HELM_REPOSITORY_CACHE`)
+/// or `registry.json` (`HELM_REGISTRY_CONFIG`). Mode 0700; removed with the scratch directory
+/// when the run ends.
+pub const CONFIG_DIR: &str = "helm-config";
+
+/// What `registry.json` holds before `helm registry login` writes the credentials into it: one
+/// empty entry for a host that cannot exist. Helm's registry client stores credentials in the
+/// platform's native credential helper (`docker-credential-secretservice` or `-pass` on Linux,
+/// when one is on `PATH`) unless its configuration file already holds some authentication
+/// (`oras.land/oras-go/v2` `credentials.NewStore` with `DetectDefaultNativeStore`, which both
+/// Helm majors set); with this entry they stay in the run's scratch directory, gone with it.
+pub const REGISTRY_CONFIG: &str = r#"{"auths":{"helm-runner.invalid":{}}}"#;
+
+/// How `helm pull` fetches the chart: the helm to run it with (its environment pointing at the
+/// run's own configuration after a login), the chart reference and the flags.
+#[derive(Debug, Clone)]
+pub struct Pull {
+    /// helm, with [`Helm::config_env`] set after a login.
+    pub helm: Helm,
+    /// What to pull: after `helm repo add`, `<REPOSITORY_NAME>/<chart>` without `--repo`.
+    pub source: ChartSource,
+    /// Flags of `helm pull` ([`RepositoryAccess::pull_args`], or none after `helm repo add`,
+    /// whose repository entry holds them).
+    pub args: Vec<OsString>,
+}
+
+impl RepositoryAccess {
+    /// Logs helm in to a private chart source, so that no credential is ever on a command line
+    /// or in an environment, and returns how to pull the chart. Without credentials, or for a
+    /// local chart: nothing to do, `helm pull` with [`RepositoryAccess::pull_args`].
+    ///
+    /// - A chart repository (`chart.repo` `http(s)://`): `helm repo add <REPOSITORY_NAME> <url>
+    ///   --username U --password-stdin [--ca-file F] [--pass-credentials]`, with
+    ///   `HELM_REPOSITORY_CONFIG` and `HELM_REPOSITORY_CACHE` in `<scratch>/helm-config`; Helm
+    ///   stores the entry (credentials included, in a file of mode 0600) and the index there;
+    ///   then `helm pull <REPOSITORY_NAME>/<chart> [--version V]` with the same environment.
+    /// - An `oci://` registry: `helm registry login <host> --username U --password-stdin
+    ///   [--ca-file F] [--plain-http]`, with `HELM_REGISTRY_CONFIG` in `<scratch>/helm-config`
+    ///   (first holding [`REGISTRY_CONFIG`]), where Helm stores the credentials; then `helm pull
+    ///   oci://...` with the same environment and [`RepositoryAccess::pull_args`]. Except with
+    ///   Helm 3 over TLS (`plainHttp: false`): its login falls back to plain HTTP, credentials
+    ///   and all, when the registry (or anyone on the way) answers in plain HTTP
+    ///   ([`HelmVersion::registry_login_falls_back_to_plain_http`]); the runner then writes the
+    ///   credentials into that same file itself ([`registry_credentials`]: what Helm's login
+    ///   would have written), and `helm pull`, which never sends them after such a fallback,
+    ///   reads them there.
+    ///
+    /// These flags are the same in Helm 3 (v3.22.0) and Helm 4 (v4.3.2), as their `--help`
+    /// lists them and their sources read them (`cmd/helm/repo_add.go` and `registry_login.go`
+    /// of `helm.sh/helm/v3`, `pkg/cmd/` of `helm.sh/helm/v4`; `--plain-http` of `registry
+    /// login` is `WithPlainHTTPLogin` in both, where `--insecure` would only skip TLS
+    /// verification).
+    ///
+    /// The password is written to helm's standard input from memory, followed by a line break:
+    /// both majors read all of it, then remove one trailing `\n` and then one `\r`, so a
+    /// password that ends in `\r` loses it. The username is on the command line: it is not a
+    /// secret, and `--password-stdin` needs it there (Helm asks for no password without one).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Failed`](action_runner::error::ErrorKind) when the scratch directory cannot
+    /// be made or the login fails (a wrong password: Helm's `401 Unauthorized`; a missing CA:
+    /// `x509: certificate signed by unknown authority`), with Helm's message, redacted;
+    /// [`ErrorKind::InvalidInput`](action_runner::error::ErrorKind) for credentials to a chart
+    /// of Helm's own configuration (which [`check_credentials_transport`] refuses first).
+    pub async fn login(
+        &self,
+        helm: &Helm,
+        version: &HelmVersion,
+        source: &ChartSource,
+        scratch: &Path,
+    ) -> Result<Pull, RunnerError> {
+        let (
+            Some(username),
+            Some(password),
+            ChartSource::Remote {
+                reference, repo, ..
+            },
+        ) = (&self.username, &self.password, source)
+        else {
+            let (helm, source, args) = (helm.clone(), source.clone(), self.pull_args());
+            return Ok(Pull { helm, source, args });
+        };
+        let config = scratch.join(CONFIG_DIR);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&config)
+            .map_err(|e| {
+                RunnerError::failed(format!("cannot create {}", config.display())).because(e)
+            })?;
+        let credentials = (username.as_str(), password.as_str());
+        let mut helm = helm.clone();
+        if let Some(url) = repo {
+            helm.config_env = vec![
+                ("HELM_REPOSITORY_CONFIG", config.join("repositories.yaml")),
+                ("HELM_REPOSITORY_CACHE", config.join("cache")),
+            ];
+            let mut args: Vec<OsString> = ["repo", "add", REPOSITORY_NAME, url]
+                .map(OsString::from)
+                .to_vec();
+            args.extend(self.login_flags(username, true));
+            run_login(&helm, &format!("helm repo add {url}"), &args, password).await?;
+            let mut source = source.clone();
+            if let ChartSource::Remote {
+                reference, repo, ..
+            } = &mut source
+            {
+                *reference = format!("{REPOSITORY_NAME}/{reference}");
+                *repo = None;
+            }
+            return Ok(Pull {
+                helm,
+                source,
+                args: Vec::new(),
+            });
+        }
+        let host = registry_host(reference).ok_or_else(|| {
+            invalid(format!(
+                "chart.auth applies to a chart from chart.repo or an oci:// registry, not to \
+                 {reference:?}"
+            ))
+        })?;
+        let registry_config = config.join("registry.json");
+        helm.config_env = vec![("HELM_REGISTRY_CONFIG", registry_config.clone())];
+        if version.registry_login_falls_back_to_plain_http() && !self.plain_http {
+            let mut json = registry_credentials(host, credentials);
+            let written = crate::write_private(&registry_config, &json);
+            json.fill(0);
+            written?;
+        } else {
+            crate::write_private(&registry_config, REGISTRY_CONFIG.as_bytes())?;
+            let mut args: Vec<OsString> = ["registry", "login", host].map(OsString::from).to_vec();
+            args.extend(self.login_flags(username, false));
+            run_login(
+                &helm,
+                &format!("helm registry login {host}"),
+                &args,
+                password,
+            )
+            .await?;
+        }
+        let (source, args) = (source.clone(), self.pull_args());
+        Ok(Pull { helm, source, args })
+    }
+
+    /// The flags of `helm repo add` (`repository`) or `helm registry login`: `--username U
+    /// --password-stdin`, `--ca-file F`, and `--pass-credentials` (a repository) or
+    /// `--plain-http` (a registry), as set.
+    fn login_flags(&self, username: &str, repository: bool) -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec![
+            "--username".into(),
+            username.into(),
+            "--password-stdin".into(),
+        ];
+        if let Some(ca) = &self.ca_file {
+            args.extend(["--ca-file".into(), ca.into()]);
+        }
+        if repository && self.pass_credentials {
+            args.push("--pass-credentials".into());
+        }
+        if !repository && self.plain_http {
+            args.push("--plain-http".into());
+        }
+        args
+    }
+}
+
+/// Runs a login (`helm <args>`) with `password` and a line break on its standard input; its
+/// failure is the action's (exit 1: the chart source, not the cluster, failed).
+async fn run_login(
+    helm: &Helm,
+    what: &str,
+    args: &[OsString],
+    password: &str,
+) -> Result<(), RunnerError> {
+    let mut input = password.as_bytes().to_vec();
+    input.push(b'\n');
+    let outcome = helm.run_with_stdin(what, args, &input).await;
+    input.fill(0);
+    outcome
+        .map(drop)
+        .map_err(|e| e.with_kind(action_runner::error::ErrorKind::Failed))
+}
+
+/// Helm's registry configuration (Docker's `config.json` format) holding `(username, password)`
+/// for `host`, as `helm registry login` writes it: `{"auths": {"<host>": {"auth":
+/// "<base64 of username:password>"}}}`, under the key Helm's login uses
+/// (`credentials.ServerAddressFromRegistry` of `oras.land/oras-go/v2`: `docker.io` and
+/// `registry-1.docker.io` are `https://index.docker.io/v1/`, every other host itself).
+pub fn registry_credentials(host: &str, (username, password): (&str, &str)) -> Vec<u8> {
+    use base64::Engine;
+    let key = match host {
+        "docker.io" | "registry-1.docker.io" => "https://index.docker.io/v1/",
+        other => other,
+    };
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+    serde_json::to_vec(&serde_json::json!({"auths": {key: {"auth": auth}}}))
+        .expect("a JSON document serializes")
+}
+
+/// The registry host of an `oci://` reference: `oci://r.example.com:5000/charts/app` →
+/// `r.example.com:5000`; `None` for anything else.
+fn registry_host(reference: &str) -> Option<&str> {
+    let rest = reference.strip_prefix("oci://")?;
+    rest.split('/').next().filter(|h| !h.is_empty())
+}
+
+/// Refuses credentials that would travel where they should not, before anything is read: over
+/// plain HTTP (an `http://` `chart.repo`, or `chart.plainHttp: true` for an `oci://` chart)
+/// unless `chart.auth.allowPlainHttp: true` says so; `allowPlainHttp` where nothing is plain
+/// HTTP; and credentials for a `<repo-name>/<chart>` of Helm's own configuration, whose entry
+/// carries its own (the runner logs in to a chart source it names itself only).
+///
+/// # Errors
+/// [`ErrorKind::InvalidInput`](action_runner::error::ErrorKind) (exit 2) naming the fields.
+pub fn check_credentials_transport(chart: &Chart, source: &ChartSource) -> Result<(), RunnerError> {
+    let (
+        Some(auth),
+        ChartSource::Remote {
+            reference, repo, ..
+        },
+    ) = (&chart.auth, source)
+    else {
+        return Ok(());
+    };
+    let plain = match repo {
+        Some(url) if url.starts_with("http://") => {
+            Some(format!("chart.repo {url:?} is plain HTTP"))
+        }
+        Some(_) => None,
+        None if reference.starts_with("oci://") => chart
+            .plain_http
+            .then(|| "chart.plainHttp: true talks plain HTTP to the registry".to_string()),
+        None => {
+            return Err(invalid(format!(
+                "chart.auth applies to a chart from chart.repo (http(s)://) or an oci:// \
+                 registry; chart.name {reference:?} names a repository of Helm's own \
+                 configuration, which holds its own credentials"
+            )));
+        }
+    };
+    match (plain, auth.allow_plain_http) {
+        (Some(why), false) => Err(invalid(format!(
+            "chart.auth: {why}, where the password would travel unencrypted: use https (or a \
+             registry with TLS), or set chart.auth.allowPlainHttp: true to send it anyway"
+        ))),
+        (None, true) => Err(invalid(
+            "chart.auth.allowPlainHttp applies to credentials over plain HTTP only (an http:// \
+             chart.repo, or chart.plainHttp: true for an oci:// chart)"
+                .into(),
+        )),
+        _ => Ok(()),
+    }
+}
 
 /// A credential file's content without one trailing line break, read with the bounded reader
 /// ([`action_runner::input_file`]: a regular file of at most [`MAX_CREDENTIAL_BYTES`]).
@@ -383,6 +646,7 @@ mod tests {
             auth: Some(ChartAuth {
                 username_file: user.display().to_string(),
                 password_file: pass.display().to_string(),
+                allow_plain_http: false,
             }),
             ca_file: ca.display().to_string(),
             pass_credentials: true,
@@ -397,17 +661,10 @@ mod tests {
             .iter()
             .map(|s| s.to_string_lossy().into_owned())
             .collect();
+        // Never a credential on helm pull's command line.
         assert_eq!(
             args,
-            [
-                "--username",
-                "robot",
-                "--password",
-                "pa ss",
-                "--ca-file",
-                ca.to_str().unwrap(),
-                "--pass-credentials"
-            ]
+            ["--ca-file", ca.to_str().unwrap(), "--pass-credentials"]
         );
 
         // Not for local charts; passCredentials only for a chart repository.
@@ -446,5 +703,212 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("chart.caFile /nonexistent/ca.pem"), "{e}");
+    }
+
+    fn chart_with_auth(repo: &str, name: &str, plain_http: bool, allow: bool) -> Chart {
+        Chart {
+            name: name.into(),
+            repo: repo.into(),
+            auth: Some(ChartAuth {
+                username_file: "/u".into(),
+                password_file: "/p".into(),
+                allow_plain_http: allow,
+            }),
+            plain_http,
+            ..Chart::default()
+        }
+    }
+
+    /// Credentials over plain HTTP only with `allowPlainHttp`; `allowPlainHttp` only where
+    /// something is plain HTTP; never for a repository of Helm's own configuration.
+    #[test]
+    fn credentials_over_plain_http_need_the_opt_in() {
+        let check = |c: &Chart| {
+            let source = crate::chart::resolve(c).unwrap();
+            check_credentials_transport(c, &source).map_err(|e| e.to_string())
+        };
+        assert!(check(&chart_with_auth("https://r", "c", false, false)).is_ok());
+        assert!(check(&chart_with_auth("oci://r", "c", false, false)).is_ok());
+        let e = check(&chart_with_auth("http://r", "c", false, false)).unwrap_err();
+        assert!(
+            e.contains("chart.repo \"http://r\" is plain HTTP")
+                && e.contains("chart.auth.allowPlainHttp: true"),
+            "{e}"
+        );
+        let e = check(&chart_with_auth("oci://r", "c", true, false)).unwrap_err();
+        assert!(e.contains("chart.plainHttp: true"), "{e}");
+        assert!(check(&chart_with_auth("http://r", "c", false, true)).is_ok());
+        assert!(check(&chart_with_auth("", "oci://r/c", true, true)).is_ok());
+        let e = check(&chart_with_auth("https://r", "c", false, true)).unwrap_err();
+        assert!(e.contains("chart.auth.allowPlainHttp applies"), "{e}");
+        let e = check(&chart_with_auth("", "myrepo/c", false, false)).unwrap_err();
+        assert!(e.contains("Helm's own configuration"), "{e}");
+        // Without credentials, plain HTTP is the user's business.
+        let open = Chart {
+            name: "c".into(),
+            repo: "http://r".into(),
+            ..Chart::default()
+        };
+        assert!(check(&open).is_ok());
+    }
+
+    /// A helm stand-in that records each call: its arguments (`args`), its standard input
+    /// (`stdin`) and its environment (`env`), appended to files beside it.
+    fn recording_helm(dir: &Path) -> Helm {
+        let script = dir.join("helm");
+        let d = dir.display();
+        std::fs::write(
+            &script,
+            format!("#!/bin/sh\necho \"$@\" >> {d}/args\ncat >> {d}/stdin\nenv >> {d}/env\n"),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        Helm {
+            binary: script,
+            driver: "secrets".into(),
+            repository_cache: dir.join("shared-cache"),
+            kubeconfig: None,
+            timeout: None,
+            config_env: Vec::new(),
+            redactor: crate::cli::Redactor::default(),
+        }
+    }
+
+    fn access(ca: bool, pass_credentials: bool, plain_http: bool) -> RepositoryAccess {
+        RepositoryAccess {
+            username: Some("robot".into()),
+            password: Some("pa ss-word".into()),
+            ca_file: ca.then(|| PathBuf::from("/ca.pem")),
+            pass_credentials,
+            plain_http,
+        }
+    }
+
+    /// A chart repository: `helm repo add` with the password on stdin and its configuration in
+    /// the scratch directory; the chart is then pulled by the repository's name.
+    #[tokio::test]
+    async fn login_to_a_chart_repository() {
+        let dir = tempfile::tempdir().unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let helm = recording_helm(dir.path());
+        let source = remote(Some("https://r.example.com"), "webapp");
+        let v3 = HelmVersion::parse("v3.22.0").unwrap();
+        let pull = access(true, true, false)
+            .login(&helm, &v3, &source, scratch.path())
+            .await
+            .unwrap();
+        let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
+        assert_eq!(
+            read("args"),
+            "repo add helm-runner-chart-source https://r.example.com --username robot \
+             --password-stdin --ca-file /ca.pem --pass-credentials\n"
+        );
+        assert_eq!(read("stdin"), "pa ss-word\n");
+        let config = scratch.path().join(CONFIG_DIR);
+        let env = read("env");
+        for line in [
+            format!(
+                "HELM_REPOSITORY_CONFIG={}",
+                config.join("repositories.yaml").display()
+            ),
+            format!("HELM_REPOSITORY_CACHE={}", config.join("cache").display()),
+        ] {
+            assert!(env.lines().any(|l| l == line), "{line} in {env}");
+        }
+        assert!(!env.contains("pa ss-word"));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&config).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        assert_eq!(pull.source, remote(None, "helm-runner-chart-source/webapp"));
+        assert!(pull.args.is_empty());
+        assert_eq!(pull.helm.config_env.len(), 2);
+    }
+
+    /// An OCI registry: `helm registry login <host>` (over plain HTTP with `--plain-http`),
+    /// except with Helm 3 over TLS, whose login could fall back to plain HTTP: the credentials
+    /// are then written to Helm's registry configuration without a login.
+    #[tokio::test]
+    async fn login_to_a_registry() {
+        for (version, plain_http, login) in [
+            ("v4.3.2", true, Some("--ca-file /ca.pem --plain-http")),
+            ("v4.3.2", false, Some("--ca-file /ca.pem")),
+            ("v3.22.0", true, Some("--ca-file /ca.pem --plain-http")),
+            ("v3.22.0", false, None),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let scratch = tempfile::tempdir().unwrap();
+            let helm = recording_helm(dir.path());
+            let v = HelmVersion::parse(version).unwrap();
+            let source = remote(None, "oci://127.0.0.1:5000/charts/webapp");
+            let pull = access(true, false, plain_http)
+                .login(&helm, &v, &source, scratch.path())
+                .await
+                .unwrap();
+            let args = std::fs::read_to_string(dir.path().join("args")).ok();
+            let registry_json = scratch.path().join(CONFIG_DIR).join("registry.json");
+            let config = std::fs::read_to_string(&registry_json).unwrap();
+            match login {
+                Some(flags) => {
+                    assert_eq!(
+                        args.unwrap(),
+                        format!(
+                            "registry login 127.0.0.1:5000 --username robot --password-stdin \
+                             {flags}\n"
+                        ),
+                        "{version}"
+                    );
+                    assert_eq!(config, REGISTRY_CONFIG);
+                }
+                None => {
+                    assert!(args.is_none(), "{version}: no login");
+                    let want =
+                        r#"{"auths":{"127.0.0.1:5000":{"auth":"cm9ib3Q6cGEgc3Mtd29yZA=="}}}"#;
+                    assert_eq!(config, want, "{version}");
+                    use std::os::unix::fs::PermissionsExt;
+                    let mode = std::fs::metadata(&registry_json)
+                        .unwrap()
+                        .permissions()
+                        .mode();
+                    assert_eq!(mode & 0o777, 0o600);
+                }
+            }
+            assert_eq!(pull.source, source);
+            let mut want: Vec<OsString> = vec!["--ca-file".into(), "/ca.pem".into()];
+            if plain_http {
+                want.push("--plain-http".into());
+            }
+            assert_eq!(pull.args, want, "{version}");
+            assert_eq!(
+                pull.helm.config_env,
+                [("HELM_REGISTRY_CONFIG", registry_json)]
+            );
+        }
+    }
+
+    #[test]
+    fn registry_credentials_as_helm_writes_them() {
+        assert_eq!(
+            String::from_utf8(registry_credentials("docker.io", ("u", "p"))).unwrap(),
+            r#"{"auths":{"https://index.docker.io/v1/":{"auth":"dTpw"}}}"#
+        );
+    }
+
+    /// Without credentials nothing is run: the pull goes as before.
+    #[tokio::test]
+    async fn no_login_without_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let helm = recording_helm(dir.path());
+        let source = remote(Some("https://r"), "webapp");
+        let open = RepositoryAccess {
+            ca_file: Some("/ca.pem".into()),
+            ..RepositoryAccess::default()
+        };
+        let v4 = HelmVersion::parse("v4.3.2").unwrap();
+        let pull = open.login(&helm, &v4, &source, dir.path()).await.unwrap();
+        assert!(!dir.path().join("args").exists());
+        assert_eq!(pull.source, source);
+        assert_eq!(pull.args, [OsString::from("--ca-file"), "/ca.pem".into()]);
+        assert!(pull.helm.config_env.is_empty());
     }
 }

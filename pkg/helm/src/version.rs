@@ -13,8 +13,18 @@
 //! | no wait | nothing | nothing (Helm 4's default strategy `hookOnly`: hooks only, as Helm 3 without `--wait`) |
 //! | undo a failed install/upgrade | `--atomic` | `--rollback-on-failure` (`--atomic` is its deprecated alias) |
 //! | rollback dry run | `--dry-run` (a boolean) | `--dry-run=server` (a mode, as install's) |
+//! | `helm registry login` without `--plain-http` to a registry that answers in plain HTTP | falls back to plain HTTP and sends the credentials: the runner writes them into Helm's registry configuration itself instead (no login) | refuses |
 //!
 //! The same `--wait` rule holds for `install`, `upgrade`, `uninstall` and `rollback`.
+//!
+//! The same in both (checked with each binary's `--help` and source): the flags of the login
+//! to a private chart source, `helm repo add <name> <url> --username U --password-stdin
+//! [--ca-file F] [--pass-credentials]` and `helm registry login <host> --username U
+//! --password-stdin [--ca-file F] [--plain-http]` (`--plain-http` is `WithPlainHTTPLogin` in
+//! both; `--insecure` only skips TLS verification), each reading the password from standard
+//! input and removing one trailing `\n`, then one `\r` (`cmd/helm/repo_add.go`,
+//! `registry_login.go` of Helm 3; `pkg/cmd/` of Helm 4); and `helm pull`'s `--ca-file`,
+//! `--pass-credentials`, `--plain-http`, `--repo`, `--version`, `--destination`.
 //!
 //! Sources: `helm.sh/helm/v4` `pkg/cmd/flags.go` (`AddWaitFlag`: `NoOptDefVal` is `watcher`,
 //! the default `hookOnly`), `pkg/cmd/install.go`, `upgrade.go` (`--rollback-on-failure`) and
@@ -115,6 +125,18 @@ impl HelmVersion {
         }
     }
 
+    /// Whether `helm registry login` without `--plain-http` falls back to plain HTTP, and logs
+    /// in over it, credentials and all, when the registry answers a TLS handshake in plain HTTP
+    /// (so does anyone on the way): Helm 3 does (`helm.sh/helm/v3` `pkg/registry/fallback.go`,
+    /// kept "for backward compatibility", and `Client.Login`, which then retries with
+    /// `PlainHTTP` set); Helm 4 does not (`server gave HTTP response to HTTPS client`).
+    /// Seen with both binaries against a plain-HTTP registry on loopback. `helm pull` of both
+    /// never sends credentials after such a fallback (ORAS refuses to forward them across the
+    /// change of scheme).
+    pub fn registry_login_falls_back_to_plain_http(&self) -> bool {
+        self.major == 3
+    }
+
     /// Whether Helm applies the chart's objects with server-side apply by default: Helm 4 for
     /// an install (`--server-side` defaults to `true`) and for an upgrade of a release it
     /// installed so (`auto`); Helm 3 never does. The runner passes no `--server-side`, so
@@ -177,6 +199,14 @@ mod tests {
         assert_eq!(v4.wait_args(true), ["--wait=watcher"]);
         assert!(v3.wait_args(false).is_empty() && v4.wait_args(false).is_empty());
         assert!(!v3.server_side_apply_by_default() && v4.server_side_apply_by_default());
+    }
+
+    #[test]
+    fn registry_login_fallback_per_major() {
+        let v3 = HelmVersion::parse("v3.22.0").unwrap();
+        let v4 = HelmVersion::parse("v4.3.2").unwrap();
+        assert!(v3.registry_login_falls_back_to_plain_http());
+        assert!(!v4.registry_login_falls_back_to_plain_http());
     }
 
     #[test]
