@@ -216,6 +216,133 @@ async fn deploy_jobs_run_as_shipped_on_real_pods() {
     );
 }
 
+/// Two Jobs under one `RUNNER_CONTEXT_NAME`, as a user who copies a Job and forgets to rename
+/// its action makes them: the second Job (another owner, another input: a Workflow that would
+/// fail, a release with other values) never reports the first's Workflow or release as its own.
+/// Its one pod exits 2 (the Job fails at once, `podFailurePolicy`) with the termination message
+/// naming the first Job as the owner; the first action's Workflow, release and status are
+/// untouched. See docs/identity.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_job_under_the_same_context_name_is_refused() {
+    let Some(w) = Ns::new("twins").await else {
+        return;
+    };
+    for runner in ["argo-runner", "helm-runner"] {
+        apply_deploy(&w.client, &w.ns, runner, |_| {})
+            .await
+            .unwrap();
+    }
+    for runner in ["argo-runner", "helm-runner"] {
+        w.job_ended(name_of(&job_of(runner)), "Complete").await;
+    }
+    let first_workflow = workflows(&w.client, &w.ns)
+        .get("hello-world")
+        .await
+        .unwrap();
+    let releases = |w: &Ns| {
+        let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(w.client.clone(), &w.ns);
+        async move {
+            let lp = kube::api::ListParams::default().labels("owner=helm,name=hello-release");
+            let mut v: Vec<String> = api
+                .list(&lp)
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .map(|s| s.metadata.name.unwrap_or_default())
+                .collect();
+            v.sort();
+            v
+        }
+    };
+    let first_releases = releases(&w).await;
+    assert_eq!(first_releases.len(), 1, "{first_releases:?}");
+    let statuses_before = (
+        w.status("hello-world").await,
+        w.status("hello-release").await,
+    );
+
+    // The copies: the same context names, other inputs, other Job names.
+    let objects = |runner: &str| deploy_objects(runner);
+    let copies = [
+        (
+            "argo-runner",
+            "hello-world-input",
+            "manifest.yaml",
+            argo_example("exit-handlers"),
+            "argo-runner-hello-world-copy",
+        ),
+        (
+            "helm-runner",
+            "hello-release-input",
+            "manifest.yaml",
+            "name: hello-release\nchart:\n  name: /runner/chart\nvalues:\n  greeting: hello again\n"
+                .to_string(),
+            "helm-runner-hello-release-copy",
+        ),
+    ];
+    for (runner, input, key, manifest, job_name) in &copies {
+        let objects = objects(runner);
+        let mut cm = find(&objects, "ConfigMap", input).clone();
+        let copy_input = format!("{input}-copy");
+        cm["metadata"]["name"] = json!(copy_input);
+        cm["data"][key] = json!(manifest);
+        apply(&w.client, &w.ns, &cm, false).await.unwrap();
+        let mut job = job_of(runner);
+        job["metadata"]["name"] = json!(job_name);
+        for v in job["spec"]["template"]["spec"]["volumes"]
+            .as_array_mut()
+            .unwrap()
+        {
+            if v["configMap"]["name"] == json!(input) {
+                v["configMap"]["name"] = json!(copy_input);
+            }
+        }
+        apply(&w.client, &w.ns, &job, false).await.unwrap();
+    }
+    for (runner, _, _, _, job_name) in &copies {
+        let (_, pods) = w.job_ended(job_name, "Failed").await;
+        assert_eq!(
+            pods.len(),
+            1,
+            "exit 2 fails the Job at once (podFailurePolicy)"
+        );
+        let t = terminated(&pods[0]).expect("the runner's container terminated");
+        assert_eq!(t.exit_code, 2, "{runner}: {t:?}");
+        let message = t.message.as_deref().unwrap_or_default();
+        let first_job = name_of(&job_of(runner)).to_string();
+        assert!(
+            message.contains("another owner") || message.contains("another action"),
+            "{runner}: {message}"
+        );
+        assert!(
+            message.contains("RUNNER_CONTEXT_NAME"),
+            "{runner}: {message}"
+        );
+        if *runner == "argo-runner" {
+            assert!(
+                message.contains(&first_job),
+                "{runner} names the first Job: {message}"
+            );
+        }
+    }
+    let workflow = workflows(&w.client, &w.ns)
+        .get("hello-world")
+        .await
+        .unwrap();
+    assert_eq!(workflow.metadata.uid, first_workflow.metadata.uid);
+    assert_eq!(workflow.data["status"]["phase"], "Succeeded");
+    assert_eq!(releases(&w).await, first_releases, "no new revision");
+    assert_eq!(
+        (
+            w.status("hello-world").await,
+            w.status("hello-release").await
+        ),
+        statuses_before,
+        "the copies wrote no status"
+    );
+}
+
 /// A Job whose action fails: its one pod exits 1 (the Job's `podFailurePolicy` fails the Job at
 /// once: another pod would meet the same failed Workflow) and the runner's one-line reason,
 /// naming Argo's message, is the pod's `state.terminated.message` (what `kubectl describe pod`
