@@ -105,3 +105,23 @@ pub async fn assert_bad_input(w: &World, name: &str, out: &RunnerOutput, needle:
         "{name}: bad input writes no status"
     );
 }
+
+/// Runs each named test function (an `async fn name(h: HelmBin)` of the calling test file)
+/// once per helm, as the tests `helm4::<name>` (the default) and `helm3::<name>`.
+#[macro_export]
+macro_rules! both_helms {
+    ($($name:ident),* $(,)?) => {
+        mod helm4 {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name($crate::helm::HelmBin::V4).await
+            })*
+        }
+        mod helm3 {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name($crate::helm::HelmBin::V3).await
+            })*
+        }
+    };
+}

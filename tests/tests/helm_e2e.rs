@@ -2927,25 +2927,7 @@ async fn a_repository_that_never_answers_ends_at_the_timeout(h: HelmBin) {
     assert_eq!(w.record_statuses("silent").await, vec![]);
 }
 
-/// Runs each named test once per helm: `helm4::<name>` (the default) and `helm3::<name>`.
-macro_rules! both_helms {
-    ($($name:ident),* $(,)?) => {
-        mod helm4 {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(super::HelmBin::V4).await
-            })*
-        }
-        mod helm3 {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(super::HelmBin::V3).await
-            })*
-        }
-    };
-}
-
-both_helms!(
+action_runner_tests::both_helms!(
     uninstall_is_idempotent_and_keeps_history_on_request,
     rollback_to_the_previous_or_a_given_revision,
     rollback_on_failure_create_namespace_and_timeout,

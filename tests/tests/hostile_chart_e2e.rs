@@ -333,25 +333,7 @@ async fn hostile_input_files_are_refused_at_once(h: HelmBin) {
     assert_nothing_installed(&w).await;
 }
 
-/// Runs each named test once per helm: `helm4::<name>` (the default) and `helm3::<name>`.
-macro_rules! both_helms {
-    ($($name:ident),* $(,)?) => {
-        mod helm4 {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(super::HelmBin::V4).await
-            })*
-        }
-        mod helm3 {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(super::HelmBin::V3).await
-            })*
-        }
-    };
-}
-
-both_helms!(
+action_runner_tests::both_helms!(
     a_linked_runner_file_never_reaches_the_cluster,
     a_gzip_bomb_is_refused,
     hostile_input_files_are_refused_at_once,

@@ -496,17 +496,7 @@ mod tests {
             ),
         )
         .unwrap();
-        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
-        Helm {
-            binary: script,
-            driver: "secrets".into(),
-            repository_cache: dir.into(),
-            kubeconfig: None,
-            timeout: None,
-            config_env: Vec::new(),
-            redactor: Redactor::default(),
-        }
+        script_at(script, dir)
     }
 
     async fn until_ready(dir: &std::path::Path) {
@@ -546,6 +536,11 @@ mod tests {
     fn script_helm(dir: &std::path::Path, body: &str) -> Helm {
         let script = dir.join("helm");
         std::fs::write(&script, format!("#!/bin/sh\n{body}\n")).unwrap();
+        script_at(script, dir)
+    }
+
+    /// The shell script `script` (made executable here) as helm, its cache in `dir`.
+    fn script_at(script: std::path::PathBuf, dir: &std::path::Path) -> Helm {
         std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
         Helm {
