@@ -5,6 +5,8 @@
 //! when `status.finishedAt` is set or `status.phase` is `Succeeded`, `Failed` or `Error`; it
 //! succeeded iff the phase is `Succeeded`; `status.message` explains a failure.
 
+#![warn(missing_docs)]
+
 pub mod logs;
 pub mod manifest;
 pub mod nodes;

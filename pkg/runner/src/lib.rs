@@ -27,6 +27,8 @@
 //! }
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod client;
 pub mod config;
 pub mod context;
