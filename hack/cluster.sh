@@ -11,6 +11,11 @@
 #   hack/cluster.sh argo     # replace the running cluster's Argo (CRDs, controller) with the Argo
 #                            # in use: Argo 4, or Argo 3 with KAR_ARGO_MAJOR=3 (every Workflow goes)
 #   hack/cluster.sh check    # can a cluster start here? exit 0, or 1 with the reason on one line
+#   hack/cluster.sh can-start [OS UID]
+#                            # could one start here once hack/install-tools.sh has run (it installs
+#                            # the packages as root)? exit 0, or 1 with the reason on one line. OS
+#                            # and UID default to `uname -s` and `id -u` (hack/demo.sh asks this
+#                            # before installing anything)
 #
 # Binaries come from hack/install-tools.sh (run it first). State lives in
 # ${KAR_CLUSTER_DIR:-${KAR_CACHE:-$HOME/.cache/kube-action-runners}/cluster}, never in the
@@ -81,12 +86,30 @@ print_env() {
   echo "export PATH=$S/bin:\$PATH"
 }
 
+# The commands the cluster runs or is set up with; hack/install-tools.sh installs their Debian
+# packages as root when they are missing.
+HOST_COMMANDS=(containerd runc ctr buildah iptables ip openssl)
+
+# can_start OS UID: one line saying why no cluster could start on a machine whose `uname -s` is OS
+# and whose user id is UID, even once hack/install-tools.sh has run, or nothing. The commands the
+# cluster needs may be missing: as root on Linux, hack/install-tools.sh installs them with
+# apt-get; only without apt-get must they be there already (looked up on PATH).
+can_start() {
+  [[ $1 == Linux ]] || { echo "not Linux"; return 1; }
+  [[ $2 == 0 ]] || { echo "not root (the kubelet, containerd and the bridge need root)"; return 1; }
+  command -v apt-get >/dev/null && return 0
+  local t
+  for t in "${HOST_COMMANDS[@]}"; do
+    command -v "$t" >/dev/null ||
+      { echo "$t is missing and cannot be installed here (hack/install-tools.sh installs Debian packages with apt-get)"; return 1; }
+  done
+}
+
 # check: one line saying why no cluster can start here, or nothing.
 check() {
-  [[ $(uname -s) == Linux ]] || { echo "not Linux"; return 1; }
-  [[ $(id -u) == 0 ]] || { echo "not root (the kubelet, containerd and the bridge need root)"; return 1; }
+  can_start "$(uname -s)" "$(id -u)" || return 1
   local t
-  for t in containerd runc ctr buildah iptables ip openssl; do
+  for t in "${HOST_COMMANDS[@]}"; do
     command -v "$t" >/dev/null || { echo "$t is missing (hack/install-tools.sh installs it as root)"; return 1; }
   done
   tools_env
@@ -751,6 +774,7 @@ case ${1:-} in
   env) print_env ;;
   images) tools_env && runner_images && peer_images ;;
   check) check ;;
+  can-start) can_start "${2:-$(uname -s)}" "${3:-$(id -u)}" ;;
   argo) argo ;;
-  *) echo "usage: $0 up|down|env|images|argo|check" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|env|images|argo|check|can-start [OS UID]" >&2; exit 2 ;;
 esac

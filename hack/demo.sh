@@ -6,29 +6,43 @@
 # and prints how to stop it). Each phase's time is printed as it goes: the first run builds
 # Kubernetes, etcd, helm and Argo from their Go modules (about 15 minutes on 2 cores).
 #
-# Where no cluster can start here (not Linux, or not root), it says why in one line and runs the
-# earlier demo instead: argo-runner on the same example against a bare kube-apiserver, with the
-# controller played by the demo (`hack/demo.sh --bare [EXAMPLE] [--fail]` runs that one directly).
+# On a fresh machine it installs first (as root on Linux, hack/install-tools.sh installs the
+# Debian packages the cluster needs), then starts the cluster. Only where no cluster can start
+# (not Linux, or not root, or what it needs is missing and cannot be installed:
+# `hack/cluster.sh can-start`), it says why in one line and runs the earlier demo instead:
+# argo-runner on the same example against a bare kube-apiserver, with the controller played by
+# the demo (`hack/demo.sh --bare [EXAMPLE] [--fail]` runs that one directly).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source hack/lib.sh
 
-if [[ ${1:-} != --bare ]] && ! why=$(bash hack/cluster.sh check 2>/dev/null); then
-  echo "demo: no local cluster can start here: $why; running the bare API server demo instead" >&2
-  set -- --bare "$@"
-fi
-if [[ ${1:-} == --bare ]]; then
-  shift
+bare() {
   bash hack/install-tools.sh
   cargo build --bins
   exec cargo run -q -p action-runner-tests --bin demo -- "$@"
+}
+
+if [[ ${1:-} == --bare ]]; then
+  shift
+  bare "$@"
+fi
+# Asked before installing anything: whether a cluster could start here once installed.
+if ! why=$(bash hack/cluster.sh can-start); then
+  echo "demo: no local cluster can start here: $why; running the bare API server demo instead" >&2
+  bare "$@"
 fi
 
 NS=demo
-phase_start "tools (first run: Go builds)"
+phase_start "tools (first run: Go builds, Debian packages)"
 bash hack/install-tools.sh
 eval "$(bash hack/install-tools.sh --print)"
 phase_end
+# Now that everything is installed: what installing cannot change (a kernel without the memory
+# cgroup, ...).
+if ! why=$(bash hack/cluster.sh check 2>/dev/null); then
+  echo "demo: no local cluster can start here, even with the tools installed: $why; running the bare API server demo instead" >&2
+  bare "$@"
+fi
 phase_start "runner images"
 bash hack/build-images.sh >/dev/null
 phase_end

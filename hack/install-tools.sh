@@ -45,8 +45,9 @@ case ${KAR_ARGO_MAJOR:-4} in
   *) echo "install-tools: KAR_ARGO_MAJOR is ${KAR_ARGO_MAJOR}: it must be 3 or 4" >&2; exit 2 ;;
 esac
 # Debian packages the local cluster (hack/cluster.sh) runs on: the container runtime, the CNI
-# plugins, buildah to build images without a Docker engine, busybox for the test images.
-DEBIAN_PACKAGES=(containerd runc containernetworking-plugins buildah busybox-static iptables conntrack gcc libc6-dev file time)
+# plugins, buildah to build images without a Docker engine, busybox for the test images, ip and
+# openssl for its network and certificates (hack/cluster.sh's HOST_COMMANDS).
+DEBIAN_PACKAGES=(containerd runc containernetworking-plugins buildah busybox-static iptables iproute2 openssl conntrack gcc libc6-dev file time)
 HELM4_BIN=$BIN/helm-$HELM4_VERSION
 HELM3_BIN=$BIN/helm-$HELM3_VERSION
 # The benchmark's Argo CLI is the default Argo's.

@@ -5,6 +5,8 @@
 //! when `status.finishedAt` is set or `status.phase` is `Succeeded`, `Failed` or `Error`; it
 //! succeeded iff the phase is `Succeeded`; `status.message` explains a failure.
 
+#![warn(missing_docs)]
+
 pub mod logs;
 pub mod manifest;
 pub mod nodes;
@@ -18,8 +20,8 @@ use std::path::{Path, PathBuf};
 use action_runner::InputDigest;
 use action_runner::identity::{self, INPUT_DIGEST_LABEL, Sameness};
 use action_runner::{
-    ActionRunner, ExecutionContext, Progress, RunnerError, StartInput, StartOutput,
-    WaitForCompletionInput, WaitForCompletionOutput, validation,
+    ActionRunner, ExecutionContext, Progress, Required, RunnerError, StartInput, StartOutput,
+    Variable, WaitForCompletionInput, WaitForCompletionOutput, validation,
 };
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -73,6 +75,34 @@ pub const OUTPUT_FILE_VAR: &str = "RUNNER_OUTPUT_ARGO_WORKFLOW_FILE_PATH";
 /// Environment variable that turns on following the Workflow's pods' logs (`true`/`false`,
 /// default `false`; see [`logs`]).
 pub const LOGS_VAR: &str = "RUNNER_ARGO_LOGS";
+
+/// Environment variable saying what happens to the Workflow when the runner is cancelled or
+/// times out ([`OnCancel`]).
+pub const ON_CANCEL_VAR: &str = "RUNNER_ARGO_ON_CANCEL";
+
+/// The variables argo-runner reads besides the common ones: what `argo-runner --help` lists and
+/// `docs/argo.md`'s table shows (a test checks that the table is this one).
+pub const VARIABLES: &[Variable] = &[
+    Variable {
+        name: ON_CANCEL_VAR,
+        required: Required::No,
+        default: Some("`leave`"),
+        meaning: "`leave`, `stop` or `terminate`: what happens to the Workflow when the runner is \
+                  cancelled or times out",
+    },
+    Variable {
+        name: LOGS_VAR,
+        required: Required::No,
+        default: Some("`false`"),
+        meaning: "follow the Workflow's pods' logs into the runner's log",
+    },
+    Variable {
+        name: OUTPUT_FILE_VAR,
+        required: Required::No,
+        default: Some("no file"),
+        meaning: "where to write the finished Workflow's summary (YAML)",
+    },
+];
 
 /// How many failed nodes the one-line message names (all of them, up to
 /// [`MAX_FAILED_NODES`], are in the status).
@@ -426,7 +456,7 @@ impl ActionRunner for ArgoRunner {
                 ctx.platform.namespace
             )));
         }
-        self.on_cancel = OnCancel::parse(std::env::var("RUNNER_ARGO_ON_CANCEL").ok().as_deref())?;
+        self.on_cancel = OnCancel::parse(std::env::var(ON_CANCEL_VAR).ok().as_deref())?;
         self.output = std::env::var_os(OUTPUT_FILE_VAR)
             .filter(|v| !v.is_empty())
             .map(PathBuf::from);

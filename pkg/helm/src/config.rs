@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use action_runner::RunnerError;
+use action_runner::{Required, RunnerError, Variable};
 
 /// Default of `RUNNER_HELM_DRIVER` (Helm's own default storage driver, `HELM_DRIVER`).
 pub const DEFAULT_DRIVER: &str = "secrets";
@@ -15,6 +15,58 @@ pub const DEFAULT_RELEASE_OUTPUT_PATH: &str = "/tmp/helm-release.yaml";
 pub const DEFAULT_ADDITIONAL_OUTPUT_PATH: &str = "/tmp/additional.yaml";
 /// Default of `RUNNER_HELM_BINARY_PATH`: `helm`, looked up on `PATH`.
 pub const DEFAULT_HELM_BINARY: &str = "helm";
+
+/// The variables helm-runner reads besides the common ones: what `helm-runner --help` lists and
+/// `cmd/helm-runner/README.md`'s table shows (a test checks that the table is this one).
+pub const VARIABLES: &[Variable] = &[
+    Variable {
+        name: "RUNNER_COMMAND",
+        required: Required::Yes,
+        default: None,
+        meaning: "`install`, `upgrade`, `uninstall` or `rollback`: what to do with the release",
+    },
+    Variable {
+        name: "RUNNER_HELM_RELEASE_PATH",
+        required: Required::When("for `upgrade`, `uninstall`, `rollback`"),
+        default: None,
+        meaning: "release file naming the release to act on: `value: {name, namespace, chart: \
+                  {name, repo, version}}` (what an install, upgrade or rollback writes to \
+                  `RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH`)",
+    },
+    Variable {
+        name: "RUNNER_HELM_DRIVER",
+        required: Required::No,
+        default: Some("`secrets`"),
+        meaning: "Helm's release storage (`HELM_DRIVER`): `secrets`/`secret` (a Secret per \
+                  revision) or `configmap`/`configmaps`",
+    },
+    Variable {
+        name: "RUNNER_REPOSITORY_CACHE_PATH",
+        required: Required::No,
+        default: Some("`/tmp/helm`"),
+        meaning: "Helm's repository cache (`HELM_REPOSITORY_CACHE`; a private chart \
+                  repository's, with `chart.auth`, is in the run's scratch directory instead)",
+    },
+    Variable {
+        name: "RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH",
+        required: Required::No,
+        default: Some("`/tmp/helm-release.yaml`"),
+        meaning: "where the release file is written; its directory must exist",
+    },
+    Variable {
+        name: "RUNNER_OUTPUT_ADDITIONAL_FILE_PATH",
+        required: Required::No,
+        default: Some("`/tmp/additional.yaml`"),
+        meaning: "where the additional output is written (only when a goTemplate is given); its \
+                  directory must exist",
+    },
+    Variable {
+        name: "RUNNER_HELM_BINARY_PATH",
+        required: Required::No,
+        default: Some("`helm` on `PATH`"),
+        meaning: "the helm CLI: Helm 4 (the image's) or Helm 3",
+    },
+];
 
 /// `RUNNER_COMMAND`: what the runner does with the release.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,6 +287,35 @@ mod tests {
 
     fn err(pairs: &[(&str, &str)]) -> String {
         HelmConfig::from_vars(vars(pairs)).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_variable_table_has_the_defaults_used() {
+        let default = |name: &str| {
+            let v = VARIABLES.iter().find(|v| v.name == name).expect(name);
+            v.default.map(|d| d.replace('`', ""))
+        };
+        for (name, used) in [
+            ("RUNNER_HELM_DRIVER", DEFAULT_DRIVER),
+            (
+                "RUNNER_REPOSITORY_CACHE_PATH",
+                DEFAULT_REPOSITORY_CACHE_PATH,
+            ),
+            (
+                "RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH",
+                DEFAULT_RELEASE_OUTPUT_PATH,
+            ),
+            (
+                "RUNNER_OUTPUT_ADDITIONAL_FILE_PATH",
+                DEFAULT_ADDITIONAL_OUTPUT_PATH,
+            ),
+            (
+                "RUNNER_HELM_BINARY_PATH",
+                &format!("{DEFAULT_HELM_BINARY} on PATH"),
+            ),
+        ] {
+            assert_eq!(default(name).as_deref(), Some(used), "{name}");
+        }
     }
 
     #[test]

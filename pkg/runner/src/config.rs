@@ -19,6 +19,143 @@ pub const PREFIX: &str = "RUNNER_";
 /// (`terminationMessagePath` of a container, `k8s.io/api/core/v1`).
 pub const DEFAULT_TERMINATION_MESSAGE_PATH: &str = "/dev/termination-log";
 
+/// Whether a runner needs a variable to be set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Required {
+    /// It must be set.
+    Yes,
+    /// It may be left unset.
+    No,
+    /// It must be set in the case the text names (Markdown: code spans only), for example
+    /// ``for `upgrade`, `uninstall`, `rollback` ``.
+    When(&'static str),
+}
+
+impl Required {
+    /// As the READMEs' `required` column says it: `yes`, `no`, or the case.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Required::Yes => "yes",
+            Required::No => "no",
+            Required::When(case) => case,
+        }
+    }
+}
+
+/// One environment variable a runner reads: a row of the variable tables that `--help` prints
+/// and the READMEs show (a test checks that the READMEs' tables are these). Texts are Markdown
+/// with code spans only; `--help` prints them without the backticks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Variable {
+    /// Its name, for example `RUNNER_TIMEOUT`.
+    pub name: &'static str,
+    /// Whether it must be set.
+    pub required: Required,
+    /// What applies when it is unset; `None` when there is nothing to say.
+    pub default: Option<&'static str>,
+    /// What it is for.
+    pub meaning: &'static str,
+}
+
+/// The variables every runner reads (the README's table under "Configuration"); each runner's
+/// own are beside its configuration.
+pub const VARIABLES: &[Variable] = &[
+    Variable {
+        name: "RUNNER_INPUT_MANIFEST_PATH",
+        required: Required::Yes,
+        default: None,
+        meaning: "file holding the input manifest (YAML or JSON)",
+    },
+    Variable {
+        name: "RUNNER_CONTEXT_NAME",
+        required: Required::Yes,
+        default: None,
+        meaning: "the action's name: names what the runner creates and the status ConfigMap. \
+                  RFC 1123 subdomain (the Argo runner also needs an RFC 1123 label, at most 63 \
+                  characters, because Argo labels pods with the Workflow name)",
+    },
+    Variable {
+        name: "RUNNER_CONTEXT_DRY_RUN",
+        required: Required::No,
+        default: Some("`false`"),
+        meaning: "validate on the server (`dryRun=All`), persist nothing",
+    },
+    Variable {
+        name: "RUNNER_CONTEXT_PLATFORM_NAMESPACE",
+        required: Required::Yes,
+        default: None,
+        meaning: "namespace of everything the runner creates; RFC 1123 label",
+    },
+    Variable {
+        name: "RUNNER_CONTEXT_PLATFORM_SERVICE_ACCOUNT_NAME",
+        required: Required::No,
+        default: None,
+        meaning: "ServiceAccount the action's workloads run as (Argo: `spec.serviceAccountName` \
+                  when the spec sets none)",
+    },
+    Variable {
+        name: "RUNNER_CONTEXT_PLATFORM_OWNER_NAME",
+        required: Required::No,
+        default: None,
+        meaning: "name of the owner set as `ownerReference` (with `controller: true`) on created \
+                  objects, e.g. the runner's Job; needs `..._OWNER_UID`",
+    },
+    Variable {
+        name: "RUNNER_CONTEXT_PLATFORM_OWNER_UID",
+        required: Required::No,
+        default: None,
+        meaning: "its `uid`; in a Job's pod template use the downward API: \
+                  `metadata.labels['batch.kubernetes.io/controller-uid']`",
+    },
+    Variable {
+        name: "RUNNER_CONTEXT_PLATFORM_OWNER_API_VERSION",
+        required: Required::No,
+        default: Some("`batch/v1`"),
+        meaning: "its `apiVersion`",
+    },
+    Variable {
+        name: "RUNNER_CONTEXT_PLATFORM_OWNER_KIND",
+        required: Required::No,
+        default: Some("`Job`"),
+        meaning: "its `kind`",
+    },
+    Variable {
+        name: "RUNNER_TIMEOUT",
+        required: Required::No,
+        default: Some("no bound"),
+        meaning: "bound on the whole action from its first request: starting it (for Helm: \
+                  reading values, pulling the chart, reading the history) and waiting for \
+                  completion; when it elapses the runner reports `DeadlineExceeded`, exits 1 and \
+                  leaves the action running (helm-runner instead stops helm with SIGTERM, so \
+                  that Helm records the release `failed`)",
+    },
+    Variable {
+        name: "RUNNER_LOGGER_DEV_MODE",
+        required: Required::No,
+        default: Some("`false`"),
+        meaning: "human-readable logs at `debug` instead of JSON lines at `info`",
+    },
+    Variable {
+        name: "RUNNER_TERMINATION_MESSAGE_PATH",
+        required: Required::No,
+        default: Some("`/dev/termination-log`"),
+        meaning: "where the one-line failure reason is written, only if the file exists (the \
+                  kubelet creates it in a pod)",
+    },
+    Variable {
+        name: "RUST_LOG",
+        required: Required::No,
+        default: None,
+        meaning: "`tracing` filter overriding the default level, e.g. `info,kube=debug`",
+    },
+    Variable {
+        name: "KUBECONFIG",
+        required: Required::No,
+        default: None,
+        meaning: "kubeconfig; in a pod the in-cluster configuration is used",
+    },
+];
+
 /// Raw variables, as `envy` reads them (field `context_name` is `RUNNER_CONTEXT_NAME`).
 /// Booleans and durations are kept as text and parsed by [`Config::from_vars`] so that their
 /// errors name the variable.
@@ -420,6 +557,55 @@ mod tests {
         ] {
             assert!(parse_go_duration(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_variable_table_says_what_from_vars_does() {
+        let required: Vec<&str> = VARIABLES
+            .iter()
+            .filter(|v| v.required == Required::Yes)
+            .map(|v| v.name)
+            .collect();
+        assert_eq!(
+            required,
+            [
+                "RUNNER_INPUT_MANIFEST_PATH",
+                "RUNNER_CONTEXT_NAME",
+                "RUNNER_CONTEXT_PLATFORM_NAMESPACE"
+            ]
+        );
+        for name in &required {
+            let without: Vec<_> = vars(&[]).into_iter().filter(|(k, _)| k != name).collect();
+            let e = Config::from_vars(without).unwrap_err().to_string();
+            assert!(e.contains(&format!("{name} is required")), "{e}");
+        }
+        // Every other variable is optional, with the default the table gives.
+        let c = Config::from_vars(vars(&[
+            ("RUNNER_CONTEXT_PLATFORM_OWNER_NAME", "job"),
+            ("RUNNER_CONTEXT_PLATFORM_OWNER_UID", "1234"),
+        ]))
+        .unwrap();
+        let owner = c.context.platform.owner_reference.unwrap();
+        let default = |name: &str| {
+            let v = VARIABLES.iter().find(|v| v.name == name).expect(name);
+            assert_eq!(v.required, Required::No, "{name}");
+            v.default.map(|d| d.replace('`', ""))
+        };
+        let termination = c.termination_message_path.display().to_string();
+        for (name, used) in [
+            ("RUNNER_CONTEXT_DRY_RUN", c.context.dry_run.to_string()),
+            ("RUNNER_LOGGER_DEV_MODE", c.logger_dev_mode.to_string()),
+            ("RUNNER_TERMINATION_MESSAGE_PATH", termination),
+            (
+                "RUNNER_CONTEXT_PLATFORM_OWNER_API_VERSION",
+                owner.api_version,
+            ),
+            ("RUNNER_CONTEXT_PLATFORM_OWNER_KIND", owner.kind),
+        ] {
+            assert_eq!(default(name), Some(used), "{name}");
+        }
+        assert_eq!(c.context.timeout, None);
+        assert_eq!(default("RUNNER_TIMEOUT").as_deref(), Some("no bound"));
     }
 
     #[test]

@@ -2,19 +2,11 @@
 
 use std::process::ExitCode;
 
-/// Exit codes of a runner process. Documented in the README; stable across releases. They split
-/// what retrying cannot help (1, 2, 3: a Job's `podFailurePolicy` fails the Job at once) from what
-/// it may help (4: counted against `backoffLimit` and retried).
-///
-/// | code | meaning |
-/// |------|---------|
-/// | 0    | the action succeeded |
-/// | 1    | the action ran and failed, or `RUNNER_TIMEOUT` elapsed |
-/// | 2    | invalid input or configuration; nothing was written to the cluster |
-/// | 3    | the cluster refused for good: forbidden, unauthorized, not found, no kubeconfig |
-/// | 4    | the cluster could not be reached or answered with a transient error (timeouts, 429, 5xx, conflicts after retries): retrying may help |
-/// | 130  | stopped by SIGINT (128 + 2) |
-/// | 143  | stopped by SIGTERM (128 + 15), as Kubernetes sends it when a pod is deleted |
+/// Exit codes of a runner process; stable across releases. They split what retrying cannot help
+/// (1, 2, 3: a Job's `podFailurePolicy` fails the Job at once) from what it may help (4: counted
+/// against `backoffLimit` and retried). [`Exit::ALL`] with [`Exit::meaning`] and
+/// [`Exit::retrying`] is the table `--help` prints and the README shows (a test checks that the
+/// README's table is this one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Exit {
@@ -32,6 +24,65 @@ pub enum Exit {
     Interrupted = 130,
     /// 143: SIGTERM.
     Terminated = 143,
+}
+
+impl Exit {
+    /// Every exit code, in increasing order.
+    pub const ALL: [Exit; 7] = [
+        Exit::Succeeded,
+        Exit::Failed,
+        Exit::InvalidInput,
+        Exit::Cluster,
+        Exit::Unavailable,
+        Exit::Interrupted,
+        Exit::Terminated,
+    ];
+
+    /// The number the process exits with.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// What the code says about the run (Markdown: code spans only), as the README's table
+    /// says it.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Exit::Succeeded => "the action succeeded",
+            Exit::Failed => "the action ran and failed, or `RUNNER_TIMEOUT` elapsed",
+            Exit::InvalidInput => {
+                "invalid input or configuration; nothing was written to the cluster (also: the \
+                 status ConfigMap is missing, the Workflow name is taken by an object this runner \
+                 did not create, or the API server refused the object: `400`, `422`, `413`, or \
+                 etcd's \"request is too large\", with the limit named)"
+            }
+            Exit::Cluster => {
+                "the cluster refused for good: no kubeconfig, unauthorized, forbidden (the message \
+                 names the verb and resource), not found"
+            }
+            Exit::Unavailable => {
+                "the cluster could not be reached or answered with a transient error: connection \
+                 refused or reset, timeouts, `408`, `409` left after the client's retries, `429`, \
+                 `5xx`"
+            }
+            Exit::Interrupted => "SIGINT",
+            Exit::Terminated => {
+                "SIGTERM: the runner stops waiting, reports `Cancelled` (within 10 s; helm-runner \
+                 first gives helm up to 12 s to stop and record the release `failed`) and exits"
+            }
+        }
+    }
+
+    /// Whether running the action again can help: `cannot help` (1, 2, 3), `may help` (4),
+    /// or, for 143, that the Jobs in `deploy/` count it against `backoffLimit` and retry; `None`
+    /// for success and SIGINT.
+    pub fn retrying(self) -> Option<&'static str> {
+        match self {
+            Exit::Failed | Exit::InvalidInput | Exit::Cluster => Some("cannot help"),
+            Exit::Unavailable => Some("may help"),
+            Exit::Terminated => Some("counted against `backoffLimit`"),
+            Exit::Succeeded | Exit::Interrupted => None,
+        }
+    }
 }
 
 impl From<Exit> for ExitCode {
@@ -256,6 +307,25 @@ mod tests {
                 .with_code(code)
                 .boxed(),
         )
+    }
+
+    #[test]
+    fn every_exit_code_once_in_order() {
+        let codes: Vec<u8> = Exit::ALL.iter().map(|e| e.code()).collect();
+        assert_eq!(codes, [0, 1, 2, 3, 4, 130, 143]);
+        for e in Exit::ALL {
+            assert!(!e.meaning().is_empty(), "{e:?}");
+            assert_eq!(ExitCode::from(e), ExitCode::from(e.code()));
+        }
+        // Each kind of error exits with a code of the table.
+        for kind in [
+            ErrorKind::InvalidInput,
+            ErrorKind::Failed,
+            ErrorKind::Cluster,
+            ErrorKind::Unavailable,
+        ] {
+            assert!(Exit::ALL.contains(&RunnerError::new(kind, "x").exit()));
+        }
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! runs it. The Manager reads the `RUNNER_*` environment variables ([`Config`]) and the input
 //! manifest, starts the action, reports its status, waits for completion bounded by
 //! `RUNNER_TIMEOUT`, reports the outcome and returns an [`Exit`] code. The contract follows
-//! Capact's action runners.
+//! Capact's action runners. The only arguments a runner binary takes are `--help` and
+//! `--version` ([`cli`]; [`Manager::about`] says what they print).
 //!
 //! ```no_run
 //! use action_runner::{ConfigMapReporter, Manager};
@@ -27,6 +28,9 @@
 //! }
 //! ```
 
+#![warn(missing_docs)]
+
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod context;
@@ -41,7 +45,8 @@ pub mod runner;
 pub mod status;
 pub mod validation;
 
-pub use config::Config;
+pub use cli::About;
+pub use config::{Config, Required, Variable};
 pub use context::{ExecutionContext, KubernetesPlatform};
 pub use error::{Exit, RunnerError};
 pub use identity::InputDigest;

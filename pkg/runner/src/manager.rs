@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::cli::{self, About, Invocation};
 use crate::config::{Config, DEFAULT_TERMINATION_MESSAGE_PATH};
 use crate::context::ExecutionContext;
 use crate::error::{ErrorKind, Exit, RunnerError, one_line};
@@ -69,6 +70,8 @@ impl Outcome {
 ///
 /// Order (each step's failure ends the run; its one-line reason is logged and written to
 /// the termination-message file when that exists):
+/// 0. the command line ([`cli`]): `--help` or `--version` prints and exits 0; any other argument
+///    exits 2;
 /// 1. install the SIGTERM and SIGINT handlers; read `RUNNER_*` ([`Config`]), the manifest, and
 ///    [`ActionRunner::prepare`] ([`read_input`]): exit 2;
 /// 2. build the Kubernetes client and the reporter: exit 3 (no configuration) or 4;
@@ -80,6 +83,8 @@ pub struct Manager<R, F> {
     runner: R,
     /// Taken when the client exists (once: `run` consumes the Manager).
     reporter: Option<F>,
+    /// What `--help` and `--version` say.
+    about: Option<About>,
 }
 
 impl<R, F, S> Manager<R, F>
@@ -95,7 +100,17 @@ where
         Manager {
             runner,
             reporter: Some(reporter),
+            about: None,
         }
+    }
+
+    /// The same Manager, with what `--help` and `--version` say about the binary: its name,
+    /// version, own variables and the versions it was tested with. Without it, they name the
+    /// program as it was called and list the common variables only.
+    #[must_use]
+    pub fn about(mut self, about: About) -> Self {
+        self.about = Some(about);
+        self
     }
 
     /// Runs the whole action from the process environment and returns the exit code. Logging
@@ -103,6 +118,31 @@ where
     /// is invalid, with the defaults, and the reason goes to the default termination-message
     /// path.
     pub async fn run(mut self) -> ExitCode {
+        let about = self.about.unwrap_or_else(|| About {
+            name: program_name(),
+            version: env!("CARGO_PKG_VERSION"),
+            summary: "",
+            variables: &[],
+            tested_with: &[],
+            docs: "",
+        });
+        match cli::parse(about.name, std::env::args_os().skip(1)) {
+            Invocation::Run => {}
+            Invocation::Help => return print_stdout(&cli::help(&about)),
+            Invocation::Version => return print_stdout(&cli::version(&about)),
+            Invocation::Invalid(message) => {
+                // A person at a terminal reads one plain line; in a pod (an `args:` in the Job),
+                // the termination message says it too.
+                eprintln!("{message}");
+                let path =
+                    std::env::var(format!("{}TERMINATION_MESSAGE_PATH", crate::config::PREFIX))
+                        .ok()
+                        .filter(|p| !p.trim().is_empty())
+                        .unwrap_or_else(|| DEFAULT_TERMINATION_MESSAGE_PATH.into());
+                write_termination_message(Path::new(&path), &message);
+                return Exit::InvalidInput.into();
+            }
+        }
         // Before anything else, so that a SIGTERM while the input is read is not the default
         // action (death without a report) but a cancel.
         let mut signals = Signals::new();
@@ -518,6 +558,26 @@ fn signal_name(exit: Exit) -> &'static str {
 /// Writes `message` to the termination-message file (Kubernetes shows it in
 /// `kubectl describe pod` and in the container status), only when the file already exists:
 /// the kubelet creates it in a pod; elsewhere nothing is written.
+/// The name the program was called by, without its directory (for `--help` of a runner that
+/// gave no [`About`]); kept for the rest of the process.
+fn program_name() -> &'static str {
+    let name = std::env::args_os()
+        .next()
+        .map(std::path::PathBuf::from)
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "runner".into());
+    Box::leak(name.into_boxed_str())
+}
+
+/// Writes `text` to standard output (help, version) and exits 0; a closed pipe (`| head`) is
+/// not an error.
+fn print_stdout(text: &str) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    ExitCode::SUCCESS
+}
+
 fn write_termination_message(path: &Path, message: &str) {
     if path.exists()
         && let Err(e) = std::fs::write(path, format!("{}\n", fit_termination_message(message)))

@@ -121,7 +121,7 @@ fn multiple_documents(e: &serde_saphyr::Error) -> bool {
 }
 
 /// A YAML error, kept as the cause of the manifest's [`RunnerError`] and shown in the user's
-/// words ([`user_message`]); the parser's own text, with its advice to the programmer, is
+/// words (`user_message`); the parser's own text, with its advice to the programmer, is
 /// reached with `.0`.
 #[derive(Debug)]
 pub struct YamlError(pub serde_saphyr::Error);
