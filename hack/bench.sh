@@ -32,4 +32,4 @@ if $cluster && [[ -z ${KAR_CLUSTER_KUBECONFIG:-} ]]; then
   eval "$(bash hack/cluster.sh up)"
   bash hack/cluster.sh images
 fi
-cargo run -q --release -p action-runner-tests --bin bench -- "${args[@]}"
+cargo run -q --release -p action-runner-bench -- "${args[@]}"
