@@ -3,17 +3,29 @@
 # argo-runner against the Argo CLI (`argo submit --wait`), helm-runner against the Helm CLI
 # (`helm upgrade --install`), and both against Capact's Go runners when
 # KAR_CAPACT_ARGO_RUNNER / KAR_CAPACT_HELM_RUNNER name their binaries (built by hand outside the
-# repository: the Go module proxy refuses capact.io/capact; see docs/benchmarks.md).
-#   hack/bench.sh [--smoke] [--images] [--out DIR]   (default DIR: target/bench; writes bench.md, bench.json)
-# --smoke: one repetition, N = 1 (run by .ci/run so the benchmark cannot rot; its figures mean
-# little). --images: build the images first (hack/build-images.sh) so their sizes are reported.
+# repository: the Go module proxy refuses capact.io/capact; see bench/README.md).
+#   hack/bench.sh [--images] [BENCH OPTIONS]   (default --out: target/bench; writes bench.md, bench.json)
+# Builds the peers (hack/install-tools.sh --peers) and the release binaries, then runs the bench
+# crate (bench/, `cargo run --release -p action-runner-bench`) with the other arguments; its
+# options (--smoke, --out DIR, --reps R, --scale N,..., --only argo|helm, --cluster) are listed
+# by `hack/bench.sh --help`. --images (this script's own): build the images first
+# (hack/build-images.sh) so their sizes are reported. --smoke: one repetition, N = 1 (run by
+# .ci/run so the benchmark cannot rot; its figures mean little).
 # --cluster: instead, N argo-runner Jobs and N Argo CLI Jobs at once on the real one-node cluster
 # (default N: 10,50; --scale to choose), each running Argo's hello-world under Argo's real
 # controller; builds the images and starts the cluster unless KAR_CLUSTER_KUBECONFIG names a
 # running one, and then stops it; writes bench-cluster.md and bench-cluster.json.
-# Not part of the test suite: figures are never asserted.
+# Not part of the test suite: figures are never asserted. Dated results: bench/results/<date>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+for a in "$@"; do
+  case $a in
+    -h|--help)
+      # Only the help: nothing to install, nothing built but the bench.
+      echo "hack/bench.sh [--images] [OPTIONS]: --images builds the images first; the OPTIONS are the bench's."
+      exec cargo run -q --release -p action-runner-bench -- "$a" ;;
+  esac
+done
 args=()
 cluster=false
 for a in "$@"; do
@@ -32,4 +44,4 @@ if $cluster && [[ -z ${KAR_CLUSTER_KUBECONFIG:-} ]]; then
   eval "$(bash hack/cluster.sh up)"
   bash hack/cluster.sh images
 fi
-cargo run -q --release -p action-runner-tests --bin bench -- "${args[@]}"
+cargo run -q --release -p action-runner-bench -- "${args[@]}"

@@ -94,9 +94,9 @@ pub fn helm_env(
 /// What the report says about Capact.
 pub fn status(argo: Option<&Path>, helm: Option<&Path>) -> String {
     match (argo, helm) {
-        (None, None) => "not measured in this run: KAR_CAPACT_ARGO_RUNNER and KAR_CAPACT_HELM_RUNNER are not set. The Go module proxy answers 403 Forbidden for capact.io/capact (and github.com/capactio/*) at every version, so no hack/ script can build it; the README gives figures measured with binaries built by hand outside this repository".into(),
+        (None, None) => "not measured in this run: KAR_CAPACT_ARGO_RUNNER and KAR_CAPACT_HELM_RUNNER are not set. The Go module proxy answers 403 Forbidden for capact.io/capact (and github.com/capactio/*) at every version, so no hack/ script can build it; docs/benchmarks.md gives figures measured with binaries built by hand outside this repository (how: bench/README.md)".into(),
         _ => format!(
-            "measured with binaries built outside this repository (see the README): argo-runner {}, helm-runner {}",
+            "measured with binaries built outside this repository (see bench/README.md): argo-runner {}, helm-runner {}",
             argo.map(|p| p.display().to_string()).unwrap_or("(not given)".into()),
             helm.map(|p| p.display().to_string()).unwrap_or("(not given)".into())
         ),

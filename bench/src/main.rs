@@ -1,10 +1,11 @@
 //! Benchmark: our runners side by side with the tools a user would pick instead, on one local
 //! control plane, in one run. Writes `bench.json` and `bench.md` into the output directory.
 //!
-//! Usage: `hack/bench.sh [--smoke] [--images] [--out DIR] [--reps R] [--scale N,N] [--only argo|helm]`
-//! (builds release binaries and the peers first). `--smoke`: N = 1 and one repetition, so that
-//! CI keeps the benchmark from rotting. `--reps`, `--scale` and `--only` narrow a run down for
-//! investigating one figure.
+//! Usage: `hack/bench.sh [--images] [OPTIONS]`, which builds the release binaries and the peers
+//! first, or `cargo run --release -p action-runner-bench -- [OPTIONS]`; the options are those of
+//! [`Args`] (`bench --help`), and `bench/README.md` describes the whole. `--smoke`: N = 1 and
+//! one repetition, so that CI keeps the benchmark from rotting. `--reps`, `--scale` and `--only`
+//! narrow a run down for investigating one figure.
 //!
 //! Argo ([`argo`]), for `argo-runner`, `argo submit --wait` and Capact's `argo-runner`:
 //! binary size; cold start (spawn until the driver's watch shows the Workflow, ms); completion
@@ -20,7 +21,7 @@
 //! upgrade of the same chart; API requests.
 //!
 //! Capact's runners take part when `KAR_CAPACT_ARGO_RUNNER` / `KAR_CAPACT_HELM_RUNNER` name
-//! their binaries (built outside this repository; see the README).
+//! their binaries (built outside this repository; see `bench/README.md`).
 //!
 //! Figures are medians over the repetitions, after one unmeasured warm-up run of each side.
 
@@ -37,6 +38,7 @@ use std::time::{Duration, Instant};
 
 use action_runner_tests::*;
 use anyhow::{Context, Result, bail};
+use clap::{Parser, ValueEnum};
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, PostParams};
 use serde_json::json;
@@ -48,9 +50,97 @@ const SCALE_FULL: [usize; 4] = [1, 10, 50, 200];
 /// N for `--cluster`: Jobs on the one-node cluster (the kubelet runs at most 110 pods).
 const SCALE_CLUSTER: [usize; 2] = [10, 50];
 
+/// The variables the bench reads, for `--help`.
+const ENVIRONMENT: &str = "\
+Environment:
+  KAR_ETCD, KAR_KUBE_APISERVER, KAR_ARGO_DIR, KAR_HELM
+      The pinned tools; when one is unset, all are read from `hack/install-tools.sh --print`.
+      KAR_HELM is the Helm CLI measured, and the one helm-runner runs.
+  KAR_ARGO_CLI
+      The Argo CLI to compare with (`hack/install-tools.sh --peers` builds it); unset: no
+      `argo submit --wait` column.
+  KAR_CAPACT_ARGO_RUNNER, KAR_CAPACT_HELM_RUNNER
+      Capact's Go runners, built by hand (see bench/README.md); unset: no Capact columns.
+  KAR_APISERVER_ARGS
+      More kube-apiserver flags for the local control plane, separated by whitespace
+      (e.g. `--watch-cache-sizes=secrets#0`).
+  KAR_BENCH_AUDIT=FILE
+      Keep the API server's audit log (every request of every run, with its times) in FILE.
+  KAR_BENCH_STDERR=DIR
+      Keep each measured run's whole standard error as DIR/<pid>.log.
+  RUST_LOG
+      Passed on to the runners (with KAR_BENCH_STDERR, to see where a run's time goes).
+  KAR_CLUSTER_KUBECONFIG, KAR_ARGO_CLI_VERSION, KAR_ARGO_VERSION
+      --cluster: the running local cluster (`hack/cluster.sh up`), the version of the Argo CLI
+      image, and the Argo version recorded in the report.
+
+argo-runner and helm-runner are taken from this binary's own directory: build them there first
+(`cargo build --release --bins`; hack/bench.sh does, and builds the peers).";
+
+/// Benchmark our runners against the tools a user would pick instead, on one local control plane
+///
+/// argo-runner against `argo submit --wait` and Capact's argo-runner (cold start, completion
+/// notice, peak RSS, CPU time, API requests, N at once); helm-runner against `helm upgrade
+/// --install` and Capact's helm-runner (install and upgrade, with and without --wait: wall time,
+/// peak RSS, CPU time, API requests). Figures are medians over the repetitions, after one
+/// unmeasured warm-up run; they are printed and written as JSON and markdown, never asserted.
+#[derive(Debug, Parser)]
+#[command(name = "bench", version, after_long_help = ENVIRONMENT)]
+struct Args {
+    /// Smoke run: N = 1 and one repetition, so that CI keeps the benchmark from rotting (its
+    /// figures mean little); --reps and --scale still override
+    #[arg(long)]
+    smoke: bool,
+
+    /// Where to write bench.json and bench.md (bench-cluster.json and bench-cluster.md with
+    /// --cluster); created if missing [default: target/bench in the repository]
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+
+    /// Repetitions of each single-run figure (their median is reported) [default: 5; 1 with
+    /// --smoke]
+    #[arg(long, value_name = "R", value_parser = positive)]
+    reps: Option<usize>,
+
+    /// How many processes at once in the Argo scale runs (Jobs with --cluster), comma separated
+    /// [default: 1,10,50,200; 1 with --smoke; 10,50 with --cluster]
+    #[arg(long, value_name = "N,...", value_delimiter = ',', value_parser = positive)]
+    scale: Option<Vec<usize>>,
+
+    /// Measure one side only
+    #[arg(long, value_enum, value_name = "SIDE")]
+    only: Option<Side>,
+
+    /// Instead of the local control plane: N argo-runner Jobs, then N Argo CLI Jobs, at once on
+    /// the real one-node cluster under Argo's real controller, for each N of --scale; writes
+    /// bench-cluster.json and bench-cluster.md (--smoke, --reps and --only do not apply)
+    #[arg(long)]
+    cluster: bool,
+}
+
+/// What `--only` keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Side {
+    /// argo-runner and its peers
+    Argo,
+    /// helm-runner and its peers
+    Helm,
+}
+
+/// A count of 1 or more (surrounding whitespace allowed, as in `--scale "1, 10"`).
+fn positive(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{e}: expected a whole number")),
+    }
+}
+
 /// The control plane and the driver's admin client.
 pub struct Lab {
+    /// The bare control plane every run talks to (its audit log counts the requests).
     pub cp: ControlPlane,
+    /// The driver's cluster-admin client, which plays the controllers.
     pub admin: kube::Client,
 }
 
@@ -219,59 +309,16 @@ fn binary_from_env(var: &str) -> Option<PathBuf> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let smoke = args.iter().any(|a| a == "--smoke");
+    let args = Args::parse();
     let out_dir = args
-        .iter()
-        .position(|a| a == "--out")
-        .and_then(|i| args.get(i + 1))
-        .map(PathBuf::from)
+        .out
+        .clone()
         .unwrap_or_else(|| repo_root().join("target/bench"));
-    std::fs::create_dir_all(&out_dir)?;
-    let mut i = 0;
-    while i < args.len() {
-        match args[i].as_str() {
-            "--smoke" | "--cluster" => i += 1,
-            "--out" | "--reps" | "--scale" | "--only" if i + 1 < args.len() => i += 2,
-            other => bail!(
-                "unknown or incomplete argument {other:?}; usage: bench [--smoke] [--out DIR] \
-                 [--reps R] [--scale N,N,...] [--only argo|helm] [--cluster]"
-            ),
-        }
-    }
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let (mut reps, mut scale): (usize, Vec<usize>) = if smoke {
-        (1, vec![1])
-    } else {
-        (REPETITIONS, SCALE_FULL.to_vec())
-    };
-    if let Some(r) = value("--reps") {
-        reps = r.parse().context("--reps takes a number")?;
-    }
-    if let Some(list) = value("--scale") {
-        scale = list
-            .split(',')
-            .map(|n| n.trim().parse())
-            .collect::<Result<_, _>>()
-            .context("--scale takes numbers separated by commas")?;
-    }
-    let only = value("--only");
-    if !matches!(only.as_deref(), None | Some("argo" | "helm")) {
-        bail!("--only takes argo or helm");
-    }
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("cannot create --out {}", out_dir.display()))?;
 
-    if args.iter().any(|a| a == "--cluster") {
-        let scale = value("--scale").map_or(Ok(SCALE_CLUSTER.to_vec()), |list| {
-            list.split(',')
-                .map(|n| n.trim().parse())
-                .collect::<Result<Vec<usize>, _>>()
-                .context("--scale takes numbers separated by commas")
-        })?;
+    if args.cluster {
+        let scale = args.scale.unwrap_or_else(|| SCALE_CLUSTER.to_vec());
         let report = json!({
             "machine": measure::machine(),
             "argoVersion": std::env::var("KAR_ARGO_VERSION").ok(),
@@ -280,6 +327,13 @@ async fn main() -> Result<()> {
         let md = report::cluster_markdown(&report);
         return write_report(&out_dir, "bench-cluster", &report, &md);
     }
+
+    let smoke = args.smoke;
+    let reps = args.reps.unwrap_or(if smoke { 1 } else { REPETITIONS });
+    let scale = args
+        .scale
+        .unwrap_or_else(|| if smoke { vec![1] } else { SCALE_FULL.to_vec() });
+    let only = args.only;
 
     let tools = Tools::locate()?;
     eprintln!("bench: starting the control plane");
@@ -298,11 +352,11 @@ async fn main() -> Result<()> {
     // (authentication and authorization caches) are slower, and would skew whichever tool
     // happened to run first.
     let mut argo_results = serde_json::Map::new();
-    if only.as_deref() != Some("helm") {
+    if only != Some(Side::Helm) {
         eprintln!("bench: warm-up run (not measured)");
         argo.single(argo::Tool::Ours, 0).await?;
     }
-    let argo_tools = if only.as_deref() == Some("helm") {
+    let argo_tools = if only == Some(Side::Helm) {
         Vec::new()
     } else {
         argo.tools()
@@ -317,7 +371,7 @@ async fn main() -> Result<()> {
         binary_from_env("KAR_CAPACT_HELM_RUNNER"),
     )?;
     let mut helm_results = serde_json::Map::new();
-    let helm_tools = if only.as_deref() == Some("argo") {
+    let helm_tools = if only == Some(Side::Argo) {
         Vec::new()
     } else {
         helm.tools()
@@ -378,4 +432,52 @@ fn write_report(dir: &Path, name: &str, report: &serde_json::Value, md: &str) ->
     println!("{md}");
     eprintln!("bench: wrote {}", dir.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("bench").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn options_parse_as_hack_bench_sh_passes_them() {
+        let a = parse(&["--smoke", "--out", "target/bench-smoke"]).unwrap();
+        assert!(a.smoke && !a.cluster);
+        assert_eq!(a.out, Some(PathBuf::from("target/bench-smoke")));
+        assert_eq!((a.reps, a.scale, a.only), (None, None, None));
+
+        let a = parse(&["--only", "argo", "--reps", "15", "--scale", "1, 10,50"]).unwrap();
+        assert_eq!(a.only, Some(Side::Argo));
+        assert_eq!(a.reps, Some(15));
+        assert_eq!(a.scale, Some(vec![1, 10, 50]));
+
+        let a = parse(&["--cluster", "--scale", "10"]).unwrap();
+        assert!(a.cluster);
+        assert_eq!(a.scale, Some(vec![10]));
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        for args in [
+            &["--only", "both"][..],
+            &["--reps", "0"],
+            &["--reps", "x"],
+            &["--scale", "1,,2"],
+            &["--scale", "0"],
+            &["--out"],
+            &["--images"],
+        ] {
+            assert!(parse(args).is_err(), "{args:?} was accepted");
+        }
+    }
 }
