@@ -454,6 +454,12 @@ async fn argo_examples_under_the_real_controller() {
     assert_eq!(out.code, 1, "forever: {}", out.stderr);
     let status = w.status("forever").await;
     assert_eq!(status.reason, Some(Reason::DeadlineExceeded), "{status:?}");
+    // What the Workflow was waiting on when the time ran out, read from the API.
+    let waiting = format!(
+        "Workflow {}/forever was waiting on step \"forever\" (pod forever): ",
+        w.ns
+    );
+    assert!(status.message.contains(&waiting), "{}", status.message);
     let wf = workflows(&w.client, &w.ns).get("forever").await.unwrap();
     assert_eq!(
         wf.data["status"]["phase"], "Running",

@@ -597,14 +597,15 @@ impl ActionRunner for ArgoRunner {
         &mut self,
         input: WaitForCompletionInput,
     ) -> Result<Option<String>, RunnerError> {
-        let Some(strategy) = self.on_cancel.shutdown() else {
-            return Ok(None);
-        };
         if self.dry_run || self.uid.is_none() {
             return Ok(None);
         }
         let ctx = &input.ctx;
         let what = format!("Workflow {}/{}", ctx.platform.namespace, ctx.name);
+        let waiting = waiting_note(&input, &what).await;
+        let Some(strategy) = self.on_cancel.shutdown() else {
+            return Ok(waiting);
+        };
         let api: Api<DynamicObject> =
             Api::namespaced_with(input.client, &ctx.platform.namespace, &workflow_resource());
         let params = kube::api::PatchParams {
@@ -616,10 +617,46 @@ impl ActionRunner for ArgoRunner {
             .await
             .map_err(|e| RunnerError::from_kube(format!("patch {what} spec.shutdown"), e))?;
         tracing::info!(workflow = %what, shutdown = strategy, "asked Argo to shut the Workflow down");
-        Ok(Some(format!(
-            "set {what} spec.shutdown: {strategy} (RUNNER_ARGO_ON_CANCEL)"
-        )))
+        let shutdown = format!("set {what} spec.shutdown: {strategy} (RUNNER_ARGO_ON_CANCEL)");
+        Ok(Some(match waiting {
+            Some(w) => format!("{w}; {shutdown}"),
+            None => shutdown,
+        }))
     }
+}
+
+/// How many unfinished nodes [`waiting_note`] names at the most.
+const WAITING_NODES: usize = 5;
+
+/// What the Workflow was waiting on when the wait was cut short (`RUNNER_TIMEOUT` or a signal),
+/// read from the API (one GET; its nodes' phases and Argo's messages, which carry a pending pod's
+/// reason): `Workflow ns/x was waiting on step "b" (pod x-t-123): Pending: ImagePullBackOff: ...`.
+/// `None` when it cannot be read or nothing is unfinished.
+async fn waiting_note(input: &WaitForCompletionInput, what: &str) -> Option<String> {
+    let ctx = &input.ctx;
+    let api: Api<Workflow> = Api::namespaced_with(
+        input.client.clone(),
+        &ctx.platform.namespace,
+        &workflow_resource(),
+    );
+    let wf = match api.get(&ctx.name).await {
+        Ok(wf) => wf,
+        Err(e) => {
+            tracing::warn!(workflow = %what, error = %e, "could not read what the Workflow waits on");
+            return None;
+        }
+    };
+    let status = wf.status.as_ref()?;
+    let (waiting, more) =
+        nodes::waiting_on(&ctx.name, &status.nodes, pod_names_v2(&wf), WAITING_NODES);
+    if waiting.is_empty() {
+        return None;
+    }
+    let mut note = format!("{what} was waiting on {}", waiting.join(", "));
+    if more > 0 {
+        note.push_str(&format!(" and {more} more"));
+    }
+    Some(note)
 }
 
 /// Watches Workflow `name` until it finishes and returns it, with kube-runtime's

@@ -247,6 +247,56 @@ pub fn running_nodes(nodes: &BTreeMap<String, NodeStatus>, limit: usize) -> Vec<
         .collect()
 }
 
+/// What a Workflow still waits on: each unfinished `Pod` node (phase `Pending` or `Running`, or
+/// none yet), oldest name first, at most `limit`, as `step "B" (pod wf-echo-1234): Pending:
+/// ImagePullBackOff: ...` — Argo's node message carries the pod's waiting reason while it is
+/// pending. Without such a node, the unfinished nodes of any other type (a `Suspend` node, a
+/// DAG whose tasks are not scheduled yet). The second value counts those left out.
+pub fn waiting_on(
+    workflow: &str,
+    nodes: &BTreeMap<String, NodeStatus>,
+    v2: bool,
+    limit: usize,
+) -> (Vec<String>, usize) {
+    let unfinished = |n: &&NodeStatus| matches!(n.phase(), "Pending" | "Running" | "");
+    let mut waiting: Vec<&NodeStatus> = nodes
+        .values()
+        .filter(unfinished)
+        .filter(|n| n.node_type == "Pod")
+        .collect();
+    if waiting.is_empty() {
+        waiting = nodes
+            .values()
+            .filter(unfinished)
+            .filter(|n| n.children.is_empty() && n.name != workflow)
+            .collect();
+    }
+    waiting.sort_by(|a, b| a.name.cmp(&b.name));
+    let more = waiting.len().saturating_sub(limit);
+    let described = waiting
+        .into_iter()
+        .take(limit)
+        .map(|n| {
+            let mut s = format!("step {:?}", n.display_name);
+            if n.node_type == "Pod" {
+                s.push_str(&format!(" (pod {})", pod_name(workflow, n, v2)));
+            } else if !n.node_type.is_empty() {
+                s.push_str(&format!(" ({})", n.node_type));
+            }
+            let phase = match n.phase() {
+                "" => "not started",
+                p => p,
+            };
+            s.push_str(&format!(": {phase}"));
+            if let Some(m) = n.message.as_deref().filter(|m| !m.is_empty()) {
+                s.push_str(&format!(": {m}"));
+            }
+            s
+        })
+        .collect();
+    (described, more)
+}
+
 impl FailedNode {
     /// One clause: `step "B" (template echo, pod diamond-echo-1234, exit code 1, attempt 3/3):
     /// Error (exit code 1)`.
@@ -440,6 +490,51 @@ mod tests {
         let line = failure_message("", &failed, None, 3);
         assert!(line.starts_with("failed nodes \"t0\""), "{line}");
         assert!(line.ends_with("and 5 more"), "{line}");
+    }
+
+    #[test]
+    fn what_a_workflow_waits_on() {
+        let node = |name: &str, ty: &str, phase: &str, message: &str| NodeStatus {
+            id: name.into(),
+            name: format!("wf.{name}"),
+            display_name: name.into(),
+            node_type: ty.into(),
+            template_name: Some("t".into()),
+            phase: Some(phase.into()).filter(|p: &String| !p.is_empty()),
+            message: Some(message.into()).filter(|m: &String| !m.is_empty()),
+            ..NodeStatus::default()
+        };
+        let nodes: BTreeMap<String, NodeStatus> = [
+            node("a", "Pod", "Succeeded", ""),
+            node(
+                "b",
+                "Pod",
+                "Pending",
+                "ImagePullBackOff: Back-off pulling image \"x\"",
+            ),
+            node("c", "Pod", "Running", ""),
+            node("d", "Steps", "Running", ""),
+        ]
+        .into_iter()
+        .map(|n| (n.id.clone(), n))
+        .collect();
+        let (waiting, more) = waiting_on("wf", &nodes, true, 1);
+        assert_eq!(more, 1);
+        assert_eq!(
+            waiting,
+            [format!(
+                "step \"b\" (pod {}): Pending: ImagePullBackOff: Back-off pulling image \"x\"",
+                pod_name("wf", &nodes["b"], true)
+            )]
+        );
+        let suspended: BTreeMap<String, NodeStatus> = [node("approve", "Suspend", "Running", "")]
+            .into_iter()
+            .map(|n| (n.id.clone(), n))
+            .collect();
+        assert_eq!(
+            waiting_on("wf", &suspended, true, 5),
+            (vec!["step \"approve\" (Suspend): Running".to_string()], 0)
+        );
     }
 
     #[test]
