@@ -80,6 +80,18 @@ impl Ns {
         job.metadata.name.expect("the Job's name")
     }
 
+    /// Applies both runners' `deploy/` as they ship and waits until both Jobs are `Complete`.
+    async fn run_deploy_jobs_as_shipped(&self) {
+        for runner in ["argo-runner", "helm-runner"] {
+            apply_deploy(&self.client, &self.ns, runner, |_| {})
+                .await
+                .unwrap();
+        }
+        for runner in ["argo-runner", "helm-runner"] {
+            self.job_ended(name_of(&job_of(runner)), "Complete").await;
+        }
+    }
+
     /// Waits for Job `name` and returns it with its pods; fails with a description of the
     /// namespace unless it ended `outcome`, or if any of its pods was OOM-killed.
     async fn job_ended(
@@ -198,14 +210,7 @@ async fn deploy_jobs_run_as_shipped_on_real_pods() {
     let Some(w) = Ns::new("deploy").await else {
         return;
     };
-    for runner in ["argo-runner", "helm-runner"] {
-        apply_deploy(&w.client, &w.ns, runner, |_| {})
-            .await
-            .unwrap();
-    }
-    for runner in ["argo-runner", "helm-runner"] {
-        w.job_ended(name_of(&job_of(runner)), "Complete").await;
-    }
+    w.run_deploy_jobs_as_shipped().await;
     assert_deploy_jobs_completed(&w.client, &w.ns).await;
     let logs = workflow_logs(&w.client, &w.ns, "hello-world")
         .await
@@ -227,14 +232,7 @@ async fn a_second_job_under_the_same_context_name_is_refused() {
     let Some(w) = Ns::new("twins").await else {
         return;
     };
-    for runner in ["argo-runner", "helm-runner"] {
-        apply_deploy(&w.client, &w.ns, runner, |_| {})
-            .await
-            .unwrap();
-    }
-    for runner in ["argo-runner", "helm-runner"] {
-        w.job_ended(name_of(&job_of(runner)), "Complete").await;
-    }
+    w.run_deploy_jobs_as_shipped().await;
     let first_workflow = workflows(&w.client, &w.ns)
         .get("hello-world")
         .await

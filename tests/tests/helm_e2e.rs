@@ -2807,28 +2807,31 @@ async fn a_changed_input_is_a_new_action_and_another_owner_is_refused(h: HelmBin
             })
             .collect::<Vec<_>>()
     };
-    // The install's name, another command: a new action, a new revision.
-    let out = upgrade("2").run().await.unwrap();
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(w.record_statuses("cfg").await, statuses(2));
-    assert_eq!(
-        w.status("cfg").await.unwrap().runner_status["adopted"],
-        false
-    );
-    // The same upgrade again: a retry, adopted.
-    let out = upgrade("2").run().await.unwrap();
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(w.record_statuses("cfg").await, statuses(2));
-    assert_eq!(
-        w.status("cfg").await.unwrap().runner_status["adopted"],
-        true
-    );
-    // New values under the same name: a new action.
-    let out = upgrade("3").run().await.unwrap();
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(w.record_statuses("cfg").await, statuses(3));
-    let status = w.status("cfg").await.unwrap();
-    assert_eq!(status.runner_status["adopted"], false, "{status:?}");
+    // Each upgrade: its values, then the revisions Helm holds and whether the run adopted.
+    for (values, revisions, adopted, why) in [
+        (
+            "2",
+            2,
+            false,
+            "the install's name, another command: a new action",
+        ),
+        ("2", 2, true, "the same upgrade again: a retry"),
+        (
+            "3",
+            3,
+            false,
+            "new values under the same name: a new action",
+        ),
+    ] {
+        let out = upgrade(values).run().await.unwrap();
+        assert_eq!(out.code, 0, "{why}: {}", out.stderr);
+        assert_eq!(w.record_statuses("cfg").await, statuses(revisions), "{why}");
+        let status = w.status("cfg").await.unwrap();
+        assert_eq!(
+            status.runner_status["adopted"], adopted,
+            "{why}: {status:?}"
+        );
+    }
 
     // Every revision carries the digest of its input, and no two inputs share one.
     let secrets: Api<Secret> = Api::namespaced(w.client.clone(), &w.ns);
