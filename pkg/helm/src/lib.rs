@@ -26,6 +26,7 @@ pub mod chart;
 pub mod cli;
 pub mod config;
 pub mod diagnose;
+mod files;
 pub mod input;
 pub mod lifecycle;
 pub mod output;
@@ -37,8 +38,6 @@ pub mod storage;
 pub mod version;
 
 use std::ffi::OsString;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use action_runner::{
@@ -380,7 +379,7 @@ async fn rolled_back(
         chart_version: release.chart.metadata.version.clone(),
         chart_repo: p.chart.repo.clone(),
     };
-    write_output(
+    files::write_output(
         &p.config.release_output,
         "RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH",
         &output::release_file(&reference, op.output.helm_release.use_helm_release_storage),
@@ -801,7 +800,7 @@ impl ActionRunner for HelmRunner {
         values_files.extend(p.values_files.iter().cloned());
         if let Some(v) = args.values.as_ref().filter(|v| !v.0.is_empty()) {
             let path = scratch.path().join("values.json");
-            write_private(&path, &serde_json::to_vec(&v.0).expect("values serialize"))?;
+            files::write_private(&path, &serde_json::to_vec(&v.0).expect("values serialize"))?;
             values_files.push(path);
         }
         let mut argv = operation_args(
@@ -1004,7 +1003,7 @@ impl ActionRunner for HelmRunner {
         };
         let release_doc =
             output::release_file(&reference, op.output.helm_release.use_helm_release_storage);
-        write_output(
+        files::write_output(
             &p.config.release_output,
             "RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH",
             &release_doc,
@@ -1015,7 +1014,7 @@ impl ActionRunner for HelmRunner {
                 output::additional_storage_file(&reference, template)
             } else {
                 let values_path = op.scratch.path().join("release-values.json");
-                write_private(
+                files::write_private(
                     &values_path,
                     &serde_json::to_vec(&config_values).expect("values serialize"),
                 )
@@ -1043,7 +1042,7 @@ impl ActionRunner for HelmRunner {
                 .map_err(failed_after)?;
                 output::additional_value_file(&rendered).map_err(failed_after)?
             };
-            write_output(
+            files::write_output(
                 &p.config.additional_output,
                 "RUNNER_OUTPUT_ADDITIONAL_FILE_PATH",
                 &doc,
@@ -1220,28 +1219,6 @@ fn phase(command: Command, stage: Stage) -> &'static str {
         (Command::Upgrade, Stage::Done) => "Upgraded",
         (Command::Upgrade, Stage::Failed) => "UpgradeFailed",
     }
-}
-
-/// Writes `bytes` to a new file readable by its owner only (mode 0600).
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), RunnerError> {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|mut f| f.write_all(bytes))
-        .map_err(|e| RunnerError::failed(format!("cannot write {}", path.display())).because(e))
-}
-
-/// Writes an output file (mode 0644, as Capact's runner writes it).
-fn write_output(path: &Path, var: &str, text: &str) -> Result<(), RunnerError> {
-    std::fs::write(path, text).map_err(|e| {
-        RunnerError::failed(format!(
-            "writing the output file {} ({var}) failed",
-            path.display()
-        ))
-        .because(e)
-    })
 }
 
 #[cfg(test)]

@@ -169,7 +169,7 @@ pub fn write_values(dir: &Path, fetched: &[FetchedValues]) -> Result<Vec<PathBuf
         .iter()
         .map(|f| {
             let path = dir.join(format!("values-from-{}.yaml", f.index));
-            crate::write_private(&path, f.text.as_bytes())?;
+            crate::files::write_private(&path, f.text.as_bytes())?;
             Ok(path)
         })
         .collect()
@@ -422,11 +422,11 @@ impl RepositoryAccess {
         helm.config_env = vec![("HELM_REGISTRY_CONFIG", registry_config.clone())];
         if version.registry_login_falls_back_to_plain_http() && !self.plain_http {
             let mut json = registry_credentials(host, credentials);
-            let written = crate::write_private(&registry_config, &json);
+            let written = crate::files::write_private(&registry_config, &json);
             json.fill(0);
             written?;
         } else {
-            crate::write_private(&registry_config, REGISTRY_CONFIG.as_bytes())?;
+            crate::files::write_private(&registry_config, REGISTRY_CONFIG.as_bytes())?;
             let mut args: Vec<OsString> = ["registry", "login", host].map(OsString::from).to_vec();
             args.extend(self.login_flags(username, false));
             run_login(
