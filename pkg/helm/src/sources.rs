@@ -755,24 +755,13 @@ mod tests {
     /// A helm stand-in that records each call: its arguments (`args`), its standard input
     /// (`stdin`) and its environment (`env`), appended to files beside it.
     fn recording_helm(dir: &Path) -> Helm {
-        let script = dir.join("helm");
         let d = dir.display();
-        std::fs::write(
-            &script,
-            format!("#!/bin/sh\necho \"$@\" >> {d}/args\ncat >> {d}/stdin\nenv >> {d}/env\n"),
-        )
-        .unwrap();
-        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
-        Helm {
-            binary: script,
-            driver: "secrets".into(),
-            repository_cache: dir.join("shared-cache"),
-            kubeconfig: None,
-            timeout: None,
-            config_env: Vec::new(),
-            redactor: crate::cli::Redactor::default(),
-        }
+        let mut helm = crate::cli::tests::script_helm(
+            dir,
+            &format!("echo \"$@\" >> {d}/args\ncat >> {d}/stdin\nenv >> {d}/env"),
+        );
+        helm.repository_cache = dir.join("shared-cache");
+        helm
     }
 
     fn access(ca: bool, pass_credentials: bool, plain_http: bool) -> RepositoryAccess {
