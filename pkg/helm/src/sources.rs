@@ -27,7 +27,7 @@ use kube::api::Api;
 
 use crate::chart::ChartSource;
 use crate::cli::Helm;
-use crate::input::{self, Chart, SourceKind, Values, ValuesSource};
+use crate::input::{self, Chart, SourceKind, Values, ValuesSource, invalid};
 use crate::version::HelmVersion;
 
 /// Longest ConfigMap or Secret key (`IsConfigMapKey` of `k8s.io/apimachinery`, 253 characters).
@@ -253,15 +253,13 @@ impl RepositoryAccess {
         }
         if access.pass_credentials && !is_http_repo {
             return Err(invalid(
-                "chart.passCredentials applies to an http(s):// chart repository (chart.repo) only"
-                    .into(),
+                "chart.passCredentials applies to an http(s):// chart repository (chart.repo) only",
             ));
         }
         if access.plain_http && !is_oci {
             return Err(invalid(
                 "chart.plainHttp applies to an oci:// chart only (for an http:// chart \
-                 repository, write the URL with http://)"
-                    .into(),
+                 repository, write the URL with http://)",
             ));
         }
         Ok(access)
@@ -544,8 +542,7 @@ pub fn check_credentials_transport(chart: &Chart, source: &ChartSource) -> Resul
         ))),
         (None, true) => Err(invalid(
             "chart.auth.allowPlainHttp applies to credentials over plain HTTP only (an http:// \
-             chart.repo, or chart.plainHttp: true for an oci:// chart)"
-                .into(),
+             chart.repo, or chart.plainHttp: true for an oci:// chart)",
         )),
         _ => Ok(()),
     }
@@ -572,10 +569,6 @@ fn read_credential(field: &str, path: &str) -> Result<String, RunnerError> {
         return Err(invalid(format!("{field} {path}: the file is empty")));
     }
     Ok(value)
-}
-
-fn invalid(message: String) -> RunnerError {
-    RunnerError::invalid_input(format!("input manifest: {message}"))
 }
 
 #[cfg(test)]
