@@ -34,6 +34,8 @@
 //!
 //! See `cmd/helm-runner/README.md` for the variables, the input manifest and the outputs.
 
+#![warn(missing_docs)]
+
 pub mod chart;
 pub mod cli;
 pub mod config;
