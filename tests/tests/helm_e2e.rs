@@ -2338,7 +2338,8 @@ async fn uninstall_is_idempotent_and_keeps_history_on_request(h: HelmBin) {
         (
             "install-field",
             "createNamespace: true\n",
-            "createNamespace applies to install only, not to RUNNER_COMMAND=uninstall",
+            "createNamespace applies to install only, not to RUNNER_COMMAND=uninstall at line 1, \
+             column 1",
         ),
         (
             "bad-timeout",
@@ -2759,7 +2760,8 @@ async fn rollback_on_failure_create_namespace_and_timeout(h: HelmBin) {
         (
             "keep-on-install",
             format!("name: x\n{chart}keepHistory: true\n"),
-            "keepHistory applies to uninstall only, not to RUNNER_COMMAND=install",
+            "keepHistory applies to uninstall only, not to RUNNER_COMMAND=install at line 3, \
+             column 1",
         ),
     ] {
         let out = w.run_helm(name, "install", &manifest).await;

@@ -37,7 +37,7 @@ pub struct Helm {
     pub repository_cache: PathBuf,
     /// `--kubeconfig`, when `KUBECONFIG` names a single file.
     pub kubeconfig: Option<PathBuf>,
-    /// `--timeout`, from `RUNNER_TIMEOUT`.
+    /// `--timeout`: the manifest's `timeout`, else `RUNNER_TIMEOUT`.
     pub timeout: Option<Duration>,
     /// More of Helm's configuration in its environment, set after (so over) the ones above:
     /// `HELM_REPOSITORY_CONFIG`, `HELM_REPOSITORY_CACHE` and `HELM_REGISTRY_CONFIG` pointing
@@ -142,7 +142,7 @@ impl Helm {
     }
 
     /// The flags that point helm at the cluster: `--kubeconfig` (if any), `--namespace`, and
-    /// `--timeout` (if `RUNNER_TIMEOUT` is set, in milliseconds, a Go duration).
+    /// `--timeout` (if [`timeout`](Self::timeout) is set, in milliseconds, a Go duration).
     pub fn cluster_args(&self, namespace: &str) -> Vec<OsString> {
         let mut args: Vec<OsString> = Vec::new();
         if let Some(kc) = &self.kubeconfig {
@@ -474,29 +474,24 @@ fn interpret(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A helm stand-in, a shell script: `term` behaves as Helm on SIGTERM (records, prints
     /// Helm's error, exits 1); `ignore` ignores SIGTERM. Both create `ready` once their trap is
     /// set, then wait.
     fn fake_helm(dir: &std::path::Path, on_term: &str) -> Helm {
-        let script = dir.join("helm");
         let trap = match on_term {
             "term" => {
                 "trap 'echo stopped > \"$D/stopped\"; echo \"Error: INSTALLATION FAILED: context canceled\" >&2; exit 1' TERM"
             }
             _ => "trap '' TERM",
         };
-        std::fs::write(
-            &script,
-            format!(
-                "#!/bin/sh\nD={}\n{trap}\ntouch \"$D/ready\"\nwhile :; do sleep 0.05; done\n",
-                dir.display()
-            ),
+        let d = dir.display();
+        script_helm(
+            dir,
+            &format!("D={d}\n{trap}\ntouch \"$D/ready\"\nwhile :; do sleep 0.05; done"),
         )
-        .unwrap();
-        script_at(script, dir)
     }
 
     async fn until_ready(dir: &std::path::Path) {
@@ -532,15 +527,10 @@ mod tests {
         ));
     }
 
-    /// A helm stand-in running `body` (a shell script).
-    fn script_helm(dir: &std::path::Path, body: &str) -> Helm {
+    /// A helm stand-in running `body` (a shell script), in `dir`.
+    pub(crate) fn script_helm(dir: &std::path::Path, body: &str) -> Helm {
         let script = dir.join("helm");
         std::fs::write(&script, format!("#!/bin/sh\n{body}\n")).unwrap();
-        script_at(script, dir)
-    }
-
-    /// The shell script `script` (made executable here) as helm, its cache in `dir`.
-    fn script_at(script: std::path::PathBuf, dir: &std::path::Path) -> Helm {
         std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
         Helm {
@@ -608,24 +598,14 @@ mod tests {
     /// A helm stand-in: `reads` copies its standard input to `stdin` beside it and prints its
     /// arguments and environment; otherwise it fails at once without reading anything.
     fn stdin_helm(dir: &std::path::Path, reads: bool) -> Helm {
-        let script = dir.join("helm");
         let body = if reads {
-            format!("cat > {}/stdin\necho \"$@\"\nenv\n", dir.display())
+            format!("cat > {}/stdin\necho \"$@\"\nenv", dir.display())
         } else {
-            "echo 'Error: boom' >&2\nexit 1\n".to_string()
+            "echo 'Error: boom' >&2\nexit 1".to_string()
         };
-        std::fs::write(&script, format!("#!/bin/sh\n{body}")).unwrap();
-        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
-        Helm {
-            binary: script,
-            driver: "secrets".into(),
-            repository_cache: dir.into(),
-            kubeconfig: None,
-            timeout: None,
-            config_env: vec![("HELM_REGISTRY_CONFIG", dir.join("registry.json"))],
-            redactor: Redactor::default(),
-        }
+        let mut helm = script_helm(dir, &body);
+        helm.config_env = vec![("HELM_REGISTRY_CONFIG", dir.join("registry.json"))];
+        helm
     }
 
     /// The input reaches helm's standard input byte for byte, and neither its arguments nor

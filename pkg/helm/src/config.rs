@@ -87,6 +87,20 @@ pub enum Command {
 const COMMANDS: &str = "install, upgrade, uninstall or rollback";
 
 impl Command {
+    /// The four commands, in the order messages list them.
+    pub const ALL: [Command; 4] = [
+        Command::Install,
+        Command::Upgrade,
+        Command::Uninstall,
+        Command::Rollback,
+    ];
+
+    /// The command `RUNNER_COMMAND=<value>` names, exactly as [`as_str`](Self::as_str) spells
+    /// it; `None` for anything else.
+    pub fn from_name(value: &str) -> Option<Command> {
+        Self::ALL.into_iter().find(|c| c.as_str() == value)
+    }
+
     /// `install`, `upgrade`, `uninstall` or `rollback`: the value of `RUNNER_COMMAND`, and
     /// helm's subcommand.
     pub fn as_str(self) -> &'static str {
@@ -95,6 +109,15 @@ impl Command {
             Command::Upgrade => "upgrade",
             Command::Uninstall => "uninstall",
             Command::Rollback => "rollback",
+        }
+    }
+
+    /// What the command does to a release, in words for messages ("the release to ..."):
+    /// `install`, `upgrade`, `uninstall`, `roll back`.
+    pub fn action(self) -> &'static str {
+        match self {
+            Command::Rollback => "roll back",
+            other => other.as_str(),
         }
     }
 
@@ -156,16 +179,12 @@ impl HelmConfig {
             .collect();
         let get = |k: &str| vars.get(k).cloned();
 
-        let command = match get("RUNNER_COMMAND").as_deref() {
-            Some("install") => Command::Install,
-            Some("upgrade") => Command::Upgrade,
-            Some("uninstall") => Command::Uninstall,
-            Some("rollback") => Command::Rollback,
-            Some(other) => {
-                return Err(invalid(format!(
-                    "RUNNER_COMMAND={other:?} is not a command: use {COMMANDS}"
-                )));
-            }
+        let command = match get("RUNNER_COMMAND") {
+            Some(name) => Command::from_name(&name).ok_or_else(|| {
+                invalid(format!(
+                    "RUNNER_COMMAND={name:?} is not a command: use {COMMANDS}"
+                ))
+            })?,
             None => {
                 return Err(invalid(format!(
                     "RUNNER_COMMAND is required but not set: use {COMMANDS}"
@@ -178,10 +197,7 @@ impl HelmConfig {
                 "RUNNER_HELM_RELEASE_PATH is required when RUNNER_COMMAND={} (the release file \
                  naming the release to {})",
                 command.as_str(),
-                match command {
-                    Command::Rollback => "roll back",
-                    other => other.as_str(),
-                }
+                command.action()
             )));
         }
         let driver = get("RUNNER_HELM_DRIVER").unwrap_or_else(|| DEFAULT_DRIVER.into());
@@ -196,47 +212,17 @@ impl HelmConfig {
         let repository_cache = get("RUNNER_REPOSITORY_CACHE_PATH")
             .unwrap_or_else(|| DEFAULT_REPOSITORY_CACHE_PATH.into())
             .into();
-        let release_output: PathBuf = get("RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH")
-            .unwrap_or_else(|| DEFAULT_RELEASE_OUTPUT_PATH.into())
-            .into();
-        let additional_output: PathBuf = get("RUNNER_OUTPUT_ADDITIONAL_FILE_PATH")
-            .unwrap_or_else(|| DEFAULT_ADDITIONAL_OUTPUT_PATH.into())
-            .into();
-        for (var, path) in [
-            ("RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH", &release_output),
-            ("RUNNER_OUTPUT_ADDITIONAL_FILE_PATH", &additional_output),
-        ] {
-            let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-            if dir.is_some_and(|d| !d.is_dir()) {
-                return Err(invalid(format!(
-                    "{var}={}: directory {} does not exist",
-                    path.display(),
-                    dir.unwrap_or(Path::new(".")).display()
-                )));
-            }
-        }
-        let helm_binary = match get("RUNNER_HELM_BINARY_PATH") {
-            Some(p) => {
-                let path = PathBuf::from(&p);
-                let resolved = if path.components().count() > 1 {
-                    path.is_file().then_some(path)
-                } else {
-                    find_on_path(&p, get("PATH").as_deref())
-                };
-                resolved.ok_or_else(|| {
-                    invalid(format!(
-                        "RUNNER_HELM_BINARY_PATH={p:?}: no such file (the helm CLI, Helm 4 or 3)"
-                    ))
-                })?
-            }
-            None => find_on_path(DEFAULT_HELM_BINARY, get("PATH").as_deref()).ok_or_else(|| {
-                invalid(
-                    "the helm CLI `helm` (Helm 4 or 3) is not on PATH: install it or set \
-                     RUNNER_HELM_BINARY_PATH"
-                        .into(),
-                )
-            })?,
-        };
+        let release_output = output_path(
+            "RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH",
+            get("RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH"),
+            DEFAULT_RELEASE_OUTPUT_PATH,
+        )?;
+        let additional_output = output_path(
+            "RUNNER_OUTPUT_ADDITIONAL_FILE_PATH",
+            get("RUNNER_OUTPUT_ADDITIONAL_FILE_PATH"),
+            DEFAULT_ADDITIONAL_OUTPUT_PATH,
+        )?;
+        let helm_binary = helm_binary(get("RUNNER_HELM_BINARY_PATH"), get("PATH").as_deref())?;
         Ok(HelmConfig {
             command,
             release_path,
@@ -247,6 +233,53 @@ impl HelmConfig {
             helm_binary,
         })
     }
+}
+
+/// The output file `var` names (`value`, else `default`).
+///
+/// # Errors
+/// [`ErrorKind::InvalidInput`](action_runner::error::ErrorKind) naming `var` when the file's
+/// directory does not exist.
+fn output_path(var: &str, value: Option<String>, default: &str) -> Result<PathBuf, RunnerError> {
+    let path = PathBuf::from(value.unwrap_or_else(|| default.into()));
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if dir.is_some_and(|d| !d.is_dir()) {
+        return Err(invalid(format!(
+            "{var}={}: directory {} does not exist",
+            path.display(),
+            dir.unwrap_or(Path::new(".")).display()
+        )));
+    }
+    Ok(path)
+}
+
+/// The helm CLI: `RUNNER_HELM_BINARY_PATH` (`set`; a bare name is looked up on `PATH`), else
+/// `helm` on `PATH`.
+///
+/// # Errors
+/// [`ErrorKind::InvalidInput`](action_runner::error::ErrorKind) naming the variable when no
+/// such file exists.
+fn helm_binary(set: Option<String>, path: Option<&str>) -> Result<PathBuf, RunnerError> {
+    let Some(p) = set else {
+        return find_on_path(DEFAULT_HELM_BINARY, path).ok_or_else(|| {
+            invalid(
+                "the helm CLI `helm` (Helm 4 or 3) is not on PATH: install it or set \
+                 RUNNER_HELM_BINARY_PATH"
+                    .into(),
+            )
+        });
+    };
+    let given = PathBuf::from(&p);
+    let resolved = if given.components().count() > 1 {
+        given.is_file().then_some(given)
+    } else {
+        find_on_path(&p, path)
+    };
+    resolved.ok_or_else(|| {
+        invalid(format!(
+            "RUNNER_HELM_BINARY_PATH={p:?}: no such file (the helm CLI, Helm 4 or 3)"
+        ))
+    })
 }
 
 /// The first file named `name` in the `:`-separated directories of `path`.

@@ -19,7 +19,7 @@ use std::fmt::Write as _;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, ListParams};
 use serde::{Deserialize, Serialize};
@@ -341,40 +341,11 @@ pub fn pod_problem(pod: &Pod) -> Option<PodProblem> {
         .chain(status.container_statuses.iter().flatten());
     let mut not_ready = None;
     for c in containers {
-        let state = c.state.clone().unwrap_or_default();
-        let last_exit = c
-            .last_state
-            .as_ref()
-            .and_then(|l| l.terminated.as_ref())
-            .map(|t| (t.exit_code, t.reason.clone().unwrap_or_default()));
-        if let Some(w) = &state.waiting {
-            let mut message = w.message.clone().unwrap_or_default();
-            if let Some((code, reason)) = &last_exit {
-                let sep = if message.is_empty() { "" } else { "; " };
-                let _ = write!(message, "{sep}last exit code {code}");
-                if !reason.is_empty() {
-                    let _ = write!(message, " ({reason})");
-                }
-            }
-            return problem(
-                Some(c.name.clone()),
-                w.reason.clone().unwrap_or_else(|| "Waiting".into()),
-                message,
-                last_exit.map(|(code, _)| code),
-            );
+        if let Some((reason, message, exit_code)) = container_problem(c) {
+            return problem(Some(c.name.clone()), reason, message, exit_code);
         }
-        if let Some(t) = state.terminated.as_ref().filter(|t| t.exit_code != 0) {
-            let mut message = t.message.clone().unwrap_or_default();
-            let sep = if message.is_empty() { "" } else { "; " };
-            let _ = write!(message, "{sep}exit code {}", t.exit_code);
-            return problem(
-                Some(c.name.clone()),
-                t.reason.clone().unwrap_or_else(|| "Error".into()),
-                message,
-                Some(t.exit_code),
-            );
-        }
-        if state.running.is_some() && !c.ready && not_ready.is_none() {
+        let running = c.state.as_ref().is_some_and(|s| s.running.is_some());
+        if running && !c.ready && not_ready.is_none() {
             not_ready = Some(c.name.clone());
         }
     }
@@ -394,6 +365,36 @@ pub fn pod_problem(pod: &Pod) -> Option<PodProblem> {
             .unwrap_or_default(),
         None,
     )
+}
+
+/// Why container `c` holds its pod back, when it waits or exited with an error: the reason
+/// (`ImagePullBackOff`, `CrashLoopBackOff`, `Error`, ...), the message (with the last exit code
+/// and its reason, for a waiting container) and the exit code.
+fn container_problem(c: &ContainerStatus) -> Option<(String, String, Option<i32>)> {
+    let state = c.state.clone().unwrap_or_default();
+    let last_exit = c
+        .last_state
+        .as_ref()
+        .and_then(|l| l.terminated.as_ref())
+        .map(|t| (t.exit_code, t.reason.clone().unwrap_or_default()));
+    if let Some(w) = &state.waiting {
+        let mut message = w.message.clone().unwrap_or_default();
+        if let Some((code, reason)) = &last_exit {
+            let sep = if message.is_empty() { "" } else { "; " };
+            let _ = write!(message, "{sep}last exit code {code}");
+            if !reason.is_empty() {
+                let _ = write!(message, " ({reason})");
+            }
+        }
+        let reason = w.reason.clone().unwrap_or_else(|| "Waiting".into());
+        return Some((reason, message, last_exit.map(|(code, _)| code)));
+    }
+    let t = state.terminated.as_ref().filter(|t| t.exit_code != 0)?;
+    let mut message = t.message.clone().unwrap_or_default();
+    let sep = if message.is_empty() { "" } else { "; " };
+    let _ = write!(message, "{sep}exit code {}", t.exit_code);
+    let reason = t.reason.clone().unwrap_or_else(|| "Error".into());
+    Some((reason, message, Some(t.exit_code)))
 }
 
 /// One line: `not ready: Deployment ns/web (0/1 available, 1 updated): pod web-abc container

@@ -1,15 +1,24 @@
-//! The Helm runner's input manifest and the release file an upgrade reads.
+//! The parts of the input manifest more than one command reads (the chart, the values and
+//! their sources, the outputs, `timeout`), and the release file `upgrade`, `uninstall` and
+//! `rollback` read. Each command's own shape of the manifest is in its module of
+//! [`crate::verbs`]; [`crate::manifest`] picks it.
 //!
 //! Field names and defaults follow Capact's Helm runner arguments (`maxHistory` 10, as
 //! `helm upgrade --history-max`); `wait` (default `true`) is this runner's addition.
 
 use std::fmt;
 use std::path::Path;
+use std::time::Duration;
 
 use action_runner::RunnerError;
 use action_runner::validation::NameError;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+/// An input error about the manifest: `input manifest: <message>`.
+pub(crate) fn invalid(message: impl fmt::Display) -> RunnerError {
+    RunnerError::invalid_input(format!("input manifest: {message}"))
+}
 
 /// Helm's default `--history-max` (`helm.sh/helm/v3/pkg/cli`, `defaultMaxHistory`).
 pub const DEFAULT_MAX_HISTORY: u32 = 10;
@@ -18,126 +27,12 @@ pub const DEFAULT_MAX_HISTORY: u32 = 10;
 /// the name is used in object names and labels with suffixes.
 pub const MAX_RELEASE_NAME_LENGTH: usize = 53;
 
-/// The input manifest (`RUNNER_INPUT_MANIFEST_PATH`). Unknown fields are an input error.
+/// `valuesFromFile`: a path, or a list of paths (an empty string or `null`: none). For
+/// `#[serde(deserialize_with)]`.
 ///
-/// ```yaml
-/// name: my-release            # install: the release name (or generateName: true)
-/// generateName: false         # install: let Helm pick the name (helm install --generate-name)
-/// replace: false              # install: reuse the name of a deleted release (--replace)
-/// chart:
-///   name: nginx
-///   repo: https://charts.example.com
-///   version: 1.2.3
-///   auth: {usernameFile: /creds/username, passwordFile: /creds/password}  # basic auth
-///   # auth.allowPlainHttp: true  # only to send them over plain HTTP (http://, plainHttp)
-///   caFile: /certs/ca.crt     # CA bundle of an https repository or registry
-///   passCredentials: false    # send the credentials to other hosts too (--pass-credentials)
-///   plainHttp: false          # an oci:// registry over plain HTTP (--plain-http)
-/// valuesFrom:                 # values layered in Helm's order: these first, in list order,
-///   - {kind: ConfigMap, name: base}                       # key: values.yaml by default
-///   - {kind: Secret, name: creds, key: prod.yaml, optional: true}
-/// valuesFromFile: [/path/a.yaml, /path/b.yaml]  # then these (or one path), in list order,
-/// values: {replicaCount: 2}   # then the inline values, last: they win
-/// noHooks: false              # --no-hooks
-/// reuseValues: false          # upgrade: --reuse-values
-/// resetValues: false          # upgrade: --reset-values
-/// maxHistory: 10              # upgrade, rollback: --history-max (0: unlimited)
-/// wait: true                  # --wait
-/// timeout: 5m                 # --timeout, a Go duration (default: RUNNER_TIMEOUT, else Helm's 5m)
-/// rollbackOnFailure: false    # install, upgrade: --rollback-on-failure (Helm 4), --atomic (Helm 3)
-/// createNamespace: false      # install: --create-namespace (needs namespaces: create)
-/// keepHistory: false          # uninstall: --keep-history
-/// revision: 0                 # rollback: the revision to go back to (absent or 0: the previous)
-/// output:
-///   helmRelease: {useHelmReleaseStorage: false}
-///   additional: {useHelmTemplateStorage: false, goTemplate: "host: {{ .Values.host }}"}
-/// ```
-#[derive(Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct HelmInput {
-    /// Release name (install). Helm's release-name rules apply.
-    #[serde(default)]
-    pub name: String,
-    /// Let Helm generate the release name (install; `--generate-name`).
-    #[serde(default)]
-    pub generate_name: bool,
-    /// Re-use the name of a deleted release whose history is kept (install; `--replace`).
-    #[serde(default)]
-    pub replace: bool,
-    /// The chart; for an upgrade, non-empty fields override the release file's chart.
-    #[serde(default)]
-    pub chart: Chart,
-    /// Inline values (a mapping). Never logged. Layered last: they override every other
-    /// source (see [`ValuesSource`] for the order).
-    #[serde(default)]
-    pub values: Option<Values>,
-    /// Values files (YAML mappings) on the runner's file system: one path or a list, each passed
-    /// to Helm as `--values` in list order, after `valuesFrom` and before `values`.
-    #[serde(default, deserialize_with = "one_or_many")]
-    pub values_from_file: Vec<String>,
-    /// Values from ConfigMaps and Secrets in the release's namespace, read through the
-    /// Kubernetes API when the run starts; layered first, in list order.
-    #[serde(default)]
-    pub values_from: Vec<ValuesSource>,
-    /// `--no-hooks`.
-    #[serde(default)]
-    pub no_hooks: bool,
-    /// Upgrade: `--reuse-values` (merge the new values into the release's last values).
-    #[serde(default)]
-    pub reuse_values: bool,
-    /// Upgrade: `--reset-values` (start from the chart's values; Helm gives it precedence over
-    /// `reuseValues`).
-    #[serde(default)]
-    pub reset_values: bool,
-    /// Upgrade: `--history-max`, revisions kept per release; 0 keeps all. Default 10.
-    #[serde(default = "default_max_history")]
-    pub max_history: u32,
-    /// `--wait`: wait until the release's workloads are ready (uninstall: until its objects
-    /// are gone). Default `true`.
-    #[serde(default = "default_true")]
-    pub wait: bool,
-    /// `--timeout` of this operation: a Go duration (`time.ParseDuration`: `90s`, `5m`,
-    /// `1h30m`), positive. Empty: `RUNNER_TIMEOUT`, else Helm's default (5m). Helm applies it
-    /// to each wait (hooks, `--wait`); `RUNNER_TIMEOUT` still bounds the whole run.
-    #[serde(default)]
-    pub timeout: String,
-    /// Install and upgrade: undo a failed operation (Helm 4 `--rollback-on-failure`, Helm 3
-    /// `--atomic`): a failed install is uninstalled, a failed upgrade rolled back. Helm then
-    /// waits for the release even with `wait: false`.
-    #[serde(default)]
-    pub rollback_on_failure: bool,
-    /// Install: `--create-namespace`, create the release's namespace if it does not exist. Opt-in:
-    /// the runner's Role then needs `create` on `namespaces` (cluster-scoped: a ClusterRole).
-    #[serde(default)]
-    pub create_namespace: bool,
-    /// Uninstall: `--keep-history`, keep the release's records (marked `uninstalled`), so that
-    /// it can be rolled back or its name installed again with `replace`.
-    #[serde(default)]
-    pub keep_history: bool,
-    /// Rollback: the revision to roll back to; absent or 0: the one before the latest (Helm's
-    /// rule, `pkg/action/rollback.go`). It must be in the release's history.
-    #[serde(default)]
-    pub revision: Option<u64>,
-    /// What the output files hold.
-    #[serde(default)]
-    pub output: OutputArgs,
-}
-
-impl fmt::Debug for HelmInput {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HelmInput")
-            .field("name", &self.name)
-            .field("generate_name", &self.generate_name)
-            .field("chart", &self.chart)
-            .field("values", &self.values.as_ref().map(|_| "<redacted>"))
-            .field("values_from_file", &self.values_from_file)
-            .field("values_from", &self.values_from)
-            .finish_non_exhaustive()
-    }
-}
-
-/// `valuesFromFile`: a path, or a list of paths (an empty string or `null`: none).
-fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+/// # Errors
+/// The deserializer's, when the value is neither a string nor a list of strings.
+pub(crate) fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     struct OneOrMany;
     impl<'de> serde::de::Visitor<'de> for OneOrMany {
         type Value = Vec<String>;
@@ -224,11 +119,13 @@ impl fmt::Display for SourceKind {
     }
 }
 
-fn default_max_history() -> u32 {
+/// Default of `maxHistory`: [`DEFAULT_MAX_HISTORY`].
+pub(crate) fn default_max_history() -> u32 {
     DEFAULT_MAX_HISTORY
 }
 
-fn default_true() -> bool {
+/// Default of `wait`: `true`.
+pub(crate) fn default_true() -> bool {
     true
 }
 
@@ -502,6 +399,23 @@ pub fn parse_values(what: &str, text: &str) -> Result<Values, RunnerError> {
     }
 }
 
+/// The manifest's `timeout` (every command has one): a Go duration (`time.ParseDuration`:
+/// `90s`, `5m`, `1h30m`), positive; `None` when empty (helm then gets `RUNNER_TIMEOUT`, else
+/// Helm's default, 5m).
+///
+/// # Errors
+/// [`ErrorKind::InvalidInput`](action_runner::error::ErrorKind) naming `timeout` and its text
+/// when it is not a positive Go duration.
+pub fn timeout(text: &str) -> Result<Option<Duration>, RunnerError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    action_runner::config::parse_go_duration(text)
+        .map(Some)
+        .map_err(|e| RunnerError::invalid_input(format!("input manifest: timeout {text:?} {e}")))
+}
+
 /// Whether the parser stopped at one of its budgets ([`action_runner::manifest::yaml_options`]).
 fn over_budget(e: &serde_saphyr::Error) -> bool {
     use serde_saphyr::Error as E;
@@ -519,109 +433,6 @@ fn over_budget(e: &serde_saphyr::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn parse(yaml: &str) -> Result<HelmInput, String> {
-        action_runner::manifest::parse::<HelmInput>("m", yaml).map_err(|e| e.to_string())
-    }
-
-    #[test]
-    fn defaults() {
-        let i = parse("name: a\nchart: {name: c}\n").unwrap();
-        assert_eq!(i.max_history, 10);
-        assert!(i.wait);
-        assert!(i.values.is_none());
-        assert!(i.output.go_template().is_none());
-    }
-
-    #[test]
-    fn unknown_fields_are_named() {
-        let e = parse("name: a\nchart: {name: c}\nvalue: {}\n").unwrap_err();
-        assert!(e.contains("value") && e.contains("line 3"), "{e}");
-        let e = parse("name: a\nchart: {name: c, url: x}\n").unwrap_err();
-        assert!(e.contains("url"), "{e}");
-        let e = parse("output: {additional: {template: x}}\n").unwrap_err();
-        assert!(e.contains("template"), "{e}");
-    }
-
-    #[test]
-    fn values_never_in_debug() {
-        let i = parse("name: a\nvalues: {password: hunter22}\n").unwrap();
-        assert!(!format!("{i:?}").contains("hunter22"));
-    }
-
-    #[test]
-    fn values_sources_and_files() {
-        let i = parse(
-            "valuesFrom:\n- {kind: ConfigMap, name: a}\n- {kind: Secret, name: b, key: k.yaml, optional: true}\nvaluesFromFile: /x.yaml\n",
-        )
-        .unwrap();
-        assert_eq!(
-            i.values_from,
-            [
-                ValuesSource {
-                    kind: SourceKind::ConfigMap,
-                    name: "a".into(),
-                    key: "values.yaml".into(),
-                    optional: false
-                },
-                ValuesSource {
-                    kind: SourceKind::Secret,
-                    name: "b".into(),
-                    key: "k.yaml".into(),
-                    optional: true
-                }
-            ]
-        );
-        assert_eq!(i.values_from_file, ["/x.yaml"]);
-        let i = parse("valuesFromFile: [/a.yaml, /b.yaml]\n").unwrap();
-        assert_eq!(i.values_from_file, ["/a.yaml", "/b.yaml"]);
-        assert!(
-            parse("valuesFromFile: \"\"\n")
-                .unwrap()
-                .values_from_file
-                .is_empty()
-        );
-        let e = parse("valuesFrom: [{kind: Pod, name: a}]\n").unwrap_err();
-        assert!(e.contains("Pod"), "{e}");
-        let e = parse("valuesFrom: [{kind: Secret}]\n").unwrap_err();
-        assert!(e.contains("name"), "{e}");
-    }
-
-    #[test]
-    fn chart_access() {
-        let i = parse(
-            "chart: {name: c, repo: 'https://r', auth: {usernameFile: /u, passwordFile: /p}, caFile: /ca.pem, passCredentials: true}\n",
-        )
-        .unwrap();
-        assert_eq!(
-            i.chart.auth,
-            Some(ChartAuth {
-                username_file: "/u".into(),
-                password_file: "/p".into(),
-                allow_plain_http: false,
-            })
-        );
-        assert_eq!(i.chart.ca_file, "/ca.pem");
-        assert!(i.chart.pass_credentials && !i.chart.plain_http);
-        let e = parse("chart: {name: c, auth: {usernameFile: /u}}\n").unwrap_err();
-        assert!(e.contains("passwordFile"), "{e}");
-        let i = parse(
-            "chart: {name: c, auth: {usernameFile: /u, passwordFile: /p, allowPlainHttp: true}}\n",
-        )
-        .unwrap();
-        assert!(i.chart.auth.unwrap().allow_plain_http);
-        let e = parse(
-            "chart: {name: c, auth: {usernameFile: /u, passwordFile: /p, plainHttp: true}}\n",
-        )
-        .unwrap_err();
-        assert!(e.contains("plainHttp"), "{e}");
-    }
-
-    #[test]
-    fn legacy_go_template() {
-        let i = parse("output: {goTemplate: 'a: b'}\n").unwrap();
-        assert_eq!(i.output.go_template(), Some("a: b"));
-    }
 
     /// valuesFrom texts and values files are parsed with the manifest's YAML budgets, and their
     /// size is bounded.
@@ -680,5 +491,16 @@ mod tests {
         assert!(validate_release_name("").is_err());
         assert!(validate_release_name("Bad").is_err());
         assert!(validate_release_name(&"a".repeat(54)).is_err());
+    }
+
+    #[test]
+    fn timeout_is_a_positive_go_duration() {
+        assert_eq!(timeout("").unwrap(), None);
+        assert_eq!(timeout("1m30s").unwrap(), Some(Duration::from_secs(90)));
+        for bad in ["5", "5 minutes", "-1s", "0"] {
+            let e = timeout(bad).unwrap_err().to_string();
+            assert!(e.contains(&format!("timeout {bad:?}")), "{e}");
+            assert_eq!(e.lines().count(), 1, "{e}");
+        }
     }
 }

@@ -6,9 +6,10 @@
 //! revision since Helm 3.13; Helm 4 the same) with the action's identity
 //! ([`action_runner::identity`]): the uid of the runner's owner
 //! (`RUNNER_CONTEXT_PLATFORM_OWNER_UID`, the Job, the same for each of its pods, or `none`), the
-//! action's name (`RUNNER_CONTEXT_NAME`) and the digest of its input ([`input_digest`]: the
+//! action's name (`RUNNER_CONTEXT_NAME`) and the digest of its input ([`action_runner::identity`]: the
 //! command, the manifest, the release file, each values layer as read and the chart's files).
-//! Before helm runs, [`decide`] reads the release's history and says what this attempt does:
+//! Before helm runs, `Check::decide` reads the release's history and [`decide`] says what this
+//! attempt does; `Check::settle` carries it out:
 //!
 //! | history of the release | install | upgrade |
 //! |---|---|---|
@@ -35,10 +36,10 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use action_runner::identity::INPUT_DIGEST_LABEL;
-use action_runner::{ExecutionContext, InputDigest};
+use action_runner::{ExecutionContext, InputDigest, RunnerError};
 
 use crate::config::Command;
-use crate::storage::Record;
+use crate::storage::{self, Record};
 
 /// Release label holding the uid of the runner's owner (the Job), or `none` without one.
 pub const OWNER_UID_LABEL: &str = "kube-action-runners.io/owner-uid";
@@ -58,7 +59,7 @@ pub struct ActionId {
     pub owner_uid: String,
     /// `RUNNER_CONTEXT_NAME`.
     pub action: String,
-    /// [`input_digest`]'s value ([`action_runner::identity::DIGEST_LEN`] hex digits).
+    /// The digest of the action's input ([`action_runner::identity::DIGEST_LEN`] hex digits).
     pub input_digest: String,
 }
 
@@ -151,7 +152,7 @@ const MAX_CHART_DIGEST_BYTES: u64 = 64 * 1024 * 1024;
 /// and entries whose names start with `..` (a ConfigMap volume's own) are left out.
 ///
 /// # Errors
-/// An I/O error reading the tree, or a tree over [`MAX_CHART_DIGEST_BYTES`].
+/// An I/O error reading the tree, or a tree over `MAX_CHART_DIGEST_BYTES` (64 MiB).
 pub fn add_chart(digest: &mut InputDigest, dir: &Path) -> std::io::Result<()> {
     let mut files = Vec::new();
     let mut stack = vec![PathBuf::new()];
@@ -262,6 +263,152 @@ pub fn decide(command: Command, id: &ActionId, history: &[Record], replace: bool
             Decision::NotOurs(latest.clone())
         }
         _ => Decision::Run,
+    }
+}
+
+/// The check of an attempt against the release's history, in the cluster: where Helm's records
+/// are and who asks.
+pub(crate) struct Check<'a> {
+    /// The runner's client.
+    pub client: &'a kube::Client,
+    /// The action's context (its name, whether it is a dry run).
+    pub ctx: &'a ExecutionContext,
+    /// `RUNNER_HELM_DRIVER`.
+    pub driver: &'a str,
+    /// The release's namespace.
+    pub namespace: &'a str,
+}
+
+/// What an attempt does once its [`Decision`] is carried out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Attempt {
+    /// Install with `--replace`: the input's `replace`, or a retried attempt taking over its
+    /// predecessor's revision.
+    pub replace: bool,
+    /// The revision an earlier attempt of this action made: reported, no helm run.
+    pub adopted: Option<Record>,
+}
+
+impl Check<'_> {
+    /// What an attempt of action `id` running `command` on the release `name` does (see
+    /// [`decide`]), from the release's history: `known` when the caller read it already (an
+    /// upgrade), else read here; a generated name (`None`) is found by the labels of this
+    /// action's records. Drivers the runner cannot read ([`storage::reads_driver`]): run helm.
+    ///
+    /// # Errors
+    /// Errors of the list of Helm's records, as [`storage::history`] and
+    /// [`storage::records_matching`].
+    pub async fn decide(
+        &self,
+        command: Command,
+        id: &ActionId,
+        name: Option<&str>,
+        known: &[Record],
+        replace: bool,
+    ) -> Result<Decision, RunnerError> {
+        if !storage::reads_driver(self.driver) {
+            return Ok(Decision::Run);
+        }
+        let history = match name {
+            // Read already (an upgrade).
+            Some(_) if command.needs_release_file() => known.to_vec(),
+            Some(name) => storage::history(self.client, self.namespace, self.driver, name).await?,
+            None => {
+                // A generated name: the release this action made, if any.
+                let mine = storage::records_matching(
+                    self.client,
+                    self.namespace,
+                    self.driver,
+                    &id.selector(),
+                )
+                .await?;
+                match mine.last().map(|r| r.release_name().to_string()) {
+                    Some(name) => mine
+                        .into_iter()
+                        .filter(|r| r.release_name() == name)
+                        .collect(),
+                    None => Vec::new(),
+                }
+            }
+        };
+        Ok(decide(command, id, &history, replace))
+    }
+
+    /// Carries `decision` out for action `id` (`None`: unlabelled, only for the words of an
+    /// error) with the input's `replace`: refuses another's release, adopts, marks a pending
+    /// revision `failed` (not in a dry run, which adopts and marks nothing), and names the
+    /// release (`name`) when an earlier attempt did.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`](action_runner::error::ErrorKind) for [`Decision::NotOurs`]
+    /// and [`Decision::OtherOwner`], naming the release and who made it; errors of marking the
+    /// revision failed ([`storage::mark_failed`]).
+    pub async fn settle(
+        &self,
+        decision: Decision,
+        id: Option<&ActionId>,
+        name: &mut Option<String>,
+        replace: bool,
+    ) -> Result<Attempt, RunnerError> {
+        let mut attempt = Attempt {
+            replace,
+            adopted: None,
+        };
+        match decision {
+            Decision::Run => {}
+            Decision::NotOurs(r) => {
+                return Err(RunnerError::invalid_input(format!(
+                    "release {:?} in namespace {:?} already exists (revision {}, {}, made by {}) \
+                     and this action did not install it: install under another name, or upgrade \
+                     it",
+                    r.release_name(),
+                    self.namespace,
+                    r.revision,
+                    r.status,
+                    maker(&r.labels),
+                )));
+            }
+            Decision::OtherOwner(r, uid) => {
+                return Err(RunnerError::invalid_input(format!(
+                    "release {:?} in namespace {:?}: its revision {} was made by action {:?} of \
+                     another owner (uid {uid}; this runner's owner is {}): two Jobs cannot be \
+                     one action; give this one its own RUNNER_CONTEXT_NAME",
+                    r.release_name(),
+                    self.namespace,
+                    r.revision,
+                    self.ctx.name,
+                    id.map_or(NO_OWNER, |i| i.owner_uid.as_str()),
+                )));
+            }
+            _ if self.ctx.dry_run => {}
+            Decision::Adopt(r) => {
+                tracing::info!(release = r.release_name(), revision = r.revision,
+                    status = %r.status, "an earlier attempt of this action made this revision: \
+                    adopting it, no new revision");
+                *name = Some(r.release_name().to_string());
+                attempt.adopted = Some(r);
+            }
+            Decision::Recover(r) => {
+                tracing::warn!(release = r.release_name(), revision = r.revision,
+                    status = %r.status, "an earlier attempt of this action left the release \
+                    pending and is gone: marking the revision failed, then going on");
+                let why = format!(
+                    "Marked failed by helm-runner: the attempt of action {:?} that ran this \
+                     operation ended before it",
+                    self.ctx.name
+                );
+                storage::mark_failed(self.client, self.namespace, self.driver, &r, &why).await?;
+                *name = Some(r.release_name().to_string());
+                attempt.replace = true;
+            }
+            Decision::Replace(r) => {
+                tracing::info!(release = r.release_name(), revision = r.revision,
+                    status = %r.status, "an earlier attempt of this action failed: going on");
+                *name = Some(r.release_name().to_string());
+                attempt.replace = true;
+            }
+        }
+        Ok(attempt)
     }
 }
 

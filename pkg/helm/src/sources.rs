@@ -27,7 +27,7 @@ use kube::api::Api;
 
 use crate::chart::ChartSource;
 use crate::cli::Helm;
-use crate::input::{self, Chart, SourceKind, Values, ValuesSource};
+use crate::input::{self, Chart, SourceKind, Values, ValuesSource, invalid};
 use crate::version::HelmVersion;
 
 /// Longest ConfigMap or Secret key (`IsConfigMapKey` of `k8s.io/apimachinery`, 253 characters).
@@ -169,7 +169,7 @@ pub fn write_values(dir: &Path, fetched: &[FetchedValues]) -> Result<Vec<PathBuf
         .iter()
         .map(|f| {
             let path = dir.join(format!("values-from-{}.yaml", f.index));
-            crate::write_private(&path, f.text.as_bytes())?;
+            crate::files::write_private(&path, f.text.as_bytes())?;
             Ok(path)
         })
         .collect()
@@ -253,15 +253,13 @@ impl RepositoryAccess {
         }
         if access.pass_credentials && !is_http_repo {
             return Err(invalid(
-                "chart.passCredentials applies to an http(s):// chart repository (chart.repo) only"
-                    .into(),
+                "chart.passCredentials applies to an http(s):// chart repository (chart.repo) only",
             ));
         }
         if access.plain_http && !is_oci {
             return Err(invalid(
                 "chart.plainHttp applies to an oci:// chart only (for an http:// chart \
-                 repository, write the URL with http://)"
-                    .into(),
+                 repository, write the URL with http://)",
             ));
         }
         Ok(access)
@@ -422,11 +420,11 @@ impl RepositoryAccess {
         helm.config_env = vec![("HELM_REGISTRY_CONFIG", registry_config.clone())];
         if version.registry_login_falls_back_to_plain_http() && !self.plain_http {
             let mut json = registry_credentials(host, credentials);
-            let written = crate::write_private(&registry_config, &json);
+            let written = crate::files::write_private(&registry_config, &json);
             json.fill(0);
             written?;
         } else {
-            crate::write_private(&registry_config, REGISTRY_CONFIG.as_bytes())?;
+            crate::files::write_private(&registry_config, REGISTRY_CONFIG.as_bytes())?;
             let mut args: Vec<OsString> = ["registry", "login", host].map(OsString::from).to_vec();
             args.extend(self.login_flags(username, false));
             run_login(
@@ -544,8 +542,7 @@ pub fn check_credentials_transport(chart: &Chart, source: &ChartSource) -> Resul
         ))),
         (None, true) => Err(invalid(
             "chart.auth.allowPlainHttp applies to credentials over plain HTTP only (an http:// \
-             chart.repo, or chart.plainHttp: true for an oci:// chart)"
-                .into(),
+             chart.repo, or chart.plainHttp: true for an oci:// chart)",
         )),
         _ => Ok(()),
     }
@@ -572,10 +569,6 @@ fn read_credential(field: &str, path: &str) -> Result<String, RunnerError> {
         return Err(invalid(format!("{field} {path}: the file is empty")));
     }
     Ok(value)
-}
-
-fn invalid(message: String) -> RunnerError {
-    RunnerError::invalid_input(format!("input manifest: {message}"))
 }
 
 #[cfg(test)]
@@ -755,24 +748,13 @@ mod tests {
     /// A helm stand-in that records each call: its arguments (`args`), its standard input
     /// (`stdin`) and its environment (`env`), appended to files beside it.
     fn recording_helm(dir: &Path) -> Helm {
-        let script = dir.join("helm");
         let d = dir.display();
-        std::fs::write(
-            &script,
-            format!("#!/bin/sh\necho \"$@\" >> {d}/args\ncat >> {d}/stdin\nenv >> {d}/env\n"),
-        )
-        .unwrap();
-        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
-        Helm {
-            binary: script,
-            driver: "secrets".into(),
-            repository_cache: dir.join("shared-cache"),
-            kubeconfig: None,
-            timeout: None,
-            config_env: Vec::new(),
-            redactor: crate::cli::Redactor::default(),
-        }
+        let mut helm = crate::cli::tests::script_helm(
+            dir,
+            &format!("echo \"$@\" >> {d}/args\ncat >> {d}/stdin\nenv >> {d}/env"),
+        );
+        helm.repository_cache = dir.join("shared-cache");
+        helm
     }
 
     fn access(ca: bool, pass_credentials: bool, plain_http: bool) -> RepositoryAccess {

@@ -1,0 +1,994 @@
+//! `RUNNER_COMMAND=install` and `RUNNER_COMMAND=upgrade`: `helm install` or `helm upgrade` of
+//! a chart, then the release file and the additional output file. The two share their input
+//! ([`ChartInput`]) and every step but which release they act on and a few flags.
+//!
+//! - **install** names the release with the manifest's `name` (or lets Helm generate one,
+//!   `generateName`), in the platform namespace;
+//! - **upgrade** upgrades the release the release file names (`RUNNER_HELM_RELEASE_PATH`), in
+//!   its namespace (as Capact does); the manifest's `chart.name`, `chart.repo` and
+//!   `chart.version`, when set, override the file's.
+//!
+//! The run, step by step: `prepare` resolves the chart source and reads the credential, CA and
+//! values files; `start` reads `valuesFrom`, fetches the chart (exit 2 for a chart refused as
+//! hostile or malformed, nothing written), settles what a retried attempt of the same action
+//! does ([`crate::ownership`]: adopt its revision, recover a pending one, refuse another
+//! action's release) and writes the values files; `wait_for_completion` runs helm, checks that
+//! Helm stored the revision `deployed`, and writes the outputs. Statuses: `Installing` →
+//! `Installed`/`InstallFailed`, `Upgrading` → `Upgraded`/`UpgradeFailed`.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use action_runner::{
+    ExecutionContext, InputDigest, RunnerError, StartInput, WaitForCompletionOutput,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{
+    HelmRelease, Outcome, Plan, PrepareCx, Stage, StartCx, Target, Verb, WaitCx, hooks_and_wait,
+    phase,
+};
+use crate::chart::{self, ChartSource};
+use crate::cli::{Helm, Redactor};
+use crate::config::{Command, HelmConfig};
+use crate::files;
+use crate::input::{self, Chart, OutputArgs, Values, ValuesSource};
+use crate::manifest::HelmInput;
+use crate::output::{self, ReleaseRef};
+use crate::ownership::{self, ActionId};
+use crate::render;
+use crate::sources::{self, FetchedValues, RepositoryAccess};
+use crate::storage::{self, Record};
+use crate::version::HelmVersion;
+
+/// The input manifest of `install` and `upgrade`. A field of another command is an input error
+/// naming the commands it applies to ([`crate::manifest`]); so is `createNamespace` for an
+/// upgrade ([`INSTALL_ONLY`]).
+///
+/// ```yaml
+/// name: my-release            # install: the release name (or generateName: true)
+/// generateName: false         # install: let Helm pick the name (helm install --generate-name)
+/// replace: false              # install: reuse the name of a deleted release (--replace)
+/// chart:
+///   name: nginx
+///   repo: https://charts.example.com
+///   version: 1.2.3
+///   auth: {usernameFile: /creds/username, passwordFile: /creds/password}  # basic auth
+///   # auth.allowPlainHttp: true  # only to send them over plain HTTP (http://, plainHttp)
+///   caFile: /certs/ca.crt     # CA bundle of an https repository or registry
+///   passCredentials: false    # send the credentials to other hosts too (--pass-credentials)
+///   plainHttp: false          # an oci:// registry over plain HTTP (--plain-http)
+/// valuesFrom:                 # values layered in Helm's order: these first, in list order,
+///   - {kind: ConfigMap, name: base}                       # key: values.yaml by default
+///   - {kind: Secret, name: creds, key: prod.yaml, optional: true}
+/// valuesFromFile: [/path/a.yaml, /path/b.yaml]  # then these (or one path), in list order,
+/// values: {replicaCount: 2}   # then the inline values, last: they win
+/// noHooks: false              # --no-hooks
+/// reuseValues: false          # upgrade: --reuse-values
+/// resetValues: false          # upgrade: --reset-values
+/// maxHistory: 10              # upgrade: --history-max (0: unlimited)
+/// wait: true                  # --wait
+/// timeout: 5m                 # --timeout, a Go duration (default: RUNNER_TIMEOUT, else Helm's 5m)
+/// rollbackOnFailure: false    # --rollback-on-failure (Helm 4), --atomic (Helm 3)
+/// createNamespace: false      # install: --create-namespace (needs namespaces: create)
+/// output:
+///   helmRelease: {useHelmReleaseStorage: false}
+///   additional: {useHelmTemplateStorage: false, goTemplate: "host: {{ .Values.host }}"}
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ChartInput {
+    /// Release name (install; an upgrade ignores it). Helm's release-name rules apply.
+    #[serde(default)]
+    pub name: String,
+    /// Let Helm generate the release name (install, `--generate-name`; an upgrade ignores it).
+    #[serde(default)]
+    pub generate_name: bool,
+    /// Re-use the name of a deleted release whose history is kept (install, `--replace`; an
+    /// upgrade ignores it).
+    #[serde(default)]
+    pub replace: bool,
+    /// The chart; for an upgrade, non-empty `name`, `repo` and `version` override the release
+    /// file's chart.
+    #[serde(default)]
+    pub chart: Chart,
+    /// Inline values (a mapping). Never logged. Layered last: they override every other
+    /// source (see [`ValuesSource`] for the order).
+    #[serde(default)]
+    pub values: Option<Values>,
+    /// Values files (YAML mappings) on the runner's file system: one path or a list, each passed
+    /// to Helm as `--values` in list order, after `valuesFrom` and before `values`.
+    #[serde(default, deserialize_with = "input::one_or_many")]
+    pub values_from_file: Vec<String>,
+    /// Values from ConfigMaps and Secrets in the release's namespace, read through the
+    /// Kubernetes API when the run starts; layered first, in list order.
+    #[serde(default)]
+    pub values_from: Vec<ValuesSource>,
+    /// `--no-hooks`: skip the chart's hooks.
+    #[serde(default)]
+    pub no_hooks: bool,
+    /// Upgrade: `--reuse-values` (merge the new values into the release's last values); an
+    /// install ignores it.
+    #[serde(default)]
+    pub reuse_values: bool,
+    /// Upgrade: `--reset-values` (start from the chart's values; Helm gives it precedence over
+    /// `reuseValues`); an install ignores it.
+    #[serde(default)]
+    pub reset_values: bool,
+    /// Upgrade: `--history-max`, revisions kept per release; 0 keeps all. Default 10. An
+    /// install ignores it.
+    #[serde(default = "input::default_max_history")]
+    pub max_history: u32,
+    /// `--wait`: wait until the release's workloads are ready. Default `true`.
+    #[serde(default = "input::default_true")]
+    pub wait: bool,
+    /// `--timeout` of this operation: a Go duration (`time.ParseDuration`: `90s`, `5m`,
+    /// `1h30m`), positive. Empty: `RUNNER_TIMEOUT`, else Helm's default (5m). Helm applies it
+    /// to each wait (hooks, `--wait`); `RUNNER_TIMEOUT` still bounds the whole run.
+    #[serde(default)]
+    pub timeout: String,
+    /// Undo a failed operation (Helm 4 `--rollback-on-failure`, Helm 3 `--atomic`): a failed
+    /// install is uninstalled, a failed upgrade rolled back. Helm then waits for the release
+    /// even with `wait: false`.
+    #[serde(default)]
+    pub rollback_on_failure: bool,
+    /// Install only: `--create-namespace`, create the release's namespace if it does not exist.
+    /// Opt-in: the runner's Role then needs `create` on `namespaces` (cluster-scoped: a
+    /// ClusterRole).
+    #[serde(default)]
+    pub create_namespace: bool,
+    /// What the output files hold.
+    #[serde(default)]
+    pub output: OutputArgs,
+}
+
+impl ChartInput {
+    /// The inline values, when there are any.
+    fn inline_values(&self) -> Option<&Values> {
+        self.values.as_ref().filter(|v| !v.0.is_empty())
+    }
+}
+
+/// The fields of [`ChartInput`] an upgrade refuses: the namespace of the release it upgrades
+/// exists.
+pub const INSTALL_ONLY: &[&str] = &["createNamespace"];
+
+/// The fields of [`ChartInput`] `command` accepts only to ignore them, so that install and
+/// upgrade can share a manifest (as they always could): an install ignores the upgrade's
+/// `reuseValues`, `resetValues` and `maxHistory`, an upgrade the install's `name`,
+/// `generateName` and `replace`. [`crate::manifest`] says a field applies to the command that
+/// uses it.
+pub fn ignored_by(command: Command) -> &'static [&'static str] {
+    match command {
+        Command::Install => &["reuseValues", "resetValues", "maxHistory"],
+        Command::Upgrade => &["name", "generateName", "replace"],
+        Command::Uninstall | Command::Rollback => &[],
+    }
+}
+
+/// An install or an upgrade, from `prepare` to its outcome.
+#[derive(Debug)]
+pub(crate) struct ChartVerb {
+    /// [`Command::Install`] or [`Command::Upgrade`].
+    command: Command,
+    input: ChartInput,
+    /// The chart: the input's (install), or the release file's with the input's overrides.
+    chart: Chart,
+    source: ChartSource,
+    /// Access to a private chart repository or registry (`helm pull` flags).
+    access: RepositoryAccess,
+    /// `valuesFromFile`, checked, in order.
+    values_files: Vec<PathBuf>,
+    /// The input `prepare` read, for the action's identity ([`ownership`]): the command, the
+    /// release (as the release file and the manifest make it) and each `valuesFromFile` file.
+    local_digest: InputDigest,
+    /// `valuesFrom`, as `read_sources` read it.
+    fetched: Vec<FetchedValues>,
+    /// Set by `plan`: the chart and the values files, for helm.
+    files: Option<RunFiles>,
+    /// Set by `plan`: what the run adds to the input's flags (but `dry_run`, which `args` is
+    /// given).
+    extra: Extra,
+    /// Set by `plan`: the revision an earlier attempt of this action made, which this attempt
+    /// reports instead of running helm ([`ownership::Decision::Adopt`]).
+    adopted: Option<Record>,
+}
+
+/// What helm reads while it runs, in the run's private scratch directory.
+#[derive(Debug)]
+struct RunFiles {
+    /// Holds the chart and the values files while helm runs; deleted with it.
+    scratch: tempfile::TempDir,
+    /// The unpacked chart.
+    chart_dir: PathBuf,
+    /// The `--values` files, in Helm's order.
+    values: Vec<PathBuf>,
+}
+
+impl Verb for ChartVerb {
+    type Input = ChartInput;
+
+    fn prepare(cx: PrepareCx<'_>, input: &ChartInput) -> Result<(Self, Target), RunnerError> {
+        let PrepareCx {
+            ctx,
+            config,
+            redactor,
+        } = cx;
+        let command = config.command;
+        let mut local_digest = InputDigest::new();
+        local_digest.add("command", command.as_str().as_bytes());
+        let (target, chart) = match command {
+            Command::Install => (install_target(ctx, input)?, input.chart.clone()),
+            _ => upgrade_target(config, input, &mut local_digest)?,
+        };
+        input::timeout(&input.timeout)?;
+        let source = chart::resolve(&chart).map_err(input::invalid)?;
+        sources::check_credentials_transport(&input.chart, &source)?;
+        let access = RepositoryAccess::read(&input.chart, &source)?;
+        if let Some(password) = &access.password {
+            redactor.add(password);
+        }
+        // Values layers (see `sources`): valuesFrom (read in `read_sources`), files, inline.
+        sources::check_values_from(&input.values_from)?;
+        if let Some(v) = input.inline_values() {
+            redactor.add_values(&Value::Object(v.0.clone()));
+        }
+        let values_files = read_values_files(input, &mut local_digest, redactor)?;
+        let verb = ChartVerb {
+            command,
+            input: input.clone(),
+            chart,
+            source,
+            access,
+            values_files,
+            local_digest,
+            fetched: Vec::new(),
+            files: None,
+            extra: Extra::default(),
+            adopted: None,
+        };
+        Ok((verb, target))
+    }
+
+    async fn plan(&mut self, cx: StartCx<'_>, history: Vec<Record>) -> Result<Plan, RunnerError> {
+        let input = cx.input;
+        // The chart, fetched before anything is written to the cluster (a recovery below marks
+        // a revision failed): a chart refused as hostile or malformed is exit 2 with nothing
+        // written. Its files are part of the action's identity.
+        let scratch = tempfile::Builder::new()
+            .prefix("helm-runner-")
+            .tempdir()
+            .map_err(|e| RunnerError::failed("cannot create a scratch directory").because(e))?;
+        input
+            .activity
+            .set(format!("fetching the chart: {}", self.source.describe()));
+        // A private chart source: helm logs in to it first (the password on its stdin only).
+        let pull = self
+            .access
+            .login(cx.helm, cx.version, &self.source, scratch.path())
+            .await?;
+        let chart_dir = chart::fetch(&pull.helm, &pull.source, &pull.args, scratch.path()).await?;
+        let id = self.identity(input, &chart_dir)?;
+
+        // A retried attempt of this action: what the earlier ones left (see `ownership`).
+        input.activity.set(format!(
+            "reading the history of the release in namespace {}",
+            cx.target.namespace
+        ));
+        let check = ownership::Check {
+            client: &input.client,
+            ctx: &input.ctx,
+            driver: &cx.config.driver,
+            namespace: &cx.target.namespace,
+        };
+        let decision = match &id {
+            Some(id) => {
+                let name = cx.target.name.as_deref();
+                check
+                    .decide(self.command, id, name, &history, self.input.replace)
+                    .await?
+            }
+            None => ownership::Decision::Run,
+        };
+        let attempt = check
+            .settle(
+                decision,
+                id.as_ref(),
+                &mut cx.target.name,
+                self.input.replace,
+            )
+            .await?;
+
+        // The command line: never values (they go in 0600 files), layered in Helm's order:
+        // valuesFrom, valuesFromFile, inline values last (see `sources`).
+        let values = self.write_values(scratch.path())?;
+        self.files = Some(RunFiles {
+            scratch,
+            chart_dir,
+            values,
+        });
+        self.extra = Extra {
+            dry_run: false,
+            replace: attempt.replace,
+            labels: id.as_ref().map(ActionId::labels_arg),
+        };
+        self.adopted = attempt.adopted.clone();
+        Ok(attempt.adopted.map_or(Plan::Run, Plan::Adopt))
+    }
+
+    fn args(&self, target: &Target, version: &HelmVersion, dry_run: bool) -> Vec<OsString> {
+        let files = self.files.as_ref().expect("args come after plan");
+        let extra = Extra {
+            dry_run,
+            ..self.extra.clone()
+        };
+        let name = target.name.as_deref();
+        let (chart, values) = (&files.chart_dir, &files.values);
+        chart_args(
+            version,
+            self.command,
+            name,
+            chart,
+            values,
+            &self.input,
+            &extra,
+        )
+    }
+
+    fn waits(&self, dry_run: bool) -> bool {
+        (self.input.wait || self.input.rollback_on_failure) && !dry_run
+    }
+
+    async fn outcome(&mut self, cx: WaitCx<'_>, stdout: Option<Vec<u8>>) -> Outcome {
+        let dry_run = cx.input.ctx.dry_run;
+        let release: HelmRelease =
+            serde_json::from_slice(&stdout.unwrap_or_default()).map_err(|e| {
+                RunnerError::failed(format!(
+                    "{} succeeded but its JSON output could not be read",
+                    super::what(self.command, cx.target)
+                ))
+                .because(e)
+            })?;
+        let config_values = Value::Object(release.config.clone().unwrap_or_default());
+        cx.helm.redactor.add_values(&config_values);
+        let stored_status = if let Some(r) = &self.adopted {
+            Some(r.status.as_str())
+        } else if dry_run {
+            None
+        } else {
+            verify_stored(cx.helm, &cx.input.client, &release).await?;
+            Some("deployed")
+        };
+        let done = self.done_message(&release, dry_run);
+        tracing::info!(release = %release.name, namespace = %release.namespace,
+            revision = release.version, dry_run, "helm {} done", self.command.as_str());
+        self.write_outputs(&cx, &release, &config_values)
+            .await
+            .map_err(|e| {
+                RunnerError::failed(format!("{done}, but its outputs could not be produced"))
+                    .because(e)
+            })?;
+        Ok(WaitForCompletionOutput {
+            succeeded: true,
+            message: done,
+            status: json!({
+                "phase": phase(self.command, Stage::Done),
+                "release": {"name": release.name, "namespace": release.namespace,
+                    "revision": release.version, "status": stored_status},
+                "helmVersion": cx.version.text,
+                "adopted": self.adopted.is_some(),
+            }),
+        })
+    }
+}
+
+impl ChartVerb {
+    /// `valuesFrom`, read from the release's namespace (`target`) before helm is asked anything
+    /// and before anything is written (a missing source: exit 2, no status); their values go
+    /// to `redactor`.
+    ///
+    /// # Errors
+    /// As [`sources::fetch_values`].
+    pub(crate) async fn read_sources(
+        &mut self,
+        input: &StartInput<HelmInput>,
+        target: &Target,
+        redactor: &mut Redactor,
+    ) -> Result<(), RunnerError> {
+        let ns = &target.namespace;
+        input
+            .activity
+            .set(format!("reading valuesFrom in namespace {ns}"));
+        self.fetched = sources::fetch_values(&input.client, ns, &self.input.values_from).await?;
+        for f in &self.fetched {
+            redactor.add_values(&Value::Object(f.values.0.clone()));
+        }
+        Ok(())
+    }
+
+    /// The action's identity: its input as read, the chart's files included (`ownership`);
+    /// `None` when it cannot be a label (then logged: the run is not retry-safe).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`](action_runner::error::ErrorKind) naming the chart when its
+    /// files cannot be read.
+    fn identity(
+        &self,
+        input: &StartInput<HelmInput>,
+        chart_dir: &Path,
+    ) -> Result<Option<ActionId>, RunnerError> {
+        let mut digest = input.digest.clone();
+        digest.add("local", self.local_digest.finish().as_bytes());
+        for f in &self.fetched {
+            digest.add(&format!("valuesFrom[{}]", f.index), f.text.as_bytes());
+        }
+        ownership::add_chart(&mut digest, chart_dir).map_err(|e| {
+            RunnerError::invalid_input(format!("chart {}: cannot read its files", self.chart.name))
+                .because(e)
+        })?;
+        let id = ActionId::of(&input.ctx, &digest);
+        if id.is_none() {
+            tracing::warn!(action = %input.ctx.name, "no owner uid and an action name longer \
+                than a label value: the release is not labelled, and a retried attempt cannot \
+                tell it from another action's");
+        }
+        Ok(id)
+    }
+
+    /// Writes the values layers to `dir` (mode 0600) and returns every `--values` file in
+    /// Helm's order: each `valuesFrom` entry, each `valuesFromFile` file, the inline values.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Failed`](action_runner::error::ErrorKind) when a file cannot be written.
+    fn write_values(&self, dir: &Path) -> Result<Vec<PathBuf>, RunnerError> {
+        let mut values = sources::write_values(dir, &self.fetched)?;
+        values.extend(self.values_files.iter().cloned());
+        if let Some(v) = self.input.inline_values() {
+            let path = dir.join("values.json");
+            let json = serde_json::to_vec(&v.0).expect("values serialize");
+            files::write_private(&path, &json)?;
+            values.push(path);
+        }
+        Ok(values)
+    }
+
+    /// The message of a successful run.
+    fn done_message(&self, release: &HelmRelease, dry_run: bool) -> String {
+        let done = match self.command {
+            Command::Install => "installed",
+            _ => "upgraded",
+        };
+        let (name, ns, revision) = (&release.name, &release.namespace, release.version);
+        if dry_run {
+            format!(
+                "dry run: release {name:?} would be {done} in namespace {ns:?} (revision \
+                 {revision}); Helm validated it against the cluster and stored nothing"
+            )
+        } else if self.adopted.is_some() {
+            format!(
+                "release {name:?} {done} successfully in namespace {ns:?} (revision {revision}, \
+                 by an earlier attempt of this action; adopted, no new revision)"
+            )
+        } else {
+            format!(
+                "release {name:?} {done} successfully in namespace {ns:?} (revision {revision})"
+            )
+        }
+    }
+
+    /// Writes the release file and, with a Go template, the additional file.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Failed`](action_runner::error::ErrorKind) when a file cannot be written or
+    /// the template does not render.
+    async fn write_outputs(
+        &self,
+        cx: &WaitCx<'_>,
+        release: &HelmRelease,
+        config_values: &Value,
+    ) -> Result<(), RunnerError> {
+        let output = &self.input.output;
+        let reference = super::release_ref(cx.config, release, &self.chart.repo);
+        let storage = output.helm_release.use_helm_release_storage;
+        super::write_release_file(cx.config, &reference, storage)?;
+        let Some(template) = output.go_template() else {
+            return Ok(());
+        };
+        let doc = if output.additional.use_helm_template_storage {
+            output::additional_storage_file(&reference, template)
+        } else {
+            let rendered = self
+                .render(cx, &reference, release.version, config_values, template)
+                .await?;
+            output::additional_value_file(&rendered)?
+        };
+        files::write_output(
+            &cx.config.additional_output,
+            "RUNNER_OUTPUT_ADDITIONAL_FILE_PATH",
+            &doc,
+        )
+    }
+
+    /// `template` rendered like a template file of the chart, against the release of
+    /// `reference` at `revision` and its user-supplied values (`config_values`).
+    ///
+    /// # Errors
+    /// As [`render::render`], or when the values file cannot be written.
+    async fn render(
+        &self,
+        cx: &WaitCx<'_>,
+        reference: &ReleaseRef,
+        revision: u64,
+        config_values: &Value,
+        template: &str,
+    ) -> Result<String, RunnerError> {
+        let files = self.files.as_ref().expect("the outcome comes after plan");
+        let values_path = files.scratch.path().join("release-values.json");
+        let json = serde_json::to_vec(config_values).expect("values serialize");
+        files::write_private(&values_path, &json)?;
+        let kube_version = cx
+            .input
+            .client
+            .apiserver_version()
+            .await
+            .ok()
+            .map(|v| v.git_version);
+        let release = render::RenderRelease {
+            name: &reference.name,
+            namespace: &reference.namespace,
+            revision,
+            chart_name: &reference.chart_name,
+            kube_version: kube_version.as_deref(),
+        };
+        render::render(cx.helm, &files.chart_dir, &release, template, &values_path).await
+    }
+}
+
+/// The release an install names: the manifest's `name` in the platform namespace, or none with
+/// `generateName`.
+///
+/// # Errors
+/// [`ErrorKind::InvalidInput`](action_runner::error::ErrorKind) when neither or both are given,
+/// or `name` breaks Helm's release-name rule.
+fn install_target(ctx: &ExecutionContext, input: &ChartInput) -> Result<Target, RunnerError> {
+    let name = match (input.name.trim(), input.generate_name) {
+        ("", false) => {
+            return Err(input::invalid(
+                "name is required for install (or set generateName: true)",
+            ));
+        }
+        ("", true) => None,
+        (name, false) => {
+            input::validate_release_name(name)
+                .map_err(|e| input::invalid(format!("name {name:?} {e}")))?;
+            Some(name.to_string())
+        }
+        (name, true) => {
+            return Err(input::invalid(format!(
+                "name {name:?} and generateName: true are exclusive"
+            )));
+        }
+    };
+    Ok(Target {
+        name,
+        namespace: ctx.platform.namespace.clone(),
+    })
+}
+
+/// The release an upgrade acts on, and its chart: the release file's, with the manifest's
+/// non-empty `chart.name`, `chart.repo` and `chart.version` over it (added to `digest`).
+///
+/// # Errors
+/// As [`input::read_release_file`].
+fn upgrade_target(
+    config: &HelmConfig,
+    input: &ChartInput,
+    digest: &mut InputDigest,
+) -> Result<(Target, Chart), RunnerError> {
+    let path = config.release_path.clone().unwrap_or_default();
+    let mut release = input::read_release_file(&path)?;
+    for (field, value) in [
+        (&mut release.chart.name, &input.chart.name),
+        (&mut release.chart.repo, &input.chart.repo),
+        (&mut release.chart.version, &input.chart.version),
+    ] {
+        if !value.trim().is_empty() {
+            *field = value.clone();
+        }
+    }
+    let json = serde_json::to_vec(&release).expect("a release serializes");
+    digest.add("release", &json);
+    let target = Target {
+        name: Some(release.name),
+        namespace: release.namespace,
+    };
+    Ok((target, release.chart))
+}
+
+/// Reads and checks each `valuesFromFile` file, in order: its values are redacted and part of
+/// the action's identity.
+///
+/// # Errors
+/// [`ErrorKind::InvalidInput`](action_runner::error::ErrorKind) naming the entry or the file
+/// ([`input::read_values_file`]).
+fn read_values_files(
+    input: &ChartInput,
+    digest: &mut InputDigest,
+    redactor: &mut Redactor,
+) -> Result<Vec<PathBuf>, RunnerError> {
+    let mut files = Vec::new();
+    for (i, file) in input.values_from_file.iter().enumerate() {
+        if file.trim().is_empty() {
+            return Err(input::invalid(format!(
+                "valuesFromFile[{i}] is empty: name a file"
+            )));
+        }
+        let file = PathBuf::from(file.trim());
+        let v = input::read_values_file(&file)?;
+        let json = serde_json::to_vec(&v).expect("values serialize");
+        digest.add(&format!("valuesFromFile[{i}]"), &json);
+        redactor.add_values(&Value::Object(v.0));
+        files.push(file);
+    }
+    Ok(files)
+}
+
+/// `info.status` of `helm status -o json`.
+#[derive(Deserialize)]
+struct HelmStatus {
+    info: HelmStatusInfo,
+}
+
+#[derive(Deserialize)]
+struct HelmStatusInfo {
+    status: String,
+}
+
+/// Checks that Helm's storage holds `release` as `deployed`. Helm (3 and 4) prints the release it
+/// installed or upgraded even when it could not record the final state (it only warns, and the
+/// stored revision stays `pending-install` or `pending-upgrade`, for example when the runner may
+/// not `update` Secrets), so the runner reads the stored state back: for the `secret(s)` and
+/// `configmap(s)` drivers from the record's `status` label with its own client (one GET,
+/// [`storage::stored_status`]); for the others with `helm status`.
+///
+/// # Errors
+/// [`ErrorKind::Failed`](action_runner::error::ErrorKind) when the stored revision is not
+/// `deployed`; errors of the GET as [`RunnerError::from_kube`] classifies them, or of `helm
+/// status` as [`Helm::run`] does.
+async fn verify_stored(
+    helm: &Helm,
+    client: &kube::Client,
+    release: &HelmRelease,
+) -> Result<(), RunnerError> {
+    let status = if storage::reads_driver(&helm.driver) {
+        storage::stored_status(
+            client,
+            &release.namespace,
+            &helm.driver,
+            &release.name,
+            release.version,
+        )
+        .await?
+        .unwrap_or_else(|| "missing".into())
+    } else {
+        let what = format!("helm status {}/{}", release.namespace, release.name);
+        let mut argv: Vec<OsString> = vec!["status".into(), release.name.clone().into()];
+        if let Some(kc) = &helm.kubeconfig {
+            argv.extend(["--kubeconfig".into(), kc.clone().into()]);
+        }
+        argv.extend(["--namespace".into(), release.namespace.clone().into()]);
+        argv.extend(["--revision".into(), release.version.to_string().into()]);
+        argv.extend(["--output".into(), "json".into()]);
+        let stdout = helm.run(&what, &argv).await?;
+        let status: HelmStatus = serde_json::from_slice(&stdout).map_err(|e| {
+            RunnerError::failed(format!("{what}: its JSON output could not be read")).because(e)
+        })?;
+        status.info.status
+    };
+    if status != "deployed" {
+        return Err(RunnerError::failed(format!(
+            "release {:?} in namespace {:?}: Helm reported success, but its storage holds \
+             revision {} as {:?} (are the runner's rights on Helm's storage driver complete?)",
+            release.name, release.namespace, release.version, status
+        )));
+    }
+    Ok(())
+}
+
+/// What the run adds to the input's flags.
+#[derive(Debug, Clone, Default)]
+struct Extra {
+    /// `RUNNER_CONTEXT_DRY_RUN`.
+    dry_run: bool,
+    /// Install with `--replace`: the input's `replace`, or a retried attempt taking over its
+    /// predecessor's failed revision.
+    replace: bool,
+    /// The release labels naming the action (`--labels`), see [`ActionId::labels_arg`].
+    labels: Option<String>,
+}
+
+/// The arguments of `helm install`/`helm upgrade` for helm `version`, without the cluster flags
+/// ([`Helm::cluster_args`], which the caller appends): `<verb> <name>|--generate-name
+/// <chart dir> --output json`, a `--values` per file, then `--no-hooks`, the wait flags of the
+/// major version ([`HelmVersion::wait_args`]), its flag for `rollbackOnFailure`
+/// ([`HelmVersion::rollback_on_failure_arg`]), `--dry-run=server`, `--labels`, and `--replace`,
+/// `--create-namespace` (install) or `--history-max N`, `--reuse-values`, `--reset-values`
+/// (upgrade), as the input and `extra` ask.
+fn chart_args(
+    version: &HelmVersion,
+    command: Command,
+    release_name: Option<&str>,
+    chart_dir: &Path,
+    values_files: &[PathBuf],
+    input: &ChartInput,
+    extra: &Extra,
+) -> Vec<OsString> {
+    let mut argv: Vec<OsString> = vec![command.as_str().into()];
+    argv.push(release_name.unwrap_or("--generate-name").into());
+    argv.push(chart_dir.into());
+    argv.extend(["--output".into(), "json".into()]);
+    for f in values_files {
+        argv.extend(["--values".into(), f.into()]);
+    }
+    hooks_and_wait(&mut argv, version, input.no_hooks, input.wait);
+    if input.rollback_on_failure {
+        argv.push(version.rollback_on_failure_arg().into());
+    }
+    if extra.dry_run {
+        argv.push("--dry-run=server".into());
+    }
+    if let Some(labels) = &extra.labels {
+        argv.extend(["--labels".into(), labels.into()]);
+    }
+    if command == Command::Install {
+        if extra.replace {
+            argv.push("--replace".into());
+        }
+        if input.create_namespace {
+            argv.push("--create-namespace".into());
+        }
+    } else {
+        argv.extend(["--history-max".into(), input.max_history.to_string().into()]);
+        if input.reuse_values {
+            argv.push("--reuse-values".into());
+        }
+        if input.reset_values {
+            argv.push("--reset-values".into());
+        }
+    }
+    argv
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::{ChartAuth, SourceKind};
+    use crate::manifest::tests::parse as parse_for;
+    use crate::verbs::tests::strings;
+
+    fn parse(text: &str) -> Result<ChartInput, String> {
+        match parse_for(Command::Install, text) {
+            Ok(HelmInput::Install(i)) => Ok(i),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let i = parse("name: a\nchart: {name: c}\n").unwrap();
+        assert_eq!(i.max_history, 10);
+        assert!(i.wait);
+        assert!(i.values.is_none());
+        assert!(i.output.go_template().is_none());
+    }
+
+    /// `text` is refused, the error holding each of `needles`.
+    fn refused(text: &str, needles: &[&str]) {
+        let e = parse(text).unwrap_err();
+        assert!(needles.iter().all(|n| e.contains(n)), "{e}");
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        refused(
+            "name: a\nchart: {name: c}\nvalue: {}\n",
+            &["value", "line 3"],
+        );
+        refused("name: a\nchart: {name: c, url: x}\n", &["url"]);
+        refused("output: {additional: {template: x}}\n", &["template"]);
+    }
+
+    #[test]
+    fn values_never_in_debug() {
+        let i = parse("name: a\nvalues: {password: hunter22}\n").unwrap();
+        assert!(!format!("{i:?}").contains("hunter22"));
+    }
+
+    #[test]
+    fn values_sources_and_files() {
+        let i = parse(
+            "valuesFrom:\n- {kind: ConfigMap, name: a}\n- {kind: Secret, name: b, key: k.yaml, optional: true}\nvaluesFromFile: /x.yaml\n",
+        )
+        .unwrap();
+        let source = |kind, name: &str, key: &str, optional| ValuesSource {
+            kind,
+            name: name.into(),
+            key: key.into(),
+            optional,
+        };
+        assert_eq!(
+            i.values_from,
+            [
+                source(SourceKind::ConfigMap, "a", "values.yaml", false),
+                source(SourceKind::Secret, "b", "k.yaml", true)
+            ]
+        );
+        assert_eq!(i.values_from_file, ["/x.yaml"]);
+        let i = parse("valuesFromFile: [/a.yaml, /b.yaml]\n").unwrap();
+        assert_eq!(i.values_from_file, ["/a.yaml", "/b.yaml"]);
+        let i = parse("valuesFromFile: \"\"\n").unwrap();
+        assert!(i.values_from_file.is_empty());
+        refused("valuesFrom: [{kind: Pod, name: a}]\n", &["Pod"]);
+        refused("valuesFrom: [{kind: Secret}]\n", &["name"]);
+    }
+
+    #[test]
+    fn chart_access() {
+        let i = parse(
+            "chart: {name: c, repo: 'https://r', auth: {usernameFile: /u, passwordFile: /p}, caFile: /ca.pem, passCredentials: true}\n",
+        )
+        .unwrap();
+        let auth = ChartAuth {
+            username_file: "/u".into(),
+            password_file: "/p".into(),
+            allow_plain_http: false,
+        };
+        assert_eq!(i.chart.auth, Some(auth));
+        assert_eq!(i.chart.ca_file, "/ca.pem");
+        assert!(i.chart.pass_credentials && !i.chart.plain_http);
+        refused(
+            "chart: {name: c, auth: {usernameFile: /u}}\n",
+            &["passwordFile"],
+        );
+        let auth = "auth: {usernameFile: /u, passwordFile: /p";
+        let i = parse(&format!(
+            "chart: {{name: c, {auth}, allowPlainHttp: true}}}}\n"
+        ))
+        .unwrap();
+        assert!(i.chart.auth.unwrap().allow_plain_http);
+        refused(
+            &format!("chart: {{name: c, {auth}, plainHttp: true}}}}\n"),
+            &["plainHttp"],
+        );
+    }
+
+    #[test]
+    fn legacy_go_template() {
+        let i = parse("output: {goTemplate: 'a: b'}\n").unwrap();
+        assert_eq!(i.output.go_template(), Some("a: b"));
+    }
+
+    /// `chart_args` of `input` for an install or upgrade of `shop` from chart `/c`.
+    fn args(v: &HelmVersion, command: Command, input: &str, extra: &Extra) -> Vec<String> {
+        let input = parse(input).unwrap();
+        strings(&chart_args(
+            v,
+            command,
+            Some("shop"),
+            Path::new("/c"),
+            &[],
+            &input,
+            extra,
+        ))
+    }
+
+    /// The same input gives each major version its own wait flag, and nothing else differs.
+    #[test]
+    fn chart_args_per_helm_version() {
+        let v3 = HelmVersion::parse("v3.22.0").unwrap();
+        let v4 = HelmVersion::parse("v4.3.1").unwrap();
+        let input = parse("name: shop\nwait: true\nnoHooks: true\n").unwrap();
+        let install = |v: &HelmVersion| {
+            strings(&chart_args(
+                v,
+                Command::Install,
+                Some("shop"),
+                Path::new("/s/chart/webapp"),
+                &[PathBuf::from("/s/values.json")],
+                &input,
+                &Extra::default(),
+            ))
+        };
+        let common = [
+            "install",
+            "shop",
+            "/s/chart/webapp",
+            "--output",
+            "json",
+            "--values",
+            "/s/values.json",
+            "--no-hooks",
+        ];
+        for (v, wait) in [(&v4, "--wait=watcher"), (&v3, "--wait")] {
+            let mut want = common.to_vec();
+            want.push(wait);
+            assert_eq!(install(v), want, "{v}");
+        }
+
+        let upgrade = "wait: false\nreuseValues: true\nresetValues: true\nmaxHistory: 3\n";
+        let dry_run = Extra {
+            dry_run: true,
+            ..Extra::default()
+        };
+        for v in [&v3, &v4] {
+            assert_eq!(
+                args(v, Command::Upgrade, upgrade, &dry_run),
+                [
+                    "upgrade",
+                    "shop",
+                    "/c",
+                    "--output",
+                    "json",
+                    "--dry-run=server",
+                    "--history-max",
+                    "3",
+                    "--reuse-values",
+                    "--reset-values"
+                ],
+                "{v}"
+            );
+        }
+    }
+
+    /// `--generate-name`, `--labels` and `--replace`; `rollbackOnFailure` is each major's flag,
+    /// `createNamespace` an install's only.
+    #[test]
+    fn chart_args_of_the_run_and_the_options() {
+        let v3 = HelmVersion::parse("v3.22.0").unwrap();
+        let v4 = HelmVersion::parse("v4.3.1").unwrap();
+        let generated = parse("generateName: true\nwait: false\n").unwrap();
+        let argv = chart_args(
+            &v4,
+            Command::Install,
+            None,
+            Path::new("/c"),
+            &[],
+            &generated,
+            &Extra::default(),
+        );
+        assert_eq!(strings(&argv)[..2], ["install", "--generate-name"]);
+        let extra = Extra {
+            replace: true,
+            labels: Some("kube-action-runners.io/owner-uid=u-1".into()),
+            ..Extra::default()
+        };
+        assert_eq!(
+            args(&v4, Command::Install, "wait: false\n", &extra)[5..],
+            [
+                "--labels",
+                "kube-action-runners.io/owner-uid=u-1",
+                "--replace"
+            ]
+        );
+        let undo = "wait: false\nrollbackOnFailure: true\ncreateNamespace: true\n";
+        let tail = |v: &HelmVersion, c: Command| args(v, c, undo, &Extra::default())[5..].to_vec();
+        assert_eq!(
+            tail(&v4, Command::Install),
+            ["--rollback-on-failure", "--create-namespace"]
+        );
+        assert_eq!(
+            tail(&v3, Command::Install),
+            ["--atomic", "--create-namespace"]
+        );
+        assert_eq!(
+            tail(&v3, Command::Upgrade),
+            ["--atomic", "--history-max", "10"]
+        );
+        assert_eq!(
+            tail(&v4, Command::Upgrade),
+            ["--rollback-on-failure", "--history-max", "10"]
+        );
+    }
+}
