@@ -28,9 +28,9 @@ use crate::{logging, manifest};
 /// (`terminationGracePeriodSeconds`) before SIGKILL.
 pub const REPORT_AFTER_SIGNAL_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long [`ActionRunner::cancel`] may take, within the 30 s Kubernetes allows after SIGTERM
-/// (the final report then has [`REPORT_AFTER_SIGNAL_TIMEOUT`]).
-pub const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
+// The cancel bounds belong to the runner's contract (`runner.rs`); re-exported here, where the
+// Manager applies them.
+pub use crate::runner::{CANCEL_TIMEOUT, MAX_CANCEL_TIMEOUT};
 
 /// The least time between two progress writes of the status while the runner waits
 /// ([`Progress`]).
@@ -39,10 +39,6 @@ pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 /// How long one progress write may take; a progress write that fails or takes longer is
 /// logged and skipped (the final report is what counts).
 pub const PROGRESS_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// The most [`ActionRunner::cancel_timeout`] may ask for: 15 s, which with
-/// [`REPORT_AFTER_SIGNAL_TIMEOUT`] (10 s) stays within the 30 s Kubernetes allows after SIGTERM.
-pub const MAX_CANCEL_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How a run ended: the exit code and a one-line message (the reason, on failure).
 #[derive(Debug, Clone, PartialEq, Eq)]

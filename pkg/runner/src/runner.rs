@@ -56,7 +56,7 @@ pub trait ActionRunner: Send {
     ) -> impl Future<Output = Result<WaitForCompletionOutput, RunnerError>> + Send;
 
     /// Called when the wait was cut short, by SIGTERM or SIGINT or by `RUNNER_TIMEOUT`, before the
-    /// final report, for at most [`CANCEL_TIMEOUT`](crate::manager::CANCEL_TIMEOUT): the runner may
+    /// final report, for at most [`CANCEL_TIMEOUT`]: the runner may
     /// stop what it started. Returns a note for the final message (for example what it stopped);
     /// structured facts for the final `runnerStatus` go through `input.progress` (the latest
     /// progress is merged into the final status, as during the wait). By default nothing is
@@ -72,15 +72,25 @@ pub trait ActionRunner: Send {
     }
 
     /// How long [`cancel`](Self::cancel) may take; by default
-    /// [`CANCEL_TIMEOUT`](crate::manager::CANCEL_TIMEOUT) (5 s). A runner that must give a
+    /// [`CANCEL_TIMEOUT`] (5 s). A runner that must give a
     /// child process time to stop cleanly may ask for more, at most
-    /// [`MAX_CANCEL_TIMEOUT`](crate::manager::MAX_CANCEL_TIMEOUT) (the Manager caps it), so
+    /// [`MAX_CANCEL_TIMEOUT`] (the Manager caps it), so
     /// that, with the final report, the runner stops within Kubernetes' default
     /// `terminationGracePeriodSeconds` of 30 s.
     fn cancel_timeout(&self) -> std::time::Duration {
-        crate::manager::CANCEL_TIMEOUT
+        CANCEL_TIMEOUT
     }
 }
+
+/// How long [`ActionRunner::cancel`] may take by default, within the 30 s Kubernetes allows
+/// after SIGTERM (`terminationGracePeriodSeconds`; the final report then has
+/// [`REPORT_AFTER_SIGNAL_TIMEOUT`](crate::manager::REPORT_AFTER_SIGNAL_TIMEOUT)).
+pub const CANCEL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The most [`ActionRunner::cancel_timeout`] may ask for: 15 s, which with
+/// [`REPORT_AFTER_SIGNAL_TIMEOUT`](crate::manager::REPORT_AFTER_SIGNAL_TIMEOUT) (10 s) stays
+/// within the 30 s Kubernetes allows after SIGTERM.
+pub const MAX_CANCEL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Input of [`ActionRunner::start`].
 #[derive(Clone)]
