@@ -124,6 +124,26 @@ pub struct RunnerOutput {
     pub stderr: String,
 }
 
+impl RunnerOutput {
+    /// Fails when `text` (a secret, a file's content) is in the run's standard output or
+    /// standard error.
+    ///
+    /// # Panics
+    /// Naming the stream that shows it.
+    pub fn assert_not_shown(&self, text: &str) {
+        assert!(
+            !self.stdout.contains(text),
+            "stdout shows it: {}",
+            self.stdout
+        );
+        assert!(
+            !self.stderr.contains(text),
+            "stderr shows it: {}",
+            self.stderr
+        );
+    }
+}
+
 impl RunnerCommand {
     /// `bin` with the common `RUNNER_*` variables for context `name` in `namespace`, reading the
     /// manifest at `manifest`, and `KUBECONFIG` set to `kubeconfig`.

@@ -624,16 +624,7 @@ impl HelmTest {
 
     /// Whether `text` appears in anything the runner showed: its output, its status.
     async fn assert_never_shown(&self, name: &str, out: &RunnerOutput, text: &str) {
-        assert!(
-            !out.stdout.contains(text),
-            "stdout shows it: {}",
-            out.stdout
-        );
-        assert!(
-            !out.stderr.contains(text),
-            "stderr shows it: {}",
-            out.stderr
-        );
+        out.assert_not_shown(text);
         let cm = Api::<ConfigMap>::namespaced(self.client.clone(), &self.ns)
             .get(name)
             .await

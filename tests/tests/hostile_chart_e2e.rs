@@ -83,19 +83,6 @@ async fn assert_nothing_installed(w: &World) {
     );
 }
 
-fn assert_not_shown(out: &RunnerOutput, text: &str) {
-    assert!(
-        !out.stdout.contains(text),
-        "stdout shows it: {}",
-        out.stdout
-    );
-    assert!(
-        !out.stderr.contains(text),
-        "stderr shows it: {}",
-        out.stderr
-    );
-}
-
 /// The same chart with a regular `files/tok` installs and its ConfigMap holds the file (so the
 /// template would carry a linked file into the cluster); with `files/tok` a link to a file on
 /// the runner's filesystem the archive is refused, exit 2 naming the chart and the entry,
@@ -165,7 +152,7 @@ async fn a_linked_runner_file_never_reaches_the_cluster(h: HelmBin) {
         ),
     )
     .await;
-    assert_not_shown(&out, RUNNER_SECRET);
+    out.assert_not_shown(RUNNER_SECRET);
     assert_nothing_installed(&w).await;
 
     // The same chart as a directory: the link leaves it.
@@ -187,7 +174,7 @@ async fn a_linked_runner_file_never_reaches_the_cluster(h: HelmBin) {
         "entry \"files/tok\" is a symbolic link leaving the chart directory",
     )
     .await;
-    assert_not_shown(&out, RUNNER_SECRET);
+    out.assert_not_shown(RUNNER_SECRET);
     assert_nothing_installed(&w).await;
 }
 

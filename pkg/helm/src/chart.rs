@@ -1130,12 +1130,11 @@ mod tests {
                 .unwrap()
                 .success()
         );
-        let started = std::time::Instant::now();
+        // Refused without opening it: a copy that opened the FIFO would block here for good.
         assert_eq!(
             copy_err(dir.path()),
             "entry \"templates/fifo\" is a FIFO (a chart holds regular files and directories only)"
         );
-        assert!(started.elapsed() < std::time::Duration::from_secs(2));
         // A link to a FIFO inside the chart: the same.
         std::fs::rename(&fifo, dir.path().join("mychart/fifo")).unwrap();
         std::os::unix::fs::symlink("../fifo", &fifo).unwrap();

@@ -144,7 +144,6 @@ pub fn human(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, Instant};
 
     fn err(path: &Path, max: u64) -> String {
         let e = read_bytes(path, "valuesFromFile x", max).unwrap_err();
@@ -163,12 +162,11 @@ mod tests {
             .status()
             .unwrap();
         assert!(made.success());
-        let started = Instant::now();
+        // Refused before any read: a reader that waited on the FIFO would block here for good.
         assert_eq!(
             err(&fifo, 100),
             "valuesFromFile x: is a FIFO, not a regular file"
         );
-        assert!(started.elapsed() < Duration::from_secs(1));
         // Opening itself does not block either, even without the check before it.
         let f = std::fs::OpenOptions::new()
             .read(true)
