@@ -11,6 +11,7 @@
 #   hack/cluster.sh argo     # replace the running cluster's Argo (CRDs, controller) with the Argo
 #                            # in use: Argo 4, or Argo 3 with KAR_ARGO_MAJOR=3 (every Workflow goes)
 #   hack/cluster.sh check    # can a cluster start here? exit 0, or 1 with the reason on one line
+#   hack/cluster.sh fault KIND ARGS  # inject a fault that undoes itself (hack/cluster/faults.sh)
 #   hack/cluster.sh can-start [OS UID]
 #                            # could one start here once hack/install-tools.sh has run (it installs
 #                            # the packages as root)? exit 0, or 1 with the reason on one line. OS
@@ -150,60 +151,14 @@ down() {
   stop kube-scheduler
   stop kube-controller-manager
   stop kubelet
-  # 2. The containers, through containerd.
-  if [[ -S $S/containerd/containerd.sock ]] && ctr_ version >/dev/null 2>&1; then
-    local t c
-    for t in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks kill -s KILL "$t" >/dev/null 2>&1 || true; done
-    sleep 1
-    for t in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks rm -f "$t" >/dev/null 2>&1 || true; done
-    for c in $(ctr_ containers ls -q 2>/dev/null); do ctr_ containers rm "$c" >/dev/null 2>&1 || true; done
-  fi
-  stop containerd
-  # Containers and shims that outlived containerd (it died): found through runc's and
-  # containerd's own state under $S, so only what this cluster started is touched.
-  local st id pidfile
-  for st in "$S"/containerd/runc/k8s.io/*/state.json; do
-    [[ -f $st ]] || continue
-    id=$(basename "$(dirname "$st")")
-    runc --root "$S/containerd/runc/k8s.io" kill "$id" KILL >/dev/null 2>&1 || true
-    runc --root "$S/containerd/runc/k8s.io" delete -f "$id" >/dev/null 2>&1 || true
-  done
-  for pidfile in "$S"/containerd/state/io.containerd.runtime.v2.task/k8s.io/*/shim.pid; do
-    [[ -f $pidfile ]] || continue
-    kill "$(cat "$pidfile")" 2>/dev/null && log "stopped shim $(cat "$pidfile")"
-    rm -f "$pidfile"
-  done
-  # 3. Pod network namespaces this node's CNI made, found through libcni's result cache: the
-  #    files of this cluster's network (kar-<sandbox id>-eth0) name them; the loopback plugin's
-  #    file for the same sandbox goes too.
-  local f id ns
-  for f in /var/lib/cni/results/kar-*; do
-    [[ -f $f ]] || continue
-    id=$(grep -o '"containerId":"[0-9a-f]*"' "$f" | head -1 | cut -d'"' -f4)
-    for ns in $(grep -o '"sandbox":"[^"]*"' "$f" | cut -d'"' -f4 | sort -u); do
-      if [[ $ns == /var/run/netns/cni-* || $ns == /run/netns/cni-* ]]; then
-        ip netns delete "$(basename "$ns")" 2>/dev/null && log "deleted netns $(basename "$ns")"
-      fi
-    done
-    rm -f "$f"
-    [[ -n $id ]] && rm -f /var/lib/cni/results/cni-loopback-"$id"-lo
-  done
-  # 4. kube-proxy and its rules, then the control plane.
+  # 2. The containers (their records too), the runtime, what they leave on the host.
+  kill_node_workloads --remove-containers
+  # 3. kube-proxy and its rules, then the control plane.
   stop kube-proxy
   if [[ -x $KBIN/kube-proxy-$KV ]]; then "$KBIN/kube-proxy-$KV" --cleanup >/dev/null 2>&1 || true; fi
   stop kube-apiserver
   stop etcd
-  # 5. Mounts under the state directory (the kubelet's root, pod volumes, rootfs, shm), deepest first.
-  local m
-  awk -v s="$S/" 'index($2, s) == 1 { print $2 }' /proc/self/mounts | sort -r | while read -r m; do
-    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
-  done
-  # 6. cgroups the kubelet made (cgroupfs driver), deepest first.
-  local h
-  for h in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods; do
-    [[ -d $h ]] && find "$h" -depth -type d -exec rmdir {} \; 2>/dev/null
-  done
-  # 7. The kubelet's own iptables chains (kube-proxy --cleanup leaves them).
+  # 4. The kubelet's own iptables chains (kube-proxy --cleanup leaves them).
   local ipt tc
   for ipt in iptables ip6tables; do
     $ipt -t filter -D INPUT -j KUBE-FIREWALL 2>/dev/null || true
@@ -213,7 +168,7 @@ down() {
       $ipt -t "${tc%%:*}" -F "${tc#*:}" 2>/dev/null && $ipt -t "${tc%%:*}" -X "${tc#*:}" 2>/dev/null
     done
   done
-  # 8. The bridge, the FORWARD rules that fence it, ip_forward as it was.
+  # 5. The bridge, the FORWARD rules that fence it, ip_forward as it was.
   iptables -D FORWARD -s "$POD_CIDR" ! -o "$BRIDGE" -j DROP 2>/dev/null || true
   iptables -D FORWARD -d "$POD_CIDR" ! -i "$BRIDGE" -j DROP 2>/dev/null || true
   ip link del "$BRIDGE" 2>/dev/null && log "deleted bridge $BRIDGE"
@@ -221,7 +176,7 @@ down() {
     cat "$S/run/ip_forward.orig" >/proc/sys/net/ipv4/ip_forward
     rm -f "$S/run/ip_forward.orig"
   fi
-  # 9. What the node writes outside the state directory whatever its configuration (containerd
+  # 6. What the node writes outside the state directory whatever its configuration (containerd
   #    1.6, the kubelet, libcni), removed only where nothing else is left in it.
   find /var/log/containers /var/log/pods -maxdepth 1 -lname "$S/*" -delete 2>/dev/null || true
   rm -f /var/lib/kubelet/device-plugins/kubelet.sock
@@ -230,8 +185,8 @@ down() {
   rmdir /run/containerd/runc/k8s.io /run/containerd/runc /run/containerd/s /run/containerd/fifo \
     /run/containerd/io.containerd.runtime.v2.task/k8s.io /run/containerd/io.containerd.runtime.v2.task \
     /run/containerd 2>/dev/null || true
-  # 10. This cluster's data: a new `up` starts from an empty etcd and node. containerd's image
-  #     store is kept (it only holds images this script imported).
+  # 7. This cluster's data: a new `up` starts from an empty etcd and node. containerd's image
+  #    store is kept (it only holds images this script imported).
   rm -rf "$S/etcd" "$S/kubelet" "$S/containerd/state" "$S/containerd/runc" "$S/cni" "$S/run" "$S/pki" \
     "$S/bin"
   rm -f "$S"/*.kubeconfig
@@ -332,11 +287,14 @@ network() {
 J
 }
 
-# spawn NAME COMMAND...: starts COMMAND in the background, logs in logs/NAME.log, pid in run/NAME.pid.
+# spawn NAME COMMAND...: starts COMMAND in the background, logs in logs/NAME.log, pid in run/NAME.pid,
+# the command line in run/NAME.cmd.
 spawn() {
   local n=$1
   shift
   mkdir -p "$S/run" "$S/logs"
+  # The command line, for `fault` (hack/cluster/faults.sh) to start it again as it was.
+  printf '%s\0' "$@" >"$S/run/$n.cmd"
   PATH=/usr/sbin:/usr/bin:/sbin:/bin nohup "$@" >"$S/logs/$n.log" 2>&1 &
   echo $! >"$S/run/$n.pid"
 }
@@ -768,6 +726,8 @@ up() {
   print_env
 }
 
+source hack/cluster/faults.sh
+
 case ${1:-} in
   up) up ;;
   down) down ;;
@@ -776,5 +736,6 @@ case ${1:-} in
   check) check ;;
   can-start) can_start "${2:-$(uname -s)}" "${3:-$(id -u)}" ;;
   argo) argo ;;
-  *) echo "usage: $0 up|down|env|images|argo|check|can-start [OS UID]" >&2; exit 2 ;;
+  fault) shift && fault "$@" ;;
+  *) echo "usage: $0 up|down|env|images|argo|check|can-start [OS UID]|fault KIND ARGS" >&2; exit 2 ;;
 esac

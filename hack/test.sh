@@ -53,7 +53,12 @@ KAR_SKIPPED_FILE=$(mktemp)
 log=$(mktemp)
 status=0
 phase_start "cargo test (unit, bare API server, cluster)"
-cargo test --workspace --no-fail-fast 2>&1 | tee "$log" || status=$?
+# The fault tests (tests/tests/fault_e2e.rs) take the whole cluster down and up: their own phase.
+cargo test --workspace --no-fail-fast -- --skip under_fault:: 2>&1 | tee "$log" || status=$?
+phase_end
+
+phase_start "faults on the real cluster (hack/cluster/faults.sh)"
+cargo test -p action-runner-tests --no-fail-fast --test fault_e2e 2>&1 | tee -a "$log" || status=$?
 phase_end
 
 # Argo 3 (hack/install-tools.sh's ARGO3_VERSION) beside the default Argo 4: the Argo tests again,

@@ -661,9 +661,9 @@ async fn waiting_note(input: &WaitForCompletionInput, what: &str) -> Option<Stri
 
 /// Watches Workflow `name` until it finishes and returns it, with kube-runtime's
 /// `watch_object` (a list, then a watch from its `resourceVersion` with a field selector on
-/// the name) and its default backoff: a dropped connection resumes the watch, `410 Gone`
-/// relists, and other errors are retried with backoff, except `401`, `403` and `404`, which are
-/// returned. Every change before the end is passed to `progress` ([`progress_of`]). A Workflow
+/// the name) and the runners' backoff ([`action_runner::client::watch_backoff`]: at most 5 s
+/// apart): a dropped connection resumes the watch, `410 Gone` relists, and other errors are
+/// retried with backoff, except `401`, `403` and `404`, which are returned. Every change before the end is passed to `progress` ([`progress_of`]). A Workflow
 /// that disappears (`watch_object` yields nothing: a delete event, or absent from a relist) or
 /// comes back with another `uid` fails the wait.
 ///
@@ -677,7 +677,9 @@ pub async fn wait_for_workflow(
     what: &str,
     progress: &Progress,
 ) -> Result<Workflow, RunnerError> {
-    let mut events = watcher::watch_object(api, name).default_backoff().boxed();
+    let mut events = watcher::watch_object(api, name)
+        .backoff(action_runner::client::watch_backoff())
+        .boxed();
     let mut last_phase = String::new();
     while let Some(event) = events.next().await {
         let wf = match event {

@@ -80,7 +80,7 @@ fn main_started(pod: &Pod) -> bool {
 async fn run(pods: Api<Pod>, workflow: String, mut stopped: watch::Receiver<bool>) {
     let config = watcher::Config::default().labels(&format!("{WORKFLOW_LABEL}={workflow}"));
     let mut events = watcher::watcher(pods.clone(), config)
-        .default_backoff()
+        .backoff(action_runner::client::watch_backoff())
         .applied_objects()
         .boxed();
     let mut followed = HashSet::new();

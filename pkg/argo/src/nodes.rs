@@ -173,9 +173,14 @@ fn fnv1a32(bytes: &[u8]) -> u32 {
     })
 }
 
-/// The nodes that explain a failure: failed or errored nodes with no children (the steps that
-/// actually failed, not the Steps/DAG groups that failed because of them), oldest first; of a
-/// retried node only its last attempt. Nodes of the exit handler are left out (see
+/// Argo's node types that only group other nodes (`NodeType` in Argo's
+/// `pkg/apis/workflow/v1alpha1/workflow_types.go`): they fail because a node below them did.
+const GROUP_TYPES: [&str; 5] = ["Steps", "StepGroup", "DAG", "TaskGroup", "Retry"];
+
+/// The nodes that explain a failure: failed or errored nodes that are not groups (the steps
+/// that actually failed, not the Steps/DAG groups that failed because of them; a DAG task's
+/// `children` are the tasks that depend on it, so a failed task with dependents is one of
+/// these), oldest first; of a retried node only its last attempt. Nodes of the exit handler are left out (see
 /// [`exit_handler`]).
 pub fn failed_nodes(
     workflow: &str,
@@ -192,7 +197,7 @@ pub fn failed_nodes(
     let exit_handler = format!("{workflow}.onExit");
     let mut failed: Vec<&NodeStatus> = nodes
         .values()
-        .filter(|n| n.failed() && n.children.is_empty() && n.node_type != "Retry")
+        .filter(|n| n.failed() && !GROUP_TYPES.contains(&n.node_type.as_str()))
         .filter(|n| !n.name.starts_with(&exit_handler))
         .filter(|n| attempts.get(n.id.as_str()).is_none_or(|(i, of)| i == of))
         .collect();
@@ -435,6 +440,24 @@ mod tests {
         n.template_name = Some(long);
         let name = pod_name("wf", &n, true);
         assert_eq!(name.len(), 242 + 1 + fnv1a32(b"n").to_string().len());
+    }
+
+    /// A DAG task that errored before its dependents ran (they are its `children`, `Omitted`):
+    /// the task explains the failure, with the executor's message (here: the API server
+    /// unreachable while the pod reported its result).
+    #[test]
+    fn a_failed_dag_task_with_dependents_explains_the_failure() {
+        let mut dag = node("wf", "wf", "DAG", "Error");
+        dag.children = vec!["a".into()];
+        let mut a = node("a", "wf.A", "Pod", "Error");
+        a.children = vec!["b".into()];
+        a.message = Some("wait: Error (exit code 64): dial tcp: connection refused".into());
+        let b = node("b", "wf.B", "Skipped", "Omitted");
+        let failed = failed_nodes("wf", &map(vec![dag, a, b]), true);
+        assert_eq!(failed.len(), 1, "{failed:?}");
+        assert_eq!(failed[0].display_name, "A");
+        let line = failure_message("", &failed, None, 3);
+        assert!(line.contains("connection refused"), "{line}");
     }
 
     #[test]

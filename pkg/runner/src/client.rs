@@ -92,3 +92,23 @@ pub fn from_config(config: kube::Config) -> Result<kube::Client, kube::Error> {
         .service(http_client);
     Ok(kube::Client::new(service, config.default_namespace))
 }
+
+/// The pause before a runner's watch starts again after an error: exponential from 0.8 s,
+/// doubling, at most 5 s, with jitter, starting over after 2 minutes without errors.
+///
+/// kube-runtime's default (`watcher::DefaultBackoff`, after client-go's reflector) grows to
+/// 30 s, which spares an API server that many controllers watch whole resources from. A runner
+/// watches one object for one action, and a 30 s pause after an outage is up to 30 s added to
+/// the action: measured in docs/faults.md (the API server down for 30 s).
+pub fn watch_backoff() -> impl kube::runtime::utils::Backoff {
+    let builder = backon::ExponentialBuilder::default()
+        .with_min_delay(std::time::Duration::from_millis(800))
+        .with_max_delay(std::time::Duration::from_secs(5))
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times();
+    kube::runtime::utils::ResetTimerBackoff::new(
+        kube::runtime::watcher::ExponentialBackoff::from(builder),
+        std::time::Duration::from_secs(120),
+    )
+}

@@ -1,0 +1,214 @@
+# Faults for the local cluster (sourced by hack/cluster.sh; uses its variables and helpers).
+# Each fault is injected now, undone by itself within its bound, and prints one line that says
+# what was done and when (UTC, milliseconds), so that a test or the soak can relate what the
+# runners logged to it:
+#
+#   hack/cluster.sh fault outage NAME SECONDS   # a host process stopped for SECONDS, then started
+#                                               # again with the same flags and state, until ready
+#                                               # (etcd, kube-apiserver, kubelet, containerd,
+#                                               # kube-proxy, kube-controller-manager, kube-scheduler)
+#   hack/cluster.sh fault netcut NS POD SECONDS # the pod's traffic to the API server dropped inside
+#                                               # its network namespace for SECONDS; prints the
+#                                               # packets dropped (the pod's attempts)
+#   hack/cluster.sh fault oom NS POD            # the pod's first container OOM-killed by the kernel
+#                                               # (its cgroup's limit lowered to what it uses, its
+#                                               # first process made the OOM killer's choice, and
+#                                               # the cgroup filled)
+#   hack/cluster.sh fault reboot SECONDS        # the node rebooted: every cluster process and
+#                                               # container killed, SECONDS of nothing, then all
+#                                               # started again on the same state (etcd's data, the
+#                                               # kubelet's root, containerd's images)
+
+# now: the time as the fault lines give it.
+now() { date -u +%H:%M:%S.%3N; }
+
+# ready NAME: until the component NAME answers its health check (at most 90 s).
+ready() {
+  case $1 in
+    etcd) wait_for "etcd /health" 90 etcd curl -fsS "http://$ETCD_CLIENT/health" ;;
+    kube-apiserver) wait_for "kube-apiserver /readyz" 90 kube-apiserver admin get --raw /readyz ;;
+    kubelet) wait_for "the kubelet's /healthz" 90 kubelet curl -fsS http://127.0.0.1:10248/healthz ;;
+    containerd) wait_for containerd 30 containerd ctr_ version ;;
+    kube-proxy) wait_for "kube-proxy's /healthz" 60 kube-proxy curl -fsS http://127.0.0.1:10256/healthz ;;
+    kube-controller-manager)
+      wait_for "kube-controller-manager's /healthz" 60 kube-controller-manager \
+        curl -fsSk https://127.0.0.1:10257/healthz ;;
+    kube-scheduler)
+      wait_for "kube-scheduler's /healthz" 60 kube-scheduler curl -fsSk https://127.0.0.1:10259/healthz ;;
+    *) die "no such cluster process: $1" ;;
+  esac
+}
+
+# respawn NAME: NAME started again with the command line `spawn` recorded (NUL-separated
+# words), appending to its log. A simple command in the background, so that $! is its pid.
+respawn() {
+  local n=$1 cmd
+  [[ -f $S/run/$n.cmd ]] || die "$n was never started here (no $S/run/$n.cmd)"
+  mapfile -d '' cmd <"$S/run/$n.cmd"
+  echo "--- $(now) started again by hack/cluster.sh fault" >>"$S/logs/$n.log"
+  PATH=/usr/sbin:/usr/bin:/sbin:/bin nohup "${cmd[@]}" >>"$S/logs/$n.log" 2>&1 &
+  echo $! >"$S/run/$n.pid"
+}
+
+fault_outage() {
+  local n=$1 secs=$2 t0
+  [[ -f $S/run/$n.cmd ]] || die "no such cluster process: $n"
+  local pid
+  pid=$(cat "$S/run/$n.pid")
+  t0=$(now)
+  stop "$n" 2>/dev/null
+  local i
+  for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  ! kill -0 "$pid" 2>/dev/null || die "$n ($pid) did not stop"
+  sleep "$secs"
+  respawn "$n"
+  ready "$n"
+  echo "fault: $n down from $t0 to $(now) (stopped, $secs s, started again, ready)"
+}
+
+# pod_pid NS POD: the host pid of the first process of the pod's first container.
+pod_pid() {
+  local id
+  id=$(admin -n "$1" get pod "$2" -o jsonpath='{.status.containerStatuses[0].containerID}')
+  id=${id#containerd://}
+  [[ -n $id ]] || die "pod $1/$2 has no running container"
+  ctr_ tasks ls | awk -v id="$id" '$1 == id { print $2 }'
+}
+
+fault_netcut() {
+  local ns=$1 pod=$2 secs=$3 pid t0 rule dropped
+  pid=$(pod_pid "$ns" "$pod")
+  [[ -n $pid ]] || die "pod $ns/$pod: its container has no task"
+  # What the pod dials for the API server: the `kubernetes` Service's address (in-cluster
+  # configuration) and the API server's own.
+  local rules=("-d $SERVICE_IP/32 -j DROP" "-d $NODE_IP/32 -p tcp --dport 6443 -j DROP")
+  t0=$(now)
+  for rule in "${rules[@]}"; do
+    # shellcheck disable=SC2086
+    nsenter -t "$pid" -n iptables -w -I OUTPUT $rule
+  done
+  sleep "$secs"
+  dropped=$(nsenter -t "$pid" -n iptables -w -nvx -L OUTPUT | awk '$3 == "DROP" { n += $1 } END { print n + 0 }')
+  for rule in "${rules[@]}"; do
+    # shellcheck disable=SC2086
+    nsenter -t "$pid" -n iptables -w -D OUTPUT $rule 2>/dev/null || true
+  done
+  echo "fault: pod $ns/$pod cut from the API server from $t0 to $(now) ($secs s, $dropped packets dropped)"
+}
+
+fault_oom() {
+  local ns=$1 pod=$2 pid cg used hog t0
+  pid=$(pod_pid "$ns" "$pod")
+  [[ -n $pid ]] || die "pod $ns/$pod: its container has no task"
+  cg=$(awk -F: '$2 == "memory" { print $3 }' "/proc/$pid/cgroup")
+  cg=/sys/fs/cgroup/memory$cg
+  [[ -f $cg/memory.limit_in_bytes ]] || die "no memory cgroup for pod $ns/$pod ($cg)"
+  t0=$(now)
+  # Raising a score needs no privilege the VM lacks; the kernel then picks this process.
+  echo 1000 >"/proc/$pid/oom_score_adj"
+  used=$(cat "$cg/memory.usage_in_bytes")
+  echo $((used + 4 * 1024 * 1024)) >"$cg/memory.limit_in_bytes"
+  # A process of ours in the container's cgroup that grows until the limit is met.
+  sh -c "echo \$\$ >$cg/cgroup.procs && exec tail /dev/zero" 2>/dev/null &
+  hog=$!
+  local i
+  for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill "$hog" 2>/dev/null || true
+  wait "$hog" 2>/dev/null || true
+  kill -0 "$pid" 2>/dev/null && die "pod $ns/$pod: its process $pid survived the OOM"
+  echo "fault: pod $ns/$pod OOM-killed at $t0 (its memory limit lowered to $((used / 1048576 + 4)) MiB and filled)"
+}
+
+# kill_node_workloads [--remove-containers]: every container and shim of this cluster killed, and what the node's
+# runtime leaves behind (pod network namespaces, mounts, the kubelet's cgroups) removed, as a
+# power cut and a boot would; etcd's data, the kubelet's root and containerd's images stay.
+kill_node_workloads() {
+  if [[ -S $S/containerd/containerd.sock ]] && ctr_ version >/dev/null 2>&1; then
+    local t c
+    for t in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks kill -s KILL "$t" >/dev/null 2>&1 || true; done
+    sleep 1
+    for t in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks rm -f "$t" >/dev/null 2>&1 || true; done
+    if [[ ${1:-} == --remove-containers ]]; then
+      for c in $(ctr_ containers ls -q 2>/dev/null); do ctr_ containers rm "$c" >/dev/null 2>&1 || true; done
+    fi
+  fi
+  stop containerd
+  # Containers and shims that outlived containerd (it died): found through runc's and
+  # containerd's own state under $S, so only what this cluster started is touched.
+  local st id pidfile
+  for st in "$S"/containerd/runc/k8s.io/*/state.json; do
+    [[ -f $st ]] || continue
+    id=$(basename "$(dirname "$st")")
+    runc --root "$S/containerd/runc/k8s.io" kill "$id" KILL >/dev/null 2>&1 || true
+    runc --root "$S/containerd/runc/k8s.io" delete -f "$id" >/dev/null 2>&1 || true
+  done
+  for pidfile in "$S"/containerd/state/io.containerd.runtime.v2.task/k8s.io/*/shim.pid; do
+    [[ -f $pidfile ]] || continue
+    kill "$(cat "$pidfile")" 2>/dev/null && log "stopped shim $(cat "$pidfile")"
+    rm -f "$pidfile"
+  done
+  # Pod network namespaces this node's CNI made, found through libcni's result cache: the
+  # files of this cluster's network (kar-<sandbox id>-eth0) name them; the loopback plugin's
+  # file for the same sandbox goes too.
+  local f ns
+  for f in /var/lib/cni/results/kar-*; do
+    [[ -f $f ]] || continue
+    id=$(grep -o '"containerId":"[0-9a-f]*"' "$f" | head -1 | cut -d'"' -f4)
+    for ns in $(grep -o '"sandbox":"[^"]*"' "$f" | cut -d'"' -f4 | sort -u); do
+      if [[ $ns == /var/run/netns/cni-* || $ns == /run/netns/cni-* ]]; then
+        ip netns delete "$(basename "$ns")" 2>/dev/null && log "deleted netns $(basename "$ns")"
+      fi
+    done
+    rm -f "$f"
+    [[ -n $id ]] && rm -f /var/lib/cni/results/cni-loopback-"$id"-lo
+  done
+  # Mounts under the state directory (pod volumes, rootfs, shm), deepest first.
+  local m
+  awk -v s="$S/" 'index($2, s) == 1 { print $2 }' /proc/self/mounts | sort -r | while read -r m; do
+    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+  done
+  # cgroups the kubelet made (cgroupfs driver), deepest first.
+  local h
+  for h in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods; do
+    [[ -d $h ]] && find "$h" -depth -type d -exec rmdir {} \; 2>/dev/null
+  done
+  # What a boot clears: the runtime's state (a tmpfs on a real node).
+  rm -rf "$S/containerd/state" "$S/containerd/runc"
+}
+
+# The host processes in the order a node starts them.
+NODE_PROCESSES=(containerd etcd kube-apiserver kubelet kube-proxy kube-controller-manager kube-scheduler)
+
+fault_reboot() {
+  local secs=$1 t0 n
+  t0=$(now)
+  stop kube-scheduler
+  stop kube-controller-manager
+  stop kubelet
+  kill_node_workloads
+  stop kube-proxy
+  stop kube-apiserver
+  stop etcd
+  sleep "$secs"
+  for n in "${NODE_PROCESSES[@]}"; do
+    respawn "$n"
+    ready "$n"
+  done
+  wait_for "node $NODE_NAME Ready" 90 kubelet node_ready
+  echo "fault: node rebooted from $t0 to $(now) (every process and container killed, $secs s, started again, node Ready)"
+}
+
+# fault KIND ARGS...: the dispatcher of `hack/cluster.sh fault`.
+fault() {
+  tools_env
+  [[ -f $S/admin.kubeconfig ]] || die "no cluster is running: hack/cluster.sh up"
+  local kind=${1:-}
+  shift || true
+  case $kind in
+    outage) [[ $# == 2 ]] || die "usage: fault outage NAME SECONDS"; fault_outage "$@" ;;
+    netcut) [[ $# == 3 ]] || die "usage: fault netcut NAMESPACE POD SECONDS"; fault_netcut "$@" ;;
+    oom) [[ $# == 2 ]] || die "usage: fault oom NAMESPACE POD"; fault_oom "$@" ;;
+    reboot) [[ $# == 1 ]] || die "usage: fault reboot SECONDS"; fault_reboot "$@" ;;
+    *) die "usage: fault outage|netcut|oom|reboot ARGS (hack/cluster/faults.sh)" ;;
+  esac
+}

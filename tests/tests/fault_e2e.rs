@@ -1,0 +1,477 @@
+//! Faults around the runners on the real one-node cluster of `hack/cluster.sh`: while an Argo
+//! action and a Helm action (`wait: true`) run as `deploy/`'s Jobs, one fault is injected
+//! (`hack/cluster.sh fault`, hack/cluster/faults.sh) and undoes itself: the API server down for
+//! 30 s, etcd restarted, the runner pods cut from the API server for 30 s, the kubelet or
+//! containerd restarted, Argo's workflow-controller pod deleted, the Helm runner OOM-killed, the
+//! node rebooted. Each test then checks that nothing was lost: each Job ends with the action's
+//! true outcome (both succeed), each status ConfigMap ends in a final phase, there is exactly
+//! one Workflow, the release has exactly one `deployed` revision and none left `pending-*`, no
+//! more revisions than the Job had pods, and the runners made a bounded number of requests (the
+//! API server's audit log, counted per ServiceAccount: no hot loop). Each prints one `figures:`
+//! line (docs/faults.md reads them).
+//!
+//! Faults are host-wide, so the tests of this file take turns (one lock) and `hack/test.sh`
+//! runs this file alone, in a phase of its own. Skipped (with a line saying so) when no cluster is set, as
+//! cluster_e2e.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use action_runner::status::Phase;
+use action_runner_tests::cluster::*;
+use action_runner_tests::deploy::*;
+use action_runner_tests::*;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams, LogParams};
+use serde_json::{Value, json};
+
+/// How long one action may take, faults included.
+const JOB_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Requests one action may make at the API server (its runner and, for Helm, helm itself),
+/// faults included: several times what a run without a fault makes (printed by
+/// [`no_fault_baseline`]), far below what a loop that retries without backoff makes in 30 s.
+const ARGO_REQUEST_BOUND: usize = 80;
+const HELM_REQUEST_BOUND: usize = 400;
+
+/// Faults change the whole cluster: one at a time.
+static ONE_FAULT_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// What is done to the cluster while both actions run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fault {
+    /// Nothing: the figures to compare with.
+    None,
+    /// A host process stopped for the seconds given, then started again with the same flags.
+    Outage(&'static str, u32),
+    /// Both runner pods' traffic to the API server dropped for the seconds given.
+    NetworkCut(u32),
+    /// Argo's workflow-controller pod deleted (its Deployment makes another).
+    ControllerPodDeleted,
+    /// The Helm runner's container OOM-killed by the kernel.
+    HelmRunnerOomKilled,
+    /// Every cluster process and container killed; everything started again after the seconds
+    /// given.
+    Reboot(u32),
+}
+
+/// The two actions of a test and what they ended with.
+struct Scenario {
+    cluster: &'static Cluster,
+    client: kube::Client,
+    ns: String,
+    argo_job: String,
+    helm_job: String,
+}
+
+/// The chart of `deploy/helm-runner` made slow: a Deployment whose pod becomes Ready after 20 s,
+/// so that helm's `--wait` is under way when the fault comes.
+fn slow_helm_input(busybox: &str) -> impl Fn(&mut Value) + use<> {
+    let deployment = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: \"{{{{ .Release.Name }}}}-slow\"}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: slow}}}}\n  template:\n    metadata: {{labels: {{app: slow}}}}\n    spec:\n      terminationGracePeriodSeconds: 0\n      containers:\n      - name: main\n        image: {busybox}\n        imagePullPolicy: IfNotPresent\n        command: [sh, -c, \"sleep 20; touch /tmp/ready; exec sleep 3600\"]\n        readinessProbe: {{exec: {{command: [cat, /tmp/ready]}}, periodSeconds: 1}}\n"
+    );
+    move |obj: &mut Value| match (kind_of(obj), name_of(obj)) {
+        ("ConfigMap", "hello-release-chart") => {
+            obj["data"]["configmap.yaml"] = json!(deployment);
+        }
+        ("ConfigMap", "hello-release-input") => {
+            obj["data"]["manifest.yaml"] =
+                json!("name: hello-release\nchart: {name: /runner/chart}\nwait: true\n");
+        }
+        ("Role", _) => {
+            let rules = obj["rules"].as_array_mut().unwrap();
+            rules.push(json!({"apiGroups": ["apps"], "resources": ["deployments"],
+                "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}));
+            rules.push(json!({"apiGroups": ["apps"], "resources": ["replicasets"],
+                "verbs": ["get", "list", "watch"]}));
+            rules.push(json!({"apiGroups": [""], "resources": ["pods"],
+                "verbs": ["get", "list", "watch"]}));
+        }
+        _ => {}
+    }
+}
+
+/// `deploy/argo-runner` with Argo's `dag-diamond` example as its input (four steps, 10 to 20 s).
+fn argo_input(obj: &mut Value) {
+    if kind_of(obj) == "ConfigMap" && name_of(obj) == "hello-world-input" {
+        let example = Tools::locate().unwrap().argo_example("dag-diamond");
+        obj["data"]["manifest.yaml"] = json!(std::fs::read_to_string(example).unwrap());
+    }
+}
+
+impl Scenario {
+    /// Both Jobs applied in a fresh namespace, and waited for until both actions are under way:
+    /// the Workflow exists and has started, helm stored the release `pending-install`, and both
+    /// runner pods run.
+    async fn start(prefix: &str) -> Option<Scenario> {
+        let Some(cluster) = Cluster::get() else {
+            record_skip(prefix);
+            return None;
+        };
+        let client = cluster.client().await.unwrap();
+        let ns = cluster.namespace(&client, prefix).await.unwrap();
+        let argo = apply_deploy(&client, &ns, "argo-runner", argo_input)
+            .await
+            .unwrap();
+        let helm = apply_deploy(
+            &client,
+            &ns,
+            "helm-runner",
+            slow_helm_input(&cluster.busybox_image),
+        )
+        .await
+        .unwrap();
+        let s = Scenario {
+            cluster,
+            client,
+            ns,
+            argo_job: argo.metadata.name.unwrap(),
+            helm_job: helm.metadata.name.unwrap(),
+        };
+        wait_for_workflow(&s.client, &s.ns, "hello-world", JOB_TIMEOUT)
+            .await
+            .unwrap();
+        let mut polls = 0;
+        while !s
+            .helm_records()
+            .await
+            .iter()
+            .any(|r| r.1 == "pending-install")
+        {
+            polls += 1;
+            assert!(
+                polls < 1200,
+                "helm never stored the release pending-install"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for job in [&s.argo_job, &s.helm_job] {
+            wait_for_running_job_pod(&s.client, &s.ns, job, JOB_TIMEOUT)
+                .await
+                .unwrap();
+        }
+        Some(s)
+    }
+
+    /// The name of Job `job`'s running pod.
+    async fn running_pod(&self, job: &str) -> String {
+        wait_for_running_job_pod(&self.client, &self.ns, job, JOB_TIMEOUT)
+            .await
+            .unwrap()
+            .metadata
+            .name
+            .unwrap()
+    }
+
+    /// `(revision, status)` of each record Helm stores for the release (secrets driver).
+    async fn helm_records(&self) -> Vec<(u32, String)> {
+        let secrets =
+            Api::<k8s_openapi::api::core::v1::Secret>::namespaced(self.client.clone(), &self.ns)
+                .list(&ListParams::default().labels("owner=helm,name=hello-release"))
+                .await
+                .unwrap();
+        let mut records: Vec<(u32, String)> = secrets
+            .items
+            .iter()
+            .map(|s| {
+                let labels = s.metadata.labels.clone().unwrap_or_default();
+                (labels["version"].parse().unwrap(), labels["status"].clone())
+            })
+            .collect();
+        records.sort();
+        records
+    }
+
+    /// Injects `fault` and returns the line(s) `hack/cluster.sh fault` printed.
+    async fn inject(&self, fault: Fault) -> String {
+        let args: Vec<Vec<String>> = match fault {
+            Fault::None => return "no fault".into(),
+            Fault::ControllerPodDeleted => {
+                let pods: Api<Pod> = Api::namespaced(self.client.clone(), "argo");
+                let t0 = utc_now();
+                for p in pods
+                    .list(&ListParams::default().labels("app=workflow-controller"))
+                    .await
+                    .unwrap()
+                {
+                    pods.delete(&p.metadata.name.unwrap(), &DeleteParams::default())
+                        .await
+                        .unwrap();
+                }
+                return format!("fault: Argo's workflow-controller pod deleted at {t0}");
+            }
+            Fault::Outage(name, secs) => vec![vec!["outage".into(), name.into(), secs.to_string()]],
+            Fault::NetworkCut(secs) => {
+                let mut cuts = Vec::new();
+                for job in [&self.argo_job, &self.helm_job] {
+                    let pod = self.running_pod(job).await;
+                    cuts.push(vec![
+                        "netcut".into(),
+                        self.ns.clone(),
+                        pod,
+                        secs.to_string(),
+                    ]);
+                }
+                cuts
+            }
+            Fault::HelmRunnerOomKilled => {
+                let pod = self.running_pod(&self.helm_job).await;
+                vec![vec!["oom".into(), self.ns.clone(), pod]]
+            }
+            Fault::Reboot(secs) => vec![vec!["reboot".into(), secs.to_string()]],
+        };
+        let runs = args.into_iter().map(|a| {
+            tokio::process::Command::new("bash")
+                .arg(repo_root().join("hack/cluster.sh"))
+                .arg("fault")
+                .args(a)
+                .env("KAR_CLUSTER_DIR", &self.cluster.dir)
+                .output()
+        });
+        let mut lines = Vec::new();
+        for out in futures::future::join_all(runs).await {
+            let out = out.expect("hack/cluster.sh fault runs");
+            assert!(
+                out.status.success(),
+                "hack/cluster.sh fault failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            lines.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+        }
+        lines.join("; ")
+    }
+
+    /// Waits for Job `job` to end and returns its outcome, its pods' number and the seconds
+    /// from its start to its end.
+    async fn ended(&self, job: &str) -> (Option<&'static str>, usize, i64) {
+        let j = wait_for_job(&self.client, &self.ns, job, JOB_TIMEOUT)
+            .await
+            .unwrap_or_else(|e| panic!("Job {}/{job}: {e:#}", self.ns));
+        let pods = job_pods(&self.client, &self.ns, job).await.unwrap();
+        let status = j.status.clone().unwrap_or_default();
+        let secs = match (status.start_time, status.completion_time) {
+            (Some(a), Some(b)) => b.0.as_second() - a.0.as_second(),
+            _ => -1,
+        };
+        (job_outcome(&j), pods.len(), secs)
+    }
+
+    /// Lines of every pod of Job `job` (those whose log can still be read) that say what the
+    /// runner waited through: warnings and retries.
+    async fn waited_through(&self, job: &str) -> Vec<String> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.ns);
+        let mut lines = Vec::new();
+        for p in job_pods(&self.client, &self.ns, job).await.unwrap() {
+            let name = p.metadata.name.unwrap();
+            if let Ok(log) = pods.logs(&name, &LogParams::default()).await {
+                lines.extend(
+                    log.lines()
+                        .filter(|l| l.contains("WARN") || l.contains("retry"))
+                        .map(|l| format!("{name}: {l}")),
+                );
+            }
+        }
+        lines
+    }
+
+    /// The status the runner reported in ConfigMap `name`.
+    async fn status(&self, name: &str) -> action_runner::status::ActionStatus {
+        reported_status(&self.client, &self.ns, name)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no status in ConfigMap {}/{name}", self.ns))
+    }
+
+    /// The termination messages of Job `job`'s pods, joined.
+    async fn termination_message(&self, job: &str) -> String {
+        job_pods(&self.client, &self.ns, job)
+            .await
+            .unwrap()
+            .iter()
+            .filter_map(|p| terminated(p).and_then(|t| t.message.clone()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Requests made at the API server as ServiceAccount `sa` of this namespace, from the audit
+    /// log (`hack/cluster.sh` writes every request's metadata there).
+    fn requests_by(&self, sa: &str) -> usize {
+        let user = format!("system:serviceaccount:{}:{sa}", self.ns);
+        let log = std::fs::read_to_string(self.cluster.dir.join("logs/audit.log")).unwrap();
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|e| e["user"]["username"] == user.as_str())
+            .count()
+    }
+}
+
+/// The time as `hack/cluster.sh fault` prints it.
+fn utc_now() -> String {
+    jiff::Timestamp::now().strftime("%H:%M:%S%.3f").to_string()
+}
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Both actions through `fault`: each ends as it would have without it.
+async fn both_actions_through(prefix: &str, fault: Fault) {
+    let _turn = ONE_FAULT_AT_A_TIME.lock().await;
+    let Some(s) = Scenario::start(prefix).await else {
+        return;
+    };
+    let t0 = Instant::now();
+    let what = s.inject(fault).await;
+    println!("{what}");
+    let ((argo, argo_pods, argo_secs), (helm, helm_pods, helm_secs)) =
+        tokio::join!(s.ended(&s.argo_job), s.ended(&s.helm_job));
+    let after = t0.elapsed().as_secs();
+    let ns_state = describe(&s.client, &s.ns).await;
+
+    // The Argo action: exactly one Workflow, and the Job, the status and the Workflow agree.
+    // A fault can fail a Workflow for real (Argo's executor gives up reporting a step's result
+    // when the API server stays away): then the Job fails, and its pod's termination message
+    // names what the step's pod saw.
+    let wfs = workflows(&s.client, &s.ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    assert_eq!(wfs.items.len(), 1, "exactly one Workflow\n{ns_state}");
+    let wf = &wfs.items[0].data;
+    let wf_phase = wf["status"]["phase"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let argo_status = s.status("hello-world").await;
+    if wf_phase == "Succeeded" {
+        assert_eq!(argo, Some("Complete"), "the Argo action\n{ns_state}");
+        assert_eq!(argo_status.phase, Phase::Succeeded, "{argo_status:?}");
+    } else {
+        assert_eq!(argo, Some("Failed"), "Workflow {wf_phase}\n{ns_state}");
+        assert_eq!(argo_status.phase, Phase::Failed, "{argo_status:?}");
+        let step_messages: Vec<&str> = wf["status"]["nodes"]
+            .as_object()
+            .into_iter()
+            .flat_map(|n| n.values())
+            .filter(|n| n["type"] == "Pod")
+            .filter_map(|n| n["message"].as_str())
+            .collect();
+        let said = s.termination_message(&s.argo_job).await;
+        assert!(
+            step_messages.iter().any(|m| said.contains(m)),
+            "the runner's message {said:?} names what the step's pod saw: {step_messages:?}"
+        );
+        println!("the Workflow failed for real: {said}");
+    }
+
+    // The Helm action: it succeeds (helm and the runner wait the faults out), with exactly one
+    // `deployed` revision, none left `pending-*`, and no more revisions than attempts.
+    assert_eq!(helm, Some("Complete"), "the Helm action\n{ns_state}");
+    let helm_status = s.status("hello-release").await;
+    assert_eq!(helm_status.phase, Phase::Succeeded, "{helm_status:?}");
+    let records = s.helm_records().await;
+    assert_eq!(
+        records.iter().filter(|r| r.1 == "deployed").count(),
+        1,
+        "{records:?}"
+    );
+    assert!(
+        records.iter().all(|r| !r.1.starts_with("pending")),
+        "a release left pending: {records:?}"
+    );
+    assert!(
+        records.len() <= helm_pods,
+        "more revisions than attempts ({helm_pods} pods): {records:?}"
+    );
+
+    // What the runners did meanwhile.
+    let argo_requests = s.requests_by("argo-runner");
+    let helm_requests = s.requests_by("helm-runner");
+    for line in s.waited_through(&s.argo_job).await {
+        println!("argo-runner: {line}");
+    }
+    for line in s.waited_through(&s.helm_job).await {
+        println!("helm-runner: {line}");
+    }
+    println!(
+        "figures: fault={fault:?} | argo: Workflow {wf_phase}, {argo_pods} pod(s), {argo_secs} s, {argo_requests} requests \
+         | helm: {helm_pods} pod(s), {helm_secs} s, {helm_requests} requests, records {records:?} \
+         | both ended {after} s after the fault began"
+    );
+    assert!(
+        argo_requests <= ARGO_REQUEST_BOUND,
+        "argo-runner made {argo_requests} requests"
+    );
+    assert!(
+        helm_requests <= HELM_REQUEST_BOUND,
+        "helm-runner made {helm_requests} requests"
+    );
+}
+
+/// The tests, in a module of their own so that `hack/test.sh` can leave them out of the run of
+/// every test (`--skip under_fault::`) and give them a phase of their own.
+mod under_fault {
+    use super::*;
+
+    /// Both actions with no fault: the figures the others are read against.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_fault_baseline() {
+        both_actions_through("fault-none", Fault::None).await;
+    }
+
+    /// kube-apiserver stopped for 30 s mid-action and started again with the same flags: the Argo
+    /// runner's watch resumes, helm's `--wait` and the status writes get through after it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_api_server_down_for_30_s() {
+        both_actions_through("fault-apiserver", Fault::Outage("kube-apiserver", 30)).await;
+    }
+
+    /// etcd restarted mid-action.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn etcd_restarted() {
+        both_actions_through("fault-etcd", Fault::Outage("etcd", 2)).await;
+    }
+
+    /// Both runner pods' traffic to the API server dropped for 30 s inside their network
+    /// namespaces (no reset: the connections hang, as behind a broken switch), then let through.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_runner_pods_cut_from_the_api_server_for_30_s() {
+        both_actions_through("fault-netcut", Fault::NetworkCut(30)).await;
+    }
+
+    /// The kubelet restarted mid-action (the pods keep running).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_kubelet_restarted() {
+        both_actions_through("fault-kubelet", Fault::Outage("kubelet", 2)).await;
+    }
+
+    /// containerd restarted mid-action (the containers keep running under their shims).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn containerd_restarted() {
+        both_actions_through("fault-containerd", Fault::Outage("containerd", 2)).await;
+    }
+
+    /// Argo's workflow-controller pod deleted mid-Workflow.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_workflow_controller_pod_deleted() {
+        both_actions_through("fault-controller", Fault::ControllerPodDeleted).await;
+    }
+
+    /// The Helm runner's container OOM-killed by the kernel while helm waits (`wait: true`): the
+    /// release is left `pending-install` (helm had no chance to record an end), the pod fails with
+    /// 137 (`OOMKilled`), which the Job retries, and the next pod recovers the release.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_helm_runner_oom_killed_mid_install() {
+        both_actions_through("fault-oom", Fault::HelmRunnerOomKilled).await;
+    }
+
+    /// The node rebooted mid-action: every cluster process and container killed, 5 s of nothing,
+    /// everything started again on the same state.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_node_rebooted() {
+        both_actions_through("fault-reboot", Fault::Reboot(5)).await;
+    }
+}
