@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod control_plane;
 pub mod controllers;
 pub mod deploy;
+pub mod faults;
 pub mod helm;
 pub mod kubelet;
 pub mod process;

@@ -14,15 +14,15 @@
 //! runs this file alone, in a phase of its own. Skipped (with a line saying so) when no cluster is set, as
 //! cluster_e2e.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use action_runner::status::Phase;
 use action_runner_tests::cluster::*;
 use action_runner_tests::deploy::*;
+use action_runner_tests::faults::{Fault, helm_records, inject, requests_by};
 use action_runner_tests::*;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams, LogParams};
+use kube::api::{Api, ListParams, LogParams};
 use serde_json::{Value, json};
 
 /// How long one action may take, faults included.
@@ -37,9 +37,10 @@ const HELM_REQUEST_BOUND: usize = 400;
 /// Faults change the whole cluster: one at a time.
 static ONE_FAULT_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// What is done to the cluster while both actions run.
+/// What is done to the cluster while both actions run (resolved to a [`Fault`] once the
+/// runner pods are known).
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Fault {
+enum What {
     /// Nothing: the figures to compare with.
     None,
     /// A host process stopped for the seconds given, then started again with the same flags.
@@ -163,82 +164,33 @@ impl Scenario {
             .unwrap()
     }
 
-    /// `(revision, status)` of each record Helm stores for the release (secrets driver).
+    /// `(revision, status)` of each record Helm stores for the release.
     async fn helm_records(&self) -> Vec<(u32, String)> {
-        let secrets =
-            Api::<k8s_openapi::api::core::v1::Secret>::namespaced(self.client.clone(), &self.ns)
-                .list(&ListParams::default().labels("owner=helm,name=hello-release"))
-                .await
-                .unwrap();
-        let mut records: Vec<(u32, String)> = secrets
-            .items
-            .iter()
-            .map(|s| {
-                let labels = s.metadata.labels.clone().unwrap_or_default();
-                (labels["version"].parse().unwrap(), labels["status"].clone())
-            })
-            .collect();
-        records.sort();
-        records
+        helm_records(&self.client, &self.ns, "hello-release")
+            .await
+            .unwrap()
     }
 
-    /// Injects `fault` and returns the line(s) `hack/cluster.sh fault` printed.
-    async fn inject(&self, fault: Fault) -> String {
-        let args: Vec<Vec<String>> = match fault {
-            Fault::None => return "no fault".into(),
-            Fault::ControllerPodDeleted => {
-                let pods: Api<Pod> = Api::namespaced(self.client.clone(), "argo");
-                let t0 = utc_now();
-                for p in pods
-                    .list(&ListParams::default().labels("app=workflow-controller"))
-                    .await
-                    .unwrap()
-                {
-                    pods.delete(&p.metadata.name.unwrap(), &DeleteParams::default())
-                        .await
-                        .unwrap();
-                }
-                return format!("fault: Argo's workflow-controller pod deleted at {t0}");
-            }
-            Fault::Outage(name, secs) => vec![vec!["outage".into(), name.into(), secs.to_string()]],
-            Fault::NetworkCut(secs) => {
-                let mut cuts = Vec::new();
+    /// Injects `what` and returns the line(s) `hack/cluster.sh fault` printed.
+    async fn inject(&self, what: What) -> String {
+        let fault = match what {
+            What::None => return "no fault".into(),
+            What::ControllerPodDeleted => Fault::ControllerPodDeleted,
+            What::Outage(process, secs) => Fault::Outage { process, secs },
+            What::NetworkCut(secs) => {
+                let mut pods = Vec::new();
                 for job in [&self.argo_job, &self.helm_job] {
-                    let pod = self.running_pod(job).await;
-                    cuts.push(vec![
-                        "netcut".into(),
-                        self.ns.clone(),
-                        pod,
-                        secs.to_string(),
-                    ]);
+                    pods.push((self.ns.clone(), self.running_pod(job).await));
                 }
-                cuts
+                Fault::NetworkCut { pods, secs }
             }
-            Fault::HelmRunnerOomKilled => {
-                let pod = self.running_pod(&self.helm_job).await;
-                vec![vec!["oom".into(), self.ns.clone(), pod]]
-            }
-            Fault::Reboot(secs) => vec![vec!["reboot".into(), secs.to_string()]],
+            What::HelmRunnerOomKilled => Fault::OomKill {
+                namespace: self.ns.clone(),
+                pod: self.running_pod(&self.helm_job).await,
+            },
+            What::Reboot(secs) => Fault::Reboot { secs },
         };
-        let runs = args.into_iter().map(|a| {
-            tokio::process::Command::new("bash")
-                .arg(repo_root().join("hack/cluster.sh"))
-                .arg("fault")
-                .args(a)
-                .env("KAR_CLUSTER_DIR", &self.cluster.dir)
-                .output()
-        });
-        let mut lines = Vec::new();
-        for out in futures::future::join_all(runs).await {
-            let out = out.expect("hack/cluster.sh fault runs");
-            assert!(
-                out.status.success(),
-                "hack/cluster.sh fault failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            lines.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
-        }
-        lines.join("; ")
+        inject(self.cluster, &self.client, &fault).await.unwrap()
     }
 
     /// Waits for Job `job` to end and returns its outcome, its pods' number and the seconds
@@ -293,32 +245,14 @@ impl Scenario {
             .join("\n")
     }
 
-    /// Requests made at the API server as ServiceAccount `sa` of this namespace, from the audit
-    /// log (`hack/cluster.sh` writes every request's metadata there).
+    /// Requests made at the API server as ServiceAccount `sa` of this namespace.
     fn requests_by(&self, sa: &str) -> usize {
-        let user = format!("system:serviceaccount:{}:{sa}", self.ns);
-        let log = std::fs::read_to_string(self.cluster.dir.join("logs/audit.log")).unwrap();
-        log.lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|e| e["user"]["username"] == user.as_str())
-            .count()
+        requests_by(self.cluster, &self.ns, sa).unwrap()
     }
 }
 
-/// The time as `hack/cluster.sh fault` prints it.
-fn utc_now() -> String {
-    jiff::Timestamp::now().strftime("%H:%M:%S%.3f").to_string()
-}
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
 /// Both actions through `fault`: each ends as it would have without it.
-async fn both_actions_through(prefix: &str, fault: Fault) {
+async fn both_actions_through(prefix: &str, fault: What) {
     let _turn = ONE_FAULT_AT_A_TIME.lock().await;
     let Some(s) = Scenario::start(prefix).await else {
         return;
@@ -419,45 +353,45 @@ mod under_fault {
     /// Both actions with no fault: the figures the others are read against.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn no_fault_baseline() {
-        both_actions_through("fault-none", Fault::None).await;
+        both_actions_through("fault-none", What::None).await;
     }
 
     /// kube-apiserver stopped for 30 s mid-action and started again with the same flags: the Argo
     /// runner's watch resumes, helm's `--wait` and the status writes get through after it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_api_server_down_for_30_s() {
-        both_actions_through("fault-apiserver", Fault::Outage("kube-apiserver", 30)).await;
+        both_actions_through("fault-apiserver", What::Outage("kube-apiserver", 30)).await;
     }
 
     /// etcd restarted mid-action.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn etcd_restarted() {
-        both_actions_through("fault-etcd", Fault::Outage("etcd", 2)).await;
+        both_actions_through("fault-etcd", What::Outage("etcd", 2)).await;
     }
 
     /// Both runner pods' traffic to the API server dropped for 30 s inside their network
     /// namespaces (no reset: the connections hang, as behind a broken switch), then let through.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_runner_pods_cut_from_the_api_server_for_30_s() {
-        both_actions_through("fault-netcut", Fault::NetworkCut(30)).await;
+        both_actions_through("fault-netcut", What::NetworkCut(30)).await;
     }
 
     /// The kubelet restarted mid-action (the pods keep running).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_kubelet_restarted() {
-        both_actions_through("fault-kubelet", Fault::Outage("kubelet", 2)).await;
+        both_actions_through("fault-kubelet", What::Outage("kubelet", 2)).await;
     }
 
     /// containerd restarted mid-action (the containers keep running under their shims).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn containerd_restarted() {
-        both_actions_through("fault-containerd", Fault::Outage("containerd", 2)).await;
+        both_actions_through("fault-containerd", What::Outage("containerd", 2)).await;
     }
 
     /// Argo's workflow-controller pod deleted mid-Workflow.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_workflow_controller_pod_deleted() {
-        both_actions_through("fault-controller", Fault::ControllerPodDeleted).await;
+        both_actions_through("fault-controller", What::ControllerPodDeleted).await;
     }
 
     /// The Helm runner's container OOM-killed by the kernel while helm waits (`wait: true`): the
@@ -465,13 +399,13 @@ mod under_fault {
     /// 137 (`OOMKilled`), which the Job retries, and the next pod recovers the release.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_helm_runner_oom_killed_mid_install() {
-        both_actions_through("fault-oom", Fault::HelmRunnerOomKilled).await;
+        both_actions_through("fault-oom", What::HelmRunnerOomKilled).await;
     }
 
     /// The node rebooted mid-action: every cluster process and container killed, 5 s of nothing,
     /// everything started again on the same state.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_node_rebooted() {
-        both_actions_through("fault-reboot", Fault::Reboot(5)).await;
+        both_actions_through("fault-reboot", What::Reboot(5)).await;
     }
 }

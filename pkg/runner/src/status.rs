@@ -118,6 +118,7 @@ pub struct ConfigMapReporter {
     api: Api<ConfigMap>,
     namespace: String,
     name: String,
+    retry_for: Duration,
 }
 
 impl ConfigMapReporter {
@@ -127,7 +128,15 @@ impl ConfigMapReporter {
             api: Api::namespaced(client, namespace),
             namespace: namespace.into(),
             name: name.into(),
+            retry_for: REPORT_RETRY_FOR,
         }
+    }
+
+    /// The same reporter, retrying a write that gets no answer for at most `pauses` of pauses
+    /// in all (default [`REPORT_RETRY_FOR`]).
+    pub fn retrying_for(mut self, pauses: Duration) -> Self {
+        self.retry_for = pauses;
+        self
     }
 
     fn what(&self) -> String {
@@ -135,13 +144,21 @@ impl ConfigMapReporter {
     }
 }
 
-/// How a status write is retried: 5 more attempts, 200 ms doubling to at most 3.2 s, with
-/// jitter, only for what kube's client does not already retry (see [`transient`]).
-fn report_backoff() -> backon::ExponentialBuilder {
+/// How long a status write that gets no answer is retried by default (the pauses between its
+/// attempts, added up).
+pub const REPORT_RETRY_FOR: Duration = Duration::from_secs(60);
+
+/// How a status write is retried: 200 ms doubling to at most 5 s apart, with jitter, for at
+/// most `pauses` in all (by default [`REPORT_RETRY_FOR`]), only for what kube's client does not already retry (see
+/// [`transient`]). 60 s outlasts an API server restart (measured: docs/faults.md), so the
+/// final status is not lost to one; a progress write is bounded far shorter by the Manager,
+/// which carries on without it.
+fn report_backoff(pauses: Duration) -> backon::ExponentialBuilder {
     backon::ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_millis(3200))
-        .with_max_times(5)
+        .with_max_delay(Duration::from_secs(5))
+        .without_max_times()
+        .with_total_delay(Some(pauses))
         .with_jitter()
 }
 
@@ -166,10 +183,17 @@ impl StatusReporter for ConfigMapReporter {
         };
         let merge = Patch::Merge(&patch);
         let write = || self.api.patch(&self.name, &params, &merge);
+        // When the first attempt failed, so that a write that never gets through says since
+        // when the cluster did not answer.
+        let first_failure = std::sync::Mutex::new(None::<(String, std::time::Instant)>);
         let written = write
-            .retry(report_backoff())
+            .retry(report_backoff(self.retry_for))
             .when(transient)
             .notify(|e, after| {
+                first_failure
+                    .lock()
+                    .expect("not poisoned")
+                    .get_or_insert_with(|| (now_rfc3339(), std::time::Instant::now()));
                 tracing::warn!(error = %e, ?after, "reporting status failed; retrying");
             })
             .await;
@@ -178,7 +202,19 @@ impl StatusReporter for ConfigMapReporter {
             Err(kube::Error::Api(s)) if s.code == 404 => {
                 Err(RunnerError::cluster(format!("{} not found", self.what())))
             }
-            Err(e) => Err(RunnerError::from_kube(format!("patch {}", self.what()), e)),
+            Err(e) => {
+                let since = match first_failure.into_inner().expect("not poisoned") {
+                    Some((at, t)) => format!(
+                        " (failing since {at}, retried for {} s)",
+                        t.elapsed().as_secs()
+                    ),
+                    None => String::new(),
+                };
+                Err(RunnerError::from_kube(
+                    format!("patch {}{since}", self.what()),
+                    e,
+                ))
+            }
         }
     }
 }
@@ -192,5 +228,38 @@ pub fn transient(err: &kube::Error) -> bool {
         kube::Error::Api(status) => matches!(status.code, 500 | 502),
         kube::Error::HyperError(_) | kube::Error::Service(_) => true,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Exit;
+
+    /// A status write to an API server that never answers (a closed loopback port) is retried
+    /// for its bound, then fails as retryable (exit 4), saying since when it failed.
+    #[tokio::test]
+    async fn a_write_that_never_gets_an_answer_says_since_when() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = kube::Config::new(format!("http://127.0.0.1:{port}").parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let reporter =
+            ConfigMapReporter::new(client, "ns", "act").retrying_for(Duration::from_millis(300));
+        let status: ActionStatus = serde_json::from_value(serde_json::json!({
+            "runner": "test", "contextName": "act", "phase": "Running", "dryRun": false,
+            "startedAt": now_rfc3339()
+        }))
+        .unwrap();
+        let e = reporter.report(&status).await.unwrap_err();
+        assert_eq!(e.exit(), Exit::Unavailable, "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains("status ConfigMap ns/act (failing since 20"),
+            "{text}"
+        );
     }
 }
