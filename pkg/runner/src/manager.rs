@@ -1071,6 +1071,11 @@ mod tests {
         .await
     }
 
+    /// SIGTERM, `secs` seconds into the run.
+    fn sigterm_after(secs: u64) -> Option<(Duration, Exit)> {
+        Some((Duration::from_secs(secs), Exit::Terminated))
+    }
+
     fn succeeded_with_status() -> Result<WaitForCompletionOutput, RunnerError> {
         Ok(WaitForCompletionOutput {
             succeeded: true,
@@ -1306,8 +1311,7 @@ mod tests {
             r.wait_takes = Duration::from_secs(3600);
             r.cancel_takes = Duration::from_secs(takes);
             r.asks_cancel = asks.map(Duration::from_secs);
-            let signal = Some((Duration::from_secs(2), Exit::Terminated));
-            let out = run(&mut r, &rec, None, signal).await;
+            let out = run(&mut r, &rec, None, sigterm_after(2)).await;
             assert_eq!(out.exit, Exit::Terminated);
             assert_eq!(
                 out.message.contains("stopped it"),
@@ -1346,13 +1350,7 @@ mod tests {
         let rec = Recorder::default();
         let mut r = runner(ok_start, succeeded);
         r.start_takes = Duration::from_secs(60);
-        let out = run(
-            &mut r,
-            &rec,
-            None,
-            Some((Duration::from_secs(1), Exit::Terminated)),
-        )
-        .await;
+        let out = run(&mut r, &rec, None, sigterm_after(1)).await;
         assert_eq!(out.exit, Exit::Terminated);
         assert_eq!(
             out.message,
@@ -1410,13 +1408,7 @@ mod tests {
         };
         let mut r = runner(ok_start, succeeded);
         r.wait_takes = Duration::from_secs(3600);
-        let out = run(
-            &mut r,
-            &rec,
-            None,
-            Some((Duration::from_secs(1), Exit::Terminated)),
-        )
-        .await;
+        let out = run(&mut r, &rec, None, sigterm_after(1)).await;
         assert_eq!(out.exit, Exit::Terminated);
     }
 

@@ -292,12 +292,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let e = read::<Shape>(dir.path()).unwrap_err().to_string();
         assert!(e.ends_with("is a directory, not a regular file"), "{e}");
-        let fifo = dir.path().join("fifo");
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap();
-        assert!(made.success());
+        let fifo = crate::input_file::tests::fifo_in(dir.path());
         let e = read::<Shape>(&fifo).unwrap_err().to_string();
         assert!(e.ends_with("is a FIFO, not a regular file"), "{e}");
         let big = dir.path().join("big.yaml");
