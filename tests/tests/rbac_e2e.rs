@@ -197,7 +197,7 @@ fn assert_job_policy(file: &str, job: &Value) {
         .find(|e| e["name"] == "RUNNER_TIMEOUT")
         .and_then(|e| e["value"].as_str())
         .expect("RUNNER_TIMEOUT");
-    let timeout = action_runner::config::parse_go_duration(timeout).unwrap();
+    let timeout = action_runner::vars::go_duration(timeout).unwrap();
     assert_eq!(
         spec["activeDeadlineSeconds"],
         json!(timeout.as_secs() + 300),

@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use action_runner::InputDigest;
 use action_runner::identity::{self, INPUT_DIGEST_LABEL, Sameness};
 use action_runner::{
-    ActionRunner, ExecutionContext, Progress, Required, RunnerError, StartInput, StartOutput,
-    Variable, WaitForCompletionInput, WaitForCompletionOutput, validation,
+    ActionRunner, Config, ExecutionContext, Progress, Required, RunnerError, StartInput,
+    StartOutput, Variable, WaitForCompletionInput, WaitForCompletionOutput, validation, vars,
 };
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -66,6 +66,18 @@ pub struct ArgoRunner {
     output: Option<PathBuf>,
     /// `RUNNER_ARGO_LOGS`.
     follow_logs: bool,
+}
+
+/// argo-runner's own variables, as the Manager reads them ([`ActionRunner::Config`]): text,
+/// parsed by [`ArgoRunner`]'s `prepare` so that a bad value is an error naming the variable.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct ArgoVars {
+    /// [`ON_CANCEL_VAR`] ([`OnCancel`]).
+    pub argo_on_cancel: Option<String>,
+    /// [`LOGS_VAR`].
+    pub argo_logs: Option<String>,
+    /// [`OUTPUT_FILE_VAR`].
+    pub output_argo_workflow_file_path: Option<String>,
 }
 
 /// Environment variable naming the file the runner writes the finished Workflow's summary to
@@ -136,10 +148,11 @@ impl OnCancel {
             "" | "leave" => Ok(OnCancel::Leave),
             "stop" => Ok(OnCancel::Stop),
             "terminate" => Ok(OnCancel::Terminate),
-            other => Err(RunnerError::invalid_input(format!(
-                "invalid configuration: RUNNER_ARGO_ON_CANCEL={other:?} must be leave, stop or \
-                 terminate"
-            ))),
+            other => Err(vars::invalid_value(
+                ON_CANCEL_VAR,
+                other,
+                "must be leave, stop or terminate",
+            )),
         }
     }
 
@@ -427,6 +440,7 @@ impl WorkflowSummary {
 }
 
 impl ActionRunner for ArgoRunner {
+    type Config = ArgoVars;
     type Args = WorkflowManifest;
 
     fn name(&self) -> &'static str {
@@ -435,17 +449,19 @@ impl ActionRunner for ArgoRunner {
 
     fn prepare(
         &mut self,
-        ctx: &ExecutionContext,
+        config: &Config,
+        own: ArgoVars,
         args: &WorkflowManifest,
     ) -> Result<(), RunnerError> {
+        let ctx = &config.context;
         // Argo labels each pod of a Workflow with the Workflow's name
         // (`workflows.argoproj.io/workflow`), so the name must also be a valid label value.
         validation::dns1123_label(&ctx.name).map_err(|e| {
-            RunnerError::invalid_input(format!(
-                "invalid configuration: RUNNER_CONTEXT_NAME={:?} {e} (Argo labels the Workflow's \
-                 pods with its name)",
-                ctx.name
-            ))
+            vars::invalid_value(
+                "RUNNER_CONTEXT_NAME",
+                &ctx.name,
+                format!("{e} (Argo labels the Workflow's pods with its name)"),
+            )
         })?;
         if let Some(ns) = &args.namespace
             && ns != &ctx.platform.namespace
@@ -456,12 +472,12 @@ impl ActionRunner for ArgoRunner {
                 ctx.platform.namespace
             )));
         }
-        self.on_cancel = OnCancel::parse(std::env::var(ON_CANCEL_VAR).ok().as_deref())?;
-        self.output = std::env::var_os(OUTPUT_FILE_VAR)
+        self.on_cancel = OnCancel::parse(own.argo_on_cancel.as_deref())?;
+        self.output = own
+            .output_argo_workflow_file_path
             .filter(|v| !v.is_empty())
             .map(PathBuf::from);
-        self.follow_logs =
-            action_runner::config::parse_bool("ARGO_LOGS", std::env::var(LOGS_VAR).ok())?;
+        self.follow_logs = vars::boolean(LOGS_VAR, own.argo_logs)?;
         if let Some(broken) = references::broken_reference(&args.spec) {
             return Err(RunnerError::invalid_input(format!(
                 "input manifest: {broken}"
@@ -487,37 +503,7 @@ impl ActionRunner for ArgoRunner {
             .set(format!("checking the WorkflowTemplates {what} refers to"));
         templates::check(&input.client, ns, &input.args.spec).await?;
         input.activity.set(format!("creating {what}"));
-
-        // POST with fieldValidation=Strict: a field unknown to the installed CRD is an error,
-        // never silently pruned. (kube's PostParams has no fieldValidation, so the query is added
-        // here.)
-        let params = PostParams {
-            dry_run: ctx.dry_run,
-            field_manager: Some(FIELD_MANAGER.into()),
-        };
-        let body = serde_json::to_vec(&workflow).expect("Workflow serializes");
-        let mut request = Request::new(DynamicObject::url_path(&ar, Some(ns)))
-            .create(&params, body)
-            .map_err(|e| RunnerError::cluster(format!("create {what}")).because(e))?;
-        let uri = format!("{}&fieldValidation=Strict", request.uri());
-        *request.uri_mut() = uri.parse().expect("valid URI");
-
-        let mut adopted = false;
-        let created = match input.client.request::<DynamicObject>(request).await {
-            Ok(obj) => obj,
-            Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => {
-                let api: Api<DynamicObject> = Api::namespaced_with(input.client.clone(), ns, &ar);
-                let existing = api
-                    .get(&ctx.name)
-                    .await
-                    .map_err(|e| RunnerError::from_kube(format!("get {what}"), e))?;
-                check_ours(&existing, &workflow, &what)?;
-                tracing::info!(workflow = %what, "Workflow already exists and is ours (a retried run); attaching to it");
-                adopted = true;
-                existing
-            }
-            Err(e) => return Err(RunnerError::from_kube(format!("create {what}"), e)),
-        };
+        let (created, adopted) = create_or_adopt(&input.client, ctx, &workflow, &what).await?;
         self.uid = if ctx.dry_run && !adopted {
             None
         } else {
@@ -623,6 +609,51 @@ impl ActionRunner for ArgoRunner {
             None => shutdown,
         }))
     }
+}
+
+/// Creates `workflow` (named `what` in messages) in `ctx`'s namespace, or, when a Workflow of its
+/// name exists and is this action's own ([`check_ours`]: a retried pod), adopts it: the
+/// Workflow and whether it was adopted.
+///
+/// # Errors
+/// The API server's, as [`RunnerError::from_kube`] classifies them; [`check_ours`]'s.
+async fn create_or_adopt(
+    client: &kube::Client,
+    ctx: &ExecutionContext,
+    workflow: &Value,
+    what: &str,
+) -> Result<(DynamicObject, bool), RunnerError> {
+    let ns = &ctx.platform.namespace;
+    let ar = workflow_resource();
+    // POST with fieldValidation=Strict: a field unknown to the installed CRD is an error,
+    // never silently pruned. (kube's PostParams has no fieldValidation, so the query is added
+    // here.)
+    let params = PostParams {
+        dry_run: ctx.dry_run,
+        field_manager: Some(FIELD_MANAGER.into()),
+    };
+    let body = serde_json::to_vec(workflow).expect("Workflow serializes");
+    let mut request = Request::new(DynamicObject::url_path(&ar, Some(ns)))
+        .create(&params, body)
+        .map_err(|e| RunnerError::cluster(format!("create {what}")).because(e))?;
+    let uri = format!("{}&fieldValidation=Strict", request.uri());
+    *request.uri_mut() = uri.parse().expect("valid URI");
+
+    let created = match client.request::<DynamicObject>(request).await {
+        Ok(obj) => obj,
+        Err(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists" => {
+            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+            let existing = api
+                .get(&ctx.name)
+                .await
+                .map_err(|e| RunnerError::from_kube(format!("get {what}"), e))?;
+            check_ours(&existing, workflow, what)?;
+            tracing::info!(workflow = %what, "Workflow already exists and is ours (a retried run); attaching to it");
+            return Ok((existing, true));
+        }
+        Err(e) => return Err(RunnerError::from_kube(format!("create {what}"), e)),
+    };
+    Ok((created, false))
 }
 
 /// How many unfinished nodes [`waiting_note`] names at the most.
@@ -805,5 +836,58 @@ mod tests {
         // A Job after a by-hand run under the same name: another input of the name, refused.
         let job = build_workflow(&ctx(Some("u1")), &manifest("main"), digest());
         assert!(check_ours(&by_hand, &job, "w").is_err());
+    }
+
+    /// `prepare` reads argo-runner's variables from the configuration it is handed, and names
+    /// a bad one.
+    #[test]
+    fn prepare_reads_the_variables_it_is_handed() {
+        let config = Config::from_vars(&[
+            ("RUNNER_INPUT_MANIFEST_PATH".into(), "/in.yaml".into()),
+            ("RUNNER_CONTEXT_NAME".into(), "act".into()),
+            ("RUNNER_CONTEXT_PLATFORM_NAMESPACE".into(), "ns".into()),
+        ])
+        .unwrap();
+        let manifest = WorkflowManifest {
+            spec: serde_json::from_value(json!({
+                "entrypoint": "main",
+                "templates": [{"name": "main", "container": {"image": "busybox"}}],
+            }))
+            .unwrap(),
+            ..Default::default()
+        };
+        let mut runner = ArgoRunner::new();
+        let own = ArgoVars {
+            argo_on_cancel: Some("terminate".into()),
+            argo_logs: Some("true".into()),
+            output_argo_workflow_file_path: Some("/tmp/wf.yaml".into()),
+        };
+        runner.prepare(&config, own, &manifest).unwrap();
+        assert_eq!(runner.on_cancel, OnCancel::Terminate);
+        assert!(runner.follow_logs);
+        assert_eq!(runner.output, Some(PathBuf::from("/tmp/wf.yaml")));
+
+        for (own, named) in [
+            (
+                ArgoVars {
+                    argo_on_cancel: Some("halt".into()),
+                    ..ArgoVars::default()
+                },
+                "invalid configuration: RUNNER_ARGO_ON_CANCEL=\"halt\" must be leave, stop or \
+                 terminate",
+            ),
+            (
+                ArgoVars {
+                    argo_logs: Some("yes".into()),
+                    ..ArgoVars::default()
+                },
+                "invalid configuration: RUNNER_ARGO_LOGS=\"yes\" is not a boolean (true or false)",
+            ),
+        ] {
+            let e = ArgoRunner::new()
+                .prepare(&config, own, &manifest)
+                .unwrap_err();
+            assert_eq!(e.to_string(), named);
+        }
     }
 }

@@ -1160,29 +1160,14 @@ mod tests {
 
     #[test]
     fn bad_sources() {
-        assert!(
-            resolve(&chart("", "", ""))
-                .unwrap_err()
-                .to_string()
-                .contains("chart.name")
-        );
-        assert!(
-            resolve(&chart("x", "ftp://a", ""))
-                .unwrap_err()
-                .to_string()
-                .contains("chart.repo")
-        );
-        assert!(
-            resolve(&chart("./nope", "", ""))
-                .unwrap_err()
-                .to_string()
-                .contains("./nope")
-        );
-        assert!(
-            resolve(&chart("nope", "", ""))
-                .unwrap_err()
-                .to_string()
-                .contains("chart.name")
-        );
+        for ((name, repo), named) in [
+            (("", ""), "chart.name"),
+            (("x", "ftp://a"), "chart.repo"),
+            (("./nope", ""), "./nope"),
+            (("nope", ""), "chart.name"),
+        ] {
+            let e = resolve(&chart(name, repo, "")).unwrap_err().to_string();
+            assert!(e.contains(named), "{name} {repo}: {e}");
+        }
     }
 }

@@ -494,20 +494,22 @@ pub(crate) mod tests {
         )
     }
 
-    async fn until_ready(dir: &std::path::Path) {
-        while !dir.join("ready").exists() {
+    /// A [`fake_helm`] (`on_term`) spawned as `what` in a directory of its own, once its trap
+    /// is set: the directory and the process.
+    async fn spawned(on_term: &str, what: &str) -> (tempfile::TempDir, HelmChild) {
+        let dir = tempfile::tempdir().unwrap();
+        let child = fake_helm(dir.path(), on_term).spawn(what, &[]).unwrap();
+        while !dir.path().join("ready").exists() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        (dir, child)
     }
 
     /// SIGTERM reaches helm, which stops on its own within the grace period; its error is
     /// kept.
     #[tokio::test]
     async fn stop_forwards_sigterm_and_keeps_helms_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let helm = fake_helm(dir.path(), "term");
-        let mut child = helm.spawn("helm install ns/x", &[]).unwrap();
-        until_ready(dir.path()).await;
+        let (dir, mut child) = spawned("term", "helm install ns/x").await;
         // A wait cut short (as the Manager does on SIGTERM) leaves the process to stop.
         let cut = tokio::time::timeout(Duration::from_millis(1), child.wait()).await;
         assert!(cut.is_err(), "the fake helm never exits by itself");
@@ -584,10 +586,7 @@ pub(crate) mod tests {
     /// A helm that ignores SIGTERM is killed once the grace period is over.
     #[tokio::test]
     async fn stop_kills_after_the_grace_period() {
-        let dir = tempfile::tempdir().unwrap();
-        let helm = fake_helm(dir.path(), "ignore");
-        let mut child = helm.spawn("helm upgrade ns/x", &[]).unwrap();
-        until_ready(dir.path()).await;
+        let (_dir, mut child) = spawned("ignore", "helm upgrade ns/x").await;
         assert!(matches!(
             child.stop(Duration::from_millis(100)).await,
             Stopped::Killed

@@ -1,9 +1,12 @@
 //! The Helm runner's own `RUNNER_*` variables (the common ones are read by
-//! [`action_runner::Config`]).
+//! [`action_runner::Config`]): [`HelmVars`] as the Manager reads them, [`HelmConfig`] once
+//! checked.
 
 use std::path::{Path, PathBuf};
 
-use action_runner::{Required, RunnerError, Variable};
+use action_runner::vars::{invalid, invalid_value, non_empty};
+use action_runner::{ProcessEnv, Required, RunnerError, Variable};
+use serde::Deserialize;
 
 /// Default of `RUNNER_HELM_DRIVER` (Helm's own default storage driver, `HELM_DRIVER`).
 pub const DEFAULT_DRIVER: &str = "secrets";
@@ -128,6 +131,28 @@ impl Command {
     }
 }
 
+/// helm-runner's own variables, as the Manager reads them
+/// ([`ActionRunner::Config`](action_runner::ActionRunner::Config)): text, checked by
+/// [`HelmConfig::new`] (in `prepare`, and to pick the manifest's shape) so that an error names
+/// the variable. Empty values count as unset.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct HelmVars {
+    /// `RUNNER_COMMAND`.
+    pub command: Option<String>,
+    /// `RUNNER_HELM_RELEASE_PATH`.
+    pub helm_release_path: Option<String>,
+    /// `RUNNER_HELM_DRIVER`.
+    pub helm_driver: Option<String>,
+    /// `RUNNER_REPOSITORY_CACHE_PATH`.
+    pub repository_cache_path: Option<String>,
+    /// `RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH`.
+    pub output_helm_release_file_path: Option<String>,
+    /// `RUNNER_OUTPUT_ADDITIONAL_FILE_PATH`.
+    pub output_additional_file_path: Option<String>,
+    /// `RUNNER_HELM_BINARY_PATH`.
+    pub helm_binary_path: Option<String>,
+}
+
 /// The Helm runner's configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HelmConfig {
@@ -150,48 +175,24 @@ pub struct HelmConfig {
     /// `RUNNER_HELM_BINARY_PATH` (default `helm` on `PATH`): the helm CLI, Helm 4 or
     /// Helm 3 (its version is read when the run starts), resolved to a file.
     pub helm_binary: PathBuf,
+    /// `KUBECONFIG`, when it names one file: handed to helm as `--kubeconfig`.
+    pub kubeconfig: Option<PathBuf>,
 }
 
 impl HelmConfig {
-    /// Reads the configuration from the process environment.
+    /// Checks helm-runner's variables (`vars`); `process` gives the `PATH` helm is looked up on
+    /// and the `KUBECONFIG` helm is handed.
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidInput`](action_runner::error::ErrorKind) naming the variable at fault.
-    pub fn from_env() -> Result<Self, RunnerError> {
-        Self::from_vars(std::env::vars())
-    }
-
-    /// Reads the configuration from `(name, value)` pairs. Empty values count as unset.
-    ///
-    /// # Errors
-    /// [`ErrorKind::InvalidInput`](action_runner::error::ErrorKind) naming the variable at fault: `RUNNER_COMMAND` missing or
-    /// not `install`/`upgrade`/`uninstall`/`rollback`; `RUNNER_HELM_RELEASE_PATH` missing for a
-    /// command other than `install`;
+    /// [`ErrorKind::InvalidInput`](action_runner::error::ErrorKind) naming the variable at fault:
+    /// `RUNNER_COMMAND` missing or not `install`/`upgrade`/`uninstall`/`rollback`;
+    /// `RUNNER_HELM_RELEASE_PATH` missing for a command other than `install`;
     /// `RUNNER_HELM_DRIVER` not a driver Helm stores releases in the cluster with;
     /// `RUNNER_HELM_BINARY_PATH` not found; an output path whose directory does not exist.
-    pub fn from_vars(
-        vars: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Self, RunnerError> {
-        let vars: std::collections::BTreeMap<String, String> = vars
-            .into_iter()
-            .filter(|(k, v)| k.starts_with("RUNNER_") || k == "PATH" && !v.is_empty())
-            .filter(|(_, v)| !v.trim().is_empty())
-            .collect();
-        let get = |k: &str| vars.get(k).cloned();
-
-        let command = match get("RUNNER_COMMAND") {
-            Some(name) => Command::from_name(&name).ok_or_else(|| {
-                invalid(format!(
-                    "RUNNER_COMMAND={name:?} is not a command: use {COMMANDS}"
-                ))
-            })?,
-            None => {
-                return Err(invalid(format!(
-                    "RUNNER_COMMAND is required but not set: use {COMMANDS}"
-                )));
-            }
-        };
-        let release_path = get("RUNNER_HELM_RELEASE_PATH").map(PathBuf::from);
+    pub fn new(vars: &HelmVars, process: &ProcessEnv) -> Result<Self, RunnerError> {
+        let set = |value: &Option<String>| non_empty(value.clone());
+        let command = command(set(&vars.command))?;
+        let release_path = set(&vars.helm_release_path).map(PathBuf::from);
         if command.needs_release_file() && release_path.is_none() {
             return Err(invalid(format!(
                 "RUNNER_HELM_RELEASE_PATH is required when RUNNER_COMMAND={} (the release file \
@@ -200,38 +201,67 @@ impl HelmConfig {
                 command.action()
             )));
         }
-        let driver = get("RUNNER_HELM_DRIVER").unwrap_or_else(|| DEFAULT_DRIVER.into());
-        if !matches!(
-            driver.as_str(),
-            "secret" | "secrets" | "configmap" | "configmaps"
-        ) {
-            return Err(invalid(format!(
-                "RUNNER_HELM_DRIVER={driver:?} is not supported: use secrets (default) or configmap"
-            )));
-        }
-        let repository_cache = get("RUNNER_REPOSITORY_CACHE_PATH")
-            .unwrap_or_else(|| DEFAULT_REPOSITORY_CACHE_PATH.into())
-            .into();
-        let release_output = output_path(
-            "RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH",
-            get("RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH"),
-            DEFAULT_RELEASE_OUTPUT_PATH,
-        )?;
-        let additional_output = output_path(
-            "RUNNER_OUTPUT_ADDITIONAL_FILE_PATH",
-            get("RUNNER_OUTPUT_ADDITIONAL_FILE_PATH"),
-            DEFAULT_ADDITIONAL_OUTPUT_PATH,
-        )?;
-        let helm_binary = helm_binary(get("RUNNER_HELM_BINARY_PATH"), get("PATH").as_deref())?;
         Ok(HelmConfig {
             command,
             release_path,
-            driver,
-            repository_cache,
-            release_output,
-            additional_output,
-            helm_binary,
+            driver: driver(set(&vars.helm_driver))?,
+            repository_cache: set(&vars.repository_cache_path)
+                .unwrap_or_else(|| DEFAULT_REPOSITORY_CACHE_PATH.into())
+                .into(),
+            release_output: output_path(
+                "RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH",
+                set(&vars.output_helm_release_file_path),
+                DEFAULT_RELEASE_OUTPUT_PATH,
+            )?,
+            additional_output: output_path(
+                "RUNNER_OUTPUT_ADDITIONAL_FILE_PATH",
+                set(&vars.output_additional_file_path),
+                DEFAULT_ADDITIONAL_OUTPUT_PATH,
+            )?,
+            helm_binary: helm_binary(set(&vars.helm_binary_path), set(&process.path).as_deref())?,
+            kubeconfig: process
+                .kubeconfig
+                .as_deref()
+                .filter(|k| !k.is_empty() && !k.contains(':'))
+                .map(PathBuf::from),
         })
+    }
+}
+
+/// `RUNNER_COMMAND`, `set` or not.
+///
+/// # Errors
+/// [`ErrorKind::InvalidInput`](action_runner::error::ErrorKind) naming the variable and the
+/// commands when it is unset or not one of them.
+fn command(set: Option<String>) -> Result<Command, RunnerError> {
+    let Some(name) = set else {
+        return Err(invalid(format!(
+            "RUNNER_COMMAND is required but not set: use {COMMANDS}"
+        )));
+    };
+    Command::from_name(&name).ok_or_else(|| {
+        invalid_value(
+            "RUNNER_COMMAND",
+            &name,
+            format!("is not a command: use {COMMANDS}"),
+        )
+    })
+}
+
+/// `RUNNER_HELM_DRIVER` (`set`, else [`DEFAULT_DRIVER`]).
+///
+/// # Errors
+/// [`ErrorKind::InvalidInput`](action_runner::error::ErrorKind) naming the variable when it is
+/// not a driver that stores releases in the cluster.
+fn driver(set: Option<String>) -> Result<String, RunnerError> {
+    let driver = set.unwrap_or_else(|| DEFAULT_DRIVER.into());
+    match driver.as_str() {
+        "secret" | "secrets" | "configmap" | "configmaps" => Ok(driver),
+        _ => Err(invalid_value(
+            "RUNNER_HELM_DRIVER",
+            &driver,
+            "is not supported: use secrets (default) or configmap",
+        )),
     }
 }
 
@@ -264,8 +294,7 @@ fn helm_binary(set: Option<String>, path: Option<&str>) -> Result<PathBuf, Runne
         return find_on_path(DEFAULT_HELM_BINARY, path).ok_or_else(|| {
             invalid(
                 "the helm CLI `helm` (Helm 4 or 3) is not on PATH: install it or set \
-                 RUNNER_HELM_BINARY_PATH"
-                    .into(),
+                 RUNNER_HELM_BINARY_PATH",
             )
         });
     };
@@ -291,10 +320,6 @@ fn find_on_path(name: &str, path: Option<&str>) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn invalid(message: String) -> RunnerError {
-    RunnerError::invalid_input(format!("invalid configuration: {message}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,8 +343,14 @@ mod tests {
         v
     }
 
+    /// The configuration `pairs` describe, read as the Manager reads it.
+    fn config(pairs: Vec<(String, String)>) -> Result<HelmConfig, RunnerError> {
+        let own: HelmVars = action_runner::vars::read(&pairs)?;
+        HelmConfig::new(&own, &ProcessEnv::from_vars(&pairs))
+    }
+
     fn err(pairs: &[(&str, &str)]) -> String {
-        HelmConfig::from_vars(vars(pairs)).unwrap_err().to_string()
+        config(vars(pairs)).unwrap_err().to_string()
     }
 
     #[test]
@@ -353,7 +384,7 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let c = HelmConfig::from_vars(vars(&[("RUNNER_COMMAND", "install")])).unwrap();
+        let c = config(vars(&[("RUNNER_COMMAND", "install")])).unwrap();
         assert_eq!(c.command, Command::Install);
         assert_eq!(c.driver, "secrets");
         assert_eq!(c.repository_cache, PathBuf::from("/tmp/helm"));
@@ -384,7 +415,7 @@ mod tests {
             ("uninstall", Command::Uninstall),
             ("rollback", Command::Rollback),
         ] {
-            let c = HelmConfig::from_vars(vars(&[
+            let c = config(vars(&[
                 ("RUNNER_COMMAND", text),
                 ("RUNNER_HELM_RELEASE_PATH", "/r.yaml"),
             ]))
@@ -392,7 +423,7 @@ mod tests {
             assert_eq!(c.command, command);
             assert_eq!(c.command.as_str(), text);
         }
-        let c = HelmConfig::from_vars(vars(&[
+        let c = config(vars(&[
             ("RUNNER_COMMAND", "upgrade"),
             ("RUNNER_HELM_RELEASE_PATH", "/r.yaml"),
         ]))
@@ -415,7 +446,7 @@ mod tests {
             ])
             .contains("RUNNER_OUTPUT_ADDITIONAL_FILE_PATH")
         );
-        let c = HelmConfig::from_vars(vars(&[
+        let c = config(vars(&[
             install,
             ("RUNNER_HELM_BINARY_PATH", "sh"),
             ("PATH", "/nonexistent:/bin"),
@@ -424,5 +455,15 @@ mod tests {
         .unwrap();
         assert_eq!(c.helm_binary, PathBuf::from("/bin/sh"));
         assert_eq!(c.driver, "configmap");
+    }
+
+    /// helm gets `--kubeconfig` when `KUBECONFIG` names one file.
+    #[test]
+    fn a_single_kubeconfig_is_handed_to_helm() {
+        let install = ("RUNNER_COMMAND", "install");
+        for (kubeconfig, want) in [("/k.yaml", Some("/k.yaml")), ("/a:/b", None), ("", None)] {
+            let c = config(vars(&[install, ("KUBECONFIG", kubeconfig)])).unwrap();
+            assert_eq!(c.kubeconfig, want.map(PathBuf::from), "{kubeconfig:?}");
+        }
     }
 }

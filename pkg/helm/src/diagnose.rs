@@ -137,63 +137,39 @@ async fn check(client: &kube::Client, kind: &str, ns: &str, name: &str) -> Optio
         state,
         pods: Vec::new(),
     };
-    let unread = |e: kube::Error| Some(format!("could not be read ({})", short(&e)));
     let (state, selector) = match kind {
-        "Deployment" => match Api::<Deployment>::namespaced(client.clone(), ns)
-            .get_opt(name)
+        "Deployment" => {
+            standing(client, ns, name, |d: Deployment| {
+                (deployment_state(&d), d.spec.map(|s| s.selector))
+            })
             .await
-        {
-            Ok(Some(d)) => (deployment_state(&d), d.spec.map(|s| s.selector)),
-            Ok(None) => (Some("not found".into()), None),
-            Err(e) => (unread(e), None),
-        },
-        "StatefulSet" => {
-            match Api::<StatefulSet>::namespaced(client.clone(), ns)
-                .get_opt(name)
-                .await
-            {
-                Ok(Some(s)) => (stateful_set_state(&s), s.spec.map(|s| s.selector)),
-                Ok(None) => (Some("not found".into()), None),
-                Err(e) => (unread(e), None),
-            }
         }
-        "DaemonSet" => match Api::<DaemonSet>::namespaced(client.clone(), ns)
-            .get_opt(name)
+        "StatefulSet" => {
+            standing(client, ns, name, |s: StatefulSet| {
+                (stateful_set_state(&s), s.spec.map(|s| s.selector))
+            })
             .await
-        {
-            Ok(Some(d)) => (daemon_set_state(&d), d.spec.map(|s| s.selector)),
-            Ok(None) => (Some("not found".into()), None),
-            Err(e) => (unread(e), None),
-        },
-        "Job" => match Api::<Job>::namespaced(client.clone(), ns)
-            .get_opt(name)
+        }
+        "DaemonSet" => {
+            standing(client, ns, name, |d: DaemonSet| {
+                (daemon_set_state(&d), d.spec.map(|s| s.selector))
+            })
             .await
-        {
-            Ok(Some(j)) => (
-                job_state(&j),
-                j.spec.and_then(|s| s.selector).or_else(|| {
-                    // Kubernetes labels a Job's pods with `job-name` (and `batch.kubernetes.io/job-name`).
-                    Some(LabelSelector {
-                        match_labels: Some([("job-name".to_string(), name.to_string())].into()),
-                        ..LabelSelector::default()
-                    })
-                }),
-            ),
-            Ok(None) => (Some("not found".into()), None),
-            Err(e) => (unread(e), None),
-        },
-        _ => match Api::<Pod>::namespaced(client.clone(), ns)
-            .get_opt(name)
+        }
+        "Job" => {
+            standing(client, ns, name, |j: Job| {
+                (job_state(&j), job_selector(j, name))
+            })
             .await
-        {
-            Ok(Some(p)) => {
+        }
+        _ => match get::<Pod>(client, ns, name).await {
+            Ok(p) => {
                 let problem = pod_problem(&p)?;
                 let mut r = report("not ready".into());
                 r.pods.push(problem);
                 return Some(r);
             }
-            Ok(None) => (Some("not found".into()), None),
-            Err(e) => (unread(e), None),
+            Err(state) => (Some(state), None),
         },
     };
     let mut r = report(state?);
@@ -204,6 +180,54 @@ async fn check(client: &kube::Client, kind: &str, ns: &str, name: &str) -> Optio
         r.pods = pods(client, ns, &selector).await;
     }
     Some(r)
+}
+
+/// How a workload stands: what keeps it from being ready (`None`: it is ready), and the
+/// selector of its pods.
+type Standing = (Option<String>, Option<LabelSelector>);
+
+/// How workload `name` of kind `K` in `ns` stands, as `read` finds it; one that is not found or
+/// cannot be read stands so.
+async fn standing<K>(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    read: impl FnOnce(K) -> Standing,
+) -> Standing
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K: Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+    K::DynamicType: Default,
+{
+    get::<K>(client, ns, name)
+        .await
+        .map_or_else(|state| (Some(state), None), read)
+}
+
+/// Object `name` of kind `K` in `ns`; when there is none, the state that says so: `not found`,
+/// or why it could not be read.
+async fn get<K>(client: &kube::Client, ns: &str, name: &str) -> Result<K, String>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K: Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+    K::DynamicType: Default,
+{
+    match Api::<K>::namespaced(client.clone(), ns).get_opt(name).await {
+        Ok(Some(o)) => Ok(o),
+        Ok(None) => Err("not found".into()),
+        Err(e) => Err(format!("could not be read ({})", short(&e))),
+    }
+}
+
+/// The selector of Job `name`'s pods: its own, else the label Kubernetes gives them,
+/// `job-name` (and `batch.kubernetes.io/job-name`).
+fn job_selector(job: Job, name: &str) -> Option<LabelSelector> {
+    job.spec.and_then(|s| s.selector).or_else(|| {
+        Some(LabelSelector {
+            match_labels: Some([("job-name".to_string(), name.to_string())].into()),
+            ..LabelSelector::default()
+        })
+    })
 }
 
 /// The pods that `match_labels` selects in `ns` and are not ready, at most [`MAX_PODS`]; a
@@ -265,19 +289,23 @@ pub fn stateful_set_state(s: &StatefulSet) -> Option<String> {
     let want = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     let st = s.status.clone().unwrap_or_default();
     let ready = st.ready_replicas.unwrap_or(0);
-    let updated = st.updated_replicas.unwrap_or(0);
-    if ready >= want && updated >= want {
-        return None;
-    }
-    Some(format!("{ready}/{want} ready, {updated} updated"))
+    replicas_state(want, ready, st.updated_replicas.unwrap_or(0))
 }
 
 /// `None` when the DaemonSet's pods are scheduled, updated and ready on every node it wants.
 pub fn daemon_set_state(d: &DaemonSet) -> Option<String> {
     let s = d.status.clone().unwrap_or_default();
     let want = s.desired_number_scheduled;
-    let ready = s.number_ready;
-    let updated = s.updated_number_scheduled.unwrap_or(0);
+    replicas_state(
+        want,
+        s.number_ready,
+        s.updated_number_scheduled.unwrap_or(0),
+    )
+}
+
+/// `None` when `ready` and `updated` replicas (or pods) reach the `want`ed number; else the
+/// counts.
+fn replicas_state(want: i32, ready: i32, updated: i32) -> Option<String> {
     if ready >= want && updated >= want {
         return None;
     }

@@ -411,7 +411,7 @@ pub fn timeout(text: &str) -> Result<Option<Duration>, RunnerError> {
     if text.is_empty() {
         return Ok(None);
     }
-    action_runner::config::parse_go_duration(text)
+    action_runner::vars::go_duration(text)
         .map(Some)
         .map_err(|e| RunnerError::invalid_input(format!("input manifest: timeout {text:?} {e}")))
 }

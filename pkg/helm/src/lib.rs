@@ -12,7 +12,8 @@
 //! Which step runs what:
 //!
 //! - [`ActionRunner::prepare`] reads and checks everything local, without the cluster and
-//!   without helm: the variables ([`HelmConfig`]), the release file, the values files, the
+//!   without helm: the variables ([`HelmVars`], as the Manager read them, checked into
+//!   [`HelmConfig`]), the release file, the values files, the
 //!   chart source, a private repository's credential and CA files.
 //! - [`ActionRunner::start`] gets everything ready without changing the release: it reads the
 //!   `valuesFrom` ConfigMaps and Secrets ([`sources`]), runs `helm version`, reads the release's
@@ -53,17 +54,16 @@ pub mod verbs;
 pub mod version;
 
 use std::ffi::OsString;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use action_runner::error::ErrorKind;
 use action_runner::{
-    ActionRunner, ExecutionContext, RunnerError, StartInput, StartOutput, WaitForCompletionInput,
+    ActionRunner, Config, RunnerError, StartInput, StartOutput, WaitForCompletionInput,
     WaitForCompletionOutput,
 };
 use serde_json::{Value, json};
 
-pub use config::{Command, HelmConfig};
+pub use config::{Command, HelmConfig, HelmVars};
 pub use input::{Chart, ChartRelease, Values};
 pub use manifest::HelmInput;
 
@@ -146,14 +146,20 @@ struct Operation {
 }
 
 impl ActionRunner for HelmRunner {
+    type Config = HelmVars;
     type Args = HelmInput;
 
     fn name(&self) -> &'static str {
         "helm"
     }
 
-    fn prepare(&mut self, ctx: &ExecutionContext, args: &HelmInput) -> Result<(), RunnerError> {
-        let config = HelmConfig::from_env()?;
+    fn prepare(
+        &mut self,
+        common: &Config,
+        own: HelmVars,
+        args: &HelmInput,
+    ) -> Result<(), RunnerError> {
+        let config = HelmConfig::new(&own, &common.process)?;
         if args.command() != Some(config.command) {
             return Err(RunnerError::failed(format!(
                 "the input manifest was read for another command than RUNNER_COMMAND={}",
@@ -162,7 +168,7 @@ impl ActionRunner for HelmRunner {
         }
         let mut redactor = Redactor::default();
         let cx = PrepareCx {
-            ctx,
+            ctx: &common.context,
             config: &config,
             redactor: &mut redactor,
         };
@@ -172,7 +178,7 @@ impl ActionRunner for HelmRunner {
             }
             HelmInput::Uninstall(i) => prepared(Uninstall::prepare(cx, i), AnyVerb::Uninstall)?,
             HelmInput::Rollback(i) => prepared(Rollback::prepare(cx, i), AnyVerb::Rollback)?,
-            HelmInput::Unchecked => unreachable!("HelmConfig::from_env refuses it"),
+            HelmInput::Unchecked => unreachable!("HelmConfig::new refuses it"),
         };
         self.run = Some(Run {
             config,
@@ -358,17 +364,14 @@ fn prepared<V>(
     made.map(|(verb, target)| (wrap(verb), target))
 }
 
-/// helm as `config` says, with `timeout` (`--timeout`) and `redactor`; `--kubeconfig` when
-/// `KUBECONFIG` names one file.
+/// helm as `config` says (with `--kubeconfig` when `KUBECONFIG` names one file), with `timeout`
+/// (`--timeout`) and `redactor`.
 fn helm(config: &HelmConfig, timeout: Option<Duration>, redactor: Redactor) -> Helm {
-    let kubeconfig = std::env::var_os("KUBECONFIG")
-        .filter(|k| !k.is_empty() && !k.to_string_lossy().contains(':'))
-        .map(PathBuf::from);
     Helm {
         binary: config.helm_binary.clone(),
         driver: config.driver.clone(),
         repository_cache: config.repository_cache.clone(),
-        kubeconfig,
+        kubeconfig: config.kubeconfig.clone(),
         timeout,
         config_env: Vec::new(),
         redactor,

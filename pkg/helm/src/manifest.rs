@@ -19,8 +19,9 @@
 //! ([`install::ignored_by`]) is said to apply to the other one alone.
 //!
 //! The framework parses the manifest into [`HelmInput`] before [`prepare`](crate::HelmRunner)
-//! runs, so [`HelmInput`]'s `Deserialize` reads `RUNNER_COMMAND` itself; the YAML parser, its
-//! budgets and its error positions are the framework's ([`action_runner::manifest`]).
+//! runs, with [`HelmInput`]'s [`FromManifest`], which is handed helm-runner's variables
+//! ([`HelmVars`]) and picks the command from them; the YAML parser, its budgets and its error
+//! positions are the framework's ([`action_runner::manifest`]).
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -32,7 +33,9 @@ use serde::de::{
     Visitor,
 };
 
-use crate::config::{Command, HelmConfig};
+use action_runner::{Config, FromManifest, ProcessEnv};
+
+use crate::config::{Command, HelmConfig, HelmVars};
 use crate::input::OutputArgs;
 use crate::verbs::install::{self, ChartInput};
 use crate::verbs::rollback::{RollbackInput, RollbackOutput};
@@ -41,9 +44,9 @@ use crate::verbs::uninstall::UninstallInput;
 /// The input manifest as `RUNNER_COMMAND` reads it: the [`ActionRunner::Args`] of
 /// [`HelmRunner`](crate::HelmRunner).
 ///
-/// Its `Deserialize` reads `RUNNER_COMMAND` from the process environment and parses the
-/// manifest into that command's struct; another command's field is an error naming it (see the
-/// module). [`ForCommand`] parses for a given command instead.
+/// Its [`FromManifest`] parses the manifest into the struct of the command `RUNNER_COMMAND`
+/// names; another command's field is an error naming it (see the module). [`ForCommand`] parses
+/// for a given command instead.
 ///
 /// [`ActionRunner::Args`]: action_runner::ActionRunner::Args
 #[derive(Debug, Clone)]
@@ -86,32 +89,34 @@ impl HelmInput {
     }
 }
 
-impl<'de> Deserialize<'de> for HelmInput {
-    /// Parses the manifest for the command the process environment names: see
-    /// [`HelmInput::for_vars`].
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Self::for_vars(std::env::vars().collect(), d)
+impl FromManifest<HelmVars> for HelmInput {
+    /// Parses the manifest for the command the variables name: see [`HelmInput::for_vars`].
+    fn from_manifest<'de, D: Deserializer<'de>>(
+        config: &Config,
+        own: &HelmVars,
+        d: D,
+    ) -> Result<Self, D::Error> {
+        Self::for_vars(own, &config.process, d)
     }
 }
 
 impl HelmInput {
     /// Parses the manifest in `d` for the command `RUNNER_COMMAND` names in `vars`, when the
-    /// variables are right ([`HelmConfig::from_vars`]). When they are wrong, `prepare` refuses
-    /// them before anything but the manifest's own errors: the manifest is then checked only
-    /// for what every command would refuse (a field no command takes, a value of the wrong
-    /// type), as the command's (an install's without one), and is [`HelmInput::Unchecked`].
+    /// variables are right ([`HelmConfig::new`], with `process`'s `PATH` and `KUBECONFIG`).
+    /// When they are wrong, `prepare` refuses them before anything but the manifest's own
+    /// errors: the manifest is then checked only for what every command would refuse (a field
+    /// no command takes, a value of the wrong type), as the command's (an install's without
+    /// one), and is [`HelmInput::Unchecked`].
     ///
     /// # Errors
     /// The deserializer's, as the module says.
     pub fn for_vars<'de, D: Deserializer<'de>>(
-        vars: Vec<(String, String)>,
+        vars: &HelmVars,
+        process: &ProcessEnv,
         d: D,
     ) -> Result<Self, D::Error> {
-        let named = vars
-            .iter()
-            .find(|(k, _)| k == "RUNNER_COMMAND")
-            .and_then(|(_, v)| Command::from_name(v));
-        match (named, HelmConfig::from_vars(vars)) {
+        let named = vars.command.as_deref().and_then(Command::from_name);
+        match (named, HelmConfig::new(vars, process)) {
             (Some(command), Ok(_)) => ForCommand(command).deserialize(d),
             (command, _) => {
                 Parse(command.unwrap_or(Command::Install), Misplaced::Skip).deserialize(d)?;
@@ -664,8 +669,10 @@ pub(crate) mod tests {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .to_vec();
         let parse = |vars: &[(String, String)], text: &str| {
+            let own: HelmVars = action_runner::vars::read(vars).unwrap();
+            let process = ProcessEnv::from_vars(vars);
             serde_saphyr::with_deserializer_from_str(text, |d| {
-                HelmInput::for_vars(vars.to_vec(), d)
+                HelmInput::for_vars(&own, &process, d)
             })
             .map(|i| i.command())
         };

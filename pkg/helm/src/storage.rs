@@ -303,28 +303,34 @@ async fn list_with(
     lp: &ListParams,
     what: String,
 ) -> Result<Vec<Record>, RunnerError> {
-    let what = || what.clone();
-    let mut records: Vec<Record> = if driver.starts_with("configmap") {
-        Api::<ConfigMap>::namespaced(client.clone(), namespace)
-            .list(lp)
-            .await
-            .map_err(|e| RunnerError::from_kube(what(), e))?
-            .items
-            .into_iter()
-            .map(configmap_record)
-            .collect()
+    let mut records = if driver.starts_with("configmap") {
+        list_of(client, namespace, lp, &what, configmap_record).await?
     } else {
-        Api::<Secret>::namespaced(client.clone(), namespace)
-            .list(lp)
-            .await
-            .map_err(|e| RunnerError::from_kube(what(), e))?
-            .items
-            .into_iter()
-            .map(secret_record)
-            .collect()
+        list_of(client, namespace, lp, &what, secret_record).await?
     };
     records.sort_by_key(|r| r.revision);
     Ok(records)
+}
+
+/// The records of the objects of kind `K` (Secrets or ConfigMaps) that `lp` selects, each read
+/// by `record`; `what` names the list in errors.
+async fn list_of<K>(
+    client: &kube::Client,
+    namespace: &str,
+    lp: &ListParams,
+    what: &str,
+    record: fn(K) -> Record,
+) -> Result<Vec<Record>, RunnerError>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K: Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+    K::DynamicType: Default,
+{
+    let objects = Api::<K>::namespaced(client.clone(), namespace)
+        .list(lp)
+        .await
+        .map_err(|e| RunnerError::from_kube(what, e))?;
+    Ok(objects.items.into_iter().map(record).collect())
 }
 
 /// The stored status of revision `revision` of release `name`, from the `status` label of its

@@ -1,9 +1,11 @@
-//! The `RUNNER_*` environment variables every runner reads, parsed with `envy`.
+//! The `RUNNER_*` environment variables every runner reads, parsed with `envy` and the shared
+//! parsers of [`crate::vars`], and the few other variables of the process the framework and the
+//! runners use ([`ProcessEnv`]). The [`Manager`](crate::Manager) reads them once, with the
+//! runner's own ([`ActionRunner::Config`](crate::ActionRunner::Config)).
 //!
 //! The variable set follows Capact's action-runner contract; see the README's table.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde::Deserialize;
@@ -11,9 +13,7 @@ use serde::Deserialize;
 use crate::context::{ExecutionContext, KubernetesPlatform};
 use crate::error::RunnerError;
 use crate::validation;
-
-/// Prefix shared by every variable.
-pub const PREFIX: &str = "RUNNER_";
+use crate::vars::{self, invalid, invalid_value, non_empty, required};
 
 /// Where Kubernetes reads a container's termination message by default
 /// (`terminationMessagePath` of a container, `k8s.io/api/core/v1`).
@@ -176,7 +176,7 @@ struct RawConfig {
 }
 
 /// The common runner configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// `RUNNER_INPUT_MANIFEST_PATH`: file holding the runner's input manifest (YAML or JSON).
     pub input_manifest_path: PathBuf,
@@ -187,221 +187,108 @@ pub struct Config {
     pub termination_message_path: PathBuf,
     /// The context handed to the runner.
     pub context: ExecutionContext,
+    /// The other variables of the process that the framework and the runners use.
+    pub process: ProcessEnv,
+}
+
+/// The variables of the process, outside `RUNNER_*`, that the framework and the runners use:
+/// read with the rest, so that nothing below the Manager reads the environment. Each is kept as
+/// it is set (`None` when unset).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessEnv {
+    /// `KUBECONFIG`: the kubeconfig file(s), `:`-separated (the Kubernetes client infers its
+    /// configuration from it; helm-runner hands a single file to helm).
+    pub kubeconfig: Option<String>,
+    /// `HOSTNAME`: in a pod, the pod's name; the instance that reports the Events.
+    pub hostname: Option<String>,
+    /// `PATH`: where programs are looked up (helm-runner's `helm`).
+    pub path: Option<String>,
+    /// `RUST_LOG`: the `tracing` filter overriding the default level ([`crate::logging`]).
+    pub rust_log: Option<String>,
+}
+
+impl ProcessEnv {
+    /// The variables among `(name, value)` pairs.
+    pub fn from_vars(vars: &[(String, String)]) -> Self {
+        let get = |name: &str| {
+            vars.iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        ProcessEnv {
+            kubeconfig: get("KUBECONFIG"),
+            hostname: get("HOSTNAME"),
+            path: get("PATH"),
+            rust_log: get("RUST_LOG"),
+        }
+    }
 }
 
 impl Config {
-    /// Reads the configuration from the process environment.
+    /// Reads the configuration from `(name, value)` pairs (all variables, prefixed or not): the
+    /// process environment, as the Manager reads it, or a test's.
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidInput`](crate::error::ErrorKind) naming the first variable that is missing or invalid.
-    pub fn from_env() -> Result<Self, RunnerError> {
-        Self::from_vars(std::env::vars())
-    }
-
-    /// Reads the configuration from `(name, value)` pairs (all variables, prefixed or not).
-    ///
-    /// # Errors
-    /// [`ErrorKind::InvalidInput`](crate::error::ErrorKind) naming the first variable that is missing or invalid.
-    pub fn from_vars(
-        vars: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Self, RunnerError> {
-        let raw: RawConfig = envy::prefixed(PREFIX)
-            .from_iter(vars)
-            .map_err(|e| match e {
-                envy::Error::MissingValue(field) => {
-                    invalid(&var_name(field), "is required but not set".into())
-                }
-                envy::Error::Custom(msg) => RunnerError::invalid_input(msg),
-            })?;
-
-        let input_manifest_path = required("INPUT_MANIFEST_PATH", raw.input_manifest_path)?;
-        let name = required("CONTEXT_NAME", raw.context_name)?;
-        validation::dns1123_subdomain(&name)
-            .map_err(|e| invalid_value("CONTEXT_NAME", &name, e))?;
-        let namespace = required("CONTEXT_PLATFORM_NAMESPACE", raw.context_platform_namespace)?;
-        validation::dns1123_label(&namespace)
-            .map_err(|e| invalid_value("CONTEXT_PLATFORM_NAMESPACE", &namespace, e))?;
-        let service_account_name = non_empty(raw.context_platform_service_account_name);
-        if let Some(sa) = &service_account_name {
-            validation::dns1123_subdomain(sa)
-                .map_err(|e| invalid_value("CONTEXT_PLATFORM_SERVICE_ACCOUNT_NAME", sa, e))?;
-        }
-        let owner_reference = owner_reference(
-            non_empty(raw.context_platform_owner_api_version),
-            non_empty(raw.context_platform_owner_kind),
-            non_empty(raw.context_platform_owner_name),
-            non_empty(raw.context_platform_owner_uid),
+    /// [`ErrorKind::InvalidInput`](crate::error::ErrorKind) naming the first variable that is
+    /// missing or invalid.
+    pub fn from_vars(vars: &[(String, String)]) -> Result<Self, RunnerError> {
+        let raw: RawConfig = vars::read(vars)?;
+        let input_manifest_path = required(
+            "RUNNER_INPUT_MANIFEST_PATH",
+            raw.input_manifest_path.clone(),
         )?;
-        let dry_run = parse_bool("CONTEXT_DRY_RUN", raw.context_dry_run)?;
-        let logger_dev_mode = parse_bool("LOGGER_DEV_MODE", raw.logger_dev_mode)?;
-        let timeout = match non_empty(raw.timeout) {
-            None => None,
-            Some(text) => {
-                Some(parse_go_duration(&text).map_err(|e| invalid_value("TIMEOUT", &text, e))?)
-            }
-        };
+        let mut context = context(&raw)?;
+        let logger_dev_mode = vars::boolean("RUNNER_LOGGER_DEV_MODE", raw.logger_dev_mode.clone())?;
+        context.timeout = vars::duration("RUNNER_TIMEOUT", raw.timeout.clone())?;
         let termination_message_path = non_empty(raw.termination_message_path)
             .unwrap_or_else(|| DEFAULT_TERMINATION_MESSAGE_PATH.into())
             .into();
-
         Ok(Config {
             input_manifest_path: input_manifest_path.into(),
             logger_dev_mode,
             termination_message_path,
-            context: ExecutionContext {
-                name,
-                dry_run,
-                timeout,
-                platform: KubernetesPlatform {
-                    namespace,
-                    service_account_name,
-                    owner_reference,
-                },
-            },
+            context,
+            process: ProcessEnv::from_vars(vars),
         })
     }
 }
 
-/// Why a text is not a usable Go duration; the text is a sentence for after the variable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum DurationError {
-    /// Not Go's syntax.
-    #[error("is not a Go duration (examples: 90s, 10m, 1h30m)")]
-    NotADuration,
-    /// Longer than Go's longest duration.
-    #[error("is longer than the longest Go duration (2562047h47m16.854775807s)")]
-    Overflow,
-    /// Zero or negative.
-    #[error("must be a positive duration")]
-    NotPositive,
-}
-
-/// Parses a Go duration (`time.ParseDuration`, `src/time/format.go`: the contract Capact's
-/// `RUNNER_TIMEOUT` is read with) into a positive [`Duration`]: an optional sign, then one or
-/// more decimal numbers, each with an optional fraction and a unit (`ns`, `us`, `µs`, `μs`,
-/// `ms`, `s`, `m`, `h`), such as `90s`, `1h30m`, `1.5h`, `.5s`. The largest is Go's largest
-/// `time.Duration`, 2562047h47m16.854775807s; like Go, anything larger is an overflow, and a
-/// fraction is converted through a 64-bit float, so digits past its precision are lost the way
-/// Go loses them.
-///
-/// Written here rather than taken from a crate: the one published port (`go-parse-duration`)
-/// refuses durations Go accepts (`2562047h`), and the grammar is part of this project's
-/// contract.
-///
-/// # Errors
-/// [`DurationError`]: not a Go duration, an overflow, or not positive.
-pub fn parse_go_duration(text: &str) -> Result<Duration, DurationError> {
-    const NOT: DurationError = DurationError::NotADuration;
-    const OVERFLOW: DurationError = DurationError::Overflow;
-    const LIMIT: u64 = 1 << 63;
-    let (negative, mut rest) = match text.as_bytes().first() {
-        Some(b'-') => (true, &text[1..]),
-        Some(b'+') => (false, &text[1..]),
-        _ => (false, text),
-    };
-    if rest == "0" {
-        return Err(DurationError::NotPositive);
+/// The execution context the variables describe, but its timeout: [`Config::from_vars`] reads
+/// `RUNNER_TIMEOUT` after `RUNNER_LOGGER_DEV_MODE`, so that of two bad variables the same one is
+/// named first as it always was.
+fn context(raw: &RawConfig) -> Result<ExecutionContext, RunnerError> {
+    let name = required("RUNNER_CONTEXT_NAME", raw.context_name.clone())?;
+    validation::dns1123_subdomain(&name)
+        .map_err(|e| invalid_value("RUNNER_CONTEXT_NAME", &name, e))?;
+    let namespace = required(
+        "RUNNER_CONTEXT_PLATFORM_NAMESPACE",
+        raw.context_platform_namespace.clone(),
+    )?;
+    validation::dns1123_label(&namespace)
+        .map_err(|e| invalid_value("RUNNER_CONTEXT_PLATFORM_NAMESPACE", &namespace, e))?;
+    let service_account_name = non_empty(raw.context_platform_service_account_name.clone());
+    if let Some(sa) = &service_account_name {
+        validation::dns1123_subdomain(sa)
+            .map_err(|e| invalid_value("RUNNER_CONTEXT_PLATFORM_SERVICE_ACCOUNT_NAME", sa, e))?;
     }
-    if rest.is_empty() {
-        return Err(NOT);
-    }
-    let mut total: u64 = 0;
-    while !rest.is_empty() {
-        // The integer part.
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let mut value: u64 = 0;
-        for b in rest[..digits].bytes() {
-            value = value
-                .checked_mul(10)
-                .and_then(|v| v.checked_add(u64::from(b - b'0')))
-                .filter(|v| *v <= LIMIT)
-                .ok_or(OVERFLOW)?;
-        }
-        rest = &rest[digits..];
-        // The fraction: digits past what fits are dropped, as Go drops them.
-        let (mut fraction, mut scale, mut fraction_digits) = (0u64, 1f64, 0usize);
-        if let Some(after) = rest.strip_prefix('.') {
-            fraction_digits = after.bytes().take_while(u8::is_ascii_digit).count();
-            let mut overflowed = false;
-            for b in after[..fraction_digits].bytes() {
-                if overflowed {
-                    continue;
-                }
-                match fraction
-                    .checked_mul(10)
-                    .and_then(|f| f.checked_add(u64::from(b - b'0')))
-                {
-                    Some(f) if f <= LIMIT => {
-                        fraction = f;
-                        scale *= 10.0;
-                    }
-                    _ => overflowed = true,
-                }
-            }
-            rest = &after[fraction_digits..];
-        }
-        if digits == 0 && fraction_digits == 0 {
-            return Err(NOT);
-        }
-        // The unit: everything up to the next digit or '.'.
-        let unit_len = rest
-            .char_indices()
-            .find(|(_, c)| *c == '.' || c.is_ascii_digit())
-            .map_or(rest.len(), |(i, _)| i);
-        let unit: u64 = match &rest[..unit_len] {
-            "ns" => 1,
-            "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            _ => return Err(NOT),
-        };
-        rest = &rest[unit_len..];
-        if value > LIMIT / unit {
-            return Err(OVERFLOW);
-        }
-        value *= unit;
-        if fraction > 0 {
-            value += (fraction as f64 * (unit as f64 / scale)) as u64;
-            if value > LIMIT {
-                return Err(OVERFLOW);
-            }
-        }
-        total = total
-            .checked_add(value)
-            .filter(|t| *t <= LIMIT)
-            .ok_or(OVERFLOW)?;
-    }
-    if negative {
-        return Err(DurationError::NotPositive);
-    }
-    if total == LIMIT {
-        return Err(OVERFLOW);
-    }
-    if total == 0 {
-        return Err(DurationError::NotPositive);
-    }
-    Ok(Duration::from_nanos(total))
-}
-
-/// Parses a boolean the way Go's `strconv.ParseBool` does (Capact reads its variables with it):
-/// `1 t T TRUE true True` and `0 f F FALSE false False`; unset or empty is `false`.
-/// `var` is the name without its `RUNNER_` prefix (for example `ARGO_LOGS`).
-///
-/// # Errors
-/// [`ErrorKind::InvalidInput`](crate::error::ErrorKind) naming `RUNNER_<var>` and the value.
-pub fn parse_bool(var: &str, value: Option<String>) -> Result<bool, RunnerError> {
-    match non_empty(value).as_deref() {
-        None => Ok(false),
-        Some("1" | "t" | "T" | "TRUE" | "true" | "True") => Ok(true),
-        Some("0" | "f" | "F" | "FALSE" | "false" | "False") => Ok(false),
-        Some(other) => Err(invalid_value(
-            var,
-            other,
-            "is not a boolean (true or false)",
-        )),
-    }
+    let owner = |value: &Option<String>| non_empty(value.clone());
+    let owner_reference = owner_reference(
+        owner(&raw.context_platform_owner_api_version),
+        owner(&raw.context_platform_owner_kind),
+        owner(&raw.context_platform_owner_name),
+        owner(&raw.context_platform_owner_uid),
+    )?;
+    Ok(ExecutionContext {
+        name,
+        dry_run: vars::boolean("RUNNER_CONTEXT_DRY_RUN", raw.context_dry_run.clone())?,
+        timeout: None,
+        platform: KubernetesPlatform {
+            namespace,
+            service_account_name,
+            owner_reference,
+        },
+    })
 }
 
 fn owner_reference(
@@ -413,12 +300,12 @@ fn owner_reference(
     match (name, uid) {
         (None, None) => Ok(None),
         (Some(_), None) => Err(invalid(
-            &format!("{PREFIX}CONTEXT_PLATFORM_OWNER_UID"),
-            "is required when RUNNER_CONTEXT_PLATFORM_OWNER_NAME is set".into(),
+            "RUNNER_CONTEXT_PLATFORM_OWNER_UID is required when RUNNER_CONTEXT_PLATFORM_OWNER_NAME \
+             is set",
         )),
         (None, Some(_)) => Err(invalid(
-            &format!("{PREFIX}CONTEXT_PLATFORM_OWNER_NAME"),
-            "is required when RUNNER_CONTEXT_PLATFORM_OWNER_UID is set".into(),
+            "RUNNER_CONTEXT_PLATFORM_OWNER_NAME is required when RUNNER_CONTEXT_PLATFORM_OWNER_UID \
+             is set",
         )),
         (Some(name), Some(uid)) => Ok(Some(OwnerReference {
             api_version: api_version.unwrap_or_else(|| "batch/v1".into()),
@@ -431,36 +318,10 @@ fn owner_reference(
     }
 }
 
-fn var_name(field: &str) -> String {
-    format!("{PREFIX}{}", field.to_ascii_uppercase())
-}
-
-fn required(suffix: &str, value: String) -> Result<String, RunnerError> {
-    if value.trim().is_empty() {
-        return Err(invalid(
-            &format!("{PREFIX}{suffix}"),
-            "is required but empty".into(),
-        ));
-    }
-    Ok(value)
-}
-
-fn non_empty(value: Option<String>) -> Option<String> {
-    value.filter(|v| !v.trim().is_empty())
-}
-
-fn invalid(var: &str, why: String) -> RunnerError {
-    RunnerError::invalid_input(format!("invalid configuration: {var} {why}"))
-}
-
-fn invalid_value(suffix: &str, value: &str, why: impl std::fmt::Display) -> RunnerError {
-    RunnerError::invalid_input(format!(
-        "invalid configuration: {PREFIX}{suffix}={value:?} {why}"
-    ))
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn vars(extra: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -480,12 +341,12 @@ mod tests {
     }
 
     fn err(extra: &[(&str, &str)]) -> String {
-        Config::from_vars(vars(extra)).unwrap_err().to_string()
+        Config::from_vars(&vars(extra)).unwrap_err().to_string()
     }
 
     #[test]
     fn defaults() {
-        let c = Config::from_vars(vars(&[])).unwrap();
+        let c = Config::from_vars(&vars(&[])).unwrap();
         assert!(!c.context.dry_run);
         assert!(!c.logger_dev_mode);
         assert_eq!(c.context.timeout, None);
@@ -504,7 +365,7 @@ mod tests {
             "RUNNER_CONTEXT_PLATFORM_NAMESPACE",
         ] {
             let v: Vec<_> = vars(&[]).into_iter().filter(|(k, _)| k != var).collect();
-            let e = Config::from_vars(v).unwrap_err().to_string();
+            let e = Config::from_vars(&v).unwrap_err().to_string();
             assert!(e.contains(var), "{e}");
             let e = err(&[(var, "")]);
             assert!(e.contains(var), "{e}");
@@ -514,7 +375,7 @@ mod tests {
     #[test]
     fn durations_go_style() {
         for (text, secs) in [("90s", 90), ("10m", 600), ("1h30m", 5400), ("1.5h", 5400)] {
-            let c = Config::from_vars(vars(&[("RUNNER_TIMEOUT", text)])).unwrap();
+            let c = Config::from_vars(&vars(&[("RUNNER_TIMEOUT", text)])).unwrap();
             assert_eq!(c.context.timeout, Some(Duration::from_secs(secs)), "{text}");
         }
         for bad in ["10", "ten minutes", "-5s", "0s"] {
@@ -522,40 +383,6 @@ mod tests {
                 err(&[("RUNNER_TIMEOUT", bad)]).contains("RUNNER_TIMEOUT"),
                 "{bad}"
             );
-        }
-    }
-
-    /// Everything Go's `time.ParseDuration` accepts (`src/time/format.go`): signs, fractions
-    /// without a leading digit, every unit, and up to 2562047h47m16.854775807s, the largest
-    /// `time.Duration`; one nanosecond more overflows, as in Go.
-    #[test]
-    fn durations_over_go_s_whole_range() {
-        let max = Duration::from_nanos(i64::MAX as u64);
-        for (text, want) in [
-            ("2562047h", Duration::from_secs(2_562_047 * 3600)),
-            ("2562047h47m16.854775807s", max),
-            ("9223372036854775807ns", max),
-            ("+5s", Duration::from_secs(5)),
-            (".5s", Duration::from_millis(500)),
-            ("1.s", Duration::from_secs(1)),
-            (
-                "1h1m1s1ms1us1µs1ns",
-                Duration::from_nanos(3_661_001_002_001),
-            ),
-            ("1μs", Duration::from_micros(1)),
-        ] {
-            assert_eq!(parse_go_duration(text), Ok(want), "{text}");
-        }
-        for bad in [
-            "2562048h",
-            "2562047h47m16.854775808s",
-            "9223372036854775808ns",
-            "1d",
-            "s",
-            ".s",
-            "",
-        ] {
-            assert!(parse_go_duration(bad).is_err(), "{bad}");
         }
     }
 
@@ -576,11 +403,11 @@ mod tests {
         );
         for name in &required {
             let without: Vec<_> = vars(&[]).into_iter().filter(|(k, _)| k != name).collect();
-            let e = Config::from_vars(without).unwrap_err().to_string();
+            let e = Config::from_vars(&without).unwrap_err().to_string();
             assert!(e.contains(&format!("{name} is required")), "{e}");
         }
         // Every other variable is optional, with the default the table gives.
-        let c = Config::from_vars(vars(&[
+        let c = Config::from_vars(&vars(&[
             ("RUNNER_CONTEXT_PLATFORM_OWNER_NAME", "job"),
             ("RUNNER_CONTEXT_PLATFORM_OWNER_UID", "1234"),
         ]))
@@ -610,7 +437,7 @@ mod tests {
 
     #[test]
     fn booleans_like_go() {
-        let c = Config::from_vars(vars(&[("RUNNER_CONTEXT_DRY_RUN", "True")])).unwrap();
+        let c = Config::from_vars(&vars(&[("RUNNER_CONTEXT_DRY_RUN", "True")])).unwrap();
         assert!(c.context.dry_run);
         assert!(err(&[("RUNNER_CONTEXT_DRY_RUN", "yes")]).contains("RUNNER_CONTEXT_DRY_RUN"));
         assert!(err(&[("RUNNER_LOGGER_DEV_MODE", "2")]).contains("RUNNER_LOGGER_DEV_MODE"));
@@ -635,7 +462,7 @@ mod tests {
             err(&[("RUNNER_CONTEXT_PLATFORM_OWNER_NAME", "job")])
                 .contains("RUNNER_CONTEXT_PLATFORM_OWNER_UID")
         );
-        let c = Config::from_vars(vars(&[
+        let c = Config::from_vars(&vars(&[
             ("RUNNER_CONTEXT_PLATFORM_OWNER_NAME", "job"),
             ("RUNNER_CONTEXT_PLATFORM_OWNER_UID", "1234"),
         ]))
@@ -644,6 +471,26 @@ mod tests {
         assert_eq!(
             (o.api_version.as_str(), o.kind.as_str()),
             ("batch/v1", "Job")
+        );
+    }
+
+    /// The process's own variables are read with the rest, as they are set.
+    #[test]
+    fn the_process_variables_are_read_with_the_rest() {
+        let c = Config::from_vars(&vars(&[
+            ("KUBECONFIG", "/a:/b"),
+            ("HOSTNAME", "runner-x1"),
+            ("PATH", "/bin"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.process,
+            ProcessEnv {
+                kubeconfig: Some("/a:/b".into()),
+                hostname: Some("runner-x1".into()),
+                path: Some("/bin".into()),
+                rust_log: None,
+            }
         );
     }
 }

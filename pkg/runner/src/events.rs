@@ -54,12 +54,17 @@ pub struct Events {
 }
 
 impl Events {
-    /// Events reported by `<runner>-runner` (the pod's name, `HOSTNAME`, as the instance) about
+    /// Events reported by `<runner>-runner` (`instance`: the pod's name, `HOSTNAME`) about
     /// `ctx`'s owner, if it has one.
-    pub fn new(client: kube::Client, runner: &str, ctx: &ExecutionContext) -> Self {
+    pub fn new(
+        client: kube::Client,
+        runner: &str,
+        instance: Option<String>,
+        ctx: &ExecutionContext,
+    ) -> Self {
         let reporter = Reporter {
             controller: format!("{runner}-runner"),
-            instance: std::env::var("HOSTNAME").ok(),
+            instance,
         };
         let owner = ctx
             .platform

@@ -21,7 +21,7 @@
 //! Errors are one line naming the file as the caller names it (`what`: the field or variable
 //! and the path), never quoting the content.
 
-use std::fs::{File, Metadata};
+use std::fs::{File, FileType, Metadata};
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
@@ -108,24 +108,22 @@ fn require_regular(meta: &Metadata, what: &str) -> Result<(), RunnerError> {
 /// What kind of file `meta` describes, in words: `a directory`, `a FIFO`, `a character
 /// device`, `a block device`, `a socket`, `a symbolic link`, `a regular file`.
 pub fn file_kind(meta: &Metadata) -> &'static str {
+    /// Whether a file is of a kind.
+    type Is = fn(&FileType) -> bool;
+    let kinds: [(Is, &str); 7] = [
+        (FileType::is_file, "a regular file"),
+        (FileType::is_dir, "a directory"),
+        (FileType::is_symlink, "a symbolic link"),
+        (FileTypeExt::is_fifo, "a FIFO"),
+        (FileTypeExt::is_char_device, "a character device"),
+        (FileTypeExt::is_block_device, "a block device"),
+        (FileTypeExt::is_socket, "a socket"),
+    ];
     let t = meta.file_type();
-    if t.is_file() {
-        "a regular file"
-    } else if t.is_dir() {
-        "a directory"
-    } else if t.is_symlink() {
-        "a symbolic link"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else if t.is_socket() {
-        "a socket"
-    } else {
-        "a special file"
-    }
+    kinds
+        .iter()
+        .find(|(is, _)| is(&t))
+        .map_or("a special file", |(_, kind)| kind)
 }
 
 /// `bytes` in the largest binary unit it is a whole number of: `3 MiB`, `64 KiB`, `100 bytes`.
@@ -142,7 +140,7 @@ pub fn human(bytes: u64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn err(path: &Path, max: u64) -> String {
@@ -153,15 +151,21 @@ mod tests {
         text
     }
 
-    #[test]
-    fn a_fifo_is_refused_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let fifo = dir.path().join("fifo");
+    /// A FIFO made in `dir` (`mkfifo`).
+    pub(crate) fn fifo_in(dir: &Path) -> std::path::PathBuf {
+        let fifo = dir.join("fifo");
         let made = std::process::Command::new("mkfifo")
             .arg(&fifo)
             .status()
             .unwrap();
         assert!(made.success());
+        fifo
+    }
+
+    #[test]
+    fn a_fifo_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = fifo_in(dir.path());
         // Refused before any read: a reader that waited on the FIFO would block here for good.
         assert_eq!(
             err(&fifo, 100),

@@ -1,8 +1,9 @@
 //! Framework for Kubernetes action runners.
 //!
 //! A runner binary builds a [`Manager`] from an [`ActionRunner`] and a [`StatusReporter`] and
-//! runs it. The Manager reads the `RUNNER_*` environment variables ([`Config`]) and the input
-//! manifest, starts the action, reports its status, waits for completion bounded by
+//! runs it. The Manager reads the `RUNNER_*` environment variables once, the common ones
+//! ([`Config`]) and the runner's own ([`ActionRunner::Config`], both through [`vars`]), and the
+//! input manifest, hands them to the runner, starts the action, reports its status, waits for completion bounded by
 //! `RUNNER_TIMEOUT`, reports the outcome and returns an [`Exit`] code. The contract follows
 //! Capact's action runners. The only arguments a runner binary takes are `--help` and
 //! `--version` ([`cli`]; [`Manager::about`] says what they print).
@@ -11,6 +12,7 @@
 //! use action_runner::{ConfigMapReporter, Manager};
 //! # struct MyRunner;
 //! # impl action_runner::ActionRunner for MyRunner {
+//! #   type Config = action_runner::NoConfig;
 //! #   type Args = serde_json::Value;
 //! #   fn name(&self) -> &'static str { "my" }
 //! #   async fn start(&mut self, _: action_runner::StartInput<serde_json::Value>)
@@ -44,15 +46,16 @@ pub mod manifest;
 pub mod runner;
 pub mod status;
 pub mod validation;
+pub mod vars;
 
 pub use cli::About;
-pub use config::{Config, Required, Variable};
+pub use config::{Config, ProcessEnv, Required, Variable};
 pub use context::{ExecutionContext, KubernetesPlatform};
 pub use error::{Exit, RunnerError};
 pub use identity::InputDigest;
 pub use manager::{Manager, block_on};
 pub use runner::{
-    ActionRunner, Activity, Progress, StartInput, StartOutput, WaitForCompletionInput,
-    WaitForCompletionOutput,
+    ActionRunner, Activity, FromManifest, NoConfig, Progress, StartInput, StartOutput,
+    WaitForCompletionInput, WaitForCompletionOutput,
 };
 pub use status::{ActionStatus, ConfigMapReporter, NoopReporter, Phase, Reason, StatusReporter};

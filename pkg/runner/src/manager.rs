@@ -1,28 +1,35 @@
 //! The Manager: reads the configuration and the manifest, drives an [`ActionRunner`] and reports
 //! its status.
 //!
-//! [`Manager::run`] is what touches the process: the signal handlers, the environment, logging,
+//! [`Manager::run`] is what touches the process: the signal handlers, the environment (read
+//! once, here: the common [`Config`] and the runner's own [`ActionRunner::Config`]), logging,
 //! the Kubernetes client, the termination-message file and the exit code. The steps themselves
-//! are two functions a test can call in-process with a runner, a reporter and a shutdown signal
-//! of its own: [`read_input`] (the manifest and the runner's own checks) and [`drive`] (start,
-//! report, wait, report).
+//! are two functions a test can call in-process with a runner, both configurations, a reporter
+//! and a shutdown signal of its own: [`read_input`] (the manifest and the runner's own checks)
+//! and [`drive`] (start, report, wait, report).
 
 use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use serde_json::Value;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::cli::{self, About, Invocation};
-use crate::config::{Config, DEFAULT_TERMINATION_MESSAGE_PATH};
-use crate::context::ExecutionContext;
+use crate::config::{Config, DEFAULT_TERMINATION_MESSAGE_PATH, ProcessEnv};
 use crate::error::{ErrorKind, Exit, RunnerError, one_line};
 use crate::events::{Events, Story};
 use crate::identity::InputDigest;
-use crate::runner::{ActionRunner, Activity, Progress, StartInput, WaitForCompletionInput};
+use crate::runner::{
+    ActionRunner, Activity, FromManifest, Progress, StartInput, StartOutput,
+    WaitForCompletionInput, WaitForCompletionOutput,
+};
 use crate::status::{ActionStatus, Phase, Reason, StatusReporter, now_rfc3339};
-use crate::{logging, manifest};
+use crate::{logging, manifest, vars};
 
 /// How long the final status report may take after SIGTERM. Kubernetes allows 30 s
 /// (`terminationGracePeriodSeconds`) before SIGKILL.
@@ -68,7 +75,8 @@ impl Outcome {
 /// the termination-message file when that exists):
 /// 0. the command line ([`cli`]): `--help` or `--version` prints and exits 0; any other argument
 ///    exits 2;
-/// 1. install the SIGTERM and SIGINT handlers; read `RUNNER_*` ([`Config`]), the manifest, and
+/// 1. install the SIGTERM and SIGINT handlers; read the environment once: `RUNNER_*` ([`Config`]
+///    and the runner's own [`ActionRunner::Config`]); the manifest, and
 ///    [`ActionRunner::prepare`] ([`read_input`]): exit 2;
 /// 2. build the Kubernetes client and the reporter: exit 3 (no configuration) or 4;
 /// 3. [`drive`]: [`StatusReporter::check`] (nothing is written before it passes),
@@ -86,7 +94,7 @@ pub struct Manager<R, F> {
 impl<R, F, S> Manager<R, F>
 where
     R: ActionRunner,
-    F: FnOnce(kube::Client, &ExecutionContext) -> S,
+    F: FnOnce(kube::Client, &crate::ExecutionContext) -> S,
     S: StatusReporter,
 {
     /// A Manager for `runner`; `reporter` builds the [`StatusReporter`] once the client exists,
@@ -114,42 +122,26 @@ where
     /// is invalid, with the defaults, and the reason goes to the default termination-message
     /// path.
     pub async fn run(mut self) -> ExitCode {
-        let about = self.about.unwrap_or_else(|| About {
-            name: program_name(),
-            version: env!("CARGO_PKG_VERSION"),
-            summary: "",
-            variables: &[],
-            tested_with: &[],
-            docs: "",
-        });
+        let about = self.about.unwrap_or_else(anonymous);
         match cli::parse(about.name, std::env::args_os().skip(1)) {
             Invocation::Run => {}
             Invocation::Help => return print_stdout(&cli::help(&about)),
             Invocation::Version => return print_stdout(&cli::version(&about)),
-            Invocation::Invalid(message) => {
-                // A person at a terminal reads one plain line; in a pod (an `args:` in the Job),
-                // the termination message says it too.
-                eprintln!("{message}");
-                let path =
-                    std::env::var(format!("{}TERMINATION_MESSAGE_PATH", crate::config::PREFIX))
-                        .ok()
-                        .filter(|p| !p.trim().is_empty())
-                        .unwrap_or_else(|| DEFAULT_TERMINATION_MESSAGE_PATH.into());
-                write_termination_message(Path::new(&path), &message);
-                return Exit::InvalidInput.into();
-            }
+            Invocation::Invalid(message) => return refuse_arguments(&message, &environment()),
         }
         // Before anything else, so that a SIGTERM while the input is read is not the default
         // action (death without a report) but a cancel.
         let mut signals = Signals::new();
-        let config = Config::from_env();
+        let vars = environment();
+        let config = Config::from_vars(&vars);
         let (dev_mode, termination_path) = match &config {
             Ok(c) => (c.logger_dev_mode, c.termination_message_path.clone()),
             Err(_) => (false, DEFAULT_TERMINATION_MESSAGE_PATH.into()),
         };
-        logging::init(dev_mode);
-        let outcome = match config {
-            Ok(config) => self.execute(&config, signals.recv()).await,
+        logging::init(dev_mode, ProcessEnv::from_vars(&vars).rust_log.as_deref());
+        let configured = config.and_then(|c| Ok((vars::read::<R::Config>(&vars)?, c)));
+        let outcome = match configured {
+            Ok((own, config)) => self.execute(&config, own, signals.recv()).await,
             Err(e) => Outcome::error(&e),
         };
         if outcome.exit == Exit::Succeeded {
@@ -161,10 +153,15 @@ where
         outcome.exit.into()
     }
 
-    /// Steps 1 to 3 for `config`, cancelled when `shutdown` resolves (with the exit code to
-    /// use).
-    async fn execute(&mut self, config: &Config, shutdown: impl Future<Output = Exit>) -> Outcome {
-        let input = match read_input(&mut self.runner, config) {
+    /// Steps 1 to 3 for `config` and the runner's own configuration `own`, cancelled when
+    /// `shutdown` resolves (with the exit code to use).
+    async fn execute(
+        &mut self,
+        config: &Config,
+        own: R::Config,
+        shutdown: impl Future<Output = Exit>,
+    ) -> Outcome {
+        let input = match read_input(&mut self.runner, config, own) {
             Ok(input) => input,
             Err(e) => return Outcome::error(&e),
         };
@@ -181,19 +178,46 @@ where
         };
         let make_reporter = self.reporter.take().expect("a Manager runs once");
         let reporter = make_reporter(client.clone(), &config.context);
-        drive(
-            &mut self.runner,
-            &config.context,
-            input,
-            client,
-            &reporter,
-            shutdown,
-        )
-        .await
+        drive(&mut self.runner, config, input, client, &reporter, shutdown).await
     }
 }
 
-/// Step 1: the manifest at `config.input_manifest_path` and the runner's own checks of it
+/// The process environment, read once per run: the one place the framework reads it. A name or
+/// value that is not Unicode is read lossily (a variable of the runners' cannot be such).
+fn environment() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .map(|(k, v)| (k.to_string_lossy().into(), v.to_string_lossy().into()))
+        .collect()
+}
+
+/// What `--help` and `--version` say of a runner that gave no [`About`].
+fn anonymous() -> About {
+    About {
+        name: program_name(),
+        version: env!("CARGO_PKG_VERSION"),
+        summary: "",
+        variables: &[],
+        tested_with: &[],
+        docs: "",
+    }
+}
+
+/// A command line other than a lone `--help` or `--version`: one plain line on standard error
+/// for a person at a terminal and, in a pod (an `args:` in the Job), in the termination
+/// message (`RUNNER_TERMINATION_MESSAGE_PATH` among `vars`, or the default); exit 2.
+fn refuse_arguments(message: &str, vars: &[(String, String)]) -> ExitCode {
+    eprintln!("{message}");
+    let set = vars
+        .iter()
+        .find(|(k, _)| k == "RUNNER_TERMINATION_MESSAGE_PATH")
+        .map(|(_, v)| v.clone());
+    let path = vars::non_empty(set).unwrap_or_else(|| DEFAULT_TERMINATION_MESSAGE_PATH.into());
+    write_termination_message(Path::new(&path), message);
+    Exit::InvalidInput.into()
+}
+
+/// Step 1: the manifest at `config.input_manifest_path`, parsed with the runner's
+/// [`FromManifest`], and the runner's own checks of it and of its configuration `own`
 /// ([`ActionRunner::prepare`]); no cluster access.
 ///
 /// # Errors
@@ -201,32 +225,32 @@ where
 pub fn read_input<R: ActionRunner>(
     runner: &mut R,
     config: &Config,
+    own: R::Config,
 ) -> Result<(R::Args, InputDigest), RunnerError> {
     let (what, text) = manifest::read_text(&config.input_manifest_path)?;
-    let args: R::Args = manifest::parse(&what, &text)?;
-    runner.prepare(&config.context, &args)?;
+    let args = manifest::parse_with(&what, &text, |d| R::Args::from_manifest(config, &own, d))?;
+    runner.prepare(config, own, &args)?;
     let mut digest = InputDigest::new();
     digest.add("runner", runner.name().as_bytes());
     digest.add("manifest", text.as_bytes());
     Ok((args, digest))
 }
 
-/// The action itself, once its input (the parsed manifest and the digest
-/// [`read_input`] started) is read: checks the reporter, starts the action, reports
-/// `Running` with the runner's start status, waits for completion, and reports the outcome.
-/// `ctx.timeout` bounds all of it from the first request on: the check, the start and the wait
-/// share one deadline. `shutdown` resolving (SIGTERM or SIGINT in a process; anything in a
-/// test) cancels the start or the wait: the run reports `Cancelled` and ends with the exit code
-/// `shutdown` gave.
+/// The action itself, once its input (the parsed manifest and the digest [`read_input`]
+/// started) is read: checks the reporter, starts the action, reports `Running` with the runner's
+/// start status, waits for completion, and reports the outcome. `config.context.timeout` bounds
+/// all of it from the first request on: the check, the start and the wait share one deadline.
+/// `shutdown` resolving (SIGTERM or SIGINT in a process; anything in a test) cancels the start
+/// or the wait: the run reports `Cancelled` and ends with the exit code `shutdown` gave.
 ///
 /// Exit codes: as the runner's outcome ([`Exit::Succeeded`] or [`Exit::Failed`]);
-/// [`Exit::Failed`] with `DeadlineExceeded` when `ctx.timeout` elapses (while starting, the
-/// message quotes the runner's [`Activity`]); a runner's or the
-/// reporter's error's own code; a report that fails at the end turns the code into the
-/// reporter's error's (3 or 4), unless a signal asked to stop.
+/// [`Exit::Failed`] with `DeadlineExceeded` when the timeout elapses (while starting, the
+/// message quotes the runner's [`Activity`]); a runner's or the reporter's error's own code; a
+/// report that fails at the end turns the code into the reporter's error's (3 or 4), unless a
+/// signal asked to stop.
 pub async fn drive<R, S>(
     runner: &mut R,
-    ctx: &ExecutionContext,
+    config: &Config,
     (args, digest): (R::Args, InputDigest),
     client: kube::Client,
     reporter: &S,
@@ -236,279 +260,470 @@ where
     R: ActionRunner,
     S: StatusReporter,
 {
-    tokio::pin!(shutdown);
-    let deadline = ctx.timeout.map(|t| tokio::time::Instant::now() + t);
-    let expired = async move {
-        match deadline {
-            Some(d) => tokio::time::sleep_until(d).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::pin!(expired);
-    let timed_out = |doing: &str| {
-        format!(
-            "timed out after {:?} (RUNNER_TIMEOUT) {doing}",
-            ctx.timeout.unwrap_or_default()
-        )
-    };
-    let checked = tokio::select! {
-        r = reporter.check() => r,
-        () = &mut expired => Err(RunnerError::unavailable(timed_out("checking the status reporter"))),
-        exit = &mut shutdown => {
-            return Outcome::new(exit, format!("received {}; stopped while starting", signal_name(exit)));
-        }
-    };
-    if let Err(e) = checked {
-        return Outcome::error(&e);
+    let ctx = &config.context;
+    let mut bounds = Bounds::new(ctx.timeout, shutdown);
+    if let Err(outcome) = check(reporter, &mut bounds).await {
+        return outcome;
     }
-    let runner_name = runner.name();
-    let mut status = ActionStatus {
-        runner: runner_name.into(),
-        context_name: ctx.name.clone(),
-        phase: Phase::Running,
-        reason: None,
-        message: String::new(),
-        dry_run: ctx.dry_run,
-        started_at: now_rfc3339(),
-        finished_at: None,
-        runner_status: serde_json::Value::Null,
-    };
-    tracing::info!(runner = runner_name, context = %ctx.name, namespace = %ctx.platform.namespace,
+    tracing::info!(runner = runner.name(), context = %ctx.name, namespace = %ctx.platform.namespace,
         dry_run = ctx.dry_run, "starting action");
-    let mut events = Events::new(client.clone(), runner_name, ctx);
-
-    let activity = Activity::default();
-    let start = runner.start(StartInput {
+    let mut report = Report::new(runner.name(), config, client.clone(), reporter);
+    let input = StartInput {
         ctx: ctx.clone(),
         args,
         client: client.clone(),
         digest,
-        activity: activity.clone(),
-    });
-    let doing = || match activity.get() {
-        a if a.is_empty() => String::new(),
-        a => format!(": {a}"),
+        activity: Activity::default(),
     };
-    let started = tokio::select! {
-        r = start => r,
-        () = &mut expired => {
-            let message = timed_out(&format!("while starting{}", doing()));
-            return finish(reporter, &events, &mut status, Reason::DeadlineExceeded, false, message, Exit::Failed).await;
-        }
-        exit = &mut shutdown => {
-            let message = format!("received {}; stopped while starting{}", signal_name(exit), doing());
-            return finish(reporter, &events, &mut status, Reason::Cancelled, false, message, exit).await;
-        }
-    };
-    match started {
-        Ok(out) => {
-            status.runner_status = out.status;
-            events.about(out.objects);
-            let (story, verb) = if out.adopted {
-                (Story::Adopted, "adopted the action its predecessor started")
-            } else {
-                (Story::Started, "started the action")
-            };
-            events
-                .record(
-                    story,
-                    &format!("{runner_name} runner {verb} ({})", ctx.name),
-                )
-                .await;
-        }
-        // Nothing was written: no status either.
-        Err(e) if e.kind() == ErrorKind::InvalidInput => return Outcome::error(&e),
-        Err(e) => {
-            let exit = e.exit();
-            return finish(
-                reporter,
-                &events,
-                &mut status,
-                Reason::Error,
-                false,
-                e.to_string(),
-                exit,
-            )
-            .await;
-        }
+    if let Err(outcome) = start(runner, &mut report, &mut bounds, input).await {
+        return outcome;
     }
-    if let Err(e) = reporter.report(&status).await {
-        return Outcome::new(
-            e.exit(),
-            format!("action started but reporting its status failed: {e}"),
-        );
-    }
-    tracing::info!(status = %status.runner_status, "action started; waiting for completion");
-
-    let (progress, mut progress_rx) = Progress::channel();
+    let (progress, progress_rx) = Progress::channel();
     let input = WaitForCompletionInput {
         ctx: ctx.clone(),
         client,
         progress,
     };
-    let start_status = status.runner_status.clone();
-    // In a block, so that the wait (which holds the runner) is dropped before `cancel`.
-    let (reason, succeeded, message, exit) = {
-        let wait = runner.wait_for_completion(input.clone());
-        let bounded = async {
-            tokio::select! {
-                r = wait => Some(r),
-                () = &mut expired => None,
-            }
-        };
-        tokio::pin!(bounded);
-        // Progress is written at most once per PROGRESS_INTERVAL: a change seen sooner waits
-        // for the interval's end (`pending`), and only the latest is written.
-        let mut next_write = tokio::time::Instant::now();
-        let mut pending = false;
-        let mut progress_open = true;
-        loop {
-            tokio::select! {
-                r = &mut bounded => break match r {
-                    Some(Ok(out)) => {
-                        let exit = if out.succeeded { Exit::Succeeded } else { Exit::Failed };
-                        status.runner_status = merged(&start_status, &out.status);
-                        (Reason::Completed, out.succeeded, out.message, exit)
-                    }
-                    Some(Err(e)) => (Reason::Error, false, e.to_string(), e.exit()),
-                    None => {
-                        let message = timed_out("waiting for completion");
-                        (Reason::DeadlineExceeded, false, message, Exit::Failed)
-                    }
-                },
-                exit = &mut shutdown => {
-                    let message = format!("received {}; stopped waiting for completion", signal_name(exit));
-                    break (Reason::Cancelled, false, message, exit);
-                }
-                changed = progress_rx.changed(), if progress_open && !pending => {
-                    progress_open = changed.is_ok();
-                    pending = progress_open;
-                }
-                () = tokio::time::sleep_until(next_write), if pending => {
-                    pending = false;
-                    let progress = progress_rx.borrow_and_update().clone();
-                    status.runner_status = merged(&start_status, &progress);
-                    report_progress(reporter, &status).await;
-                    next_write = tokio::time::Instant::now() + PROGRESS_INTERVAL;
-                }
-            }
-        }
-    };
-    // The wait was cut short: the runner may stop what it started (for example Argo's
-    // `spec.shutdown`); by default it is left running.
-    let message = if matches!(reason, Reason::Cancelled | Reason::DeadlineExceeded) {
-        let limit = runner.cancel_timeout().min(MAX_CANCEL_TIMEOUT);
-        let message = match tokio::time::timeout(limit, runner.cancel(input)).await {
-            Ok(Ok(Some(note))) => format!("{message}; {note}"),
-            Ok(Ok(None)) => message,
-            Ok(Err(e)) => format!("{message}; stopping the action failed: {e}"),
-            Err(_) => format!("{message}; stopping the action timed out after {limit:?}"),
-        };
-        // The latest progress, with what `cancel` found (it reports through the same handle),
-        // is the final status: a progress write still pending is not lost.
-        let progress = progress_rx.borrow().clone();
-        if !progress.is_null() {
-            status.runner_status = merged(&start_status, &progress);
-        }
-        message
-    } else {
-        message
-    };
-    finish(
-        reporter,
-        &events,
-        &mut status,
-        reason,
-        succeeded,
-        message,
-        exit,
-    )
-    .await
+    wait(runner, &mut report, &mut bounds, input, progress_rx).await
 }
 
-/// Reports the final status and returns `exit` with `message`; a failed report turns the exit
-/// code into the report's error's (unless a signal asked us to stop). After a signal the report
-/// may take at most [`REPORT_AFTER_SIGNAL_TIMEOUT`].
-async fn finish<S: StatusReporter>(
+/// The reporter's check, before anything is written; an `Err` is the run's outcome.
+async fn check<S: StatusReporter, F: Future<Output = Exit>>(
     reporter: &S,
-    events: &Events,
-    status: &mut ActionStatus,
-    reason: Reason,
-    succeeded: bool,
-    message: String,
-    exit: Exit,
-) -> Outcome {
-    status.phase = if succeeded {
-        Phase::Succeeded
-    } else {
-        Phase::Failed
-    };
-    status.reason = Some(reason);
-    status.message = one_line(&message);
-    status.finished_at = Some(now_rfc3339());
-    let story = match (succeeded, reason) {
-        (true, _) => Story::Succeeded,
-        (false, Reason::Cancelled) => Story::Cancelled,
-        (false, _) => Story::Failed,
-    };
-    // The Event and the status report go out together (over HTTP/2, on the connection the
-    // wait used: see `client`), so the run ends one round trip after the action did.
-    let report = async {
-        if reason == Reason::Cancelled {
-            tokio::time::timeout(REPORT_AFTER_SIGNAL_TIMEOUT, reporter.report(status))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(RunnerError::unavailable(format!(
-                        "timed out after {REPORT_AFTER_SIGNAL_TIMEOUT:?}"
-                    )))
-                })
-        } else {
-            reporter.report(status).await
+    bounds: &mut Bounds<F>,
+) -> Result<(), Outcome> {
+    match bounds.race(reporter.check()).await {
+        Ok(checked) => checked.map_err(|e| Outcome::error(&e)),
+        Err(Cut::Deadline(timeout)) => Err(Outcome::error(&RunnerError::unavailable(timed_out(
+            timeout,
+            "checking the status reporter",
+        )))),
+        Err(Cut::Signal(exit)) => Err(Outcome::new(
+            exit,
+            format!("received {}; stopped while starting", signal_name(exit)),
+        )),
+    }
+}
+
+/// The start half of [`drive`]: starts the action within `bounds`, records it and reports
+/// `Running`. An `Err` is the run's outcome: reported as the final status, except a refused
+/// input (nothing was written: no status either).
+async fn start<R, S, F>(
+    runner: &mut R,
+    report: &mut Report<'_, S>,
+    bounds: &mut Bounds<F>,
+    input: StartInput<R::Args>,
+) -> Result<(), Outcome>
+where
+    R: ActionRunner,
+    S: StatusReporter,
+    F: Future<Output = Exit>,
+{
+    let activity = input.activity.clone();
+    let out = match bounds.race(runner.start(input)).await {
+        Ok(Ok(out)) => out,
+        Ok(Err(e)) if e.kind() == ErrorKind::InvalidInput => return Err(Outcome::error(&e)),
+        Ok(Err(e)) => return Err(report.finish(Ending::error(&e)).await),
+        Err(cut) => {
+            let doing = match activity.get() {
+                a if a.is_empty() => String::new(),
+                a => format!(": {a}"),
+            };
+            let ending = Ending::cut(cut, &format!("while starting{doing}"));
+            return Err(report.finish(ending).await);
         }
     };
-    let ((), reported) = tokio::join!(events.record(story, &status.message), report);
-    match reported {
-        Ok(()) => Outcome::new(exit, status.message.clone()),
-        Err(e) if matches!(exit, Exit::Terminated | Exit::Interrupted) => Outcome::new(
+    report.started(out).await;
+    report.running().await?;
+    tracing::info!(status = %report.status.runner_status, "action started; waiting for completion");
+    Ok(())
+}
+
+/// The wait half of [`drive`]: waits for completion within `bounds`, writing the runner's
+/// progress (`progress`) meanwhile; when the wait was cut short, lets the runner stop what it
+/// started ([`cancel`]); reports the outcome.
+async fn wait<R, S, F>(
+    runner: &mut R,
+    report: &mut Report<'_, S>,
+    bounds: &mut Bounds<F>,
+    input: WaitForCompletionInput,
+    progress: watch::Receiver<Value>,
+) -> Outcome
+where
+    R: ActionRunner,
+    S: StatusReporter,
+    F: Future<Output = Exit>,
+{
+    let mut progress = Throttle::new(progress);
+    // In a block, so that the wait (which holds the runner) is dropped before `cancel`.
+    let ending = {
+        let wait = runner.wait_for_completion(input.clone());
+        tokio::pin!(wait);
+        let waited = loop {
+            tokio::select! {
+                r = bounds.race(&mut wait) => break r,
+                p = progress.due() => {
+                    report.progress(&p).await;
+                    progress.written();
+                }
+            }
+        };
+        match waited {
+            Ok(Ok(out)) => {
+                report.set_runner_status(&out.status);
+                Ending::completed(out)
+            }
+            Ok(Err(e)) => Ending::error(&e),
+            Err(cut) => Ending::cut(cut, "waiting for completion"),
+        }
+    };
+    if !ending.was_cut() {
+        return report.finish(ending).await;
+    }
+    let ending = cancel(runner, input, ending).await;
+    // The latest progress, with what `cancel` found (it reports through the same handle), is
+    // the final status: a progress write still pending is not lost.
+    let latest = progress.latest();
+    if !latest.is_null() {
+        report.set_runner_status(&latest);
+    }
+    report.finish(ending).await
+}
+
+/// A wait cut short: the runner may stop what it started (for example Argo's
+/// `spec.shutdown`; by default it is left running), within its
+/// [`cancel_timeout`](ActionRunner::cancel_timeout) (at most [`MAX_CANCEL_TIMEOUT`]). What it
+/// says, or why it could not, is added to the message.
+async fn cancel<R: ActionRunner>(
+    runner: &mut R,
+    input: WaitForCompletionInput,
+    mut ending: Ending,
+) -> Ending {
+    let limit = runner.cancel_timeout().min(MAX_CANCEL_TIMEOUT);
+    let message = ending.message;
+    ending.message = match tokio::time::timeout(limit, runner.cancel(input)).await {
+        Ok(Ok(Some(note))) => format!("{message}; {note}"),
+        Ok(Ok(None)) => message,
+        Ok(Err(e)) => format!("{message}; stopping the action failed: {e}"),
+        Err(_) => format!("{message}; stopping the action timed out after {limit:?}"),
+    };
+    ending
+}
+
+/// What cuts a run short: the deadline of `RUNNER_TIMEOUT`, one for the check, the start and
+/// the wait together, and the shutdown signal.
+struct Bounds<F> {
+    timeout: Option<Duration>,
+    deadline: Option<Instant>,
+    shutdown: Pin<Box<F>>,
+}
+
+/// Why [`Bounds::race`] cut the work short.
+#[derive(Debug, Clone, Copy)]
+enum Cut {
+    /// `RUNNER_TIMEOUT`, this long, elapsed.
+    Deadline(Duration),
+    /// The shutdown signal came, with the exit code it gave.
+    Signal(Exit),
+}
+
+impl<F: Future<Output = Exit>> Bounds<F> {
+    /// Bounds from now: `timeout` (none: no deadline) and `shutdown`.
+    fn new(timeout: Option<Duration>, shutdown: F) -> Self {
+        Bounds {
+            timeout,
+            deadline: timeout.map(|t| Instant::now() + t),
+            shutdown: Box::pin(shutdown),
+        }
+    }
+
+    /// What `work` gives, unless the deadline passes or the signal comes first.
+    async fn race<T>(&mut self, work: impl Future<Output = T>) -> Result<T, Cut> {
+        let (deadline, timeout) = (self.deadline, self.timeout.unwrap_or_default());
+        let expired = async move {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = work => Ok(r),
+            () = expired => Err(Cut::Deadline(timeout)),
+            exit = &mut self.shutdown => Err(Cut::Signal(exit)),
+        }
+    }
+}
+
+/// How the action ended, before the final report.
+struct Ending {
+    reason: Reason,
+    succeeded: bool,
+    /// The final message (any length: the report makes it one line).
+    message: String,
+    exit: Exit,
+}
+
+impl Ending {
+    /// As the runner's outcome says.
+    fn completed(out: WaitForCompletionOutput) -> Self {
+        Ending {
+            reason: Reason::Completed,
+            exit: if out.succeeded {
+                Exit::Succeeded
+            } else {
+                Exit::Failed
+            },
+            succeeded: out.succeeded,
+            message: out.message,
+        }
+    }
+
+    /// On an error of the runner's, with its exit code.
+    fn error(e: &RunnerError) -> Self {
+        Ending {
+            reason: Reason::Error,
+            succeeded: false,
+            message: e.to_string(),
+            exit: e.exit(),
+        }
+    }
+
+    /// Cut short while `doing` (`while starting: ...`, `waiting for completion`).
+    fn cut(cut: Cut, doing: &str) -> Self {
+        let (reason, message, exit) = match cut {
+            Cut::Deadline(timeout) => (
+                Reason::DeadlineExceeded,
+                timed_out(timeout, doing),
+                Exit::Failed,
+            ),
+            Cut::Signal(exit) => (
+                Reason::Cancelled,
+                format!("received {}; stopped {doing}", signal_name(exit)),
+                exit,
+            ),
+        };
+        Ending {
+            reason,
+            succeeded: false,
+            message,
             exit,
-            format!("{}; reporting the status failed: {e}", status.message),
-        ),
-        Err(e) => Outcome::new(
-            e.exit(),
-            format!("{}; reporting the status failed: {e}", status.message),
-        ),
+        }
+    }
+
+    /// Whether the action was left unfinished: cancelled, or out of time.
+    fn was_cut(&self) -> bool {
+        matches!(self.reason, Reason::Cancelled | Reason::DeadlineExceeded)
+    }
+}
+
+fn timed_out(timeout: Duration, doing: &str) -> String {
+    format!("timed out after {timeout:?} (RUNNER_TIMEOUT) {doing}")
+}
+
+/// The action's status as it is reported, and the Events recorded on the way.
+struct Report<'a, S> {
+    reporter: &'a S,
+    status: ActionStatus,
+    events: Events,
+    /// `runnerStatus` as the start gave it: the wait's progress and outcome are set in it.
+    start_status: Value,
+}
+
+impl<'a, S: StatusReporter> Report<'a, S> {
+    /// The status of an action that is starting, for `runner` as `config` describes it.
+    fn new(runner: &'static str, config: &Config, client: kube::Client, reporter: &'a S) -> Self {
+        let ctx = &config.context;
+        let hostname = config.process.hostname.clone();
+        Report {
+            reporter,
+            status: ActionStatus {
+                runner: runner.into(),
+                context_name: ctx.name.clone(),
+                phase: Phase::Running,
+                reason: None,
+                message: String::new(),
+                dry_run: ctx.dry_run,
+                started_at: now_rfc3339(),
+                finished_at: None,
+                runner_status: Value::Null,
+            },
+            events: Events::new(client, runner, hostname, ctx),
+            start_status: Value::Null,
+        }
+    }
+
+    /// The action started: its status, the objects its Events are also recorded on, and the
+    /// `Started` (or `Adopted`) Event.
+    async fn started(&mut self, out: StartOutput) {
+        self.start_status = out.status;
+        self.status.runner_status = self.start_status.clone();
+        self.events.about(out.objects);
+        let (story, verb) = if out.adopted {
+            (Story::Adopted, "adopted the action its predecessor started")
+        } else {
+            (Story::Started, "started the action")
+        };
+        let status = &self.status;
+        let note = format!("{} runner {verb} ({})", status.runner, status.context_name);
+        self.events.record(story, &note).await;
+    }
+
+    /// Reports `Running`; an `Err` is the run's outcome.
+    async fn running(&self) -> Result<(), Outcome> {
+        self.reporter.report(&self.status).await.map_err(|e| {
+            Outcome::new(
+                e.exit(),
+                format!("action started but reporting its status failed: {e}"),
+            )
+        })
+    }
+
+    /// Sets `runnerStatus` to the start status with the keys of `extra` (an object) set in it.
+    fn set_runner_status(&mut self, extra: &Value) {
+        self.status.runner_status = merged(&self.start_status, extra);
+    }
+
+    /// One progress write, bounded by [`PROGRESS_WRITE_TIMEOUT`]; a failure is only logged.
+    async fn progress(&mut self, progress: &Value) {
+        self.set_runner_status(progress);
+        let written =
+            tokio::time::timeout(PROGRESS_WRITE_TIMEOUT, self.reporter.report(&self.status));
+        match written.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "reporting progress failed; carrying on"),
+            Err(_) => tracing::warn!(
+                timeout = ?PROGRESS_WRITE_TIMEOUT,
+                "reporting progress timed out; carrying on"
+            ),
+        }
+    }
+
+    /// Reports the final status and returns the ending's exit code and message; a failed report
+    /// turns the exit code into the report's error's (unless a signal asked us to stop). The
+    /// Event and the status report go out together (over HTTP/2, on the connection the wait
+    /// used: see `client`), so the run ends one round trip after the action did.
+    async fn finish(&mut self, ending: Ending) -> Outcome {
+        let Ending {
+            reason,
+            succeeded,
+            message,
+            exit,
+        } = ending;
+        let status = &mut self.status;
+        status.phase = if succeeded {
+            Phase::Succeeded
+        } else {
+            Phase::Failed
+        };
+        status.reason = Some(reason);
+        status.message = one_line(&message);
+        status.finished_at = Some(now_rfc3339());
+        let story = match (succeeded, reason) {
+            (true, _) => Story::Succeeded,
+            (false, Reason::Cancelled) => Story::Cancelled,
+            (false, _) => Story::Failed,
+        };
+        let status = &self.status;
+        let report = final_report(self.reporter, status);
+        let ((), reported) = tokio::join!(self.events.record(story, &status.message), report);
+        match reported {
+            Ok(()) => Outcome::new(exit, status.message.clone()),
+            Err(e) => Outcome::new(
+                // After a signal the signal's code stays.
+                if matches!(exit, Exit::Terminated | Exit::Interrupted) {
+                    exit
+                } else {
+                    e.exit()
+                },
+                format!("{}; reporting the status failed: {e}", status.message),
+            ),
+        }
+    }
+}
+
+/// The final report of `status`; after a signal (`Cancelled`) it may take at most
+/// [`REPORT_AFTER_SIGNAL_TIMEOUT`].
+async fn final_report<S: StatusReporter>(
+    reporter: &S,
+    status: &ActionStatus,
+) -> Result<(), RunnerError> {
+    if status.reason != Some(Reason::Cancelled) {
+        return reporter.report(status).await;
+    }
+    tokio::time::timeout(REPORT_AFTER_SIGNAL_TIMEOUT, reporter.report(status))
+        .await
+        .unwrap_or_else(|_| {
+            Err(RunnerError::unavailable(format!(
+                "timed out after {REPORT_AFTER_SIGNAL_TIMEOUT:?}"
+            )))
+        })
+}
+
+/// The runner's progress as it is written: at most once per [`PROGRESS_INTERVAL`]; a change
+/// seen sooner waits for the interval's end (`pending`), and only the latest is written.
+struct Throttle {
+    rx: watch::Receiver<Value>,
+    next_write: Instant,
+    pending: bool,
+    /// Whether the runner's handle may still send.
+    open: bool,
+}
+
+impl Throttle {
+    fn new(rx: watch::Receiver<Value>) -> Self {
+        Throttle {
+            rx,
+            next_write: Instant::now(),
+            pending: false,
+            open: true,
+        }
+    }
+
+    /// The progress to write, once it is due; never, when nothing is pending and the runner's
+    /// handle is gone. Cancel-safe: dropped before it returns, it loses nothing.
+    async fn due(&mut self) -> Value {
+        loop {
+            if self.pending {
+                tokio::time::sleep_until(self.next_write).await;
+                self.pending = false;
+                return self.rx.borrow_and_update().clone();
+            }
+            if !self.open {
+                return std::future::pending().await;
+            }
+            self.open = self.rx.changed().await.is_ok();
+            self.pending = self.open;
+        }
+    }
+
+    /// A write has ended: the next waits an interval.
+    fn written(&mut self) {
+        self.next_write = Instant::now() + PROGRESS_INTERVAL;
+    }
+
+    /// The latest progress, written or not.
+    fn latest(&self) -> Value {
+        self.rx.borrow().clone()
     }
 }
 
 /// `base` (an object, or null) with the keys of `extra` (an object) set in it.
-fn merged(base: &serde_json::Value, extra: &serde_json::Value) -> serde_json::Value {
+fn merged(base: &Value, extra: &Value) -> Value {
     let mut out = match base {
-        serde_json::Value::Object(m) => m.clone(),
+        Value::Object(m) => m.clone(),
         _ => serde_json::Map::new(),
     };
     match extra {
-        serde_json::Value::Object(m) => out.extend(m.clone()),
-        serde_json::Value::Null => {}
+        Value::Object(m) => out.extend(m.clone()),
+        Value::Null => {}
         other => {
             out.insert("progress".into(), other.clone());
         }
     }
     if out.is_empty() && base.is_null() {
-        serde_json::Value::Null
+        Value::Null
     } else {
-        serde_json::Value::Object(out)
-    }
-}
-
-/// One progress write, bounded by [`PROGRESS_WRITE_TIMEOUT`]; a failure is only logged.
-async fn report_progress<S: StatusReporter>(reporter: &S, status: &ActionStatus) {
-    match tokio::time::timeout(PROGRESS_WRITE_TIMEOUT, reporter.report(status)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "reporting progress failed; carrying on"),
-        Err(_) => tracing::warn!(
-            timeout = ?PROGRESS_WRITE_TIMEOUT,
-            "reporting progress timed out; carrying on"
-        ),
+        Value::Object(out)
     }
 }
 
@@ -551,9 +766,6 @@ fn signal_name(exit: Exit) -> &'static str {
     }
 }
 
-/// Writes `message` to the termination-message file (Kubernetes shows it in
-/// `kubectl describe pod` and in the container status), only when the file already exists:
-/// the kubelet creates it in a pod; elsewhere nothing is written.
 /// The name the program was called by, without its directory (for `--help` of a runner that
 /// gave no [`About`]); kept for the rest of the process.
 fn program_name() -> &'static str {
@@ -574,6 +786,9 @@ fn print_stdout(text: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Writes `message` to the termination-message file (Kubernetes shows it in
+/// `kubectl describe pod` and in the container status), only when the file already exists:
+/// the kubelet creates it in a pod; elsewhere nothing is written.
 fn write_termination_message(path: &Path, message: &str) {
     if path.exists()
         && let Err(e) = std::fs::write(path, format!("{}\n", fit_termination_message(message)))
@@ -626,9 +841,8 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
-    use crate::context::KubernetesPlatform;
+    use crate::context::{ExecutionContext, KubernetesPlatform};
     use crate::error::ErrorKind;
-    use crate::runner::{StartOutput, WaitForCompletionOutput};
 
     type Script<T> = fn() -> Result<T, RunnerError>;
 
@@ -677,7 +891,15 @@ mod tests {
         }
     }
 
+    /// The scripted runner's own variable, `RUNNER_SCRIPTED_REFUSE`: when set, `prepare`
+    /// refuses it.
+    #[derive(Debug, Default, serde::Deserialize)]
+    struct ScriptedConfig {
+        scripted_refuse: Option<String>,
+    }
+
     impl ActionRunner for Scripted {
+        type Config = ScriptedConfig;
         type Args = serde_json::Value;
 
         fn name(&self) -> &'static str {
@@ -686,9 +908,17 @@ mod tests {
 
         fn prepare(
             &mut self,
-            _: &ExecutionContext,
+            _: &Config,
+            own: ScriptedConfig,
             args: &serde_json::Value,
         ) -> Result<(), RunnerError> {
+            if let Some(value) = own.scripted_refuse {
+                return Err(vars::invalid_value(
+                    "RUNNER_SCRIPTED_REFUSE",
+                    &value,
+                    "is refused",
+                ));
+            }
             if args.get("bad").is_some() {
                 return Err(RunnerError::invalid_input(
                     "input manifest: bad is not allowed",
@@ -794,16 +1024,23 @@ mod tests {
         kube::Client::new(service, "default")
     }
 
-    fn ctx(timeout: Option<Duration>) -> ExecutionContext {
-        ExecutionContext {
-            name: "act".into(),
-            dry_run: false,
-            timeout,
-            platform: KubernetesPlatform {
-                namespace: "ns".into(),
-                service_account_name: None,
-                owner_reference: None,
+    /// The common configuration, built by hand: `drive` reads no environment.
+    fn config(timeout: Option<Duration>) -> Config {
+        Config {
+            input_manifest_path: "/in.yaml".into(),
+            logger_dev_mode: false,
+            termination_message_path: DEFAULT_TERMINATION_MESSAGE_PATH.into(),
+            context: ExecutionContext {
+                name: "act".into(),
+                dry_run: false,
+                timeout,
+                platform: KubernetesPlatform {
+                    namespace: "ns".into(),
+                    service_account_name: None,
+                    owner_reference: None,
+                },
             },
+            process: ProcessEnv::default(),
         }
     }
 
@@ -825,13 +1062,18 @@ mod tests {
         };
         drive(
             r,
-            &ctx(timeout),
+            &config(timeout),
             (serde_json::json!({}), InputDigest::new()),
             client(),
             reporter,
             shutdown,
         )
         .await
+    }
+
+    /// SIGTERM, `secs` seconds into the run.
+    fn sigterm_after(secs: u64) -> Option<(Duration, Exit)> {
+        Some((Duration::from_secs(secs), Exit::Terminated))
     }
 
     fn succeeded_with_status() -> Result<WaitForCompletionOutput, RunnerError> {
@@ -1069,8 +1311,7 @@ mod tests {
             r.wait_takes = Duration::from_secs(3600);
             r.cancel_takes = Duration::from_secs(takes);
             r.asks_cancel = asks.map(Duration::from_secs);
-            let signal = Some((Duration::from_secs(2), Exit::Terminated));
-            let out = run(&mut r, &rec, None, signal).await;
+            let out = run(&mut r, &rec, None, sigterm_after(2)).await;
             assert_eq!(out.exit, Exit::Terminated);
             assert_eq!(
                 out.message.contains("stopped it"),
@@ -1109,13 +1350,7 @@ mod tests {
         let rec = Recorder::default();
         let mut r = runner(ok_start, succeeded);
         r.start_takes = Duration::from_secs(60);
-        let out = run(
-            &mut r,
-            &rec,
-            None,
-            Some((Duration::from_secs(1), Exit::Terminated)),
-        )
-        .await;
+        let out = run(&mut r, &rec, None, sigterm_after(1)).await;
         assert_eq!(out.exit, Exit::Terminated);
         assert_eq!(
             out.message,
@@ -1173,13 +1408,7 @@ mod tests {
         };
         let mut r = runner(ok_start, succeeded);
         r.wait_takes = Duration::from_secs(3600);
-        let out = run(
-            &mut r,
-            &rec,
-            None,
-            Some((Duration::from_secs(1), Exit::Terminated)),
-        )
-        .await;
+        let out = run(&mut r, &rec, None, sigterm_after(1)).await;
         assert_eq!(out.exit, Exit::Terminated);
     }
 
@@ -1187,7 +1416,7 @@ mod tests {
     fn read_input_errors_are_exit_2() {
         let dir = tempfile::tempdir().unwrap();
         let config = |manifest: &Path| {
-            Config::from_vars([
+            Config::from_vars(&[
                 (
                     "RUNNER_INPUT_MANIFEST_PATH".to_string(),
                     manifest.display().to_string(),
@@ -1197,27 +1426,83 @@ mod tests {
             ])
             .unwrap()
         };
+        let read = |manifest: &Path| {
+            read_input(
+                &mut runner(ok_start, succeeded),
+                &config(manifest),
+                ScriptedConfig::default(),
+            )
+        };
         let bad = dir.path().join("bad.yaml");
         std::fs::write(&bad, "bad: true\n").unwrap();
-        let e = read_input(&mut runner(ok_start, succeeded), &config(&bad)).unwrap_err();
+        let e = read(&bad).unwrap_err();
         assert_eq!(
             (e.kind(), e.exit()),
             (ErrorKind::InvalidInput, Exit::InvalidInput)
         );
         let missing = dir.path().join("missing.yaml");
-        let e = read_input(&mut runner(ok_start, succeeded), &config(&missing)).unwrap_err();
+        let e = read(&missing).unwrap_err();
         assert_eq!(e.exit(), Exit::InvalidInput);
         assert!(e.to_string().contains("missing.yaml"), "{e}");
         let good = dir.path().join("good.yaml");
         std::fs::write(&good, "fine: 1\n").unwrap();
-        let (args, digest) = read_input(&mut runner(ok_start, succeeded), &config(&good)).unwrap();
+        let (args, digest) = read(&good).unwrap();
         assert_eq!(args, serde_json::json!({"fine": 1}));
         // The same manifest is the same input; another text (even one that parses the same)
         // is another.
-        let again = read_input(&mut runner(ok_start, succeeded), &config(&good)).unwrap();
+        let again = read(&good).unwrap();
         assert_eq!(digest.finish(), again.1.finish());
         std::fs::write(&good, "fine:  1\n").unwrap();
-        let other = read_input(&mut runner(ok_start, succeeded), &config(&good)).unwrap();
+        let other = read(&good).unwrap();
         assert_ne!(digest.finish(), other.1.finish());
+    }
+
+    /// Both configurations are the caller's: the runner's own, read from variables as the
+    /// Manager reads it, reaches `prepare`; the common one is `drive`'s.
+    #[tokio::test(start_paused = true)]
+    async fn the_configurations_are_handed_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = dir.path().join("m.yaml");
+        std::fs::write(&manifest, "fine: 1\n").unwrap();
+        let vars = |extra: &[(&str, &str)]| -> Vec<(String, String)> {
+            [
+                ("RUNNER_INPUT_MANIFEST_PATH", manifest.to_str().unwrap()),
+                ("RUNNER_CONTEXT_NAME", "act"),
+                ("RUNNER_CONTEXT_PLATFORM_NAMESPACE", "ns"),
+                ("RUNNER_TIMEOUT", "5s"),
+            ]
+            .iter()
+            .chain(extra)
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+        };
+        let refused = vars(&[("RUNNER_SCRIPTED_REFUSE", "yes")]);
+        let (config, own) = (Config::from_vars(&refused).unwrap(), vars::read(&refused));
+        let e = read_input(&mut runner(ok_start, succeeded), &config, own.unwrap()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid configuration: RUNNER_SCRIPTED_REFUSE=\"yes\" is refused"
+        );
+
+        let fine = vars(&[]);
+        let (config, own) = (Config::from_vars(&fine).unwrap(), vars::read(&fine));
+        let mut r = runner(ok_start, succeeded);
+        r.wait_takes = Duration::from_secs(3600);
+        let input = read_input(&mut r, &config, own.unwrap()).unwrap();
+        let rec = Recorder::default();
+        let out = drive(
+            &mut r,
+            &config,
+            input,
+            client(),
+            &rec,
+            std::future::pending(),
+        )
+        .await;
+        assert_eq!(out.exit, Exit::Failed);
+        assert_eq!(
+            out.message,
+            "timed out after 5s (RUNNER_TIMEOUT) waiting for completion; stopped it"
+        );
     }
 }

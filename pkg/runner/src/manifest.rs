@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, IgnoredAny};
 
 use crate::error::RunnerError;
 
@@ -76,40 +77,96 @@ pub fn read_text(path: &Path) -> Result<(String, String), RunnerError> {
 /// As [`read`], for empty, malformed or wrongly shaped text, or more than one document (a
 /// single `---` before or after the document is fine).
 pub fn parse<T: DeserializeOwned>(what: &str, text: &str) -> Result<T, RunnerError> {
+    parse_with(what, text, |d| T::deserialize(d))
+}
+
+/// Parses manifest `text` with `deserialize`, which is given the deserializer of its one
+/// document: [`parse`] for a type whose shape depends on more than the text (the Manager parses
+/// a runner's [`Args`](crate::ActionRunner::Args) with its [`FromManifest`], given the
+/// configuration). `what` names the manifest in errors.
+///
+/// # Errors
+/// As [`parse`].
+///
+/// [`FromManifest`]: crate::runner::FromManifest
+pub fn parse_with<T, F>(what: &str, text: &str, deserialize: F) -> Result<T, RunnerError>
+where
+    F: for<'t, 'e> Fn(serde_saphyr::Deserializer<'t, 'e>) -> Result<T, serde_saphyr::Error>,
+{
     let has_content = text
         .lines()
         .map(str::trim)
         .any(|l| !l.is_empty() && !l.starts_with('#') && l != "---" && l != "...");
+    let empty = || RunnerError::invalid_input(format!("{what}: is empty"));
     if !has_content {
-        return Err(RunnerError::invalid_input(format!("{what}: is empty")));
+        return Err(empty());
     }
-    let invalid = |e: serde_saphyr::Error| RunnerError::invalid_input(what).because(YamlError(e));
-    let first_try = serde_saphyr::from_str_with_options(text, yaml_options());
-    let Err(e) = first_try else {
-        return first_try.map_err(invalid);
+    let (first, e) = match first_document(text, &deserialize) {
+        Ok(doc) => return Ok(doc),
+        Err(failed) => failed,
     };
     // A shape error may come from the first of several documents: count them (empty ones, as
     // a `---` at the end makes, do not count), so that the message is about their number.
-    let count = serde_saphyr::from_multiple_with_options::<Option<serde::de::IgnoredAny>>(
-        text,
-        yaml_options(),
-    )
-    .map(|docs| docs.into_iter().flatten().count())
-    .unwrap_or(1);
+    let documents =
+        serde_saphyr::from_multiple_with_options::<Option<IgnoredAny>>(text, yaml_options());
+    let count = documents.as_ref().map_or(1, |d| d.iter().flatten().count());
     if count > 1 {
         return Err(RunnerError::invalid_input(format!(
             "{what}: holds {count} YAML documents; one is expected"
         )));
     }
+    let invalid = |e| RunnerError::invalid_input(what).because(YamlError(e));
     if !multiple_documents(&e) {
         return Err(invalid(e));
     }
-    let docs: Vec<Option<T>> =
-        serde_saphyr::from_multiple_with_options(text, yaml_options()).map_err(invalid)?;
-    docs.into_iter()
-        .flatten()
-        .next()
-        .ok_or_else(|| RunnerError::invalid_input(format!("{what}: is empty")))
+    // The parser read the first document and found more: empty ones, or a malformed one.
+    documents.map_err(invalid)?;
+    // One document among empty ones: the first, when it is the one; else the one, read where
+    // it stands.
+    match first {
+        Some(doc) if !first_is_empty(text) => Ok(doc),
+        _ => parse_with(what, &content_first(text).ok_or_else(empty)?, deserialize),
+    }
+}
+
+/// The first document of `text`, deserialized; on an error, with what the first document gave
+/// when the error came after it (the parser found more documents).
+fn first_document<T, F>(text: &str, deserialize: &F) -> Result<T, (Option<T>, serde_saphyr::Error)>
+where
+    F: for<'t, 'e> Fn(serde_saphyr::Deserializer<'t, 'e>) -> Result<T, serde_saphyr::Error>,
+{
+    let mut first = None;
+    let read = serde_saphyr::with_deserializer_from_str_with_options(text, yaml_options(), |d| {
+        first = Some(deserialize(d)?);
+        Ok(())
+    });
+    match (read, first) {
+        (Ok(()), Some(doc)) => Ok(doc),
+        (Ok(()), None) => unreachable!("a parse that succeeds deserialized the document"),
+        (Err(e), first) => Err((first, e)),
+    }
+}
+
+/// Whether the first document of `text` is empty or null.
+fn first_is_empty(text: &str) -> bool {
+    let mut empty = false;
+    let _ = serde_saphyr::with_deserializer_from_str_with_options(text, yaml_options(), |d| {
+        empty = Option::<IgnoredAny>::deserialize(d)?.is_none();
+        Ok(())
+    });
+    empty
+}
+
+/// `text` with everything before its first document that is not empty blanked (spaces, the
+/// line breaks kept), so that it is the first and every position stays; `None` when there is
+/// none.
+fn content_first(text: &str) -> Option<String> {
+    let docs: Vec<serde_saphyr::Spanned<IgnoredAny>> =
+        serde_saphyr::from_multiple_with_options(text, yaml_options()).ok()?;
+    let start = usize::try_from(docs.first()?.referenced.span().byte_offset()?).ok()?;
+    let (before, after) = text.split_at_checked(start)?;
+    let blank = before.chars().map(|c| if c == '\n' { c } else { ' ' });
+    Some(blank.chain(after.chars()).collect())
 }
 
 fn multiple_documents(e: &serde_saphyr::Error) -> bool {
@@ -235,12 +292,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let e = read::<Shape>(dir.path()).unwrap_err().to_string();
         assert!(e.ends_with("is a directory, not a regular file"), "{e}");
-        let fifo = dir.path().join("fifo");
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap();
-        assert!(made.success());
+        let fifo = crate::input_file::tests::fifo_in(dir.path());
         let e = read::<Shape>(&fifo).unwrap_err().to_string();
         assert!(e.ends_with("is a FIFO, not a regular file"), "{e}");
         let big = dir.path().join("big.yaml");
@@ -250,5 +302,25 @@ mod tests {
         let ok = dir.path().join("ok.yaml");
         std::fs::write(&ok, "name: a\n").unwrap();
         assert_eq!(read::<Shape>(&ok).unwrap().name, "a");
+    }
+
+    /// Documents around the one that are empty or null do not count, whichever comes first;
+    /// a malformed one is an error.
+    #[test]
+    fn empty_documents_around_the_one_do_not_count() {
+        for text in [
+            "---\n---\nname: a\n",
+            "~\n---\nname: a\n",
+            "name: a\n---\n~\n",
+            "---\n# c\n---\nname: a\n...\n---\n",
+        ] {
+            let value: serde_json::Value = parse("m", text).unwrap();
+            assert_eq!(value, serde_json::json!({"name": "a"}), "{text:?}");
+        }
+        // Read where it stands: positions are the text's.
+        let e = parse::<Option<Shape>>("m", "---\n---\nname: a\nextra: 1\n").unwrap_err();
+        assert!(e.to_string().ends_with("at line 4, column 1"), "{e}");
+        let e = err("name: a\n---\nbad: [\n");
+        assert!(e.contains("line 3"), "{e}");
     }
 }

@@ -2,8 +2,10 @@
 
 use std::future::Future;
 
+use serde::Deserializer;
 use serde::de::DeserializeOwned;
 
+use crate::config::Config;
 use crate::context::ExecutionContext;
 use crate::error::RunnerError;
 use crate::identity::InputDigest;
@@ -13,23 +15,43 @@ use crate::identity::InputDigest;
 /// [`wait_for_completion`](Self::wait_for_completion), each at most once, in that order, so a
 /// runner may keep state from `start` in `self`.
 ///
+/// Its configuration enters through one door: the Manager reads the environment once, into the
+/// common [`Config`] and the runner's own [`Config`](Self::Config), and hands both to
+/// [`prepare`](Self::prepare) (and to the parse of the manifest, [`FromManifest`]); nothing
+/// below the Manager reads the environment, so a test hands them in as it likes.
+///
 /// A runner written in another crate plugs in without any change to this crate: implement the
 /// trait and hand the runner to [`Manager::new`](crate::Manager::new).
 pub trait ActionRunner: Send {
-    /// The input manifest's shape. The Manager deserializes the file at
-    /// `RUNNER_INPUT_MANIFEST_PATH` (YAML or JSON) into it; a deserialization error is an input
-    /// error (exit 2) that names the line and column.
-    type Args: DeserializeOwned + Send;
+    /// The runner's own variables. The Manager deserializes them with envy from the
+    /// environment's `RUNNER_*` variables (field `argo_logs` is `RUNNER_ARGO_LOGS`), with the
+    /// common ones, before anything else is read. Keep them text (`Option<String>`) and parse
+    /// them in [`prepare`](Self::prepare) with [`crate::vars`], so that a bad value is one line
+    /// naming the variable; [`NoConfig`] when the runner reads none.
+    type Config: DeserializeOwned + Send;
+
+    /// The input manifest's shape. The Manager parses the file at `RUNNER_INPUT_MANIFEST_PATH`
+    /// (YAML or JSON) into it; a parse error is an input error (exit 2) that names the line and
+    /// column. Any `Deserialize` type will do; one whose shape depends on the configuration
+    /// implements [`FromManifest`] itself.
+    type Args: FromManifest<Self::Config> + Send;
 
     /// The runner's name, as used in logs and in the reported status (for example `argo`).
     fn name(&self) -> &'static str;
 
-    /// Checks the parsed input and any runner-specific configuration against the context,
-    /// without touching the cluster. Called before the Kubernetes client is built.
+    /// Checks the parsed input and the runner's own configuration (`own`) against the common
+    /// configuration (`config`, whose [`context`](Config::context) is the action's), without
+    /// touching the cluster, and keeps what the later steps need. Called before the Kubernetes
+    /// client is built.
     ///
     /// # Errors
     /// [`ErrorKind::InvalidInput`](crate::error::ErrorKind) naming the field or variable at fault.
-    fn prepare(&mut self, _ctx: &ExecutionContext, _args: &Self::Args) -> Result<(), RunnerError> {
+    fn prepare(
+        &mut self,
+        _config: &Config,
+        _own: Self::Config,
+        _args: &Self::Args,
+    ) -> Result<(), RunnerError> {
         Ok(())
     }
 
@@ -81,6 +103,39 @@ pub trait ActionRunner: Send {
         CANCEL_TIMEOUT
     }
 }
+
+/// How the Manager parses the input manifest into a runner's [`Args`](ActionRunner::Args),
+/// given the configuration (`C`: the runner's own, [`ActionRunner::Config`]).
+///
+/// Every `Deserialize` type has it, through its own `Deserialize` (the configuration is not
+/// looked at). A runner whose manifest's shape depends on its configuration implements it
+/// itself: helm-runner parses the manifest in the shape of `RUNNER_COMMAND`'s command, so that
+/// another command's field is refused with its line and column.
+pub trait FromManifest<C>: Sized {
+    /// Deserializes the manifest's one document from `d`.
+    ///
+    /// # Errors
+    /// The deserializer's; the Manager makes them an input error naming the manifest.
+    fn from_manifest<'de, D: Deserializer<'de>>(
+        config: &Config,
+        own: &C,
+        d: D,
+    ) -> Result<Self, D::Error>;
+}
+
+impl<T: DeserializeOwned, C> FromManifest<C> for T {
+    fn from_manifest<'de, D: Deserializer<'de>>(
+        _config: &Config,
+        _own: &C,
+        d: D,
+    ) -> Result<Self, D::Error> {
+        T::deserialize(d)
+    }
+}
+
+/// The [`ActionRunner::Config`] of a runner that reads no variable of its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct NoConfig {}
 
 /// How long [`ActionRunner::cancel`] may take by default, within the 30 s Kubernetes allows
 /// after SIGTERM (`terminationGracePeriodSeconds`; the final report then has

@@ -47,21 +47,27 @@ fn label_chars_ok(part: &str) -> bool {
         && alnum(bytes[bytes.len() - 1])
 }
 
+/// Checks that a name is not empty and at most `max` characters long.
+fn length_ok(value: &str, max: usize) -> Result<(), NameError> {
+    if value.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if value.len() > max {
+        return Err(NameError::TooLong {
+            max,
+            len: value.len(),
+        });
+    }
+    Ok(())
+}
+
 /// Checks an RFC 1123 label (`IsDNS1123Label`): at most 63 characters, lower-case
 /// alphanumerics or `-`, starting and ending with an alphanumeric. Namespaces must be labels.
 ///
 /// # Errors
 /// The [`NameError`] saying which rule `value` breaks: its length, or its characters.
 pub fn dns1123_label(value: &str) -> Result<(), NameError> {
-    if value.is_empty() {
-        return Err(NameError::Empty);
-    }
-    if value.len() > DNS1123_LABEL_MAX_LENGTH {
-        return Err(NameError::TooLong {
-            max: DNS1123_LABEL_MAX_LENGTH,
-            len: value.len(),
-        });
-    }
+    length_ok(value, DNS1123_LABEL_MAX_LENGTH)?;
     if !label_chars_ok(value) {
         return Err(NameError::Characters { rule: "label" });
     }
@@ -77,15 +83,7 @@ pub fn dns1123_label(value: &str) -> Result<(), NameError> {
 /// # Errors
 /// The [`NameError`] saying which rule `value` breaks: its length, or its characters.
 pub fn dns1123_subdomain(value: &str) -> Result<(), NameError> {
-    if value.is_empty() {
-        return Err(NameError::Empty);
-    }
-    if value.len() > DNS1123_SUBDOMAIN_MAX_LENGTH {
-        return Err(NameError::TooLong {
-            max: DNS1123_SUBDOMAIN_MAX_LENGTH,
-            len: value.len(),
-        });
-    }
+    length_ok(value, DNS1123_SUBDOMAIN_MAX_LENGTH)?;
     if !value.split('.').all(label_chars_ok) {
         return Err(NameError::Characters { rule: "subdomain" });
     }
@@ -98,15 +96,20 @@ mod tests {
 
     #[test]
     fn labels() {
-        assert!(dns1123_label("default").is_ok());
-        assert!(dns1123_label("a-1").is_ok());
-        assert!(dns1123_label("").is_err());
-        assert!(dns1123_label("Default").is_err());
-        assert!(dns1123_label("-a").is_err());
-        assert!(dns1123_label("a-").is_err());
-        assert!(dns1123_label("a.b").is_err());
-        assert!(dns1123_label(&"a".repeat(63)).is_ok());
-        assert!(dns1123_label(&"a".repeat(64)).is_err());
+        let long = |n| "a".repeat(n);
+        for (name, ok) in [
+            ("default", true),
+            ("a-1", true),
+            (&long(63), true),
+            ("", false),
+            ("Default", false),
+            ("-a", false),
+            ("a-", false),
+            ("a.b", false),
+            (&long(64), false),
+        ] {
+            assert_eq!(dns1123_label(name).is_ok(), ok, "{name:?}");
+        }
     }
 
     #[test]

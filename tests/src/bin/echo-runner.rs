@@ -4,7 +4,7 @@
 //! `NoopReporter`.
 
 use action_runner::{
-    ActionRunner, ExecutionContext, Manager, NoopReporter, RunnerError, StartInput, StartOutput,
+    ActionRunner, Config, Manager, NoConfig, NoopReporter, RunnerError, StartInput, StartOutput,
     WaitForCompletionInput, WaitForCompletionOutput,
 };
 use serde::Deserialize;
@@ -30,15 +30,16 @@ struct EchoRunner {
 }
 
 impl ActionRunner for EchoRunner {
+    type Config = NoConfig;
     type Args = EchoArgs;
 
     fn name(&self) -> &'static str {
         "echo"
     }
 
-    fn prepare(&mut self, _ctx: &ExecutionContext, args: &EchoArgs) -> Result<(), RunnerError> {
+    fn prepare(&mut self, _: &Config, _: NoConfig, args: &EchoArgs) -> Result<(), RunnerError> {
         if let Some(s) = &args.sleep {
-            self.sleep = action_runner::config::parse_go_duration(s).map_err(|e| {
+            self.sleep = action_runner::vars::go_duration(s).map_err(|e| {
                 RunnerError::invalid_input(format!("input manifest: sleep {s:?} {e}"))
             })?;
         }

@@ -355,6 +355,7 @@ pub(crate) mod tests {
             release_output: "/tmp/r.yaml".into(),
             additional_output: "/tmp/a.yaml".into(),
             helm_binary: "/bin/sh".into(),
+            kubeconfig: None,
         };
         for name in ["", "shop", " shop "] {
             let (target, chart) = named_release(&config, name, "").unwrap();
