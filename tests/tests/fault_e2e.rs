@@ -92,11 +92,25 @@ fn slow_helm_input(busybox: &str) -> impl Fn(&mut Value) + use<> {
     }
 }
 
-/// `deploy/argo-runner` with Argo's `dag-diamond` example as its input (four steps, 10 to 20 s).
+/// How long the Argo runner waits (`RUNNER_TIMEOUT`): a Workflow whose step's pod a fault
+/// left stuck (a node reboot: the kubelet makes no new sandbox for a `restartPolicy: Never`
+/// pod) never finishes by itself.
+const ARGO_RUNNER_TIMEOUT: &str = "180s";
+
+/// `deploy/argo-runner` with Argo's `dag-diamond` example as its input (four steps, 10 to 20
+/// s), [`ARGO_RUNNER_TIMEOUT`], and the right to read pods that its `logs` component grants
+/// (so that a timeout can say what the pods were waiting on).
 fn argo_input(obj: &mut Value) {
-    if kind_of(obj) == "ConfigMap" && name_of(obj) == "hello-world-input" {
-        let example = Tools::locate().unwrap().argo_example("dag-diamond");
-        obj["data"]["manifest.yaml"] = json!(std::fs::read_to_string(example).unwrap());
+    match (kind_of(obj), name_of(obj)) {
+        ("ConfigMap", "hello-world-input") => {
+            let example = Tools::locate().unwrap().argo_example("dag-diamond");
+            obj["data"]["manifest.yaml"] = json!(std::fs::read_to_string(example).unwrap());
+        }
+        ("Job", _) => set_env(obj, "RUNNER_TIMEOUT", ARGO_RUNNER_TIMEOUT),
+        ("Role", _) => obj["rules"].as_array_mut().unwrap().push(
+            json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}),
+        ),
+        _ => {}
     }
 }
 
@@ -283,6 +297,19 @@ async fn both_actions_through(prefix: &str, fault: What) {
     if wf_phase == "Succeeded" {
         assert_eq!(argo, Some("Complete"), "the Argo action\n{ns_state}");
         assert_eq!(argo_status.phase, Phase::Succeeded, "{argo_status:?}");
+    } else if wf_phase == "Running" {
+        // Stuck for good (a node reboot leaves a step's pod without a sandbox): the runner
+        // ends at its timeout and says what the Workflow waited on, with the pod's state.
+        assert_eq!(argo, Some("Failed"), "Workflow {wf_phase}\n{ns_state}");
+        assert_eq!(argo_status.phase, Phase::Failed, "{argo_status:?}");
+        let said = s.termination_message(&s.argo_job).await;
+        assert!(
+            said.contains("RUNNER_TIMEOUT")
+                && said.contains("was waiting on")
+                && said.contains("[pod "),
+            "the runner's message says what it waited on: {said:?}"
+        );
+        println!("the Workflow never finished: {said}");
     } else {
         assert_eq!(argo, Some("Failed"), "Workflow {wf_phase}\n{ns_state}");
         assert_eq!(argo_status.phase, Phase::Failed, "{argo_status:?}");

@@ -683,7 +683,25 @@ async fn waiting_note(input: &WaitForCompletionInput, what: &str) -> Option<Stri
     if waiting.is_empty() {
         return None;
     }
-    let mut note = format!("{what} was waiting on {}", waiting.join(", "));
+    // Each waiting pod's own state, where the runner may read pods (the `logs` component of
+    // deploy/argo-runner grants it): what the kubelet says, which Argo's node may not yet.
+    let pods: Api<k8s_openapi::api::core::v1::Pod> =
+        Api::namespaced(input.client.clone(), &ctx.platform.namespace);
+    let mut described = Vec::new();
+    let mut may_read_pods = true;
+    for w in waiting {
+        let mut text = w.text;
+        if let (Some(pod), true) = (&w.pod, may_read_pods) {
+            match pods.get_opt(pod).await {
+                Ok(Some(p)) => text.push_str(&format!(" [pod {}]", nodes::pod_state(&p))),
+                Ok(None) => text.push_str(" [pod not found]"),
+                Err(kube::Error::Api(s)) if s.code == 403 => may_read_pods = false,
+                Err(_) => {}
+            }
+        }
+        described.push(text);
+    }
+    let mut note = format!("{what} was waiting on {}", described.join(", "));
     if more > 0 {
         note.push_str(&format!(" and {more} more"));
     }

@@ -262,7 +262,7 @@ pub fn waiting_on(
     nodes: &BTreeMap<String, NodeStatus>,
     v2: bool,
     limit: usize,
-) -> (Vec<String>, usize) {
+) -> (Vec<Waiting>, usize) {
     let unfinished = |n: &&NodeStatus| matches!(n.phase(), "Pending" | "Running" | "");
     let mut waiting: Vec<&NodeStatus> = nodes
         .values()
@@ -283,8 +283,9 @@ pub fn waiting_on(
         .take(limit)
         .map(|n| {
             let mut s = format!("step {:?}", n.display_name);
-            if n.node_type == "Pod" {
-                s.push_str(&format!(" (pod {})", pod_name(workflow, n, v2)));
+            let pod = (n.node_type == "Pod").then(|| pod_name(workflow, n, v2));
+            if let Some(pod) = &pod {
+                s.push_str(&format!(" (pod {pod})"));
             } else if !n.node_type.is_empty() {
                 s.push_str(&format!(" ({})", n.node_type));
             }
@@ -296,10 +297,75 @@ pub fn waiting_on(
             if let Some(m) = n.message.as_deref().filter(|m| !m.is_empty()) {
                 s.push_str(&format!(": {m}"));
             }
-            s
+            Waiting { text: s, pod }
         })
         .collect();
     (described, more)
+}
+
+/// One node a Workflow still waits on ([`waiting_on`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Waiting {
+    /// `step "B" (pod wf-echo-1234): Pending: <Argo's node message>`.
+    pub text: String,
+    /// The node's pod, for a `Pod` node.
+    pub pod: Option<String>,
+}
+
+/// What a pod's status says about why it has not finished, e.g. `Pending, sandbox not ready
+/// (PodReadyToStartContainers False), container "main" waiting: PodInitializing`: its phase,
+/// the `PodReadyToStartContainers` condition when it is false (the kubelet has no sandbox for
+/// it, as after a node reboot), and its first containers (init containers first) that are
+/// not running, with the reason Kubernetes gives (at most two).
+pub fn pod_state(pod: &k8s_openapi::api::core::v1::Pod) -> String {
+    let Some(status) = &pod.status else {
+        return "no status yet".into();
+    };
+    let mut parts = vec![status.phase.clone().unwrap_or_else(|| "no phase".into())];
+    let no_sandbox = status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "PodReadyToStartContainers" && c.status == "False");
+    if no_sandbox {
+        parts.push("sandbox not ready (PodReadyToStartContainers False)".into());
+    }
+    let containers = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .filter(|c| {
+            c.state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref())
+                .is_none_or(|t| t.exit_code != 0)
+        })
+        .chain(status.container_statuses.iter().flatten());
+    let mut shown = 0;
+    for c in containers {
+        let Some(state) = &c.state else { continue };
+        let said = if let Some(w) = &state.waiting {
+            match w.reason.as_deref() {
+                Some(r) => format!("container {:?} waiting: {r}", c.name),
+                None => format!("container {:?} waiting", c.name),
+            }
+        } else if let Some(t) = &state.terminated {
+            format!(
+                "container {:?} terminated: {} (exit code {})",
+                c.name,
+                t.reason.as_deref().unwrap_or("no reason"),
+                t.exit_code
+            )
+        } else {
+            continue;
+        };
+        parts.push(said);
+        shown += 1;
+        if shown == 2 {
+            break;
+        }
+    }
+    parts.join(", ")
 }
 
 impl FailedNode {
@@ -543,6 +609,8 @@ mod tests {
         .collect();
         let (waiting, more) = waiting_on("wf", &nodes, true, 1);
         assert_eq!(more, 1);
+        assert_eq!(waiting[0].pod, Some(pod_name("wf", &nodes["b"], true)));
+        let waiting: Vec<String> = waiting.into_iter().map(|w| w.text).collect();
         assert_eq!(
             waiting,
             [format!(
@@ -556,7 +624,39 @@ mod tests {
             .collect();
         assert_eq!(
             waiting_on("wf", &suspended, true, 5),
-            (vec!["step \"approve\" (Suspend): Running".to_string()], 0)
+            (
+                vec![Waiting {
+                    text: "step \"approve\" (Suspend): Running".to_string(),
+                    pod: None
+                }],
+                0
+            )
+        );
+    }
+
+    /// A step's pod after a node reboot: init done, no sandbox, its containers waiting.
+    #[test]
+    fn a_pods_state_says_why_it_has_not_finished() {
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+            "metadata": {"name": "wf-echo-1"},
+            "status": {
+                "phase": "Pending",
+                "conditions": [{"type": "PodReadyToStartContainers", "status": "False"}],
+                "initContainerStatuses": [{"name": "init", "image": "x", "imageID": "",
+                    "ready": true, "restartCount": 0,
+                    "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}],
+                "containerStatuses": [
+                    {"name": "wait", "image": "x", "imageID": "", "ready": false,
+                     "restartCount": 0, "state": {"waiting": {}}},
+                    {"name": "main", "image": "x", "imageID": "", "ready": false,
+                     "restartCount": 0, "state": {"waiting": {"reason": "PodInitializing"}}}]
+            }
+        }))
+        .unwrap();
+        assert_eq!(
+            pod_state(&pod),
+            "Pending, sandbox not ready (PodReadyToStartContainers False), container \"wait\" \
+             waiting, container \"main\" waiting: PodInitializing"
         );
     }
 

@@ -59,3 +59,8 @@ pub use runner::{
     WaitForCompletionInput, WaitForCompletionOutput,
 };
 pub use status::{ActionStatus, ConfigMapReporter, NoopReporter, Phase, Reason, StatusReporter};
+
+/// The README's code samples, compiled as doctests (the "Adding a runner" sample among them).
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeSamples;
