@@ -215,7 +215,16 @@ impl Scenario {
             .unwrap_or_else(|e| panic!("Job {}/{job}: {e:#}", self.ns));
         let pods = job_pods(&self.client, &self.ns, job).await.unwrap();
         let status = j.status.clone().unwrap_or_default();
-        let secs = match (status.start_time, status.completion_time) {
+        // A failed Job has no completionTime: its `Failed` condition says when it ended.
+        let ended = status.completion_time.or_else(|| {
+            status
+                .conditions
+                .iter()
+                .flatten()
+                .find(|c| c.type_ == "Failed" && c.status == "True")
+                .and_then(|c| c.last_transition_time.clone())
+        });
+        let secs = match (status.start_time, ended) {
             (Some(a), Some(b)) => b.0.as_second() - a.0.as_second(),
             _ => -1,
         };
