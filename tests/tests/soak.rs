@@ -95,50 +95,49 @@ async fn run_action(
     kind: Kind,
 ) -> Checked {
     let t0 = Instant::now();
-    let ns = cluster
-        .namespace(&client, &format!("soak-{i}"))
-        .await
-        .unwrap();
-    let (runner, job) = match kind {
-        Kind::ArgoSucceeds | Kind::ArgoFails => {
-            let manifest = example(if kind == Kind::ArgoSucceeds {
-                "hello-world"
-            } else {
-                "exit-handlers"
-            });
-            let edit = move |obj: &mut Value| {
-                if kind_of(obj) == "ConfigMap" && name_of(obj) == "hello-world-input" {
-                    obj["data"]["manifest.yaml"] = json!(manifest);
-                }
-            };
-            (
-                "argo-runner",
-                apply_deploy(&client, &ns, "argo-runner", edit).await,
-            )
-        }
-        Kind::HelmSucceeds => (
-            "helm-runner",
-            apply_deploy(&client, &ns, "helm-runner", |_| {}).await,
-        ),
-        Kind::HelmFails => {
-            let edit = |obj: &mut Value| {
-                if kind_of(obj) == "ConfigMap" && name_of(obj) == "hello-release-chart" {
-                    obj["data"]["configmap.yaml"] =
-                        json!("{{ fail \"this chart fails on purpose (the soak)\" }}\n");
-                }
-            };
-            (
-                "helm-runner",
-                apply_deploy(&client, &ns, "helm-runner", edit).await,
-            )
-        }
+    let deadline = t0 + JOB_TIMEOUT;
+    // The soak's own requests meet the faults too: each step is retried until the action's
+    // deadline (the runners' behaviour is what is checked, not this harness').
+    let prefix = format!("soak-{i}");
+    let ns = until(deadline, || cluster.namespace(&client, &prefix)).await;
+    let runner = match kind {
+        Kind::ArgoSucceeds | Kind::ArgoFails => "argo-runner",
+        Kind::HelmSucceeds | Kind::HelmFails => "helm-runner",
     };
-    let job_name = job.unwrap().metadata.name.unwrap();
-    let job = wait_for_job(&client, &ns, &job_name, JOB_TIMEOUT).await;
-    let wrong = match job {
-        Err(e) => Some(format!("the Job did not end: {e:#}")),
-        Ok(job) => check(&client, &ns, runner, kind, job_outcome(&job)).await,
+    let manifest = example(if kind == Kind::ArgoSucceeds {
+        "hello-world"
+    } else {
+        "exit-handlers"
+    });
+    let edit = move |obj: &mut Value| match (kind, kind_of(obj), name_of(obj)) {
+        (Kind::ArgoSucceeds | Kind::ArgoFails, "ConfigMap", "hello-world-input") => {
+            obj["data"]["manifest.yaml"] = json!(manifest);
+        }
+        (Kind::HelmFails, "ConfigMap", "hello-release-chart") => {
+            obj["data"]["configmap.yaml"] =
+                json!("{{ fail \"this chart fails on purpose (the soak)\" }}\n");
+        }
+        _ => {}
     };
+    let job = until(deadline, || {
+        apply_deploy(&client, &ns, runner, edit.clone())
+    })
+    .await;
+    let job_name = job.metadata.name.unwrap();
+    let job = until(deadline, || {
+        wait_for_job(
+            &client,
+            &ns,
+            &job_name,
+            deadline.saturating_duration_since(Instant::now()),
+        )
+    })
+    .await;
+    let outcome = job_outcome(&job);
+    let wrong = until(deadline + Duration::from_secs(120), || {
+        check(&client, &ns, runner, kind, outcome)
+    })
+    .await;
     let failed_by_fault = wrong.as_deref() == Some("failed by a fault");
     let wrong = wrong.filter(|_| !failed_by_fault);
     if wrong.is_some() {
@@ -166,23 +165,19 @@ async fn check(
     runner: &str,
     kind: Kind,
     outcome: Option<&str>,
-) -> Option<String> {
+) -> anyhow::Result<Option<String>> {
     let name = if runner == "argo-runner" {
         "hello-world"
     } else {
         "hello-release"
     };
-    let status = match reported_status(client, ns, name).await {
-        Ok(Some(s)) => s,
-        other => return Some(format!("no status: {other:?}")),
+    let Some(status) = reported_status(client, ns, name).await? else {
+        return Ok(Some("no status".into()));
     };
     let (truly_succeeded, truth) = if runner == "argo-runner" {
-        let wfs = workflows(client, ns)
-            .list(&ListParams::default())
-            .await
-            .unwrap();
+        let wfs = workflows(client, ns).list(&ListParams::default()).await?;
         if wfs.items.len() != 1 {
-            return Some(format!("{} Workflows", wfs.items.len()));
+            return Ok(Some(format!("{} Workflows", wfs.items.len())));
         }
         let phase = wfs.items[0].data["status"]["phase"]
             .as_str()
@@ -190,29 +185,48 @@ async fn check(
             .to_string();
         (phase == "Succeeded", format!("Workflow {phase}"))
     } else {
-        let records = helm_records(client, ns, "hello-release").await.unwrap();
+        let records = helm_records(client, ns, "hello-release").await?;
         if records.iter().any(|r| r.1.starts_with("pending")) {
-            return Some(format!("a release left pending: {records:?}"));
+            return Ok(Some(format!("a release left pending: {records:?}")));
         }
         let deployed = records.iter().filter(|r| r.1 == "deployed").count();
         if deployed > 1 {
-            return Some(format!("{deployed} deployed revisions: {records:?}"));
+            return Ok(Some(format!("{deployed} deployed revisions: {records:?}")));
         }
         (deployed == 1, format!("release {records:?}"))
     };
     let reported_success = status.phase == Phase::Succeeded;
     let job_success = outcome == Some("Complete");
     if reported_success != truly_succeeded || job_success != truly_succeeded {
-        return Some(format!(
+        return Ok(Some(format!(
             "Job {outcome:?}, status {:?} ({}), but {truth}",
             status.phase, status.message
-        ));
+        )));
     }
     let meant_to_succeed = matches!(kind, Kind::ArgoSucceeds | Kind::HelmSucceeds);
-    match (meant_to_succeed, truly_succeeded) {
+    Ok(match (meant_to_succeed, truly_succeeded) {
         (true, true) | (false, false) => None,
         (true, false) => Some("failed by a fault".into()),
         (false, true) => Some(format!("meant to fail, but {truth}")),
+    })
+}
+
+/// `step()` until it succeeds, every 2 s; past `deadline`, its error fails the soak.
+async fn until<T, E, F, Fut>(deadline: Instant, mut step: F) -> T
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    loop {
+        match step().await {
+            Ok(v) => return v,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(e) => panic!("past the action's deadline: {e:#}"),
+        }
     }
 }
 
