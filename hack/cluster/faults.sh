@@ -1,4 +1,6 @@
-# Faults for the local cluster (sourced by hack/cluster.sh; uses its variables and helpers).
+# shellcheck shell=bash
+# Faults for the local cluster (sourced by hack/cluster.sh; uses the settings and helpers of its
+# other parts: common.sh, down.sh's kill_node_workloads, node.sh's node_ready).
 # Each fault is injected now, undone by itself within its bound, and prints one line that says
 # what was done and when (UTC, milliseconds), so that a test or the soak can relate what the
 # runners logged to it:
@@ -81,7 +83,7 @@ fault_netcut() {
   [[ -n $pid ]] || die "pod $ns/$pod: its container has no task"
   # What the pod dials for the API server: the `kubernetes` Service's address (in-cluster
   # configuration) and the API server's own.
-  local rules=("-d $SERVICE_IP/32 -j DROP" "-d $NODE_IP/32 -p tcp --dport 6443 -j DROP")
+  local rules=("-d $SERVICE_IP/32 -j DROP" "-d $NODE_IP/32 -p tcp --dport $APISERVER_PORT -j DROP")
   t0=$(now)
   for rule in "${rules[@]}"; do
     # shellcheck disable=SC2086
@@ -117,63 +119,6 @@ fault_oom() {
   wait "$hog" 2>/dev/null || true
   kill -0 "$pid" 2>/dev/null && die "pod $ns/$pod: its process $pid survived the OOM"
   echo "fault: pod $ns/$pod OOM-killed at $t0 (its memory limit lowered to $((used / 1048576 + 4)) MiB and filled)"
-}
-
-# kill_node_workloads [--remove-containers]: every container and shim of this cluster killed, and what the node's
-# runtime leaves behind (pod network namespaces, mounts, the kubelet's cgroups) removed, as a
-# power cut and a boot would; etcd's data, the kubelet's root and containerd's images stay.
-kill_node_workloads() {
-  if [[ -S $S/containerd/containerd.sock ]] && ctr_ version >/dev/null 2>&1; then
-    local t c
-    for t in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks kill -s KILL "$t" >/dev/null 2>&1 || true; done
-    sleep 1
-    for t in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks rm -f "$t" >/dev/null 2>&1 || true; done
-    if [[ ${1:-} == --remove-containers ]]; then
-      for c in $(ctr_ containers ls -q 2>/dev/null); do ctr_ containers rm "$c" >/dev/null 2>&1 || true; done
-    fi
-  fi
-  stop containerd
-  # Containers and shims that outlived containerd (it died): found through runc's and
-  # containerd's own state under $S, so only what this cluster started is touched.
-  local st id pidfile
-  for st in "$S"/containerd/runc/k8s.io/*/state.json; do
-    [[ -f $st ]] || continue
-    id=$(basename "$(dirname "$st")")
-    runc --root "$S/containerd/runc/k8s.io" kill "$id" KILL >/dev/null 2>&1 || true
-    runc --root "$S/containerd/runc/k8s.io" delete -f "$id" >/dev/null 2>&1 || true
-  done
-  for pidfile in "$S"/containerd/state/io.containerd.runtime.v2.task/k8s.io/*/shim.pid; do
-    [[ -f $pidfile ]] || continue
-    kill "$(cat "$pidfile")" 2>/dev/null && log "stopped shim $(cat "$pidfile")"
-    rm -f "$pidfile"
-  done
-  # Pod network namespaces this node's CNI made, found through libcni's result cache: the
-  # files of this cluster's network (kar-<sandbox id>-eth0) name them; the loopback plugin's
-  # file for the same sandbox goes too.
-  local f ns
-  for f in /var/lib/cni/results/kar-*; do
-    [[ -f $f ]] || continue
-    id=$(grep -o '"containerId":"[0-9a-f]*"' "$f" | head -1 | cut -d'"' -f4)
-    for ns in $(grep -o '"sandbox":"[^"]*"' "$f" | cut -d'"' -f4 | sort -u); do
-      if [[ $ns == /var/run/netns/cni-* || $ns == /run/netns/cni-* ]]; then
-        ip netns delete "$(basename "$ns")" 2>/dev/null && log "deleted netns $(basename "$ns")"
-      fi
-    done
-    rm -f "$f"
-    [[ -n $id ]] && rm -f /var/lib/cni/results/cni-loopback-"$id"-lo
-  done
-  # Mounts under the state directory (pod volumes, rootfs, shm), deepest first.
-  local m
-  awk -v s="$S/" 'index($2, s) == 1 { print $2 }' /proc/self/mounts | sort -r | while read -r m; do
-    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
-  done
-  # cgroups the kubelet made (cgroupfs driver), deepest first.
-  local h
-  for h in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods; do
-    [[ -d $h ]] && find "$h" -depth -type d -exec rmdir {} \; 2>/dev/null
-  done
-  # What a boot clears: the runtime's state (a tmpfs on a real node).
-  rm -rf "$S/containerd/state" "$S/containerd/runc"
 }
 
 # The host processes in the order a node starts them.

@@ -92,22 +92,29 @@ impl Machine {
             .unwrap()
     }
 
-    /// A copy of `hack/` holding the real `demo.sh`, `lib.sh` and `cluster.sh` (as
-    /// `real-cluster.sh`) and stand-ins for the rest; returns the copy's `demo.sh`. The
-    /// stand-in `install-tools.sh` notes that the packages are installed; the stand-in
-    /// `cluster.sh` hands `can-start` to the real one, fails `check` as the real one does on a
-    /// fresh machine (containerd missing) until they are, and then with `$FAKE_CHECK_FAILS`
-    /// when that is set, and answers `up` with `exit 0`, which the demo evaluates: the run ends
-    /// there, before anything would touch a cluster.
+    /// A copy of `hack/` holding the real `demo.sh`, `lib.sh`, `control-plane.sh`, `cluster/`
+    /// and `cluster.sh` (as `real-cluster.sh`) and stand-ins for the rest; returns the copy's
+    /// `demo.sh`. The stand-in `install-tools.sh` notes that the packages are installed; the
+    /// stand-in `cluster.sh` hands `can-start` to the real one, fails `check` as the real one
+    /// does on a fresh machine (containerd missing) until they are, and then with
+    /// `$FAKE_CHECK_FAILS` when that is set, and answers `up` with `exit 0`, which the demo
+    /// evaluates: the run ends there, before anything would touch a cluster.
     fn demo(&self) -> PathBuf {
         let hack = self.dir.path().join("repo/hack");
         std::fs::create_dir_all(&hack).unwrap();
         for (from, to) in [
             ("demo.sh", "demo.sh"),
             ("lib.sh", "lib.sh"),
+            ("control-plane.sh", "control-plane.sh"),
             ("cluster.sh", "real-cluster.sh"),
         ] {
             std::fs::copy(repo().join("hack").join(from), hack.join(to)).unwrap();
+        }
+        // The parts the real cluster.sh sources.
+        std::fs::create_dir(hack.join("cluster")).unwrap();
+        for part in std::fs::read_dir(repo().join("hack/cluster")).unwrap() {
+            let part = part.unwrap().path();
+            std::fs::copy(&part, hack.join("cluster").join(part.file_name().unwrap())).unwrap();
         }
         let log = "echo \"$(basename \"$0\") $*\" >>\"$KAR_TEST_LOG\"\n";
         script(
