@@ -110,6 +110,10 @@ impl ControlPlane {
             format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
             "--bind-address=127.0.0.1".into(),
             "--advertise-address=127.0.0.1".into(),
+            // Kubernetes 1.37 refuses a loopback advertise address with the default (lease)
+            // reconciler of the `kubernetes` Service's endpoints ("may not be in the loopback
+            // range"); nothing here reaches the API server through that Service.
+            "--endpoint-reconciler-type=none".into(),
             format!("--secure-port={port}"),
             format!("--tls-cert-file={}", p("apiserver.crt")),
             format!("--tls-private-key-file={}", p("apiserver.key")),
