@@ -9,9 +9,10 @@
 #   KAR_KUBERNETES=oldest hack/install-tools.sh --print   # the same, with the oldest minor's
 #                                    # kube-apiserver as the tests' API server (no cluster of it)
 #
-# What it builds (cold, 2 cores: about 12 minutes, most of it Kubernetes):
+# What it builds (cold, 2 cores: about 18 minutes, most of it Kubernetes):
 #   etcd; kube-apiserver, kubelet, kube-proxy, kube-controller-manager, kube-scheduler and kubectl in one
-#   `go build` (they share most of their packages, so one build compiles them once); helm; Argo's
+#   `go build` (they share most of their packages, so one build compiles them once); the oldest
+#   tested minor's kube-apiserver alone (KUBERNETES_OLDEST_VERSION); helm; Argo's
 #   workflow-controller and argoexec (one build per Argo major: 4 and 3); CNCF Distribution's OCI registry (for the helm
 #   tests of oci:// charts); the pause container (gcc, from the Kubernetes
 #   module's build/pause/linux/pause.c). As root, it also installs the Debian packages the local
