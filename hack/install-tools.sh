@@ -6,10 +6,13 @@
 #   hack/install-tools.sh --print    # print the environment the tests read (eval-able)
 #   hack/install-tools.sh --peers    # also build the peers the benchmark compares with (argo CLI)
 #   KAR_ARGO_MAJOR=3 hack/install-tools.sh --print   # the same, with Argo 3 as the Argo in use
+#   KAR_KUBERNETES=oldest hack/install-tools.sh --print   # the same, with the oldest minor's
+#                                    # kube-apiserver as the tests' API server (no cluster of it)
 #
-# What it builds (cold, 2 cores: about 12 minutes, most of it Kubernetes):
+# What it builds (cold, 2 cores: about 18 minutes, most of it Kubernetes):
 #   etcd; kube-apiserver, kubelet, kube-proxy, kube-controller-manager, kube-scheduler and kubectl in one
-#   `go build` (they share most of their packages, so one build compiles them once); helm; Argo's
+#   `go build` (they share most of their packages, so one build compiles them once); the oldest
+#   tested minor's kube-apiserver alone (KUBERNETES_OLDEST_VERSION); helm; Argo's
 #   workflow-controller and argoexec (one build per Argo major: 4 and 3); CNCF Distribution's OCI registry (for the helm
 #   tests of oci:// charts); the pause container (gcc, from the Kubernetes
 #   module's build/pause/linux/pause.c). As root, it also installs the Debian packages the local
@@ -19,8 +22,9 @@
 # Nothing is downloaded except Go modules through the Go module proxy and Debian packages.
 set -euo pipefail
 
-KUBERNETES_VERSION=v1.34.4        # k8s.io/kubernetes (kube-apiserver)
-ETCD_VERSION=v3.6.16              # go.etcd.io/etcd/server/v3
+KUBERNETES_VERSION=v1.37.2        # k8s.io/kubernetes: the cluster's and the tests' (the default)
+KUBERNETES_OLDEST_VERSION=v1.33.13 # k8s.io/kubernetes: kube-apiserver only, the oldest minor k8s-openapi covers
+ETCD_VERSION=v3.7.3               # go.etcd.io/etcd/server/v3 (the etcd minor Kubernetes 1.37 expects)
 ARGO4_VERSION=v4.1.4              # github.com/argoproj/argo-workflows/v4 (the default Argo)
 ARGO3_VERSION=v3.7.18             # github.com/argoproj/argo-workflows/v3 (still supported and tested)
 HELM4_VERSION=v4.3.2              # helm.sh/helm/v4 (helm CLI: the default, shipped in the image)
@@ -33,9 +37,18 @@ mkdir -p "$BIN"
 
 ETCD_BIN=$BIN/etcd-$ETCD_VERSION
 APISERVER_BIN=$BIN/kube-apiserver-$KUBERNETES_VERSION
+# The oldest minor's API server alone (no node of it), for the tests that need only an API server.
+OLDEST_APISERVER_BIN=$BIN/kube-apiserver-$KUBERNETES_OLDEST_VERSION
 # Built together with kube-apiserver (one `go build`); kubectl too, so the scripts use the
 # pinned client rather than whatever the machine has.
 NODE_CMDS=(kube-apiserver kubelet kube-proxy kube-controller-manager kube-scheduler kubectl)
+# The API server the tests that need only an API server run against: the default minor's, or
+# the oldest's with KAR_KUBERNETES=oldest (hack/test.sh runs those tests under each).
+case ${KAR_KUBERNETES:-default} in
+  default) TEST_APISERVER_BIN=$APISERVER_BIN TEST_APISERVER_VERSION=$KUBERNETES_VERSION ;;
+  oldest) TEST_APISERVER_BIN=$OLDEST_APISERVER_BIN TEST_APISERVER_VERSION=$KUBERNETES_OLDEST_VERSION ;;
+  *) echo "install-tools: KAR_KUBERNETES is ${KAR_KUBERNETES}: it must be default or oldest" >&2; exit 2 ;;
+esac
 PAUSE_BIN=$BIN/pause-$KUBERNETES_VERSION
 # The Argo in use (its controller, executor, CRDs and examples): Argo 4 unless KAR_ARGO_MAJOR=3.
 # Both are built; hack/test.sh runs the Argo tests under each in turn.
@@ -56,7 +69,8 @@ REGISTRY_BIN=$BIN/registry-$REGISTRY_VERSION
 
 print_env() {
   echo "export KAR_ETCD=$ETCD_BIN"
-  echo "export KAR_KUBE_APISERVER=$APISERVER_BIN"
+  echo "export KAR_KUBE_APISERVER=$TEST_APISERVER_BIN"
+  echo "export KAR_KUBE_APISERVER_VERSION=$TEST_APISERVER_VERSION KAR_KUBERNETES_OLDEST_VERSION=$KUBERNETES_OLDEST_VERSION"
   echo "export KAR_KUBE_BIN_DIR=$BIN KAR_KUBERNETES_VERSION=$KUBERNETES_VERSION"
   echo "export KAR_KUBECTL=$BIN/kubectl-$KUBERNETES_VERSION"
   echo "export KAR_PAUSE=$PAUSE_BIN"
@@ -172,6 +186,34 @@ go_replaces() {
   echo "$f"
 }
 
+# build_kubernetes VERSION CMD... -> builds k8s.io/kubernetes/cmd/CMD... at VERSION in one
+# `go build` (they share most of their packages) into $BIN/CMD-VERSION, when one is missing.
+build_kubernetes() {
+  local version=$1; shift
+  local -a pkgs=() outs=()
+  local c missing=false
+  for c in "$@"; do
+    pkgs+=("k8s.io/kubernetes/cmd/$c")
+    outs+=("$BIN/$c-$version")
+    [[ -x $BIN/$c-$version ]] || missing=true
+  done
+  $missing || return 0
+  # k8s.io/kubernetes points its staging modules (k8s.io/api, ...) at ./staging; pin each to the
+  # published v0.X.Y that matches the release instead.
+  local gomod staging replaces
+  gomod=$(go mod download -json "k8s.io/kubernetes@$version" | sed -n 's/^\t"GoMod": "\(.*\)",$/\1/p')
+  staging=v0.${version#v1.}
+  replaces=$(mktemp)
+  sed -n 's#^\t\(k8s.io/[a-z0-9-]*\) => ./staging/src/.*#replace \1 => \1 '"$staging"'#p' "$gomod" >"$replaces"
+  # Stamp the version as the release build does (hack/lib/version.sh), so clients such as helm
+  # see v1.X.Y rather than v0.0.0-master.
+  local minor=${version#v1.}; minor=${minor%%.*}
+  local v=k8s.io/component-base/version
+  build_many k8s.io/kubernetes "$version" "${pkgs[*]}" "${outs[*]}" "$replaces" \
+    "-X $v.gitVersion=$version -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean"
+  rm -f "$replaces"
+}
+
 # Debian packages for the local cluster; only as root, and only what is missing.
 install_packages() {
   local missing=() p
@@ -198,30 +240,9 @@ main() {
 
   install_packages
 
-  local -a k8s_pkgs=() k8s_outs=()
-  local c
-  for c in "${NODE_CMDS[@]}"; do
-    k8s_pkgs+=("k8s.io/kubernetes/cmd/$c")
-    k8s_outs+=("$BIN/$c-$KUBERNETES_VERSION")
-  done
-  local k8s_missing=false
-  for c in "${k8s_outs[@]}"; do [[ -x $c ]] || k8s_missing=true; done
-  if $k8s_missing; then
-    # k8s.io/kubernetes points its staging modules (k8s.io/api, ...) at ./staging; pin each to the
-    # published v0.X.Y that matches the release instead.
-    local gomod staging
-    gomod=$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/^\t"GoMod": "\(.*\)",$/\1/p')
-    staging=v0.${KUBERNETES_VERSION#v1.}
-    replaces=$(mktemp)
-    sed -n 's#^\t\(k8s.io/[a-z0-9-]*\) => ./staging/src/.*#replace \1 => \1 '"$staging"'#p' "$gomod" >"$replaces"
-    # Stamp the version as the release build does (hack/lib/version.sh), so clients such as helm
-    # see v1.X.Y rather than v0.0.0-master.
-    local minor=${KUBERNETES_VERSION#v1.}; minor=${minor%%.*}
-    local v=k8s.io/component-base/version
-    build_many k8s.io/kubernetes "$KUBERNETES_VERSION" "${k8s_pkgs[*]}" "${k8s_outs[*]}" "$replaces" \
-      "-X $v.gitVersion=$KUBERNETES_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean"
-    rm -f "$replaces"
-  fi
+  # Kubernetes: every command the cluster runs, in one build; the oldest minor's API server alone.
+  build_kubernetes "$KUBERNETES_VERSION" "${NODE_CMDS[@]}"
+  build_kubernetes "$KUBERNETES_OLDEST_VERSION" kube-apiserver
 
   # The pod sandbox ("pause") container, as Kubernetes builds it: a static C program.
   if [[ ! -x $PAUSE_BIN ]] && command -v gcc >/dev/null; then

@@ -13,7 +13,8 @@ cd "$(dirname "$0")/.."
 
 CLUSTER=${KAR_KIND_CLUSTER:-action-runners}
 NS=${KAR_KIND_NAMESPACE:-action-runners}
-ARGO_VERSION=${KAR_ARGO_VERSION:-v4.1.4} # the default Argo of hack/install-tools.sh (ARGO4_VERSION)
+# The default Argo, as hack/install-tools.sh pins it (ARGO4_VERSION), unless KAR_ARGO_VERSION says.
+ARGO_VERSION=${KAR_ARGO_VERSION:-$(sed -n 's/^ARGO4_VERSION=\(v[0-9.]*\).*/\1/p' hack/install-tools.sh)}
 TIMEOUT=${KAR_KIND_TIMEOUT:-600s}
 
 log() { echo "kind-e2e: $*" >&2; }

@@ -18,7 +18,7 @@ NODE_NAME=kar-node
 APISERVER_PORT=6443
 ETCD_CLIENT=127.0.0.1:12379
 ETCD_PEER=127.0.0.1:12380
-PAUSE_IMAGE=registry.k8s.io/pause:3.10.1
+PAUSE_IMAGE=registry.k8s.io/pause:3.10.2 # Kubernetes 1.37's tag for build/pause (hack/install-tools.sh)
 BUSYBOX_IMAGE=docker.io/library/busybox:latest
 # deploy/ names this; the busybox image stands in for it, and for every alpine tag Argo's examples
 # name (argo_example_alpine_images).

@@ -6,8 +6,9 @@
 use std::path::Path;
 
 /// The pins `--version` reports.
-const PINS: [&str; 5] = [
+const PINS: [&str; 6] = [
     "KUBERNETES_VERSION",
+    "KUBERNETES_OLDEST_VERSION",
     "HELM4_VERSION",
     "HELM3_VERSION",
     "ARGO4_VERSION",

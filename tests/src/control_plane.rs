@@ -110,6 +110,10 @@ impl ControlPlane {
             format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
             "--bind-address=127.0.0.1".into(),
             "--advertise-address=127.0.0.1".into(),
+            // Kubernetes 1.37 refuses a loopback advertise address with the default (lease)
+            // reconciler of the `kubernetes` Service's endpoints ("may not be in the loopback
+            // range"); nothing here reaches the API server through that Service.
+            "--endpoint-reconciler-type=none".into(),
             format!("--secure-port={port}"),
             format!("--tls-cert-file={}", p("apiserver.crt")),
             format!("--tls-private-key-file={}", p("apiserver.key")),
@@ -151,6 +155,10 @@ impl ControlPlane {
             kubeconfig,
         };
         cp.start_apiserver()?;
+        if !tools.kube_apiserver_version.is_empty() {
+            let (kubeconfig, want) = (cp.kubeconfig.clone(), tools.kube_apiserver_version.clone());
+            block_on_thread(async move { check_version(&kubeconfig, &want).await })?;
+        }
         for crd in crds {
             let (kubeconfig, crd) = (cp.kubeconfig.clone(), crd.clone());
             block_on_thread(async move { install_crd(&kubeconfig, &crd).await })?;
@@ -312,10 +320,10 @@ pub async fn service_account_token(
     use k8s_openapi::api::core::v1::ServiceAccount;
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
     let request = TokenRequest {
-        spec: TokenRequestSpec {
+        spec: Some(TokenRequestSpec {
             expiration_seconds: Some(3600),
             ..TokenRequestSpec::default()
-        },
+        }),
         ..TokenRequest::default()
     };
     Ok(sas
@@ -323,7 +331,8 @@ pub async fn service_account_token(
         .await?
         .status
         .context("TokenRequest has no status")?
-        .token)
+        .token
+        .context("TokenRequest's status has no token")?)
 }
 
 /// A client for the kubeconfig at `path`.
@@ -352,6 +361,20 @@ async fn wait_ready(kubeconfig: &Path, pid: u32) -> Result<()> {
             _ => tokio::time::sleep(Duration::from_millis(250)).await,
         }
     }
+}
+
+/// Fails unless the API server reports `want` as its `gitVersion` (`GET /version`).
+async fn check_version(kubeconfig: &Path, want: &str) -> Result<()> {
+    let info = client_from(kubeconfig).await?.apiserver_version().await?;
+    if info.git_version != want {
+        bail!(
+            "kube-apiserver {} is {}, not {want} as KAR_KUBE_APISERVER_VERSION says \
+             (set both from hack/install-tools.sh --print)",
+            Tools::locate()?.kube_apiserver.display(),
+            info.git_version
+        );
+    }
+    Ok(())
 }
 
 async fn install_crd(kubeconfig: &Path, crd_path: &Path) -> Result<()> {

@@ -145,13 +145,10 @@ pub async fn play_deployment_controller(
         if d.status.as_ref().and_then(|s| s.observed_generation) == Some(generation) {
             continue;
         }
-        let (Some(name), Some(uid), Some(spec)) = (
-            d.metadata.name.clone(),
-            d.metadata.uid.clone(),
-            d.spec.clone(),
-        ) else {
+        let (Some(name), Some(uid)) = (d.metadata.name.clone(), d.metadata.uid.clone()) else {
             continue;
         };
+        let spec = &d.spec;
         let replicas = spec.replicas.unwrap_or(1);
         let template = serde_json::to_value(&spec.template)?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();

@@ -1,7 +1,7 @@
 //! Where the pinned tools are: the binaries `hack/install-tools.sh` builds (etcd, kube-apiserver,
 //! helm, an OCI registry) and the Argo module it downloads (CRDs, examples). Their paths are read
-//! from `KAR_ETCD`, `KAR_KUBE_APISERVER`, `KAR_ARGO_DIR`, `KAR_HELM` (and `KAR_HELM3`,
-//! `KAR_HELM4`), `KAR_REGISTRY`, or
+//! from `KAR_ETCD`, `KAR_KUBE_APISERVER` (and `KAR_KUBE_APISERVER_VERSION`), `KAR_ARGO_DIR`,
+//! `KAR_HELM` (and `KAR_HELM3`, `KAR_HELM4`), `KAR_REGISTRY`, or
 //! else from
 //! `hack/install-tools.sh --print`.
 
@@ -17,8 +17,13 @@ use anyhow::{Context, Result, bail};
 pub struct Tools {
     /// etcd server binary.
     pub etcd: PathBuf,
-    /// kube-apiserver binary.
+    /// kube-apiserver binary: the default Kubernetes minor's, or the oldest's
+    /// (`KAR_KUBERNETES=oldest hack/install-tools.sh --print`).
     pub kube_apiserver: PathBuf,
+    /// The version `kube_apiserver` must report (`KAR_KUBE_APISERVER_VERSION`, e.g. `v1.37.2`):
+    /// the harness checks it once the API server is up, so that a run meant for one minor cannot
+    /// pass on another. Empty when not set: no check.
+    pub kube_apiserver_version: String,
     /// Unpacked Argo module of the Argo in use (`github.com/argoproj/argo-workflows/v4`, or `/v3`
     /// with `KAR_ARGO_MAJOR=3`): CRDs, examples.
     pub argo_dir: PathBuf,
@@ -88,6 +93,10 @@ impl Tools {
         let tools = Tools {
             etcd: get("KAR_ETCD")?,
             kube_apiserver: get("KAR_KUBE_APISERVER")?,
+            kube_apiserver_version: vars
+                .get("KAR_KUBE_APISERVER_VERSION")
+                .cloned()
+                .unwrap_or_default(),
             argo_dir: get("KAR_ARGO_DIR")?,
             helm: vars.get("KAR_HELM").map(PathBuf::from).unwrap_or_default(),
             helm3: vars.get("KAR_HELM3").map(PathBuf::from).unwrap_or_default(),

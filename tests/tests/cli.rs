@@ -19,6 +19,7 @@ fn runners() -> [(&'static str, &'static [Variable], Vec<String>); 2] {
                 format!("Helm {}", pin("HELM4_VERSION")),
                 format!("Helm {}", pin("HELM3_VERSION")),
                 format!("Kubernetes {}", pin("KUBERNETES_VERSION")),
+                format!("Kubernetes API server {}", pin("KUBERNETES_OLDEST_VERSION")),
             ],
         ),
         (
@@ -28,6 +29,7 @@ fn runners() -> [(&'static str, &'static [Variable], Vec<String>); 2] {
                 format!("Argo Workflows {}", pin("ARGO4_VERSION")),
                 format!("Argo Workflows {}", pin("ARGO3_VERSION")),
                 format!("Kubernetes {}", pin("KUBERNETES_VERSION")),
+                format!("Kubernetes API server {}", pin("KUBERNETES_OLDEST_VERSION")),
             ],
         ),
     ]
@@ -115,6 +117,7 @@ fn version_names_the_runner_and_the_pinned_tools() {
     }
     // The framework's own copy of the pins (its build script reads the same file).
     assert_eq!(tested::KUBERNETES, pin("KUBERNETES_VERSION"));
+    assert_eq!(tested::KUBERNETES_OLDEST, pin("KUBERNETES_OLDEST_VERSION"));
     assert_eq!(tested::HELM4, pin("HELM4_VERSION"));
     assert_eq!(tested::ARGO3, pin("ARGO3_VERSION"));
 }

@@ -821,18 +821,11 @@ fn yaml(text: &str) -> serde_json::Value {
 }
 
 fn replicas(d: &Deployment) -> i32 {
-    d.spec.as_ref().and_then(|s| s.replicas).unwrap_or_default()
+    d.spec.replicas.unwrap_or_default()
 }
 
 fn image(d: &Deployment) -> String {
-    d.spec
-        .as_ref()
-        .unwrap()
-        .template
-        .spec
-        .as_ref()
-        .unwrap()
-        .containers[0]
+    d.spec.template.spec.as_ref().unwrap().containers[0]
         .image
         .clone()
         .unwrap_or_default()
@@ -1656,14 +1649,7 @@ async fn values_layered_from_configmaps_secrets_files_and_inline(h: HelmBin) {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let d = w.deployment("layers-webapp").await.unwrap();
     assert_eq!(replicas(&d), 2, "replicaCount from the ConfigMap");
-    let pod_annotations = d
-        .spec
-        .unwrap()
-        .template
-        .metadata
-        .unwrap()
-        .annotations
-        .unwrap();
+    let pod_annotations = d.spec.template.metadata.unwrap().annotations.unwrap();
     let want: std::collections::BTreeMap<String, String> = [
         ("l1", "from-configmap"),
         ("l2", "from-secret"),

@@ -16,6 +16,7 @@ const ABOUT: About = About {
         ("Argo Workflows", tested::ARGO4),
         ("Argo Workflows", tested::ARGO3),
         ("Kubernetes", tested::KUBERNETES),
+        ("Kubernetes API server", tested::KUBERNETES_OLDEST),
     ],
     docs: "docs/argo.md",
 };

@@ -18,6 +18,7 @@ const ABOUT: About = About {
         ("Helm", tested::HELM4),
         ("Helm", tested::HELM3),
         ("Kubernetes", tested::KUBERNETES),
+        ("Kubernetes API server", tested::KUBERNETES_OLDEST),
     ],
     docs: "cmd/helm-runner/README.md",
 };

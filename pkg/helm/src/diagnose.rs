@@ -140,19 +140,19 @@ async fn check(client: &kube::Client, kind: &str, ns: &str, name: &str) -> Optio
     let (state, selector) = match kind {
         "Deployment" => {
             standing(client, ns, name, |d: Deployment| {
-                (deployment_state(&d), d.spec.map(|s| s.selector))
+                (deployment_state(&d), Some(d.spec.selector))
             })
             .await
         }
         "StatefulSet" => {
             standing(client, ns, name, |s: StatefulSet| {
-                (stateful_set_state(&s), s.spec.map(|s| s.selector))
+                (stateful_set_state(&s), Some(s.spec.selector))
             })
             .await
         }
         "DaemonSet" => {
             standing(client, ns, name, |d: DaemonSet| {
-                (daemon_set_state(&d), d.spec.map(|s| s.selector))
+                (daemon_set_state(&d), Some(d.spec.selector))
             })
             .await
         }
@@ -273,7 +273,7 @@ fn short(e: &kube::Error) -> String {
 /// `None` when the Deployment's rollout is done (Helm 3's `deploymentReady`, kstatus' Current):
 /// the controller observed the latest generation and every replica is updated and available.
 pub fn deployment_state(d: &Deployment) -> Option<String> {
-    let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let want = d.spec.replicas.unwrap_or(1);
     let s = d.status.clone().unwrap_or_default();
     let observed = s.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0);
     let updated = s.updated_replicas.unwrap_or(0);
@@ -286,7 +286,7 @@ pub fn deployment_state(d: &Deployment) -> Option<String> {
 
 /// `None` when every replica of the StatefulSet is updated and ready.
 pub fn stateful_set_state(s: &StatefulSet) -> Option<String> {
-    let want = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let want = s.spec.replicas.unwrap_or(1);
     let st = s.status.clone().unwrap_or_default();
     let ready = st.ready_replicas.unwrap_or(0);
     replicas_state(want, ready, st.updated_replicas.unwrap_or(0))

@@ -18,6 +18,9 @@ use crate::error::Exit;
 pub mod tested {
     /// Kubernetes (`KUBERNETES_VERSION`): the API server and the local cluster of the tests.
     pub const KUBERNETES: &str = env!("KAR_PINNED_KUBERNETES_VERSION");
+    /// The oldest Kubernetes minor `k8s-openapi` covers (`KUBERNETES_OLDEST_VERSION`): its API
+    /// server alone, which the tests that need only an API server run against too.
+    pub const KUBERNETES_OLDEST: &str = env!("KAR_PINNED_KUBERNETES_OLDEST_VERSION");
     /// Helm 4 (`HELM4_VERSION`): the default, the helm-runner image's.
     pub const HELM4: &str = env!("KAR_PINNED_HELM4_VERSION");
     /// Helm 3 (`HELM3_VERSION`): still supported and tested.
@@ -308,6 +311,7 @@ mod tests {
         );
         for pin in [
             tested::KUBERNETES,
+            tested::KUBERNETES_OLDEST,
             tested::HELM4,
             tested::HELM3,
             tested::ARGO4,
