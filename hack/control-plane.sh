@@ -122,6 +122,12 @@ kube_apiserver_flags() {
   if [[ -n ${o[no-service-account-admission]:-} ]]; then
     CONTROL_PLANE_FLAGS+=(--disable-admission-plugins=ServiceAccount)
   fi
+  # Kubernetes 1.37 refuses a loopback advertise address with the default (lease) reconciler of
+  # the `kubernetes` Service's endpoints ("may not be in the loopback range"); on loopback
+  # nothing reaches the API server through that Service.
+  if [[ ${o[address]} == 127.* ]]; then
+    CONTROL_PLANE_FLAGS+=(--endpoint-reconciler-type=none)
+  fi
 }
 
 # _cp_options ARRAY "REQUIRED..." "SWITCHES..." ARGS...: `--name value` pairs of the REQUIRED

@@ -1,8 +1,8 @@
 //! A bare control plane of its own for a test: etcd and kube-apiserver on free loopback ports,
-//! with certificates made here (rcgen). It knows nothing of what runs on it: the CRDs to
-//! install are passed in. For what needs an API server of its own (a restart mid-wait that
-//! forces `410 Gone`, RBAC with verbs removed, bad input); pods run on the local cluster
-//! ([`crate::cluster`]).
+//! with the certificates, flags and audit policy of `hack/control-plane.sh` (their one owner, for
+//! the local cluster too). It knows nothing of what runs on it: the CRDs to install are passed
+//! in. For what needs an API server of its own (a restart mid-wait that forces `410 Gone`, RBAC
+//! with verbs removed, bad input); pods run on the local cluster ([`crate::cluster`]).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -19,17 +19,21 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::json;
 
 use crate::process::{block_on_thread, spawn_tied_to_process};
-use crate::tools::Tools;
+use crate::tools::{Tools, repo_root};
 
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// A free loopback port, held (nothing else binds it, not even a connection's local end) until
+/// the listener is dropped, right before the process that is to listen there starts.
+fn reserve_port() -> Result<(TcpListener, u16)> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    Ok((listener, port))
 }
 
 /// Bearer token of the harness' administrator (group `system:masters`).
 pub const ADMIN_TOKEN: &str = "kar-admin-token";
 
-/// etcd and kube-apiserver on loopback, with RBAC authorization on, a static token for an
-/// administrator, ServiceAccount token issuance, an audit log, and the CRDs it was given.
+/// etcd and kube-apiserver on loopback, with RBAC (and Node) authorization on, a static token for
+/// an administrator, ServiceAccount token issuance, an audit log, and the CRDs it was given.
 /// Killed on drop (and with the process).
 pub struct ControlPlane {
     dir: tempfile::TempDir,
@@ -50,95 +54,67 @@ impl ControlPlane {
     /// Blocking; takes several seconds.
     ///
     /// # Errors
-    /// When a tool is missing or a process does not become ready within 90 s.
+    /// When a tool (or openssl, for `hack/control-plane.sh`) is missing or a process does not
+    /// become ready within 90 s.
     pub fn start(crds: &[PathBuf]) -> Result<ControlPlane> {
         let tools = Tools::locate()?;
         let dir = tempfile::Builder::new().prefix("kar-cp-").tempdir()?;
         let d = dir.path();
 
-        // Certificates: a CA, the API server's serving certificate, a ServiceAccount key.
-        let ca_key = rcgen::KeyPair::generate()?;
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "kar-test-ca");
-        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key)?;
-        let serving_key = rcgen::KeyPair::generate()?;
-        let serving_params =
-            rcgen::CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?;
-        let serving = serving_params.signed_by(&serving_key, &ca)?;
-        let sa_key = rcgen::KeyPair::generate()?;
-        std::fs::write(d.join("ca.crt"), ca.pem())?;
-        std::fs::write(d.join("apiserver.crt"), serving.pem())?;
-        std::fs::write(d.join("apiserver.key"), serving_key.serialize_pem())?;
-        std::fs::write(d.join("sa.key"), sa_key.serialize_pem())?;
-        std::fs::write(d.join("sa.pub"), sa_key.public_key_pem())?;
+        // The certificates, keys and audit policy, as the local cluster has them; a static token
+        // for the administrator.
+        let path = |f: &str| d.join(f).display().to_string();
+        let dir_path = d.display().to_string();
+        control_plane_sh(&["init", &dir_path])?;
         std::fs::write(
             d.join("tokens.csv"),
             format!("{ADMIN_TOKEN},kar-admin,kar-admin,system:masters\n"),
         )?;
 
-        let etcd_port = free_port()?;
-        let peer_port = free_port()?;
+        let (etcd_held, etcd_port) = reserve_port()?;
+        let (peer_held, peer_port) = reserve_port()?;
         let mut etcd = Command::new(&tools.etcd);
-        etcd.args([
-            "--data-dir".into(),
-            d.join("etcd").display().to_string(),
-            "--listen-client-urls".into(),
-            format!("http://127.0.0.1:{etcd_port}"),
-            "--advertise-client-urls".into(),
-            format!("http://127.0.0.1:{etcd_port}"),
-            "--listen-peer-urls".into(),
-            format!("http://127.0.0.1:{peer_port}"),
-            "--initial-advertise-peer-urls".into(),
-            format!("http://127.0.0.1:{peer_port}"),
-            "--initial-cluster".into(),
-            format!("default=http://127.0.0.1:{peer_port}"),
-            "--unsafe-no-fsync".into(),
-            "--log-level".into(),
-            "error".into(),
-        ])
+        etcd.args(control_plane_sh(&[
+            "etcd-flags",
+            "--data-dir",
+            &path("etcd"),
+            "--client",
+            &format!("127.0.0.1:{etcd_port}"),
+            "--peer",
+            &format!("127.0.0.1:{peer_port}"),
+        ])?)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(d.join("etcd.log"))?);
+        drop((etcd_held, peer_held));
         let etcd = spawn_tied_to_process(etcd)?;
 
-        let port = free_port()?;
-        let p = |f: &str| d.join(f).display().to_string();
-        let mut apiserver_cmd = vec![
-            tools.kube_apiserver.display().to_string(),
-            format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
-            "--bind-address=127.0.0.1".into(),
-            "--advertise-address=127.0.0.1".into(),
-            // Kubernetes 1.37 refuses a loopback advertise address with the default (lease)
-            // reconciler of the `kubernetes` Service's endpoints ("may not be in the loopback
-            // range"); nothing here reaches the API server through that Service.
-            "--endpoint-reconciler-type=none".into(),
-            format!("--secure-port={port}"),
-            format!("--tls-cert-file={}", p("apiserver.crt")),
-            format!("--tls-private-key-file={}", p("apiserver.key")),
-            format!("--client-ca-file={}", p("ca.crt")),
-            format!("--token-auth-file={}", p("tokens.csv")),
-            "--authorization-mode=RBAC".into(),
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
-            format!("--service-account-key-file={}", p("sa.pub")),
-            format!("--service-account-signing-key-file={}", p("sa.key")),
-            "--service-cluster-ip-range=10.96.0.0/24".into(),
-            "--disable-admission-plugins=ServiceAccount".into(),
-            format!("--audit-log-path={}", p("audit.log")),
-            format!("--audit-policy-file={}", p("audit-policy.yaml")),
-            "--v=0".into(),
-        ];
+        // The local cluster's flags, but on loopback and a free port, with the token above, and
+        // without ServiceAccount admission: nothing here creates a namespace's `default`
+        // ServiceAccount.
+        let (port_held, port) = reserve_port()?;
+        let mut apiserver_cmd = vec![tools.kube_apiserver.display().to_string()];
+        apiserver_cmd.extend(control_plane_sh(&[
+            "kube-apiserver-flags",
+            "--pki",
+            &dir_path,
+            "--etcd",
+            &format!("127.0.0.1:{etcd_port}"),
+            "--address",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--tokens",
+            &path("tokens.csv"),
+            "--audit-log",
+            &path("audit.log"),
+            "--no-service-account-admission",
+        ])?);
         // For experiments (for example `--watch-cache-sizes=secrets#0`, which serves every read
         // of Secrets from etcd): extra kube-apiserver flags, separated by whitespace.
         if let Ok(extra) = std::env::var("KAR_APISERVER_ARGS") {
             apiserver_cmd.extend(extra.split_whitespace().map(String::from));
         }
-        std::fs::write(
-            d.join("audit-policy.yaml"),
-            "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n",
-        )?;
-        let ca_pem = ca.pem();
+        let ca_pem = std::fs::read_to_string(d.join("ca.crt"))?;
         let server = format!("https://127.0.0.1:{port}");
         let kubeconfig = d.join("kubeconfig");
         std::fs::write(
@@ -154,6 +130,7 @@ impl ControlPlane {
             ca_pem,
             kubeconfig,
         };
+        drop(port_held);
         cp.start_apiserver()?;
         if !tools.kube_apiserver_version.is_empty() {
             let (kubeconfig, want) = (cp.kubeconfig.clone(), tools.kube_apiserver_version.clone());
@@ -343,6 +320,28 @@ pub async fn client_from(path: &Path) -> Result<kube::Client> {
     let kc = Kubeconfig::read_from(path)?;
     let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
     Ok(kube::Client::try_from(config)?)
+}
+
+/// Runs `hack/control-plane.sh` with `args` and returns what it printed, line by line (for the
+/// flag subcommands, one flag a line).
+fn control_plane_sh(args: &[&str]) -> Result<Vec<String>> {
+    let script = repo_root().join("hack/control-plane.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!(
+            "hack/control-plane.sh {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?
+        .lines()
+        .map(String::from)
+        .collect())
 }
 
 async fn wait_ready(kubeconfig: &Path, pid: u32) -> Result<()> {
