@@ -75,11 +75,10 @@ fi
 
 eval "$(bash hack/install-tools.sh --print)"
 
-case $(uname -m) in
-  x86_64) HOST_ARCH=amd64 ;;
-  aarch64) HOST_ARCH=arm64 ;;
-  *) die "host $(uname -m): only x86_64 and aarch64 hosts are supported" ;;
-esac
+# The host builds its own platform natively and the other one across; KAR_HELM (the host's helm)
+# is the linux/amd64 helm, so the host must be x86_64.
+[[ $(uname -m) == x86_64 ]] || die "host $(uname -m): build the images on an x86_64 host (KAR_HELM is the host's helm, shipped as the linux/amd64 one)"
+HOST_ARCH=amd64
 triple_of() { case $1 in amd64) echo x86_64-unknown-linux-gnu ;; arm64) echo aarch64-unknown-linux-gnu ;; esac; }
 gnu_of() { case $1 in amd64) echo x86_64-linux-gnu ;; arm64) echo aarch64-linux-gnu ;; esac; }
 qemu_of() { case $1 in amd64) echo qemu-x86_64-static ;; arm64) echo qemu-aarch64-static ;; esac; }
@@ -313,6 +312,7 @@ for r in "${RUNNERS[@]}"; do
   name=$REPO/$r:$TAG
   [[ $engine != none ]] || continue
   rm -f "$OUT/$r.tar" "$OUT/$r.oci.tar"
+  declare -A iid=()
   for arch in "${ordered[@]}"; do
     image=$name-linux-$arch
     archive=$OUT/$r-linux-$arch.tar
@@ -322,7 +322,9 @@ for r in "${RUNNERS[@]}"; do
       buildah)
         log "building $image with buildah (vfs, chroot isolation)"
         bah build --isolation chroot --layers=false --platform "linux/$arch" \
-          -f "deploy/images/$r.Dockerfile" -t "$image" "$ctx" >&2
+          --iidfile "$OUT/iid" -f "deploy/images/$r.Dockerfile" -t "$image" "$ctx" >&2
+        iid[$arch]=$(sed 's/^sha256://' "$OUT/iid")
+        rm -f "$OUT/iid"
         # One platform, under the name the manifests in deploy/ use.
         bah push "$image" "docker-archive:$archive:$name" >&2
         smoke "$r" "$arch" "$image"
@@ -344,7 +346,7 @@ for r in "${RUNNERS[@]}"; do
     bah rmi "$name" >/dev/null 2>&1 || true
     bah manifest create "$name" >/dev/null
     for arch in "${ordered[@]}"; do
-      bah manifest add "$name" "containers-storage:$name-linux-$arch" >/dev/null
+      bah manifest add "$name" "containers-storage:${iid[$arch]}" >/dev/null
     done
     bah manifest push --all --format oci "$name" "oci-archive:$OUT/$r.oci.tar:$name" >&2
     log "$OUT/$r.oci.tar: the image index of $name for $(printf 'linux/%s ' "${ordered[@]}")"
@@ -352,6 +354,8 @@ for r in "${RUNNERS[@]}"; do
     log "$r: no OCI image index with docker (its image store keeps one platform per name); use buildah for it"
   fi
 done
+# Earlier builds' images that no name refers to any longer (vfs keeps whole copies).
+if [[ $engine == buildah ]]; then bah rmi --prune >/dev/null 2>&1 || true; fi
 if [[ $engine == none ]]; then
   log "no image engine (buildah or a running docker): binaries and contexts built, Dockerfiles linted, no images"
 fi
