@@ -100,7 +100,7 @@ log() { echo "install-tools: $*" >&2; }
 
 # rust_web_version -> the installed rustc-web's Debian version (empty when not installed).
 rust_web_version() {
-  dpkg-query -W -f='${Status} ${Version}' "$RUST_WEB_PACKAGE" 2>/dev/null |
+  { dpkg-query -W -f='${Status} ${Version}' "$RUST_WEB_PACKAGE" 2>/dev/null || true; } |
     awk '$1 == "install" && $3 == "installed" { print $4 }'
 }
 
