@@ -17,6 +17,11 @@
 #   tests of oci:// charts); the pause container (gcc, from the Kubernetes
 #   module's build/pause/linux/pause.c). As root, it also installs the Debian packages the local
 #   cluster needs (hack/cluster.sh) when they are missing.
+# For the linux/arm64 images (hack/build-images.sh): helm 4 again for linux/arm64 (Go
+#   cross-builds by itself), and, on an x86_64 host, what cross-builds the runners and runs them
+#   under emulation: Debian's aarch64 cross gcc and static glibc, qemu-user-static and, where
+#   rustup's toolchain has no aarch64 standard library (`rustup target add` needs rustup's
+#   servers), Debian's rustc-web with its arm64 standard library (see install_arm64_rust).
 #
 # Cache: ${KAR_CACHE:-$HOME/.cache/kube-action-runners}/bin/<tool>-<version>
 # Nothing is downloaded except Go modules through the Go module proxy and Debian packages.
@@ -61,8 +66,21 @@ esac
 # plugins, buildah to build images without a Docker engine, busybox for the test images, ip and
 # openssl for its network and certificates (hack/cluster.sh's HOST_COMMANDS).
 DEBIAN_PACKAGES=(containerd runc containernetworking-plugins buildah busybox-static iptables iproute2 openssl conntrack gcc libc6-dev file time)
+# The linux/arm64 runners, cross-built on an x86_64 host (hack/build-images.sh): the linker and
+# static glibc for aarch64, and qemu-user to run what was built (tests/tests/arm64_qemu.rs).
+ARM64_DEBIAN_PACKAGES=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static)
+# rustup's toolchain here has no aarch64 standard library and rustup's servers cannot be reached.
+# Debian ships a Rust toolchain new enough for the workspace (edition 2024, rust-version 1.89) in
+# bookworm-security: rustc-web (1.96.0 when this was written), with its standard library for arm64
+# in libstd-rust-web-dev:arm64, of exactly the same version. That library is unpacked into the
+# cache (RUST_WEB_ARM64_SYSROOT), not installed: installing it would pull in arm64 copies of
+# LLVM and ICU (libstd-rust-web-1.96:arm64) and move amd64 libraries in lockstep, none of which
+# a static cross build uses.
+RUST_WEB_PACKAGE=rustc-web
 HELM4_BIN=$BIN/helm-$HELM4_VERSION
 HELM3_BIN=$BIN/helm-$HELM3_VERSION
+# Helm 4 for the linux/arm64 helm-runner image.
+HELM4_ARM64_BIN=$BIN/helm-$HELM4_VERSION-linux-arm64
 # The benchmark's Argo CLI is the default Argo's.
 ARGO_BIN=$BIN/argo-$ARGO4_VERSION
 REGISTRY_BIN=$BIN/registry-$REGISTRY_VERSION
@@ -82,6 +100,10 @@ print_env() {
   echo "export KAR_HELM=$HELM4_BIN"
   echo "export KAR_HELM4=$HELM4_BIN"
   echo "export KAR_HELM3=$HELM3_BIN"
+  echo "export KAR_HELM_LINUX_ARM64=$HELM4_ARM64_BIN"
+  # Debian's rustc-web and its aarch64 standard library (empty where rustc-web is not installed).
+  echo "export KAR_RUST_WEB_RUSTC=$(rust_web_rustc)"
+  echo "export KAR_RUST_WEB_ARM64_SYSROOT=$(rust_web_arm64_sysroot)"
   echo "export KAR_ARGO_DIR=$(argo_dir "$ARGO_VERSION")"
   # The OCI registry the helm tests push charts to and pull them from (loopback only).
   echo "export KAR_REGISTRY=$REGISTRY_BIN"
@@ -89,6 +111,33 @@ print_env() {
 }
 
 log() { echo "install-tools: $*" >&2; }
+
+# rust_web_version -> the installed rustc-web's Debian version (empty when not installed).
+rust_web_version() {
+  { dpkg-query -W -f='${Status} ${Version}' "$RUST_WEB_PACKAGE" 2>/dev/null || true; } |
+    awk '$1 == "install" && $3 == "installed" { print $4 }'
+}
+
+# rust_web_rustc -> rustc-web's compiler (it installs as /usr/bin/rustc; rustup's proxies come
+# first on PATH, so nothing else uses it), or nothing when rustc-web is not installed.
+rust_web_rustc() { [[ -z $(rust_web_version) ]] || echo /usr/bin/rustc; }
+
+# rust_web_arm64_sysroot -> the sysroot holding rustc-web's aarch64 standard library
+# (lib/rustlib/aarch64-unknown-linux-gnu/lib), one directory per Debian version, or nothing when
+# rustc-web is not installed.
+rust_web_arm64_sysroot() {
+  local v; v=$(rust_web_version)
+  [[ -z $v ]] || echo "$CACHE/rust-web-arm64-$v/usr"
+}
+
+# rustup_has_aarch64 -> success when the default (rustup) toolchain has the aarch64 standard
+# library (`rustup target add aarch64-unknown-linux-gnu` worked).
+rustup_has_aarch64() {
+  command -v rustc >/dev/null || return 1
+  local dir
+  dir=$(rustc --print target-libdir --target aarch64-unknown-linux-gnu 2>/dev/null) || return 1
+  compgen -G "$dir/libstd-*.rlib" >/dev/null
+}
 
 # go_mod_dir MODULE VERSION -> the module's unpacked directory in the Go module cache.
 go_mod_dir() {
@@ -214,10 +263,15 @@ build_kubernetes() {
   rm -f "$replaces"
 }
 
-# Debian packages for the local cluster; only as root, and only what is missing.
+# Debian packages for the local cluster and the arm64 cross build; only as root, and only what is
+# missing.
 install_packages() {
-  local missing=() p
-  for p in "${DEBIAN_PACKAGES[@]}"; do
+  local missing=() p wanted=("${DEBIAN_PACKAGES[@]}")
+  if [[ $(uname -m) == x86_64 ]]; then
+    wanted+=("${ARM64_DEBIAN_PACKAGES[@]}")
+    rustup_has_aarch64 || wanted+=("$RUST_WEB_PACKAGE")
+  fi
+  for p in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done
   ((${#missing[@]})) || return 0
@@ -230,6 +284,40 @@ install_packages() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# The aarch64 standard library matching the installed rustc-web, unpacked from Debian's
+# libstd-rust-web-dev:arm64 of the same version into RUST_WEB_ARM64_SYSROOT. apt fetches it
+# (dpkg learns the arm64 architecture for that; no arm64 package is installed). Only as root,
+# only where rustc-web is installed (install_packages), and only once per version.
+install_arm64_rust() {
+  local version sysroot
+  version=$(rust_web_version)
+  [[ -n $version ]] || return 0
+  sysroot=$(rust_web_arm64_sysroot)
+  compgen -G "$sysroot/lib/rustlib/aarch64-unknown-linux-gnu/lib/libstd-*.rlib" >/dev/null && return 0
+  if [[ $(id -u) != 0 ]]; then
+    log "not root: skipping the arm64 standard library of rustc-web $version"
+    return 0
+  fi
+  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    log "dpkg --add-architecture arm64 (apt's package lists for arm64; nothing arm64 is installed)"
+    dpkg --add-architecture arm64
+    apt-get update -qq
+  fi
+  local dir=${sysroot%/usr} tmp
+  tmp=$(mktemp -d "$CACHE/rust-web-arm64.XXXXXX")
+  log "unpacking libstd-rust-web-dev:arm64=$version into $dir"
+  # As root apt downloads as _apt; the directory is ours, so no sandbox.
+  if ! (cd "$tmp" && apt-get download -qq -o APT::Sandbox::User=root "libstd-rust-web-dev:arm64=$version"); then
+    rm -rf "$tmp"
+    log "libstd-rust-web-dev:arm64=$version cannot be downloaded (a newer rustc-web replaced it?): run apt-get update && apt-get install rustc-web, then this script again"
+    return 1
+  fi
+  dpkg-deb -x "$tmp"/libstd-rust-web-dev_*_arm64.deb "$tmp/root"
+  rm -rf "$dir"
+  mv "$tmp/root" "$dir"
+  rm -rf "$tmp"
+}
+
 main() {
   if [[ ${1:-} == --print ]]; then print_env; return; fi
   command -v go >/dev/null || { log "go is required"; exit 1; }
@@ -239,6 +327,7 @@ main() {
   build go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3 "$ETCD_BIN"
 
   install_packages
+  install_arm64_rust
 
   # Kubernetes: every command the cluster runs, in one build; the oldest minor's API server alone.
   build_kubernetes "$KUBERNETES_VERSION" "${NODE_CMDS[@]}"
@@ -272,6 +361,12 @@ main() {
     build "$hmod" "$hver" "$hmod/cmd/helm" "$hbin" "" \
       "-X $hmod/internal/version.version=$hver -X $hmod/internal/version.gitTreeState=clean"
   done
+  # Helm 4 for linux/arm64 (the arm64 helm-runner image), stamped the same way.
+  (
+    export GOOS=linux GOARCH=arm64
+    build helm.sh/helm/v4 "$HELM4_VERSION" helm.sh/helm/v4/cmd/helm "$HELM4_ARM64_BIN" "" \
+      "-X helm.sh/helm/v4/internal/version.version=$HELM4_VERSION -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
+  )
 
   # The OCI registry (CNCF Distribution's `registry`) for the helm tests of oci:// charts.
   build github.com/distribution/distribution/v3 "$REGISTRY_VERSION" \

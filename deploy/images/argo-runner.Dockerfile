@@ -1,5 +1,5 @@
 # argo-runner: one static binary on an empty base. No shell, no libc, no package manager.
-# Built by hack/build-images.sh from a context it prepares (target/images/context/argo-runner):
+# Built by hack/build-images.sh from a context it prepares (target/images/context/linux-<arch>/argo-runner):
 #   argo-runner   the static release binary (checked static before the build)
 FROM scratch
 COPY --chown=0:0 argo-runner /argo-runner

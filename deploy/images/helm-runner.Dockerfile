@@ -1,5 +1,5 @@
 # helm-runner: the static runner plus a pinned, checksummed helm binary on an empty base.
-# Built by hack/build-images.sh from a context it prepares (target/images/context/helm-runner):
+# Built by hack/build-images.sh from a context it prepares (target/images/context/linux-<arch>/helm-runner):
 #   helm-runner        the static release binary (checked static before the build)
 #   helm               helm as hack/install-tools.sh builds it (CGO_ENABLED=0, static), its
 #                      sha256 checked against deploy/images/helm.lock

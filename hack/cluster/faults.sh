@@ -28,7 +28,7 @@ now() { date -u +%H:%M:%S.%3N; }
 ready() {
   case $1 in
     etcd) wait_for "etcd /health" 90 etcd curl -fsS "http://$ETCD_CLIENT/health" ;;
-    kube-apiserver) wait_for "kube-apiserver /readyz" 90 kube-apiserver admin get --raw /readyz ;;
+    kube-apiserver) wait_for "kube-apiserver /readyz" 180 kube-apiserver admin get --raw /readyz ;;
     kubelet) wait_for "the kubelet's /healthz" 90 kubelet curl -fsS http://127.0.0.1:10248/healthz ;;
     containerd) wait_for containerd 30 containerd ctr_ version ;;
     kube-proxy) wait_for "kube-proxy's /healthz" 60 kube-proxy curl -fsS http://127.0.0.1:10256/healthz ;;

@@ -42,7 +42,12 @@ pub struct Cluster {
 /// `KAR_SKIPPED_FILE` names (set by `hack/test.sh`, whose summary counts skipped tests apart
 /// from passed ones), and a line on stdout.
 pub fn record_skip(what: &str) {
-    println!("skipped: {what}: no local cluster (KAR_CLUSTER_KUBECONFIG is not set)");
+    record_skip_because(what, "no local cluster (KAR_CLUSTER_KUBECONFIG is not set)");
+}
+
+/// [`record_skip`] for another reason `why` (what the test lacks).
+pub fn record_skip_because(what: &str, why: &str) {
+    println!("skipped: {what}: {why}");
     if let Some(path) = std::env::var_os("KAR_SKIPPED_FILE") {
         use std::io::Write;
         let appended = std::fs::OpenOptions::new()
