@@ -1,88 +1,30 @@
 //! End-to-end tests of the real `argo-runner` binary against a real kube-apiserver and etcd,
 //! with Argo's own Workflow CRD and example workflows. The tests play Argo's controller.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use action_runner::status::{ActionStatus, Phase, Reason};
-use action_runner_tests::*;
+use action_runner::status::{Phase, Reason};
+use action_runner_tests::argo::argo_example;
+use action_runner_tests::control_plane::{ADMIN_TOKEN, ControlPlane, kubeconfig_yaml};
+use action_runner_tests::controllers::{
+    Outcome, play_argo_controller, wait_for_workflow, workflows,
+};
+use action_runner_tests::fixtures::billion_laughs;
+use action_runner_tests::process::{RunnerCommand, RunnerOutput, collect, error_lines};
+use action_runner_tests::test_env::{TestEnv, reported_status};
+use action_runner_tests::tools::Tools;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
 use serde_json::{Value, json};
-
-/// What the Argo tests add to the harness's [`World`].
-trait ArgoWorld {
-    /// `argo-runner` for context `name` with `manifest`.
-    fn argo(&self, name: &str, manifest: &Path) -> RunnerCommand;
-    /// Waits until the reported status has `phase`, and returns it.
-    async fn await_phase(&self, name: &str, phase: Phase) -> ActionStatus;
-    /// Names of the Workflows in the namespace.
-    async fn workflow_names(&self) -> Vec<String>;
-    /// Plays Argo's controller for Workflow `name` (running for 300 ms).
-    fn controller(
-        &self,
-        name: &str,
-        outcome: Outcome,
-    ) -> tokio::task::JoinHandle<anyhow::Result<()>>;
-}
-
-impl ArgoWorld for World {
-    fn argo(&self, name: &str, manifest: &Path) -> RunnerCommand {
-        self.runner("argo-runner", name, manifest)
-    }
-
-    async fn await_phase(&self, name: &str, phase: Phase) -> ActionStatus {
-        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.ns);
-        let cond = kube::runtime::wait::await_condition(api, name, |cm: Option<&ConfigMap>| {
-            cm.and_then(|c| c.data.as_ref())
-                .and_then(|d| d.get("status"))
-                .and_then(|s| serde_json::from_str::<ActionStatus>(s).ok())
-                .is_some_and(|v| v.phase == phase)
-        });
-        tokio::time::timeout(Duration::from_secs(60), cond)
-            .await
-            .unwrap()
-            .unwrap();
-        self.status(name).await.unwrap()
-    }
-
-    async fn workflow_names(&self) -> Vec<String> {
-        workflows(&self.client, &self.ns)
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter_map(|w| w.metadata.name)
-            .collect()
-    }
-
-    fn controller(
-        &self,
-        name: &str,
-        outcome: Outcome,
-    ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
-        tokio::spawn(play_argo_controller(
-            self.client.clone(),
-            self.ns.clone(),
-            name.into(),
-            Duration::from_millis(300),
-            outcome,
-        ))
-    }
-}
-
-fn example(name: &str) -> PathBuf {
-    Tools::locate().unwrap().argo_example(name)
-}
 
 /// Reads one of Argo's examples as JSON.
 fn example_json(name: &str) -> Value {
-    serde_saphyr::from_str(&std::fs::read_to_string(example(name)).unwrap()).unwrap()
+    serde_saphyr::from_str(&std::fs::read_to_string(argo_example(name)).unwrap()).unwrap()
 }
 
 /// Asserts exit code 2, exactly one error line mentioning `needle`, and that nothing was written.
-async fn assert_invalid(w: &World, name: &str, out: &RunnerOutput, needle: &str) {
+async fn assert_invalid(w: &TestEnv, name: &str, out: &RunnerOutput, needle: &str) {
     assert_eq!(out.code, 2, "stderr: {}", out.stderr);
     let errors = error_lines(&out.stderr);
     assert_eq!(errors.len(), 1, "{}", out.stderr);
@@ -100,9 +42,12 @@ async fn assert_invalid(w: &World, name: &str, out: &RunnerOutput, needle: &str)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hello_world_succeeds_and_reports_status_at_start_and_end() {
-    let w = World::new("success").await;
-    w.status_cm("hello").await;
-    let child = w.argo("hello", &example("hello-world")).spawn().unwrap();
+    let w = TestEnv::bare("success").await;
+    w.create_status_configmap("hello").await;
+    let child = w
+        .argo_runner("hello", &argo_example("hello-world"))
+        .spawn()
+        .unwrap();
 
     wait_for_workflow(&w.client, &w.ns, "hello", Duration::from_secs(60))
         .await
@@ -120,7 +65,7 @@ async fn hello_world_succeeds_and_reports_status_at_start_and_end() {
     );
     assert!(at_start.finished_at.is_none());
 
-    w.controller("hello", Outcome::Succeeded)
+    w.spawn_argo_controller("hello", Outcome::Succeeded)
         .await
         .unwrap()
         .unwrap();
@@ -146,10 +91,10 @@ async fn workflow_object_lands_unchanged_with_labels_and_annotations() {
         .into_iter()
         .enumerate()
     {
-        let w = World::new("lands").await;
+        let w = TestEnv::bare("lands").await;
         let name = format!("wf-{i}");
-        w.status_cm(&name).await;
-        let child = w.argo(&name, &example(ex)).spawn().unwrap();
+        w.create_status_configmap(&name).await;
+        let child = w.argo_runner(&name, &argo_example(ex)).spawn().unwrap();
         let obj = wait_for_workflow(&w.client, &w.ns, &name, Duration::from_secs(60))
             .await
             .unwrap();
@@ -181,7 +126,7 @@ async fn workflow_object_lands_unchanged_with_labels_and_annotations() {
                 "{ex}: annotation {k}"
             );
         }
-        w.controller(&name, Outcome::Succeeded)
+        w.spawn_argo_controller(&name, Outcome::Succeeded)
             .await
             .unwrap()
             .unwrap();
@@ -192,16 +137,16 @@ async fn workflow_object_lands_unchanged_with_labels_and_annotations() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bare_and_wrapped_specs_get_service_account_and_owner_reference() {
     let spec = example_json("dag-diamond")["spec"].clone();
-    let w = World::new("shapes").await;
+    let w = TestEnv::bare("shapes").await;
     let bare = w.file("bare.yaml", &serde_json::to_string(&spec).unwrap());
     let wrapped = w.file(
         "wrapped.json",
         &serde_json::to_string(&json!({ "workflow": spec })).unwrap(),
     );
     for (name, manifest) in [("bare", &bare), ("wrapped", &wrapped)] {
-        w.status_cm(name).await;
+        w.create_status_configmap(name).await;
         let cmd = w
-            .argo(name, manifest)
+            .argo_runner(name, manifest)
             .var(
                 "RUNNER_CONTEXT_PLATFORM_SERVICE_ACCOUNT_NAME",
                 Some("workflow-sa"),
@@ -225,7 +170,7 @@ async fn bare_and_wrapped_specs_get_service_account_and_owner_reference() {
         );
         assert_eq!(owner.api_version, "batch/v1");
         assert_eq!(owner.controller, Some(true));
-        w.controller(name, Outcome::Succeeded)
+        w.spawn_argo_controller(name, Outcome::Succeeded)
             .await
             .unwrap()
             .unwrap();
@@ -235,9 +180,9 @@ async fn bare_and_wrapped_specs_get_service_account_and_owner_reference() {
     let mut own = spec.clone();
     own["serviceAccountName"] = json!("own-sa");
     let manifest = w.file("own.yaml", &serde_json::to_string(&own).unwrap());
-    w.status_cm("own").await;
+    w.create_status_configmap("own").await;
     let child = w
-        .argo("own", &manifest)
+        .argo_runner("own", &manifest)
         .var(
             "RUNNER_CONTEXT_PLATFORM_SERVICE_ACCOUNT_NAME",
             Some("workflow-sa"),
@@ -248,7 +193,7 @@ async fn bare_and_wrapped_specs_get_service_account_and_owner_reference() {
         .await
         .unwrap();
     assert_eq!(obj.data["spec"]["serviceAccountName"], "own-sa");
-    w.controller("own", Outcome::Succeeded)
+    w.spawn_argo_controller("own", Outcome::Succeeded)
         .await
         .unwrap()
         .unwrap();
@@ -257,11 +202,11 @@ async fn bare_and_wrapped_specs_get_service_account_and_owner_reference() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_workflow_exits_1_with_its_message() {
-    let w = World::new("failure").await;
-    w.status_cm("fails").await;
+    let w = TestEnv::bare("failure").await;
+    w.create_status_configmap("fails").await;
     let term_log = w.file("termination-log", "");
     let child = w
-        .argo("fails", &example("steps"))
+        .argo_runner("fails", &argo_example("steps"))
         .var(
             "RUNNER_TERMINATION_MESSAGE_PATH",
             Some(term_log.to_str().unwrap()),
@@ -269,7 +214,7 @@ async fn failed_workflow_exits_1_with_its_message() {
         .spawn()
         .unwrap();
     let msg = "child 'steps-x' failed: exit code 1";
-    w.controller("fails", Outcome::Failed(msg.into()))
+    w.spawn_argo_controller("fails", Outcome::Failed(msg.into()))
         .await
         .unwrap()
         .unwrap();
@@ -286,10 +231,10 @@ async fn failed_workflow_exits_1_with_its_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeout_exits_1_and_reports_deadline_exceeded() {
-    let w = World::new("timeout").await;
-    w.status_cm("slow").await;
+    let w = TestEnv::bare("timeout").await;
+    w.create_status_configmap("slow").await;
     let out = w
-        .argo("slow", &example("hello-world"))
+        .argo_runner("slow", &argo_example("hello-world"))
         .var("RUNNER_TIMEOUT", Some("2s"))
         .run()
         .await
@@ -305,9 +250,12 @@ async fn timeout_exits_1_and_reports_deadline_exceeded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deletion_mid_wait_fails() {
-    let w = World::new("deleted").await;
-    w.status_cm("gone").await;
-    let child = w.argo("gone", &example("hello-world")).spawn().unwrap();
+    let w = TestEnv::bare("deleted").await;
+    w.create_status_configmap("gone").await;
+    let child = w
+        .argo_runner("gone", &argo_example("hello-world"))
+        .spawn()
+        .unwrap();
     wait_for_workflow(&w.client, &w.ns, "gone", Duration::from_secs(60))
         .await
         .unwrap();
@@ -328,18 +276,24 @@ async fn deletion_mid_wait_fails() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retried_pod_adopts_its_own_workflow() {
-    let w = World::new("adopt").await;
-    w.status_cm("retry").await;
+    let w = TestEnv::bare("adopt").await;
+    w.create_status_configmap("retry").await;
     // First attempt: killed (as a pod would be) once its Workflow exists.
-    let mut first = w.argo("retry", &example("hello-world")).spawn().unwrap();
+    let mut first = w
+        .argo_runner("retry", &argo_example("hello-world"))
+        .spawn()
+        .unwrap();
     let created = wait_for_workflow(&w.client, &w.ns, "retry", Duration::from_secs(60))
         .await
         .unwrap();
     first.kill().await.unwrap();
     // Second attempt attaches to it.
-    let second = w.argo("retry", &example("hello-world")).spawn().unwrap();
+    let second = w
+        .argo_runner("retry", &argo_example("hello-world"))
+        .spawn()
+        .unwrap();
     let running = w.await_phase("retry", Phase::Running).await;
-    w.controller("retry", Outcome::Succeeded)
+    w.spawn_argo_controller("retry", Outcome::Succeeded)
         .await
         .unwrap()
         .unwrap();
@@ -357,8 +311,8 @@ async fn retried_pod_adopts_its_own_workflow() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_workflow_with_the_same_name_is_refused() {
-    let w = World::new("refuse").await;
-    w.status_cm("taken").await;
+    let w = TestEnv::bare("refuse").await;
+    w.create_status_configmap("taken").await;
     let mut foreign = example_json("hello-world");
     foreign["metadata"] = json!({ "name": "taken" });
     let obj: DynamicObject = serde_json::from_value(foreign).unwrap();
@@ -367,7 +321,7 @@ async fn foreign_workflow_with_the_same_name_is_refused() {
         .await
         .unwrap();
     let out = w
-        .argo("taken", &example("hello-world"))
+        .argo_runner("taken", &argo_example("hello-world"))
         .run()
         .await
         .unwrap();
@@ -387,17 +341,19 @@ async fn foreign_workflow_with_the_same_name_is_refused() {
 /// whose the Workflow is and what to change, and writes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_owner_or_input_under_the_same_name_is_refused() {
-    let w = World::new("twins").await;
-    w.status_cm("twin").await;
+    let w = TestEnv::bare("twins").await;
+    w.create_status_configmap("twin").await;
     let owned = |uid: &str, manifest: &Path| {
-        w.argo("twin", manifest)
+        w.argo_runner("twin", manifest)
             .var(
                 "RUNNER_CONTEXT_PLATFORM_OWNER_NAME",
                 Some(&format!("job-{uid}")),
             )
             .var("RUNNER_CONTEXT_PLATFORM_OWNER_UID", Some(uid))
     };
-    let mut first = owned("uid-a", &example("hello-world")).spawn().unwrap();
+    let mut first = owned("uid-a", &argo_example("hello-world"))
+        .spawn()
+        .unwrap();
     let created = wait_for_workflow(&w.client, &w.ns, "twin", Duration::from_secs(60))
         .await
         .unwrap();
@@ -406,17 +362,17 @@ async fn another_owner_or_input_under_the_same_name_is_refused() {
     let before = w.status("twin").await;
     for (cmd, needle) in [
         (
-            owned("uid-b", &example("hello-world")),
+            owned("uid-b", &argo_example("hello-world")),
             "belongs to another action: its owner is Job job-uid-a (uid uid-a), this runner's \
              is Job job-uid-b (uid uid-b)",
         ),
         (
-            w.argo("twin", &example("hello-world")),
+            w.argo_runner("twin", &argo_example("hello-world")),
             "belongs to another action: its owner is Job job-uid-a (uid uid-a), this runner's \
              is no owner",
         ),
         (
-            owned("uid-a", &example("steps")),
+            owned("uid-a", &argo_example("steps")),
             "already exists for another input of this action",
         ),
     ] {
@@ -434,8 +390,10 @@ async fn another_owner_or_input_under_the_same_name_is_refused() {
         "the Workflow is untouched"
     );
     // The same Job and input again: a retry, adopted.
-    let again = owned("uid-a", &example("hello-world")).spawn().unwrap();
-    w.controller("twin", Outcome::Succeeded)
+    let again = owned("uid-a", &argo_example("hello-world"))
+        .spawn()
+        .unwrap();
+    w.spawn_argo_controller("twin", Outcome::Succeeded)
         .await
         .unwrap()
         .unwrap();
@@ -449,10 +407,10 @@ async fn another_owner_or_input_under_the_same_name_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_creates_nothing() {
-    let w = World::new("dryrun").await;
-    w.status_cm("dry").await;
+    let w = TestEnv::bare("dryrun").await;
+    w.create_status_configmap("dry").await;
     let out = w
-        .argo("dry", &example("dag-diamond"))
+        .argo_runner("dry", &argo_example("dag-diamond"))
         .var("RUNNER_CONTEXT_DRY_RUN", Some("true"))
         .run()
         .await
@@ -466,15 +424,15 @@ async fn dry_run_creates_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_rejects_an_invalid_workflow_with_the_api_servers_message() {
-    let w = World::new("invalid").await;
-    w.status_cm("bad").await;
+    let w = TestEnv::bare("invalid").await;
+    w.create_status_configmap("bad").await;
     // Argo's schema says entrypoint is a string.
     let mut spec = example_json("hello-world")["spec"].clone();
     spec["entrypoint"] = json!(5);
     let manifest = w.file("bad.yaml", &serde_json::to_string(&spec).unwrap());
     for dry_run in ["true", "false"] {
         let out = w
-            .argo("bad", &manifest)
+            .argo_runner("bad", &manifest)
             .var("RUNNER_CONTEXT_DRY_RUN", Some(dry_run))
             .run()
             .await
@@ -486,7 +444,7 @@ async fn dry_run_rejects_an_invalid_workflow_with_the_api_servers_message() {
     spec["notAnArgoField"] = json!(true);
     let manifest = w.file("unknown.yaml", &serde_json::to_string(&spec).unwrap());
     let out = w
-        .argo("bad", &manifest)
+        .argo_runner("bad", &manifest)
         .var("RUNNER_CONTEXT_DRY_RUN", Some("true"))
         .run()
         .await
@@ -496,9 +454,12 @@ async fn dry_run_rejects_an_invalid_workflow_with_the_api_servers_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_wait_reports_cancelled_and_exits_143() {
-    let w = World::new("sigterm").await;
-    w.status_cm("term").await;
-    let child = w.argo("term", &example("hello-world")).spawn().unwrap();
+    let w = TestEnv::bare("sigterm").await;
+    w.create_status_configmap("term").await;
+    let child = w
+        .argo_runner("term", &argo_example("hello-world"))
+        .spawn()
+        .unwrap();
     wait_for_workflow(&w.client, &w.ns, "term", Duration::from_secs(60))
         .await
         .unwrap();
@@ -519,26 +480,17 @@ async fn sigterm_mid_wait_reports_cancelled_and_exits_143() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_server_restart_mid_wait_is_survived() {
     // Its own control plane: restarting the shared one would disturb the other tests.
-    let crd = Tools::locate().unwrap().argo_workflow_crd();
-    let cp: &'static ControlPlane = Box::leak(Box::new(
-        tokio::task::spawn_blocking(move || ControlPlane::start(&[crd]))
-            .await
-            .unwrap()
-            .unwrap(),
-    ));
-    let client = cp.client().await.unwrap();
-    let ns = cp.namespace("restart").await.unwrap();
-    create_status_configmap(&client, &ns, "phoenix")
+    let cp = tokio::task::spawn_blocking(ControlPlane::start_for_process)
         .await
+        .unwrap()
         .unwrap();
-    let cmd = RunnerCommand::new(
-        runner_binary("argo-runner"),
-        &cp.kubeconfig,
-        &ns,
-        "phoenix",
-        &example("hello-world"),
-    );
-    let child = cmd.spawn().unwrap();
+    let w = TestEnv::on_control_plane(cp, "restart").await.unwrap();
+    let (client, ns) = (w.client.clone(), w.ns.clone());
+    w.create_status_configmap("phoenix").await;
+    let child = w
+        .argo_runner("phoenix", &argo_example("hello-world"))
+        .spawn()
+        .unwrap();
     wait_for_workflow(&client, &ns, "phoenix", Duration::from_secs(60))
         .await
         .unwrap();
@@ -607,28 +559,28 @@ async fn api_server_restart_mid_wait_is_survived() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_exits_2_with_one_line_naming_the_cause_and_writes_nothing() {
-    let w = World::new("badinput").await;
-    w.status_cm("act").await;
-    let good = example("hello-world");
+    let w = TestEnv::bare("badinput").await;
+    w.create_status_configmap("act").await;
+    let good = argo_example("hello-world");
     let cases: Vec<(&str, RunnerCommand, &str)> = vec![
-        ("no manifest var", w.argo("act", &good).var("RUNNER_INPUT_MANIFEST_PATH", None), "RUNNER_INPUT_MANIFEST_PATH"),
-        ("no context name", w.argo("act", &good).var("RUNNER_CONTEXT_NAME", None), "RUNNER_CONTEXT_NAME"),
-        ("no namespace", w.argo("act", &good).var("RUNNER_CONTEXT_PLATFORM_NAMESPACE", None), "RUNNER_CONTEXT_PLATFORM_NAMESPACE"),
-        ("manifest missing", w.argo("act", Path::new("/nonexistent/wf.yaml")), "/nonexistent/wf.yaml"),
-        ("manifest a directory", w.argo("act", w.dir.path()), "is a directory, not a regular file"),
-        ("manifest a device", w.argo("act", Path::new("/dev/zero")), "is a character device, not a regular file"),
-        ("manifest missing", w.argo("act", &w.dir.path().join("missing.yaml")), "cannot read"),
-        ("two documents", w.argo("act", &w.file("two.yaml", "spec: {entrypoint: a}\n---\nspec: {entrypoint: b}\n")), "holds 2 YAML documents; one is expected"),
-        ("manifest empty", w.argo("act", &w.file("empty.yaml", "\n# nothing\n")), "is empty"),
-        ("malformed yaml", w.argo("act", &w.file("bad.yaml", "spec:\n  entrypoint: [a\n  templates: x\n")), "line 3, column"),
-        ("wrong shape", w.argo("act", &w.file("list.yaml", "- a\n- b\n")), "wrong shape"),
-        ("wrong kind", w.argo("act", &w.file("pod.yaml", "apiVersion: v1\nkind: Pod\nspec: {containers: []}\n")), "apiVersion"),
-        ("bad timeout", w.argo("act", &good).var("RUNNER_TIMEOUT", Some("ten minutes")), "RUNNER_TIMEOUT"),
-        ("bad namespace", w.argo("act", &good).var("RUNNER_CONTEXT_PLATFORM_NAMESPACE", Some("Not_A_Namespace")), "RUNNER_CONTEXT_PLATFORM_NAMESPACE"),
-        ("bad dry run", w.argo("act", &good).var("RUNNER_CONTEXT_DRY_RUN", Some("maybe")), "RUNNER_CONTEXT_DRY_RUN"),
-        ("entrypoint names no template", w.argo("act", &w.file("entry.yaml", "entrypoint: nope\ntemplates: [{name: main, container: {image: busybox}}]\n")), "spec.entrypoint \\\"nope\\\": no such template"),
-        ("step names no template", w.argo("act", &w.file("step.yaml", "entrypoint: main\ntemplates: [{name: main, steps: [[{name: a, template: gone}]]}]\n")), "spec.templates[0].steps[0][0].template \\\"gone\\\""),
-        ("namespace mismatch", w.argo("act", &w.file("ns.yaml", "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata: {namespace: other}\nspec: {templates: []}\n")), "metadata.namespace"),
+        ("no manifest var", w.argo_runner("act", &good).var("RUNNER_INPUT_MANIFEST_PATH", None), "RUNNER_INPUT_MANIFEST_PATH"),
+        ("no context name", w.argo_runner("act", &good).var("RUNNER_CONTEXT_NAME", None), "RUNNER_CONTEXT_NAME"),
+        ("no namespace", w.argo_runner("act", &good).var("RUNNER_CONTEXT_PLATFORM_NAMESPACE", None), "RUNNER_CONTEXT_PLATFORM_NAMESPACE"),
+        ("manifest missing", w.argo_runner("act", Path::new("/nonexistent/wf.yaml")), "/nonexistent/wf.yaml"),
+        ("manifest a directory", w.argo_runner("act", w.dir.path()), "is a directory, not a regular file"),
+        ("manifest a device", w.argo_runner("act", Path::new("/dev/zero")), "is a character device, not a regular file"),
+        ("manifest missing", w.argo_runner("act", &w.dir.path().join("missing.yaml")), "cannot read"),
+        ("two documents", w.argo_runner("act", &w.file("two.yaml", "spec: {entrypoint: a}\n---\nspec: {entrypoint: b}\n")), "holds 2 YAML documents; one is expected"),
+        ("manifest empty", w.argo_runner("act", &w.file("empty.yaml", "\n# nothing\n")), "is empty"),
+        ("malformed yaml", w.argo_runner("act", &w.file("bad.yaml", "spec:\n  entrypoint: [a\n  templates: x\n")), "line 3, column"),
+        ("wrong shape", w.argo_runner("act", &w.file("list.yaml", "- a\n- b\n")), "wrong shape"),
+        ("wrong kind", w.argo_runner("act", &w.file("pod.yaml", "apiVersion: v1\nkind: Pod\nspec: {containers: []}\n")), "apiVersion"),
+        ("bad timeout", w.argo_runner("act", &good).var("RUNNER_TIMEOUT", Some("ten minutes")), "RUNNER_TIMEOUT"),
+        ("bad namespace", w.argo_runner("act", &good).var("RUNNER_CONTEXT_PLATFORM_NAMESPACE", Some("Not_A_Namespace")), "RUNNER_CONTEXT_PLATFORM_NAMESPACE"),
+        ("bad dry run", w.argo_runner("act", &good).var("RUNNER_CONTEXT_DRY_RUN", Some("maybe")), "RUNNER_CONTEXT_DRY_RUN"),
+        ("entrypoint names no template", w.argo_runner("act", &w.file("entry.yaml", "entrypoint: nope\ntemplates: [{name: main, container: {image: busybox}}]\n")), "spec.entrypoint \\\"nope\\\": no such template"),
+        ("step names no template", w.argo_runner("act", &w.file("step.yaml", "entrypoint: main\ntemplates: [{name: main, steps: [[{name: a, template: gone}]]}]\n")), "spec.templates[0].steps[0][0].template \\\"gone\\\""),
+        ("namespace mismatch", w.argo_runner("act", &w.file("ns.yaml", "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata: {namespace: other}\nspec: {templates: []}\n")), "metadata.namespace"),
     ];
     for (what, cmd, needle) in cases {
         let out = cmd.run().await.unwrap();
@@ -636,7 +588,7 @@ async fn bad_input_exits_2_with_one_line_naming_the_cause_and_writes_nothing() {
         assert_invalid(&w, "act", &out, needle).await;
     }
     // A missing status ConfigMap is named, and nothing is created.
-    let out = w.argo("no-cm", &good).run().await.unwrap();
+    let out = w.argo_runner("no-cm", &good).run().await.unwrap();
     assert_invalid(&w, "act", &out, "status ConfigMap").await;
     assert!(error_lines(&out.stderr)[0].contains(&format!("{}/no-cm", w.ns)));
 }
@@ -645,10 +597,10 @@ async fn bad_input_exits_2_with_one_line_naming_the_cause_and_writes_nothing() {
 /// No kubeconfig is for good (exit 3); an API server that does not answer may answer later
 /// (exit 4, which a Job's `podFailurePolicy` counts and retries).
 async fn no_kubeconfig_exits_3_and_an_unreachable_api_server_exits_4() {
-    let w = World::new("nocluster").await;
+    let w = TestEnv::bare("nocluster").await;
     let home = tempfile::tempdir().unwrap();
     let out = w
-        .argo("act", &example("hello-world"))
+        .argo_runner("act", &argo_example("hello-world"))
         .var("KUBECONFIG", Some("/nonexistent/kubeconfig"))
         .var("HOME", Some(home.path().to_str().unwrap()))
         .run()
@@ -666,12 +618,12 @@ async fn no_kubeconfig_exits_3_and_an_unreachable_api_server_exits_4() {
         "unreachable",
         &kubeconfig_yaml(
             &format!("https://127.0.0.1:{port}"),
-            &w.cp.dir().join("ca.crt"),
+            &w.control_plane().dir().join("ca.crt"),
             ADMIN_TOKEN,
         ),
     );
     let out = w
-        .argo("act", &example("hello-world"))
+        .argo_runner("act", &argo_example("hello-world"))
         .var("KUBECONFIG", Some(kubeconfig.to_str().unwrap()))
         .run()
         .await
@@ -688,23 +640,18 @@ async fn no_kubeconfig_exits_3_and_an_unreachable_api_server_exits_4() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runner_from_another_crate_plugs_in() {
-    let w = World::new("echo").await;
+    let w = TestEnv::bare("echo").await;
     for (succeed, code) in [(true, 0), (false, 1)] {
         let manifest = w.file(
             "echo.yaml",
             &format!("message: hello from echo\nsucceed: {succeed}\nsleep: 100ms\n"),
         );
-        let out = RunnerCommand::new(
-            runner_binary("echo-runner"),
-            &w.cp.kubeconfig,
-            &w.ns,
-            "echo",
-            &manifest,
-        )
-        .var("RUNNER_LOGGER_DEV_MODE", Some("true"))
-        .run()
-        .await
-        .unwrap();
+        let out = w
+            .runner("echo-runner", "echo", &manifest)
+            .var("RUNNER_LOGGER_DEV_MODE", Some("true"))
+            .run()
+            .await
+            .unwrap();
         assert_eq!(out.code, code, "{}", out.stderr);
         assert!(out.stderr.contains("hello from echo"));
         assert!(
@@ -717,9 +664,12 @@ async fn a_runner_from_another_crate_plugs_in() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_configmap_is_shared_safely_with_other_writers() {
     use kube::api::{Patch, PatchParams};
-    let w = World::new("sharedcm").await;
-    w.status_cm("shared").await;
-    let child = w.argo("shared", &example("hello-world")).spawn().unwrap();
+    let w = TestEnv::bare("sharedcm").await;
+    w.create_status_configmap("shared").await;
+    let child = w
+        .argo_runner("shared", &argo_example("hello-world"))
+        .spawn()
+        .unwrap();
     // Another writer keeps changing its own key (so the ConfigMap's resourceVersion keeps
     // moving) while the runner reports; neither loses its write.
     let api: Api<ConfigMap> = Api::namespaced(w.client.clone(), &w.ns);
@@ -735,7 +685,7 @@ async fn status_configmap_is_shared_safely_with_other_writers() {
             }
         })
     };
-    w.controller("shared", Outcome::Succeeded)
+    w.spawn_argo_controller("shared", Outcome::Succeeded)
         .await
         .unwrap()
         .unwrap();
@@ -752,12 +702,12 @@ async fn status_configmap_is_shared_safely_with_other_writers() {
 /// `500`), and the run exits 2 naming the limits; nothing is created.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workflow_too_large_to_store_exits_2_naming_the_limit() {
-    let w = World::new("toolarge").await;
-    w.status_cm("big").await;
+    let w = TestEnv::bare("toolarge").await;
+    w.create_status_configmap("big").await;
     let big = json!({"entrypoint": "main", "templates": [{"name": "main",
         "container": {"image": "busybox", "command": ["echo"], "args": ["x".repeat(2_000_000)]}}]});
     let manifest = w.file("big.json", &big.to_string());
-    let out = w.argo("big", &manifest).run().await.unwrap();
+    let out = w.argo_runner("big", &manifest).run().await.unwrap();
     assert_invalid(&w, "big", &out, "too large").await;
     assert!(
         error_lines(&out.stderr)[0].contains("1.5 MiB"),
@@ -772,10 +722,10 @@ async fn a_workflow_too_large_to_store_exits_2_naming_the_limit() {
 /// budgets were set it reached about 100 MiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manifest_of_aliases_is_refused_within_the_memory_limit() {
-    let w = World::new("aliases").await;
+    let w = TestEnv::bare("aliases").await;
     let bomb = billion_laughs();
     let manifest = w.file("bomb.yaml", &bomb);
-    let cmd = w.argo("bomb", &manifest);
+    let cmd = w.argo_runner("bomb", &manifest);
     let report = w.path("time.txt");
     let out = tokio::process::Command::new("/usr/bin/time")
         .arg("-f")

@@ -11,8 +11,8 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use action_runner_tests::helm::{HelmBin, assert_bad_input, helm_runner};
-use action_runner_tests::*;
+use action_runner_tests::helm::HelmBin;
+use action_runner_tests::test_env::TestEnv;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ListParams};
 
@@ -67,7 +67,7 @@ fn chart_archive(path: &Path, extra: &[Entry]) -> PathBuf {
 }
 
 /// Whether the leaking ConfigMap or any Helm release record exists in the test's namespace.
-async fn assert_nothing_installed(w: &World) {
+async fn assert_nothing_installed(w: &TestEnv) {
     let cm = Api::<ConfigMap>::namespaced(w.client.clone(), &w.ns)
         .get_opt("leak-cm")
         .await
@@ -88,7 +88,7 @@ async fn assert_nothing_installed(w: &World) {
 /// the runner's filesystem the archive is refused, exit 2 naming the chart and the entry,
 /// nothing installed, the file's content shown nowhere. A chart directory with such a link too.
 async fn a_linked_runner_file_never_reaches_the_cluster(h: HelmBin) {
-    let w = World::new("hostile-link").await;
+    let w = TestEnv::bare("hostile-link").await;
     let secret = w.file("runner-secret", RUNNER_SECRET);
     let manifest = |chart: &Path, name: &str| {
         format!(
@@ -105,7 +105,8 @@ async fn a_linked_runner_file_never_reaches_the_cluster(h: HelmBin) {
             b"plain-content",
         )],
     );
-    let out = helm_runner(&w, h, "regular", "install", &manifest(&regular, "regular"))
+    let out = w
+        .helm_runner(h, "regular", "install", &manifest(&regular, "regular"))
         .await
         .run()
         .await
@@ -136,13 +137,13 @@ async fn a_linked_runner_file_never_reaches_the_cluster(h: HelmBin) {
             secret.to_str().unwrap().as_bytes(),
         )],
     );
-    let out = helm_runner(&w, h, "leak", "install", &manifest(&hostile, "leak"))
+    let out = w
+        .helm_runner(h, "leak", "install", &manifest(&hostile, "leak"))
         .await
         .run()
         .await
         .unwrap();
-    assert_bad_input(
-        &w,
+    w.assert_bad_input(
         "leak",
         &out,
         &format!(
@@ -162,13 +163,13 @@ async fn a_linked_runner_file_never_reaches_the_cluster(h: HelmBin) {
     std::fs::write(dir.join("Chart.yaml"), CHART_YAML).unwrap();
     std::fs::write(dir.join("templates/cm.yaml"), LEAKING_TEMPLATE).unwrap();
     std::os::unix::fs::symlink(&secret, dir.join("files/tok")).unwrap();
-    let out = helm_runner(&w, h, "leak-dir", "install", &manifest(&dir, "leak-dir"))
+    let out = w
+        .helm_runner(h, "leak-dir", "install", &manifest(&dir, "leak-dir"))
         .await
         .run()
         .await
         .unwrap();
-    assert_bad_input(
-        &w,
+    w.assert_bad_input(
         "leak-dir",
         &out,
         "entry \"files/tok\" is a symbolic link leaving the chart directory",
@@ -182,7 +183,7 @@ async fn a_linked_runner_file_never_reaches_the_cluster(h: HelmBin) {
 /// one file, 5 MiB, while it is streamed: exit 2 naming the entry, nothing installed.
 async fn a_gzip_bomb_is_refused(h: HelmBin) {
     const GIB: u64 = 1024 * 1024 * 1024;
-    let w = World::new("hostile-bomb").await;
+    let w = TestEnv::bare("hostile-bomb").await;
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let mut b = tar::Builder::new(gz);
     for (name, size) in [
@@ -207,13 +208,13 @@ async fn a_gzip_bomb_is_refused(h: HelmBin) {
         "name: bomb\nchart: {{name: \"{}\"}}\nwait: false\n",
         bomb.display()
     );
-    let out = helm_runner(&w, h, "bomb", "install", &manifest)
+    let out = w
+        .helm_runner(h, "bomb", "install", &manifest)
         .await
         .run()
         .await
         .unwrap();
-    assert_bad_input(
-        &w,
+    w.assert_bad_input(
         "bomb",
         &out,
         "entry \"mychart/files/zeros\" holds more than 5242880 bytes (5 MiB), the most one file \
@@ -228,7 +229,7 @@ async fn a_gzip_bomb_is_refused(h: HelmBin) {
 /// waited on the FIFO or read `/dev/zero` would never exit: the harness fails a run that has not
 /// ended within its bound; how fast a refusal is, is not a test's business).
 async fn hostile_input_files_are_refused_at_once(h: HelmBin) {
-    let w = World::new("hostile-files").await;
+    let w = TestEnv::bare("hostile-files").await;
     let chart = w.path("chart/mychart");
     std::fs::create_dir_all(chart.join("templates")).unwrap();
     std::fs::write(chart.join("Chart.yaml"), CHART_YAML).unwrap();
@@ -271,7 +272,8 @@ async fn hostile_input_files_are_refused_at_once(h: HelmBin) {
             chart.display(),
             values.display()
         );
-        let out = helm_runner(&w, h, &name, "install", &manifest)
+        let out = w
+            .helm_runner(h, &name, "install", &manifest)
             .await
             .run()
             .await
@@ -280,14 +282,15 @@ async fn hostile_input_files_are_refused_at_once(h: HelmBin) {
             "input manifest: valuesFromFile {}: {says}",
             values.display()
         );
-        assert_bad_input(&w, &name, &out, &needle).await;
+        w.assert_bad_input(&name, &out, &needle).await;
 
         let name = format!("release-{case}");
         let says = match case {
             "big" => "is larger than 1048576 bytes (1 MiB), the most read",
             _ => says,
         };
-        let out = helm_runner(&w, h, &name, "upgrade", "wait: false\n")
+        let out = w
+            .helm_runner(h, &name, "upgrade", "wait: false\n")
             .await
             .var("RUNNER_HELM_RELEASE_PATH", Some(release.to_str().unwrap()))
             .run()
@@ -297,7 +300,7 @@ async fn hostile_input_files_are_refused_at_once(h: HelmBin) {
             "release file {} (RUNNER_HELM_RELEASE_PATH): {says}",
             release.display()
         );
-        assert_bad_input(&w, &name, &out, &needle).await;
+        w.assert_bad_input(&name, &out, &needle).await;
     }
     assert_nothing_installed(&w).await;
 }
