@@ -1,12 +1,12 @@
-//! What the argo-runner tests do in a [`TestEnv`]: run `argo-runner`, list the Workflows, and,
-//! on the bare API server, play Argo's controller for one Workflow.
+//! What the argo-runner tests do in a [`TestEnv`]: run `argo-runner`, wait for a Workflow, list
+//! them, and, on the bare API server, play Argo's controller for one Workflow.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kube::api::ListParams;
+use kube::api::{DynamicObject, ListParams};
 
-use crate::controllers::{Outcome, play_argo_controller, workflows};
+use crate::controllers::{Outcome, play_argo_controller, wait_for_workflow, workflows};
 use crate::process::RunnerCommand;
 use crate::test_env::TestEnv;
 use crate::tools::Tools;
@@ -23,6 +23,16 @@ impl TestEnv {
     /// `argo-runner` for context `name` with `manifest`, as the administrator.
     pub fn argo_runner(&self, name: &str, manifest: &Path) -> RunnerCommand {
         self.runner("argo-runner", name, manifest)
+    }
+
+    /// Waits (watching, at most `timeout`) until Workflow `name` exists, and returns it.
+    ///
+    /// # Panics
+    /// On API errors or when it does not appear in time.
+    pub async fn wait_for_workflow(&self, name: &str, timeout: Duration) -> DynamicObject {
+        wait_for_workflow(&self.client, &self.ns, name, timeout)
+            .await
+            .unwrap()
     }
 
     /// Names of the Workflows in the namespace.

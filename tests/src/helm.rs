@@ -3,7 +3,7 @@
 //! context ([`TestEnv::helm_runner`]), its outputs and Helm's release records, and the check of
 //! a run refused as bad input ([`TestEnv::assert_bad_input`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
@@ -103,26 +103,7 @@ impl TestEnv {
     }
 
     /// [`TestEnv::helm_runner`] on the release file `release_file` (a name in the scratch
-    /// directory: another run's release output), not run (to run it more than once: a Job's
-    /// retried pod).
-    ///
-    /// # Panics
-    /// As [`TestEnv::helm_runner`].
-    pub async fn helm_runner_on(
-        &self,
-        helm: HelmBin,
-        name: &str,
-        command: &str,
-        manifest: &str,
-        release_file: &str,
-    ) -> RunnerCommand {
-        self.helm_runner(helm, name, command, manifest).await.var(
-            "RUNNER_HELM_RELEASE_PATH",
-            Some(self.path(release_file).to_str().unwrap()),
-        )
-    }
-
-    /// [`TestEnv::helm_runner_on`], run to its end.
+    /// directory: another run's release output), run to its end.
     ///
     /// # Panics
     /// As [`TestEnv::run_helm`].
@@ -134,10 +115,11 @@ impl TestEnv {
         manifest: &str,
         release_file: &str,
     ) -> RunnerOutput {
-        let cmd = self
-            .helm_runner_on(helm, name, command, manifest, release_file)
-            .await;
-        cmd.run().await.unwrap()
+        let cmd = self.helm_runner(helm, name, command, manifest).await;
+        cmd.on_release(&self.path(release_file))
+            .run()
+            .await
+            .unwrap()
     }
 
     /// The release output file of the run `name`, parsed (Capact's consumers read it as YAML:
@@ -232,6 +214,14 @@ impl TestEnv {
             self.status(name).await.is_none(),
             "{name}: bad input writes no status"
         );
+    }
+}
+
+impl RunnerCommand {
+    /// This `helm-runner` command on the release file `path` (`RUNNER_HELM_RELEASE_PATH`:
+    /// another run's release output), as upgrade, rollback and uninstall take it.
+    pub fn on_release(self, path: &Path) -> RunnerCommand {
+        self.var("RUNNER_HELM_RELEASE_PATH", Some(path.to_str().unwrap()))
     }
 }
 

@@ -7,9 +7,7 @@ use std::time::Duration;
 use action_runner::status::{Phase, Reason};
 use action_runner_tests::argo::argo_example;
 use action_runner_tests::control_plane::{ADMIN_TOKEN, ControlPlane, kubeconfig_yaml};
-use action_runner_tests::controllers::{
-    Outcome, play_argo_controller, wait_for_workflow, workflows,
-};
+use action_runner_tests::controllers::{Outcome, play_argo_controller, workflows};
 use action_runner_tests::fixtures::billion_laughs;
 use action_runner_tests::process::{RunnerCommand, RunnerOutput, collect, error_lines};
 use action_runner_tests::test_env::{TestEnv, reported_status};
@@ -49,9 +47,7 @@ async fn hello_world_succeeds_and_reports_status_at_start_and_end() {
         .spawn()
         .unwrap();
 
-    wait_for_workflow(&w.client, &w.ns, "hello", Duration::from_secs(60))
-        .await
-        .unwrap();
+    w.wait_for_workflow("hello", Duration::from_secs(60)).await;
     let at_start = w.await_phase("hello", Phase::Running).await;
     assert_eq!(at_start.runner, "argo");
     assert_eq!(at_start.context_name, "hello");
@@ -95,9 +91,7 @@ async fn workflow_object_lands_unchanged_with_labels_and_annotations() {
         let name = format!("wf-{i}");
         w.create_status_configmap(&name).await;
         let child = w.argo_runner(&name, &argo_example(ex)).spawn().unwrap();
-        let obj = wait_for_workflow(&w.client, &w.ns, &name, Duration::from_secs(60))
-            .await
-            .unwrap();
+        let obj = w.wait_for_workflow(&name, Duration::from_secs(60)).await;
         let input = example_json(ex);
         assert_eq!(obj.data["spec"], input["spec"], "{ex}: spec differs");
         let labels = obj.metadata.labels.clone().unwrap_or_default();
@@ -157,9 +151,7 @@ async fn bare_and_wrapped_specs_get_service_account_and_owner_reference() {
                 Some("0b3c6a38-1111-2222-3333-444455556666"),
             );
         let child = cmd.spawn().unwrap();
-        let obj = wait_for_workflow(&w.client, &w.ns, name, Duration::from_secs(60))
-            .await
-            .unwrap();
+        let obj = w.wait_for_workflow(name, Duration::from_secs(60)).await;
         let mut expected = spec.clone();
         expected["serviceAccountName"] = json!("workflow-sa");
         assert_eq!(obj.data["spec"], expected);
@@ -189,9 +181,7 @@ async fn bare_and_wrapped_specs_get_service_account_and_owner_reference() {
         )
         .spawn()
         .unwrap();
-    let obj = wait_for_workflow(&w.client, &w.ns, "own", Duration::from_secs(60))
-        .await
-        .unwrap();
+    let obj = w.wait_for_workflow("own", Duration::from_secs(60)).await;
     assert_eq!(obj.data["spec"]["serviceAccountName"], "own-sa");
     w.spawn_argo_controller("own", Outcome::Succeeded)
         .await
@@ -256,9 +246,7 @@ async fn deletion_mid_wait_fails() {
         .argo_runner("gone", &argo_example("hello-world"))
         .spawn()
         .unwrap();
-    wait_for_workflow(&w.client, &w.ns, "gone", Duration::from_secs(60))
-        .await
-        .unwrap();
+    w.wait_for_workflow("gone", Duration::from_secs(60)).await;
     w.await_phase("gone", Phase::Running).await;
     workflows(&w.client, &w.ns)
         .delete("gone", &DeleteParams::default())
@@ -283,9 +271,7 @@ async fn retried_pod_adopts_its_own_workflow() {
         .argo_runner("retry", &argo_example("hello-world"))
         .spawn()
         .unwrap();
-    let created = wait_for_workflow(&w.client, &w.ns, "retry", Duration::from_secs(60))
-        .await
-        .unwrap();
+    let created = w.wait_for_workflow("retry", Duration::from_secs(60)).await;
     first.kill().await.unwrap();
     // Second attempt attaches to it.
     let second = w
@@ -354,9 +340,7 @@ async fn another_owner_or_input_under_the_same_name_is_refused() {
     let mut first = owned("uid-a", &argo_example("hello-world"))
         .spawn()
         .unwrap();
-    let created = wait_for_workflow(&w.client, &w.ns, "twin", Duration::from_secs(60))
-        .await
-        .unwrap();
+    let created = w.wait_for_workflow("twin", Duration::from_secs(60)).await;
     w.await_phase("twin", Phase::Running).await;
     first.kill().await.unwrap();
     let before = w.status("twin").await;
@@ -460,9 +444,7 @@ async fn sigterm_mid_wait_reports_cancelled_and_exits_143() {
         .argo_runner("term", &argo_example("hello-world"))
         .spawn()
         .unwrap();
-    wait_for_workflow(&w.client, &w.ns, "term", Duration::from_secs(60))
-        .await
-        .unwrap();
+    w.wait_for_workflow("term", Duration::from_secs(60)).await;
     w.await_phase("term", Phase::Running).await;
     let pid = child.id().unwrap() as i32;
     unsafe { libc::kill(pid, libc::SIGTERM) };
@@ -491,9 +473,8 @@ async fn api_server_restart_mid_wait_is_survived() {
         .argo_runner("phoenix", &argo_example("hello-world"))
         .spawn()
         .unwrap();
-    wait_for_workflow(&client, &ns, "phoenix", Duration::from_secs(60))
-        .await
-        .unwrap();
+    w.wait_for_workflow("phoenix", Duration::from_secs(60))
+        .await;
     // Wait until the runner watches (it reported Running), then restart the API server.
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     let running = kube::runtime::wait::await_condition(cms, "phoenix", |cm: Option<&ConfigMap>| {

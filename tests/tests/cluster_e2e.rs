@@ -15,7 +15,7 @@ use action_runner_tests::cluster::{
     JOB_TIMEOUT, assert_none_oom_killed, job_outcome, job_pods, terminated, wait_for_job,
     wait_for_running_job_pod, with_argo_input, workflow_logs,
 };
-use action_runner_tests::controllers::{wait_for_workflow, workflows};
+use action_runner_tests::controllers::workflows;
 use action_runner_tests::deploy::{
     apply, apply_deploy, assert_deploy_jobs_completed, component_objects, deploy_objects, find,
     job_of, kind_of, name_of, set_env,
@@ -325,9 +325,7 @@ async fn runner_pod_replaced(prefix: &str, how: Disruption) {
     };
     let (watch, seen) = w.statuses_seen("hello-world");
     let job_name = w.apply_argo_job(argo_example_text("dag-diamond")).await;
-    wait_for_workflow(&w.client, &w.ns, "hello-world", JOB_TIMEOUT)
-        .await
-        .unwrap();
+    w.wait_for_workflow("hello-world", JOB_TIMEOUT).await;
     let first = wait_for_running_job_pod(&w.client, &w.ns, &job_name, JOB_TIMEOUT)
         .await
         .unwrap();

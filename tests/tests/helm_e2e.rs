@@ -367,10 +367,7 @@ async fn install_from_repository_then_upgrade_with_reuse_and_reset_values(h: Hel
     let out = w
         .helm_runner(h, "upgrade-reuse", "upgrade", &manifest)
         .await
-        .var(
-            "RUNNER_HELM_RELEASE_PATH",
-            Some(release_file.to_str().unwrap()),
-        )
+        .on_release(&release_file)
         .run()
         .await
         .unwrap();
@@ -410,10 +407,7 @@ async fn install_from_repository_then_upgrade_with_reuse_and_reset_values(h: Hel
     let out = w
         .helm_runner(h, "upgrade-reset", "upgrade", manifest)
         .await
-        .var(
-            "RUNNER_HELM_RELEASE_PATH",
-            Some(w.path("upgrade-reuse-release.yaml").to_str().unwrap()),
-        )
+        .on_release(&w.path("upgrade-reuse-release.yaml"))
         .run()
         .await
         .unwrap();
@@ -786,7 +780,7 @@ async fn shipped_examples_install_then_upgrade(h: HelmBin) {
     let out = w
         .helm_runner(h, "example-upgrade", "upgrade", &example("upgrade.yaml"))
         .await
-        .var("RUNNER_HELM_RELEASE_PATH", Some(release.to_str().unwrap()))
+        .on_release(&release)
         .run()
         .await
         .unwrap();
@@ -983,10 +977,7 @@ async fn stored_values_never_shown_in_any_form_when_a_reused_upgrade_fails(h: He
             ),
         )
         .await
-        .var(
-            "RUNNER_HELM_RELEASE_PATH",
-            Some(w.path("stored-install-release.yaml").to_str().unwrap()),
-        )
+        .on_release(&w.path("stored-install-release.yaml"))
         .owned_by_a_job(name)
     };
     let out = upgrade("stored-upgrade", "{boom: true}")
@@ -1303,10 +1294,7 @@ async fn private_chart_repository_with_basic_auth_and_ca(h: HelmBin) {
             &format!("chart: {{{access}}}\nwait: false\nvalues: {{replicaCount: 2}}\n"),
         )
         .await
-        .var(
-            "RUNNER_HELM_RELEASE_PATH",
-            Some(w.path("private-release.yaml").to_str().unwrap()),
-        )
+        .on_release(&w.path("private-release.yaml"))
         .run()
         .await
         .unwrap();
@@ -1669,10 +1657,7 @@ async fn a_retried_attempt_adopts_or_recovers_and_another_action_is_refused(h: H
         "wait: false\nvalues: {replicaCount: 2}\n".into(),
     )
     .await
-    .var(
-        "RUNNER_HELM_RELEASE_PATH",
-        Some(w.path("shop-release.yaml").to_str().unwrap()),
-    );
+    .on_release(&w.path("shop-release.yaml"));
     for _ in 0..2 {
         let out = upgrade.run().await.unwrap();
         assert_eq!(out.code, 0, "{}", out.stderr);
@@ -1753,10 +1738,7 @@ async fn a_helm_3_release_is_upgraded_by_helm_4() {
             "chart: {version: 0.2.0}\nwait: false\nreuseValues: true\n",
         )
         .await
-        .var(
-            "RUNNER_HELM_RELEASE_PATH",
-            Some(w.path("install3-release.yaml").to_str().unwrap()),
-        )
+        .on_release(&w.path("install3-release.yaml"))
         .run()
         .await
         .unwrap();
@@ -1832,8 +1814,9 @@ async fn uninstall_is_idempotent_and_keeps_history_on_request(h: HelmBin) {
     );
 
     let out = w
-        .helm_runner_on(h, "dry", "uninstall", "name: shop\n", "shop-release.yaml")
+        .helm_runner(h, "dry", "uninstall", "name: shop\n")
         .await
+        .on_release(&w.path("shop-release.yaml"))
         .var("RUNNER_CONTEXT_DRY_RUN", Some("true"))
         .run()
         .await
@@ -1855,14 +1838,9 @@ async fn uninstall_is_idempotent_and_keeps_history_on_request(h: HelmBin) {
     assert!(w.deployment("shop-webapp").await.is_some());
 
     let remove = w
-        .helm_runner_on(
-            h,
-            "remove",
-            "uninstall",
-            "name: shop\ntimeout: 1m\n",
-            "shop-release.yaml",
-        )
-        .await;
+        .helm_runner(h, "remove", "uninstall", "name: shop\ntimeout: 1m\n")
+        .await
+        .on_release(&w.path("shop-release.yaml"));
     let out = remove.run().await.unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
     let status = w.status("remove").await.unwrap();
@@ -1899,14 +1877,9 @@ async fn uninstall_is_idempotent_and_keeps_history_on_request(h: HelmBin) {
     let out = w.run_helm(h, "kept", "install", &install("kept")).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     let keep = w
-        .helm_runner_on(
-            h,
-            "keep",
-            "uninstall",
-            "keepHistory: true\nwait: false\n",
-            "kept-release.yaml",
-        )
-        .await;
+        .helm_runner(h, "keep", "uninstall", "keepHistory: true\nwait: false\n")
+        .await
+        .on_release(&w.path("kept-release.yaml"));
     for attempt in 0..2 {
         let out = keep.run().await.unwrap();
         assert_eq!(out.code, 0, "{}", out.stderr);
@@ -1947,14 +1920,9 @@ async fn uninstall_is_idempotent_and_keeps_history_on_request(h: HelmBin) {
         .await
         .unwrap();
     let unhold = w
-        .helm_runner_on(
-            h,
-            "unhold",
-            "uninstall",
-            "timeout: 2s\n",
-            "held-release.yaml",
-        )
-        .await;
+        .helm_runner(h, "unhold", "uninstall", "timeout: 2s\n")
+        .await
+        .on_release(&w.path("held-release.yaml"));
     let child = unhold.spawn().unwrap();
     let mut polls = 0;
     loop {
@@ -2078,8 +2046,9 @@ async fn rollback_to_the_previous_or_a_given_revision(h: HelmBin) {
 
     // A dry run: Helm checks it and stores nothing; the release file is the target's.
     let out = w
-        .helm_runner_on(h, "dry", "rollback", "wait: false\n", "v2-release.yaml")
+        .helm_runner(h, "dry", "rollback", "wait: false\n")
         .await
+        .on_release(&w.path("v2-release.yaml"))
         .var("RUNNER_CONTEXT_DRY_RUN", Some("true"))
         .run()
         .await
@@ -2163,10 +2132,7 @@ async fn rollback_to_the_previous_or_a_given_revision(h: HelmBin) {
     let child = w
         .helm_runner(h, "stuck", "rollback", "revision: 1\ntimeout: 3s\n")
         .await
-        .var(
-            "RUNNER_HELM_RELEASE_PATH",
-            Some(w.path("to-2-release.yaml").to_str().unwrap()),
-        )
+        .on_release(&w.path("to-2-release.yaml"))
         .spawn()
         .unwrap();
     let mut polls = 0;
@@ -2292,7 +2258,7 @@ async fn a_changed_input_is_a_new_action_and_another_owner_is_refused(h: HelmBin
         install
             .clone()
             .var("RUNNER_COMMAND", Some("upgrade"))
-            .var("RUNNER_HELM_RELEASE_PATH", Some(release.to_str().unwrap()))
+            .on_release(&release)
             .var(
                 "RUNNER_INPUT_MANIFEST_PATH",
                 Some(manifest.to_str().unwrap()),
