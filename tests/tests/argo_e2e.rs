@@ -22,7 +22,7 @@ fn example_json(name: &str) -> Value {
 }
 
 /// Asserts exit code 2, exactly one error line mentioning `needle`, and that nothing was written.
-async fn assert_invalid(w: &TestEnv, name: &str, out: &RunnerOutput, needle: &str) {
+async fn assert_invalid(env: &TestEnv, name: &str, out: &RunnerOutput, needle: &str) {
     assert_eq!(out.code, 2, "stderr: {}", out.stderr);
     let errors = error_lines(&out.stderr);
     assert_eq!(errors.len(), 1, "{}", out.stderr);
@@ -32,42 +32,43 @@ async fn assert_invalid(w: &TestEnv, name: &str, out: &RunnerOutput, needle: &st
         errors[0]
     );
     assert!(
-        w.workflow_names().await.is_empty(),
+        env.workflow_names().await.is_empty(),
         "a Workflow was created"
     );
-    assert_eq!(w.status(name).await, None, "a status was written");
+    assert_eq!(env.status(name).await, None, "a status was written");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hello_world_succeeds_and_reports_status_at_start_and_end() {
-    let w = TestEnv::bare("success").await;
-    w.create_status_configmap("hello").await;
-    let child = w
+    let env = TestEnv::bare("success").await;
+    env.create_status_configmap("hello").await;
+    let child = env
         .argo_runner("hello", &argo_example("hello-world"))
         .spawn()
         .unwrap();
 
-    w.wait_for_workflow("hello", Duration::from_secs(60)).await;
-    let at_start = w.await_phase("hello", Phase::Running).await;
+    env.wait_for_workflow("hello", Duration::from_secs(60))
+        .await;
+    let at_start = env.await_phase("hello", Phase::Running).await;
     assert_eq!(at_start.runner, "argo");
     assert_eq!(at_start.context_name, "hello");
     assert!(!at_start.dry_run);
     assert_eq!(
         at_start.runner_status["argoWorkflowRef"],
         json!({
-            "name": "hello", "namespace": w.ns,
+            "name": "hello", "namespace": env.ns,
             "uid": at_start.runner_status["argoWorkflowRef"]["uid"],
         })
     );
     assert!(at_start.finished_at.is_none());
 
-    w.spawn_argo_controller("hello", Outcome::Succeeded)
+    env.spawn_argo_controller("hello", Outcome::Succeeded)
         .await
         .unwrap()
         .unwrap();
     let out = collect(child).await.unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let at_end = w.status("hello").await.unwrap();
+    let at_end = env.status("hello").await.unwrap();
     assert_eq!(at_end.phase, Phase::Succeeded);
     assert_eq!(at_end.reason, Some(Reason::Completed));
     assert_eq!(at_end.started_at, at_start.started_at);
@@ -87,11 +88,11 @@ async fn workflow_object_lands_unchanged_with_labels_and_annotations() {
         .into_iter()
         .enumerate()
     {
-        let w = TestEnv::bare("lands").await;
+        let env = TestEnv::bare("lands").await;
         let name = format!("wf-{i}");
-        w.create_status_configmap(&name).await;
-        let child = w.argo_runner(&name, &argo_example(ex)).spawn().unwrap();
-        let obj = w.wait_for_workflow(&name, Duration::from_secs(60)).await;
+        env.create_status_configmap(&name).await;
+        let child = env.argo_runner(&name, &argo_example(ex)).spawn().unwrap();
+        let obj = env.wait_for_workflow(&name, Duration::from_secs(60)).await;
         let input = example_json(ex);
         assert_eq!(obj.data["spec"], input["spec"], "{ex}: spec differs");
         let labels = obj.metadata.labels.clone().unwrap_or_default();
@@ -120,7 +121,7 @@ async fn workflow_object_lands_unchanged_with_labels_and_annotations() {
                 "{ex}: annotation {k}"
             );
         }
-        w.spawn_argo_controller(&name, Outcome::Succeeded)
+        env.spawn_argo_controller(&name, Outcome::Succeeded)
             .await
             .unwrap()
             .unwrap();
@@ -131,15 +132,15 @@ async fn workflow_object_lands_unchanged_with_labels_and_annotations() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bare_and_wrapped_specs_get_service_account_and_owner_reference() {
     let spec = example_json("dag-diamond")["spec"].clone();
-    let w = TestEnv::bare("shapes").await;
-    let bare = w.file("bare.yaml", &serde_json::to_string(&spec).unwrap());
-    let wrapped = w.file(
+    let env = TestEnv::bare("shapes").await;
+    let bare = env.file("bare.yaml", &serde_json::to_string(&spec).unwrap());
+    let wrapped = env.file(
         "wrapped.json",
         &serde_json::to_string(&json!({ "workflow": spec })).unwrap(),
     );
     for (name, manifest) in [("bare", &bare), ("wrapped", &wrapped)] {
-        w.create_status_configmap(name).await;
-        let cmd = w
+        env.create_status_configmap(name).await;
+        let cmd = env
             .argo_runner(name, manifest)
             .var(
                 "RUNNER_CONTEXT_PLATFORM_SERVICE_ACCOUNT_NAME",
@@ -151,7 +152,7 @@ async fn bare_and_wrapped_specs_get_service_account_and_owner_reference() {
                 Some("0b3c6a38-1111-2222-3333-444455556666"),
             );
         let child = cmd.spawn().unwrap();
-        let obj = w.wait_for_workflow(name, Duration::from_secs(60)).await;
+        let obj = env.wait_for_workflow(name, Duration::from_secs(60)).await;
         let mut expected = spec.clone();
         expected["serviceAccountName"] = json!("workflow-sa");
         assert_eq!(obj.data["spec"], expected);
@@ -162,7 +163,7 @@ async fn bare_and_wrapped_specs_get_service_account_and_owner_reference() {
         );
         assert_eq!(owner.api_version, "batch/v1");
         assert_eq!(owner.controller, Some(true));
-        w.spawn_argo_controller(name, Outcome::Succeeded)
+        env.spawn_argo_controller(name, Outcome::Succeeded)
             .await
             .unwrap()
             .unwrap();
@@ -171,9 +172,9 @@ async fn bare_and_wrapped_specs_get_service_account_and_owner_reference() {
     // A serviceAccountName in the spec wins over the context's.
     let mut own = spec.clone();
     own["serviceAccountName"] = json!("own-sa");
-    let manifest = w.file("own.yaml", &serde_json::to_string(&own).unwrap());
-    w.create_status_configmap("own").await;
-    let child = w
+    let manifest = env.file("own.yaml", &serde_json::to_string(&own).unwrap());
+    env.create_status_configmap("own").await;
+    let child = env
         .argo_runner("own", &manifest)
         .var(
             "RUNNER_CONTEXT_PLATFORM_SERVICE_ACCOUNT_NAME",
@@ -181,9 +182,9 @@ async fn bare_and_wrapped_specs_get_service_account_and_owner_reference() {
         )
         .spawn()
         .unwrap();
-    let obj = w.wait_for_workflow("own", Duration::from_secs(60)).await;
+    let obj = env.wait_for_workflow("own", Duration::from_secs(60)).await;
     assert_eq!(obj.data["spec"]["serviceAccountName"], "own-sa");
-    w.spawn_argo_controller("own", Outcome::Succeeded)
+    env.spawn_argo_controller("own", Outcome::Succeeded)
         .await
         .unwrap()
         .unwrap();
@@ -192,10 +193,10 @@ async fn bare_and_wrapped_specs_get_service_account_and_owner_reference() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_workflow_exits_1_with_its_message() {
-    let w = TestEnv::bare("failure").await;
-    w.create_status_configmap("fails").await;
-    let term_log = w.file("termination-log", "");
-    let child = w
+    let env = TestEnv::bare("failure").await;
+    env.create_status_configmap("fails").await;
+    let term_log = env.file("termination-log", "");
+    let child = env
         .argo_runner("fails", &argo_example("steps"))
         .var(
             "RUNNER_TERMINATION_MESSAGE_PATH",
@@ -204,16 +205,16 @@ async fn failed_workflow_exits_1_with_its_message() {
         .spawn()
         .unwrap();
     let msg = "child 'steps-x' failed: exit code 1";
-    w.spawn_argo_controller("fails", Outcome::Failed(msg.into()))
+    env.spawn_argo_controller("fails", Outcome::Failed(msg.into()))
         .await
         .unwrap()
         .unwrap();
     let out = collect(child).await.unwrap();
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let status = w.status("fails").await.unwrap();
+    let status = env.status("fails").await.unwrap();
     assert_eq!(status.phase, Phase::Failed);
     assert_eq!(status.reason, Some(Reason::Completed));
-    let expected = format!("Workflow {}/fails Failed: {msg}", w.ns);
+    let expected = format!("Workflow {}/fails Failed: {msg}", env.ns);
     assert_eq!(status.message, expected);
     assert_eq!(status.runner_status["workflow"]["message"], msg);
     assert_eq!(std::fs::read_to_string(term_log).unwrap().trim(), expected);
@@ -221,40 +222,40 @@ async fn failed_workflow_exits_1_with_its_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeout_exits_1_and_reports_deadline_exceeded() {
-    let w = TestEnv::bare("timeout").await;
-    w.create_status_configmap("slow").await;
-    let out = w
+    let env = TestEnv::bare("timeout").await;
+    env.create_status_configmap("slow").await;
+    let out = env
         .argo_runner("slow", &argo_example("hello-world"))
         .var("RUNNER_TIMEOUT", Some("2s"))
         .run()
         .await
         .unwrap();
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let status = w.status("slow").await.unwrap();
+    let status = env.status("slow").await.unwrap();
     assert_eq!(status.phase, Phase::Failed);
     assert_eq!(status.reason, Some(Reason::DeadlineExceeded));
     assert!(status.message.as_str().contains("RUNNER_TIMEOUT"));
     // The Workflow is left as it is.
-    assert_eq!(w.workflow_names().await, vec!["slow".to_string()]);
+    assert_eq!(env.workflow_names().await, vec!["slow".to_string()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deletion_mid_wait_fails() {
-    let w = TestEnv::bare("deleted").await;
-    w.create_status_configmap("gone").await;
-    let child = w
+    let env = TestEnv::bare("deleted").await;
+    env.create_status_configmap("gone").await;
+    let child = env
         .argo_runner("gone", &argo_example("hello-world"))
         .spawn()
         .unwrap();
-    w.wait_for_workflow("gone", Duration::from_secs(60)).await;
-    w.await_phase("gone", Phase::Running).await;
-    workflows(&w.client, &w.ns)
+    env.wait_for_workflow("gone", Duration::from_secs(60)).await;
+    env.await_phase("gone", Phase::Running).await;
+    workflows(&env.client, &env.ns)
         .delete("gone", &DeleteParams::default())
         .await
         .unwrap();
     let out = collect(child).await.unwrap();
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let status = w.status("gone").await.unwrap();
+    let status = env.status("gone").await.unwrap();
     assert_eq!(status.reason, Some(Reason::Error));
     assert!(
         status.message.as_str().contains("was deleted"),
@@ -264,29 +265,31 @@ async fn deletion_mid_wait_fails() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retried_pod_adopts_its_own_workflow() {
-    let w = TestEnv::bare("adopt").await;
-    w.create_status_configmap("retry").await;
+    let env = TestEnv::bare("adopt").await;
+    env.create_status_configmap("retry").await;
     // First attempt: killed (as a pod would be) once its Workflow exists.
-    let mut first = w
+    let mut first = env
         .argo_runner("retry", &argo_example("hello-world"))
         .spawn()
         .unwrap();
-    let created = w.wait_for_workflow("retry", Duration::from_secs(60)).await;
+    let created = env
+        .wait_for_workflow("retry", Duration::from_secs(60))
+        .await;
     first.kill().await.unwrap();
     // Second attempt attaches to it.
-    let second = w
+    let second = env
         .argo_runner("retry", &argo_example("hello-world"))
         .spawn()
         .unwrap();
-    let running = w.await_phase("retry", Phase::Running).await;
-    w.spawn_argo_controller("retry", Outcome::Succeeded)
+    let running = env.await_phase("retry", Phase::Running).await;
+    env.spawn_argo_controller("retry", Outcome::Succeeded)
         .await
         .unwrap()
         .unwrap();
     let out = collect(second).await.unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stderr.contains("attaching"), "{}", out.stderr);
-    let status = w.status("retry").await.unwrap();
+    let status = env.status("retry").await.unwrap();
     assert_eq!(status.phase, Phase::Succeeded);
     assert_eq!(status.runner_status["adopted"], true, "{running:?}");
     assert_eq!(
@@ -297,16 +300,16 @@ async fn retried_pod_adopts_its_own_workflow() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_workflow_with_the_same_name_is_refused() {
-    let w = TestEnv::bare("refuse").await;
-    w.create_status_configmap("taken").await;
+    let env = TestEnv::bare("refuse").await;
+    env.create_status_configmap("taken").await;
     let mut foreign = example_json("hello-world");
     foreign["metadata"] = json!({ "name": "taken" });
     let obj: DynamicObject = serde_json::from_value(foreign).unwrap();
-    workflows(&w.client, &w.ns)
+    workflows(&env.client, &env.ns)
         .create(&PostParams::default(), &obj)
         .await
         .unwrap();
-    let out = w
+    let out = env
         .argo_runner("taken", &argo_example("hello-world"))
         .run()
         .await
@@ -319,7 +322,7 @@ async fn foreign_workflow_with_the_same_name_is_refused() {
         "{}",
         errors[0]
     );
-    assert_eq!(w.status("taken").await, None);
+    assert_eq!(env.status("taken").await, None);
 }
 
 /// A Workflow is adopted only by a retry of the same action: another Job (owner uid) under the
@@ -327,10 +330,10 @@ async fn foreign_workflow_with_the_same_name_is_refused() {
 /// whose the Workflow is and what to change, and writes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_owner_or_input_under_the_same_name_is_refused() {
-    let w = TestEnv::bare("twins").await;
-    w.create_status_configmap("twin").await;
+    let env = TestEnv::bare("twins").await;
+    env.create_status_configmap("twin").await;
     let owned = |uid: &str, manifest: &Path| {
-        w.argo_runner("twin", manifest)
+        env.argo_runner("twin", manifest)
             .var(
                 "RUNNER_CONTEXT_PLATFORM_OWNER_NAME",
                 Some(&format!("job-{uid}")),
@@ -340,10 +343,10 @@ async fn another_owner_or_input_under_the_same_name_is_refused() {
     let mut first = owned("uid-a", &argo_example("hello-world"))
         .spawn()
         .unwrap();
-    let created = w.wait_for_workflow("twin", Duration::from_secs(60)).await;
-    w.await_phase("twin", Phase::Running).await;
+    let created = env.wait_for_workflow("twin", Duration::from_secs(60)).await;
+    env.await_phase("twin", Phase::Running).await;
     first.kill().await.unwrap();
-    let before = w.status("twin").await;
+    let before = env.status("twin").await;
     for (cmd, needle) in [
         (
             owned("uid-b", &argo_example("hello-world")),
@@ -351,7 +354,7 @@ async fn another_owner_or_input_under_the_same_name_is_refused() {
              is Job job-uid-b (uid uid-b)",
         ),
         (
-            w.argo_runner("twin", &argo_example("hello-world")),
+            env.argo_runner("twin", &argo_example("hello-world")),
             "belongs to another action: its owner is Job job-uid-a (uid uid-a), this runner's \
              is no owner",
         ),
@@ -366,9 +369,13 @@ async fn another_owner_or_input_under_the_same_name_is_refused() {
         assert_eq!(errors.len(), 1, "{}", out.stderr);
         assert!(errors[0].contains(needle), "{}", errors[0]);
         assert!(errors[0].contains("RUNNER_CONTEXT_NAME"), "{}", errors[0]);
-        assert_eq!(w.status("twin").await, before, "bad input writes no status");
+        assert_eq!(
+            env.status("twin").await,
+            before,
+            "bad input writes no status"
+        );
     }
-    let now = workflows(&w.client, &w.ns).get("twin").await.unwrap();
+    let now = workflows(&env.client, &env.ns).get("twin").await.unwrap();
     assert_eq!(
         now.metadata.uid, created.metadata.uid,
         "the Workflow is untouched"
@@ -377,80 +384,80 @@ async fn another_owner_or_input_under_the_same_name_is_refused() {
     let again = owned("uid-a", &argo_example("hello-world"))
         .spawn()
         .unwrap();
-    w.spawn_argo_controller("twin", Outcome::Succeeded)
+    env.spawn_argo_controller("twin", Outcome::Succeeded)
         .await
         .unwrap()
         .unwrap();
     let out = collect(again).await.unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
-        w.status("twin").await.unwrap().runner_status["adopted"],
+        env.status("twin").await.unwrap().runner_status["adopted"],
         true
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_creates_nothing() {
-    let w = TestEnv::bare("dryrun").await;
-    w.create_status_configmap("dry").await;
-    let out = w
+    let env = TestEnv::bare("dryrun").await;
+    env.create_status_configmap("dry").await;
+    let out = env
         .argo_runner("dry", &argo_example("dag-diamond"))
         .var("RUNNER_CONTEXT_DRY_RUN", Some("true"))
         .run()
         .await
         .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(w.workflow_names().await.is_empty());
-    let status = w.status("dry").await.unwrap();
+    assert!(env.workflow_names().await.is_empty());
+    let status = env.status("dry").await.unwrap();
     assert!(status.dry_run);
     assert_eq!(status.phase, Phase::Succeeded);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_rejects_an_invalid_workflow_with_the_api_servers_message() {
-    let w = TestEnv::bare("invalid").await;
-    w.create_status_configmap("bad").await;
+    let env = TestEnv::bare("invalid").await;
+    env.create_status_configmap("bad").await;
     // Argo's schema says entrypoint is a string.
     let mut spec = example_json("hello-world")["spec"].clone();
     spec["entrypoint"] = json!(5);
-    let manifest = w.file("bad.yaml", &serde_json::to_string(&spec).unwrap());
+    let manifest = env.file("bad.yaml", &serde_json::to_string(&spec).unwrap());
     for dry_run in ["true", "false"] {
-        let out = w
+        let out = env
             .argo_runner("bad", &manifest)
             .var("RUNNER_CONTEXT_DRY_RUN", Some(dry_run))
             .run()
             .await
             .unwrap();
-        assert_invalid(&w, "bad", &out, "spec.entrypoint").await;
+        assert_invalid(&env, "bad", &out, "spec.entrypoint").await;
     }
     // A field Argo's schema does not know is rejected, not silently dropped.
     let mut spec = example_json("hello-world")["spec"].clone();
     spec["notAnArgoField"] = json!(true);
-    let manifest = w.file("unknown.yaml", &serde_json::to_string(&spec).unwrap());
-    let out = w
+    let manifest = env.file("unknown.yaml", &serde_json::to_string(&spec).unwrap());
+    let out = env
         .argo_runner("bad", &manifest)
         .var("RUNNER_CONTEXT_DRY_RUN", Some("true"))
         .run()
         .await
         .unwrap();
-    assert_invalid(&w, "bad", &out, "notAnArgoField").await;
+    assert_invalid(&env, "bad", &out, "notAnArgoField").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_wait_reports_cancelled_and_exits_143() {
-    let w = TestEnv::bare("sigterm").await;
-    w.create_status_configmap("term").await;
-    let child = w
+    let env = TestEnv::bare("sigterm").await;
+    env.create_status_configmap("term").await;
+    let child = env
         .argo_runner("term", &argo_example("hello-world"))
         .spawn()
         .unwrap();
-    w.wait_for_workflow("term", Duration::from_secs(60)).await;
-    w.await_phase("term", Phase::Running).await;
+    env.wait_for_workflow("term", Duration::from_secs(60)).await;
+    env.await_phase("term", Phase::Running).await;
     let pid = child.id().unwrap() as i32;
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let out = collect(child).await.unwrap();
     assert_eq!(out.code, 143, "{}", out.stderr);
-    let status = w.status("term").await.unwrap();
+    let status = env.status("term").await.unwrap();
     assert_eq!(status.phase, Phase::Failed);
     assert_eq!(status.reason, Some(Reason::Cancelled));
     assert!(status.message.as_str().contains("SIGTERM"));
@@ -466,14 +473,14 @@ async fn api_server_restart_mid_wait_is_survived() {
         .await
         .unwrap()
         .unwrap();
-    let w = TestEnv::on_control_plane(cp, "restart").await.unwrap();
-    let (client, ns) = (w.client.clone(), w.ns.clone());
-    w.create_status_configmap("phoenix").await;
-    let child = w
+    let env = TestEnv::on_control_plane(cp, "restart").await.unwrap();
+    let (client, ns) = (env.client.clone(), env.ns.clone());
+    env.create_status_configmap("phoenix").await;
+    let child = env
         .argo_runner("phoenix", &argo_example("hello-world"))
         .spawn()
         .unwrap();
-    w.wait_for_workflow("phoenix", Duration::from_secs(60))
+    env.wait_for_workflow("phoenix", Duration::from_secs(60))
         .await;
     // Wait until the runner watches (it reported Running), then restart the API server.
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
@@ -540,47 +547,47 @@ async fn api_server_restart_mid_wait_is_survived() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_exits_2_with_one_line_naming_the_cause_and_writes_nothing() {
-    let w = TestEnv::bare("badinput").await;
-    w.create_status_configmap("act").await;
+    let env = TestEnv::bare("badinput").await;
+    env.create_status_configmap("act").await;
     let good = argo_example("hello-world");
     let cases: Vec<(&str, RunnerCommand, &str)> = vec![
-        ("no manifest var", w.argo_runner("act", &good).var("RUNNER_INPUT_MANIFEST_PATH", None), "RUNNER_INPUT_MANIFEST_PATH"),
-        ("no context name", w.argo_runner("act", &good).var("RUNNER_CONTEXT_NAME", None), "RUNNER_CONTEXT_NAME"),
-        ("no namespace", w.argo_runner("act", &good).var("RUNNER_CONTEXT_PLATFORM_NAMESPACE", None), "RUNNER_CONTEXT_PLATFORM_NAMESPACE"),
-        ("manifest missing", w.argo_runner("act", Path::new("/nonexistent/wf.yaml")), "/nonexistent/wf.yaml"),
-        ("manifest a directory", w.argo_runner("act", w.dir.path()), "is a directory, not a regular file"),
-        ("manifest a device", w.argo_runner("act", Path::new("/dev/zero")), "is a character device, not a regular file"),
-        ("manifest missing", w.argo_runner("act", &w.dir.path().join("missing.yaml")), "cannot read"),
-        ("two documents", w.argo_runner("act", &w.file("two.yaml", "spec: {entrypoint: a}\n---\nspec: {entrypoint: b}\n")), "holds 2 YAML documents; one is expected"),
-        ("manifest empty", w.argo_runner("act", &w.file("empty.yaml", "\n# nothing\n")), "is empty"),
-        ("malformed yaml", w.argo_runner("act", &w.file("bad.yaml", "spec:\n  entrypoint: [a\n  templates: x\n")), "line 3, column"),
-        ("wrong shape", w.argo_runner("act", &w.file("list.yaml", "- a\n- b\n")), "wrong shape"),
-        ("wrong kind", w.argo_runner("act", &w.file("pod.yaml", "apiVersion: v1\nkind: Pod\nspec: {containers: []}\n")), "apiVersion"),
-        ("bad timeout", w.argo_runner("act", &good).var("RUNNER_TIMEOUT", Some("ten minutes")), "RUNNER_TIMEOUT"),
-        ("bad namespace", w.argo_runner("act", &good).var("RUNNER_CONTEXT_PLATFORM_NAMESPACE", Some("Not_A_Namespace")), "RUNNER_CONTEXT_PLATFORM_NAMESPACE"),
-        ("bad dry run", w.argo_runner("act", &good).var("RUNNER_CONTEXT_DRY_RUN", Some("maybe")), "RUNNER_CONTEXT_DRY_RUN"),
-        ("entrypoint names no template", w.argo_runner("act", &w.file("entry.yaml", "entrypoint: nope\ntemplates: [{name: main, container: {image: busybox}}]\n")), "spec.entrypoint \\\"nope\\\": no such template"),
-        ("step names no template", w.argo_runner("act", &w.file("step.yaml", "entrypoint: main\ntemplates: [{name: main, steps: [[{name: a, template: gone}]]}]\n")), "spec.templates[0].steps[0][0].template \\\"gone\\\""),
-        ("namespace mismatch", w.argo_runner("act", &w.file("ns.yaml", "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata: {namespace: other}\nspec: {templates: []}\n")), "metadata.namespace"),
+        ("no manifest var", env.argo_runner("act", &good).var("RUNNER_INPUT_MANIFEST_PATH", None), "RUNNER_INPUT_MANIFEST_PATH"),
+        ("no context name", env.argo_runner("act", &good).var("RUNNER_CONTEXT_NAME", None), "RUNNER_CONTEXT_NAME"),
+        ("no namespace", env.argo_runner("act", &good).var("RUNNER_CONTEXT_PLATFORM_NAMESPACE", None), "RUNNER_CONTEXT_PLATFORM_NAMESPACE"),
+        ("manifest missing", env.argo_runner("act", Path::new("/nonexistent/wf.yaml")), "/nonexistent/wf.yaml"),
+        ("manifest a directory", env.argo_runner("act", env.dir.path()), "is a directory, not a regular file"),
+        ("manifest a device", env.argo_runner("act", Path::new("/dev/zero")), "is a character device, not a regular file"),
+        ("manifest missing", env.argo_runner("act", &env.dir.path().join("missing.yaml")), "cannot read"),
+        ("two documents", env.argo_runner("act", &env.file("two.yaml", "spec: {entrypoint: a}\n---\nspec: {entrypoint: b}\n")), "holds 2 YAML documents; one is expected"),
+        ("manifest empty", env.argo_runner("act", &env.file("empty.yaml", "\n# nothing\n")), "is empty"),
+        ("malformed yaml", env.argo_runner("act", &env.file("bad.yaml", "spec:\n  entrypoint: [a\n  templates: x\n")), "line 3, column"),
+        ("wrong shape", env.argo_runner("act", &env.file("list.yaml", "- a\n- b\n")), "wrong shape"),
+        ("wrong kind", env.argo_runner("act", &env.file("pod.yaml", "apiVersion: v1\nkind: Pod\nspec: {containers: []}\n")), "apiVersion"),
+        ("bad timeout", env.argo_runner("act", &good).var("RUNNER_TIMEOUT", Some("ten minutes")), "RUNNER_TIMEOUT"),
+        ("bad namespace", env.argo_runner("act", &good).var("RUNNER_CONTEXT_PLATFORM_NAMESPACE", Some("Not_A_Namespace")), "RUNNER_CONTEXT_PLATFORM_NAMESPACE"),
+        ("bad dry run", env.argo_runner("act", &good).var("RUNNER_CONTEXT_DRY_RUN", Some("maybe")), "RUNNER_CONTEXT_DRY_RUN"),
+        ("entrypoint names no template", env.argo_runner("act", &env.file("entry.yaml", "entrypoint: nope\ntemplates: [{name: main, container: {image: busybox}}]\n")), "spec.entrypoint \\\"nope\\\": no such template"),
+        ("step names no template", env.argo_runner("act", &env.file("step.yaml", "entrypoint: main\ntemplates: [{name: main, steps: [[{name: a, template: gone}]]}]\n")), "spec.templates[0].steps[0][0].template \\\"gone\\\""),
+        ("namespace mismatch", env.argo_runner("act", &env.file("ns.yaml", "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata: {namespace: other}\nspec: {templates: []}\n")), "metadata.namespace"),
     ];
     for (what, cmd, needle) in cases {
         let out = cmd.run().await.unwrap();
         eprintln!("{what}: {}", error_lines(&out.stderr).join(""));
-        assert_invalid(&w, "act", &out, needle).await;
+        assert_invalid(&env, "act", &out, needle).await;
     }
     // A missing status ConfigMap is named, and nothing is created.
-    let out = w.argo_runner("no-cm", &good).run().await.unwrap();
-    assert_invalid(&w, "act", &out, "status ConfigMap").await;
-    assert!(error_lines(&out.stderr)[0].contains(&format!("{}/no-cm", w.ns)));
+    let out = env.argo_runner("no-cm", &good).run().await.unwrap();
+    assert_invalid(&env, "act", &out, "status ConfigMap").await;
+    assert!(error_lines(&out.stderr)[0].contains(&format!("{}/no-cm", env.ns)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 /// No kubeconfig is for good (exit 3); an API server that does not answer may answer later
 /// (exit 4, which a Job's `podFailurePolicy` counts and retries).
 async fn no_kubeconfig_exits_3_and_an_unreachable_api_server_exits_4() {
-    let w = TestEnv::bare("nocluster").await;
+    let env = TestEnv::bare("nocluster").await;
     let home = tempfile::tempdir().unwrap();
-    let out = w
+    let out = env
         .argo_runner("act", &argo_example("hello-world"))
         .var("KUBECONFIG", Some("/nonexistent/kubeconfig"))
         .var("HOME", Some(home.path().to_str().unwrap()))
@@ -595,15 +602,15 @@ async fn no_kubeconfig_exits_3_and_an_unreachable_api_server_exits_4() {
         .local_addr()
         .unwrap()
         .port();
-    let kubeconfig = w.file(
+    let kubeconfig = env.file(
         "unreachable",
         &kubeconfig_yaml(
             &format!("https://127.0.0.1:{port}"),
-            &w.control_plane().dir().join("ca.crt"),
+            &env.control_plane().dir().join("ca.crt"),
             ADMIN_TOKEN,
         ),
     );
-    let out = w
+    let out = env
         .argo_runner("act", &argo_example("hello-world"))
         .var("KUBECONFIG", Some(kubeconfig.to_str().unwrap()))
         .run()
@@ -621,13 +628,13 @@ async fn no_kubeconfig_exits_3_and_an_unreachable_api_server_exits_4() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runner_from_another_crate_plugs_in() {
-    let w = TestEnv::bare("echo").await;
+    let env = TestEnv::bare("echo").await;
     for (succeed, code) in [(true, 0), (false, 1)] {
-        let manifest = w.file(
+        let manifest = env.file(
             "echo.yaml",
             &format!("message: hello from echo\nsucceed: {succeed}\nsleep: 100ms\n"),
         );
-        let out = w
+        let out = env
             .runner("echo-runner", "echo", &manifest)
             .var("RUNNER_LOGGER_DEV_MODE", Some("true"))
             .run()
@@ -645,15 +652,15 @@ async fn a_runner_from_another_crate_plugs_in() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_configmap_is_shared_safely_with_other_writers() {
     use kube::api::{Patch, PatchParams};
-    let w = TestEnv::bare("sharedcm").await;
-    w.create_status_configmap("shared").await;
-    let child = w
+    let env = TestEnv::bare("sharedcm").await;
+    env.create_status_configmap("shared").await;
+    let child = env
         .argo_runner("shared", &argo_example("hello-world"))
         .spawn()
         .unwrap();
     // Another writer keeps changing its own key (so the ConfigMap's resourceVersion keeps
     // moving) while the runner reports; neither loses its write.
-    let api: Api<ConfigMap> = Api::namespaced(w.client.clone(), &w.ns);
+    let api: Api<ConfigMap> = Api::namespaced(env.client.clone(), &env.ns);
     let writer = {
         let api = api.clone();
         tokio::spawn(async move {
@@ -666,7 +673,7 @@ async fn status_configmap_is_shared_safely_with_other_writers() {
             }
         })
     };
-    w.spawn_argo_controller("shared", Outcome::Succeeded)
+    env.spawn_argo_controller("shared", Outcome::Succeeded)
         .await
         .unwrap()
         .unwrap();
@@ -675,7 +682,7 @@ async fn status_configmap_is_shared_safely_with_other_writers() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let data = api.get("shared").await.unwrap().data.unwrap();
     assert_eq!(data["other"], "39");
-    assert_eq!(w.status("shared").await.unwrap().phase, Phase::Succeeded);
+    assert_eq!(env.status("shared").await.unwrap().phase, Phase::Succeeded);
 }
 
 /// A Workflow larger than etcd stores (1.5 MiB, `--max-request-bytes`) though within the
@@ -683,13 +690,13 @@ async fn status_configmap_is_shared_safely_with_other_writers() {
 /// `500`), and the run exits 2 naming the limits; nothing is created.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workflow_too_large_to_store_exits_2_naming_the_limit() {
-    let w = TestEnv::bare("toolarge").await;
-    w.create_status_configmap("big").await;
+    let env = TestEnv::bare("toolarge").await;
+    env.create_status_configmap("big").await;
     let big = json!({"entrypoint": "main", "templates": [{"name": "main",
         "container": {"image": "busybox", "command": ["echo"], "args": ["x".repeat(2_000_000)]}}]});
-    let manifest = w.file("big.json", &big.to_string());
-    let out = w.argo_runner("big", &manifest).run().await.unwrap();
-    assert_invalid(&w, "big", &out, "too large").await;
+    let manifest = env.file("big.json", &big.to_string());
+    let out = env.argo_runner("big", &manifest).run().await.unwrap();
+    assert_invalid(&env, "big", &out, "too large").await;
     assert!(
         error_lines(&out.stderr)[0].contains("1.5 MiB"),
         "{}",
@@ -703,11 +710,11 @@ async fn a_workflow_too_large_to_store_exits_2_naming_the_limit() {
 /// budgets were set it reached about 100 MiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manifest_of_aliases_is_refused_within_the_memory_limit() {
-    let w = TestEnv::bare("aliases").await;
+    let env = TestEnv::bare("aliases").await;
     let bomb = billion_laughs();
-    let manifest = w.file("bomb.yaml", &bomb);
-    let cmd = w.argo_runner("bomb", &manifest);
-    let report = w.path("time.txt");
+    let manifest = env.file("bomb.yaml", &bomb);
+    let cmd = env.argo_runner("bomb", &manifest);
+    let report = env.path("time.txt");
     let out = tokio::process::Command::new("/usr/bin/time")
         .arg("-f")
         .arg("%M")

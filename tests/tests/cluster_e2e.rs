@@ -32,9 +32,9 @@ use serde_json::{Value, json};
 /// `argo-runner`, built by `cargo build --bins`, run on this machine against the cluster as the
 /// administrator, for Workflow `name` from `manifest`, its pods run as `argo-workflow` (whose
 /// rights [`TestEnv::apply_workflow_service_account`] grants). Creates the status ConfigMap.
-async fn argo_runner_for_real_pods(w: &TestEnv, name: &str, manifest: &Path) -> RunnerCommand {
-    w.create_status_configmap(name).await;
-    w.argo_runner(name, manifest).var(
+async fn argo_runner_for_real_pods(env: &TestEnv, name: &str, manifest: &Path) -> RunnerCommand {
+    env.create_status_configmap(name).await;
+    env.argo_runner(name, manifest).var(
         "RUNNER_CONTEXT_PLATFORM_SERVICE_ACCOUNT_NAME",
         Some("argo-workflow"),
     )
@@ -50,12 +50,12 @@ fn argo_example_text(name: &str) -> String {
 /// own pod really ran (its log is read back).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_jobs_run_as_shipped_on_real_pods() {
-    let Some(w) = TestEnv::local_cluster("deploy").await else {
+    let Some(env) = TestEnv::local_cluster("deploy").await else {
         return;
     };
-    w.run_deploy_jobs_as_shipped().await;
-    assert_deploy_jobs_completed(&w.client, &w.ns).await;
-    let logs = workflow_logs(&w.client, &w.ns, "hello-world")
+    env.run_deploy_jobs_as_shipped().await;
+    assert_deploy_jobs_completed(&env.client, &env.ns).await;
+    let logs = workflow_logs(&env.client, &env.ns, "hello-world")
         .await
         .unwrap();
     assert!(
@@ -72,20 +72,20 @@ async fn deploy_jobs_run_as_shipped_on_real_pods() {
 /// untouched. See docs/identity.md.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_job_under_the_same_context_name_is_refused() {
-    let Some(w) = TestEnv::local_cluster("twins").await else {
+    let Some(env) = TestEnv::local_cluster("twins").await else {
         return;
     };
-    w.run_deploy_jobs_as_shipped().await;
-    let first_workflow = workflows(&w.client, &w.ns)
+    env.run_deploy_jobs_as_shipped().await;
+    let first_workflow = workflows(&env.client, &env.ns)
         .get("hello-world")
         .await
         .unwrap();
-    let releases = || w.helm_record_names::<Secret>("hello-release");
+    let releases = || env.helm_record_names::<Secret>("hello-release");
     let first_releases = releases().await;
     assert_eq!(first_releases.len(), 1, "{first_releases:?}");
     let statuses_before = (
-        w.expect_status("hello-world").await,
-        w.expect_status("hello-release").await,
+        env.expect_status("hello-world").await,
+        env.expect_status("hello-release").await,
     );
 
     // The copies: the same context names, other inputs, other Job names.
@@ -113,7 +113,7 @@ async fn a_second_job_under_the_same_context_name_is_refused() {
         let copy_input = format!("{input}-copy");
         cm["metadata"]["name"] = json!(copy_input);
         cm["data"][key] = json!(manifest);
-        apply(&w.client, &w.ns, &cm, false).await.unwrap();
+        apply(&env.client, &env.ns, &cm, false).await.unwrap();
         let mut job = job_of(runner);
         job["metadata"]["name"] = json!(job_name);
         for v in job["spec"]["template"]["spec"]["volumes"]
@@ -124,10 +124,10 @@ async fn a_second_job_under_the_same_context_name_is_refused() {
                 v["configMap"]["name"] = json!(copy_input);
             }
         }
-        apply(&w.client, &w.ns, &job, false).await.unwrap();
+        apply(&env.client, &env.ns, &job, false).await.unwrap();
     }
     for (runner, _, _, _, job_name) in &copies {
-        let (_, pods) = w.job_ended(job_name, "Failed").await;
+        let (_, pods) = env.job_ended(job_name, "Failed").await;
         assert_eq!(
             pods.len(),
             1,
@@ -152,7 +152,7 @@ async fn a_second_job_under_the_same_context_name_is_refused() {
             );
         }
     }
-    let workflow = workflows(&w.client, &w.ns)
+    let workflow = workflows(&env.client, &env.ns)
         .get("hello-world")
         .await
         .unwrap();
@@ -161,8 +161,8 @@ async fn a_second_job_under_the_same_context_name_is_refused() {
     assert_eq!(releases().await, first_releases, "no new revision");
     assert_eq!(
         (
-            w.expect_status("hello-world").await,
-            w.expect_status("hello-release").await
+            env.expect_status("hello-world").await,
+            env.expect_status("hello-release").await
         ),
         statuses_before,
         "the copies wrote no status"
@@ -175,18 +175,18 @@ async fn a_second_job_under_the_same_context_name_is_refused() {
 /// shows).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_action_is_the_pods_termination_message() {
-    let Some(w) = TestEnv::local_cluster("fail").await else {
+    let Some(env) = TestEnv::local_cluster("fail").await else {
         return;
     };
-    let job_name = w.apply_argo_job(argo_example_text("exit-handlers")).await;
-    let (_, pods) = w.job_ended(&job_name, "Failed").await;
-    let wf = workflows(&w.client, &w.ns)
+    let job_name = env.apply_argo_job(argo_example_text("exit-handlers")).await;
+    let (_, pods) = env.job_ended(&job_name, "Failed").await;
+    let wf = workflows(&env.client, &env.ns)
         .get("hello-world")
         .await
         .unwrap();
     let argo_message = wf.data["status"]["message"].as_str().unwrap_or_default();
     assert!(!argo_message.is_empty(), "{:?}", wf.data["status"]);
-    let status = w.expect_status("hello-world").await;
+    let status = env.expect_status("hello-world").await;
     assert_eq!(status.phase, Phase::Failed, "{status:?}");
     assert_eq!(
         pods.len(),
@@ -211,10 +211,10 @@ async fn a_failing_action_is_the_pods_termination_message() {
 /// `RUNNER_TIMEOUT`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn argo_examples_under_the_real_controller() {
-    let Some(w) = TestEnv::local_cluster("examples").await else {
+    let Some(env) = TestEnv::local_cluster("examples").await else {
         return;
     };
-    w.apply_workflow_service_account().await;
+    env.apply_workflow_service_account().await;
     // Example, and what its steps' logs must hold.
     let succeed: [(&str, &[&str]); 4] = [
         ("hello-world", &["hello world"]),
@@ -224,25 +224,25 @@ async fn argo_examples_under_the_real_controller() {
     ];
     let mut runs = Vec::new();
     for (example, _) in succeed {
-        let manifest = w.file(&format!("{example}.yaml"), &argo_example_text(example));
-        let cmd = argo_runner_for_real_pods(&w, example, &manifest).await;
-        runs.push(w.spawn_run(cmd));
+        let manifest = env.file(&format!("{example}.yaml"), &argo_example_text(example));
+        let cmd = argo_runner_for_real_pods(&env, example, &manifest).await;
+        runs.push(env.spawn_run(cmd));
     }
-    let manifest = w.file("exit-handlers.yaml", &argo_example_text("exit-handlers"));
-    let failing = argo_runner_for_real_pods(&w, "exit-handlers", &manifest).await;
-    let failing = w.spawn_run(failing);
-    let manifest = w.file("forever.yaml", &argo_example_text("forever"));
-    let slow = argo_runner_for_real_pods(&w, "forever", &manifest)
+    let manifest = env.file("exit-handlers.yaml", &argo_example_text("exit-handlers"));
+    let failing = argo_runner_for_real_pods(&env, "exit-handlers", &manifest).await;
+    let failing = env.spawn_run(failing);
+    let manifest = env.file("forever.yaml", &argo_example_text("forever"));
+    let slow = argo_runner_for_real_pods(&env, "forever", &manifest)
         .await
         .var("RUNNER_TIMEOUT", Some("8s"));
-    let slow = w.spawn_run(slow);
+    let slow = env.spawn_run(slow);
 
     for ((example, expected), run) in succeed.into_iter().zip(runs) {
         let out = run.await.unwrap();
         assert_eq!(out.code, 0, "{example}: {}", out.stderr);
-        let status = w.expect_status(example).await;
+        let status = env.expect_status(example).await;
         assert_eq!(status.phase, Phase::Succeeded, "{example}: {status:?}");
-        let logs = workflow_logs(&w.client, &w.ns, example).await.unwrap();
+        let logs = workflow_logs(&env.client, &env.ns, example).await.unwrap();
         for line in expected {
             assert!(
                 logs.values().any(|l| l.lines().any(|l| l.trim() == *line)),
@@ -253,7 +253,7 @@ async fn argo_examples_under_the_real_controller() {
 
     let out = failing.await.unwrap();
     assert_eq!(out.code, 1, "exit-handlers: {}", out.stderr);
-    let wf = workflows(&w.client, &w.ns)
+    let wf = workflows(&env.client, &env.ns)
         .get("exit-handlers")
         .await
         .unwrap();
@@ -265,7 +265,7 @@ async fn argo_examples_under_the_real_controller() {
         errors[0].contains(argo_message),
         "{errors:?} names {argo_message:?}"
     );
-    let logs = workflow_logs(&w.client, &w.ns, "exit-handlers")
+    let logs = workflow_logs(&env.client, &env.ns, "exit-handlers")
         .await
         .unwrap();
     for line in ["intentional failure", "boohoo!"] {
@@ -277,20 +277,23 @@ async fn argo_examples_under_the_real_controller() {
 
     let out = slow.await.unwrap();
     assert_eq!(out.code, 1, "forever: {}", out.stderr);
-    let status = w.expect_status("forever").await;
+    let status = env.expect_status("forever").await;
     assert_eq!(status.reason, Some(Reason::DeadlineExceeded), "{status:?}");
     // What the Workflow was waiting on when the time ran out, read from the API.
     let waiting = format!(
         "Workflow {}/forever was waiting on step \"forever\" (pod forever): ",
-        w.ns
+        env.ns
     );
     assert!(status.message.contains(&waiting), "{}", status.message);
-    let wf = workflows(&w.client, &w.ns).get("forever").await.unwrap();
+    let wf = workflows(&env.client, &env.ns)
+        .get("forever")
+        .await
+        .unwrap();
     assert_eq!(
         wf.data["status"]["phase"], "Running",
         "the runner leaves the Workflow running"
     );
-    workflows(&w.client, &w.ns)
+    workflows(&env.client, &env.ns)
         .delete("forever", &DeleteParams::default())
         .await
         .unwrap();
@@ -320,17 +323,17 @@ enum Disruption {
 }
 
 async fn runner_pod_replaced(prefix: &str, how: Disruption) {
-    let Some(w) = TestEnv::local_cluster(prefix).await else {
+    let Some(env) = TestEnv::local_cluster(prefix).await else {
         return;
     };
-    let (watch, seen) = w.statuses_seen("hello-world");
-    let job_name = w.apply_argo_job(argo_example_text("dag-diamond")).await;
-    w.wait_for_workflow("hello-world", JOB_TIMEOUT).await;
-    let first = wait_for_running_job_pod(&w.client, &w.ns, &job_name, JOB_TIMEOUT)
+    let (watch, seen) = env.statuses_seen("hello-world");
+    let job_name = env.apply_argo_job(argo_example_text("dag-diamond")).await;
+    env.wait_for_workflow("hello-world", JOB_TIMEOUT).await;
+    let first = wait_for_running_job_pod(&env.client, &env.ns, &job_name, JOB_TIMEOUT)
         .await
         .unwrap();
     let first_name = first.metadata.name.clone().unwrap();
-    let pods_api = Api::<Pod>::namespaced(w.client.clone(), &w.ns);
+    let pods_api = Api::<Pod>::namespaced(env.client.clone(), &env.ns);
     match how {
         Disruption::Delete => {
             pods_api
@@ -345,7 +348,7 @@ async fn runner_pod_replaced(prefix: &str, how: Disruption) {
                 .unwrap();
         }
     }
-    let (job, pods) = w.job_ended(&job_name, "Complete").await;
+    let (job, pods) = env.job_ended(&job_name, "Complete").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     watch.abort();
     let seen = seen.lock().unwrap().clone();
@@ -377,10 +380,10 @@ async fn runner_pod_replaced(prefix: &str, how: Disruption) {
             .all(|p| p.metadata.name.as_deref() != Some(first_name.as_str())),
         "the deleted pod is gone"
     );
-    let status = w.expect_status("hello-world").await;
+    let status = env.expect_status("hello-world").await;
     assert_eq!(status.phase, Phase::Succeeded, "{status:?}");
     assert_eq!(status.runner_status["adopted"], true, "{status:?}");
-    let wf = workflows(&w.client, &w.ns)
+    let wf = workflows(&env.client, &env.ns)
         .get("hello-world")
         .await
         .unwrap();
@@ -411,13 +414,13 @@ fn phases_and_reasons(seen: &[ActionStatus]) -> Vec<String> {
 /// Deployment that becomes Ready after 20 s), `wait: true`, and the Role rules that chart needs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_helm_runner_pod_deleted_mid_install_is_recovered_by_its_successor() {
-    let Some(w) = TestEnv::local_cluster("helm-retry").await else {
+    let Some(env) = TestEnv::local_cluster("helm-retry").await else {
         return;
     };
-    let (watch, seen) = w.statuses_seen("hello-release");
+    let (watch, seen) = env.statuses_seen("hello-release");
     let deployment = format!(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: \"{{{{ .Release.Name }}}}-slow\"}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: slow}}}}\n  template:\n    metadata: {{labels: {{app: slow}}}}\n    spec:\n      terminationGracePeriodSeconds: 0\n      containers:\n      - name: main\n        image: {}\n        imagePullPolicy: IfNotPresent\n        command: [sh, -c, \"sleep 20; touch /tmp/ready; exec sleep 3600\"]\n        readinessProbe: {{exec: {{command: [cat, /tmp/ready]}}, periodSeconds: 1}}\n",
-        w.cluster().busybox_image
+        env.cluster().busybox_image
     );
     let edit = move |obj: &mut Value| match (kind_of(obj), name_of(obj)) {
         ("ConfigMap", "hello-release-chart") => {
@@ -438,12 +441,13 @@ async fn a_helm_runner_pod_deleted_mid_install_is_recovered_by_its_successor() {
         }
         _ => {}
     };
-    let job = apply_deploy(&w.client, &w.ns, "helm-runner", edit)
+    let job = apply_deploy(&env.client, &env.ns, "helm-runner", edit)
         .await
         .unwrap();
     let job_name = job.metadata.name.unwrap();
     let mut polls = 0;
-    while w.helm_record_statuses("hello-release").await != vec![(1, "pending-install".to_string())]
+    while env.helm_record_statuses("hello-release").await
+        != vec![(1, "pending-install".to_string())]
     {
         polls += 1;
         assert!(
@@ -452,15 +456,15 @@ async fn a_helm_runner_pod_deleted_mid_install_is_recovered_by_its_successor() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let first = wait_for_running_job_pod(&w.client, &w.ns, &job_name, JOB_TIMEOUT)
+    let first = wait_for_running_job_pod(&env.client, &env.ns, &job_name, JOB_TIMEOUT)
         .await
         .unwrap();
     let first_name = first.metadata.name.unwrap();
-    Api::<Pod>::namespaced(w.client.clone(), &w.ns)
+    Api::<Pod>::namespaced(env.client.clone(), &env.ns)
         .delete(&first_name, &DeleteParams::default())
         .await
         .unwrap();
-    let (job, _) = w.job_ended(&job_name, "Complete").await;
+    let (job, _) = env.job_ended(&job_name, "Complete").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     watch.abort();
 
@@ -488,7 +492,7 @@ async fn a_helm_runner_pod_deleted_mid_install_is_recovered_by_its_successor() {
         Some(1),
         "the deleted pod exited 143: {job_status:?}"
     );
-    let records = w.helm_record_statuses("hello-release").await;
+    let records = env.helm_record_statuses("hello-release").await;
     assert_eq!(
         records.last().map(|r| r.1.as_str()),
         Some("deployed"),
@@ -498,7 +502,7 @@ async fn a_helm_runner_pod_deleted_mid_install_is_recovered_by_its_successor() {
         records.iter().all(|r| !r.1.starts_with("pending")),
         "{records:?}"
     );
-    let d = Api::<Deployment>::namespaced(w.client.clone(), &w.ns)
+    let d = Api::<Deployment>::namespaced(env.client.clone(), &env.ns)
         .get("hello-release-slow")
         .await
         .unwrap();
@@ -511,23 +515,23 @@ async fn a_helm_runner_pod_deleted_mid_install_is_recovered_by_its_successor() {
 /// `RUNNER_TIMEOUT` runs out, with Helm's reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_wait_on_real_pods() {
-    let Some(w) = TestEnv::local_cluster("helm-wait").await else {
+    let Some(env) = TestEnv::local_cluster("helm-wait").await else {
         return;
     };
-    helm_cmd(&["create", "webapp"], w.dir.path()).unwrap();
-    let chart = w.dir.path().join("webapp");
-    let (repository, tag) = w.cluster().httpd_image.rsplit_once(':').unwrap();
+    helm_cmd(&["create", "webapp"], env.dir.path()).unwrap();
+    let chart = env.dir.path().join("webapp");
+    let (repository, tag) = env.cluster().httpd_image.rsplit_once(':').unwrap();
     let run = |name: &'static str, probe_path: &'static str, timeout: &'static str| {
-        let manifest = w.file(
+        let manifest = env.file(
             &format!("{name}.yaml"),
             &format!(
                 "name: {name}\nchart: {{name: {}}}\nwait: true\nvalues:\n  image: {{repository: {repository}, tag: \"{tag}\"}}\n  service: {{port: 8080}}\n  readinessProbe: {{httpGet: {{path: {probe_path}, port: http}}}}\n",
                 chart.display()
             ),
         );
-        let (client, ns) = (w.client.clone(), w.ns.clone());
-        let cache = w.path("cache");
-        let cmd = w.runner("helm-runner", name, &manifest);
+        let (client, ns) = (env.client.clone(), env.ns.clone());
+        let cache = env.path("cache");
+        let cmd = env.runner("helm-runner", name, &manifest);
         async move {
             create_status_configmap(&client, &ns, name).await.unwrap();
             cmd.var("RUNNER_COMMAND", Some("install"))
@@ -556,7 +560,7 @@ async fn helm_wait_on_real_pods() {
     let (ready, stuck) = tokio::join!(run("ready", "/", "120s"), run("stuck", "/not-there", "20s"));
 
     assert_eq!(ready.code, 0, "{}", ready.stderr);
-    let d = Api::<Deployment>::namespaced(w.client.clone(), &w.ns)
+    let d = Api::<Deployment>::namespaced(env.client.clone(), &env.ns)
         .get("ready-webapp")
         .await
         .unwrap();
@@ -567,7 +571,7 @@ async fn helm_wait_on_real_pods() {
     );
 
     assert_eq!(stuck.code, 1, "{}", stuck.stderr);
-    let status = w.expect_status("stuck").await;
+    let status = env.expect_status("stuck").await;
     assert_eq!(status.phase, Phase::Failed, "{status:?}");
     let message = status.message.as_str();
     // RUNNER_TIMEOUT usually runs out before helm's own --timeout (the same length, started a
@@ -581,7 +585,7 @@ async fn helm_wait_on_real_pods() {
     } else {
         assert!(message.contains("context deadline exceeded"), "{message}");
     }
-    let pods = Api::<Pod>::namespaced(w.client.clone(), &w.ns)
+    let pods = Api::<Pod>::namespaced(env.client.clone(), &env.ns)
         .list(&kube::api::ListParams::default().labels("app.kubernetes.io/instance=stuck"))
         .await
         .unwrap();
@@ -592,7 +596,7 @@ async fn helm_wait_on_real_pods() {
     assert!(running, "the stuck pod ran but was never Ready");
     for f in ["ready", "stuck"] {
         for kind in ["release", "additional"] {
-            let _ = std::fs::remove_file(format!("/tmp/kar-{}-{f}-{kind}.yaml", w.ns));
+            let _ = std::fs::remove_file(format!("/tmp/kar-{}-{f}-{kind}.yaml", env.ns));
         }
     }
 }
@@ -605,10 +609,10 @@ async fn helm_wait_on_real_pods() {
 /// `notReady`) and in the termination message, which stays within 4 KiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_wait_failure_names_what_was_not_ready() {
-    let Some(w) = TestEnv::local_cluster("helm-why").await else {
+    let Some(env) = TestEnv::local_cluster("helm-why").await else {
         return;
     };
-    let chart = w.dir.path().join("broken");
+    let chart = env.dir.path().join("broken");
     std::fs::create_dir_all(chart.join("templates")).unwrap();
     std::fs::write(
         chart.join("Chart.yaml"),
@@ -620,7 +624,7 @@ async fn helm_wait_failure_names_what_was_not_ready() {
             "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      terminationGracePeriodSeconds: 0\n      containers:\n      - name: main\n        image: {image}\n        imagePullPolicy: IfNotPresent\n{extra}"
         )
     };
-    let busybox = &w.cluster().busybox_image;
+    let busybox = &env.cluster().busybox_image;
     let docs = [
         deployment("pull", "localhost/kar/never-built:1", ""),
         deployment(
@@ -635,18 +639,18 @@ async fn helm_wait_failure_names_what_was_not_ready() {
         ),
     ];
     std::fs::write(chart.join("templates/all.yaml"), docs.join("---\n")).unwrap();
-    let manifest = w.file(
+    let manifest = env.file(
         "broken.yaml",
         &format!(
             "name: broken\nchart: {{name: {}}}\nwait: true\n",
             chart.display()
         ),
     );
-    let termination = w.file("broken.termination-log", "");
-    create_status_configmap(&w.client, &w.ns, "broken")
+    let termination = env.file("broken.termination-log", "");
+    create_status_configmap(&env.client, &env.ns, "broken")
         .await
         .unwrap();
-    let out = w
+    let out = env
         .runner("helm-runner", "broken", &manifest)
         .var("RUNNER_COMMAND", Some("install"))
         .var("RUNNER_TIMEOUT", Some("45s"))
@@ -656,15 +660,15 @@ async fn helm_wait_failure_names_what_was_not_ready() {
         )
         .var(
             "RUNNER_REPOSITORY_CACHE_PATH",
-            Some(w.dir.path().join("cache").to_str().unwrap()),
+            Some(env.dir.path().join("cache").to_str().unwrap()),
         )
         .var(
             "RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH",
-            Some(w.dir.path().join("release.yaml").to_str().unwrap()),
+            Some(env.dir.path().join("release.yaml").to_str().unwrap()),
         )
         .var(
             "RUNNER_OUTPUT_ADDITIONAL_FILE_PATH",
-            Some(w.dir.path().join("additional.yaml").to_str().unwrap()),
+            Some(env.dir.path().join("additional.yaml").to_str().unwrap()),
         )
         .var(
             "RUNNER_TERMINATION_MESSAGE_PATH",
@@ -675,10 +679,10 @@ async fn helm_wait_failure_names_what_was_not_ready() {
         .unwrap();
     assert_eq!(out.code, 1, "{}", out.stderr);
 
-    let status = w.expect_status("broken").await;
+    let status = env.expect_status("broken").await;
     assert_eq!(status.phase, Phase::Failed, "{status:?}");
     let message = status.message.as_str();
-    let ns = &w.ns;
+    let ns = &env.ns;
     for said in [
         format!("Deployment {ns}/pull (0/1 available"),
         "ImagePull".to_string(),
@@ -691,12 +695,12 @@ async fn helm_wait_failure_names_what_was_not_ready() {
     }
     let not_ready = status.runner_status["notReady"].as_array().unwrap();
     let reason_of = |name: &str| {
-        let w = not_ready
+        let workload = not_ready
             .iter()
-            .find(|w| w["name"] == name)
+            .find(|n| n["name"] == name)
             .unwrap_or_else(|| panic!("{name} not in {not_ready:?}"));
-        assert_eq!(w["kind"], "Deployment");
-        w["pods"][0].clone()
+        assert_eq!(workload["kind"], "Deployment");
+        workload["pods"][0].clone()
     };
     let pull = reason_of("pull");
     assert!(
@@ -752,11 +756,11 @@ fn incompressible(len: usize) -> String {
 /// container killed for its limit fails the test as `OOMKilled`, naming the limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_limits_hold_for_the_largest_inputs() {
-    let Some(w) = TestEnv::local_cluster("memory").await else {
+    let Some(env) = TestEnv::local_cluster("memory").await else {
         return;
     };
     let mut templates = vec![json!({"name": "main", "container": {
-        "image": w.cluster().busybox_image, "imagePullPolicy": "IfNotPresent",
+        "image": env.cluster().busybox_image, "imagePullPolicy": "IfNotPresent",
         "command": ["echo"], "args": ["big"]}})];
     // Argo 4's full CRD allows at most 200 templates: about 150 of 4 KB each.
     let filler = incompressible(4000);
@@ -764,7 +768,7 @@ async fn memory_limits_hold_for_the_largest_inputs() {
     let mut i = 0;
     while size < 600 * 1024 {
         let t = json!({"name": format!("unused-{i}"), "container": {
-            "image": w.cluster().busybox_image, "command": ["echo"], "args": [filler]}});
+            "image": env.cluster().busybox_image, "command": ["echo"], "args": [filler]}});
         size += t.to_string().len();
         templates.push(t);
         i += 1;
@@ -772,15 +776,15 @@ async fn memory_limits_hold_for_the_largest_inputs() {
     let workflow = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
         "spec": {"entrypoint": "main", "templates": templates}});
     apply_deploy(
-        &w.client,
-        &w.ns,
+        &env.client,
+        &env.ns,
         "argo-runner",
         with_argo_input(workflow.to_string()),
     )
     .await
     .unwrap();
     let values = incompressible(600 * 1024);
-    apply_deploy(&w.client, &w.ns, "helm-runner", move |obj| {
+    apply_deploy(&env.client, &env.ns, "helm-runner", move |obj| {
         if kind_of(obj) == "ConfigMap" && name_of(obj) == "hello-release-input" {
             let m = obj["data"]["manifest.yaml"].as_str().unwrap().to_string();
             obj["data"]["manifest.yaml"] = json!(format!("{m}  blob: {values}\n"));
@@ -789,7 +793,7 @@ async fn memory_limits_hold_for_the_largest_inputs() {
     .await
     .unwrap();
     for runner in ["argo-runner", "helm-runner"] {
-        w.job_ended(name_of(&job_of(runner)), "Complete").await;
+        env.job_ended(name_of(&job_of(runner)), "Complete").await;
     }
     println!(
         "argo-runner ran a {} KiB Workflow and helm-runner stored 600 KiB of values within \
@@ -804,21 +808,21 @@ async fn memory_limits_hold_for_the_largest_inputs() {
 /// failure).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oom_killed_container_is_reported_as_such() {
-    let Some(w) = TestEnv::local_cluster("oom").await else {
+    let Some(env) = TestEnv::local_cluster("oom").await else {
         return;
     };
     let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "hog"},
         "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never",
-            "containers": [{"name": "hog", "image": w.cluster().busybox_image,
+            "containers": [{"name": "hog", "image": env.cluster().busybox_image,
                 "imagePullPolicy": "IfNotPresent",
                 "command": ["sh", "-c", "x=$(head -c 67108864 /dev/zero | tr '\\0' a); echo ${#x}"],
                 "resources": {"limits": {"memory": "16Mi"}}}]}}}});
-    apply(&w.client, &w.ns, &job, false).await.unwrap();
-    let done = wait_for_job(&w.client, &w.ns, "hog", JOB_TIMEOUT)
+    apply(&env.client, &env.ns, &job, false).await.unwrap();
+    let done = wait_for_job(&env.client, &env.ns, "hog", JOB_TIMEOUT)
         .await
         .unwrap();
     assert_eq!(job_outcome(&done), Some("Failed"));
-    let pods = job_pods(&w.client, &w.ns, "hog").await.unwrap();
+    let pods = job_pods(&env.client, &env.ns, "hog").await.unwrap();
     let err = assert_none_oom_killed(&pods).unwrap_err().to_string();
     println!("{err}");
     assert!(
@@ -842,13 +846,13 @@ fn failed_reason(job: &k8s_openapi::api::batch::v1::Job) -> String {
 /// created.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_input_job_fails_after_one_pod() {
-    let Some(w) = TestEnv::local_cluster("badinput").await else {
+    let Some(env) = TestEnv::local_cluster("badinput").await else {
         return;
     };
-    let job_name = w
+    let job_name = env
         .apply_argo_job("spec: [not, a, workflow spec\n".into())
         .await;
-    let (job, pods) = w.job_ended(&job_name, "Failed").await;
+    let (job, pods) = env.job_ended(&job_name, "Failed").await;
     assert_eq!(failed_reason(&job), "PodFailurePolicy");
     assert_eq!(pods.len(), 1);
     let t = terminated(&pods[0]).unwrap();
@@ -860,7 +864,7 @@ async fn a_bad_input_job_fails_after_one_pod() {
             .contains("input manifest"),
         "{t:?}"
     );
-    let made = workflows(&w.client, &w.ns)
+    let made = workflows(&env.client, &env.ns)
         .get_opt("hello-world")
         .await
         .unwrap();
@@ -873,10 +877,10 @@ async fn a_bad_input_job_fails_after_one_pod() {
 /// `BackoffLimitExceeded`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transient_failure_is_retried() {
-    let Some(w) = TestEnv::local_cluster("transient").await else {
+    let Some(env) = TestEnv::local_cluster("transient").await else {
         return;
     };
-    let job = apply_deploy(&w.client, &w.ns, "argo-runner", |obj| {
+    let job = apply_deploy(&env.client, &env.ns, "argo-runner", |obj| {
         if kind_of(obj) == "Job" {
             obj["spec"]["backoffLimit"] = json!(1);
             set_env(obj, "KUBERNETES_SERVICE_HOST", "127.0.0.1");
@@ -886,7 +890,7 @@ async fn a_transient_failure_is_retried() {
     .await
     .unwrap();
     let job_name = job.metadata.name.clone().unwrap();
-    let (job, pods) = w.job_ended(&job_name, "Failed").await;
+    let (job, pods) = env.job_ended(&job_name, "Failed").await;
     assert_eq!(failed_reason(&job), "BackoffLimitExceeded");
     assert_eq!(pods.len(), 2, "retried once");
     for pod in &pods {
@@ -900,12 +904,12 @@ async fn a_transient_failure_is_retried() {
 /// OOM-killed). Without the budgets, 746 bytes of it took about 100 MiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manifest_of_aliases_is_refused_under_the_memory_limit() {
-    let Some(w) = TestEnv::local_cluster("aliases").await else {
+    let Some(env) = TestEnv::local_cluster("aliases").await else {
         return;
     };
     let bomb = billion_laughs();
-    let job_name = w.apply_argo_job(bomb).await;
-    let (_, pods) = w.job_ended(&job_name, "Failed").await;
+    let job_name = env.apply_argo_job(bomb).await;
+    let (_, pods) = env.job_ended(&job_name, "Failed").await;
     assert_eq!(pods.len(), 1);
     let t = terminated(&pods[0]).unwrap();
     assert_eq!(t.exit_code, 2, "{t:?}");
@@ -913,8 +917,8 @@ async fn a_manifest_of_aliases_is_refused_under_the_memory_limit() {
 }
 
 /// Waits (at most 120 s) until Workflow `name` has finished, and returns its `status`.
-async fn workflow_finished(w: &TestEnv, name: &str) -> Value {
-    let api = workflows(&w.client, &w.ns);
+async fn workflow_finished(env: &TestEnv, name: &str) -> Value {
+    let api = workflows(&env.client, &env.ns);
     let done =
         kube::runtime::wait::await_condition(api, name, |o: Option<&kube::api::DynamicObject>| {
             o.is_some_and(|o| !o.data["status"]["finishedAt"].is_null())
@@ -933,24 +937,24 @@ async fn workflow_finished(w: &TestEnv, name: &str) -> Value {
 /// strategy ..."), so a cancelled Job leaves no Workflow running.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_runner_shuts_its_workflow_down() {
-    let Some(w) = TestEnv::local_cluster("shutdown").await else {
+    let Some(env) = TestEnv::local_cluster("shutdown").await else {
         return;
     };
-    w.apply_workflow_service_account().await;
-    let manifest = w.file("forever.yaml", &argo_example_text("forever"));
-    let terminated = argo_runner_for_real_pods(&w, "term", &manifest)
+    env.apply_workflow_service_account().await;
+    let manifest = env.file("forever.yaml", &argo_example_text("forever"));
+    let terminated = argo_runner_for_real_pods(&env, "term", &manifest)
         .await
         .var("RUNNER_ARGO_ON_CANCEL", Some("terminate"))
         .spawn()
         .unwrap();
-    let stopped = argo_runner_for_real_pods(&w, "stop", &manifest)
+    let stopped = argo_runner_for_real_pods(&env, "stop", &manifest)
         .await
         .var("RUNNER_ARGO_ON_CANCEL", Some("stop"))
         .var("RUNNER_TIMEOUT", Some("15s"));
-    let stopped = w.spawn_run(stopped);
+    let stopped = env.spawn_run(stopped);
     // SIGTERM once the Workflow runs.
     let running = kube::runtime::wait::await_condition(
-        workflows(&w.client, &w.ns),
+        workflows(&env.client, &env.ns),
         "term",
         |o: Option<&kube::api::DynamicObject>| {
             o.is_some_and(|o| o.data["status"]["phase"] == "Running")
@@ -975,7 +979,7 @@ async fn a_cancelled_runner_shuts_its_workflow_down() {
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("spec.shutdown: Stop"), "{}", out.stderr);
     for (name, strategy) in [("term", "Terminate"), ("stop", "Stop")] {
-        let status = workflow_finished(&w, name).await;
+        let status = workflow_finished(&env, name).await;
         let message = status["message"].as_str().unwrap_or_default();
         assert!(
             message.contains(&format!("Stopped with strategy '{strategy}'")),
@@ -990,8 +994,8 @@ fn argo_example_json(name: &str) -> Value {
 }
 
 /// A pod of namespace `ns` exists under `name` (the failed node's pod the runner named).
-async fn pod_exists(w: &TestEnv, name: &str) -> bool {
-    let pods: Api<Pod> = Api::namespaced(w.client.clone(), &w.ns);
+async fn pod_exists(env: &TestEnv, name: &str) -> bool {
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.ns);
     pods.get_opt(name).await.unwrap().is_some()
 }
 
@@ -1004,10 +1008,10 @@ async fn pod_exists(w: &TestEnv, name: &str) -> bool {
 /// last attempt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn why_a_workflow_failed_under_the_real_controller() {
-    let Some(w) = TestEnv::local_cluster("why").await else {
+    let Some(env) = TestEnv::local_cluster("why").await else {
         return;
     };
-    w.apply_workflow_service_account().await;
+    env.apply_workflow_service_account().await;
     let mut retry = argo_example_json("retry-container");
     let t = &mut retry["spec"]["templates"][0];
     t["retryStrategy"]["limit"] = json!("2");
@@ -1019,28 +1023,31 @@ async fn why_a_workflow_failed_under_the_real_controller() {
     ];
     let mut runs = Vec::new();
     for (name, manifest) in &cases {
-        let manifest = w.file(&format!("{name}.yaml"), manifest);
-        let term = w.file(&format!("{name}.termination-log"), "");
-        let cmd = argo_runner_for_real_pods(&w, name, &manifest).await.var(
+        let manifest = env.file(&format!("{name}.yaml"), manifest);
+        let term = env.file(&format!("{name}.termination-log"), "");
+        let cmd = argo_runner_for_real_pods(&env, name, &manifest).await.var(
             "RUNNER_TERMINATION_MESSAGE_PATH",
             Some(term.to_str().unwrap()),
         );
-        runs.push((*name, term, w.spawn_run(cmd)));
+        runs.push((*name, term, env.spawn_run(cmd)));
     }
     for (name, term, run) in runs {
         let out = run.await.unwrap();
         assert_eq!(out.code, 1, "{name}: {}", out.stderr);
-        let status = w.expect_status(name).await;
+        let status = env.expect_status(name).await;
         let summary = &status.runner_status["workflow"];
         assert_eq!(summary["phase"], "Failed", "{name}: {summary}");
         let failed = summary["failedNodes"].as_array().unwrap();
         assert_eq!(failed.len(), 1, "{name}: {summary}");
         let node = &failed[0];
         let pod = node["pod"].as_str().unwrap();
-        assert!(pod_exists(&w, pod).await, "{name}: no pod {pod}: {summary}");
+        assert!(
+            pod_exists(&env, pod).await,
+            "{name}: no pod {pod}: {summary}"
+        );
         let message = &status.message;
         assert!(
-            message.starts_with(&format!("Workflow {}/{name} Failed: ", w.ns)),
+            message.starts_with(&format!("Workflow {}/{name} Failed: ", env.ns)),
             "{message}"
         );
         assert!(message.contains(&format!("pod {pod}")), "{message}");
@@ -1075,10 +1082,10 @@ async fn why_a_workflow_failed_under_the_real_controller() {
 /// one JSON line per line with the node's name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_outputs_and_logs_under_the_real_controller() {
-    let Some(w) = TestEnv::local_cluster("progress").await else {
+    let Some(env) = TestEnv::local_cluster("progress").await else {
         return;
     };
-    w.apply_workflow_service_account().await;
+    env.apply_workflow_service_account().await;
     let mut wf = argo_example_json("global-outputs");
     let templates = wf["spec"]["templates"].as_array_mut().unwrap();
     templates.retain(|t| t["name"] != "consume-global-art");
@@ -1098,10 +1105,10 @@ async fn progress_outputs_and_logs_under_the_real_controller() {
     let name = "globals";
     // Every status written, in order, as a watch of the ConfigMap sees them.
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<ActionStatus>::new()));
-    let cms: Api<ConfigMap> = Api::namespaced(w.client.clone(), &w.ns);
-    let manifest = w.file("globals.yaml", &serde_json::to_string(&wf).unwrap());
-    let output = w.dir.path().join("workflow.yaml");
-    let cmd = argo_runner_for_real_pods(&w, name, &manifest)
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &env.ns);
+    let manifest = env.file("globals.yaml", &serde_json::to_string(&wf).unwrap());
+    let output = env.dir.path().join("workflow.yaml");
+    let cmd = argo_runner_for_real_pods(&env, name, &manifest)
         .await
         .var("RUNNER_ARGO_LOGS", Some("true"))
         .var(
@@ -1123,9 +1130,9 @@ async fn progress_outputs_and_logs_under_the_real_controller() {
             }
         })
     };
-    let out = w.spawn_run(cmd).await.unwrap();
+    let out = env.spawn_run(cmd).await.unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let status = w.expect_status(name).await;
+    let status = env.expect_status(name).await;
     watch.abort();
 
     let seen = seen.lock().unwrap().clone();
@@ -1180,10 +1187,10 @@ async fn progress_outputs_and_logs_under_the_real_controller() {
 /// not exist is exit 2 naming it, in a dry run and in a real run, and nothing is created.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workflow_templates_under_the_real_controller() {
-    let Some(w) = TestEnv::local_cluster("templates").await else {
+    let Some(env) = TestEnv::local_cluster("templates").await else {
         return;
     };
-    w.apply_workflow_service_account().await;
+    env.apply_workflow_service_account().await;
     let examples = &Tools::locate().unwrap().argo_dir.join("examples");
     let read = |p: &str| std::fs::read_to_string(examples.join(p)).unwrap();
     let docs = |text: String| -> Vec<Value> {
@@ -1191,14 +1198,14 @@ async fn workflow_templates_under_the_real_controller() {
         docs.into_iter().filter(|d| !d.is_null()).collect()
     };
     for t in docs(read("workflow-template/templates.yaml")) {
-        apply(&w.client, &w.ns, &t, false).await.unwrap();
+        apply(&env.client, &env.ns, &t, false).await.unwrap();
     }
     // ClusterWorkflowTemplates are cluster-wide: named apart for this run, deleted at the end.
     let cwt: Api<kube::api::DynamicObject> = Api::all_with(
-        w.client.clone(),
+        env.client.clone(),
         &action_runner_argo::templates::cluster_workflow_template_resource(),
     );
-    let cluster_name = format!("{}-submittable", w.ns);
+    let cluster_name = format!("{}-submittable", env.ns);
     let mut submittable = docs(read("cluster-workflow-template/clustertemplates.yaml"))
         .into_iter()
         .find(|t| t["metadata"]["name"] == "cluster-workflow-template-submittable")
@@ -1237,14 +1244,14 @@ async fn workflow_templates_under_the_real_controller() {
     ];
     let mut spawned = Vec::new();
     for (name, manifest, _) in &runs {
-        let manifest = w.file(&format!("{name}.yaml"), manifest);
-        let cmd = argo_runner_for_real_pods(&w, name, &manifest).await;
-        spawned.push(w.spawn_run(cmd));
+        let manifest = env.file(&format!("{name}.yaml"), manifest);
+        let cmd = argo_runner_for_real_pods(&env, name, &manifest).await;
+        spawned.push(env.spawn_run(cmd));
     }
     for ((name, _, expected), run) in runs.iter().zip(spawned) {
         let out = run.await.unwrap();
         assert_eq!(out.code, 0, "{name}: {}", out.stderr);
-        let logs = workflow_logs(&w.client, &w.ns, name).await.unwrap();
+        let logs = workflow_logs(&env.client, &env.ns, name).await.unwrap();
         for line in expected {
             assert!(
                 logs.values().any(|l| l.lines().any(|l| l.trim() == *line)),
@@ -1266,7 +1273,7 @@ async fn workflow_templates_under_the_real_controller() {
             json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "spec": {"workflowTemplateRef": {"name": "no-such-workflow-template"}}}),
             format!(
                 "spec.workflowTemplateRef.name \"no-such-workflow-template\": WorkflowTemplate {}/no-such-workflow-template not found",
-                w.ns
+                env.ns
             ),
         ),
         (
@@ -1279,15 +1286,15 @@ async fn workflow_templates_under_the_real_controller() {
             missing_template,
             format!(
                 "spec.templates[0].steps[1][1].templateRef.template \"no-such-template\": no such template in WorkflowTemplate {}/workflow-template-print-message",
-                w.ns
+                env.ns
             ),
         ),
     ];
     for (name, manifest, reason) in missing {
-        let manifest = w.file(&format!("{name}.yaml"), &manifest.to_string());
+        let manifest = env.file(&format!("{name}.yaml"), &manifest.to_string());
         for dry_run in ["true", "false"] {
             let name = &format!("{name}-{}", if dry_run == "true" { "dry" } else { "real" });
-            let out = argo_runner_for_real_pods(&w, name, &manifest)
+            let out = argo_runner_for_real_pods(&env, name, &manifest)
                 .await
                 .var("RUNNER_CONTEXT_DRY_RUN", Some(dry_run))
                 .run()
@@ -1303,7 +1310,7 @@ async fn workflow_templates_under_the_real_controller() {
                 "{error:?} names {reason:?}"
             );
             assert!(
-                workflows(&w.client, &w.ns)
+                workflows(&env.client, &env.ns)
                     .get_opt(name)
                     .await
                     .unwrap()
@@ -1319,15 +1326,15 @@ async fn workflow_templates_under_the_real_controller() {
 /// as one JSON line naming the node; the executor's own lines are not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_logs_component_lets_the_job_follow_the_workflows_logs() {
-    let Some(w) = TestEnv::local_cluster("logs").await else {
+    let Some(env) = TestEnv::local_cluster("logs").await else {
         return;
     };
     for (file, obj) in component_objects("argo-runner", "logs") {
-        apply(&w.client, &w.ns, &obj, false)
+        apply(&env.client, &env.ns, &obj, false)
             .await
             .unwrap_or_else(|e| panic!("{file}: {e}"));
     }
-    let job = apply_deploy(&w.client, &w.ns, "argo-runner", |obj| {
+    let job = apply_deploy(&env.client, &env.ns, "argo-runner", |obj| {
         if kind_of(obj) == "Job" {
             set_env(obj, "RUNNER_ARGO_LOGS", "true");
         }
@@ -1335,8 +1342,8 @@ async fn the_logs_component_lets_the_job_follow_the_workflows_logs() {
     .await
     .unwrap();
     let name = job.metadata.name.unwrap();
-    let (_, pods) = w.job_ended(&name, "Complete").await;
-    let pods_api: Api<Pod> = Api::namespaced(w.client.clone(), &w.ns);
+    let (_, pods) = env.job_ended(&name, "Complete").await;
+    let pods_api: Api<Pod> = Api::namespaced(env.client.clone(), &env.ns);
     let log = pods_api
         .logs(
             pods[0].metadata.name.as_deref().unwrap(),

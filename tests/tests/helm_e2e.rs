@@ -41,7 +41,7 @@ const PASSWORD: &str = "s3cr3t-Pa55w0rd-never-shown";
 /// Events about its owner (the run must be [`OwnedByAJob`]). Each place must hold
 /// something: a "never shown" check over an empty one would pass whatever the runner did.
 async fn everything_shown(
-    w: &TestEnv,
+    env: &TestEnv,
     name: &str,
     out: &RunnerOutput,
     termination: Option<&Path>,
@@ -52,7 +52,7 @@ async fn everything_shown(
         format!("{name}: the log"),
         format!("{}{}", out.stdout, out.stderr),
     )];
-    let cm = Api::<ConfigMap>::namespaced(w.client.clone(), &w.ns)
+    let cm = Api::<ConfigMap>::namespaced(env.client.clone(), &env.ns)
         .get(name)
         .await
         .unwrap();
@@ -70,14 +70,14 @@ async fn everything_shown(
         format!("{name}-release.yaml"),
         format!("{name}-additional.yaml"),
     ] {
-        match std::fs::read_to_string(w.path(&f)) {
+        match std::fs::read_to_string(env.path(&f)) {
             Ok(text) if wrote => places.push((format!("{name}: output file {f}"), text)),
             Ok(_) => panic!("{name}: a failed run wrote {f}"),
             Err(e) if wrote => panic!("{name}: output file {f}: {e}"),
             Err(_) => {}
         }
     }
-    let events: Vec<String> = Api::<Event>::namespaced(w.client.clone(), &w.ns)
+    let events: Vec<String> = Api::<Event>::namespaced(env.client.clone(), &env.ns)
         .list(&ListParams::default())
         .await
         .unwrap()
@@ -298,60 +298,60 @@ fn image(d: &Deployment) -> String {
 const WEBAPP_TEMPLATE: &str = "host: {{ template \\\"webapp.fullname\\\" . }}.{{ .Release.Namespace }}.svc\\nport: {{ .Values.service.port }}\\nreplicas: {{ .Values.replicaCount }}\\nrevision: {{ .Release.Revision }}\\n";
 
 async fn install_from_repository_then_upgrade_with_reuse_and_reset_values(h: HelmBin) {
-    let w = TestEnv::bare("helm-install").await;
+    let env = TestEnv::bare("helm-install").await;
     let repo = &ChartRepository::shared().url;
     let manifest = format!(
         "name: shop\nchart: {{name: webapp, repo: \"{repo}\", version: 0.1.0}}\nwait: false\n\
          values:\n  replicaCount: 2\n  podAnnotations: {{db-password: \"{PASSWORD}\"}}\n\
          output:\n  additional:\n    goTemplate: \"{WEBAPP_TEMPLATE}\"\n"
     );
-    let out = w.run_helm(h, "install", "install", &manifest).await;
+    let out = env.run_helm(h, "install", "install", &manifest).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let status = w.status("install").await.unwrap();
+    let status = env.status("install").await.unwrap();
     assert_eq!(status.phase, Phase::Succeeded, "{status:?}");
     assert_eq!(status.runner, "helm");
     assert_eq!(
         status.runner_status,
         serde_json::json!({"phase": "Installed", "helmVersion": h.version(), "adopted": false,
-            "release": {"name": "shop", "namespace": w.ns, "revision": 1, "status": "deployed"}})
+            "release": {"name": "shop", "namespace": env.ns, "revision": 1, "status": "deployed"}})
     );
     let msg = status.message.as_str();
     assert!(
         msg.contains("\"shop\" installed successfully")
-            && msg.contains(&w.ns)
+            && msg.contains(&env.ns)
             && msg.contains("revision 1"),
         "{msg}"
     );
-    w.assert_never_shown("install", &out, PASSWORD).await;
+    env.assert_never_shown("install", &out, PASSWORD).await;
 
     // The chart's objects and Helm's release record are in the API server.
-    let d = w
+    let d = env
         .deployment("shop-webapp")
         .await
         .expect("Deployment shop-webapp");
     assert_eq!(replicas(&d), 2);
     assert!(
-        Api::<Service>::namespaced(w.client.clone(), &w.ns)
+        Api::<Service>::namespaced(env.client.clone(), &env.ns)
             .get_opt("shop-webapp")
             .await
             .unwrap()
             .is_some()
     );
     assert_eq!(
-        w.helm_record_names::<Secret>("shop").await,
+        env.helm_record_names::<Secret>("shop").await,
         vec!["sh.helm.release.v1.shop.v1"]
     );
 
     // Both outputs, as documents; the additional one uses the chart's named template.
-    let ns = &w.ns;
+    let ns = &env.ns;
     assert_eq!(
-        w.release_output("install"),
+        env.release_output("install"),
         parse_yaml(&format!(
             "backend: null\nvalue:\n  chart:\n    name: webapp\n    repo: {repo}\n    version: 0.1.0\n  name: shop\n  namespace: {ns}\n"
         ))
     );
     assert_eq!(
-        w.additional_output("install").unwrap(),
+        env.additional_output("install").unwrap(),
         parse_yaml(&format!(
             "backend: null\nvalue:\n  host: shop-webapp.{ns}.svc\n  port: 80\n  replicas: 2\n  revision: 1\n"
         ))
@@ -359,12 +359,12 @@ async fn install_from_repository_then_upgrade_with_reuse_and_reset_values(h: Hel
 
     // Upgrade with reuseValues: the release file from the install, a new value, a new chart
     // version; the old values are kept.
-    let release_file = w.path("install-release.yaml");
+    let release_file = env.path("install-release.yaml");
     let manifest = format!(
         "chart: {{version: 0.2.0}}\nwait: false\nreuseValues: true\nvalues: {{image: {{tag: \"1.27\"}}}}\n\
          output: {{additional: {{goTemplate: \"{WEBAPP_TEMPLATE}\"}}}}\n"
     );
-    let out = w
+    let out = env
         .helm_runner(h, "upgrade-reuse", "upgrade", &manifest)
         .await
         .on_release(&release_file)
@@ -372,51 +372,52 @@ async fn install_from_repository_then_upgrade_with_reuse_and_reset_values(h: Hel
         .await
         .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let status = w.status("upgrade-reuse").await.unwrap();
+    let status = env.status("upgrade-reuse").await.unwrap();
     assert_eq!(
         status.runner_status,
         serde_json::json!({"phase": "Upgraded", "helmVersion": h.version(), "adopted": false,
-            "release": {"name": "shop", "namespace": w.ns, "revision": 2, "status": "deployed"}})
+            "release": {"name": "shop", "namespace": env.ns, "revision": 2, "status": "deployed"}})
     );
     assert!(
         status.message.contains("upgraded successfully"),
         "{status:?}"
     );
     assert!(status.message.as_str().contains("revision 2"), "{status:?}");
-    let d = w.deployment("shop-webapp").await.unwrap();
+    let d = env.deployment("shop-webapp").await.unwrap();
     assert_eq!(replicas(&d), 2, "replicaCount reused");
     assert!(image(&d).ends_with(":1.27"), "{}", image(&d));
     assert_eq!(
-        w.release_output("upgrade-reuse"),
+        env.release_output("upgrade-reuse"),
         parse_yaml(&format!(
             "backend: null\nvalue:\n  chart:\n    name: webapp\n    repo: {repo}\n    version: 0.2.0\n  name: shop\n  namespace: {ns}\n"
         ))
     );
     assert_eq!(
-        w.additional_output("upgrade-reuse").unwrap(),
+        env.additional_output("upgrade-reuse").unwrap(),
         parse_yaml(&format!(
             "backend: null\nvalue:\n  host: shop-webapp.{ns}.svc\n  port: 80\n  replicas: 2\n  revision: 2\n"
         ))
     );
-    w.assert_never_shown("upgrade-reuse", &out, PASSWORD).await;
+    env.assert_never_shown("upgrade-reuse", &out, PASSWORD)
+        .await;
 
     // Upgrade with resetValues and maxHistory 2: back to the chart's values; Helm keeps only
     // the last two revisions.
     let manifest =
         "wait: false\nresetValues: true\nmaxHistory: 2\nvalues: {service: {port: 8080}}\n";
-    let out = w
+    let out = env
         .helm_runner(h, "upgrade-reset", "upgrade", manifest)
         .await
-        .on_release(&w.path("upgrade-reuse-release.yaml"))
+        .on_release(&env.path("upgrade-reuse-release.yaml"))
         .run()
         .await
         .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let d = w.deployment("shop-webapp").await.unwrap();
+    let d = env.deployment("shop-webapp").await.unwrap();
     assert_eq!(replicas(&d), 1, "replicaCount reset to the chart's 1");
     assert!(!image(&d).ends_with(":1.27"), "{}", image(&d));
     assert!(
-        w.status("upgrade-reset")
+        env.status("upgrade-reset")
             .await
             .unwrap()
             .message
@@ -424,26 +425,26 @@ async fn install_from_repository_then_upgrade_with_reuse_and_reset_values(h: Hel
             .contains("revision 3")
     );
     assert_eq!(
-        w.helm_record_names::<Secret>("shop").await,
+        env.helm_record_names::<Secret>("shop").await,
         vec!["sh.helm.release.v1.shop.v2", "sh.helm.release.v1.shop.v3"]
     );
     assert!(
-        w.additional_output("upgrade-reset").is_none(),
+        env.additional_output("upgrade-reset").is_none(),
         "no goTemplate, no additional file"
     );
 }
 
 async fn generate_name_configmap_driver_values_file_and_storage_outputs(h: HelmBin) {
-    let w = TestEnv::bare("helm-genname").await;
+    let env = TestEnv::bare("helm-genname").await;
     let repo = &ChartRepository::shared().url;
-    let values = w.file("values.yaml", &format!("password: \"{PASSWORD}\"\n"));
+    let values = env.file("values.yaml", &format!("password: \"{PASSWORD}\"\n"));
     let manifest = format!(
         "generateName: true\nchart: {{name: chart-with-secret, repo: \"{repo}\"}}\n\
          valuesFromFile: {}\n\
          output:\n  helmRelease: {{useHelmReleaseStorage: true}}\n  additional:\n    useHelmTemplateStorage: true\n    goTemplate: \"name: {{{{ .Release.Name }}}}\"\n",
         values.display()
     );
-    let out = w
+    let out = env
         .helm_runner(h, "gen", "install", &manifest)
         .await
         .var("RUNNER_HELM_DRIVER", Some("configmap"))
@@ -451,16 +452,16 @@ async fn generate_name_configmap_driver_values_file_and_storage_outputs(h: HelmB
         .await
         .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    w.assert_never_shown("gen", &out, PASSWORD).await;
+    env.assert_never_shown("gen", &out, PASSWORD).await;
 
     // Helm generated `<chart>-<unix time>`; read it back from the release storage output.
-    let release = w.release_output("gen");
+    let release = env.release_output("gen");
     let name = release["backend"]["context"]["name"]
         .as_str()
         .unwrap()
         .to_string();
     assert!(name.starts_with("chart-with-secret-"), "{release}");
-    let ns = &w.ns;
+    let ns = &env.ns;
     assert_eq!(
         release,
         parse_yaml(&format!(
@@ -468,19 +469,19 @@ async fn generate_name_configmap_driver_values_file_and_storage_outputs(h: HelmB
         ))
     );
     assert_eq!(
-        w.additional_output("gen").unwrap(),
+        env.additional_output("gen").unwrap(),
         parse_yaml(&format!(
             "backend:\n  context:\n    goTemplate: 'name: {{{{ .Release.Name }}}}'\n    release:\n      driver: configmap\n      name: {name}\n      namespace: {ns}\nvalue: null\n"
         ))
     );
     // The configmap driver stores the release as a ConfigMap, not a Secret.
     assert_eq!(
-        w.helm_record_names::<ConfigMap>(&name).await,
+        env.helm_record_names::<ConfigMap>(&name).await,
         vec![format!("sh.helm.release.v1.{name}.v1")]
     );
-    assert!(w.helm_record_names::<Secret>(&name).await.is_empty());
+    assert!(env.helm_record_names::<Secret>(&name).await.is_empty());
     // The chart's own objects.
-    let secret = Api::<Secret>::namespaced(w.client.clone(), &w.ns)
+    let secret = Api::<Secret>::namespaced(env.client.clone(), &env.ns)
         .get_opt("test-secret")
         .await
         .unwrap();
@@ -488,10 +489,10 @@ async fn generate_name_configmap_driver_values_file_and_storage_outputs(h: HelmB
 }
 
 async fn local_chart_dir_and_archive(h: HelmBin) {
-    let w = TestEnv::bare("helm-local").await;
+    let env = TestEnv::bare("helm-local").await;
     // Helm's test chart directory, read from the module cache in place.
     let dir = helm_testchart("chart-with-secret");
-    let out = w
+    let out = env
         .run_helm(
             h,
             "dir",
@@ -501,15 +502,15 @@ async fn local_chart_dir_and_archive(h: HelmBin) {
         .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
-        w.release_output("dir"),
+        env.release_output("dir"),
         parse_yaml(&format!(
             "backend: null\nvalue:\n  chart:\n    name: chart-with-secret\n    repo: \"\"\n    version: 0.0.1\n  name: from-dir\n  namespace: {}\n",
-            w.ns
+            env.ns
         ))
     );
     // A chart archive made by `helm package` (Helm's standard chart).
     let archive = ChartRepository::shared().archive("webapp-0.1.0.tgz");
-    let out = w
+    let out = env
         .run_helm(
             h,
             "tgz",
@@ -522,13 +523,13 @@ async fn local_chart_dir_and_archive(h: HelmBin) {
         .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
-        w.helm_record_names::<Secret>("from-tgz").await,
+        env.helm_record_names::<Secret>("from-tgz").await,
         vec!["sh.helm.release.v1.from-tgz.v1"]
     );
     // Where Helm 4 differs: it applies the chart's objects with server-side apply (its
     // `--server-side` defaults to true for an install), Helm 3 with client-side create/patch.
     // The runner keeps each helm's default; the object's managedFields tell which was used.
-    let d = w.deployment("from-tgz-webapp").await.unwrap();
+    let d = env.deployment("from-tgz-webapp").await.unwrap();
     let operations: Vec<(String, String)> = d
         .metadata
         .managed_fields
@@ -548,9 +549,9 @@ async fn local_chart_dir_and_archive(h: HelmBin) {
 }
 
 async fn failing_template_exits_1_with_helms_message(h: HelmBin) {
-    let w = TestEnv::bare("helm-fail").await;
+    let env = TestEnv::bare("helm-fail").await;
     let chart = helm_testchart("chart-with-template-with-invalid-yaml");
-    let out = w
+    let out = env
         .run_helm(
             h,
             "bad-yaml",
@@ -559,7 +560,7 @@ async fn failing_template_exits_1_with_helms_message(h: HelmBin) {
         )
         .await;
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let status = w.status("bad-yaml").await.unwrap();
+    let status = env.status("bad-yaml").await.unwrap();
     assert_eq!(status.phase, Phase::Failed);
     let msg = status.message.as_str();
     assert!(msg.contains("YAML parse error"), "{msg}");
@@ -568,10 +569,10 @@ async fn failing_template_exits_1_with_helms_message(h: HelmBin) {
             .join("\n")
             .contains("YAML parse error")
     );
-    assert!(w.helm_record_names::<Secret>("broken").await.is_empty());
+    assert!(env.helm_record_names::<Secret>("broken").await.is_empty());
 
     // A chart that fails with a message built from a value: the value is redacted everywhere.
-    let out = w
+    let out = env
         .run_helm(
             h,
             "boom",
@@ -582,14 +583,20 @@ async fn failing_template_exits_1_with_helms_message(h: HelmBin) {
             ),
         ).await;
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let msg = w.status("boom").await.unwrap().message.as_str().to_string();
+    let msg = env
+        .status("boom")
+        .await
+        .unwrap()
+        .message
+        .as_str()
+        .to_string();
     assert!(msg.contains("cannot use password <redacted>"), "{msg}");
-    w.assert_never_shown("boom", &out, PASSWORD).await;
+    env.assert_never_shown("boom", &out, PASSWORD).await;
 }
 
 async fn missing_chart_version_exits_1(h: HelmBin) {
-    let w = TestEnv::bare("helm-missing").await;
-    let out = w
+    let env = TestEnv::bare("helm-missing").await;
+    let out = env
         .run_helm(
             h,
             "missing",
@@ -601,7 +608,7 @@ async fn missing_chart_version_exits_1(h: HelmBin) {
         )
         .await;
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let msg = w
+    let msg = env
         .status("missing")
         .await
         .unwrap()
@@ -612,8 +619,8 @@ async fn missing_chart_version_exits_1(h: HelmBin) {
 }
 
 async fn dry_run_stores_nothing(h: HelmBin) {
-    let w = TestEnv::bare("helm-dry").await;
-    let out = w
+    let env = TestEnv::bare("helm-dry").await;
+    let out = env
         .helm_runner(
             h,
             "dry",
@@ -630,22 +637,22 @@ async fn dry_run_stores_nothing(h: HelmBin) {
         .await
         .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let status = w.status("dry").await.unwrap();
+    let status = env.status("dry").await.unwrap();
     assert!(status.dry_run);
     assert!(status.message.as_str().contains("dry run"), "{status:?}");
     assert!(status.message.contains("would be installed"), "{status:?}");
-    assert!(w.helm_record_names::<Secret>("dry").await.is_empty());
-    assert!(w.deployment("dry-webapp").await.is_none());
-    w.assert_never_shown("dry", &out, PASSWORD).await;
+    assert!(env.helm_record_names::<Secret>("dry").await.is_empty());
+    assert!(env.deployment("dry-webapp").await.is_none());
+    env.assert_never_shown("dry", &out, PASSWORD).await;
 }
 
 async fn bad_input_exits_2_and_writes_nothing(h: HelmBin) {
-    let w = TestEnv::bare("helm-bad").await;
+    let env = TestEnv::bare("helm-bad").await;
     let good = format!(
         "name: bad\nchart: {{name: webapp, repo: \"{}\"}}\nwait: false\n",
         ChartRepository::shared().url
     );
-    let values = w.file("v.yaml", "a: b\n");
+    let values = env.file("v.yaml", "a: b\n");
     type Case<'a> = (&'a str, String, Vec<(&'a str, Option<&'a str>)>, &'a str);
     let cases: Vec<Case> = vec![
         (
@@ -723,7 +730,7 @@ async fn bad_input_exits_2_and_writes_nothing(h: HelmBin) {
         ),
     ];
     for (name, manifest, vars, needle) in cases {
-        let mut cmd = w.helm_runner(h, name, "install", &manifest).await;
+        let mut cmd = env.helm_runner(h, name, "install", &manifest).await;
         for (k, v) in vars {
             cmd = cmd.var(k, v);
         }
@@ -733,7 +740,7 @@ async fn bad_input_exits_2_and_writes_nothing(h: HelmBin) {
         assert!(err.contains(needle), "{name}: {err}");
         assert_eq!(err.lines().count(), 1, "{name}: {err}");
     }
-    let unknown = w
+    let unknown = env
         .helm_runner(
             h,
             "unknown-field-2",
@@ -747,37 +754,37 @@ async fn bad_input_exits_2_and_writes_nothing(h: HelmBin) {
         "{}",
         out.stderr
     );
-    assert!(w.helm_record_names::<Secret>("bad").await.is_empty());
-    assert!(w.deployment("bad-webapp").await.is_none());
+    assert!(env.helm_record_names::<Secret>("bad").await.is_empty());
+    assert!(env.deployment("bad-webapp").await.is_none());
 }
 
 /// The examples shipped in `cmd/helm-runner/example-input/` (install, upgrade, rollback,
 /// uninstall), with the chart repository URL and namespace of this test.
 async fn shipped_examples_install_then_upgrade(h: HelmBin) {
-    let w = TestEnv::bare("helm-example").await;
+    let env = TestEnv::bare("helm-example").await;
     let example = |name: &str| {
         std::fs::read_to_string(repo_root().join("cmd/helm-runner/example-input").join(name))
             .unwrap()
             .replace("http://127.0.0.1:8879", &ChartRepository::shared().url)
-            .replace("namespace: helm-example", &format!("namespace: {}", w.ns))
+            .replace("namespace: helm-example", &format!("namespace: {}", env.ns))
     };
-    let out = w
+    let out = env
         .run_helm(h, "example-install", "install", &example("install.yaml"))
         .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let ns = &w.ns;
+    let ns = &env.ns;
     assert_eq!(
-        w.release_output("example-install"),
+        env.release_output("example-install"),
         parse_yaml(&example("helm-release.yaml"))
     );
     assert_eq!(
-        w.additional_output("example-install").unwrap(),
+        env.additional_output("example-install").unwrap(),
         parse_yaml(&format!(
             "backend: null\nvalue:\n  host: shop-webapp.{ns}.svc\n  port: 80\n  replicas: 2\n"
         ))
     );
-    let release = w.file("example-release.yaml", &example("helm-release.yaml"));
-    let out = w
+    let release = env.file("example-release.yaml", &example("helm-release.yaml"));
+    let out = env
         .helm_runner(h, "example-upgrade", "upgrade", &example("upgrade.yaml"))
         .await
         .on_release(&release)
@@ -786,17 +793,17 @@ async fn shipped_examples_install_then_upgrade(h: HelmBin) {
         .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
-        w.additional_output("example-upgrade").unwrap(),
+        env.additional_output("example-upgrade").unwrap(),
         parse_yaml(&format!(
             "backend: null\nvalue:\n  host: shop-webapp.{ns}.svc\n  revision: 2\n"
         ))
     );
-    let d = w.deployment("shop-webapp").await.unwrap();
+    let d = env.deployment("shop-webapp").await.unwrap();
     assert_eq!(replicas(&d), 2);
     assert!(image(&d).ends_with(":1.27"));
 
     // Back to the install's revision, then uninstalled.
-    let out = w
+    let out = env
         .run_helm_on(
             h,
             "example-rollback",
@@ -806,12 +813,12 @@ async fn shipped_examples_install_then_upgrade(h: HelmBin) {
         )
         .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(!image(&w.deployment("shop-webapp").await.unwrap()).ends_with(":1.27"));
+    assert!(!image(&env.deployment("shop-webapp").await.unwrap()).ends_with(":1.27"));
     assert_eq!(
-        w.release_output("example-rollback"),
+        env.release_output("example-rollback"),
         parse_yaml(&example("helm-release.yaml"))
     );
-    let out = w
+    let out = env
         .run_helm_on(
             h,
             "example-uninstall",
@@ -821,8 +828,8 @@ async fn shipped_examples_install_then_upgrade(h: HelmBin) {
         )
         .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(w.deployment("shop-webapp").await.is_none());
-    assert!(w.helm_record_statuses("shop").await.is_empty());
+    assert!(env.deployment("shop-webapp").await.is_none());
+    assert!(env.helm_record_statuses("shop").await.is_empty());
 }
 
 /// `wait: true` runs Helm with `--wait`: the install ends only once the Deployment's rollout
@@ -830,10 +837,10 @@ async fn shipped_examples_install_then_upgrade(h: HelmBin) {
 /// rollout 1 s after it sees it. Without a controller the rollout never ends and the run fails
 /// when `RUNNER_TIMEOUT` (Helm's `--timeout`) runs out, with Helm's reason.
 async fn wait_true_waits_for_the_rollout(h: HelmBin) {
-    let w = TestEnv::bare("helm-wait").await;
+    let env = TestEnv::bare("helm-wait").await;
     let controller = tokio::spawn(play_deployment_controller(
-        w.client.clone(),
-        w.ns.clone(),
+        env.client.clone(),
+        env.ns.clone(),
         Duration::from_secs(1),
     ));
     let input = |name: &str| {
@@ -842,17 +849,17 @@ async fn wait_true_waits_for_the_rollout(h: HelmBin) {
             ChartRepository::shared().url
         )
     };
-    let out = w.run_helm(h, "ready", "install", &input("ready")).await;
+    let out = env.run_helm(h, "ready", "install", &input("ready")).await;
     controller.abort();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let d = w.deployment("ready-webapp").await.unwrap();
+    let d = env.deployment("ready-webapp").await.unwrap();
     let observed = d.status.and_then(|s| s.observed_generation);
     assert_eq!(
         observed, d.metadata.generation,
         "the run ended before the rollout"
     );
 
-    let out = w
+    let out = env
         .helm_runner(h, "stuck", "install", &input("stuck"))
         .await
         .var("RUNNER_TIMEOUT", Some("3s"))
@@ -860,7 +867,7 @@ async fn wait_true_waits_for_the_rollout(h: HelmBin) {
         .await
         .unwrap();
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let status = w.status("stuck").await.unwrap();
+    let status = env.status("stuck").await.unwrap();
     assert_eq!(status.phase, Phase::Failed, "{status:?}");
     let message = status.message.as_str();
     // Two ways to the end, both failures that leave the release recorded as failed: the
@@ -876,7 +883,7 @@ async fn wait_true_waits_for_the_rollout(h: HelmBin) {
         assert!(message.contains("context deadline exceeded"), "{message}");
     }
     assert_eq!(
-        w.helm_record_statuses("stuck").await,
+        env.helm_record_statuses("stuck").await,
         vec![(1, "failed".to_string())],
         "Helm's record: failed, not pending-install"
     );
@@ -887,19 +894,19 @@ async fn wait_true_waits_for_the_rollout(h: HelmBin) {
 /// as failed (not `pending-install`, which would block the next attempt), and the run reports
 /// `Cancelled` and exits 143.
 async fn sigterm_mid_install_stops_helm_and_leaves_the_release_failed(h: HelmBin) {
-    let w = TestEnv::bare("helm-term").await;
+    let env = TestEnv::bare("helm-term").await;
     let manifest = format!(
         "name: term\nchart: {{name: webapp, repo: \"{}\", version: 0.1.0}}\nwait: true\n",
         ChartRepository::shared().url
     );
-    let child = w
+    let child = env
         .helm_runner(h, "term", "install", &manifest)
         .await
         .spawn()
         .unwrap();
     // Helm has stored revision 1 as pending-install and waits for the rollout.
     let mut polls = 0;
-    while w.helm_record_statuses("term").await != vec![(1, "pending-install".to_string())] {
+    while env.helm_record_statuses("term").await != vec![(1, "pending-install".to_string())] {
         polls += 1;
         assert!(
             polls < 600,
@@ -907,18 +914,18 @@ async fn sigterm_mid_install_stops_helm_and_leaves_the_release_failed(h: HelmBin
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let running = w.status("term").await.unwrap();
+    let running = env.status("term").await.unwrap();
     assert_eq!(running.phase, Phase::Running, "{running:?}");
     assert_eq!(
         running.runner_status,
         serde_json::json!({"phase": "Installing", "helmVersion": h.version(),
-            "release": {"name": "term", "namespace": w.ns}})
+            "release": {"name": "term", "namespace": env.ns}})
     );
     let pid = child.id().unwrap() as i32;
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let out = collect(child).await.unwrap();
     assert_eq!(out.code, 143, "{}", out.stderr);
-    let status = w.status("term").await.unwrap();
+    let status = env.status("term").await.unwrap();
     assert_eq!(status.phase, Phase::Failed);
     assert_eq!(status.reason, Some(Reason::Cancelled));
     let message = status.message.as_str();
@@ -930,7 +937,7 @@ async fn sigterm_mid_install_stops_helm_and_leaves_the_release_failed(h: HelmBin
         "{message}"
     );
     assert_eq!(
-        w.helm_record_statuses("term").await,
+        env.helm_record_statuses("term").await,
         vec![(1, "failed".to_string())]
     );
 }
@@ -945,7 +952,7 @@ async fn sigterm_mid_install_stops_helm_and_leaves_the_release_failed(h: HelmBin
 /// checked to hold something, so that an empty one cannot pass.
 async fn stored_values_never_shown_in_any_form_when_a_reused_upgrade_fails(h: HelmBin) {
     const STORED: &str = "0ld \"st0red\" pa\\ss <&>\tend\nsecond-line-of-it";
-    let w = TestEnv::bare("helm-stored").await;
+    let env = TestEnv::bare("helm-stored").await;
     let values =
         serde_json::json!({"password": STORED, "code": 31_415_926, "pin": 7, "boom": false});
     let manifest = format!(
@@ -953,7 +960,7 @@ async fn stored_values_never_shown_in_any_form_when_a_reused_upgrade_fails(h: He
          output: {{additional: {{goTemplate: \"release: {{{{ .Release.Name }}}}\"}}}}\n",
         ChartRepository::shared().url
     );
-    let out = w
+    let out = env
         .helm_runner(h, "stored-install", "install", &manifest)
         .await
         .owned_by_a_job("stored-install")
@@ -961,13 +968,13 @@ async fn stored_values_never_shown_in_any_form_when_a_reused_upgrade_fails(h: He
         .await
         .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let mut shown = everything_shown(&w, "stored-install", &out, None, true).await;
+    let mut shown = everything_shown(&env, "stored-install", &out, None, true).await;
 
-    let termination = w.file("termination-log", "");
-    let wr = &w;
+    let termination = env.file("termination-log", "");
+    let wr = &env;
     let upgrade = move |name: &'static str, values: &'static str| async move {
-        let w = wr;
-        w.helm_runner(
+        let env = wr;
+        env.helm_runner(
             h,
             name,
             "upgrade",
@@ -977,7 +984,7 @@ async fn stored_values_never_shown_in_any_form_when_a_reused_upgrade_fails(h: He
             ),
         )
         .await
-        .on_release(&w.path("stored-install-release.yaml"))
+        .on_release(&env.path("stored-install-release.yaml"))
         .owned_by_a_job(name)
     };
     let out = upgrade("stored-upgrade", "{boom: true}")
@@ -990,7 +997,7 @@ async fn stored_values_never_shown_in_any_form_when_a_reused_upgrade_fails(h: He
         .await
         .unwrap();
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let status = w.status("stored-upgrade").await.unwrap();
+    let status = env.status("stored-upgrade").await.unwrap();
     assert_eq!(status.phase, Phase::Failed);
     let message = status.message.as_str();
     assert!(
@@ -1004,9 +1011,9 @@ async fn stored_values_never_shown_in_any_form_when_a_reused_upgrade_fails(h: He
     assert_eq!(
         status.runner_status,
         serde_json::json!({"phase": "UpgradeFailed", "helmVersion": h.version(),
-            "release": {"name": "vault", "namespace": w.ns, "revision": 1, "status": "deployed"}})
+            "release": {"name": "vault", "namespace": env.ns, "revision": 1, "status": "deployed"}})
     );
-    shown.extend(everything_shown(&w, "stored-upgrade", &out, Some(&termination), false).await);
+    shown.extend(everything_shown(&env, "stored-upgrade", &out, Some(&termination), false).await);
 
     // The same values reused by an upgrade that succeeds: its outputs hold none of them either.
     let out = upgrade("stored-reupgrade", "{boom: false}")
@@ -1016,16 +1023,16 @@ async fn stored_values_never_shown_in_any_form_when_a_reused_upgrade_fails(h: He
         .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
-        w.additional_output("stored-reupgrade"),
+        env.additional_output("stored-reupgrade"),
         Some(serde_json::json!({"backend": null, "value": {"boom": false}}))
     );
-    shown.extend(everything_shown(&w, "stored-reupgrade", &out, None, true).await);
+    shown.extend(everything_shown(&env, "stored-reupgrade", &out, None, true).await);
     let forms = forms_of_all(&[STORED, "31415926", "3.1415926e+07"]);
     assert_never_in(&shown, &forms, &["pin: 7"]);
 }
 
 /// Creates a ConfigMap or Secret `name` with one key holding `text`.
-async fn create_values_object(w: &TestEnv, kind: &str, name: &str, key: &str, text: &str) {
+async fn create_values_object(env: &TestEnv, kind: &str, name: &str, key: &str, text: &str) {
     use kube::api::PostParams;
     let pp = PostParams::default();
     if kind == "Secret" {
@@ -1033,7 +1040,7 @@ async fn create_values_object(w: &TestEnv, kind: &str, name: &str, key: &str, te
             serde_json::json!({"metadata": {"name": name}, "stringData": {key: text}}),
         )
         .unwrap();
-        Api::<Secret>::namespaced(w.client.clone(), &w.ns)
+        Api::<Secret>::namespaced(env.client.clone(), &env.ns)
             .create(&pp, &s)
             .await
             .unwrap();
@@ -1042,7 +1049,7 @@ async fn create_values_object(w: &TestEnv, kind: &str, name: &str, key: &str, te
             serde_json::json!({"metadata": {"name": name}, "data": {key: text}}),
         )
         .unwrap();
-        Api::<ConfigMap>::namespaced(w.client.clone(), &w.ns)
+        Api::<ConfigMap>::namespaced(env.client.clone(), &env.ns)
             .create(&pp, &c)
             .await
             .unwrap();
@@ -1057,7 +1064,7 @@ async fn create_values_object(w: &TestEnv, kind: &str, name: &str, key: &str, te
 /// key that is not a YAML mapping, exits 2 naming it, before anything is written.
 async fn values_layered_from_configmaps_secrets_files_and_inline(h: HelmBin) {
     const FROM_SECRET: &str = "fr0m-a-Secret \"never\" <shown>";
-    let w = TestEnv::bare("helm-layers").await;
+    let env = TestEnv::bare("helm-layers").await;
     let annotations = |from: &str, first: u32| {
         (first..=5)
             .map(|n| format!("l{n}: {from}"))
@@ -1065,7 +1072,7 @@ async fn values_layered_from_configmaps_secrets_files_and_inline(h: HelmBin) {
             .join(", ")
     };
     create_values_object(
-        &w,
+        &env,
         "ConfigMap",
         "base",
         "values.yaml",
@@ -1076,18 +1083,18 @@ async fn values_layered_from_configmaps_secrets_files_and_inline(h: HelmBin) {
     )
     .await;
     create_values_object(
-        &w,
+        &env,
         "Secret",
         "creds",
         "prod.yaml",
         &format!("podAnnotations: {{{}}}\n", annotations("from-secret", 2)),
     )
     .await;
-    let f1 = w.file(
+    let f1 = env.file(
         "f1.yaml",
         &format!("podAnnotations: {{{}}}\n", annotations("from-file-1", 3)),
     );
-    let f2 = w.file(
+    let f2 = env.file(
         "f2.yaml",
         &format!("podAnnotations: {{{}}}\n", annotations("from-file-2", 4)),
     );
@@ -1104,9 +1111,9 @@ async fn values_layered_from_configmaps_secrets_files_and_inline(h: HelmBin) {
         f1.display(),
         f2.display()
     );
-    let out = w.run_helm(h, "layers", "install", &manifest).await;
+    let out = env.run_helm(h, "layers", "install", &manifest).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let d = w.deployment("layers-webapp").await.unwrap();
+    let d = env.deployment("layers-webapp").await.unwrap();
     assert_eq!(replicas(&d), 2, "replicaCount from the ConfigMap");
     let pod_annotations = d
         .spec
@@ -1128,11 +1135,11 @@ async fn values_layered_from_configmaps_secrets_files_and_inline(h: HelmBin) {
     .collect();
     assert_eq!(pod_annotations, want);
 
-    secret_values_never_shown(&w, h, FROM_SECRET).await;
+    secret_values_never_shown(&env, h, FROM_SECRET).await;
 
     // Missing sources and bad content: exit 2, one line naming it, nothing written.
-    create_values_object(&w, "ConfigMap", "a-list", "values.yaml", "- a\n- b\n").await;
-    let ns = &w.ns;
+    create_values_object(&env, "ConfigMap", "a-list", "values.yaml", "- a\n- b\n").await;
+    let ns = &env.ns;
     for (name, entry, needle) in [
         (
             "no-object",
@@ -1150,7 +1157,7 @@ async fn values_layered_from_configmaps_secrets_files_and_inline(h: HelmBin) {
             format!("valuesFrom[0]: ConfigMap {ns}/a-list key \"values.yaml\": not a YAML mapping"),
         ),
     ] {
-        let out = w
+        let out = env
             .run_helm(
                 h,
                 name,
@@ -1167,9 +1174,12 @@ async fn values_layered_from_configmaps_secrets_files_and_inline(h: HelmBin) {
         let needle = action_runner_helm::cli::json_escape(&needle);
         assert!(err.contains(&needle), "{name}: {err}");
         assert_eq!(err.lines().count(), 1, "{name}: {err}");
-        assert!(w.status(name).await.is_none(), "{name}: no status written");
         assert!(
-            w.helm_record_names::<Secret>(name).await.is_empty(),
+            env.status(name).await.is_none(),
+            "{name}: no status written"
+        );
+        assert!(
+            env.helm_record_names::<Secret>(name).await.is_empty(),
             "{name}"
         );
     }
@@ -1178,10 +1188,10 @@ async fn values_layered_from_configmaps_secrets_files_and_inline(h: HelmBin) {
 /// A Secret's values (`password`, a long `code` and a short `pin`) in a chart's error message:
 /// redacted in every form, everywhere the run shows something; an install with them that
 /// succeeds writes none of them to its outputs either.
-async fn secret_values_never_shown(w: &TestEnv, h: HelmBin, password: &str) {
+async fn secret_values_never_shown(env: &TestEnv, h: HelmBin, password: &str) {
     for (name, boom) in [("boom", true), ("quiet", false)] {
         create_values_object(
-            w,
+            env,
             "Secret",
             &format!("{name}-values"),
             "values.yaml",
@@ -1192,7 +1202,7 @@ async fn secret_values_never_shown(w: &TestEnv, h: HelmBin, password: &str) {
         )
         .await;
     }
-    let termination = w.file("boom-termination-log", "");
+    let termination = env.file("boom-termination-log", "");
     let boom = |name: &str| {
         format!(
             "name: {name}\nchart: {{name: boom, repo: \"{}\"}}\nwait: false\n\
@@ -1201,7 +1211,7 @@ async fn secret_values_never_shown(w: &TestEnv, h: HelmBin, password: &str) {
             ChartRepository::shared().url
         )
     };
-    let out = w
+    let out = env
         .helm_runner(h, "boom", "install", &boom("boom"))
         .await
         .owned_by_a_job("boom")
@@ -1213,7 +1223,7 @@ async fn secret_values_never_shown(w: &TestEnv, h: HelmBin, password: &str) {
         .await
         .unwrap();
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let msg = w.status("boom").await.unwrap().message;
+    let msg = env.status("boom").await.unwrap().message;
     assert!(
         msg.contains(
             "cannot use password <redacted> (quoted \"<redacted>\", as JSON \"<redacted>\", \
@@ -1222,8 +1232,8 @@ async fn secret_values_never_shown(w: &TestEnv, h: HelmBin, password: &str) {
         ),
         "{msg}"
     );
-    let mut shown = everything_shown(w, "boom", &out, Some(&termination), false).await;
-    let out = w
+    let mut shown = everything_shown(env, "boom", &out, Some(&termination), false).await;
+    let out = env
         .helm_runner(h, "quiet", "install", &boom("quiet"))
         .await
         .owned_by_a_job("quiet")
@@ -1231,7 +1241,7 @@ async fn secret_values_never_shown(w: &TestEnv, h: HelmBin, password: &str) {
         .await
         .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    shown.extend(everything_shown(w, "quiet", &out, None, true).await);
+    shown.extend(everything_shown(env, "quiet", &out, None, true).await);
     let forms = forms_of_all(&[password, "27182818", "2.7182818e+07"]);
     assert_never_in(&shown, &forms, &["pin: 42"]);
 }
@@ -1243,7 +1253,7 @@ async fn secret_values_never_shown(w: &TestEnv, h: HelmBin, password: &str) {
 /// command line or in its environment (watched in `/proc` while it runs). Without the
 /// credentials Helm's 401, without the CA its certificate error, exit 1.
 async fn private_chart_repository_with_basic_auth_and_ca(h: HelmBin) {
-    let w = TestEnv::bare("helm-private").await;
+    let env = TestEnv::bare("helm-private").await;
     let r = TlsChartRepository::shared();
     let access = format!(
         "auth: {{usernameFile: {}, passwordFile: {}}}, caFile: {}",
@@ -1251,7 +1261,7 @@ async fn private_chart_repository_with_basic_auth_and_ca(h: HelmBin) {
         r.password_file.display(),
         r.ca_file.display()
     );
-    let cmd = w
+    let cmd = env
         .helm_runner(
             h,
             "private",
@@ -1274,19 +1284,19 @@ async fn private_chart_repository_with_basic_auth_and_ca(h: HelmBin) {
         out.stderr
     );
     assert_no_credential_in_processes(&seen, &h.path(), REPO_PASSWORD, Some(["repo", "add"]));
-    w.assert_never_shown("private", &out, REPO_PASSWORD).await;
-    assert!(w.deployment("private-webapp").await.is_some());
+    env.assert_never_shown("private", &out, REPO_PASSWORD).await;
+    assert!(env.deployment("private-webapp").await.is_some());
     // The release file names the chart, not how to reach it.
     assert_eq!(
-        w.release_output("private"),
+        env.release_output("private"),
         parse_yaml(&format!(
             "backend: null\nvalue:\n  chart: {{name: webapp, repo: \"{}\", version: 0.1.0}}\n  name: private\n  namespace: {}\n",
-            r.url, w.ns
+            r.url, env.ns
         ))
     );
 
     // An upgrade pulls again from the release file's repository, with the input's access.
-    let out = w
+    let out = env
         .helm_runner(
             h,
             "private-upgrade",
@@ -1294,14 +1304,17 @@ async fn private_chart_repository_with_basic_auth_and_ca(h: HelmBin) {
             &format!("chart: {{{access}}}\nwait: false\nvalues: {{replicaCount: 2}}\n"),
         )
         .await
-        .on_release(&w.path("private-release.yaml"))
+        .on_release(&env.path("private-release.yaml"))
         .run()
         .await
         .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    w.assert_never_shown("private-upgrade", &out, REPO_PASSWORD)
+    env.assert_never_shown("private-upgrade", &out, REPO_PASSWORD)
         .await;
-    assert_eq!(replicas(&w.deployment("private-webapp").await.unwrap()), 2);
+    assert_eq!(
+        replicas(&env.deployment("private-webapp").await.unwrap()),
+        2
+    );
 
     // Without the credentials, and without the CA.
     for (name, chart_access, needle) in [
@@ -1316,7 +1329,7 @@ async fn private_chart_repository_with_basic_auth_and_ca(h: HelmBin) {
             "certificate",
         ),
     ] {
-        let out = w
+        let out = env
             .run_helm(
                 h,
                 name,
@@ -1328,10 +1341,10 @@ async fn private_chart_repository_with_basic_auth_and_ca(h: HelmBin) {
             )
             .await;
         assert_eq!(out.code, 1, "{name}: {}", out.stderr);
-        let msg = w.status(name).await.unwrap().message;
+        let msg = env.status(name).await.unwrap().message;
         assert!(msg.contains(needle), "{name}: {msg}");
-        w.assert_never_shown(name, &out, REPO_PASSWORD).await;
-        assert!(w.helm_record_names::<Secret>(name).await.is_empty());
+        env.assert_never_shown(name, &out, REPO_PASSWORD).await;
+        assert!(env.helm_record_names::<Secret>(name).await.is_empty());
     }
 }
 
@@ -1341,7 +1354,7 @@ async fn private_chart_repository_with_basic_auth_and_ca(h: HelmBin) {
 /// `http://` repository (the open one, which takes any credentials) succeeds, the password on
 /// no command line and in no environment of the run's processes.
 async fn credentials_over_plain_http_need_the_opt_in(h: HelmBin) {
-    let w = TestEnv::bare("helm-plain-auth").await;
+    let env = TestEnv::bare("helm-plain-auth").await;
     let (r, oci) = (TlsChartRepository::shared(), OciRegistry::plain_http());
     let auth = |opt_in: &str| {
         format!(
@@ -1376,22 +1389,22 @@ async fn credentials_over_plain_http_need_the_opt_in(h: HelmBin) {
             "chart.plainHttp: true talks plain HTTP to the registry".to_string(),
         ),
     ] {
-        let out = w.run_helm(h, name, "install", &manifest).await;
-        w.assert_bad_input(name, &out, &needle).await;
+        let out = env.run_helm(h, name, "install", &manifest).await;
+        env.assert_bad_input(name, &out, &needle).await;
         assert!(
             out.stderr.contains("set chart.auth.allowPlainHttp: true"),
             "{name}: {}",
             out.stderr
         );
         assert!(
-            w.helm_record_names::<Secret>(name).await.is_empty(),
+            env.helm_record_names::<Secret>(name).await.is_empty(),
             "{name}"
         );
-        w.assert_never_shown(name, &out, REPO_PASSWORD).await;
+        env.assert_never_shown(name, &out, REPO_PASSWORD).await;
     }
 
     let name = "http-auth-allowed";
-    let cmd = w
+    let cmd = env
         .helm_runner(
             h,
             name,
@@ -1402,8 +1415,8 @@ async fn credentials_over_plain_http_need_the_opt_in(h: HelmBin) {
     let (out, seen) = run_watched(&cmd).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_no_credential_in_processes(&seen, &h.path(), REPO_PASSWORD, Some(["repo", "add"]));
-    w.assert_never_shown(name, &out, REPO_PASSWORD).await;
-    assert!(w.deployment("http-auth-allowed-webapp").await.is_some());
+    env.assert_never_shown(name, &out, REPO_PASSWORD).await;
+    assert!(env.deployment("http-auth-allowed-webapp").await.is_some());
 }
 
 /// A chart from an OCI registry that asks for credentials, over plain HTTP (a local registry):
@@ -1413,7 +1426,7 @@ async fn credentials_over_plain_http_need_the_opt_in(h: HelmBin) {
 /// 4's HTTPS error, Helm 3's 401 (see below), both exit 1, and in neither case did the
 /// credentials reach the registry (its log).
 async fn oci_registry_with_credentials_and_plain_http(h: HelmBin) {
-    let w = TestEnv::bare("helm-oci").await;
+    let env = TestEnv::bare("helm-oci").await;
     let r = OciRegistry::plain_http();
     let auth = |allow: bool| {
         format!(
@@ -1423,7 +1436,7 @@ async fn oci_registry_with_credentials_and_plain_http(h: HelmBin) {
             if allow { ", allowPlainHttp: true" } else { "" }
         )
     };
-    let cmd = w
+    let cmd = env
         .helm_runner(
             h,
             "oci",
@@ -1457,7 +1470,7 @@ async fn oci_registry_with_credentials_and_plain_http(h: HelmBin) {
         REGISTRY_PASSWORD,
         Some(["registry", "login"]),
     );
-    w.assert_never_shown("oci", &out, REGISTRY_PASSWORD).await;
+    env.assert_never_shown("oci", &out, REGISTRY_PASSWORD).await;
 
     for (name, chart, needle) in [
         (
@@ -1483,7 +1496,7 @@ async fn oci_registry_with_credentials_and_plain_http(h: HelmBin) {
         ),
     ] {
         let from = r.log_len();
-        let out = w
+        let out = env
             .run_helm(
                 h,
                 name,
@@ -1497,9 +1510,9 @@ async fn oci_registry_with_credentials_and_plain_http(h: HelmBin) {
             authorized.is_empty(),
             "{name}: the credentials reached the registry over plain HTTP: {authorized:?}"
         );
-        let msg = w.status(name).await.unwrap().message;
+        let msg = env.status(name).await.unwrap().message;
         assert!(msg.to_lowercase().contains(needle), "{name}: {msg}");
-        w.assert_never_shown(name, &out, REGISTRY_PASSWORD).await;
+        env.assert_never_shown(name, &out, REGISTRY_PASSWORD).await;
     }
 }
 
@@ -1508,7 +1521,7 @@ async fn oci_registry_with_credentials_and_plain_http(h: HelmBin) {
 /// line or in an environment of the run's processes); without the CA, Helm's certificate
 /// error, exit 1.
 async fn oci_registry_with_credentials_and_ca(h: HelmBin) {
-    let w = TestEnv::bare("helm-oci-tls").await;
+    let env = TestEnv::bare("helm-oci-tls").await;
     let r = OciRegistry::tls();
     let auth = format!(
         "auth: {{usernameFile: {}, passwordFile: {}}}",
@@ -1516,7 +1529,7 @@ async fn oci_registry_with_credentials_and_ca(h: HelmBin) {
         r.password_file.display()
     );
     let ca = format!("caFile: {}", r.ca_file.as_ref().unwrap().display());
-    let cmd = w
+    let cmd = env
         .helm_runner(
             h,
             "oci-tls",
@@ -1533,11 +1546,11 @@ async fn oci_registry_with_credentials_and_ca(h: HelmBin) {
     // configuration itself, and no login runs.
     let login = (h == HelmBin::V4).then_some(["registry", "login"]);
     assert_no_credential_in_processes(&seen, &h.path(), REGISTRY_PASSWORD, login);
-    w.assert_never_shown("oci-tls", &out, REGISTRY_PASSWORD)
+    env.assert_never_shown("oci-tls", &out, REGISTRY_PASSWORD)
         .await;
-    assert!(w.deployment("oci-tls-webapp").await.is_some());
+    assert!(env.deployment("oci-tls-webapp").await.is_some());
 
-    let out = w
+    let out = env
         .run_helm(
             h,
             "oci-no-ca",
@@ -1549,9 +1562,9 @@ async fn oci_registry_with_credentials_and_ca(h: HelmBin) {
         )
         .await;
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let msg = w.status("oci-no-ca").await.unwrap().message;
+    let msg = env.status("oci-no-ca").await.unwrap().message;
     assert!(msg.contains("certificate"), "{msg}");
-    w.assert_never_shown("oci-no-ca", &out, REGISTRY_PASSWORD)
+    env.assert_never_shown("oci-no-ca", &out, REGISTRY_PASSWORD)
         .await;
 }
 
@@ -1581,7 +1594,7 @@ fn kill_with_children(pid: u32) {
 /// another action that installs the same name exits 2 and changes nothing. Upgrade: a retry
 /// after success adopts the new revision.
 async fn a_retried_attempt_adopts_or_recovers_and_another_action_is_refused(h: HelmBin) {
-    let w = TestEnv::bare("helm-retry").await;
+    let env = TestEnv::bare("helm-retry").await;
     let manifest = |name: &str, wait: bool| {
         format!(
             "name: {name}\nchart: {{name: webapp, repo: \"{}\", version: 0.1.0}}\nwait: {wait}\n",
@@ -1589,9 +1602,9 @@ async fn a_retried_attempt_adopts_or_recovers_and_another_action_is_refused(h: H
         )
     };
     let attempt = |context: &'static str, uid: &'static str, command: &'static str, m: String| {
-        let w = &w;
+        let env = &env;
         async move {
-            w.helm_runner(h, context, command, &m)
+            env.helm_runner(h, context, command, &m)
                 .await
                 .var("RUNNER_CONTEXT_PLATFORM_OWNER_NAME", Some(context))
                 .var("RUNNER_CONTEXT_PLATFORM_OWNER_UID", Some(uid))
@@ -1602,10 +1615,10 @@ async fn a_retried_attempt_adopts_or_recovers_and_another_action_is_refused(h: H
     let first = attempt("shop", "uid-shop", "install", manifest("shop", false)).await;
     let out = first.run().await.unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    std::fs::remove_file(w.path("shop-release.yaml")).unwrap();
+    std::fs::remove_file(env.path("shop-release.yaml")).unwrap();
     let out = first.run().await.unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let status = w.status("shop").await.unwrap();
+    let status = env.status("shop").await.unwrap();
     assert!(
         status.message.contains("adopted, no new revision"),
         "{}",
@@ -1614,10 +1627,10 @@ async fn a_retried_attempt_adopts_or_recovers_and_another_action_is_refused(h: H
     assert_eq!(status.runner_status["adopted"], true);
     assert_eq!(status.runner_status["release"]["revision"], 1);
     assert_eq!(
-        w.helm_record_statuses("shop").await,
+        env.helm_record_statuses("shop").await,
         vec![(1, "deployed".into())]
     );
-    assert_eq!(w.release_output("shop")["value"]["name"], "shop");
+    assert_eq!(env.release_output("shop")["value"]["name"], "shop");
 
     // Another action, the same name: refused before anything is written.
     let out = attempt("thief", "uid-thief", "install", manifest("shop", false))
@@ -1629,7 +1642,7 @@ async fn a_retried_attempt_adopts_or_recovers_and_another_action_is_refused(h: H
     let said = format!(
         "release \"shop\" in namespace \"{}\" already exists (revision 1, deployed, made by \
          action \"shop\" of owner uid-shop) and this action did not install it",
-        w.ns
+        env.ns
     );
     assert!(
         error_lines(&out.stderr).iter().any(|l| {
@@ -1641,11 +1654,11 @@ async fn a_retried_attempt_adopts_or_recovers_and_another_action_is_refused(h: H
         out.stderr
     );
     assert!(
-        w.status("thief").await.is_none(),
+        env.status("thief").await.is_none(),
         "bad input writes no status"
     );
     assert_eq!(
-        w.helm_record_statuses("shop").await,
+        env.helm_record_statuses("shop").await,
         vec![(1, "deployed".into())]
     );
 
@@ -1657,15 +1670,15 @@ async fn a_retried_attempt_adopts_or_recovers_and_another_action_is_refused(h: H
         "wait: false\nvalues: {replicaCount: 2}\n".into(),
     )
     .await
-    .on_release(&w.path("shop-release.yaml"));
+    .on_release(&env.path("shop-release.yaml"));
     for _ in 0..2 {
         let out = upgrade.run().await.unwrap();
         assert_eq!(out.code, 0, "{}", out.stderr);
     }
-    let status = w.status("restock").await.unwrap();
+    let status = env.status("restock").await.unwrap();
     assert_eq!(status.runner_status["adopted"], true, "{status:?}");
     assert_eq!(
-        w.helm_record_statuses("shop").await,
+        env.helm_record_statuses("shop").await,
         vec![(1, "superseded".into()), (2, "deployed".into())]
     );
 
@@ -1673,7 +1686,7 @@ async fn a_retried_attempt_adopts_or_recovers_and_another_action_is_refused(h: H
     let killed = attempt("cart", "uid-cart", "install", manifest("cart", true)).await;
     let child = killed.spawn().unwrap();
     let mut polls = 0;
-    while w.helm_record_statuses("cart").await != vec![(1, "pending-install".to_string())] {
+    while env.helm_record_statuses("cart").await != vec![(1, "pending-install".to_string())] {
         polls += 1;
         assert!(
             polls < 600,
@@ -1685,13 +1698,13 @@ async fn a_retried_attempt_adopts_or_recovers_and_another_action_is_refused(h: H
     let _ = collect(child).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
-        w.helm_record_statuses("cart").await,
+        env.helm_record_statuses("cart").await,
         vec![(1, "pending-install".into())],
         "a killed helm leaves the release pending"
     );
     let controller = tokio::spawn(play_deployment_controller(
-        w.client.clone(),
-        w.ns.clone(),
+        env.client.clone(),
+        env.ns.clone(),
         Duration::from_secs(1),
     ));
     let out = killed.run().await.unwrap();
@@ -1702,7 +1715,7 @@ async fn a_retried_attempt_adopts_or_recovers_and_another_action_is_refused(h: H
         "{}",
         out.stderr
     );
-    let records = w.helm_record_statuses("cart").await;
+    let records = env.helm_record_statuses("cart").await;
     assert_eq!(
         records.last().map(|r| r.1.as_str()),
         Some("deployed"),
@@ -1712,7 +1725,7 @@ async fn a_retried_attempt_adopts_or_recovers_and_another_action_is_refused(h: H
         records.iter().all(|r| !r.1.starts_with("pending")),
         "{records:?}"
     );
-    let status = w.status("cart").await.unwrap();
+    let status = env.status("cart").await.unwrap();
     assert_eq!(status.phase, Phase::Succeeded, "{status:?}");
 }
 
@@ -1721,16 +1734,16 @@ async fn a_retried_attempt_adopts_or_recovers_and_another_action_is_refused(h: H
 /// client-side apply, so no field is taken over by server-side apply; the values are reused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_helm_3_release_is_upgraded_by_helm_4() {
-    let w = TestEnv::bare("helm-3to4").await;
+    let env = TestEnv::bare("helm-3to4").await;
     let manifest = format!(
         "name: old\nchart: {{name: webapp, repo: \"{}\", version: 0.1.0}}\nwait: false\nvalues: {{replicaCount: 3}}\n",
         ChartRepository::shared().url
     );
-    let out = w
+    let out = env
         .run_helm(HelmBin::V3, "install3", "install", &manifest)
         .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let out = w
+    let out = env
         .helm_runner(
             HelmBin::V4,
             "upgrade4",
@@ -1738,18 +1751,18 @@ async fn a_helm_3_release_is_upgraded_by_helm_4() {
             "chart: {version: 0.2.0}\nwait: false\nreuseValues: true\n",
         )
         .await
-        .on_release(&w.path("install3-release.yaml"))
+        .on_release(&env.path("install3-release.yaml"))
         .run()
         .await
         .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let status = w.status("upgrade4").await.unwrap();
+    let status = env.status("upgrade4").await.unwrap();
     assert_eq!(
         status.runner_status,
         serde_json::json!({"phase": "Upgraded", "helmVersion": "v4.3.2", "adopted": false,
-            "release": {"name": "old", "namespace": w.ns, "revision": 2, "status": "deployed"}})
+            "release": {"name": "old", "namespace": env.ns, "revision": 2, "status": "deployed"}})
     );
-    let d = w.deployment("old-webapp").await.unwrap();
+    let d = env.deployment("old-webapp").await.unwrap();
     assert_eq!(replicas(&d), 3, "replicaCount reused");
     let applied = d
         .metadata
@@ -1759,7 +1772,7 @@ async fn a_helm_3_release_is_upgraded_by_helm_4() {
         .any(|f| f.operation.as_deref() == Some("Apply"));
     assert!(!applied, "Helm 4 kept the release's client-side apply");
     assert_eq!(
-        w.helm_record_statuses("old").await,
+        env.helm_record_statuses("old").await,
         vec![(1, "superseded".to_string()), (2, "deployed".to_string())]
     );
 }
@@ -1773,7 +1786,7 @@ async fn a_helm_3_release_is_upgraded_by_helm_4() {
 /// out of its `timeout` (a finalizer holds an object) ends `UninstallFailed`; Helm has purged
 /// the records by then, so its retry finds the release gone.
 async fn uninstall_is_idempotent_and_keeps_history_on_request(h: HelmBin) {
-    let w = TestEnv::bare("helm-uninstall").await;
+    let env = TestEnv::bare("helm-uninstall").await;
     let install = |name: &str| {
         format!(
             "name: {name}\nchart: {{name: webapp, repo: \"{}\", version: 0.1.0}}\nwait: false\n\
@@ -1781,7 +1794,7 @@ async fn uninstall_is_idempotent_and_keeps_history_on_request(h: HelmBin) {
             ChartRepository::shared().url
         )
     };
-    let out = w.run_helm(h, "shop", "install", &install("shop")).await;
+    let out = env.run_helm(h, "shop", "install", &install("shop")).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
 
     // Input errors first: nothing is written.
@@ -1803,26 +1816,26 @@ async fn uninstall_is_idempotent_and_keeps_history_on_request(h: HelmBin) {
             "timeout \"5 minutes\" is not a Go duration",
         ),
     ] {
-        let out = w
+        let out = env
             .run_helm_on(h, name, "uninstall", manifest, "shop-release.yaml")
             .await;
-        w.assert_bad_input(name, &out, needle).await;
+        env.assert_bad_input(name, &out, needle).await;
     }
     assert_eq!(
-        w.helm_record_statuses("shop").await,
+        env.helm_record_statuses("shop").await,
         vec![(1, "deployed".into())]
     );
 
-    let out = w
+    let out = env
         .helm_runner(h, "dry", "uninstall", "name: shop\n")
         .await
-        .on_release(&w.path("shop-release.yaml"))
+        .on_release(&env.path("shop-release.yaml"))
         .var("RUNNER_CONTEXT_DRY_RUN", Some("true"))
         .run()
         .await
         .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let status = w.status("dry").await.unwrap();
+    let status = env.status("dry").await.unwrap();
     assert_eq!(status.runner_status["phase"], "Uninstalled", "{status:?}");
     assert!(
         status
@@ -1832,18 +1845,18 @@ async fn uninstall_is_idempotent_and_keeps_history_on_request(h: HelmBin) {
         status.message
     );
     assert_eq!(
-        w.helm_record_statuses("shop").await,
+        env.helm_record_statuses("shop").await,
         vec![(1, "deployed".into())]
     );
-    assert!(w.deployment("shop-webapp").await.is_some());
+    assert!(env.deployment("shop-webapp").await.is_some());
 
-    let remove = w
+    let remove = env
         .helm_runner(h, "remove", "uninstall", "name: shop\ntimeout: 1m\n")
         .await
-        .on_release(&w.path("shop-release.yaml"));
+        .on_release(&env.path("shop-release.yaml"));
     let out = remove.run().await.unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let status = w.status("remove").await.unwrap();
+    let status = env.status("remove").await.unwrap();
     assert_eq!(status.phase, Phase::Succeeded, "{status:?}");
     assert_eq!(status.runner_status["phase"], "Uninstalled", "{status:?}");
     assert_eq!(status.runner_status["alreadyUninstalled"], false);
@@ -1852,17 +1865,17 @@ async fn uninstall_is_idempotent_and_keeps_history_on_request(h: HelmBin) {
         status.message,
         format!(
             "release \"shop\" uninstalled successfully from namespace \"{}\"",
-            w.ns
+            env.ns
         )
     );
-    assert!(w.helm_record_statuses("shop").await.is_empty());
-    assert!(w.deployment("shop-webapp").await.is_none());
-    w.assert_never_shown("remove", &out, PASSWORD).await;
+    assert!(env.helm_record_statuses("shop").await.is_empty());
+    assert!(env.deployment("shop-webapp").await.is_none());
+    env.assert_never_shown("remove", &out, PASSWORD).await;
 
     // The Job retries the pod: the release is already gone, which is what was asked.
     let out = remove.run().await.unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let status = w.status("remove").await.unwrap();
+    let status = env.status("remove").await.unwrap();
     assert_eq!(status.phase, Phase::Succeeded, "{status:?}");
     assert_eq!(status.runner_status["phase"], "Uninstalled");
     assert_eq!(status.runner_status["alreadyUninstalled"], true);
@@ -1874,16 +1887,16 @@ async fn uninstall_is_idempotent_and_keeps_history_on_request(h: HelmBin) {
     );
 
     // keepHistory: the records stay, marked uninstalled; a retry succeeds without helm.
-    let out = w.run_helm(h, "kept", "install", &install("kept")).await;
+    let out = env.run_helm(h, "kept", "install", &install("kept")).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let keep = w
+    let keep = env
         .helm_runner(h, "keep", "uninstall", "keepHistory: true\nwait: false\n")
         .await
-        .on_release(&w.path("kept-release.yaml"));
+        .on_release(&env.path("kept-release.yaml"));
     for attempt in 0..2 {
         let out = keep.run().await.unwrap();
         assert_eq!(out.code, 0, "{}", out.stderr);
-        let status = w.status("keep").await.unwrap();
+        let status = env.status("keep").await.unwrap();
         assert_eq!(
             status.runner_status["alreadyUninstalled"],
             attempt == 1,
@@ -1896,17 +1909,17 @@ async fn uninstall_is_idempotent_and_keeps_history_on_request(h: HelmBin) {
         };
         assert!(status.message.contains(said), "{}", status.message);
         assert_eq!(
-            w.helm_record_statuses("kept").await,
+            env.helm_record_statuses("kept").await,
             vec![(1, "uninstalled".into())]
         );
     }
-    assert!(w.deployment("kept-webapp").await.is_none());
+    assert!(env.deployment("kept-webapp").await.is_none());
 
     // A finalizer holds the chart's Service: helm's wait for the deletion runs out of the
     // manifest's timeout. The status said Uninstalling while helm ran, then UninstallFailed.
-    let out = w.run_helm(h, "held", "install", &install("held")).await;
+    let out = env.run_helm(h, "held", "install", &install("held")).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let services: Api<Service> = Api::namespaced(w.client.clone(), &w.ns);
+    let services: Api<Service> = Api::namespaced(env.client.clone(), &env.ns);
     let finalizers = |f: serde_json::Value| {
         kube::api::Patch::Merge(serde_json::json!({"metadata": {"finalizers": f}}))
     };
@@ -1919,14 +1932,14 @@ async fn uninstall_is_idempotent_and_keeps_history_on_request(h: HelmBin) {
         )
         .await
         .unwrap();
-    let unhold = w
+    let unhold = env
         .helm_runner(h, "unhold", "uninstall", "timeout: 2s\n")
         .await
-        .on_release(&w.path("held-release.yaml"));
+        .on_release(&env.path("held-release.yaml"));
     let child = unhold.spawn().unwrap();
     let mut polls = 0;
     loop {
-        if let Some(s) = w
+        if let Some(s) = env
             .status("unhold")
             .await
             .filter(|s| s.phase == Phase::Running)
@@ -1934,7 +1947,7 @@ async fn uninstall_is_idempotent_and_keeps_history_on_request(h: HelmBin) {
             assert_eq!(
                 s.runner_status,
                 serde_json::json!({"phase": "Uninstalling", "helmVersion": h.version(),
-                    "release": {"name": "held", "namespace": w.ns}})
+                    "release": {"name": "held", "namespace": env.ns}})
             );
             break;
         }
@@ -1944,7 +1957,7 @@ async fn uninstall_is_idempotent_and_keeps_history_on_request(h: HelmBin) {
     }
     let out = collect(child).await.unwrap();
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let status = w.status("unhold").await.unwrap();
+    let status = env.status("unhold").await.unwrap();
     assert_eq!(status.phase, Phase::Failed, "{status:?}");
     assert_eq!(
         status.runner_status["phase"], "UninstallFailed",
@@ -1955,7 +1968,7 @@ async fn uninstall_is_idempotent_and_keeps_history_on_request(h: HelmBin) {
         "{}",
         status.message
     );
-    w.assert_never_shown("unhold", &out, PASSWORD).await;
+    env.assert_never_shown("unhold", &out, PASSWORD).await;
 
     // Helm deleted the objects and, without keepHistory, purged the records before it reported
     // the failed wait ("uninstallation completed with 1 error(s)"): the Job's retry finds the
@@ -1973,10 +1986,10 @@ async fn uninstall_is_idempotent_and_keeps_history_on_request(h: HelmBin) {
         .unwrap();
     let out = unhold.run().await.unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let status = w.status("unhold").await.unwrap();
+    let status = env.status("unhold").await.unwrap();
     assert_eq!(status.runner_status["phase"], "Uninstalled", "{status:?}");
     assert_eq!(status.runner_status["alreadyUninstalled"], true);
-    assert!(w.helm_record_statuses("held").await.is_empty());
+    assert!(env.helm_record_statuses("held").await.is_empty());
     assert!(services.get_opt("held-webapp").await.unwrap().is_none());
 }
 
@@ -1986,9 +1999,9 @@ async fn uninstall_is_idempotent_and_keeps_history_on_request(h: HelmBin) {
 /// naming `revision`, nothing written). While helm runs the status says `RollingBack`; a
 /// rollback whose `--wait` runs out of its `timeout` ends `RollbackFailed` with Helm's reason.
 async fn rollback_to_the_previous_or_a_given_revision(h: HelmBin) {
-    let w = TestEnv::bare("helm-rollback").await;
+    let env = TestEnv::bare("helm-rollback").await;
     let repo = &ChartRepository::shared().url;
-    let out = w
+    let out = env
         .run_helm(
             h,
             "v1",
@@ -2000,7 +2013,7 @@ async fn rollback_to_the_previous_or_a_given_revision(h: HelmBin) {
         )
         .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let out = w
+    let out = env
         .run_helm_on(
             h,
             "v2",
@@ -2010,10 +2023,10 @@ async fn rollback_to_the_previous_or_a_given_revision(h: HelmBin) {
         )
         .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(replicas(&w.deployment("shop-webapp").await.unwrap()), 3);
+    assert_eq!(replicas(&env.deployment("shop-webapp").await.unwrap()), 3);
 
     // Not in the history: refused before anything is written.
-    let out = w
+    let out = env
         .run_helm_on(
             h,
             "bad-revision",
@@ -2022,13 +2035,13 @@ async fn rollback_to_the_previous_or_a_given_revision(h: HelmBin) {
             "v2-release.yaml",
         )
         .await;
-    w.assert_bad_input(
+    env.assert_bad_input(
         "bad-revision",
         &out,
         "input manifest: revision 9 is not in the release's history (revisions 1, 2)",
     )
     .await;
-    let out = w
+    let out = env
         .run_helm_on(
             h,
             "values",
@@ -2037,53 +2050,53 @@ async fn rollback_to_the_previous_or_a_given_revision(h: HelmBin) {
             "v2-release.yaml",
         )
         .await;
-    w.assert_bad_input("values", &out, "values applies to install and upgrade only")
+    env.assert_bad_input("values", &out, "values applies to install and upgrade only")
         .await;
     assert_eq!(
-        w.helm_record_statuses("shop").await,
+        env.helm_record_statuses("shop").await,
         vec![(1, "superseded".into()), (2, "deployed".into())]
     );
 
     // A dry run: Helm checks it and stores nothing; the release file is the target's.
-    let out = w
+    let out = env
         .helm_runner(h, "dry", "rollback", "wait: false\n")
         .await
-        .on_release(&w.path("v2-release.yaml"))
+        .on_release(&env.path("v2-release.yaml"))
         .var("RUNNER_CONTEXT_DRY_RUN", Some("true"))
         .run()
         .await
         .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let status = w.status("dry").await.unwrap();
+    let status = env.status("dry").await.unwrap();
     assert_eq!(status.runner_status["phase"], "RolledBack", "{status:?}");
     assert_eq!(
         status.message,
         format!(
             "dry run: release \"shop\" in namespace \"{}\" would be rolled back to revision 1; \
              Helm stored nothing",
-            w.ns
+            env.ns
         )
     );
     assert_eq!(
-        w.release_output("dry")["value"]["chart"]["version"],
+        env.release_output("dry")["value"]["chart"]["version"],
         "0.1.0"
     );
     assert_eq!(
-        w.helm_record_statuses("shop").await,
+        env.helm_record_statuses("shop").await,
         vec![(1, "superseded".into()), (2, "deployed".into())]
     );
-    assert_eq!(replicas(&w.deployment("shop-webapp").await.unwrap()), 3);
+    assert_eq!(replicas(&env.deployment("shop-webapp").await.unwrap()), 3);
 
     // The previous revision.
-    let out = w
+    let out = env
         .run_helm_on(h, "back", "rollback", "wait: false\n", "v2-release.yaml")
         .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let status = w.status("back").await.unwrap();
+    let status = env.status("back").await.unwrap();
     assert_eq!(status.phase, Phase::Succeeded, "{status:?}");
     assert_eq!(
         status.runner_status["release"],
-        serde_json::json!({"name": "shop", "namespace": w.ns, "revision": 3, "status": "deployed"})
+        serde_json::json!({"name": "shop", "namespace": env.ns, "revision": 3, "status": "deployed"})
     );
     assert_eq!(status.runner_status["phase"], "RolledBack");
     assert_eq!(status.runner_status["targetRevision"], 1);
@@ -2091,19 +2104,19 @@ async fn rollback_to_the_previous_or_a_given_revision(h: HelmBin) {
         status.message,
         format!(
             "release \"shop\" rolled back successfully to revision 1 in namespace \"{}\" (revision 3)",
-            w.ns
+            env.ns
         )
     );
-    assert_eq!(replicas(&w.deployment("shop-webapp").await.unwrap()), 1);
+    assert_eq!(replicas(&env.deployment("shop-webapp").await.unwrap()), 1);
     assert_eq!(
-        w.release_output("back")["value"]["chart"]["version"],
+        env.release_output("back")["value"]["chart"]["version"],
         "0.1.0"
     );
-    assert_eq!(w.release_output("back")["value"]["name"], "shop");
-    w.assert_never_shown("back", &out, PASSWORD).await;
+    assert_eq!(env.release_output("back")["value"]["name"], "shop");
+    env.assert_never_shown("back", &out, PASSWORD).await;
 
     // A given revision, from the release file the rollback wrote.
-    let out = w
+    let out = env
         .run_helm_on(
             h,
             "to-2",
@@ -2113,13 +2126,13 @@ async fn rollback_to_the_previous_or_a_given_revision(h: HelmBin) {
         )
         .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(replicas(&w.deployment("shop-webapp").await.unwrap()), 3);
+    assert_eq!(replicas(&env.deployment("shop-webapp").await.unwrap()), 3);
     assert_eq!(
-        w.release_output("to-2")["value"]["chart"]["version"],
+        env.release_output("to-2")["value"]["chart"]["version"],
         "0.2.0"
     );
     assert_eq!(
-        w.helm_record_statuses("shop").await,
+        env.helm_record_statuses("shop").await,
         vec![
             (1, "superseded".into()),
             (2, "superseded".into()),
@@ -2129,20 +2142,20 @@ async fn rollback_to_the_previous_or_a_given_revision(h: HelmBin) {
     );
 
     // Waiting for a rollout that never comes (no kubelet), up to the manifest's timeout.
-    let child = w
+    let child = env
         .helm_runner(h, "stuck", "rollback", "revision: 1\ntimeout: 3s\n")
         .await
-        .on_release(&w.path("to-2-release.yaml"))
+        .on_release(&env.path("to-2-release.yaml"))
         .spawn()
         .unwrap();
     let mut polls = 0;
     loop {
-        let running = w.status("stuck").await;
+        let running = env.status("stuck").await;
         if let Some(s) = running.filter(|s| s.phase == Phase::Running) {
             assert_eq!(
                 s.runner_status,
                 serde_json::json!({"phase": "RollingBack", "helmVersion": h.version(),
-                    "release": {"name": "shop", "namespace": w.ns}, "targetRevision": 1})
+                    "release": {"name": "shop", "namespace": env.ns}, "targetRevision": 1})
             );
             break;
         }
@@ -2152,7 +2165,7 @@ async fn rollback_to_the_previous_or_a_given_revision(h: HelmBin) {
     }
     let out = collect(child).await.unwrap();
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let status = w.status("stuck").await.unwrap();
+    let status = env.status("stuck").await.unwrap();
     assert_eq!(status.phase, Phase::Failed, "{status:?}");
     assert_eq!(
         status.runner_status["phase"], "RollbackFailed",
@@ -2176,12 +2189,12 @@ async fn rollback_to_the_previous_or_a_given_revision(h: HelmBin) {
 /// even with `wait: false` (the flag implies waiting). `createNamespace` passes
 /// `--create-namespace` (the namespace exists: Helm goes on).
 async fn rollback_on_failure_create_namespace_and_timeout(h: HelmBin) {
-    let w = TestEnv::bare("helm-atomic").await;
+    let env = TestEnv::bare("helm-atomic").await;
     let chart = format!(
         "chart: {{name: webapp, repo: \"{}\", version: 0.1.0}}\n",
         ChartRepository::shared().url
     );
-    let out = w
+    let out = env
         .run_helm(
             h,
             "undone",
@@ -2190,17 +2203,17 @@ async fn rollback_on_failure_create_namespace_and_timeout(h: HelmBin) {
         )
         .await;
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let status = w.status("undone").await.unwrap();
+    let status = env.status("undone").await.unwrap();
     assert_eq!(status.runner_status["phase"], "InstallFailed", "{status:?}");
     assert!(
         status.message.contains("has been uninstalled"),
         "{}",
         status.message
     );
-    assert!(w.helm_record_statuses("undone").await.is_empty());
-    assert!(w.deployment("undone-webapp").await.is_none());
+    assert!(env.helm_record_statuses("undone").await.is_empty());
+    assert!(env.deployment("undone-webapp").await.is_none());
 
-    let out = w
+    let out = env
         .run_helm(
             h,
             "made",
@@ -2210,7 +2223,7 @@ async fn rollback_on_failure_create_namespace_and_timeout(h: HelmBin) {
         .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
-        w.helm_record_statuses("made").await,
+        env.helm_record_statuses("made").await,
         vec![(1, "deployed".into())]
     );
 
@@ -2227,8 +2240,8 @@ async fn rollback_on_failure_create_namespace_and_timeout(h: HelmBin) {
              column 1",
         ),
     ] {
-        let out = w.run_helm(h, name, "install", &manifest).await;
-        w.assert_bad_input(name, &out, needle).await;
+        let out = env.run_helm(h, name, "install", &manifest).await;
+        env.assert_bad_input(name, &out, needle).await;
     }
 }
 
@@ -2238,20 +2251,20 @@ async fn rollback_on_failure_create_namespace_and_timeout(h: HelmBin) {
 /// under one context name: the second is refused with exit 2 naming the first's owner, and
 /// writes nothing. Every revision the runner makes carries the input digest label.
 async fn a_changed_input_is_a_new_action_and_another_owner_is_refused(h: HelmBin) {
-    let w = TestEnv::bare("helm-identity").await;
+    let env = TestEnv::bare("helm-identity").await;
     let chart = format!(
         "chart: {{name: webapp, repo: \"{}\", version: 0.1.0}}\nwait: false\n",
         ChartRepository::shared().url
     );
-    let install = w
+    let install = env
         .helm_runner(h, "cfg", "install", &format!("name: cfg\n{chart}"))
         .await;
     let out = install.run().await.unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let release = w.path("cfg-installed.yaml");
-    std::fs::copy(w.path("cfg-release.yaml"), &release).unwrap();
+    let release = env.path("cfg-installed.yaml");
+    std::fs::copy(env.path("cfg-release.yaml"), &release).unwrap();
     let upgrade = |values: &str| {
-        let manifest = w.file(
+        let manifest = env.file(
             &format!("cfg-upgrade-{values}.yaml"),
             &format!("wait: false\nvalues: {{replicaCount: {values}}}\n"),
         );
@@ -2291,11 +2304,11 @@ async fn a_changed_input_is_a_new_action_and_another_owner_is_refused(h: HelmBin
         let out = upgrade(values).run().await.unwrap();
         assert_eq!(out.code, 0, "{why}: {}", out.stderr);
         assert_eq!(
-            w.helm_record_statuses("cfg").await,
+            env.helm_record_statuses("cfg").await,
             statuses(revisions),
             "{why}"
         );
-        let status = w.status("cfg").await.unwrap();
+        let status = env.status("cfg").await.unwrap();
         assert_eq!(
             status.runner_status["adopted"], adopted,
             "{why}: {status:?}"
@@ -2303,7 +2316,7 @@ async fn a_changed_input_is_a_new_action_and_another_owner_is_refused(h: HelmBin
     }
 
     // Every revision carries the digest of its input, and no two inputs share one.
-    let secrets: Api<Secret> = Api::namespaced(w.client.clone(), &w.ns);
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), &env.ns);
     let records = secrets
         .list(&ListParams::default().labels("owner=helm,name=cfg"))
         .await
@@ -2320,7 +2333,7 @@ async fn a_changed_input_is_a_new_action_and_another_owner_is_refused(h: HelmBin
 
     // Two Jobs under one context name: the second is refused, nothing written.
     let job = |uid: &'static str| {
-        let w = &w;
+        let env = &env;
         let upgrade = upgrade("4");
         async move {
             upgrade
@@ -2332,15 +2345,15 @@ async fn a_changed_input_is_a_new_action_and_another_owner_is_refused(h: HelmBin
                 .var("RUNNER_CONTEXT_NAME", Some("cfg-job"))
                 .var(
                     "RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH",
-                    Some(w.path(&format!("{uid}-release.yaml")).to_str().unwrap()),
+                    Some(env.path(&format!("{uid}-release.yaml")).to_str().unwrap()),
                 )
         }
     };
-    w.create_status_configmap("cfg-job").await;
+    env.create_status_configmap("cfg-job").await;
     let out = job("uid-a").await.run().await.unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(w.helm_record_statuses("cfg").await, statuses(4));
-    let before = w.status("cfg-job").await.unwrap();
+    assert_eq!(env.helm_record_statuses("cfg").await, statuses(4));
+    let before = env.status("cfg-job").await.unwrap();
     let out = job("uid-b").await.run().await.unwrap();
     assert_eq!(out.code, 2, "{}", out.stderr);
     let said = "was made by action \"cfg-job\" of another owner (uid uid-a; this runner's owner \
@@ -2354,9 +2367,9 @@ async fn a_changed_input_is_a_new_action_and_another_owner_is_refused(h: HelmBin
         "{}",
         out.stderr
     );
-    assert_eq!(w.helm_record_statuses("cfg").await, statuses(4));
+    assert_eq!(env.helm_record_statuses("cfg").await, statuses(4));
     assert_eq!(
-        w.status("cfg-job").await.unwrap(),
+        env.status("cfg-job").await.unwrap(),
         before,
         "bad input writes no status"
     );
@@ -2366,7 +2379,7 @@ async fn a_changed_input_is_a_new_action_and_another_owner_is_refused(h: HelmBin
 /// answers ends the run at the deadline with `DeadlineExceeded`, naming the repository, and
 /// nothing is left of the release.
 async fn a_repository_that_never_answers_ends_at_the_timeout(h: HelmBin) {
-    let w = TestEnv::bare("helm-silent").await;
+    let env = TestEnv::bare("helm-silent").await;
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     // Accepts every connection and holds it open, saying nothing (bounded: the test's end
@@ -2378,13 +2391,13 @@ async fn a_repository_that_never_answers_ends_at_the_timeout(h: HelmBin) {
         }
     });
     let manifest = format!("name: silent\nchart: {{name: webapp, repo: \"{url}\"}}\n");
-    let cmd = w
+    let cmd = env
         .helm_runner(h, "silent", "install", &manifest)
         .await
         .var("RUNNER_TIMEOUT", Some("5s"));
     let out = cmd.run().await.unwrap();
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let status = w.status("silent").await.unwrap();
+    let status = env.status("silent").await.unwrap();
     assert_eq!(status.reason, Some(Reason::DeadlineExceeded), "{status:?}");
     assert!(
         status
@@ -2394,7 +2407,7 @@ async fn a_repository_that_never_answers_ends_at_the_timeout(h: HelmBin) {
         "{}",
         status.message
     );
-    assert_eq!(w.helm_record_statuses("silent").await, vec![]);
+    assert_eq!(env.helm_record_statuses("silent").await, vec![]);
 }
 
 action_runner_tests::both_helms!(

@@ -99,8 +99,8 @@ fn granted(role: &Value) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_deploy_manifest_passes_a_server_side_dry_run_apply() {
-    let w = TestEnv::bare("deploy-dry-run").await;
-    let (admin, ns) = (&w.client, &w.ns);
+    let env = TestEnv::bare("deploy-dry-run").await;
+    let (admin, ns) = (&env.client, &env.ns);
     let mut checked = 0;
     for runner in ["argo-runner", "helm-runner"] {
         for (file, obj) in deploy_objects(runner) {
