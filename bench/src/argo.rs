@@ -5,14 +5,17 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use action_runner_tests::*;
+use action_runner_tests::control_plane::ControlPlane;
+use action_runner_tests::controllers::{now, patch_workflow_status, workflows};
+use action_runner_tests::test_env::{TestEnv, create_status_configmap};
+use action_runner_tests::tools::runner_binary;
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 
-use crate::Lab;
 use crate::measure::*;
+use crate::{audit, runner_env, tool_command};
 
 /// One tool of the Argo comparison.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,8 +47,9 @@ impl Tool {
 }
 
 /// The Argo comparison's fixtures.
-pub struct ArgoBench<'a> {
-    pub lab: &'a Lab,
+pub struct ArgoBench {
+    /// The bench's control plane: each run has a [`TestEnv`] of its own there.
+    pub cp: &'static ControlPlane,
     /// The Argo CLI (`KAR_ARGO_CLI`).
     pub argo_cli: Option<PathBuf>,
     /// Capact's argo-runner (`KAR_CAPACT_ARGO_RUNNER`).
@@ -54,7 +58,7 @@ pub struct ArgoBench<'a> {
     pub manifest: PathBuf,
 }
 
-impl ArgoBench<'_> {
+impl ArgoBench {
     /// The tools present, ours first.
     pub fn tools(&self) -> Vec<Tool> {
         let mut t = vec![Tool::Ours];
@@ -75,17 +79,18 @@ impl ArgoBench<'_> {
         }
     }
 
-    /// The command that submits Workflow `ns/name` and waits for it; `dir` is a scratch
-    /// directory of this run.
+    /// The command that submits Workflow `name` in `env`'s namespace and waits for it; `dir`
+    /// is a scratch directory of this run.
     async fn command(
         &self,
+        env: &TestEnv,
         tool: Tool,
         kubeconfig: &std::path::Path,
-        ns: &str,
         name: &str,
         dir: &std::path::Path,
     ) -> Result<std::process::Command> {
-        let mut cmd = self.lab.command(&self.binary(tool), kubeconfig);
+        let ns = env.ns.as_str();
+        let mut cmd = tool_command(env, &self.binary(tool), kubeconfig);
         match tool {
             Tool::Ours => {
                 cmd.env("RUNNER_INPUT_MANIFEST_PATH", &self.manifest)
@@ -100,8 +105,7 @@ impl ArgoBench<'_> {
             }
             Tool::Capact => {
                 let vars =
-                    crate::capact::argo_prepare(&self.lab.admin, &self.manifest, ns, name, dir)
-                        .await?;
+                    crate::capact::argo_prepare(&env.client, &self.manifest, ns, name, dir).await?;
                 cmd.envs(vars);
             }
         }
@@ -110,15 +114,13 @@ impl ArgoBench<'_> {
 
     /// One run of `tool`: spawn, see the Workflow appear, complete it, see the process exit.
     pub async fn single(&self, tool: Tool, rep: usize) -> Result<Value> {
-        let lab = self.lab;
-        let (ns, kubeconfig) = lab
-            .namespace(&format!("single-{}-{rep}", tool.key()))
-            .await?;
-        let dir = tempfile::tempdir()?;
+        let (env, kubeconfig) =
+            runner_env(self.cp, &format!("single-{}-{rep}", tool.key())).await?;
+        let (admin, ns) = (&env.client, &env.ns);
         let name = "bench";
-        create_status_configmap(&lab.admin, &ns, name).await?;
+        create_status_configmap(admin, ns, name).await?;
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let api = workflows(&lab.admin, &ns);
+        let api = workflows(admin, ns);
         let watch = tokio::spawn(async move {
             let mut events = watcher(api, watcher::Config::default()).boxed();
             while let Some(ev) = events.next().await {
@@ -130,9 +132,9 @@ impl ArgoBench<'_> {
         });
         // Let the driver's watch start before the process does.
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let since = Lab::audit_now();
+        let since = audit::now();
         let cmd = self
-            .command(tool, &kubeconfig, &ns, name, dir.path())
+            .command(&env, tool, &kubeconfig, name, env.dir.path())
             .await?;
         let t0 = Instant::now();
         let (_, mut exited) = spawn_measured(cmd, true)?;
@@ -143,12 +145,12 @@ impl ArgoBench<'_> {
         watch.abort();
         let started = now();
         let status = json!({"phase": "Running", "startedAt": started});
-        patch_workflow_status(&lab.admin, &ns, name, status).await?;
+        patch_workflow_status(admin, ns, name, status).await?;
         // Give the process time to be waiting, so the figure is the notice alone.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let t2 = Instant::now();
         let status = json!({"phase": "Succeeded", "startedAt": started, "finishedAt": now()});
-        patch_workflow_status(&lab.admin, &ns, name, status).await?;
+        patch_workflow_status(admin, ns, name, status).await?;
         // The API server has stored the change: what follows is its watch delivery, the tool's
         // own work and its exit (the part a tool can shorten).
         let stored = Instant::now();
@@ -170,22 +172,20 @@ impl ArgoBench<'_> {
             "noticeAfterStoredMs": ms(done.at.saturating_duration_since(stored)),
             "maxRssKiB": done.max_rss_kib,
             "cpuMs": ms(done.cpu),
-            "apiRequests": lab.audit_counts(&ns, &since),
+            "apiRequests": audit::counts(&env, &since),
         }))
     }
 
     /// N processes of `tool` at once, each with its own Workflow; the driver completes each
     /// Workflow as soon as it sees it.
     pub async fn scale(&self, tool: Tool, n: usize) -> Result<Value> {
-        let lab = self.lab;
-        let (ns, kubeconfig) = lab.namespace(&format!("scale-{}-{n}", tool.key())).await?;
-        let dir = tempfile::tempdir()?;
+        let (env, kubeconfig) = runner_env(self.cp, &format!("scale-{}-{n}", tool.key())).await?;
         for i in 0..n {
-            create_status_configmap(&lab.admin, &ns, &format!("wf-{i}")).await?;
+            create_status_configmap(&env.client, &env.ns, &format!("wf-{i}")).await?;
         }
-        let admin = lab.admin.clone();
-        let api = workflows(&admin, &ns);
-        let driver_ns = ns.clone();
+        let admin = env.client.clone();
+        let api = workflows(&admin, &env.ns);
+        let driver_ns = env.ns.clone();
         let driver = tokio::spawn(async move {
             let mut events = watcher(api, watcher::Config::default()).boxed();
             let mut done = std::collections::BTreeSet::new();
@@ -203,13 +203,13 @@ impl ArgoBench<'_> {
             }
         });
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let api_cpu_before = lab.cp.apiserver_pid().map(process_cpu).unwrap_or_default();
+        let api_cpu_before = self.cp.apiserver_pid().map(process_cpu).unwrap_or_default();
         let mut commands = Vec::new();
         for i in 0..n {
-            let run_dir = dir.path().join(format!("wf-{i}"));
+            let run_dir = env.path(&format!("wf-{i}"));
             std::fs::create_dir_all(&run_dir)?;
             commands.push(
-                self.command(tool, &kubeconfig, &ns, &format!("wf-{i}"), &run_dir)
+                self.command(&env, tool, &kubeconfig, &format!("wf-{i}"), &run_dir)
                     .await?,
             );
         }
@@ -233,7 +233,7 @@ impl ArgoBench<'_> {
             cpu += e.cpu;
             last = last.max(e.at);
         }
-        let api_cpu = lab
+        let api_cpu = self
             .cp
             .apiserver_pid()
             .map(process_cpu)

@@ -16,9 +16,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use action_runner_tests::cluster::Cluster;
+use action_runner_tests::cluster::{Cluster, job_outcome};
+use action_runner_tests::controllers::workflows;
 use action_runner_tests::deploy::{apply, deploy_objects, job_of, kind_of, set_env};
-use action_runner_tests::*;
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
@@ -220,7 +220,7 @@ async fn one(
     let waited = tokio::time::timeout(RUN_TIMEOUT, async {
         while let Some(job) = events.next().await {
             let job = job?;
-            if let Some(outcome) = action_runner_tests::cluster::job_outcome(&job) {
+            if let Some(outcome) = job_outcome(&job) {
                 finished.insert(
                     job.metadata.name.clone().unwrap_or_default(),
                     outcome == "Complete",

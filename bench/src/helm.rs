@@ -13,14 +13,17 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use action_runner_tests::*;
+use action_runner_tests::control_plane::ControlPlane;
+use action_runner_tests::controllers::play_deployment_controller;
+use action_runner_tests::test_env::{TestEnv, create_status_configmap};
+use action_runner_tests::tools::{helm_cmd, runner_binary};
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use serde_json::{Value, json};
 
-use crate::Lab;
 use crate::measure::*;
+use crate::{audit, runner_env, tool_command};
 
 /// The upgrade's values: a new image tag.
 const UPGRADE_VALUES: &str = "image:\n  tag: \"1.27\"\n";
@@ -94,8 +97,9 @@ const STEPS: [Step; 4] = [
 ];
 
 /// The Helm comparison's fixtures.
-pub struct HelmBench<'a> {
-    pub lab: &'a Lab,
+pub struct HelmBench {
+    /// The bench's control plane: each run has a [`TestEnv`] of its own there.
+    pub cp: &'static ControlPlane,
     /// The Helm CLI (`KAR_HELM`), also the one our runner runs.
     pub helm: PathBuf,
     /// Capact's helm-runner (`KAR_CAPACT_HELM_RUNNER`).
@@ -106,15 +110,15 @@ pub struct HelmBench<'a> {
     _dir: tempfile::TempDir,
 }
 
-impl<'a> HelmBench<'a> {
+impl HelmBench {
     /// Creates and packages the chart with `helm create` and `helm package`.
-    pub fn new(lab: &'a Lab, helm: PathBuf, capact: Option<PathBuf>) -> Result<Self> {
+    pub fn new(cp: &'static ControlPlane, helm: PathBuf, capact: Option<PathBuf>) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("bench-helm-").tempdir()?;
         helm_cmd(&["create", "webapp"], dir.path())?;
         helm_cmd(&["package", "webapp"], dir.path())?;
         let chart = dir.path().join("webapp-0.1.0.tgz");
         Ok(HelmBench {
-            lab,
+            cp,
             helm,
             capact,
             chart,
@@ -139,17 +143,17 @@ impl<'a> HelmBench<'a> {
         }
     }
 
-    /// The command for `step` in namespace `ns`; `dir` is this run's scratch directory (Helm's
-    /// homes, manifests, release files).
+    /// The command for `step` in `env`'s namespace, in its scratch directory (Helm's homes,
+    /// manifests, release files).
     fn command(
         &self,
+        env: &TestEnv,
         tool: Tool,
         step: &Step,
         kubeconfig: &Path,
-        ns: &str,
-        dir: &Path,
     ) -> Result<std::process::Command> {
-        let mut cmd = self.lab.command(&self.binary(tool), kubeconfig);
+        let (ns, dir) = (env.ns.as_str(), env.dir.path());
+        let mut cmd = tool_command(env, &self.binary(tool), kubeconfig);
         let chart = self.chart.display().to_string();
         let values_yaml = if step.upgrades.is_some() {
             UPGRADE_VALUES
@@ -215,24 +219,22 @@ impl<'a> HelmBench<'a> {
 
     /// Every step with `tool`, in a fresh namespace.
     async fn run(&self, tool: Tool, rep: usize) -> Result<Value> {
-        let lab = self.lab;
-        let (ns, kubeconfig) = lab.namespace(&format!("helm-{}-{rep}", tool.key())).await?;
+        let (env, kubeconfig) = runner_env(self.cp, &format!("helm-{}-{rep}", tool.key())).await?;
         for step in &STEPS {
-            create_status_configmap(&lab.admin, &ns, &step.key.to_lowercase()).await?;
+            create_status_configmap(&env.client, &env.ns, &step.key.to_lowercase()).await?;
         }
         let controller = tokio::spawn(play_deployment_controller(
-            lab.admin.clone(),
-            ns.clone(),
+            env.client.clone(),
+            env.ns.clone(),
             ROLLOUT,
         ));
-        let dir = tempfile::tempdir()?;
-        let since = Lab::audit_now();
+        let since = audit::now();
         let mut out = serde_json::Map::new();
         let mut revisions = std::collections::BTreeMap::new();
         let mut windows = Vec::new();
         for step in STEPS.iter().filter(|s| s.wait || tool != Tool::Capact) {
-            let cmd = self.command(tool, step, &kubeconfig, &ns, dir.path())?;
-            let step_since = Lab::audit_now();
+            let cmd = self.command(&env, tool, step, &kubeconfig)?;
+            let step_since = audit::now();
             let t0 = Instant::now();
             let (_, exited) = spawn_measured(cmd, true)?;
             let done = tokio::time::timeout(Duration::from_secs(300), exited)
@@ -251,15 +253,15 @@ impl<'a> HelmBench<'a> {
             out.insert(format!("{}Ms", step.key), json!(ms(done.at - t0)));
             out.insert(format!("{}RssKiB", step.key), json!(done.max_rss_kib));
             out.insert(format!("{}CpuMs", step.key), json!(ms(done.cpu)));
-            windows.push((step.key, step_since, Lab::audit_now()));
+            windows.push((step.key, step_since, audit::now()));
             *revisions.entry(step.release).or_insert(0) += 1;
         }
         controller.abort();
         // Every revision is stored, as Helm stores them (a Secret per revision). Checked with
         // GETs, which etcd answers: a LIST of Secrets here would make the next run's first
         // helm LIST wait for the API server's next watch-cache progress request (see
-        // `Lab::helm_timeline`), a cost of this driver, not of the tool under test.
-        let secrets: Api<Secret> = Api::namespaced(lab.admin.clone(), &ns);
+        // `audit::helm_timeline`), a cost of this driver, not of the tool under test.
+        let secrets: Api<Secret> = Api::namespaced(env.client.clone(), &env.ns);
         for (release, expected) in revisions {
             for revision in 1..=expected + 1 {
                 let name = format!("sh.helm.release.v1.{release}.v{revision}");
@@ -273,16 +275,16 @@ impl<'a> HelmBench<'a> {
                 }
             }
         }
-        // Where each step's time went, from the audit log (see `Lab::helm_timeline`).
+        // Where each step's time went, from the audit log (see `audit::helm_timeline`).
         for (key, since, until) in windows {
-            for (figure, v) in lab.helm_timeline(&ns, &since, &until) {
+            for (figure, v) in audit::helm_timeline(&env, &since, &until) {
                 // `firstListMs` -> `installFirstListMs`, ...
                 let mut name = figure.clone();
                 name[..1].make_ascii_uppercase();
                 out.insert(format!("{key}{name}"), v);
             }
         }
-        out.insert("apiRequests".into(), json!(lab.audit_counts(&ns, &since)));
+        out.insert("apiRequests".into(), json!(audit::counts(&env, &since)));
         Ok(Value::Object(out))
     }
 

@@ -26,17 +26,19 @@
 //! Figures are medians over the repetitions, after one unmeasured warm-up run of each side.
 
 mod argo;
+mod audit;
 mod capact;
 mod cluster;
 mod helm;
 mod measure;
 mod report;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use action_runner_tests::*;
+use action_runner_tests::control_plane::{ControlPlane, client_from};
+use action_runner_tests::test_env::TestEnv;
+use action_runner_tests::tools::{Tools, repo_root};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
@@ -136,167 +138,47 @@ fn positive(s: &str) -> Result<usize, String> {
     }
 }
 
-/// The control plane and the driver's admin client.
-pub struct Lab {
-    /// The bare control plane every run talks to (its audit log counts the requests).
-    pub cp: ControlPlane,
-    /// The driver's cluster-admin client, which plays the controllers.
-    pub admin: kube::Client,
+/// A [`TestEnv`] on the bench's control plane for one run, named after `prefix`, with
+/// ServiceAccount `runner` bound to cluster-admin; returns it with that ServiceAccount's
+/// kubeconfig, which the tool under test runs with (so the audit log tells its requests apart:
+/// [`audit`]).
+pub async fn runner_env(cp: &'static ControlPlane, prefix: &str) -> Result<(TestEnv, PathBuf)> {
+    let env = TestEnv::on_control_plane(cp, prefix).await?;
+    let ns = &env.ns;
+    let kubeconfig = cp.service_account_kubeconfig(ns, "runner").await?;
+    let crbs: Api<ClusterRoleBinding> = Api::all(env.client.clone());
+    let crb: ClusterRoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": format!("bench-{ns}")},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"kind": "ServiceAccount", "name": "runner", "namespace": ns}],
+    }))?;
+    crbs.create(&PostParams::default(), &crb).await?;
+    // The authorizer sees a new binding through an informer: wait until it applies.
+    let sa_client = client_from(&kubeconfig).await?;
+    let probe: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(sa_client, ns);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(e) = probe.list(&Default::default()).await {
+        if Instant::now() > deadline {
+            bail!("ServiceAccount runner in {ns} never got its rights: {e}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok((env, kubeconfig))
 }
 
-impl Lab {
-    /// A namespace with ServiceAccount `runner` bound to cluster-admin, and its kubeconfig.
-    pub async fn namespace(&self, prefix: &str) -> Result<(String, PathBuf)> {
-        let ns = self.cp.namespace(prefix).await?;
-        let kubeconfig = self.cp.service_account_kubeconfig(&ns, "runner").await?;
-        let crbs: Api<ClusterRoleBinding> = Api::all(self.admin.clone());
-        let crb: ClusterRoleBinding = serde_json::from_value(json!({
-            "metadata": {"name": format!("bench-{ns}")},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
-            "subjects": [{"kind": "ServiceAccount", "name": "runner", "namespace": ns}],
-        }))?;
-        crbs.create(&PostParams::default(), &crb).await?;
-        // The authorizer sees a new binding through an informer: wait until it applies.
-        let sa_client = client_from(&kubeconfig).await?;
-        let probe: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(sa_client, &ns);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while let Err(e) = probe.list(&Default::default()).await {
-            if Instant::now() > deadline {
-                bail!("ServiceAccount runner in {ns} never got its rights: {e}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Ok((ns, kubeconfig))
+/// `bin` with an empty environment but `PATH`, `HOME` (the control plane's directory) and
+/// `KUBECONFIG`.
+pub fn tool_command(env: &TestEnv, bin: &Path, kubeconfig: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(bin);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", env.control_plane().dir())
+        .env("KUBECONFIG", kubeconfig);
+    // For profiling a run (with `KAR_BENCH_STDERR`, see `measure::spawn_measured`).
+    if let Ok(filter) = std::env::var("RUST_LOG") {
+        cmd.env("RUST_LOG", filter);
     }
-
-    /// `bin` with an empty environment but `PATH`, `HOME` (the control plane's directory) and
-    /// `KUBECONFIG`.
-    pub fn command(&self, bin: &Path, kubeconfig: &Path) -> std::process::Command {
-        let mut cmd = std::process::Command::new(bin);
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("HOME", self.cp.dir())
-            .env("KUBECONFIG", kubeconfig);
-        // For profiling a run (with `KAR_BENCH_STDERR`, see `measure::spawn_measured`).
-        if let Ok(filter) = std::env::var("RUST_LOG") {
-            cmd.env("RUST_LOG", filter);
-        }
-        cmd
-    }
-
-    /// Now, in the audit log's timestamp format.
-    pub fn audit_now() -> String {
-        jiff::Timestamp::now()
-            .strftime("%Y-%m-%dT%H:%M:%S.%6fZ")
-            .to_string()
-    }
-
-    /// Where a Helm step's time went, from the audit log: the requests a Helm process (user
-    /// agent `Helm/...`) made as ServiceAccount `runner` of `ns` between `since` (taken just
-    /// before the tool was spawned) and `until` (just after its exit was seen), both audit
-    /// timestamps. In ms: `firstListMs`, how long the API server took over Helm's first `LIST`
-    /// of Secrets (its read of the release's records, Helm's first real request);
-    /// `beforeHelmMs`, spawn to Helm's first request (for the bare CLI, Helm's own start; for
-    /// ours, the runner's work before helm too); `afterHelmMs`, Helm's last answer to the exit
-    /// seen (Helm's exit, and ours' work after helm); `firstRequestMs`, spawn to the first
-    /// request of any kind (ours: the runner's own start). Empty without requests.
-    pub fn helm_timeline(
-        &self,
-        ns: &str,
-        since: &str,
-        until: &str,
-    ) -> serde_json::Map<String, serde_json::Value> {
-        let at = |ev: &serde_json::Value, key: &str| {
-            ev[key]
-                .as_str()
-                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-        };
-        let ms = |d: jiff::SignedDuration| json!((d.as_secs_f64() * 10_000.0).round() / 10.0);
-        let all = self.runner_requests(ns, since, Some(until));
-        let first_any = all
-            .first()
-            .and_then(|ev| at(ev, "requestReceivedTimestamp"));
-        let helm: Vec<&serde_json::Value> = all
-            .iter()
-            .filter(|ev| {
-                ev["userAgent"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .starts_with("Helm/")
-            })
-            .collect();
-        let mut out = serde_json::Map::new();
-        let (Ok(since), Ok(until)) = (
-            since.parse::<jiff::Timestamp>(),
-            until.parse::<jiff::Timestamp>(),
-        ) else {
-            return out;
-        };
-        let first_list = helm
-            .iter()
-            .find(|ev| ev["verb"] == "list" && ev["objectRef"]["resource"] == "secrets");
-        if let Some((received, done)) = first_list.and_then(|ev| {
-            Some((
-                at(ev, "requestReceivedTimestamp")?,
-                at(ev, "stageTimestamp")?,
-            ))
-        }) {
-            out.insert("firstListMs".into(), ms(done.duration_since(received)));
-        }
-        if let Some(first) = first_any {
-            out.insert("firstRequestMs".into(), ms(first.duration_since(since)));
-        }
-        if let Some(first) = helm
-            .first()
-            .and_then(|ev| at(ev, "requestReceivedTimestamp"))
-        {
-            out.insert("beforeHelmMs".into(), ms(first.duration_since(since)));
-        }
-        if let Some(last) = helm.iter().filter_map(|ev| at(ev, "stageTimestamp")).max() {
-            out.insert("afterHelmMs".into(), ms(until.duration_since(last)));
-        }
-        out
-    }
-
-    /// The answered requests ServiceAccount `runner` of `ns` made, received from `since` to
-    /// `until` (none: to now), oldest first: their audit events.
-    fn runner_requests(
-        &self,
-        ns: &str,
-        since: &str,
-        until: Option<&str>,
-    ) -> Vec<serde_json::Value> {
-        let user = format!("system:serviceaccount:{ns}:runner");
-        let mut events: Vec<serde_json::Value> = self
-            .cp
-            .audit_events(&user)
-            .into_iter()
-            .filter(|ev| {
-                // RFC 3339 UTC timestamps with fixed precision compare as strings.
-                let received = ev["requestReceivedTimestamp"].as_str().unwrap_or_default();
-                ev["stage"] == "ResponseComplete"
-                    && received >= since
-                    && until.is_none_or(|until| received <= until)
-            })
-            .collect();
-        events.sort_by(|a, b| {
-            a["requestReceivedTimestamp"]
-                .as_str()
-                .cmp(&b["requestReceivedTimestamp"].as_str())
-        });
-        events
-    }
-
-    /// Requests made by ServiceAccount `runner` of `ns` since `since`, by "verb resource".
-    pub fn audit_counts(&self, ns: &str, since: &str) -> BTreeMap<String, u64> {
-        let mut counts = BTreeMap::new();
-        for ev in self.runner_requests(ns, since, None) {
-            let resource = ev["objectRef"]["resource"].as_str().unwrap_or("(none)");
-            let verb = ev["verb"].as_str().unwrap_or("?");
-            *counts.entry(format!("{verb} {resource}")).or_insert(0) += 1;
-        }
-        counts
-    }
+    cmd
 }
 
 /// A path from an environment variable, if it names an existing file.
@@ -337,13 +219,10 @@ async fn main() -> Result<()> {
 
     let tools = Tools::locate()?;
     eprintln!("bench: starting the control plane");
-    let crd = tools.argo_workflow_crd();
-    let cp = tokio::task::spawn_blocking(move || ControlPlane::start(&[crd])).await??;
-    let admin = cp.client().await?;
-    let lab = Lab { cp, admin };
+    let cp = tokio::task::spawn_blocking(ControlPlane::start_for_process).await??;
 
     let argo = argo::ArgoBench {
-        lab: &lab,
+        cp,
         argo_cli: binary_from_env("KAR_ARGO_CLI"),
         capact: binary_from_env("KAR_CAPACT_ARGO_RUNNER"),
         manifest: tools.argo_example("hello-world"),
@@ -366,7 +245,7 @@ async fn main() -> Result<()> {
     }
 
     let helm = helm::HelmBench::new(
-        &lab,
+        cp,
         tools.helm.clone(),
         binary_from_env("KAR_CAPACT_HELM_RUNNER"),
     )?;
@@ -390,7 +269,7 @@ async fn main() -> Result<()> {
     // For profiling: `KAR_BENCH_AUDIT=FILE` keeps the API server's audit log (every request of
     // every run, with its received and completed timestamps).
     if let Some(file) = std::env::var_os("KAR_BENCH_AUDIT") {
-        std::fs::write(&file, lab.cp.audit_log())
+        std::fs::write(&file, cp.audit_log())
             .with_context(|| format!("cannot write KAR_BENCH_AUDIT {}", file.to_string_lossy()))?;
     }
 

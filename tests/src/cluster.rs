@@ -1,7 +1,9 @@
 //! The real one-node cluster that `hack/cluster.sh up` starts on this machine: a kubelet with
 //! containerd and runc running real pods, the Job and garbage collector controllers of a real
 //! kube-controller-manager, and Argo's real workflow-controller. Tests that need pods to run
-//! use it; they share it and isolate by namespace.
+//! use it ([`TestEnv::local_cluster`]); they share it and isolate by namespace. Also what tests
+//! do with Jobs there: apply `deploy/`'s, wait for them to end ([`TestEnv::job_ended`]), read
+//! their pods.
 //!
 //! Where it is: `KAR_CLUSTER_KUBECONFIG` (an administrator's kubeconfig), as
 //! `eval "$(hack/cluster.sh env)"` sets it. Without it the cluster tests skip, saying so, unless
@@ -20,9 +22,15 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerStateTerminated, Event, Namespace, Pod};
 use kube::api::{Api, ListParams, LogParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::client_from;
+use crate::control_plane::client_from;
+use crate::deploy::{apply, apply_deploy, deploy_objects, job_of, kind_of, name_of};
+use crate::test_env::TestEnv;
+
+/// How long a Job of the tests may take on the local cluster (a pod starts in about 1 s there;
+/// a Workflow of Argo's examples takes 5 to 15 s).
+pub const JOB_TIMEOUT: Duration = Duration::from_secs(240);
 
 /// The local cluster's coordinates.
 #[derive(Debug, Clone)]
@@ -347,4 +355,90 @@ pub async fn describe(client: &kube::Client, namespace: &str) -> String {
         }
     }
     out
+}
+
+/// Edits `deploy/argo-runner` so that its input ConfigMap holds `manifest`.
+pub fn with_argo_input(manifest: String) -> impl Fn(&mut Value) {
+    move |obj: &mut Value| {
+        if kind_of(obj) == "ConfigMap" && name_of(obj) == "hello-world-input" {
+            obj["data"]["manifest.yaml"] = json!(manifest);
+        }
+    }
+}
+
+impl TestEnv {
+    /// Applies `deploy/argo-runner` with `manifest` as its input ([`with_argo_input`]) and
+    /// returns the Job's name.
+    ///
+    /// # Panics
+    /// On API errors.
+    pub async fn apply_argo_job(&self, manifest: String) -> String {
+        let job = apply_deploy(
+            &self.client,
+            &self.ns,
+            "argo-runner",
+            with_argo_input(manifest),
+        )
+        .await
+        .unwrap();
+        job.metadata.name.expect("the Job's name")
+    }
+
+    /// Applies both runners' `deploy/` as they ship and waits until both Jobs are `Complete`
+    /// (on the local cluster, where pods run).
+    ///
+    /// # Panics
+    /// On API errors, or as [`TestEnv::job_ended`].
+    pub async fn run_deploy_jobs_as_shipped(&self) {
+        for runner in ["argo-runner", "helm-runner"] {
+            apply_deploy(&self.client, &self.ns, runner, |_| {})
+                .await
+                .unwrap();
+        }
+        for runner in ["argo-runner", "helm-runner"] {
+            self.job_ended(name_of(&job_of(runner)), "Complete").await;
+        }
+    }
+
+    /// Waits (at most [`JOB_TIMEOUT`]) for Job `name` to end and returns it with its pods.
+    ///
+    /// # Panics
+    /// With a description of the namespace ([`describe`]) unless it ended `outcome`
+    /// (`Complete` or `Failed`), or if any of its pods was OOM-killed.
+    pub async fn job_ended(&self, name: &str, outcome: &str) -> (Job, Vec<Pod>) {
+        let job = wait_for_job(&self.client, &self.ns, name, JOB_TIMEOUT)
+            .await
+            .unwrap();
+        let pods = job_pods(&self.client, &self.ns, name).await.unwrap();
+        if let Err(e) = assert_none_oom_killed(&pods) {
+            panic!("{e}\n{}", describe(&self.client, &self.ns).await);
+        }
+        if job_outcome(&job) != Some(outcome) {
+            panic!(
+                "Job {}/{name} ended {:?}, expected {outcome}: {:?}\n{}",
+                self.ns,
+                job_outcome(&job),
+                job.status,
+                describe(&self.client, &self.ns).await
+            );
+        }
+        (job, pods)
+    }
+
+    /// Applies the ServiceAccount the Workflows' pods run as, from `deploy/argo-runner`
+    /// (Argo's executor records results in WorkflowTaskResults).
+    ///
+    /// # Panics
+    /// On API errors.
+    pub async fn apply_workflow_service_account(&self) {
+        let objects = deploy_objects("argo-runner");
+        for (file, obj) in objects
+            .iter()
+            .filter(|(f, _)| f.ends_with("workflow-serviceaccount.yaml"))
+        {
+            apply(&self.client, &self.ns, obj, false)
+                .await
+                .unwrap_or_else(|e| panic!("{file}: {e}"));
+        }
+    }
 }

@@ -11,7 +11,9 @@ use kube::api::{Api, DynamicObject, GroupVersionKind, Patch, PatchParams, Valida
 use kube::discovery::Scope;
 use serde_json::{Value, json};
 
-use crate::{repo_root, reported_status, workflows};
+use crate::controllers::workflows;
+use crate::test_env::reported_status;
+use crate::tools::repo_root;
 use action_runner::status::{Phase, Reason};
 
 /// Field manager of what the tests apply.

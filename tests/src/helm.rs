@@ -1,10 +1,16 @@
-//! What the helm-runner tests share: which helm a test drives ([`HelmBin`]), the `helm-runner`
-//! command for a test's [`World`] ([`helm_runner`]), and the check of a run refused as bad
-//! input ([`assert_bad_input`]).
+//! What the helm-runner tests do in a [`TestEnv`]: which helm a test drives ([`HelmBin`], and
+//! [`both_helms!`](crate::both_helms) to run a test once with each), `helm-runner` for a
+//! context ([`TestEnv::helm_runner`]), its outputs and Helm's release records, and the check of
+//! a run refused as bad input ([`TestEnv::assert_bad_input`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use crate::{RunnerCommand, RunnerOutput, Tools, World, create_status_configmap, error_lines};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ListParams};
+
+use crate::process::{RunnerCommand, RunnerOutput, error_lines};
+use crate::test_env::TestEnv;
+use crate::tools::Tools;
 
 /// Which helm a test drives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,67 +49,188 @@ impl HelmBin {
     }
 }
 
-/// `helm-runner` driving `helm` for context `name` (its status ConfigMap is created),
-/// `command`, the manifest `manifest` (written to `<name>-input.yaml`), Helm's repository cache
-/// and the outputs (`<name>-release.yaml`, `<name>-additional.yaml`) in `w`'s scratch directory.
-///
-/// # Panics
-/// On API errors, or when the tools are not installed.
-pub async fn helm_runner(
-    w: &World,
-    helm: HelmBin,
-    name: &str,
-    command: &str,
-    manifest: &str,
-) -> RunnerCommand {
-    create_status_configmap(&w.client, &w.ns, name)
-        .await
-        .unwrap();
-    let m = w.file(&format!("{name}-input.yaml"), manifest);
-    let out = |suffix: &str| w.path(&format!("{name}-{suffix}.yaml"));
-    w.runner("helm-runner", name, &m)
-        .var("RUNNER_COMMAND", Some(command))
-        .var(
-            "RUNNER_HELM_BINARY_PATH",
-            Some(helm.path().to_str().unwrap()),
-        )
-        .var(
-            "RUNNER_REPOSITORY_CACHE_PATH",
-            Some(w.path("cache").to_str().unwrap()),
-        )
-        .var(
-            "RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH",
-            Some(out("release").to_str().unwrap()),
-        )
-        .var(
-            "RUNNER_OUTPUT_ADDITIONAL_FILE_PATH",
-            Some(out("additional").to_str().unwrap()),
-        )
+impl TestEnv {
+    /// `helm-runner` driving `helm` for context `name` (its status ConfigMap is created),
+    /// `command`, the manifest `manifest` (written to `<name>-input.yaml`), Helm's repository
+    /// cache and the outputs (`<name>-release.yaml`, `<name>-additional.yaml`) in the scratch
+    /// directory.
+    ///
+    /// # Panics
+    /// On API errors, or when the tools are not installed.
+    pub async fn helm_runner(
+        &self,
+        helm: HelmBin,
+        name: &str,
+        command: &str,
+        manifest: &str,
+    ) -> RunnerCommand {
+        self.create_status_configmap(name).await;
+        let m = self.file(&format!("{name}-input.yaml"), manifest);
+        let out = |suffix: &str| self.path(&format!("{name}-{suffix}.yaml"));
+        self.runner("helm-runner", name, &m)
+            .var("RUNNER_COMMAND", Some(command))
+            .var(
+                "RUNNER_HELM_BINARY_PATH",
+                Some(helm.path().to_str().unwrap()),
+            )
+            .var(
+                "RUNNER_REPOSITORY_CACHE_PATH",
+                Some(self.path("cache").to_str().unwrap()),
+            )
+            .var(
+                "RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH",
+                Some(out("release").to_str().unwrap()),
+            )
+            .var(
+                "RUNNER_OUTPUT_ADDITIONAL_FILE_PATH",
+                Some(out("additional").to_str().unwrap()),
+            )
+    }
+
+    /// [`TestEnv::helm_runner`], run to its end.
+    ///
+    /// # Panics
+    /// As [`TestEnv::helm_runner`], or when the runner cannot run or does not end.
+    pub async fn run_helm(
+        &self,
+        helm: HelmBin,
+        name: &str,
+        command: &str,
+        manifest: &str,
+    ) -> RunnerOutput {
+        let cmd = self.helm_runner(helm, name, command, manifest).await;
+        cmd.run().await.unwrap()
+    }
+
+    /// [`TestEnv::helm_runner`] on the release file `release_file` (a name in the scratch
+    /// directory: another run's release output), run to its end.
+    ///
+    /// # Panics
+    /// As [`TestEnv::run_helm`].
+    pub async fn run_helm_on(
+        &self,
+        helm: HelmBin,
+        name: &str,
+        command: &str,
+        manifest: &str,
+        release_file: &str,
+    ) -> RunnerOutput {
+        let cmd = self.helm_runner(helm, name, command, manifest).await;
+        cmd.on_release(&self.path(release_file))
+            .run()
+            .await
+            .unwrap()
+    }
+
+    /// The release output file of the run `name`, parsed (Capact's consumers read it as YAML:
+    /// what counts is the document, not its layout).
+    ///
+    /// # Panics
+    /// When it is missing or not YAML.
+    pub fn release_output(&self, name: &str) -> serde_json::Value {
+        parse_yaml(&std::fs::read_to_string(self.path(&format!("{name}-release.yaml"))).unwrap())
+    }
+
+    /// The additional output file of the run `name`, parsed, if it was written.
+    ///
+    /// # Panics
+    /// When it is not YAML.
+    pub fn additional_output(&self, name: &str) -> Option<serde_json::Value> {
+        std::fs::read_to_string(self.path(&format!("{name}-additional.yaml")))
+            .ok()
+            .map(|t| parse_yaml(&t))
+    }
+
+    /// Names of Helm's records of `release` (the Secrets or ConfigMaps labelled `owner=helm`),
+    /// sorted.
+    ///
+    /// # Panics
+    /// On API errors.
+    pub async fn helm_record_names<K>(&self, release: &str) -> Vec<String>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), &self.ns);
+        let lp = ListParams::default().labels(&format!("owner=helm,name={release}"));
+        let mut names: Vec<String> = api
+            .list(&lp)
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|o| o.meta().name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// `(revision, status)` of each of Helm's records (Secrets) of `release`, from their
+    /// labels, oldest first.
+    ///
+    /// # Panics
+    /// On API errors.
+    pub async fn helm_record_statuses(&self, release: &str) -> Vec<(u64, String)> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.ns);
+        let lp = ListParams::default().labels(&format!("owner=helm,name={release}"));
+        let mut out: Vec<(u64, String)> = api
+            .list(&lp)
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|o| {
+                let labels = o.metadata.labels.unwrap_or_default();
+                (labels["version"].parse().unwrap(), labels["status"].clone())
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Checks the run `out` of context `name` refused as bad input: exit 2, exactly one
+    /// `ERROR` line, on one line, holding `needle`, and no status written to its ConfigMap.
+    ///
+    /// # Panics
+    /// When any of that does not hold.
+    pub async fn assert_bad_input(&self, name: &str, out: &RunnerOutput, needle: &str) {
+        assert_eq!(out.code, 2, "{name}: {}", out.stderr);
+        let errors: Vec<String> = error_lines(&out.stderr)
+            .iter()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["message"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(errors.len(), 1, "{name}: {errors:?}");
+        assert!(errors[0].contains(needle), "{name}: {}", errors[0]);
+        assert!(!errors[0].contains('\n'), "{name}: {}", errors[0]);
+        assert!(
+            self.status(name).await.is_none(),
+            "{name}: bad input writes no status"
+        );
+    }
 }
 
-/// Checks a run refused as bad input: exit 2, exactly one `ERROR` line, on one line, holding
-/// `needle`, and no status written to the ConfigMap `name`.
+impl RunnerCommand {
+    /// This `helm-runner` command on the release file `path` (`RUNNER_HELM_RELEASE_PATH`:
+    /// another run's release output), as upgrade, rollback and uninstall take it.
+    pub fn on_release(self, path: &Path) -> RunnerCommand {
+        self.var("RUNNER_HELM_RELEASE_PATH", Some(path.to_str().unwrap()))
+    }
+}
+
+/// A YAML document (a runner's output file), parsed.
 ///
 /// # Panics
-/// When any of that does not hold.
-pub async fn assert_bad_input(w: &World, name: &str, out: &RunnerOutput, needle: &str) {
-    assert_eq!(out.code, 2, "{name}: {}", out.stderr);
-    let errors: Vec<String> = error_lines(&out.stderr)
-        .iter()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["message"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    assert_eq!(errors.len(), 1, "{name}: {errors:?}");
-    assert!(errors[0].contains(needle), "{name}: {}", errors[0]);
-    assert!(!errors[0].contains('\n'), "{name}: {}", errors[0]);
-    assert!(
-        w.status(name).await.is_none(),
-        "{name}: bad input writes no status"
-    );
+/// When `text` is not YAML, showing it.
+pub fn parse_yaml(text: &str) -> serde_json::Value {
+    serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("not YAML: {e}\n{text}"))
 }
 
 /// Runs each named test function (an `async fn name(h: HelmBin)` of the calling test file)

@@ -86,23 +86,6 @@ pub fn error_lines(stderr: &str) -> Vec<String> {
         .collect()
 }
 
-/// Path of a runner binary built by `cargo build --bins` (next to this test executable's
-/// `deps/` directory).
-pub fn runner_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let mut dir = exe.parent().unwrap().to_path_buf();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let bin = dir.join(name);
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --bins` first (hack/test.sh does)",
-        bin.display()
-    );
-    bin
-}
-
 /// A runner process to spawn: the binary and its environment (which starts empty but for
 /// `PATH` and `HOME`, so nothing from the caller's environment leaks in).
 #[derive(Debug, Clone)]
@@ -255,16 +238,4 @@ pub async fn collect(mut child: tokio::process::Child) -> Result<RunnerOutput> {
         stdout: text(&stdout),
         stderr: text(&stderr),
     })
-}
-
-/// The worst input manifest a user can hand a runner: a "billion laughs" of YAML aliases (450
-/// bytes; each of nine levels refers to the one before ten times, 10^9 strings if expanded).
-pub fn billion_laughs() -> String {
-    let mut bomb = String::from("a0: &a0 [lol,lol,lol,lol,lol,lol,lol,lol,lol,lol]\n");
-    for i in 1..9 {
-        let p = i - 1;
-        let refs = vec![format!("*a{p}"); 10].join(",");
-        bomb.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
-    }
-    bomb
 }

@@ -1,9 +1,9 @@
-//! Where the pinned tools are: the binaries `hack/install-tools.sh` builds (etcd, kube-apiserver,
-//! helm, an OCI registry) and the Argo module it downloads (CRDs, examples). Their paths are read
-//! from `KAR_ETCD`, `KAR_KUBE_APISERVER` (and `KAR_KUBE_APISERVER_VERSION`), `KAR_ARGO_DIR`,
-//! `KAR_HELM` (and `KAR_HELM3`, `KAR_HELM4`), `KAR_REGISTRY`, or
-//! else from
-//! `hack/install-tools.sh --print`.
+//! Where the binaries are: the pinned tools `hack/install-tools.sh` builds (etcd,
+//! kube-apiserver, helm, an OCI registry) and the Argo module it downloads (CRDs, examples),
+//! read from `KAR_ETCD`, `KAR_KUBE_APISERVER` (and `KAR_KUBE_APISERVER_VERSION`), `KAR_ARGO_DIR`,
+//! `KAR_HELM` (and `KAR_HELM3`, `KAR_HELM4`), `KAR_REGISTRY`, or else from
+//! `hack/install-tools.sh --print` ([`Tools`]); and this workspace's runner binaries
+//! ([`runner_binary`], the one place that finds them).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -44,6 +44,37 @@ pub fn repo_root() -> PathBuf {
         .parent()
         .unwrap()
         .to_path_buf()
+}
+
+/// Path of a runner binary of this workspace (`argo-runner`, `helm-runner`, `echo-runner`):
+/// from the directory `KAR_RUNNER_DIR` names when it is set (for example the static release
+/// build of `hack/build-images.sh`), else the one `cargo build --bins` built (next to the
+/// running executable, or next to its `deps/` directory, as test executables are).
+///
+/// # Panics
+/// When the binary is missing.
+pub fn runner_binary(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("KAR_RUNNER_DIR") {
+        let bin = PathBuf::from(dir).join(name);
+        assert!(
+            bin.exists(),
+            "{} is missing (KAR_RUNNER_DIR)",
+            bin.display()
+        );
+        return bin;
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let mut dir = exe.parent().unwrap().to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let bin = dir.join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --bins` first (hack/test.sh does)",
+        bin.display()
+    );
+    bin
 }
 
 impl Tools {

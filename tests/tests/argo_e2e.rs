@@ -1,88 +1,28 @@
 //! End-to-end tests of the real `argo-runner` binary against a real kube-apiserver and etcd,
 //! with Argo's own Workflow CRD and example workflows. The tests play Argo's controller.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use action_runner::status::{ActionStatus, Phase, Reason};
-use action_runner_tests::*;
+use action_runner::status::{Phase, Reason};
+use action_runner_tests::argo::argo_example;
+use action_runner_tests::control_plane::{ADMIN_TOKEN, ControlPlane, kubeconfig_yaml};
+use action_runner_tests::controllers::{Outcome, play_argo_controller, workflows};
+use action_runner_tests::fixtures::billion_laughs;
+use action_runner_tests::process::{RunnerCommand, RunnerOutput, collect, error_lines};
+use action_runner_tests::test_env::{TestEnv, reported_status};
+use action_runner_tests::tools::Tools;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
 use serde_json::{Value, json};
-
-/// What the Argo tests add to the harness's [`World`].
-trait ArgoWorld {
-    /// `argo-runner` for context `name` with `manifest`.
-    fn argo(&self, name: &str, manifest: &Path) -> RunnerCommand;
-    /// Waits until the reported status has `phase`, and returns it.
-    async fn await_phase(&self, name: &str, phase: Phase) -> ActionStatus;
-    /// Names of the Workflows in the namespace.
-    async fn workflow_names(&self) -> Vec<String>;
-    /// Plays Argo's controller for Workflow `name` (running for 300 ms).
-    fn controller(
-        &self,
-        name: &str,
-        outcome: Outcome,
-    ) -> tokio::task::JoinHandle<anyhow::Result<()>>;
-}
-
-impl ArgoWorld for World {
-    fn argo(&self, name: &str, manifest: &Path) -> RunnerCommand {
-        self.runner("argo-runner", name, manifest)
-    }
-
-    async fn await_phase(&self, name: &str, phase: Phase) -> ActionStatus {
-        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.ns);
-        let cond = kube::runtime::wait::await_condition(api, name, |cm: Option<&ConfigMap>| {
-            cm.and_then(|c| c.data.as_ref())
-                .and_then(|d| d.get("status"))
-                .and_then(|s| serde_json::from_str::<ActionStatus>(s).ok())
-                .is_some_and(|v| v.phase == phase)
-        });
-        tokio::time::timeout(Duration::from_secs(60), cond)
-            .await
-            .unwrap()
-            .unwrap();
-        self.status(name).await.unwrap()
-    }
-
-    async fn workflow_names(&self) -> Vec<String> {
-        workflows(&self.client, &self.ns)
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter_map(|w| w.metadata.name)
-            .collect()
-    }
-
-    fn controller(
-        &self,
-        name: &str,
-        outcome: Outcome,
-    ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
-        tokio::spawn(play_argo_controller(
-            self.client.clone(),
-            self.ns.clone(),
-            name.into(),
-            Duration::from_millis(300),
-            outcome,
-        ))
-    }
-}
-
-fn example(name: &str) -> PathBuf {
-    Tools::locate().unwrap().argo_example(name)
-}
 
 /// Reads one of Argo's examples as JSON.
 fn example_json(name: &str) -> Value {
-    serde_saphyr::from_str(&std::fs::read_to_string(example(name)).unwrap()).unwrap()
+    serde_saphyr::from_str(&std::fs::read_to_string(argo_example(name)).unwrap()).unwrap()
 }
 
 /// Asserts exit code 2, exactly one error line mentioning `needle`, and that nothing was written.
-async fn assert_invalid(w: &World, name: &str, out: &RunnerOutput, needle: &str) {
+async fn assert_invalid(env: &TestEnv, name: &str, out: &RunnerOutput, needle: &str) {
     assert_eq!(out.code, 2, "stderr: {}", out.stderr);
     let errors = error_lines(&out.stderr);
     assert_eq!(errors.len(), 1, "{}", out.stderr);
@@ -92,41 +32,43 @@ async fn assert_invalid(w: &World, name: &str, out: &RunnerOutput, needle: &str)
         errors[0]
     );
     assert!(
-        w.workflow_names().await.is_empty(),
+        env.workflow_names().await.is_empty(),
         "a Workflow was created"
     );
-    assert_eq!(w.status(name).await, None, "a status was written");
+    assert_eq!(env.status(name).await, None, "a status was written");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hello_world_succeeds_and_reports_status_at_start_and_end() {
-    let w = World::new("success").await;
-    w.status_cm("hello").await;
-    let child = w.argo("hello", &example("hello-world")).spawn().unwrap();
-
-    wait_for_workflow(&w.client, &w.ns, "hello", Duration::from_secs(60))
-        .await
+    let env = TestEnv::bare("success").await;
+    env.create_status_configmap("hello").await;
+    let child = env
+        .argo_runner("hello", &argo_example("hello-world"))
+        .spawn()
         .unwrap();
-    let at_start = w.await_phase("hello", Phase::Running).await;
+
+    env.wait_for_workflow("hello", Duration::from_secs(60))
+        .await;
+    let at_start = env.await_phase("hello", Phase::Running).await;
     assert_eq!(at_start.runner, "argo");
     assert_eq!(at_start.context_name, "hello");
     assert!(!at_start.dry_run);
     assert_eq!(
         at_start.runner_status["argoWorkflowRef"],
         json!({
-            "name": "hello", "namespace": w.ns,
+            "name": "hello", "namespace": env.ns,
             "uid": at_start.runner_status["argoWorkflowRef"]["uid"],
         })
     );
     assert!(at_start.finished_at.is_none());
 
-    w.controller("hello", Outcome::Succeeded)
+    env.spawn_argo_controller("hello", Outcome::Succeeded)
         .await
         .unwrap()
         .unwrap();
     let out = collect(child).await.unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let at_end = w.status("hello").await.unwrap();
+    let at_end = env.status("hello").await.unwrap();
     assert_eq!(at_end.phase, Phase::Succeeded);
     assert_eq!(at_end.reason, Some(Reason::Completed));
     assert_eq!(at_end.started_at, at_start.started_at);
@@ -146,13 +88,11 @@ async fn workflow_object_lands_unchanged_with_labels_and_annotations() {
         .into_iter()
         .enumerate()
     {
-        let w = World::new("lands").await;
+        let env = TestEnv::bare("lands").await;
         let name = format!("wf-{i}");
-        w.status_cm(&name).await;
-        let child = w.argo(&name, &example(ex)).spawn().unwrap();
-        let obj = wait_for_workflow(&w.client, &w.ns, &name, Duration::from_secs(60))
-            .await
-            .unwrap();
+        env.create_status_configmap(&name).await;
+        let child = env.argo_runner(&name, &argo_example(ex)).spawn().unwrap();
+        let obj = env.wait_for_workflow(&name, Duration::from_secs(60)).await;
         let input = example_json(ex);
         assert_eq!(obj.data["spec"], input["spec"], "{ex}: spec differs");
         let labels = obj.metadata.labels.clone().unwrap_or_default();
@@ -181,7 +121,7 @@ async fn workflow_object_lands_unchanged_with_labels_and_annotations() {
                 "{ex}: annotation {k}"
             );
         }
-        w.controller(&name, Outcome::Succeeded)
+        env.spawn_argo_controller(&name, Outcome::Succeeded)
             .await
             .unwrap()
             .unwrap();
@@ -192,16 +132,16 @@ async fn workflow_object_lands_unchanged_with_labels_and_annotations() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bare_and_wrapped_specs_get_service_account_and_owner_reference() {
     let spec = example_json("dag-diamond")["spec"].clone();
-    let w = World::new("shapes").await;
-    let bare = w.file("bare.yaml", &serde_json::to_string(&spec).unwrap());
-    let wrapped = w.file(
+    let env = TestEnv::bare("shapes").await;
+    let bare = env.file("bare.yaml", &serde_json::to_string(&spec).unwrap());
+    let wrapped = env.file(
         "wrapped.json",
         &serde_json::to_string(&json!({ "workflow": spec })).unwrap(),
     );
     for (name, manifest) in [("bare", &bare), ("wrapped", &wrapped)] {
-        w.status_cm(name).await;
-        let cmd = w
-            .argo(name, manifest)
+        env.create_status_configmap(name).await;
+        let cmd = env
+            .argo_runner(name, manifest)
             .var(
                 "RUNNER_CONTEXT_PLATFORM_SERVICE_ACCOUNT_NAME",
                 Some("workflow-sa"),
@@ -212,9 +152,7 @@ async fn bare_and_wrapped_specs_get_service_account_and_owner_reference() {
                 Some("0b3c6a38-1111-2222-3333-444455556666"),
             );
         let child = cmd.spawn().unwrap();
-        let obj = wait_for_workflow(&w.client, &w.ns, name, Duration::from_secs(60))
-            .await
-            .unwrap();
+        let obj = env.wait_for_workflow(name, Duration::from_secs(60)).await;
         let mut expected = spec.clone();
         expected["serviceAccountName"] = json!("workflow-sa");
         assert_eq!(obj.data["spec"], expected);
@@ -225,7 +163,7 @@ async fn bare_and_wrapped_specs_get_service_account_and_owner_reference() {
         );
         assert_eq!(owner.api_version, "batch/v1");
         assert_eq!(owner.controller, Some(true));
-        w.controller(name, Outcome::Succeeded)
+        env.spawn_argo_controller(name, Outcome::Succeeded)
             .await
             .unwrap()
             .unwrap();
@@ -234,21 +172,19 @@ async fn bare_and_wrapped_specs_get_service_account_and_owner_reference() {
     // A serviceAccountName in the spec wins over the context's.
     let mut own = spec.clone();
     own["serviceAccountName"] = json!("own-sa");
-    let manifest = w.file("own.yaml", &serde_json::to_string(&own).unwrap());
-    w.status_cm("own").await;
-    let child = w
-        .argo("own", &manifest)
+    let manifest = env.file("own.yaml", &serde_json::to_string(&own).unwrap());
+    env.create_status_configmap("own").await;
+    let child = env
+        .argo_runner("own", &manifest)
         .var(
             "RUNNER_CONTEXT_PLATFORM_SERVICE_ACCOUNT_NAME",
             Some("workflow-sa"),
         )
         .spawn()
         .unwrap();
-    let obj = wait_for_workflow(&w.client, &w.ns, "own", Duration::from_secs(60))
-        .await
-        .unwrap();
+    let obj = env.wait_for_workflow("own", Duration::from_secs(60)).await;
     assert_eq!(obj.data["spec"]["serviceAccountName"], "own-sa");
-    w.controller("own", Outcome::Succeeded)
+    env.spawn_argo_controller("own", Outcome::Succeeded)
         .await
         .unwrap()
         .unwrap();
@@ -257,11 +193,11 @@ async fn bare_and_wrapped_specs_get_service_account_and_owner_reference() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_workflow_exits_1_with_its_message() {
-    let w = World::new("failure").await;
-    w.status_cm("fails").await;
-    let term_log = w.file("termination-log", "");
-    let child = w
-        .argo("fails", &example("steps"))
+    let env = TestEnv::bare("failure").await;
+    env.create_status_configmap("fails").await;
+    let term_log = env.file("termination-log", "");
+    let child = env
+        .argo_runner("fails", &argo_example("steps"))
         .var(
             "RUNNER_TERMINATION_MESSAGE_PATH",
             Some(term_log.to_str().unwrap()),
@@ -269,16 +205,16 @@ async fn failed_workflow_exits_1_with_its_message() {
         .spawn()
         .unwrap();
     let msg = "child 'steps-x' failed: exit code 1";
-    w.controller("fails", Outcome::Failed(msg.into()))
+    env.spawn_argo_controller("fails", Outcome::Failed(msg.into()))
         .await
         .unwrap()
         .unwrap();
     let out = collect(child).await.unwrap();
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let status = w.status("fails").await.unwrap();
+    let status = env.status("fails").await.unwrap();
     assert_eq!(status.phase, Phase::Failed);
     assert_eq!(status.reason, Some(Reason::Completed));
-    let expected = format!("Workflow {}/fails Failed: {msg}", w.ns);
+    let expected = format!("Workflow {}/fails Failed: {msg}", env.ns);
     assert_eq!(status.message, expected);
     assert_eq!(status.runner_status["workflow"]["message"], msg);
     assert_eq!(std::fs::read_to_string(term_log).unwrap().trim(), expected);
@@ -286,39 +222,40 @@ async fn failed_workflow_exits_1_with_its_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeout_exits_1_and_reports_deadline_exceeded() {
-    let w = World::new("timeout").await;
-    w.status_cm("slow").await;
-    let out = w
-        .argo("slow", &example("hello-world"))
+    let env = TestEnv::bare("timeout").await;
+    env.create_status_configmap("slow").await;
+    let out = env
+        .argo_runner("slow", &argo_example("hello-world"))
         .var("RUNNER_TIMEOUT", Some("2s"))
         .run()
         .await
         .unwrap();
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let status = w.status("slow").await.unwrap();
+    let status = env.status("slow").await.unwrap();
     assert_eq!(status.phase, Phase::Failed);
     assert_eq!(status.reason, Some(Reason::DeadlineExceeded));
     assert!(status.message.as_str().contains("RUNNER_TIMEOUT"));
     // The Workflow is left as it is.
-    assert_eq!(w.workflow_names().await, vec!["slow".to_string()]);
+    assert_eq!(env.workflow_names().await, vec!["slow".to_string()]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deletion_mid_wait_fails() {
-    let w = World::new("deleted").await;
-    w.status_cm("gone").await;
-    let child = w.argo("gone", &example("hello-world")).spawn().unwrap();
-    wait_for_workflow(&w.client, &w.ns, "gone", Duration::from_secs(60))
-        .await
+    let env = TestEnv::bare("deleted").await;
+    env.create_status_configmap("gone").await;
+    let child = env
+        .argo_runner("gone", &argo_example("hello-world"))
+        .spawn()
         .unwrap();
-    w.await_phase("gone", Phase::Running).await;
-    workflows(&w.client, &w.ns)
+    env.wait_for_workflow("gone", Duration::from_secs(60)).await;
+    env.await_phase("gone", Phase::Running).await;
+    workflows(&env.client, &env.ns)
         .delete("gone", &DeleteParams::default())
         .await
         .unwrap();
     let out = collect(child).await.unwrap();
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let status = w.status("gone").await.unwrap();
+    let status = env.status("gone").await.unwrap();
     assert_eq!(status.reason, Some(Reason::Error));
     assert!(
         status.message.as_str().contains("was deleted"),
@@ -328,25 +265,31 @@ async fn deletion_mid_wait_fails() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retried_pod_adopts_its_own_workflow() {
-    let w = World::new("adopt").await;
-    w.status_cm("retry").await;
+    let env = TestEnv::bare("adopt").await;
+    env.create_status_configmap("retry").await;
     // First attempt: killed (as a pod would be) once its Workflow exists.
-    let mut first = w.argo("retry", &example("hello-world")).spawn().unwrap();
-    let created = wait_for_workflow(&w.client, &w.ns, "retry", Duration::from_secs(60))
-        .await
+    let mut first = env
+        .argo_runner("retry", &argo_example("hello-world"))
+        .spawn()
         .unwrap();
+    let created = env
+        .wait_for_workflow("retry", Duration::from_secs(60))
+        .await;
     first.kill().await.unwrap();
     // Second attempt attaches to it.
-    let second = w.argo("retry", &example("hello-world")).spawn().unwrap();
-    let running = w.await_phase("retry", Phase::Running).await;
-    w.controller("retry", Outcome::Succeeded)
+    let second = env
+        .argo_runner("retry", &argo_example("hello-world"))
+        .spawn()
+        .unwrap();
+    let running = env.await_phase("retry", Phase::Running).await;
+    env.spawn_argo_controller("retry", Outcome::Succeeded)
         .await
         .unwrap()
         .unwrap();
     let out = collect(second).await.unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stderr.contains("attaching"), "{}", out.stderr);
-    let status = w.status("retry").await.unwrap();
+    let status = env.status("retry").await.unwrap();
     assert_eq!(status.phase, Phase::Succeeded);
     assert_eq!(status.runner_status["adopted"], true, "{running:?}");
     assert_eq!(
@@ -357,17 +300,17 @@ async fn retried_pod_adopts_its_own_workflow() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_workflow_with_the_same_name_is_refused() {
-    let w = World::new("refuse").await;
-    w.status_cm("taken").await;
+    let env = TestEnv::bare("refuse").await;
+    env.create_status_configmap("taken").await;
     let mut foreign = example_json("hello-world");
     foreign["metadata"] = json!({ "name": "taken" });
     let obj: DynamicObject = serde_json::from_value(foreign).unwrap();
-    workflows(&w.client, &w.ns)
+    workflows(&env.client, &env.ns)
         .create(&PostParams::default(), &obj)
         .await
         .unwrap();
-    let out = w
-        .argo("taken", &example("hello-world"))
+    let out = env
+        .argo_runner("taken", &argo_example("hello-world"))
         .run()
         .await
         .unwrap();
@@ -379,7 +322,7 @@ async fn foreign_workflow_with_the_same_name_is_refused() {
         "{}",
         errors[0]
     );
-    assert_eq!(w.status("taken").await, None);
+    assert_eq!(env.status("taken").await, None);
 }
 
 /// A Workflow is adopted only by a retry of the same action: another Job (owner uid) under the
@@ -387,36 +330,36 @@ async fn foreign_workflow_with_the_same_name_is_refused() {
 /// whose the Workflow is and what to change, and writes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_owner_or_input_under_the_same_name_is_refused() {
-    let w = World::new("twins").await;
-    w.status_cm("twin").await;
+    let env = TestEnv::bare("twins").await;
+    env.create_status_configmap("twin").await;
     let owned = |uid: &str, manifest: &Path| {
-        w.argo("twin", manifest)
+        env.argo_runner("twin", manifest)
             .var(
                 "RUNNER_CONTEXT_PLATFORM_OWNER_NAME",
                 Some(&format!("job-{uid}")),
             )
             .var("RUNNER_CONTEXT_PLATFORM_OWNER_UID", Some(uid))
     };
-    let mut first = owned("uid-a", &example("hello-world")).spawn().unwrap();
-    let created = wait_for_workflow(&w.client, &w.ns, "twin", Duration::from_secs(60))
-        .await
+    let mut first = owned("uid-a", &argo_example("hello-world"))
+        .spawn()
         .unwrap();
-    w.await_phase("twin", Phase::Running).await;
+    let created = env.wait_for_workflow("twin", Duration::from_secs(60)).await;
+    env.await_phase("twin", Phase::Running).await;
     first.kill().await.unwrap();
-    let before = w.status("twin").await;
+    let before = env.status("twin").await;
     for (cmd, needle) in [
         (
-            owned("uid-b", &example("hello-world")),
+            owned("uid-b", &argo_example("hello-world")),
             "belongs to another action: its owner is Job job-uid-a (uid uid-a), this runner's \
              is Job job-uid-b (uid uid-b)",
         ),
         (
-            w.argo("twin", &example("hello-world")),
+            env.argo_runner("twin", &argo_example("hello-world")),
             "belongs to another action: its owner is Job job-uid-a (uid uid-a), this runner's \
              is no owner",
         ),
         (
-            owned("uid-a", &example("steps")),
+            owned("uid-a", &argo_example("steps")),
             "already exists for another input of this action",
         ),
     ] {
@@ -426,88 +369,95 @@ async fn another_owner_or_input_under_the_same_name_is_refused() {
         assert_eq!(errors.len(), 1, "{}", out.stderr);
         assert!(errors[0].contains(needle), "{}", errors[0]);
         assert!(errors[0].contains("RUNNER_CONTEXT_NAME"), "{}", errors[0]);
-        assert_eq!(w.status("twin").await, before, "bad input writes no status");
+        assert_eq!(
+            env.status("twin").await,
+            before,
+            "bad input writes no status"
+        );
     }
-    let now = workflows(&w.client, &w.ns).get("twin").await.unwrap();
+    let now = workflows(&env.client, &env.ns).get("twin").await.unwrap();
     assert_eq!(
         now.metadata.uid, created.metadata.uid,
         "the Workflow is untouched"
     );
     // The same Job and input again: a retry, adopted.
-    let again = owned("uid-a", &example("hello-world")).spawn().unwrap();
-    w.controller("twin", Outcome::Succeeded)
+    let again = owned("uid-a", &argo_example("hello-world"))
+        .spawn()
+        .unwrap();
+    env.spawn_argo_controller("twin", Outcome::Succeeded)
         .await
         .unwrap()
         .unwrap();
     let out = collect(again).await.unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
-        w.status("twin").await.unwrap().runner_status["adopted"],
+        env.status("twin").await.unwrap().runner_status["adopted"],
         true
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_creates_nothing() {
-    let w = World::new("dryrun").await;
-    w.status_cm("dry").await;
-    let out = w
-        .argo("dry", &example("dag-diamond"))
+    let env = TestEnv::bare("dryrun").await;
+    env.create_status_configmap("dry").await;
+    let out = env
+        .argo_runner("dry", &argo_example("dag-diamond"))
         .var("RUNNER_CONTEXT_DRY_RUN", Some("true"))
         .run()
         .await
         .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(w.workflow_names().await.is_empty());
-    let status = w.status("dry").await.unwrap();
+    assert!(env.workflow_names().await.is_empty());
+    let status = env.status("dry").await.unwrap();
     assert!(status.dry_run);
     assert_eq!(status.phase, Phase::Succeeded);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_rejects_an_invalid_workflow_with_the_api_servers_message() {
-    let w = World::new("invalid").await;
-    w.status_cm("bad").await;
+    let env = TestEnv::bare("invalid").await;
+    env.create_status_configmap("bad").await;
     // Argo's schema says entrypoint is a string.
     let mut spec = example_json("hello-world")["spec"].clone();
     spec["entrypoint"] = json!(5);
-    let manifest = w.file("bad.yaml", &serde_json::to_string(&spec).unwrap());
+    let manifest = env.file("bad.yaml", &serde_json::to_string(&spec).unwrap());
     for dry_run in ["true", "false"] {
-        let out = w
-            .argo("bad", &manifest)
+        let out = env
+            .argo_runner("bad", &manifest)
             .var("RUNNER_CONTEXT_DRY_RUN", Some(dry_run))
             .run()
             .await
             .unwrap();
-        assert_invalid(&w, "bad", &out, "spec.entrypoint").await;
+        assert_invalid(&env, "bad", &out, "spec.entrypoint").await;
     }
     // A field Argo's schema does not know is rejected, not silently dropped.
     let mut spec = example_json("hello-world")["spec"].clone();
     spec["notAnArgoField"] = json!(true);
-    let manifest = w.file("unknown.yaml", &serde_json::to_string(&spec).unwrap());
-    let out = w
-        .argo("bad", &manifest)
+    let manifest = env.file("unknown.yaml", &serde_json::to_string(&spec).unwrap());
+    let out = env
+        .argo_runner("bad", &manifest)
         .var("RUNNER_CONTEXT_DRY_RUN", Some("true"))
         .run()
         .await
         .unwrap();
-    assert_invalid(&w, "bad", &out, "notAnArgoField").await;
+    assert_invalid(&env, "bad", &out, "notAnArgoField").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_wait_reports_cancelled_and_exits_143() {
-    let w = World::new("sigterm").await;
-    w.status_cm("term").await;
-    let child = w.argo("term", &example("hello-world")).spawn().unwrap();
-    wait_for_workflow(&w.client, &w.ns, "term", Duration::from_secs(60))
-        .await
+    let env = TestEnv::bare("sigterm").await;
+    env.create_status_configmap("term").await;
+    let child = env
+        .argo_runner("term", &argo_example("hello-world"))
+        .spawn()
         .unwrap();
-    w.await_phase("term", Phase::Running).await;
+    env.wait_for_workflow("term", Duration::from_secs(60)).await;
+    env.await_phase("term", Phase::Running).await;
     let pid = child.id().unwrap() as i32;
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let out = collect(child).await.unwrap();
     assert_eq!(out.code, 143, "{}", out.stderr);
-    let status = w.status("term").await.unwrap();
+    let status = env.status("term").await.unwrap();
     assert_eq!(status.phase, Phase::Failed);
     assert_eq!(status.reason, Some(Reason::Cancelled));
     assert!(status.message.as_str().contains("SIGTERM"));
@@ -519,29 +469,19 @@ async fn sigterm_mid_wait_reports_cancelled_and_exits_143() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_server_restart_mid_wait_is_survived() {
     // Its own control plane: restarting the shared one would disturb the other tests.
-    let crd = Tools::locate().unwrap().argo_workflow_crd();
-    let cp: &'static ControlPlane = Box::leak(Box::new(
-        tokio::task::spawn_blocking(move || ControlPlane::start(&[crd]))
-            .await
-            .unwrap()
-            .unwrap(),
-    ));
-    let client = cp.client().await.unwrap();
-    let ns = cp.namespace("restart").await.unwrap();
-    create_status_configmap(&client, &ns, "phoenix")
+    let cp = tokio::task::spawn_blocking(ControlPlane::start_for_process)
         .await
+        .unwrap()
         .unwrap();
-    let cmd = RunnerCommand::new(
-        runner_binary("argo-runner"),
-        &cp.kubeconfig,
-        &ns,
-        "phoenix",
-        &example("hello-world"),
-    );
-    let child = cmd.spawn().unwrap();
-    wait_for_workflow(&client, &ns, "phoenix", Duration::from_secs(60))
-        .await
+    let env = TestEnv::on_control_plane(cp, "restart").await.unwrap();
+    let (client, ns) = (env.client.clone(), env.ns.clone());
+    env.create_status_configmap("phoenix").await;
+    let child = env
+        .argo_runner("phoenix", &argo_example("hello-world"))
+        .spawn()
         .unwrap();
+    env.wait_for_workflow("phoenix", Duration::from_secs(60))
+        .await;
     // Wait until the runner watches (it reported Running), then restart the API server.
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
     let running = kube::runtime::wait::await_condition(cms, "phoenix", |cm: Option<&ConfigMap>| {
@@ -607,48 +547,48 @@ async fn api_server_restart_mid_wait_is_survived() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_exits_2_with_one_line_naming_the_cause_and_writes_nothing() {
-    let w = World::new("badinput").await;
-    w.status_cm("act").await;
-    let good = example("hello-world");
+    let env = TestEnv::bare("badinput").await;
+    env.create_status_configmap("act").await;
+    let good = argo_example("hello-world");
     let cases: Vec<(&str, RunnerCommand, &str)> = vec![
-        ("no manifest var", w.argo("act", &good).var("RUNNER_INPUT_MANIFEST_PATH", None), "RUNNER_INPUT_MANIFEST_PATH"),
-        ("no context name", w.argo("act", &good).var("RUNNER_CONTEXT_NAME", None), "RUNNER_CONTEXT_NAME"),
-        ("no namespace", w.argo("act", &good).var("RUNNER_CONTEXT_PLATFORM_NAMESPACE", None), "RUNNER_CONTEXT_PLATFORM_NAMESPACE"),
-        ("manifest missing", w.argo("act", Path::new("/nonexistent/wf.yaml")), "/nonexistent/wf.yaml"),
-        ("manifest a directory", w.argo("act", w.dir.path()), "is a directory, not a regular file"),
-        ("manifest a device", w.argo("act", Path::new("/dev/zero")), "is a character device, not a regular file"),
-        ("manifest missing", w.argo("act", &w.dir.path().join("missing.yaml")), "cannot read"),
-        ("two documents", w.argo("act", &w.file("two.yaml", "spec: {entrypoint: a}\n---\nspec: {entrypoint: b}\n")), "holds 2 YAML documents; one is expected"),
-        ("manifest empty", w.argo("act", &w.file("empty.yaml", "\n# nothing\n")), "is empty"),
-        ("malformed yaml", w.argo("act", &w.file("bad.yaml", "spec:\n  entrypoint: [a\n  templates: x\n")), "line 3, column"),
-        ("wrong shape", w.argo("act", &w.file("list.yaml", "- a\n- b\n")), "wrong shape"),
-        ("wrong kind", w.argo("act", &w.file("pod.yaml", "apiVersion: v1\nkind: Pod\nspec: {containers: []}\n")), "apiVersion"),
-        ("bad timeout", w.argo("act", &good).var("RUNNER_TIMEOUT", Some("ten minutes")), "RUNNER_TIMEOUT"),
-        ("bad namespace", w.argo("act", &good).var("RUNNER_CONTEXT_PLATFORM_NAMESPACE", Some("Not_A_Namespace")), "RUNNER_CONTEXT_PLATFORM_NAMESPACE"),
-        ("bad dry run", w.argo("act", &good).var("RUNNER_CONTEXT_DRY_RUN", Some("maybe")), "RUNNER_CONTEXT_DRY_RUN"),
-        ("entrypoint names no template", w.argo("act", &w.file("entry.yaml", "entrypoint: nope\ntemplates: [{name: main, container: {image: busybox}}]\n")), "spec.entrypoint \\\"nope\\\": no such template"),
-        ("step names no template", w.argo("act", &w.file("step.yaml", "entrypoint: main\ntemplates: [{name: main, steps: [[{name: a, template: gone}]]}]\n")), "spec.templates[0].steps[0][0].template \\\"gone\\\""),
-        ("namespace mismatch", w.argo("act", &w.file("ns.yaml", "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata: {namespace: other}\nspec: {templates: []}\n")), "metadata.namespace"),
+        ("no manifest var", env.argo_runner("act", &good).var("RUNNER_INPUT_MANIFEST_PATH", None), "RUNNER_INPUT_MANIFEST_PATH"),
+        ("no context name", env.argo_runner("act", &good).var("RUNNER_CONTEXT_NAME", None), "RUNNER_CONTEXT_NAME"),
+        ("no namespace", env.argo_runner("act", &good).var("RUNNER_CONTEXT_PLATFORM_NAMESPACE", None), "RUNNER_CONTEXT_PLATFORM_NAMESPACE"),
+        ("manifest missing", env.argo_runner("act", Path::new("/nonexistent/wf.yaml")), "/nonexistent/wf.yaml"),
+        ("manifest a directory", env.argo_runner("act", env.dir.path()), "is a directory, not a regular file"),
+        ("manifest a device", env.argo_runner("act", Path::new("/dev/zero")), "is a character device, not a regular file"),
+        ("manifest missing", env.argo_runner("act", &env.dir.path().join("missing.yaml")), "cannot read"),
+        ("two documents", env.argo_runner("act", &env.file("two.yaml", "spec: {entrypoint: a}\n---\nspec: {entrypoint: b}\n")), "holds 2 YAML documents; one is expected"),
+        ("manifest empty", env.argo_runner("act", &env.file("empty.yaml", "\n# nothing\n")), "is empty"),
+        ("malformed yaml", env.argo_runner("act", &env.file("bad.yaml", "spec:\n  entrypoint: [a\n  templates: x\n")), "line 3, column"),
+        ("wrong shape", env.argo_runner("act", &env.file("list.yaml", "- a\n- b\n")), "wrong shape"),
+        ("wrong kind", env.argo_runner("act", &env.file("pod.yaml", "apiVersion: v1\nkind: Pod\nspec: {containers: []}\n")), "apiVersion"),
+        ("bad timeout", env.argo_runner("act", &good).var("RUNNER_TIMEOUT", Some("ten minutes")), "RUNNER_TIMEOUT"),
+        ("bad namespace", env.argo_runner("act", &good).var("RUNNER_CONTEXT_PLATFORM_NAMESPACE", Some("Not_A_Namespace")), "RUNNER_CONTEXT_PLATFORM_NAMESPACE"),
+        ("bad dry run", env.argo_runner("act", &good).var("RUNNER_CONTEXT_DRY_RUN", Some("maybe")), "RUNNER_CONTEXT_DRY_RUN"),
+        ("entrypoint names no template", env.argo_runner("act", &env.file("entry.yaml", "entrypoint: nope\ntemplates: [{name: main, container: {image: busybox}}]\n")), "spec.entrypoint \\\"nope\\\": no such template"),
+        ("step names no template", env.argo_runner("act", &env.file("step.yaml", "entrypoint: main\ntemplates: [{name: main, steps: [[{name: a, template: gone}]]}]\n")), "spec.templates[0].steps[0][0].template \\\"gone\\\""),
+        ("namespace mismatch", env.argo_runner("act", &env.file("ns.yaml", "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata: {namespace: other}\nspec: {templates: []}\n")), "metadata.namespace"),
     ];
     for (what, cmd, needle) in cases {
         let out = cmd.run().await.unwrap();
         eprintln!("{what}: {}", error_lines(&out.stderr).join(""));
-        assert_invalid(&w, "act", &out, needle).await;
+        assert_invalid(&env, "act", &out, needle).await;
     }
     // A missing status ConfigMap is named, and nothing is created.
-    let out = w.argo("no-cm", &good).run().await.unwrap();
-    assert_invalid(&w, "act", &out, "status ConfigMap").await;
-    assert!(error_lines(&out.stderr)[0].contains(&format!("{}/no-cm", w.ns)));
+    let out = env.argo_runner("no-cm", &good).run().await.unwrap();
+    assert_invalid(&env, "act", &out, "status ConfigMap").await;
+    assert!(error_lines(&out.stderr)[0].contains(&format!("{}/no-cm", env.ns)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 /// No kubeconfig is for good (exit 3); an API server that does not answer may answer later
 /// (exit 4, which a Job's `podFailurePolicy` counts and retries).
 async fn no_kubeconfig_exits_3_and_an_unreachable_api_server_exits_4() {
-    let w = World::new("nocluster").await;
+    let env = TestEnv::bare("nocluster").await;
     let home = tempfile::tempdir().unwrap();
-    let out = w
-        .argo("act", &example("hello-world"))
+    let out = env
+        .argo_runner("act", &argo_example("hello-world"))
         .var("KUBECONFIG", Some("/nonexistent/kubeconfig"))
         .var("HOME", Some(home.path().to_str().unwrap()))
         .run()
@@ -662,16 +602,16 @@ async fn no_kubeconfig_exits_3_and_an_unreachable_api_server_exits_4() {
         .local_addr()
         .unwrap()
         .port();
-    let kubeconfig = w.file(
+    let kubeconfig = env.file(
         "unreachable",
         &kubeconfig_yaml(
             &format!("https://127.0.0.1:{port}"),
-            &w.cp.dir().join("ca.crt"),
+            &env.control_plane().dir().join("ca.crt"),
             ADMIN_TOKEN,
         ),
     );
-    let out = w
-        .argo("act", &example("hello-world"))
+    let out = env
+        .argo_runner("act", &argo_example("hello-world"))
         .var("KUBECONFIG", Some(kubeconfig.to_str().unwrap()))
         .run()
         .await
@@ -688,23 +628,18 @@ async fn no_kubeconfig_exits_3_and_an_unreachable_api_server_exits_4() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runner_from_another_crate_plugs_in() {
-    let w = World::new("echo").await;
+    let env = TestEnv::bare("echo").await;
     for (succeed, code) in [(true, 0), (false, 1)] {
-        let manifest = w.file(
+        let manifest = env.file(
             "echo.yaml",
             &format!("message: hello from echo\nsucceed: {succeed}\nsleep: 100ms\n"),
         );
-        let out = RunnerCommand::new(
-            runner_binary("echo-runner"),
-            &w.cp.kubeconfig,
-            &w.ns,
-            "echo",
-            &manifest,
-        )
-        .var("RUNNER_LOGGER_DEV_MODE", Some("true"))
-        .run()
-        .await
-        .unwrap();
+        let out = env
+            .runner("echo-runner", "echo", &manifest)
+            .var("RUNNER_LOGGER_DEV_MODE", Some("true"))
+            .run()
+            .await
+            .unwrap();
         assert_eq!(out.code, code, "{}", out.stderr);
         assert!(out.stderr.contains("hello from echo"));
         assert!(
@@ -717,12 +652,15 @@ async fn a_runner_from_another_crate_plugs_in() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_configmap_is_shared_safely_with_other_writers() {
     use kube::api::{Patch, PatchParams};
-    let w = World::new("sharedcm").await;
-    w.status_cm("shared").await;
-    let child = w.argo("shared", &example("hello-world")).spawn().unwrap();
+    let env = TestEnv::bare("sharedcm").await;
+    env.create_status_configmap("shared").await;
+    let child = env
+        .argo_runner("shared", &argo_example("hello-world"))
+        .spawn()
+        .unwrap();
     // Another writer keeps changing its own key (so the ConfigMap's resourceVersion keeps
     // moving) while the runner reports; neither loses its write.
-    let api: Api<ConfigMap> = Api::namespaced(w.client.clone(), &w.ns);
+    let api: Api<ConfigMap> = Api::namespaced(env.client.clone(), &env.ns);
     let writer = {
         let api = api.clone();
         tokio::spawn(async move {
@@ -735,7 +673,7 @@ async fn status_configmap_is_shared_safely_with_other_writers() {
             }
         })
     };
-    w.controller("shared", Outcome::Succeeded)
+    env.spawn_argo_controller("shared", Outcome::Succeeded)
         .await
         .unwrap()
         .unwrap();
@@ -744,7 +682,7 @@ async fn status_configmap_is_shared_safely_with_other_writers() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let data = api.get("shared").await.unwrap().data.unwrap();
     assert_eq!(data["other"], "39");
-    assert_eq!(w.status("shared").await.unwrap().phase, Phase::Succeeded);
+    assert_eq!(env.status("shared").await.unwrap().phase, Phase::Succeeded);
 }
 
 /// A Workflow larger than etcd stores (1.5 MiB, `--max-request-bytes`) though within the
@@ -752,13 +690,13 @@ async fn status_configmap_is_shared_safely_with_other_writers() {
 /// `500`), and the run exits 2 naming the limits; nothing is created.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workflow_too_large_to_store_exits_2_naming_the_limit() {
-    let w = World::new("toolarge").await;
-    w.status_cm("big").await;
+    let env = TestEnv::bare("toolarge").await;
+    env.create_status_configmap("big").await;
     let big = json!({"entrypoint": "main", "templates": [{"name": "main",
         "container": {"image": "busybox", "command": ["echo"], "args": ["x".repeat(2_000_000)]}}]});
-    let manifest = w.file("big.json", &big.to_string());
-    let out = w.argo("big", &manifest).run().await.unwrap();
-    assert_invalid(&w, "big", &out, "too large").await;
+    let manifest = env.file("big.json", &big.to_string());
+    let out = env.argo_runner("big", &manifest).run().await.unwrap();
+    assert_invalid(&env, "big", &out, "too large").await;
     assert!(
         error_lines(&out.stderr)[0].contains("1.5 MiB"),
         "{}",
@@ -772,11 +710,11 @@ async fn a_workflow_too_large_to_store_exits_2_naming_the_limit() {
 /// budgets were set it reached about 100 MiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manifest_of_aliases_is_refused_within_the_memory_limit() {
-    let w = World::new("aliases").await;
+    let env = TestEnv::bare("aliases").await;
     let bomb = billion_laughs();
-    let manifest = w.file("bomb.yaml", &bomb);
-    let cmd = w.argo("bomb", &manifest);
-    let report = w.path("time.txt");
+    let manifest = env.file("bomb.yaml", &bomb);
+    let cmd = env.argo_runner("bomb", &manifest);
+    let report = env.path("time.txt");
     let out = tokio::process::Command::new("/usr/bin/time")
         .arg("-f")
         .arg("%M")

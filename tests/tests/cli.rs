@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use action_runner::Variable;
 use action_runner::cli::tested;
-use action_runner_tests::runner_binary;
+use action_runner_tests::tools::runner_binary;
 
 /// The binaries, their own variables and the tools they name in `--version`.
 fn runners() -> [(&'static str, &'static [Variable], Vec<String>); 2] {

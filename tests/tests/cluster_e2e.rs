@@ -6,200 +6,43 @@
 //! starts the cluster, sets it and `KAR_REQUIRE_CLUSTER=1`, so that there they cannot skip.
 //! Each test has a namespace of its own.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
 use action_runner::status::{ActionStatus, Phase, Reason};
-use action_runner_tests::cluster::*;
-use action_runner_tests::deploy::*;
-use action_runner_tests::*;
+use action_runner_tests::argo::argo_example;
+use action_runner_tests::cluster::{
+    JOB_TIMEOUT, assert_none_oom_killed, job_outcome, job_pods, terminated, wait_for_job,
+    wait_for_running_job_pod, with_argo_input, workflow_logs,
+};
+use action_runner_tests::controllers::workflows;
+use action_runner_tests::deploy::{
+    apply, apply_deploy, assert_deploy_jobs_completed, component_objects, deploy_objects, find,
+    job_of, kind_of, name_of, set_env,
+};
+use action_runner_tests::fixtures::billion_laughs;
+use action_runner_tests::process::{RunnerCommand, collect, error_lines};
+use action_runner_tests::test_env::{TestEnv, create_status_configmap};
+use action_runner_tests::tools::{Tools, helm_cmd};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::{Api, DeleteParams};
 use serde_json::{Value, json};
 
-/// How long a Job of these tests may take (a pod starts in about 1 s here; a Workflow of
-/// Argo's examples takes 5 to 15 s).
-const JOB_TIMEOUT: Duration = Duration::from_secs(240);
-
-/// One test's share of the cluster: an administrator client, a fresh namespace, a scratch
-/// directory.
-struct Ns {
-    cluster: &'static Cluster,
-    client: kube::Client,
-    ns: String,
-    dir: tempfile::TempDir,
-}
-
-impl Ns {
-    /// A fresh namespace named after `prefix`, or `None` (printed) when no cluster is set.
-    async fn new(prefix: &str) -> Option<Ns> {
-        let Some(cluster) = Cluster::get() else {
-            record_skip(prefix);
-            return None;
-        };
-        let client = cluster.client().await.unwrap();
-        let ns = cluster.namespace(&client, prefix).await.unwrap();
-        Some(Ns {
-            cluster,
-            client,
-            ns,
-            dir: tempfile::tempdir().unwrap(),
-        })
-    }
-
-    /// Runs `cmd` to its end (at most 120 s, [`collect`]) as a task of its own; one that does
-    /// not end in time fails with its stderr so far and a description of the namespace (its
-    /// pods, Workflows and events).
-    fn run(&self, cmd: RunnerCommand) -> tokio::task::JoinHandle<RunnerOutput> {
-        let (client, ns) = (self.client.clone(), self.ns.clone());
-        tokio::spawn(async move {
-            match cmd.run().await {
-                Ok(out) => out,
-                Err(e) => panic!("{e:#}\n{}", describe(&client, &ns).await),
-            }
-        })
-    }
-
-    fn file(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.dir.path().join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-
-    /// Applies `deploy/argo-runner` with `manifest` as its input and returns the Job's name.
-    async fn argo_job(&self, manifest: String) -> String {
-        let job = apply_deploy(
-            &self.client,
-            &self.ns,
-            "argo-runner",
-            with_argo_input(manifest),
-        )
-        .await
-        .unwrap();
-        job.metadata.name.expect("the Job's name")
-    }
-
-    /// Applies both runners' `deploy/` as they ship and waits until both Jobs are `Complete`.
-    async fn run_deploy_jobs_as_shipped(&self) {
-        for runner in ["argo-runner", "helm-runner"] {
-            apply_deploy(&self.client, &self.ns, runner, |_| {})
-                .await
-                .unwrap();
-        }
-        for runner in ["argo-runner", "helm-runner"] {
-            self.job_ended(name_of(&job_of(runner)), "Complete").await;
-        }
-    }
-
-    /// Waits for Job `name` and returns it with its pods; fails with a description of the
-    /// namespace unless it ended `outcome`, or if any of its pods was OOM-killed.
-    async fn job_ended(
-        &self,
-        name: &str,
-        outcome: &str,
-    ) -> (k8s_openapi::api::batch::v1::Job, Vec<Pod>) {
-        let job = wait_for_job(&self.client, &self.ns, name, JOB_TIMEOUT)
-            .await
-            .unwrap();
-        let pods = job_pods(&self.client, &self.ns, name).await.unwrap();
-        if let Err(e) = assert_none_oom_killed(&pods) {
-            panic!("{e}\n{}", describe(&self.client, &self.ns).await);
-        }
-        if job_outcome(&job) != Some(outcome) {
-            panic!(
-                "Job {}/{name} ended {:?}, expected {outcome}: {:?}\n{}",
-                self.ns,
-                job_outcome(&job),
-                job.status,
-                describe(&self.client, &self.ns).await
-            );
-        }
-        (job, pods)
-    }
-
-    /// `argo-runner`, built by `cargo build --bins`, on this machine against the cluster as
-    /// the administrator, for Workflow `name` from `manifest`, its pods run as `argo-workflow`
-    /// (whose rights [`Ns::workflow_service_account`] grants). Creates the status ConfigMap.
-    async fn argo_runner(&self, name: &str, manifest: &std::path::Path) -> RunnerCommand {
-        create_status_configmap(&self.client, &self.ns, name)
-            .await
-            .unwrap();
-        RunnerCommand::new(
-            runner_binary("argo-runner"),
-            &self.cluster.kubeconfig,
-            &self.ns,
-            name,
-            manifest,
-        )
-        .var(
-            "RUNNER_CONTEXT_PLATFORM_SERVICE_ACCOUNT_NAME",
-            Some("argo-workflow"),
-        )
-    }
-
-    /// The ServiceAccount the Workflows' pods run as, from `deploy/argo-runner` (Argo's
-    /// executor records results in WorkflowTaskResults).
-    async fn workflow_service_account(&self) {
-        let objects = deploy_objects("argo-runner");
-        for (file, obj) in objects
-            .iter()
-            .filter(|(f, _)| f.ends_with("workflow-serviceaccount.yaml"))
-        {
-            apply(&self.client, &self.ns, obj, false)
-                .await
-                .unwrap_or_else(|e| panic!("{file}: {e}"));
-        }
-    }
-
-    /// Every status written to status ConfigMap `name`, in order, as a watch sees them (until
-    /// the returned task is aborted).
-    fn statuses_seen(
-        &self,
-        name: &str,
-    ) -> (
-        tokio::task::JoinHandle<()>,
-        std::sync::Arc<std::sync::Mutex<Vec<ActionStatus>>>,
-    ) {
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<ActionStatus>::new()));
-        let cms: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.ns);
-        let config =
-            kube::runtime::watcher::Config::default().fields(&format!("metadata.name={name}"));
-        let sink = seen.clone();
-        let task = tokio::spawn(async move {
-            use futures::StreamExt;
-            let mut events = kube::runtime::watcher(cms, config).boxed();
-            while let Some(Ok(e)) = events.next().await {
-                if let kube::runtime::watcher::Event::Apply(cm) = e
-                    && let Some(s) = cm.data.and_then(|d| d.get("status").cloned())
-                {
-                    sink.lock().unwrap().push(serde_json::from_str(&s).unwrap());
-                }
-            }
-        });
-        (task, seen)
-    }
-
-    async fn status(&self, name: &str) -> ActionStatus {
-        reported_status(&self.client, &self.ns, name)
-            .await
-            .unwrap()
-            .unwrap_or_else(|| panic!("no status in ConfigMap {}/{name}", self.ns))
-    }
+/// `argo-runner`, built by `cargo build --bins`, run on this machine against the cluster as the
+/// administrator, for Workflow `name` from `manifest`, its pods run as `argo-workflow` (whose
+/// rights [`TestEnv::apply_workflow_service_account`] grants). Creates the status ConfigMap.
+async fn argo_runner_for_real_pods(env: &TestEnv, name: &str, manifest: &Path) -> RunnerCommand {
+    env.create_status_configmap(name).await;
+    env.argo_runner(name, manifest).var(
+        "RUNNER_CONTEXT_PLATFORM_SERVICE_ACCOUNT_NAME",
+        Some("argo-workflow"),
+    )
 }
 
 /// Text of one of Argo's example Workflows.
-fn argo_example(name: &str) -> String {
-    std::fs::read_to_string(Tools::locate().unwrap().argo_example(name)).unwrap()
-}
-
-/// Edits `deploy/argo-runner` so that its input ConfigMap holds `manifest`.
-fn with_argo_input(manifest: String) -> impl Fn(&mut Value) {
-    move |obj: &mut Value| {
-        if kind_of(obj) == "ConfigMap" && name_of(obj) == "hello-world-input" {
-            obj["data"]["manifest.yaml"] = json!(manifest);
-        }
-    }
+fn argo_example_text(name: &str) -> String {
+    std::fs::read_to_string(argo_example(name)).unwrap()
 }
 
 /// Both Jobs of `deploy/`, applied as they ship, run on real pods from the real images: they
@@ -207,12 +50,12 @@ fn with_argo_input(manifest: String) -> impl Fn(&mut Value) {
 /// own pod really ran (its log is read back).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_jobs_run_as_shipped_on_real_pods() {
-    let Some(w) = Ns::new("deploy").await else {
+    let Some(env) = TestEnv::local_cluster("deploy").await else {
         return;
     };
-    w.run_deploy_jobs_as_shipped().await;
-    assert_deploy_jobs_completed(&w.client, &w.ns).await;
-    let logs = workflow_logs(&w.client, &w.ns, "hello-world")
+    env.run_deploy_jobs_as_shipped().await;
+    assert_deploy_jobs_completed(&env.client, &env.ns).await;
+    let logs = workflow_logs(&env.client, &env.ns, "hello-world")
         .await
         .unwrap();
     assert!(
@@ -229,35 +72,20 @@ async fn deploy_jobs_run_as_shipped_on_real_pods() {
 /// untouched. See docs/identity.md.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_job_under_the_same_context_name_is_refused() {
-    let Some(w) = Ns::new("twins").await else {
+    let Some(env) = TestEnv::local_cluster("twins").await else {
         return;
     };
-    w.run_deploy_jobs_as_shipped().await;
-    let first_workflow = workflows(&w.client, &w.ns)
+    env.run_deploy_jobs_as_shipped().await;
+    let first_workflow = workflows(&env.client, &env.ns)
         .get("hello-world")
         .await
         .unwrap();
-    let releases = |w: &Ns| {
-        let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(w.client.clone(), &w.ns);
-        async move {
-            let lp = kube::api::ListParams::default().labels("owner=helm,name=hello-release");
-            let mut v: Vec<String> = api
-                .list(&lp)
-                .await
-                .unwrap()
-                .items
-                .into_iter()
-                .map(|s| s.metadata.name.unwrap_or_default())
-                .collect();
-            v.sort();
-            v
-        }
-    };
-    let first_releases = releases(&w).await;
+    let releases = || env.helm_record_names::<Secret>("hello-release");
+    let first_releases = releases().await;
     assert_eq!(first_releases.len(), 1, "{first_releases:?}");
     let statuses_before = (
-        w.status("hello-world").await,
-        w.status("hello-release").await,
+        env.expect_status("hello-world").await,
+        env.expect_status("hello-release").await,
     );
 
     // The copies: the same context names, other inputs, other Job names.
@@ -267,7 +95,7 @@ async fn a_second_job_under_the_same_context_name_is_refused() {
             "argo-runner",
             "hello-world-input",
             "manifest.yaml",
-            argo_example("exit-handlers"),
+            argo_example_text("exit-handlers"),
             "argo-runner-hello-world-copy",
         ),
         (
@@ -285,7 +113,7 @@ async fn a_second_job_under_the_same_context_name_is_refused() {
         let copy_input = format!("{input}-copy");
         cm["metadata"]["name"] = json!(copy_input);
         cm["data"][key] = json!(manifest);
-        apply(&w.client, &w.ns, &cm, false).await.unwrap();
+        apply(&env.client, &env.ns, &cm, false).await.unwrap();
         let mut job = job_of(runner);
         job["metadata"]["name"] = json!(job_name);
         for v in job["spec"]["template"]["spec"]["volumes"]
@@ -296,10 +124,10 @@ async fn a_second_job_under_the_same_context_name_is_refused() {
                 v["configMap"]["name"] = json!(copy_input);
             }
         }
-        apply(&w.client, &w.ns, &job, false).await.unwrap();
+        apply(&env.client, &env.ns, &job, false).await.unwrap();
     }
     for (runner, _, _, _, job_name) in &copies {
-        let (_, pods) = w.job_ended(job_name, "Failed").await;
+        let (_, pods) = env.job_ended(job_name, "Failed").await;
         assert_eq!(
             pods.len(),
             1,
@@ -324,17 +152,17 @@ async fn a_second_job_under_the_same_context_name_is_refused() {
             );
         }
     }
-    let workflow = workflows(&w.client, &w.ns)
+    let workflow = workflows(&env.client, &env.ns)
         .get("hello-world")
         .await
         .unwrap();
     assert_eq!(workflow.metadata.uid, first_workflow.metadata.uid);
     assert_eq!(workflow.data["status"]["phase"], "Succeeded");
-    assert_eq!(releases(&w).await, first_releases, "no new revision");
+    assert_eq!(releases().await, first_releases, "no new revision");
     assert_eq!(
         (
-            w.status("hello-world").await,
-            w.status("hello-release").await
+            env.expect_status("hello-world").await,
+            env.expect_status("hello-release").await
         ),
         statuses_before,
         "the copies wrote no status"
@@ -347,18 +175,18 @@ async fn a_second_job_under_the_same_context_name_is_refused() {
 /// shows).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_action_is_the_pods_termination_message() {
-    let Some(w) = Ns::new("fail").await else {
+    let Some(env) = TestEnv::local_cluster("fail").await else {
         return;
     };
-    let job_name = w.argo_job(argo_example("exit-handlers")).await;
-    let (_, pods) = w.job_ended(&job_name, "Failed").await;
-    let wf = workflows(&w.client, &w.ns)
+    let job_name = env.apply_argo_job(argo_example_text("exit-handlers")).await;
+    let (_, pods) = env.job_ended(&job_name, "Failed").await;
+    let wf = workflows(&env.client, &env.ns)
         .get("hello-world")
         .await
         .unwrap();
     let argo_message = wf.data["status"]["message"].as_str().unwrap_or_default();
     assert!(!argo_message.is_empty(), "{:?}", wf.data["status"]);
-    let status = w.status("hello-world").await;
+    let status = env.expect_status("hello-world").await;
     assert_eq!(status.phase, Phase::Failed, "{status:?}");
     assert_eq!(
         pods.len(),
@@ -383,10 +211,10 @@ async fn a_failing_action_is_the_pods_termination_message() {
 /// `RUNNER_TIMEOUT`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn argo_examples_under_the_real_controller() {
-    let Some(w) = Ns::new("examples").await else {
+    let Some(env) = TestEnv::local_cluster("examples").await else {
         return;
     };
-    w.workflow_service_account().await;
+    env.apply_workflow_service_account().await;
     // Example, and what its steps' logs must hold.
     let succeed: [(&str, &[&str]); 4] = [
         ("hello-world", &["hello world"]),
@@ -396,26 +224,25 @@ async fn argo_examples_under_the_real_controller() {
     ];
     let mut runs = Vec::new();
     for (example, _) in succeed {
-        let manifest = w.file(&format!("{example}.yaml"), &argo_example(example));
-        let cmd = w.argo_runner(example, &manifest).await;
-        runs.push(w.run(cmd));
+        let manifest = env.file(&format!("{example}.yaml"), &argo_example_text(example));
+        let cmd = argo_runner_for_real_pods(&env, example, &manifest).await;
+        runs.push(env.spawn_run(cmd));
     }
-    let manifest = w.file("exit-handlers.yaml", &argo_example("exit-handlers"));
-    let failing = w.argo_runner("exit-handlers", &manifest).await;
-    let failing = w.run(failing);
-    let manifest = w.file("forever.yaml", &argo_example("forever"));
-    let slow = w
-        .argo_runner("forever", &manifest)
+    let manifest = env.file("exit-handlers.yaml", &argo_example_text("exit-handlers"));
+    let failing = argo_runner_for_real_pods(&env, "exit-handlers", &manifest).await;
+    let failing = env.spawn_run(failing);
+    let manifest = env.file("forever.yaml", &argo_example_text("forever"));
+    let slow = argo_runner_for_real_pods(&env, "forever", &manifest)
         .await
         .var("RUNNER_TIMEOUT", Some("8s"));
-    let slow = w.run(slow);
+    let slow = env.spawn_run(slow);
 
     for ((example, expected), run) in succeed.into_iter().zip(runs) {
         let out = run.await.unwrap();
         assert_eq!(out.code, 0, "{example}: {}", out.stderr);
-        let status = w.status(example).await;
+        let status = env.expect_status(example).await;
         assert_eq!(status.phase, Phase::Succeeded, "{example}: {status:?}");
-        let logs = workflow_logs(&w.client, &w.ns, example).await.unwrap();
+        let logs = workflow_logs(&env.client, &env.ns, example).await.unwrap();
         for line in expected {
             assert!(
                 logs.values().any(|l| l.lines().any(|l| l.trim() == *line)),
@@ -426,7 +253,7 @@ async fn argo_examples_under_the_real_controller() {
 
     let out = failing.await.unwrap();
     assert_eq!(out.code, 1, "exit-handlers: {}", out.stderr);
-    let wf = workflows(&w.client, &w.ns)
+    let wf = workflows(&env.client, &env.ns)
         .get("exit-handlers")
         .await
         .unwrap();
@@ -438,7 +265,7 @@ async fn argo_examples_under_the_real_controller() {
         errors[0].contains(argo_message),
         "{errors:?} names {argo_message:?}"
     );
-    let logs = workflow_logs(&w.client, &w.ns, "exit-handlers")
+    let logs = workflow_logs(&env.client, &env.ns, "exit-handlers")
         .await
         .unwrap();
     for line in ["intentional failure", "boohoo!"] {
@@ -450,20 +277,23 @@ async fn argo_examples_under_the_real_controller() {
 
     let out = slow.await.unwrap();
     assert_eq!(out.code, 1, "forever: {}", out.stderr);
-    let status = w.status("forever").await;
+    let status = env.expect_status("forever").await;
     assert_eq!(status.reason, Some(Reason::DeadlineExceeded), "{status:?}");
     // What the Workflow was waiting on when the time ran out, read from the API.
     let waiting = format!(
         "Workflow {}/forever was waiting on step \"forever\" (pod forever): ",
-        w.ns
+        env.ns
     );
     assert!(status.message.contains(&waiting), "{}", status.message);
-    let wf = workflows(&w.client, &w.ns).get("forever").await.unwrap();
+    let wf = workflows(&env.client, &env.ns)
+        .get("forever")
+        .await
+        .unwrap();
     assert_eq!(
         wf.data["status"]["phase"], "Running",
         "the runner leaves the Workflow running"
     );
-    workflows(&w.client, &w.ns)
+    workflows(&env.client, &env.ns)
         .delete("forever", &DeleteParams::default())
         .await
         .unwrap();
@@ -493,19 +323,17 @@ enum Disruption {
 }
 
 async fn runner_pod_replaced(prefix: &str, how: Disruption) {
-    let Some(w) = Ns::new(prefix).await else {
+    let Some(env) = TestEnv::local_cluster(prefix).await else {
         return;
     };
-    let (watch, seen) = w.statuses_seen("hello-world");
-    let job_name = w.argo_job(argo_example("dag-diamond")).await;
-    wait_for_workflow(&w.client, &w.ns, "hello-world", JOB_TIMEOUT)
-        .await
-        .unwrap();
-    let first = wait_for_running_job_pod(&w.client, &w.ns, &job_name, JOB_TIMEOUT)
+    let (watch, seen) = env.statuses_seen("hello-world");
+    let job_name = env.apply_argo_job(argo_example_text("dag-diamond")).await;
+    env.wait_for_workflow("hello-world", JOB_TIMEOUT).await;
+    let first = wait_for_running_job_pod(&env.client, &env.ns, &job_name, JOB_TIMEOUT)
         .await
         .unwrap();
     let first_name = first.metadata.name.clone().unwrap();
-    let pods_api = Api::<Pod>::namespaced(w.client.clone(), &w.ns);
+    let pods_api = Api::<Pod>::namespaced(env.client.clone(), &env.ns);
     match how {
         Disruption::Delete => {
             pods_api
@@ -520,7 +348,7 @@ async fn runner_pod_replaced(prefix: &str, how: Disruption) {
                 .unwrap();
         }
     }
-    let (job, pods) = w.job_ended(&job_name, "Complete").await;
+    let (job, pods) = env.job_ended(&job_name, "Complete").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     watch.abort();
     let seen = seen.lock().unwrap().clone();
@@ -552,10 +380,10 @@ async fn runner_pod_replaced(prefix: &str, how: Disruption) {
             .all(|p| p.metadata.name.as_deref() != Some(first_name.as_str())),
         "the deleted pod is gone"
     );
-    let status = w.status("hello-world").await;
+    let status = env.expect_status("hello-world").await;
     assert_eq!(status.phase, Phase::Succeeded, "{status:?}");
     assert_eq!(status.runner_status["adopted"], true, "{status:?}");
-    let wf = workflows(&w.client, &w.ns)
+    let wf = workflows(&env.client, &env.ns)
         .get("hello-world")
         .await
         .unwrap();
@@ -578,24 +406,6 @@ fn phases_and_reasons(seen: &[ActionStatus]) -> Vec<String> {
     reasons
 }
 
-/// `(revision, status)` of each record Helm stores for `release` in `ns` (secrets driver).
-async fn helm_records(client: &kube::Client, ns: &str, release: &str) -> Vec<(u32, String)> {
-    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), ns)
-        .list(&kube::api::ListParams::default().labels(&format!("owner=helm,name={release}")))
-        .await
-        .unwrap();
-    let mut records: Vec<(u32, String)> = secrets
-        .items
-        .iter()
-        .map(|s| {
-            let labels = s.metadata.labels.clone().unwrap_or_default();
-            (labels["version"].parse().unwrap(), labels["status"].clone())
-        })
-        .collect();
-    records.sort();
-    records
-}
-
 /// A helm-runner Job's pod deleted while helm waits for the release's Deployment: the runner
 /// forwards SIGTERM to helm, which records the release `failed` (never left `pending-install`),
 /// and reports `Cancelled`; the Job's next pod (`podReplacementPolicy: Failed`) finds the
@@ -604,13 +414,13 @@ async fn helm_records(client: &kube::Client, ns: &str, release: &str) -> Vec<(u3
 /// Deployment that becomes Ready after 20 s), `wait: true`, and the Role rules that chart needs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_helm_runner_pod_deleted_mid_install_is_recovered_by_its_successor() {
-    let Some(w) = Ns::new("helm-retry").await else {
+    let Some(env) = TestEnv::local_cluster("helm-retry").await else {
         return;
     };
-    let (watch, seen) = w.statuses_seen("hello-release");
+    let (watch, seen) = env.statuses_seen("hello-release");
     let deployment = format!(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: \"{{{{ .Release.Name }}}}-slow\"}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: slow}}}}\n  template:\n    metadata: {{labels: {{app: slow}}}}\n    spec:\n      terminationGracePeriodSeconds: 0\n      containers:\n      - name: main\n        image: {}\n        imagePullPolicy: IfNotPresent\n        command: [sh, -c, \"sleep 20; touch /tmp/ready; exec sleep 3600\"]\n        readinessProbe: {{exec: {{command: [cat, /tmp/ready]}}, periodSeconds: 1}}\n",
-        w.cluster.busybox_image
+        env.cluster().busybox_image
     );
     let edit = move |obj: &mut Value| match (kind_of(obj), name_of(obj)) {
         ("ConfigMap", "hello-release-chart") => {
@@ -631,12 +441,12 @@ async fn a_helm_runner_pod_deleted_mid_install_is_recovered_by_its_successor() {
         }
         _ => {}
     };
-    let job = apply_deploy(&w.client, &w.ns, "helm-runner", edit)
+    let job = apply_deploy(&env.client, &env.ns, "helm-runner", edit)
         .await
         .unwrap();
     let job_name = job.metadata.name.unwrap();
     let mut polls = 0;
-    while helm_records(&w.client, &w.ns, "hello-release").await
+    while env.helm_record_statuses("hello-release").await
         != vec![(1, "pending-install".to_string())]
     {
         polls += 1;
@@ -646,15 +456,15 @@ async fn a_helm_runner_pod_deleted_mid_install_is_recovered_by_its_successor() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let first = wait_for_running_job_pod(&w.client, &w.ns, &job_name, JOB_TIMEOUT)
+    let first = wait_for_running_job_pod(&env.client, &env.ns, &job_name, JOB_TIMEOUT)
         .await
         .unwrap();
     let first_name = first.metadata.name.unwrap();
-    Api::<Pod>::namespaced(w.client.clone(), &w.ns)
+    Api::<Pod>::namespaced(env.client.clone(), &env.ns)
         .delete(&first_name, &DeleteParams::default())
         .await
         .unwrap();
-    let (job, _) = w.job_ended(&job_name, "Complete").await;
+    let (job, _) = env.job_ended(&job_name, "Complete").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     watch.abort();
 
@@ -682,7 +492,7 @@ async fn a_helm_runner_pod_deleted_mid_install_is_recovered_by_its_successor() {
         Some(1),
         "the deleted pod exited 143: {job_status:?}"
     );
-    let records = helm_records(&w.client, &w.ns, "hello-release").await;
+    let records = env.helm_record_statuses("hello-release").await;
     assert_eq!(
         records.last().map(|r| r.1.as_str()),
         Some("deployed"),
@@ -692,7 +502,7 @@ async fn a_helm_runner_pod_deleted_mid_install_is_recovered_by_its_successor() {
         records.iter().all(|r| !r.1.starts_with("pending")),
         "{records:?}"
     );
-    let d = Api::<Deployment>::namespaced(w.client.clone(), &w.ns)
+    let d = Api::<Deployment>::namespaced(env.client.clone(), &env.ns)
         .get("hello-release-slow")
         .await
         .unwrap();
@@ -705,60 +515,52 @@ async fn a_helm_runner_pod_deleted_mid_install_is_recovered_by_its_successor() {
 /// `RUNNER_TIMEOUT` runs out, with Helm's reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_wait_on_real_pods() {
-    let Some(w) = Ns::new("helm-wait").await else {
+    let Some(env) = TestEnv::local_cluster("helm-wait").await else {
         return;
     };
-    helm_cmd(&["create", "webapp"], w.dir.path()).unwrap();
-    let chart = w.dir.path().join("webapp");
-    let (repository, tag) = w.cluster.httpd_image.rsplit_once(':').unwrap();
+    helm_cmd(&["create", "webapp"], env.dir.path()).unwrap();
+    let chart = env.dir.path().join("webapp");
+    let (repository, tag) = env.cluster().httpd_image.rsplit_once(':').unwrap();
     let run = |name: &'static str, probe_path: &'static str, timeout: &'static str| {
-        let manifest = w.file(
+        let manifest = env.file(
             &format!("{name}.yaml"),
             &format!(
                 "name: {name}\nchart: {{name: {}}}\nwait: true\nvalues:\n  image: {{repository: {repository}, tag: \"{tag}\"}}\n  service: {{port: 8080}}\n  readinessProbe: {{httpGet: {{path: {probe_path}, port: http}}}}\n",
                 chart.display()
             ),
         );
-        let client = w.client.clone();
-        let ns = w.ns.clone();
-        let kubeconfig = w.cluster.kubeconfig.clone();
-        let cache = w.dir.path().join("cache");
+        let (client, ns) = (env.client.clone(), env.ns.clone());
+        let cache = env.path("cache");
+        let cmd = env.runner("helm-runner", name, &manifest);
         async move {
             create_status_configmap(&client, &ns, name).await.unwrap();
-            RunnerCommand::new(
-                runner_binary("helm-runner"),
-                &kubeconfig,
-                &ns,
-                name,
-                &manifest,
-            )
-            .var("RUNNER_COMMAND", Some("install"))
-            .var("RUNNER_TIMEOUT", Some(timeout))
-            .var(
-                "RUNNER_HELM_BINARY_PATH",
-                Some(Tools::locate().unwrap().helm.to_str().unwrap()),
-            )
-            .var(
-                "RUNNER_REPOSITORY_CACHE_PATH",
-                Some(cache.to_str().unwrap()),
-            )
-            .var(
-                "RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH",
-                Some(&format!("/tmp/kar-{ns}-{name}-release.yaml")),
-            )
-            .var(
-                "RUNNER_OUTPUT_ADDITIONAL_FILE_PATH",
-                Some(&format!("/tmp/kar-{ns}-{name}-additional.yaml")),
-            )
-            .run()
-            .await
-            .unwrap()
+            cmd.var("RUNNER_COMMAND", Some("install"))
+                .var("RUNNER_TIMEOUT", Some(timeout))
+                .var(
+                    "RUNNER_HELM_BINARY_PATH",
+                    Some(Tools::locate().unwrap().helm.to_str().unwrap()),
+                )
+                .var(
+                    "RUNNER_REPOSITORY_CACHE_PATH",
+                    Some(cache.to_str().unwrap()),
+                )
+                .var(
+                    "RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH",
+                    Some(&format!("/tmp/kar-{ns}-{name}-release.yaml")),
+                )
+                .var(
+                    "RUNNER_OUTPUT_ADDITIONAL_FILE_PATH",
+                    Some(&format!("/tmp/kar-{ns}-{name}-additional.yaml")),
+                )
+                .run()
+                .await
+                .unwrap()
         }
     };
     let (ready, stuck) = tokio::join!(run("ready", "/", "120s"), run("stuck", "/not-there", "20s"));
 
     assert_eq!(ready.code, 0, "{}", ready.stderr);
-    let d = Api::<Deployment>::namespaced(w.client.clone(), &w.ns)
+    let d = Api::<Deployment>::namespaced(env.client.clone(), &env.ns)
         .get("ready-webapp")
         .await
         .unwrap();
@@ -769,7 +571,7 @@ async fn helm_wait_on_real_pods() {
     );
 
     assert_eq!(stuck.code, 1, "{}", stuck.stderr);
-    let status = w.status("stuck").await;
+    let status = env.expect_status("stuck").await;
     assert_eq!(status.phase, Phase::Failed, "{status:?}");
     let message = status.message.as_str();
     // RUNNER_TIMEOUT usually runs out before helm's own --timeout (the same length, started a
@@ -783,7 +585,7 @@ async fn helm_wait_on_real_pods() {
     } else {
         assert!(message.contains("context deadline exceeded"), "{message}");
     }
-    let pods = Api::<Pod>::namespaced(w.client.clone(), &w.ns)
+    let pods = Api::<Pod>::namespaced(env.client.clone(), &env.ns)
         .list(&kube::api::ListParams::default().labels("app.kubernetes.io/instance=stuck"))
         .await
         .unwrap();
@@ -794,7 +596,7 @@ async fn helm_wait_on_real_pods() {
     assert!(running, "the stuck pod ran but was never Ready");
     for f in ["ready", "stuck"] {
         for kind in ["release", "additional"] {
-            let _ = std::fs::remove_file(format!("/tmp/kar-{}-{f}-{kind}.yaml", w.ns));
+            let _ = std::fs::remove_file(format!("/tmp/kar-{}-{f}-{kind}.yaml", env.ns));
         }
     }
 }
@@ -807,10 +609,10 @@ async fn helm_wait_on_real_pods() {
 /// `notReady`) and in the termination message, which stays within 4 KiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_wait_failure_names_what_was_not_ready() {
-    let Some(w) = Ns::new("helm-why").await else {
+    let Some(env) = TestEnv::local_cluster("helm-why").await else {
         return;
     };
-    let chart = w.dir.path().join("broken");
+    let chart = env.dir.path().join("broken");
     std::fs::create_dir_all(chart.join("templates")).unwrap();
     std::fs::write(
         chart.join("Chart.yaml"),
@@ -822,7 +624,7 @@ async fn helm_wait_failure_names_what_was_not_ready() {
             "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      terminationGracePeriodSeconds: 0\n      containers:\n      - name: main\n        image: {image}\n        imagePullPolicy: IfNotPresent\n{extra}"
         )
     };
-    let busybox = &w.cluster.busybox_image;
+    let busybox = &env.cluster().busybox_image;
     let docs = [
         deployment("pull", "localhost/kar/never-built:1", ""),
         deployment(
@@ -837,55 +639,50 @@ async fn helm_wait_failure_names_what_was_not_ready() {
         ),
     ];
     std::fs::write(chart.join("templates/all.yaml"), docs.join("---\n")).unwrap();
-    let manifest = w.file(
+    let manifest = env.file(
         "broken.yaml",
         &format!(
             "name: broken\nchart: {{name: {}}}\nwait: true\n",
             chart.display()
         ),
     );
-    let termination = w.file("broken.termination-log", "");
-    create_status_configmap(&w.client, &w.ns, "broken")
+    let termination = env.file("broken.termination-log", "");
+    create_status_configmap(&env.client, &env.ns, "broken")
         .await
         .unwrap();
-    let out = RunnerCommand::new(
-        runner_binary("helm-runner"),
-        &w.cluster.kubeconfig,
-        &w.ns,
-        "broken",
-        &manifest,
-    )
-    .var("RUNNER_COMMAND", Some("install"))
-    .var("RUNNER_TIMEOUT", Some("45s"))
-    .var(
-        "RUNNER_HELM_BINARY_PATH",
-        Some(Tools::locate().unwrap().helm.to_str().unwrap()),
-    )
-    .var(
-        "RUNNER_REPOSITORY_CACHE_PATH",
-        Some(w.dir.path().join("cache").to_str().unwrap()),
-    )
-    .var(
-        "RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH",
-        Some(w.dir.path().join("release.yaml").to_str().unwrap()),
-    )
-    .var(
-        "RUNNER_OUTPUT_ADDITIONAL_FILE_PATH",
-        Some(w.dir.path().join("additional.yaml").to_str().unwrap()),
-    )
-    .var(
-        "RUNNER_TERMINATION_MESSAGE_PATH",
-        Some(termination.to_str().unwrap()),
-    )
-    .run()
-    .await
-    .unwrap();
+    let out = env
+        .runner("helm-runner", "broken", &manifest)
+        .var("RUNNER_COMMAND", Some("install"))
+        .var("RUNNER_TIMEOUT", Some("45s"))
+        .var(
+            "RUNNER_HELM_BINARY_PATH",
+            Some(Tools::locate().unwrap().helm.to_str().unwrap()),
+        )
+        .var(
+            "RUNNER_REPOSITORY_CACHE_PATH",
+            Some(env.dir.path().join("cache").to_str().unwrap()),
+        )
+        .var(
+            "RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH",
+            Some(env.dir.path().join("release.yaml").to_str().unwrap()),
+        )
+        .var(
+            "RUNNER_OUTPUT_ADDITIONAL_FILE_PATH",
+            Some(env.dir.path().join("additional.yaml").to_str().unwrap()),
+        )
+        .var(
+            "RUNNER_TERMINATION_MESSAGE_PATH",
+            Some(termination.to_str().unwrap()),
+        )
+        .run()
+        .await
+        .unwrap();
     assert_eq!(out.code, 1, "{}", out.stderr);
 
-    let status = w.status("broken").await;
+    let status = env.expect_status("broken").await;
     assert_eq!(status.phase, Phase::Failed, "{status:?}");
     let message = status.message.as_str();
-    let ns = &w.ns;
+    let ns = &env.ns;
     for said in [
         format!("Deployment {ns}/pull (0/1 available"),
         "ImagePull".to_string(),
@@ -898,12 +695,12 @@ async fn helm_wait_failure_names_what_was_not_ready() {
     }
     let not_ready = status.runner_status["notReady"].as_array().unwrap();
     let reason_of = |name: &str| {
-        let w = not_ready
+        let workload = not_ready
             .iter()
-            .find(|w| w["name"] == name)
+            .find(|n| n["name"] == name)
             .unwrap_or_else(|| panic!("{name} not in {not_ready:?}"));
-        assert_eq!(w["kind"], "Deployment");
-        w["pods"][0].clone()
+        assert_eq!(workload["kind"], "Deployment");
+        workload["pods"][0].clone()
     };
     let pull = reason_of("pull");
     assert!(
@@ -959,11 +756,11 @@ fn incompressible(len: usize) -> String {
 /// container killed for its limit fails the test as `OOMKilled`, naming the limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_limits_hold_for_the_largest_inputs() {
-    let Some(w) = Ns::new("memory").await else {
+    let Some(env) = TestEnv::local_cluster("memory").await else {
         return;
     };
     let mut templates = vec![json!({"name": "main", "container": {
-        "image": w.cluster.busybox_image, "imagePullPolicy": "IfNotPresent",
+        "image": env.cluster().busybox_image, "imagePullPolicy": "IfNotPresent",
         "command": ["echo"], "args": ["big"]}})];
     // Argo 4's full CRD allows at most 200 templates: about 150 of 4 KB each.
     let filler = incompressible(4000);
@@ -971,7 +768,7 @@ async fn memory_limits_hold_for_the_largest_inputs() {
     let mut i = 0;
     while size < 600 * 1024 {
         let t = json!({"name": format!("unused-{i}"), "container": {
-            "image": w.cluster.busybox_image, "command": ["echo"], "args": [filler]}});
+            "image": env.cluster().busybox_image, "command": ["echo"], "args": [filler]}});
         size += t.to_string().len();
         templates.push(t);
         i += 1;
@@ -979,15 +776,15 @@ async fn memory_limits_hold_for_the_largest_inputs() {
     let workflow = json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
         "spec": {"entrypoint": "main", "templates": templates}});
     apply_deploy(
-        &w.client,
-        &w.ns,
+        &env.client,
+        &env.ns,
         "argo-runner",
         with_argo_input(workflow.to_string()),
     )
     .await
     .unwrap();
     let values = incompressible(600 * 1024);
-    apply_deploy(&w.client, &w.ns, "helm-runner", move |obj| {
+    apply_deploy(&env.client, &env.ns, "helm-runner", move |obj| {
         if kind_of(obj) == "ConfigMap" && name_of(obj) == "hello-release-input" {
             let m = obj["data"]["manifest.yaml"].as_str().unwrap().to_string();
             obj["data"]["manifest.yaml"] = json!(format!("{m}  blob: {values}\n"));
@@ -996,7 +793,7 @@ async fn memory_limits_hold_for_the_largest_inputs() {
     .await
     .unwrap();
     for runner in ["argo-runner", "helm-runner"] {
-        w.job_ended(name_of(&job_of(runner)), "Complete").await;
+        env.job_ended(name_of(&job_of(runner)), "Complete").await;
     }
     println!(
         "argo-runner ran a {} KiB Workflow and helm-runner stored 600 KiB of values within \
@@ -1011,21 +808,21 @@ async fn memory_limits_hold_for_the_largest_inputs() {
 /// failure).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oom_killed_container_is_reported_as_such() {
-    let Some(w) = Ns::new("oom").await else {
+    let Some(env) = TestEnv::local_cluster("oom").await else {
         return;
     };
     let job = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "hog"},
         "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never",
-            "containers": [{"name": "hog", "image": w.cluster.busybox_image,
+            "containers": [{"name": "hog", "image": env.cluster().busybox_image,
                 "imagePullPolicy": "IfNotPresent",
                 "command": ["sh", "-c", "x=$(head -c 67108864 /dev/zero | tr '\\0' a); echo ${#x}"],
                 "resources": {"limits": {"memory": "16Mi"}}}]}}}});
-    apply(&w.client, &w.ns, &job, false).await.unwrap();
-    let done = wait_for_job(&w.client, &w.ns, "hog", JOB_TIMEOUT)
+    apply(&env.client, &env.ns, &job, false).await.unwrap();
+    let done = wait_for_job(&env.client, &env.ns, "hog", JOB_TIMEOUT)
         .await
         .unwrap();
     assert_eq!(job_outcome(&done), Some("Failed"));
-    let pods = job_pods(&w.client, &w.ns, "hog").await.unwrap();
+    let pods = job_pods(&env.client, &env.ns, "hog").await.unwrap();
     let err = assert_none_oom_killed(&pods).unwrap_err().to_string();
     println!("{err}");
     assert!(
@@ -1049,11 +846,13 @@ fn failed_reason(job: &k8s_openapi::api::batch::v1::Job) -> String {
 /// created.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_input_job_fails_after_one_pod() {
-    let Some(w) = Ns::new("badinput").await else {
+    let Some(env) = TestEnv::local_cluster("badinput").await else {
         return;
     };
-    let job_name = w.argo_job("spec: [not, a, workflow spec\n".into()).await;
-    let (job, pods) = w.job_ended(&job_name, "Failed").await;
+    let job_name = env
+        .apply_argo_job("spec: [not, a, workflow spec\n".into())
+        .await;
+    let (job, pods) = env.job_ended(&job_name, "Failed").await;
     assert_eq!(failed_reason(&job), "PodFailurePolicy");
     assert_eq!(pods.len(), 1);
     let t = terminated(&pods[0]).unwrap();
@@ -1065,7 +864,7 @@ async fn a_bad_input_job_fails_after_one_pod() {
             .contains("input manifest"),
         "{t:?}"
     );
-    let made = workflows(&w.client, &w.ns)
+    let made = workflows(&env.client, &env.ns)
         .get_opt("hello-world")
         .await
         .unwrap();
@@ -1078,10 +877,10 @@ async fn a_bad_input_job_fails_after_one_pod() {
 /// `BackoffLimitExceeded`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transient_failure_is_retried() {
-    let Some(w) = Ns::new("transient").await else {
+    let Some(env) = TestEnv::local_cluster("transient").await else {
         return;
     };
-    let job = apply_deploy(&w.client, &w.ns, "argo-runner", |obj| {
+    let job = apply_deploy(&env.client, &env.ns, "argo-runner", |obj| {
         if kind_of(obj) == "Job" {
             obj["spec"]["backoffLimit"] = json!(1);
             set_env(obj, "KUBERNETES_SERVICE_HOST", "127.0.0.1");
@@ -1091,7 +890,7 @@ async fn a_transient_failure_is_retried() {
     .await
     .unwrap();
     let job_name = job.metadata.name.clone().unwrap();
-    let (job, pods) = w.job_ended(&job_name, "Failed").await;
+    let (job, pods) = env.job_ended(&job_name, "Failed").await;
     assert_eq!(failed_reason(&job), "BackoffLimitExceeded");
     assert_eq!(pods.len(), 2, "retried once");
     for pod in &pods {
@@ -1105,12 +904,12 @@ async fn a_transient_failure_is_retried() {
 /// OOM-killed). Without the budgets, 746 bytes of it took about 100 MiB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manifest_of_aliases_is_refused_under_the_memory_limit() {
-    let Some(w) = Ns::new("aliases").await else {
+    let Some(env) = TestEnv::local_cluster("aliases").await else {
         return;
     };
     let bomb = billion_laughs();
-    let job_name = w.argo_job(bomb).await;
-    let (_, pods) = w.job_ended(&job_name, "Failed").await;
+    let job_name = env.apply_argo_job(bomb).await;
+    let (_, pods) = env.job_ended(&job_name, "Failed").await;
     assert_eq!(pods.len(), 1);
     let t = terminated(&pods[0]).unwrap();
     assert_eq!(t.exit_code, 2, "{t:?}");
@@ -1118,8 +917,8 @@ async fn a_manifest_of_aliases_is_refused_under_the_memory_limit() {
 }
 
 /// Waits (at most 120 s) until Workflow `name` has finished, and returns its `status`.
-async fn workflow_finished(w: &Ns, name: &str) -> Value {
-    let api = workflows(&w.client, &w.ns);
+async fn workflow_finished(env: &TestEnv, name: &str) -> Value {
+    let api = workflows(&env.client, &env.ns);
     let done =
         kube::runtime::wait::await_condition(api, name, |o: Option<&kube::api::DynamicObject>| {
             o.is_some_and(|o| !o.data["status"]["finishedAt"].is_null())
@@ -1138,26 +937,24 @@ async fn workflow_finished(w: &Ns, name: &str) -> Value {
 /// strategy ..."), so a cancelled Job leaves no Workflow running.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_runner_shuts_its_workflow_down() {
-    let Some(w) = Ns::new("shutdown").await else {
+    let Some(env) = TestEnv::local_cluster("shutdown").await else {
         return;
     };
-    w.workflow_service_account().await;
-    let manifest = w.file("forever.yaml", &argo_example("forever"));
-    let terminated = w
-        .argo_runner("term", &manifest)
+    env.apply_workflow_service_account().await;
+    let manifest = env.file("forever.yaml", &argo_example_text("forever"));
+    let terminated = argo_runner_for_real_pods(&env, "term", &manifest)
         .await
         .var("RUNNER_ARGO_ON_CANCEL", Some("terminate"))
         .spawn()
         .unwrap();
-    let stopped = w
-        .argo_runner("stop", &manifest)
+    let stopped = argo_runner_for_real_pods(&env, "stop", &manifest)
         .await
         .var("RUNNER_ARGO_ON_CANCEL", Some("stop"))
         .var("RUNNER_TIMEOUT", Some("15s"));
-    let stopped = w.run(stopped);
+    let stopped = env.spawn_run(stopped);
     // SIGTERM once the Workflow runs.
     let running = kube::runtime::wait::await_condition(
-        workflows(&w.client, &w.ns),
+        workflows(&env.client, &env.ns),
         "term",
         |o: Option<&kube::api::DynamicObject>| {
             o.is_some_and(|o| o.data["status"]["phase"] == "Running")
@@ -1182,7 +979,7 @@ async fn a_cancelled_runner_shuts_its_workflow_down() {
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("spec.shutdown: Stop"), "{}", out.stderr);
     for (name, strategy) in [("term", "Terminate"), ("stop", "Stop")] {
-        let status = workflow_finished(&w, name).await;
+        let status = workflow_finished(&env, name).await;
         let message = status["message"].as_str().unwrap_or_default();
         assert!(
             message.contains(&format!("Stopped with strategy '{strategy}'")),
@@ -1193,12 +990,12 @@ async fn a_cancelled_runner_shuts_its_workflow_down() {
 
 /// Argo's example `name` as JSON, to be edited.
 fn argo_example_json(name: &str) -> Value {
-    serde_saphyr::from_str(&argo_example(name)).unwrap()
+    serde_saphyr::from_str(&argo_example_text(name)).unwrap()
 }
 
 /// A pod of namespace `ns` exists under `name` (the failed node's pod the runner named).
-async fn pod_exists(w: &Ns, name: &str) -> bool {
-    let pods: Api<Pod> = Api::namespaced(w.client.clone(), &w.ns);
+async fn pod_exists(env: &TestEnv, name: &str) -> bool {
+    let pods: Api<Pod> = Api::namespaced(env.client.clone(), &env.ns);
     pods.get_opt(name).await.unwrap().is_some()
 }
 
@@ -1211,43 +1008,46 @@ async fn pod_exists(w: &Ns, name: &str) -> bool {
 /// last attempt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn why_a_workflow_failed_under_the_real_controller() {
-    let Some(w) = Ns::new("why").await else {
+    let Some(env) = TestEnv::local_cluster("why").await else {
         return;
     };
-    w.workflow_service_account().await;
+    env.apply_workflow_service_account().await;
     let mut retry = argo_example_json("retry-container");
     let t = &mut retry["spec"]["templates"][0];
     t["retryStrategy"]["limit"] = json!("2");
     t["container"] =
         json!({"image": "busybox:1.36", "command": ["sh", "-c"], "args": ["echo trying; exit 3"]});
     let cases = [
-        ("exit-handlers", argo_example("exit-handlers")),
+        ("exit-handlers", argo_example_text("exit-handlers")),
         ("retry-container", serde_json::to_string(&retry).unwrap()),
     ];
     let mut runs = Vec::new();
     for (name, manifest) in &cases {
-        let manifest = w.file(&format!("{name}.yaml"), manifest);
-        let term = w.file(&format!("{name}.termination-log"), "");
-        let cmd = w.argo_runner(name, &manifest).await.var(
+        let manifest = env.file(&format!("{name}.yaml"), manifest);
+        let term = env.file(&format!("{name}.termination-log"), "");
+        let cmd = argo_runner_for_real_pods(&env, name, &manifest).await.var(
             "RUNNER_TERMINATION_MESSAGE_PATH",
             Some(term.to_str().unwrap()),
         );
-        runs.push((*name, term, w.run(cmd)));
+        runs.push((*name, term, env.spawn_run(cmd)));
     }
     for (name, term, run) in runs {
         let out = run.await.unwrap();
         assert_eq!(out.code, 1, "{name}: {}", out.stderr);
-        let status = w.status(name).await;
+        let status = env.expect_status(name).await;
         let summary = &status.runner_status["workflow"];
         assert_eq!(summary["phase"], "Failed", "{name}: {summary}");
         let failed = summary["failedNodes"].as_array().unwrap();
         assert_eq!(failed.len(), 1, "{name}: {summary}");
         let node = &failed[0];
         let pod = node["pod"].as_str().unwrap();
-        assert!(pod_exists(&w, pod).await, "{name}: no pod {pod}: {summary}");
+        assert!(
+            pod_exists(&env, pod).await,
+            "{name}: no pod {pod}: {summary}"
+        );
         let message = &status.message;
         assert!(
-            message.starts_with(&format!("Workflow {}/{name} Failed: ", w.ns)),
+            message.starts_with(&format!("Workflow {}/{name} Failed: ", env.ns)),
             "{message}"
         );
         assert!(message.contains(&format!("pod {pod}")), "{message}");
@@ -1282,10 +1082,10 @@ async fn why_a_workflow_failed_under_the_real_controller() {
 /// one JSON line per line with the node's name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_outputs_and_logs_under_the_real_controller() {
-    let Some(w) = Ns::new("progress").await else {
+    let Some(env) = TestEnv::local_cluster("progress").await else {
         return;
     };
-    w.workflow_service_account().await;
+    env.apply_workflow_service_account().await;
     let mut wf = argo_example_json("global-outputs");
     let templates = wf["spec"]["templates"].as_array_mut().unwrap();
     templates.retain(|t| t["name"] != "consume-global-art");
@@ -1305,11 +1105,10 @@ async fn progress_outputs_and_logs_under_the_real_controller() {
     let name = "globals";
     // Every status written, in order, as a watch of the ConfigMap sees them.
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<ActionStatus>::new()));
-    let cms: Api<ConfigMap> = Api::namespaced(w.client.clone(), &w.ns);
-    let manifest = w.file("globals.yaml", &serde_json::to_string(&wf).unwrap());
-    let output = w.dir.path().join("workflow.yaml");
-    let cmd = w
-        .argo_runner(name, &manifest)
+    let cms: Api<ConfigMap> = Api::namespaced(env.client.clone(), &env.ns);
+    let manifest = env.file("globals.yaml", &serde_json::to_string(&wf).unwrap());
+    let output = env.dir.path().join("workflow.yaml");
+    let cmd = argo_runner_for_real_pods(&env, name, &manifest)
         .await
         .var("RUNNER_ARGO_LOGS", Some("true"))
         .var(
@@ -1331,9 +1130,9 @@ async fn progress_outputs_and_logs_under_the_real_controller() {
             }
         })
     };
-    let out = w.run(cmd).await.unwrap();
+    let out = env.spawn_run(cmd).await.unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let status = w.status(name).await;
+    let status = env.expect_status(name).await;
     watch.abort();
 
     let seen = seen.lock().unwrap().clone();
@@ -1388,10 +1187,10 @@ async fn progress_outputs_and_logs_under_the_real_controller() {
 /// not exist is exit 2 naming it, in a dry run and in a real run, and nothing is created.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workflow_templates_under_the_real_controller() {
-    let Some(w) = Ns::new("templates").await else {
+    let Some(env) = TestEnv::local_cluster("templates").await else {
         return;
     };
-    w.workflow_service_account().await;
+    env.apply_workflow_service_account().await;
     let examples = &Tools::locate().unwrap().argo_dir.join("examples");
     let read = |p: &str| std::fs::read_to_string(examples.join(p)).unwrap();
     let docs = |text: String| -> Vec<Value> {
@@ -1399,14 +1198,14 @@ async fn workflow_templates_under_the_real_controller() {
         docs.into_iter().filter(|d| !d.is_null()).collect()
     };
     for t in docs(read("workflow-template/templates.yaml")) {
-        apply(&w.client, &w.ns, &t, false).await.unwrap();
+        apply(&env.client, &env.ns, &t, false).await.unwrap();
     }
     // ClusterWorkflowTemplates are cluster-wide: named apart for this run, deleted at the end.
     let cwt: Api<kube::api::DynamicObject> = Api::all_with(
-        w.client.clone(),
+        env.client.clone(),
         &action_runner_argo::templates::cluster_workflow_template_resource(),
     );
-    let cluster_name = format!("{}-submittable", w.ns);
+    let cluster_name = format!("{}-submittable", env.ns);
     let mut submittable = docs(read("cluster-workflow-template/clustertemplates.yaml"))
         .into_iter()
         .find(|t| t["metadata"]["name"] == "cluster-workflow-template-submittable")
@@ -1445,14 +1244,14 @@ async fn workflow_templates_under_the_real_controller() {
     ];
     let mut spawned = Vec::new();
     for (name, manifest, _) in &runs {
-        let manifest = w.file(&format!("{name}.yaml"), manifest);
-        let cmd = w.argo_runner(name, &manifest).await;
-        spawned.push(w.run(cmd));
+        let manifest = env.file(&format!("{name}.yaml"), manifest);
+        let cmd = argo_runner_for_real_pods(&env, name, &manifest).await;
+        spawned.push(env.spawn_run(cmd));
     }
     for ((name, _, expected), run) in runs.iter().zip(spawned) {
         let out = run.await.unwrap();
         assert_eq!(out.code, 0, "{name}: {}", out.stderr);
-        let logs = workflow_logs(&w.client, &w.ns, name).await.unwrap();
+        let logs = workflow_logs(&env.client, &env.ns, name).await.unwrap();
         for line in expected {
             assert!(
                 logs.values().any(|l| l.lines().any(|l| l.trim() == *line)),
@@ -1474,7 +1273,7 @@ async fn workflow_templates_under_the_real_controller() {
             json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "spec": {"workflowTemplateRef": {"name": "no-such-workflow-template"}}}),
             format!(
                 "spec.workflowTemplateRef.name \"no-such-workflow-template\": WorkflowTemplate {}/no-such-workflow-template not found",
-                w.ns
+                env.ns
             ),
         ),
         (
@@ -1487,16 +1286,15 @@ async fn workflow_templates_under_the_real_controller() {
             missing_template,
             format!(
                 "spec.templates[0].steps[1][1].templateRef.template \"no-such-template\": no such template in WorkflowTemplate {}/workflow-template-print-message",
-                w.ns
+                env.ns
             ),
         ),
     ];
     for (name, manifest, reason) in missing {
-        let manifest = w.file(&format!("{name}.yaml"), &manifest.to_string());
+        let manifest = env.file(&format!("{name}.yaml"), &manifest.to_string());
         for dry_run in ["true", "false"] {
             let name = &format!("{name}-{}", if dry_run == "true" { "dry" } else { "real" });
-            let out = w
-                .argo_runner(name, &manifest)
+            let out = argo_runner_for_real_pods(&env, name, &manifest)
                 .await
                 .var("RUNNER_CONTEXT_DRY_RUN", Some(dry_run))
                 .run()
@@ -1512,7 +1310,7 @@ async fn workflow_templates_under_the_real_controller() {
                 "{error:?} names {reason:?}"
             );
             assert!(
-                workflows(&w.client, &w.ns)
+                workflows(&env.client, &env.ns)
                     .get_opt(name)
                     .await
                     .unwrap()
@@ -1528,15 +1326,15 @@ async fn workflow_templates_under_the_real_controller() {
 /// as one JSON line naming the node; the executor's own lines are not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_logs_component_lets_the_job_follow_the_workflows_logs() {
-    let Some(w) = Ns::new("logs").await else {
+    let Some(env) = TestEnv::local_cluster("logs").await else {
         return;
     };
     for (file, obj) in component_objects("argo-runner", "logs") {
-        apply(&w.client, &w.ns, &obj, false)
+        apply(&env.client, &env.ns, &obj, false)
             .await
             .unwrap_or_else(|e| panic!("{file}: {e}"));
     }
-    let job = apply_deploy(&w.client, &w.ns, "argo-runner", |obj| {
+    let job = apply_deploy(&env.client, &env.ns, "argo-runner", |obj| {
         if kind_of(obj) == "Job" {
             set_env(obj, "RUNNER_ARGO_LOGS", "true");
         }
@@ -1544,8 +1342,8 @@ async fn the_logs_component_lets_the_job_follow_the_workflows_logs() {
     .await
     .unwrap();
     let name = job.metadata.name.unwrap();
-    let (_, pods) = w.job_ended(&name, "Complete").await;
-    let pods_api: Api<Pod> = Api::namespaced(w.client.clone(), &w.ns);
+    let (_, pods) = env.job_ended(&name, "Complete").await;
+    let pods_api: Api<Pod> = Api::namespaced(env.client.clone(), &env.ns);
     let log = pods_api
         .logs(
             pods[0].metadata.name.as_deref().unwrap(),

@@ -1,637 +1,99 @@
 //! End-to-end tests of the real `helm-runner` binary driving the real helm CLI, Helm 4 (v4.3.2,
 //! the default, as the image ships it) and Helm 3 (v3.22.0), against a real kube-apiserver and
 //! etcd. Every test runs once per helm: `helm4::<test>` and `helm3::<test>` (see
-//! [`both_helms!`]); where the two behave differently the test says so and checks each. Charts come from a chart repository the tests serve on
-//! loopback (`helm package` + `helm repo index`, a small HTTP server below): Helm's own
-//! standard chart (`helm create webapp`) and, from Helm's Go module in the module cache,
+//! [`both_helms!`]); where the two behave differently the test says so and checks each. Charts
+//! come from the harness's fixtures (`action_runner_tests::fixtures`): a chart repository the
+//! tests serve on loopback (`helm package` + `helm repo index`, a small HTTP server), a private
+//! one over HTTPS with basic auth, and an OCI registry, holding Helm's own standard chart (`helm
+//! create webapp`) and, from Helm's Go module in the module cache,
 //! `testdata/testcharts/chart-with-secret` and `chart-with-template-with-invalid-yaml`.
 //! No kubelet runs: charts with workloads are installed with `wait: false`, except in
 //! `wait_true_waits_for_the_rollout`, where the test plays the Deployment controller.
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::Path;
 use std::time::Duration;
 
 use action_runner::identity::INPUT_DIGEST_LABEL;
 use action_runner::status::{Phase, Reason};
-use action_runner_tests::helm::{HelmBin, assert_bad_input};
-use action_runner_tests::*;
+use action_runner_tests::controllers::play_deployment_controller;
+use action_runner_tests::fixtures::chart_repository::ChartRepository;
+use action_runner_tests::fixtures::charts::helm_testchart;
+use action_runner_tests::fixtures::oci_registry::{
+    OciRegistry, PASSWORD as REGISTRY_PASSWORD, USERNAME as REGISTRY_USER,
+};
+use action_runner_tests::fixtures::tls_chart_repository::{
+    PASSWORD as REPO_PASSWORD, TlsChartRepository, USERNAME as REPO_USER,
+};
+use action_runner_tests::helm::{HelmBin, parse_yaml};
+use action_runner_tests::process::{RunnerCommand, RunnerOutput, collect, error_lines};
+use action_runner_tests::test_env::TestEnv;
+use action_runner_tests::tools::repo_root;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::{Api, ListParams};
 
 const PASSWORD: &str = "s3cr3t-Pa55w0rd-never-shown";
 
-/// Helm's test charts in the Go module cache (`helm.sh/helm/v3@v3.22.0`), read in place.
-fn helm_testchart(name: &str) -> PathBuf {
-    let gopath = std::env::var("GOPATH").unwrap_or_else(|_| {
-        format!(
-            "{}/go",
-            std::env::var("HOME").unwrap_or_else(|_| "/root".into())
-        )
-    });
-    let modcache = std::env::var("GOMODCACHE").unwrap_or_else(|_| format!("{gopath}/pkg/mod"));
-    let p = Path::new(&modcache)
-        .join("helm.sh/helm/v3@v3.22.0/cmd/helm/testdata/testcharts")
-        .join(name);
-    assert!(
-        p.join("Chart.yaml").is_file(),
-        "{} is missing: hack/install-tools.sh downloads the helm module",
-        p.display()
-    );
-    p
-}
-
-/// A chart repository on 127.0.0.1 holding webapp 0.1.0 and 0.2.0 (`helm create`),
-/// chart-with-secret 0.1.0 (Helm's testdata), and `boom` 0.1.0 (a chart that fails with a
-/// message built from its value `password` when `boom: true`: as is, Go-quoted (`%q`), as JSON
-/// (`toJson`), base64 (`b64enc`), URL-escaped (`urlquery`) and as YAML (`toYaml`); then its
-/// values `code` and `pin` as Go prints them, `%v`). Served for the life of the process.
-struct Repo {
-    url: String,
-    /// Directory with the unpacked `boom` and `webapp` charts, and `served/` with the archives.
-    dir: PathBuf,
-}
-
-fn repo() -> &'static Repo {
-    static REPO: OnceLock<Repo> = OnceLock::new();
-    REPO.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("helm-repo-")
-            .tempdir()
-            .unwrap()
-            .keep();
-        let removed = dir.clone();
-        action_runner_tests::process::on_exit(move || {
-            let _ = std::fs::remove_dir_all(&removed);
-        });
-        let served = dir.join("served");
-        std::fs::create_dir_all(&served).unwrap();
-        helm_cmd(&["create", "webapp"], &dir).unwrap();
-        for v in ["0.1.0", "0.2.0"] {
-            helm_cmd(
-                &["package", "webapp", "--version", v, "-d", "served"],
-                &dir,
-            )
-            .unwrap();
-        }
-        helm_cmd(
-            &[
-                "package",
-                helm_testchart("chart-with-secret").to_str().unwrap(),
-                "-d",
-                "served",
-            ],
-            &dir,
-        )
+/// Everything the run `name` showed, by where: its log (stdout and stderr), its status
+/// ConfigMap, its termination message (when given), its output files (when it `wrote`
+/// them: the release file and the additional file; else there must be none), and the
+/// Events about its owner (the run must be [`OwnedByAJob`]). Each place must hold
+/// something: a "never shown" check over an empty one would pass whatever the runner did.
+async fn everything_shown(
+    env: &TestEnv,
+    name: &str,
+    out: &RunnerOutput,
+    termination: Option<&Path>,
+    wrote: bool,
+) -> Vec<(String, String)> {
+    use k8s_openapi::api::events::v1::Event;
+    let mut places = vec![(
+        format!("{name}: the log"),
+        format!("{}{}", out.stdout, out.stderr),
+    )];
+    let cm = Api::<ConfigMap>::namespaced(env.client.clone(), &env.ns)
+        .get(name)
+        .await
         .unwrap();
-        helm_cmd(&["create", "boom"], &dir).unwrap();
-        std::fs::write(
-            dir.join("boom/templates/boom.yaml"),
-            "{{- if .Values.boom }}{{ fail (printf \"cannot use password %s (quoted %q, as JSON %s, base64 %s, in a URL %s, as YAML %s) code %v pin: %v\" .Values.password .Values.password (toJson .Values.password) (b64enc .Values.password) (urlquery .Values.password) (toYaml .Values.password) .Values.code .Values.pin) }}{{- end }}\n",
-        )
-        .unwrap();
-        helm_cmd(&["package", "boom", "-d", "served"], &dir).unwrap();
-
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        helm_cmd(&["repo", "index", "served", "--url", &url], &dir).unwrap();
-        let root = served.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let root = root.clone();
-                std::thread::spawn(move || serve(conn, &root));
-            }
-        });
-        Repo { url, dir }
-    })
-}
-
-/// Answers one HTTP/1.1 GET with a file from `root` (or 404), then closes the connection.
-fn serve(conn: std::net::TcpStream, root: &Path) {
-    serve_stream(conn, root, None);
-}
-
-/// Answers one HTTP/1.1 GET on `conn` with a file from `root` (or 404); when `authorization`
-/// is set, a request without that `Authorization` header gets 401 (basic auth).
-fn serve_stream<S: std::io::Read + Write>(mut conn: S, root: &Path, authorization: Option<&str>) {
-    let mut request_line = String::new();
-    let mut authorized = authorization.is_none();
-    {
-        let mut reader = BufReader::new(&mut conn);
-        if reader.read_line(&mut request_line).is_err() {
-            return;
-        }
-        loop {
-            let mut header = String::new();
-            match reader.read_line(&mut header) {
-                Ok(0) | Err(_) => break,
-                Ok(_) if header.trim().is_empty() => break,
-                Ok(_) => {
-                    if let (Some(want), Some((k, v))) = (authorization, header.split_once(':'))
-                        && k.trim().eq_ignore_ascii_case("authorization")
-                        && v.trim() == want
-                    {
-                        authorized = true;
-                    }
-                }
-            }
-        }
-    }
-    if !authorized {
-        let _ = conn.write_all(
-            b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"charts\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-        );
-        let _ = conn.flush();
-        return;
-    }
-    let path = request_line.split_whitespace().nth(1).unwrap_or("/");
-    let name = path.trim_start_matches('/').split('?').next().unwrap_or("");
-    let file = (!name.contains("..") && !name.is_empty())
-        .then(|| std::fs::read(root.join(name)).ok())
-        .flatten();
-    let response = match file {
-        Some(body) => {
-            let mut r = format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            )
-            .into_bytes();
-            r.extend(body);
-            r
-        }
-        None => {
-            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec()
-        }
-    };
-    let _ = conn.write_all(&response);
-    let _ = conn.flush();
-}
-
-/// The private chart repository's username and password.
-const REPO_USER: &str = "chart-reader";
-const REPO_PASSWORD: &str = "Repo-Pa55word-never-shown";
-
-/// A private chart repository on 127.0.0.1: HTTPS with a certificate of a CA made here, and
-/// basic auth ([`REPO_USER`], [`REPO_PASSWORD`]) on every request (index and archives). It
-/// holds webapp 0.1.0. Served for the life of the process.
-struct PrivateRepo {
-    url: String,
-    /// The CA's certificate (PEM).
-    ca_file: PathBuf,
-    /// Files holding the username and the password (as mounted Secret keys are).
-    username_file: PathBuf,
-    password_file: PathBuf,
-}
-
-fn private_repo() -> &'static PrivateRepo {
-    static REPO: OnceLock<PrivateRepo> = OnceLock::new();
-    REPO.get_or_init(|| {
-        use base64::Engine;
-        let dir = tempfile::Builder::new()
-            .prefix("helm-private-repo-")
-            .tempdir()
-            .unwrap()
-            .keep();
-        let removed = dir.clone();
-        action_runner_tests::process::on_exit(move || {
-            let _ = std::fs::remove_dir_all(&removed);
-        });
-        let served = dir.join("served");
-        std::fs::create_dir_all(&served).unwrap();
-        std::fs::copy(
-            repo().dir.join("served/webapp-0.1.0.tgz"),
-            served.join("webapp-0.1.0.tgz"),
-        )
-        .unwrap();
-
-        let (ca_file, cert, key) = test_ca_and_serving_cert(&dir);
-        let username_file = dir.join("username");
-        let password_file = dir.join("password");
-        std::fs::write(&username_file, REPO_USER).unwrap();
-        std::fs::write(&password_file, format!("{REPO_PASSWORD}\n")).unwrap();
-
-        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![rustls::pki_types::CertificateDer::from(cert.der().to_vec())],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-        )
-        .unwrap();
-        let config = std::sync::Arc::new(config);
-
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("https://{}", listener.local_addr().unwrap());
-        helm_cmd(&["repo", "index", "served", "--url", &url], &dir).unwrap();
-        let authorization = format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD
-                .encode(format!("{REPO_USER}:{REPO_PASSWORD}"))
-        );
-        std::thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let (root, config, authorization) =
-                    (served.clone(), config.clone(), authorization.clone());
-                std::thread::spawn(move || {
-                    let Ok(tls) = rustls::ServerConnection::new(config) else {
-                        return;
-                    };
-                    let mut stream = rustls::StreamOwned::new(tls, conn);
-                    serve_stream(&mut stream, &root, Some(&authorization));
-                    stream.conn.send_close_notify();
-                    let _ = stream.flush();
-                });
-            }
-        });
-        PrivateRepo {
-            url,
-            ca_file,
-            username_file,
-            password_file,
-        }
-    })
-}
-
-/// A CA of its own (`<dir>/ca.crt`) and a serving certificate it signed for 127.0.0.1 (also
-/// written, as `<dir>/tls.crt` and `<dir>/tls.key`): the CA file, the certificate, its key.
-fn test_ca_and_serving_cert(dir: &Path) -> (PathBuf, rcgen::Certificate, rcgen::KeyPair) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "kar-test-chart-source-ca");
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .unwrap()
-        .signed_by(&key, &ca)
-        .unwrap();
-    let ca_file = dir.join("ca.crt");
-    std::fs::write(&ca_file, ca.pem()).unwrap();
-    std::fs::write(dir.join("tls.crt"), cert.pem()).unwrap();
-    std::fs::write(dir.join("tls.key"), key.serialize_pem()).unwrap();
-    (ca_file, cert, key)
-}
-
-/// The OCI registry's username and password, and the password's bcrypt hash (cost 4) for its
-/// htpasswd file (made once with `crypt(3)`; Distribution reads bcrypt only).
-const REGISTRY_USER: &str = "chart-pusher";
-const REGISTRY_PASSWORD: &str = "Registry-Pa55word-never-shown";
-const REGISTRY_PASSWORD_BCRYPT: &str =
-    "$2b$04$HwjAMUQxApnL13CkVrjjue1J9u1ePxXmLjFTkY60m4Ctk/BLw9c3S";
-
-/// An OCI registry on 127.0.0.1 (CNCF Distribution's `registry`, `KAR_REGISTRY`), basic auth
-/// (htpasswd: [`REGISTRY_USER`], [`REGISTRY_PASSWORD`]), holding webapp 0.1.0 as
-/// `oci://<host>/charts/webapp` (pushed with `helm push`). Runs for the life of the process.
-struct OciRegistry {
-    /// `127.0.0.1:<port>`.
-    host: String,
-    username_file: PathBuf,
-    password_file: PathBuf,
-    /// With TLS: the CA of its certificate.
-    ca_file: Option<PathBuf>,
-    /// Its log (level `info`: each authorized request names its user and user agent).
-    log: PathBuf,
-}
-
-impl OciRegistry {
-    /// The log lines written since it was `from` bytes long that record a request authorized
-    /// with the credentials, made by `helm`.
-    fn authorized_since(&self, from: u64, helm: HelmBin) -> Vec<String> {
-        let log = std::fs::read(&self.log).unwrap();
-        let agent = format!("useragent=Helm/{}", &helm.version()[1..]);
-        String::from_utf8_lossy(&log[usize::try_from(from).unwrap().min(log.len())..])
-            .lines()
-            .filter(|l| {
-                l.contains(&format!("auth.user.name={REGISTRY_USER}")) && l.contains(&agent)
-            })
-            .map(String::from)
-            .collect()
-    }
-
-    /// How long its log is now.
-    fn log_len(&self) -> u64 {
-        std::fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0)
-    }
-}
-
-/// The registry over plain HTTP.
-fn oci_registry() -> &'static OciRegistry {
-    static REGISTRY: OnceLock<OciRegistry> = OnceLock::new();
-    REGISTRY.get_or_init(|| start_oci_registry(false))
-}
-
-/// The registry over HTTPS, with a certificate of a CA of its own.
-fn oci_registry_tls() -> &'static OciRegistry {
-    static REGISTRY: OnceLock<OciRegistry> = OnceLock::new();
-    REGISTRY.get_or_init(|| start_oci_registry(true))
-}
-
-fn start_oci_registry(tls: bool) -> OciRegistry {
-    let binary = Tools::locate().unwrap().registry.clone();
-    assert!(
-        binary.is_file(),
-        "the OCI registry {} is missing: run hack/install-tools.sh",
-        binary.display()
-    );
-    let dir = tempfile::Builder::new()
-        .prefix("helm-oci-registry-")
-        .tempdir()
-        .unwrap()
-        .keep();
-    let host = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().to_string()
-    };
-    std::fs::write(
-        dir.join("htpasswd"),
-        format!("{REGISTRY_USER}:{REGISTRY_PASSWORD_BCRYPT}\n"),
-    )
-    .unwrap();
-    let ca_file = tls.then(|| test_ca_and_serving_cert(&dir).0);
-    let tls_config = if tls {
-        format!(
-            ", tls: {{certificate: {}, key: {}}}",
-            dir.join("tls.crt").display(),
-            dir.join("tls.key").display()
-        )
-    } else {
-        String::new()
-    };
-    std::fs::write(
-            dir.join("config.yml"),
-            format!(
-                "version: 0.1\nlog: {{level: info}}\nstorage: {{filesystem: {{rootdirectory: {}}}}}\n\
-                 http: {{addr: \"{host}\"{tls_config}}}\nauth: {{htpasswd: {{realm: charts, path: {}}}}}\n",
-                dir.join("data").display(),
-                dir.join("htpasswd").display()
-            ),
-        )
-        .unwrap();
-    let mut cmd = std::process::Command::new(&binary);
-    cmd.arg("serve")
-        .arg(dir.join("config.yml"))
-        .env("OTEL_TRACES_EXPORTER", "none")
-        .env("OTEL_METRICS_EXPORTER", "none")
-        .env("OTEL_LOGS_EXPORTER", "none")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(dir.join("registry.log")).unwrap());
-    let child = std::sync::Arc::new(std::sync::Mutex::new(
-        action_runner_tests::process::spawn_tied_to_process(cmd).unwrap(),
+    places.push((
+        format!("{name}: the status ConfigMap"),
+        serde_json::to_string(&cm.data).unwrap(),
     ));
-    let (ours, removed) = (child.clone(), dir.clone());
-    action_runner_tests::process::on_exit(move || {
-        // The registry this test process started, through its own handle.
-        let mut c = ours.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = c.kill();
-        let _ = c.wait();
-        let _ = std::fs::remove_dir_all(&removed);
-    });
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(&host).is_err() {
-        if let Ok(Some(status)) = child.lock().unwrap().try_wait() {
-            panic!(
-                "the OCI registry exited ({status}): {}",
-                std::fs::read_to_string(dir.join("registry.log")).unwrap_or_default()
-            );
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the OCI registry did not listen on {host}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let archive = repo().dir.join("served/webapp-0.1.0.tgz");
-    let oci = format!("oci://{host}/charts");
-    let mut push = vec![
-        "push",
-        archive.to_str().unwrap(),
-        &oci,
-        "--username",
-        REGISTRY_USER,
-        "--password",
-        REGISTRY_PASSWORD,
-    ];
-    let ca = ca_file.as_ref().map(|c| c.display().to_string());
-    match &ca {
-        Some(ca) => push.extend(["--ca-file", ca.as_str()]),
-        None => push.push("--plain-http"),
-    }
-    helm_cmd(&push, &dir).unwrap();
-    let username_file = dir.join("username");
-    let password_file = dir.join("password");
-    std::fs::write(&username_file, format!("{REGISTRY_USER}\n")).unwrap();
-    std::fs::write(&password_file, REGISTRY_PASSWORD).unwrap();
-    OciRegistry {
-        host,
-        username_file,
-        password_file,
-        ca_file,
-        log: dir.join("registry.log"),
-    }
-}
-
-/// A test's [`World`] and the helm it drives (a test may switch it).
-struct HelmTest {
-    w: World,
-    helm: HelmBin,
-}
-
-impl std::ops::Deref for HelmTest {
-    type Target = World;
-    fn deref(&self) -> &World {
-        &self.w
-    }
-}
-
-impl HelmTest {
-    async fn new(prefix: &str, helm: HelmBin) -> HelmTest {
-        HelmTest {
-            w: World::new(prefix).await,
-            helm,
-        }
-    }
-
-    /// `helm-runner` for context `name`, `command`, the manifest `manifest` (written to a
-    /// file), outputs in the scratch directory.
-    async fn helm_runner(&self, name: &str, command: &str, manifest: &str) -> RunnerCommand {
-        action_runner_tests::helm::helm_runner(&self.w, self.helm, name, command, manifest).await
-    }
-
-    /// `helm-runner` for context `name` and `command` on the release file `release_file` (a
-    /// name in the scratch directory: another run's release output), run to its end.
-    async fn run_on(
-        &self,
-        name: &str,
-        command: &str,
-        manifest: &str,
-        release_file: &str,
-    ) -> RunnerOutput {
-        let cmd = self.runner_on(name, command, manifest, release_file).await;
-        cmd.run().await.unwrap()
-    }
-
-    /// As [`HelmTest::run_on`], not run (to run it more than once: a Job's retried pod).
-    async fn runner_on(
-        &self,
-        name: &str,
-        command: &str,
-        manifest: &str,
-        release_file: &str,
-    ) -> RunnerCommand {
-        self.helm_runner(name, command, manifest).await.var(
-            "RUNNER_HELM_RELEASE_PATH",
-            Some(self.path(release_file).to_str().unwrap()),
-        )
-    }
-
-    async fn run_helm(&self, name: &str, command: &str, manifest: &str) -> RunnerOutput {
-        let cmd = self.helm_runner(name, command, manifest).await;
-        cmd.run().await.unwrap()
-    }
-
-    /// The release output file, parsed (Capact's consumers read it as YAML: what counts is the
-    /// document, not its layout).
-    fn release_out(&self, name: &str) -> serde_json::Value {
-        yaml(&std::fs::read_to_string(self.path(&format!("{name}-release.yaml"))).unwrap())
-    }
-
-    /// The additional output file, parsed, if it was written.
-    fn additional_out(&self, name: &str) -> Option<serde_json::Value> {
-        std::fs::read_to_string(self.path(&format!("{name}-additional.yaml")))
-            .ok()
-            .map(|t| yaml(&t))
-    }
-
-    /// Names of Helm's release records (Secrets or ConfigMaps labelled `owner=helm`).
-    async fn release_records<K>(&self, release: &str) -> Vec<String>
-    where
-        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + serde::de::DeserializeOwned
-            + std::fmt::Debug,
-        K::DynamicType: Default,
-    {
-        let api: Api<K> = Api::namespaced(self.client.clone(), &self.ns);
-        let lp = ListParams::default().labels(&format!("owner=helm,name={release}"));
-        let mut names: Vec<String> = api
-            .list(&lp)
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter_map(|o| o.meta().name.clone())
-            .collect();
-        names.sort();
-        names
-    }
-
-    /// `(revision, status)` of each of Helm's records (Secrets) of `release`, from their labels,
-    /// oldest first.
-    async fn record_statuses(&self, release: &str) -> Vec<(u64, String)> {
-        let api: Api<Secret> = Api::namespaced(self.client.clone(), &self.ns);
-        let lp = ListParams::default().labels(&format!("owner=helm,name={release}"));
-        let mut out: Vec<(u64, String)> = api
-            .list(&lp)
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .map(|o| {
-                let labels = o.metadata.labels.unwrap_or_default();
-                (labels["version"].parse().unwrap(), labels["status"].clone())
-            })
-            .collect();
-        out.sort();
-        out
-    }
-
-    async fn deployment(&self, name: &str) -> Option<Deployment> {
-        Api::<Deployment>::namespaced(self.client.clone(), &self.ns)
-            .get_opt(name)
-            .await
-            .unwrap()
-    }
-
-    /// Everything the run `name` showed, by where: its log (stdout and stderr), its status
-    /// ConfigMap, its termination message (when given), its output files (when it `wrote`
-    /// them: the release file and the additional file; else there must be none), and the
-    /// Events about its owner (the run must be [`OwnedByAJob`]). Each place must hold
-    /// something: a "never shown" check over an empty one would pass whatever the runner did.
-    async fn everything_shown(
-        &self,
-        name: &str,
-        out: &RunnerOutput,
-        termination: Option<&Path>,
-        wrote: bool,
-    ) -> Vec<(String, String)> {
-        use k8s_openapi::api::events::v1::Event;
-        let mut places = vec![(
-            format!("{name}: the log"),
-            format!("{}{}", out.stdout, out.stderr),
-        )];
-        let cm = Api::<ConfigMap>::namespaced(self.client.clone(), &self.ns)
-            .get(name)
-            .await
-            .unwrap();
+    if let Some(t) = termination {
         places.push((
-            format!("{name}: the status ConfigMap"),
-            serde_json::to_string(&cm.data).unwrap(),
+            format!("{name}: the termination message"),
+            std::fs::read_to_string(t).unwrap(),
         ));
-        if let Some(t) = termination {
-            places.push((
-                format!("{name}: the termination message"),
-                std::fs::read_to_string(t).unwrap(),
-            ));
-        }
-        for f in [
-            format!("{name}-release.yaml"),
-            format!("{name}-additional.yaml"),
-        ] {
-            match std::fs::read_to_string(self.path(&f)) {
-                Ok(text) if wrote => places.push((format!("{name}: output file {f}"), text)),
-                Ok(_) => panic!("{name}: a failed run wrote {f}"),
-                Err(e) if wrote => panic!("{name}: output file {f}: {e}"),
-                Err(_) => {}
-            }
-        }
-        let events: Vec<String> = Api::<Event>::namespaced(self.client.clone(), &self.ns)
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-            .map(|e| serde_json::to_string(&e).unwrap())
-            .collect();
-        places.push((format!("{name}: its Events"), events.join("\n")));
-        for (place, text) in &places {
-            assert!(
-                !text.trim().is_empty(),
-                "{place} is empty: nothing to look in"
-            );
-        }
-        places
     }
-
-    /// Whether `text` appears in anything the runner showed: its output, its status.
-    async fn assert_never_shown(&self, name: &str, out: &RunnerOutput, text: &str) {
-        out.assert_not_shown(text);
-        let cm = Api::<ConfigMap>::namespaced(self.client.clone(), &self.ns)
-            .get(name)
-            .await
-            .unwrap();
-        let all = serde_json::to_string(&cm.data).unwrap();
-        assert!(!all.contains(text), "the status shows it: {all}");
+    for f in [
+        format!("{name}-release.yaml"),
+        format!("{name}-additional.yaml"),
+    ] {
+        match std::fs::read_to_string(env.path(&f)) {
+            Ok(text) if wrote => places.push((format!("{name}: output file {f}"), text)),
+            Ok(_) => panic!("{name}: a failed run wrote {f}"),
+            Err(e) if wrote => panic!("{name}: output file {f}: {e}"),
+            Err(_) => {}
+        }
     }
+    let events: Vec<String> = Api::<Event>::namespaced(env.client.clone(), &env.ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .map(|e| serde_json::to_string(&e).unwrap())
+        .collect();
+    places.push((format!("{name}: its Events"), events.join("\n")));
+    for (place, text) in &places {
+        assert!(
+            !text.trim().is_empty(),
+            "{place} is empty: nothing to look in"
+        );
+    }
+    places
 }
 
 /// What `/proc` showed of one process while a runner ran: its command line and environment,
@@ -800,7 +262,7 @@ fn forms_of_all(texts: &[&str]) -> Vec<String> {
         .collect()
 }
 
-/// No `form` and no `needle` in any of `places` (as [`HelmTest::everything_shown`] returns
+/// No `form` and no `needle` in any of `places` (as [`everything_shown`] returns
 /// them), which must not be empty.
 fn assert_never_in(places: &[(String, String)], forms: &[String], needles: &[&str]) {
     assert!(!places.is_empty() && !forms.is_empty(), "nothing to check");
@@ -813,11 +275,6 @@ fn assert_never_in(places: &[(String, String)], forms: &[String], needles: &[&st
             assert!(!text.contains(form), "{place} shows {form:?}: {text}");
         }
     }
-}
-
-/// A YAML document, parsed.
-fn yaml(text: &str) -> serde_json::Value {
-    serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("not YAML: {e}\n{text}"))
 }
 
 fn replicas(d: &Deployment) -> i32 {
@@ -834,131 +291,126 @@ fn image(d: &Deployment) -> String {
 const WEBAPP_TEMPLATE: &str = "host: {{ template \\\"webapp.fullname\\\" . }}.{{ .Release.Namespace }}.svc\\nport: {{ .Values.service.port }}\\nreplicas: {{ .Values.replicaCount }}\\nrevision: {{ .Release.Revision }}\\n";
 
 async fn install_from_repository_then_upgrade_with_reuse_and_reset_values(h: HelmBin) {
-    let w = HelmTest::new("helm-install", h).await;
-    let repo = &repo().url;
+    let env = TestEnv::bare("helm-install").await;
+    let repo = &ChartRepository::shared().url;
     let manifest = format!(
         "name: shop\nchart: {{name: webapp, repo: \"{repo}\", version: 0.1.0}}\nwait: false\n\
          values:\n  replicaCount: 2\n  podAnnotations: {{db-password: \"{PASSWORD}\"}}\n\
          output:\n  additional:\n    goTemplate: \"{WEBAPP_TEMPLATE}\"\n"
     );
-    let out = w.run_helm("install", "install", &manifest).await;
+    let out = env.run_helm(h, "install", "install", &manifest).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let status = w.status("install").await.unwrap();
+    let status = env.status("install").await.unwrap();
     assert_eq!(status.phase, Phase::Succeeded, "{status:?}");
     assert_eq!(status.runner, "helm");
     assert_eq!(
         status.runner_status,
         serde_json::json!({"phase": "Installed", "helmVersion": h.version(), "adopted": false,
-            "release": {"name": "shop", "namespace": w.ns, "revision": 1, "status": "deployed"}})
+            "release": {"name": "shop", "namespace": env.ns, "revision": 1, "status": "deployed"}})
     );
     let msg = status.message.as_str();
     assert!(
         msg.contains("\"shop\" installed successfully")
-            && msg.contains(&w.ns)
+            && msg.contains(&env.ns)
             && msg.contains("revision 1"),
         "{msg}"
     );
-    w.assert_never_shown("install", &out, PASSWORD).await;
+    env.assert_never_shown("install", &out, PASSWORD).await;
 
     // The chart's objects and Helm's release record are in the API server.
-    let d = w
+    let d = env
         .deployment("shop-webapp")
         .await
         .expect("Deployment shop-webapp");
     assert_eq!(replicas(&d), 2);
     assert!(
-        Api::<Service>::namespaced(w.client.clone(), &w.ns)
+        Api::<Service>::namespaced(env.client.clone(), &env.ns)
             .get_opt("shop-webapp")
             .await
             .unwrap()
             .is_some()
     );
     assert_eq!(
-        w.release_records::<Secret>("shop").await,
+        env.helm_record_names::<Secret>("shop").await,
         vec!["sh.helm.release.v1.shop.v1"]
     );
 
     // Both outputs, as documents; the additional one uses the chart's named template.
-    let ns = &w.ns;
+    let ns = &env.ns;
     assert_eq!(
-        w.release_out("install"),
-        yaml(&format!(
+        env.release_output("install"),
+        parse_yaml(&format!(
             "backend: null\nvalue:\n  chart:\n    name: webapp\n    repo: {repo}\n    version: 0.1.0\n  name: shop\n  namespace: {ns}\n"
         ))
     );
     assert_eq!(
-        w.additional_out("install").unwrap(),
-        yaml(&format!(
+        env.additional_output("install").unwrap(),
+        parse_yaml(&format!(
             "backend: null\nvalue:\n  host: shop-webapp.{ns}.svc\n  port: 80\n  replicas: 2\n  revision: 1\n"
         ))
     );
 
     // Upgrade with reuseValues: the release file from the install, a new value, a new chart
     // version; the old values are kept.
-    let release_file = w.path("install-release.yaml");
+    let release_file = env.path("install-release.yaml");
     let manifest = format!(
         "chart: {{version: 0.2.0}}\nwait: false\nreuseValues: true\nvalues: {{image: {{tag: \"1.27\"}}}}\n\
          output: {{additional: {{goTemplate: \"{WEBAPP_TEMPLATE}\"}}}}\n"
     );
-    let out = w
-        .helm_runner("upgrade-reuse", "upgrade", &manifest)
+    let out = env
+        .helm_runner(h, "upgrade-reuse", "upgrade", &manifest)
         .await
-        .var(
-            "RUNNER_HELM_RELEASE_PATH",
-            Some(release_file.to_str().unwrap()),
-        )
+        .on_release(&release_file)
         .run()
         .await
         .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let status = w.status("upgrade-reuse").await.unwrap();
+    let status = env.status("upgrade-reuse").await.unwrap();
     assert_eq!(
         status.runner_status,
         serde_json::json!({"phase": "Upgraded", "helmVersion": h.version(), "adopted": false,
-            "release": {"name": "shop", "namespace": w.ns, "revision": 2, "status": "deployed"}})
+            "release": {"name": "shop", "namespace": env.ns, "revision": 2, "status": "deployed"}})
     );
     assert!(
         status.message.contains("upgraded successfully"),
         "{status:?}"
     );
     assert!(status.message.as_str().contains("revision 2"), "{status:?}");
-    let d = w.deployment("shop-webapp").await.unwrap();
+    let d = env.deployment("shop-webapp").await.unwrap();
     assert_eq!(replicas(&d), 2, "replicaCount reused");
     assert!(image(&d).ends_with(":1.27"), "{}", image(&d));
     assert_eq!(
-        w.release_out("upgrade-reuse"),
-        yaml(&format!(
+        env.release_output("upgrade-reuse"),
+        parse_yaml(&format!(
             "backend: null\nvalue:\n  chart:\n    name: webapp\n    repo: {repo}\n    version: 0.2.0\n  name: shop\n  namespace: {ns}\n"
         ))
     );
     assert_eq!(
-        w.additional_out("upgrade-reuse").unwrap(),
-        yaml(&format!(
+        env.additional_output("upgrade-reuse").unwrap(),
+        parse_yaml(&format!(
             "backend: null\nvalue:\n  host: shop-webapp.{ns}.svc\n  port: 80\n  replicas: 2\n  revision: 2\n"
         ))
     );
-    w.assert_never_shown("upgrade-reuse", &out, PASSWORD).await;
+    env.assert_never_shown("upgrade-reuse", &out, PASSWORD)
+        .await;
 
     // Upgrade with resetValues and maxHistory 2: back to the chart's values; Helm keeps only
     // the last two revisions.
     let manifest =
         "wait: false\nresetValues: true\nmaxHistory: 2\nvalues: {service: {port: 8080}}\n";
-    let out = w
-        .helm_runner("upgrade-reset", "upgrade", manifest)
+    let out = env
+        .helm_runner(h, "upgrade-reset", "upgrade", manifest)
         .await
-        .var(
-            "RUNNER_HELM_RELEASE_PATH",
-            Some(w.path("upgrade-reuse-release.yaml").to_str().unwrap()),
-        )
+        .on_release(&env.path("upgrade-reuse-release.yaml"))
         .run()
         .await
         .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let d = w.deployment("shop-webapp").await.unwrap();
+    let d = env.deployment("shop-webapp").await.unwrap();
     assert_eq!(replicas(&d), 1, "replicaCount reset to the chart's 1");
     assert!(!image(&d).ends_with(":1.27"), "{}", image(&d));
     assert!(
-        w.status("upgrade-reset")
+        env.status("upgrade-reset")
             .await
             .unwrap()
             .message
@@ -966,63 +418,63 @@ async fn install_from_repository_then_upgrade_with_reuse_and_reset_values(h: Hel
             .contains("revision 3")
     );
     assert_eq!(
-        w.release_records::<Secret>("shop").await,
+        env.helm_record_names::<Secret>("shop").await,
         vec!["sh.helm.release.v1.shop.v2", "sh.helm.release.v1.shop.v3"]
     );
     assert!(
-        w.additional_out("upgrade-reset").is_none(),
+        env.additional_output("upgrade-reset").is_none(),
         "no goTemplate, no additional file"
     );
 }
 
 async fn generate_name_configmap_driver_values_file_and_storage_outputs(h: HelmBin) {
-    let w = HelmTest::new("helm-genname", h).await;
-    let repo = &repo().url;
-    let values = w.file("values.yaml", &format!("password: \"{PASSWORD}\"\n"));
+    let env = TestEnv::bare("helm-genname").await;
+    let repo = &ChartRepository::shared().url;
+    let values = env.file("values.yaml", &format!("password: \"{PASSWORD}\"\n"));
     let manifest = format!(
         "generateName: true\nchart: {{name: chart-with-secret, repo: \"{repo}\"}}\n\
          valuesFromFile: {}\n\
          output:\n  helmRelease: {{useHelmReleaseStorage: true}}\n  additional:\n    useHelmTemplateStorage: true\n    goTemplate: \"name: {{{{ .Release.Name }}}}\"\n",
         values.display()
     );
-    let out = w
-        .helm_runner("gen", "install", &manifest)
+    let out = env
+        .helm_runner(h, "gen", "install", &manifest)
         .await
         .var("RUNNER_HELM_DRIVER", Some("configmap"))
         .run()
         .await
         .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    w.assert_never_shown("gen", &out, PASSWORD).await;
+    env.assert_never_shown("gen", &out, PASSWORD).await;
 
     // Helm generated `<chart>-<unix time>`; read it back from the release storage output.
-    let release = w.release_out("gen");
+    let release = env.release_output("gen");
     let name = release["backend"]["context"]["name"]
         .as_str()
         .unwrap()
         .to_string();
     assert!(name.starts_with("chart-with-secret-"), "{release}");
-    let ns = &w.ns;
+    let ns = &env.ns;
     assert_eq!(
         release,
-        yaml(&format!(
+        parse_yaml(&format!(
             "backend:\n  context:\n    chartLocation: {repo}\n    driver: configmap\n    name: {name}\n    namespace: {ns}\nvalue: null\n"
         ))
     );
     assert_eq!(
-        w.additional_out("gen").unwrap(),
-        yaml(&format!(
+        env.additional_output("gen").unwrap(),
+        parse_yaml(&format!(
             "backend:\n  context:\n    goTemplate: 'name: {{{{ .Release.Name }}}}'\n    release:\n      driver: configmap\n      name: {name}\n      namespace: {ns}\nvalue: null\n"
         ))
     );
     // The configmap driver stores the release as a ConfigMap, not a Secret.
     assert_eq!(
-        w.release_records::<ConfigMap>(&name).await,
+        env.helm_record_names::<ConfigMap>(&name).await,
         vec![format!("sh.helm.release.v1.{name}.v1")]
     );
-    assert!(w.release_records::<Secret>(&name).await.is_empty());
+    assert!(env.helm_record_names::<Secret>(&name).await.is_empty());
     // The chart's own objects.
-    let secret = Api::<Secret>::namespaced(w.client.clone(), &w.ns)
+    let secret = Api::<Secret>::namespaced(env.client.clone(), &env.ns)
         .get_opt("test-secret")
         .await
         .unwrap();
@@ -1030,11 +482,12 @@ async fn generate_name_configmap_driver_values_file_and_storage_outputs(h: HelmB
 }
 
 async fn local_chart_dir_and_archive(h: HelmBin) {
-    let w = HelmTest::new("helm-local", h).await;
+    let env = TestEnv::bare("helm-local").await;
     // Helm's test chart directory, read from the module cache in place.
     let dir = helm_testchart("chart-with-secret");
-    let out = w
+    let out = env
         .run_helm(
+            h,
             "dir",
             "install",
             &format!("name: from-dir\nchart: {{name: {}}}\n", dir.display()),
@@ -1042,16 +495,17 @@ async fn local_chart_dir_and_archive(h: HelmBin) {
         .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
-        w.release_out("dir"),
-        yaml(&format!(
+        env.release_output("dir"),
+        parse_yaml(&format!(
             "backend: null\nvalue:\n  chart:\n    name: chart-with-secret\n    repo: \"\"\n    version: 0.0.1\n  name: from-dir\n  namespace: {}\n",
-            w.ns
+            env.ns
         ))
     );
     // A chart archive made by `helm package` (Helm's standard chart).
-    let archive = repo().dir.join("served/webapp-0.1.0.tgz");
-    let out = w
+    let archive = ChartRepository::shared().archive("webapp-0.1.0.tgz");
+    let out = env
         .run_helm(
+            h,
             "tgz",
             "install",
             &format!(
@@ -1062,13 +516,13 @@ async fn local_chart_dir_and_archive(h: HelmBin) {
         .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
-        w.release_records::<Secret>("from-tgz").await,
+        env.helm_record_names::<Secret>("from-tgz").await,
         vec!["sh.helm.release.v1.from-tgz.v1"]
     );
     // Where Helm 4 differs: it applies the chart's objects with server-side apply (its
     // `--server-side` defaults to true for an install), Helm 3 with client-side create/patch.
     // The runner keeps each helm's default; the object's managedFields tell which was used.
-    let d = w.deployment("from-tgz-webapp").await.unwrap();
+    let d = env.deployment("from-tgz-webapp").await.unwrap();
     let operations: Vec<(String, String)> = d
         .metadata
         .managed_fields
@@ -1088,17 +542,18 @@ async fn local_chart_dir_and_archive(h: HelmBin) {
 }
 
 async fn failing_template_exits_1_with_helms_message(h: HelmBin) {
-    let w = HelmTest::new("helm-fail", h).await;
+    let env = TestEnv::bare("helm-fail").await;
     let chart = helm_testchart("chart-with-template-with-invalid-yaml");
-    let out = w
+    let out = env
         .run_helm(
+            h,
             "bad-yaml",
             "install",
             &format!("name: broken\nchart: {{name: {}}}\n", chart.display()),
         )
         .await;
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let status = w.status("bad-yaml").await.unwrap();
+    let status = env.status("bad-yaml").await.unwrap();
     assert_eq!(status.phase, Phase::Failed);
     let msg = status.message.as_str();
     assert!(msg.contains("YAML parse error"), "{msg}");
@@ -1107,38 +562,46 @@ async fn failing_template_exits_1_with_helms_message(h: HelmBin) {
             .join("\n")
             .contains("YAML parse error")
     );
-    assert!(w.release_records::<Secret>("broken").await.is_empty());
+    assert!(env.helm_record_names::<Secret>("broken").await.is_empty());
 
     // A chart that fails with a message built from a value: the value is redacted everywhere.
-    let out = w
+    let out = env
         .run_helm(
+            h,
             "boom",
             "install",
             &format!(
                 "name: boom\nchart: {{name: boom, repo: \"{}\"}}\nvalues: {{boom: true, password: \"{PASSWORD}\"}}\n",
-                repo().url
+                ChartRepository::shared().url
             ),
         ).await;
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let msg = w.status("boom").await.unwrap().message.as_str().to_string();
+    let msg = env
+        .status("boom")
+        .await
+        .unwrap()
+        .message
+        .as_str()
+        .to_string();
     assert!(msg.contains("cannot use password <redacted>"), "{msg}");
-    w.assert_never_shown("boom", &out, PASSWORD).await;
+    env.assert_never_shown("boom", &out, PASSWORD).await;
 }
 
 async fn missing_chart_version_exits_1(h: HelmBin) {
-    let w = HelmTest::new("helm-missing", h).await;
-    let out = w
+    let env = TestEnv::bare("helm-missing").await;
+    let out = env
         .run_helm(
+            h,
             "missing",
             "install",
             &format!(
                 "name: nope\nchart: {{name: webapp, repo: \"{}\", version: 9.9.9}}\n",
-                repo().url
+                ChartRepository::shared().url
             ),
         )
         .await;
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let msg = w
+    let msg = env
         .status("missing")
         .await
         .unwrap()
@@ -1149,15 +612,16 @@ async fn missing_chart_version_exits_1(h: HelmBin) {
 }
 
 async fn dry_run_stores_nothing(h: HelmBin) {
-    let w = HelmTest::new("helm-dry", h).await;
-    let out = w
+    let env = TestEnv::bare("helm-dry").await;
+    let out = env
         .helm_runner(
+            h,
             "dry",
             "install",
             &format!(
                 "name: dry\nchart: {{name: webapp, repo: \"{}\", version: 0.1.0}}\nvalues: {{password: \"{PASSWORD}\"}}\n\
                  output: {{additional: {{goTemplate: \"{WEBAPP_TEMPLATE}\"}}}}\n",
-                repo().url
+                ChartRepository::shared().url
             ),
         )
         .await
@@ -1166,22 +630,22 @@ async fn dry_run_stores_nothing(h: HelmBin) {
         .await
         .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let status = w.status("dry").await.unwrap();
+    let status = env.status("dry").await.unwrap();
     assert!(status.dry_run);
     assert!(status.message.as_str().contains("dry run"), "{status:?}");
     assert!(status.message.contains("would be installed"), "{status:?}");
-    assert!(w.release_records::<Secret>("dry").await.is_empty());
-    assert!(w.deployment("dry-webapp").await.is_none());
-    w.assert_never_shown("dry", &out, PASSWORD).await;
+    assert!(env.helm_record_names::<Secret>("dry").await.is_empty());
+    assert!(env.deployment("dry-webapp").await.is_none());
+    env.assert_never_shown("dry", &out, PASSWORD).await;
 }
 
 async fn bad_input_exits_2_and_writes_nothing(h: HelmBin) {
-    let w = HelmTest::new("helm-bad", h).await;
+    let env = TestEnv::bare("helm-bad").await;
     let good = format!(
         "name: bad\nchart: {{name: webapp, repo: \"{}\"}}\nwait: false\n",
-        repo().url
+        ChartRepository::shared().url
     );
-    let values = w.file("v.yaml", "a: b\n");
+    let values = env.file("v.yaml", "a: b\n");
     type Case<'a> = (&'a str, String, Vec<(&'a str, Option<&'a str>)>, &'a str);
     let cases: Vec<Case> = vec![
         (
@@ -1245,7 +709,7 @@ async fn bad_input_exits_2_and_writes_nothing(h: HelmBin) {
             "missing-password-file",
             format!(
                 "name: bad\nchart: {{name: webapp, repo: \"{}\", auth: {{usernameFile: {}, passwordFile: /nonexistent/password, allowPlainHttp: true}}}}\n",
-                repo().url,
+                ChartRepository::shared().url,
                 values.display()
             ),
             vec![],
@@ -1259,7 +723,7 @@ async fn bad_input_exits_2_and_writes_nothing(h: HelmBin) {
         ),
     ];
     for (name, manifest, vars, needle) in cases {
-        let mut cmd = w.helm_runner(name, "install", &manifest).await;
+        let mut cmd = env.helm_runner(h, name, "install", &manifest).await;
         for (k, v) in vars {
             cmd = cmd.var(k, v);
         }
@@ -1269,8 +733,9 @@ async fn bad_input_exits_2_and_writes_nothing(h: HelmBin) {
         assert!(err.contains(needle), "{name}: {err}");
         assert_eq!(err.lines().count(), 1, "{name}: {err}");
     }
-    let unknown = w
+    let unknown = env
         .helm_runner(
+            h,
             "unknown-field-2",
             "install",
             &format!("{good}valuez: {{}}\n"),
@@ -1282,57 +747,58 @@ async fn bad_input_exits_2_and_writes_nothing(h: HelmBin) {
         "{}",
         out.stderr
     );
-    assert!(w.release_records::<Secret>("bad").await.is_empty());
-    assert!(w.deployment("bad-webapp").await.is_none());
+    assert!(env.helm_record_names::<Secret>("bad").await.is_empty());
+    assert!(env.deployment("bad-webapp").await.is_none());
 }
 
 /// The examples shipped in `cmd/helm-runner/example-input/` (install, upgrade, rollback,
 /// uninstall), with the chart repository URL and namespace of this test.
 async fn shipped_examples_install_then_upgrade(h: HelmBin) {
-    let w = HelmTest::new("helm-example", h).await;
+    let env = TestEnv::bare("helm-example").await;
     let example = |name: &str| {
         std::fs::read_to_string(repo_root().join("cmd/helm-runner/example-input").join(name))
             .unwrap()
-            .replace("http://127.0.0.1:8879", &repo().url)
-            .replace("namespace: helm-example", &format!("namespace: {}", w.ns))
+            .replace("http://127.0.0.1:8879", &ChartRepository::shared().url)
+            .replace("namespace: helm-example", &format!("namespace: {}", env.ns))
     };
-    let out = w
-        .run_helm("example-install", "install", &example("install.yaml"))
+    let out = env
+        .run_helm(h, "example-install", "install", &example("install.yaml"))
         .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let ns = &w.ns;
+    let ns = &env.ns;
     assert_eq!(
-        w.release_out("example-install"),
-        yaml(&example("helm-release.yaml"))
+        env.release_output("example-install"),
+        parse_yaml(&example("helm-release.yaml"))
     );
     assert_eq!(
-        w.additional_out("example-install").unwrap(),
-        yaml(&format!(
+        env.additional_output("example-install").unwrap(),
+        parse_yaml(&format!(
             "backend: null\nvalue:\n  host: shop-webapp.{ns}.svc\n  port: 80\n  replicas: 2\n"
         ))
     );
-    let release = w.file("example-release.yaml", &example("helm-release.yaml"));
-    let out = w
-        .helm_runner("example-upgrade", "upgrade", &example("upgrade.yaml"))
+    let release = env.file("example-release.yaml", &example("helm-release.yaml"));
+    let out = env
+        .helm_runner(h, "example-upgrade", "upgrade", &example("upgrade.yaml"))
         .await
-        .var("RUNNER_HELM_RELEASE_PATH", Some(release.to_str().unwrap()))
+        .on_release(&release)
         .run()
         .await
         .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
-        w.additional_out("example-upgrade").unwrap(),
-        yaml(&format!(
+        env.additional_output("example-upgrade").unwrap(),
+        parse_yaml(&format!(
             "backend: null\nvalue:\n  host: shop-webapp.{ns}.svc\n  revision: 2\n"
         ))
     );
-    let d = w.deployment("shop-webapp").await.unwrap();
+    let d = env.deployment("shop-webapp").await.unwrap();
     assert_eq!(replicas(&d), 2);
     assert!(image(&d).ends_with(":1.27"));
 
     // Back to the install's revision, then uninstalled.
-    let out = w
-        .run_on(
+    let out = env
+        .run_helm_on(
+            h,
             "example-rollback",
             "rollback",
             &example("rollback.yaml"),
@@ -1340,13 +806,14 @@ async fn shipped_examples_install_then_upgrade(h: HelmBin) {
         )
         .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(!image(&w.deployment("shop-webapp").await.unwrap()).ends_with(":1.27"));
+    assert!(!image(&env.deployment("shop-webapp").await.unwrap()).ends_with(":1.27"));
     assert_eq!(
-        w.release_out("example-rollback"),
-        yaml(&example("helm-release.yaml"))
+        env.release_output("example-rollback"),
+        parse_yaml(&example("helm-release.yaml"))
     );
-    let out = w
-        .run_on(
+    let out = env
+        .run_helm_on(
+            h,
             "example-uninstall",
             "uninstall",
             &example("uninstall.yaml"),
@@ -1354,8 +821,8 @@ async fn shipped_examples_install_then_upgrade(h: HelmBin) {
         )
         .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(w.deployment("shop-webapp").await.is_none());
-    assert!(w.record_statuses("shop").await.is_empty());
+    assert!(env.deployment("shop-webapp").await.is_none());
+    assert!(env.helm_record_statuses("shop").await.is_empty());
 }
 
 /// `wait: true` runs Helm with `--wait`: the install ends only once the Deployment's rollout
@@ -1363,37 +830,37 @@ async fn shipped_examples_install_then_upgrade(h: HelmBin) {
 /// rollout 1 s after it sees it. Without a controller the rollout never ends and the run fails
 /// when `RUNNER_TIMEOUT` (Helm's `--timeout`) runs out, with Helm's reason.
 async fn wait_true_waits_for_the_rollout(h: HelmBin) {
-    let w = HelmTest::new("helm-wait", h).await;
+    let env = TestEnv::bare("helm-wait").await;
     let controller = tokio::spawn(play_deployment_controller(
-        w.client.clone(),
-        w.ns.clone(),
+        env.client.clone(),
+        env.ns.clone(),
         Duration::from_secs(1),
     ));
     let input = |name: &str| {
         format!(
             "name: {name}\nchart: {{name: webapp, repo: \"{}\", version: 0.1.0}}\nwait: true\n",
-            repo().url
+            ChartRepository::shared().url
         )
     };
-    let out = w.run_helm("ready", "install", &input("ready")).await;
+    let out = env.run_helm(h, "ready", "install", &input("ready")).await;
     controller.abort();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let d = w.deployment("ready-webapp").await.unwrap();
+    let d = env.deployment("ready-webapp").await.unwrap();
     let observed = d.status.and_then(|s| s.observed_generation);
     assert_eq!(
         observed, d.metadata.generation,
         "the run ended before the rollout"
     );
 
-    let out = w
-        .helm_runner("stuck", "install", &input("stuck"))
+    let out = env
+        .helm_runner(h, "stuck", "install", &input("stuck"))
         .await
         .var("RUNNER_TIMEOUT", Some("3s"))
         .run()
         .await
         .unwrap();
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let status = w.status("stuck").await.unwrap();
+    let status = env.status("stuck").await.unwrap();
     assert_eq!(status.phase, Phase::Failed, "{status:?}");
     let message = status.message.as_str();
     // Two ways to the end, both failures that leave the release recorded as failed: the
@@ -1409,7 +876,7 @@ async fn wait_true_waits_for_the_rollout(h: HelmBin) {
         assert!(message.contains("context deadline exceeded"), "{message}");
     }
     assert_eq!(
-        w.record_statuses("stuck").await,
+        env.helm_record_statuses("stuck").await,
         vec![(1, "failed".to_string())],
         "Helm's record: failed, not pending-install"
     );
@@ -1420,19 +887,19 @@ async fn wait_true_waits_for_the_rollout(h: HelmBin) {
 /// as failed (not `pending-install`, which would block the next attempt), and the run reports
 /// `Cancelled` and exits 143.
 async fn sigterm_mid_install_stops_helm_and_leaves_the_release_failed(h: HelmBin) {
-    let w = HelmTest::new("helm-term", h).await;
+    let env = TestEnv::bare("helm-term").await;
     let manifest = format!(
         "name: term\nchart: {{name: webapp, repo: \"{}\", version: 0.1.0}}\nwait: true\n",
-        repo().url
+        ChartRepository::shared().url
     );
-    let child = w
-        .helm_runner("term", "install", &manifest)
+    let child = env
+        .helm_runner(h, "term", "install", &manifest)
         .await
         .spawn()
         .unwrap();
     // Helm has stored revision 1 as pending-install and waits for the rollout.
     let mut polls = 0;
-    while w.record_statuses("term").await != vec![(1, "pending-install".to_string())] {
+    while env.helm_record_statuses("term").await != vec![(1, "pending-install".to_string())] {
         polls += 1;
         assert!(
             polls < 600,
@@ -1440,18 +907,18 @@ async fn sigterm_mid_install_stops_helm_and_leaves_the_release_failed(h: HelmBin
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let running = w.status("term").await.unwrap();
+    let running = env.status("term").await.unwrap();
     assert_eq!(running.phase, Phase::Running, "{running:?}");
     assert_eq!(
         running.runner_status,
         serde_json::json!({"phase": "Installing", "helmVersion": h.version(),
-            "release": {"name": "term", "namespace": w.ns}})
+            "release": {"name": "term", "namespace": env.ns}})
     );
     let pid = child.id().unwrap() as i32;
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let out = collect(child).await.unwrap();
     assert_eq!(out.code, 143, "{}", out.stderr);
-    let status = w.status("term").await.unwrap();
+    let status = env.status("term").await.unwrap();
     assert_eq!(status.phase, Phase::Failed);
     assert_eq!(status.reason, Some(Reason::Cancelled));
     let message = status.message.as_str();
@@ -1463,7 +930,7 @@ async fn sigterm_mid_install_stops_helm_and_leaves_the_release_failed(h: HelmBin
         "{message}"
     );
     assert_eq!(
-        w.record_statuses("term").await,
+        env.helm_record_statuses("term").await,
         vec![(1, "failed".to_string())]
     );
 }
@@ -1478,29 +945,30 @@ async fn sigterm_mid_install_stops_helm_and_leaves_the_release_failed(h: HelmBin
 /// checked to hold something, so that an empty one cannot pass.
 async fn stored_values_never_shown_in_any_form_when_a_reused_upgrade_fails(h: HelmBin) {
     const STORED: &str = "0ld \"st0red\" pa\\ss <&>\tend\nsecond-line-of-it";
-    let w = HelmTest::new("helm-stored", h).await;
+    let env = TestEnv::bare("helm-stored").await;
     let values =
         serde_json::json!({"password": STORED, "code": 31_415_926, "pin": 7, "boom": false});
     let manifest = format!(
         "name: vault\nchart: {{name: boom, repo: \"{}\"}}\nwait: false\nvalues: {values}\n\
          output: {{additional: {{goTemplate: \"release: {{{{ .Release.Name }}}}\"}}}}\n",
-        repo().url
+        ChartRepository::shared().url
     );
-    let out = w
-        .helm_runner("stored-install", "install", &manifest)
+    let out = env
+        .helm_runner(h, "stored-install", "install", &manifest)
         .await
         .owned_by_a_job("stored-install")
         .run()
         .await
         .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let mut shown = w.everything_shown("stored-install", &out, None, true).await;
+    let mut shown = everything_shown(&env, "stored-install", &out, None, true).await;
 
-    let termination = w.file("termination-log", "");
-    let wr = &w;
+    let termination = env.file("termination-log", "");
+    let wr = &env;
     let upgrade = move |name: &'static str, values: &'static str| async move {
-        let w = wr;
-        w.helm_runner(
+        let env = wr;
+        env.helm_runner(
+            h,
             name,
             "upgrade",
             &format!(
@@ -1509,10 +977,7 @@ async fn stored_values_never_shown_in_any_form_when_a_reused_upgrade_fails(h: He
             ),
         )
         .await
-        .var(
-            "RUNNER_HELM_RELEASE_PATH",
-            Some(w.path("stored-install-release.yaml").to_str().unwrap()),
-        )
+        .on_release(&env.path("stored-install-release.yaml"))
         .owned_by_a_job(name)
     };
     let out = upgrade("stored-upgrade", "{boom: true}")
@@ -1525,7 +990,7 @@ async fn stored_values_never_shown_in_any_form_when_a_reused_upgrade_fails(h: He
         .await
         .unwrap();
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let status = w.status("stored-upgrade").await.unwrap();
+    let status = env.status("stored-upgrade").await.unwrap();
     assert_eq!(status.phase, Phase::Failed);
     let message = status.message.as_str();
     assert!(
@@ -1539,12 +1004,9 @@ async fn stored_values_never_shown_in_any_form_when_a_reused_upgrade_fails(h: He
     assert_eq!(
         status.runner_status,
         serde_json::json!({"phase": "UpgradeFailed", "helmVersion": h.version(),
-            "release": {"name": "vault", "namespace": w.ns, "revision": 1, "status": "deployed"}})
+            "release": {"name": "vault", "namespace": env.ns, "revision": 1, "status": "deployed"}})
     );
-    shown.extend(
-        w.everything_shown("stored-upgrade", &out, Some(&termination), false)
-            .await,
-    );
+    shown.extend(everything_shown(&env, "stored-upgrade", &out, Some(&termination), false).await);
 
     // The same values reused by an upgrade that succeeds: its outputs hold none of them either.
     let out = upgrade("stored-reupgrade", "{boom: false}")
@@ -1554,19 +1016,16 @@ async fn stored_values_never_shown_in_any_form_when_a_reused_upgrade_fails(h: He
         .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
-        w.additional_out("stored-reupgrade"),
+        env.additional_output("stored-reupgrade"),
         Some(serde_json::json!({"backend": null, "value": {"boom": false}}))
     );
-    shown.extend(
-        w.everything_shown("stored-reupgrade", &out, None, true)
-            .await,
-    );
+    shown.extend(everything_shown(&env, "stored-reupgrade", &out, None, true).await);
     let forms = forms_of_all(&[STORED, "31415926", "3.1415926e+07"]);
     assert_never_in(&shown, &forms, &["pin: 7"]);
 }
 
 /// Creates a ConfigMap or Secret `name` with one key holding `text`.
-async fn create_values_object(w: &HelmTest, kind: &str, name: &str, key: &str, text: &str) {
+async fn create_values_object(env: &TestEnv, kind: &str, name: &str, key: &str, text: &str) {
     use kube::api::PostParams;
     let pp = PostParams::default();
     if kind == "Secret" {
@@ -1574,7 +1033,7 @@ async fn create_values_object(w: &HelmTest, kind: &str, name: &str, key: &str, t
             serde_json::json!({"metadata": {"name": name}, "stringData": {key: text}}),
         )
         .unwrap();
-        Api::<Secret>::namespaced(w.client.clone(), &w.ns)
+        Api::<Secret>::namespaced(env.client.clone(), &env.ns)
             .create(&pp, &s)
             .await
             .unwrap();
@@ -1583,7 +1042,7 @@ async fn create_values_object(w: &HelmTest, kind: &str, name: &str, key: &str, t
             serde_json::json!({"metadata": {"name": name}, "data": {key: text}}),
         )
         .unwrap();
-        Api::<ConfigMap>::namespaced(w.client.clone(), &w.ns)
+        Api::<ConfigMap>::namespaced(env.client.clone(), &env.ns)
             .create(&pp, &c)
             .await
             .unwrap();
@@ -1598,7 +1057,7 @@ async fn create_values_object(w: &HelmTest, kind: &str, name: &str, key: &str, t
 /// key that is not a YAML mapping, exits 2 naming it, before anything is written.
 async fn values_layered_from_configmaps_secrets_files_and_inline(h: HelmBin) {
     const FROM_SECRET: &str = "fr0m-a-Secret \"never\" <shown>";
-    let w = HelmTest::new("helm-layers", h).await;
+    let env = TestEnv::bare("helm-layers").await;
     let annotations = |from: &str, first: u32| {
         (first..=5)
             .map(|n| format!("l{n}: {from}"))
@@ -1606,7 +1065,7 @@ async fn values_layered_from_configmaps_secrets_files_and_inline(h: HelmBin) {
             .join(", ")
     };
     create_values_object(
-        &w,
+        &env,
         "ConfigMap",
         "base",
         "values.yaml",
@@ -1617,18 +1076,18 @@ async fn values_layered_from_configmaps_secrets_files_and_inline(h: HelmBin) {
     )
     .await;
     create_values_object(
-        &w,
+        &env,
         "Secret",
         "creds",
         "prod.yaml",
         &format!("podAnnotations: {{{}}}\n", annotations("from-secret", 2)),
     )
     .await;
-    let f1 = w.file(
+    let f1 = env.file(
         "f1.yaml",
         &format!("podAnnotations: {{{}}}\n", annotations("from-file-1", 3)),
     );
-    let f2 = w.file(
+    let f2 = env.file(
         "f2.yaml",
         &format!("podAnnotations: {{{}}}\n", annotations("from-file-2", 4)),
     );
@@ -1641,13 +1100,13 @@ async fn values_layered_from_configmaps_secrets_files_and_inline(h: HelmBin) {
          - {{kind: ConfigMap, name: base, key: absent.yaml, optional: true}}\n\
          valuesFromFile: [{}, {}]\n\
          values: {{podAnnotations: {{l5: from-inline}}}}\n",
-        repo().url,
+        ChartRepository::shared().url,
         f1.display(),
         f2.display()
     );
-    let out = w.run_helm("layers", "install", &manifest).await;
+    let out = env.run_helm(h, "layers", "install", &manifest).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let d = w.deployment("layers-webapp").await.unwrap();
+    let d = env.deployment("layers-webapp").await.unwrap();
     assert_eq!(replicas(&d), 2, "replicaCount from the ConfigMap");
     let pod_annotations = d.spec.template.metadata.unwrap().annotations.unwrap();
     let want: std::collections::BTreeMap<String, String> = [
@@ -1662,11 +1121,11 @@ async fn values_layered_from_configmaps_secrets_files_and_inline(h: HelmBin) {
     .collect();
     assert_eq!(pod_annotations, want);
 
-    secret_values_never_shown(&w, FROM_SECRET).await;
+    secret_values_never_shown(&env, h, FROM_SECRET).await;
 
     // Missing sources and bad content: exit 2, one line naming it, nothing written.
-    create_values_object(&w, "ConfigMap", "a-list", "values.yaml", "- a\n- b\n").await;
-    let ns = &w.ns;
+    create_values_object(&env, "ConfigMap", "a-list", "values.yaml", "- a\n- b\n").await;
+    let ns = &env.ns;
     for (name, entry, needle) in [
         (
             "no-object",
@@ -1684,13 +1143,14 @@ async fn values_layered_from_configmaps_secrets_files_and_inline(h: HelmBin) {
             format!("valuesFrom[0]: ConfigMap {ns}/a-list key \"values.yaml\": not a YAML mapping"),
         ),
     ] {
-        let out = w
+        let out = env
             .run_helm(
+                h,
                 name,
                 "install",
                 &format!(
                     "name: {name}\nchart: {{name: webapp, repo: \"{}\"}}\nwait: false\nvaluesFrom: [{entry}]\n",
-                    repo().url
+                    ChartRepository::shared().url
                 ),
             )
             .await;
@@ -1700,18 +1160,24 @@ async fn values_layered_from_configmaps_secrets_files_and_inline(h: HelmBin) {
         let needle = action_runner_helm::cli::json_escape(&needle);
         assert!(err.contains(&needle), "{name}: {err}");
         assert_eq!(err.lines().count(), 1, "{name}: {err}");
-        assert!(w.status(name).await.is_none(), "{name}: no status written");
-        assert!(w.release_records::<Secret>(name).await.is_empty(), "{name}");
+        assert!(
+            env.status(name).await.is_none(),
+            "{name}: no status written"
+        );
+        assert!(
+            env.helm_record_names::<Secret>(name).await.is_empty(),
+            "{name}"
+        );
     }
 }
 
 /// A Secret's values (`password`, a long `code` and a short `pin`) in a chart's error message:
 /// redacted in every form, everywhere the run shows something; an install with them that
 /// succeeds writes none of them to its outputs either.
-async fn secret_values_never_shown(w: &HelmTest, password: &str) {
+async fn secret_values_never_shown(env: &TestEnv, h: HelmBin, password: &str) {
     for (name, boom) in [("boom", true), ("quiet", false)] {
         create_values_object(
-            w,
+            env,
             "Secret",
             &format!("{name}-values"),
             "values.yaml",
@@ -1722,17 +1188,17 @@ async fn secret_values_never_shown(w: &HelmTest, password: &str) {
         )
         .await;
     }
-    let termination = w.file("boom-termination-log", "");
+    let termination = env.file("boom-termination-log", "");
     let boom = |name: &str| {
         format!(
             "name: {name}\nchart: {{name: boom, repo: \"{}\"}}\nwait: false\n\
              valuesFrom: [{{kind: Secret, name: {name}-values}}]\n\
              output: {{additional: {{goTemplate: \"boom: {{{{ .Values.boom }}}}\"}}}}\n",
-            repo().url
+            ChartRepository::shared().url
         )
     };
-    let out = w
-        .helm_runner("boom", "install", &boom("boom"))
+    let out = env
+        .helm_runner(h, "boom", "install", &boom("boom"))
         .await
         .owned_by_a_job("boom")
         .var(
@@ -1743,7 +1209,7 @@ async fn secret_values_never_shown(w: &HelmTest, password: &str) {
         .await
         .unwrap();
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let msg = w.status("boom").await.unwrap().message;
+    let msg = env.status("boom").await.unwrap().message;
     assert!(
         msg.contains(
             "cannot use password <redacted> (quoted \"<redacted>\", as JSON \"<redacted>\", \
@@ -1752,18 +1218,16 @@ async fn secret_values_never_shown(w: &HelmTest, password: &str) {
         ),
         "{msg}"
     );
-    let mut shown = w
-        .everything_shown("boom", &out, Some(&termination), false)
-        .await;
-    let out = w
-        .helm_runner("quiet", "install", &boom("quiet"))
+    let mut shown = everything_shown(env, "boom", &out, Some(&termination), false).await;
+    let out = env
+        .helm_runner(h, "quiet", "install", &boom("quiet"))
         .await
         .owned_by_a_job("quiet")
         .run()
         .await
         .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    shown.extend(w.everything_shown("quiet", &out, None, true).await);
+    shown.extend(everything_shown(env, "quiet", &out, None, true).await);
     let forms = forms_of_all(&[password, "27182818", "2.7182818e+07"]);
     assert_never_in(&shown, &forms, &["pin: 42"]);
 }
@@ -1775,16 +1239,17 @@ async fn secret_values_never_shown(w: &HelmTest, password: &str) {
 /// command line or in its environment (watched in `/proc` while it runs). Without the
 /// credentials Helm's 401, without the CA its certificate error, exit 1.
 async fn private_chart_repository_with_basic_auth_and_ca(h: HelmBin) {
-    let w = HelmTest::new("helm-private", h).await;
-    let r = private_repo();
+    let env = TestEnv::bare("helm-private").await;
+    let r = TlsChartRepository::shared();
     let access = format!(
         "auth: {{usernameFile: {}, passwordFile: {}}}, caFile: {}",
         r.username_file.display(),
         r.password_file.display(),
         r.ca_file.display()
     );
-    let cmd = w
+    let cmd = env
         .helm_runner(
+            h,
             "private",
             "install",
             &format!(
@@ -1805,36 +1270,37 @@ async fn private_chart_repository_with_basic_auth_and_ca(h: HelmBin) {
         out.stderr
     );
     assert_no_credential_in_processes(&seen, &h.path(), REPO_PASSWORD, Some(["repo", "add"]));
-    w.assert_never_shown("private", &out, REPO_PASSWORD).await;
-    assert!(w.deployment("private-webapp").await.is_some());
+    env.assert_never_shown("private", &out, REPO_PASSWORD).await;
+    assert!(env.deployment("private-webapp").await.is_some());
     // The release file names the chart, not how to reach it.
     assert_eq!(
-        w.release_out("private"),
-        yaml(&format!(
+        env.release_output("private"),
+        parse_yaml(&format!(
             "backend: null\nvalue:\n  chart: {{name: webapp, repo: \"{}\", version: 0.1.0}}\n  name: private\n  namespace: {}\n",
-            r.url, w.ns
+            r.url, env.ns
         ))
     );
 
     // An upgrade pulls again from the release file's repository, with the input's access.
-    let out = w
+    let out = env
         .helm_runner(
+            h,
             "private-upgrade",
             "upgrade",
             &format!("chart: {{{access}}}\nwait: false\nvalues: {{replicaCount: 2}}\n"),
         )
         .await
-        .var(
-            "RUNNER_HELM_RELEASE_PATH",
-            Some(w.path("private-release.yaml").to_str().unwrap()),
-        )
+        .on_release(&env.path("private-release.yaml"))
         .run()
         .await
         .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    w.assert_never_shown("private-upgrade", &out, REPO_PASSWORD)
+    env.assert_never_shown("private-upgrade", &out, REPO_PASSWORD)
         .await;
-    assert_eq!(replicas(&w.deployment("private-webapp").await.unwrap()), 2);
+    assert_eq!(
+        replicas(&env.deployment("private-webapp").await.unwrap()),
+        2
+    );
 
     // Without the credentials, and without the CA.
     for (name, chart_access, needle) in [
@@ -1849,8 +1315,9 @@ async fn private_chart_repository_with_basic_auth_and_ca(h: HelmBin) {
             "certificate",
         ),
     ] {
-        let out = w
+        let out = env
             .run_helm(
+                h,
                 name,
                 "install",
                 &format!(
@@ -1860,10 +1327,10 @@ async fn private_chart_repository_with_basic_auth_and_ca(h: HelmBin) {
             )
             .await;
         assert_eq!(out.code, 1, "{name}: {}", out.stderr);
-        let msg = w.status(name).await.unwrap().message;
+        let msg = env.status(name).await.unwrap().message;
         assert!(msg.contains(needle), "{name}: {msg}");
-        w.assert_never_shown(name, &out, REPO_PASSWORD).await;
-        assert!(w.release_records::<Secret>(name).await.is_empty());
+        env.assert_never_shown(name, &out, REPO_PASSWORD).await;
+        assert!(env.helm_record_names::<Secret>(name).await.is_empty());
     }
 }
 
@@ -1873,8 +1340,8 @@ async fn private_chart_repository_with_basic_auth_and_ca(h: HelmBin) {
 /// `http://` repository (the open one, which takes any credentials) succeeds, the password on
 /// no command line and in no environment of the run's processes.
 async fn credentials_over_plain_http_need_the_opt_in(h: HelmBin) {
-    let w = HelmTest::new("helm-plain-auth", h).await;
-    let (r, oci) = (private_repo(), oci_registry());
+    let env = TestEnv::bare("helm-plain-auth").await;
+    let (r, oci) = (TlsChartRepository::shared(), OciRegistry::plain_http());
     let auth = |opt_in: &str| {
         format!(
             "auth: {{usernameFile: {}, passwordFile: {}{opt_in}}}",
@@ -1885,7 +1352,7 @@ async fn credentials_over_plain_http_need_the_opt_in(h: HelmBin) {
     let repository = |name: &str, opt_in: &str| {
         format!(
             "name: {name}\nchart: {{name: webapp, repo: \"{}\", version: 0.1.0, {}}}\nwait: false\n",
-            repo().url,
+            ChartRepository::shared().url,
             auth(opt_in)
         )
     };
@@ -1893,7 +1360,10 @@ async fn credentials_over_plain_http_need_the_opt_in(h: HelmBin) {
         (
             "http-auth",
             repository("http-auth", ""),
-            format!("chart.repo {:?} is plain HTTP", repo().url),
+            format!(
+                "chart.repo {:?} is plain HTTP",
+                ChartRepository::shared().url
+            ),
         ),
         (
             "oci-plain-auth",
@@ -1905,26 +1375,34 @@ async fn credentials_over_plain_http_need_the_opt_in(h: HelmBin) {
             "chart.plainHttp: true talks plain HTTP to the registry".to_string(),
         ),
     ] {
-        let out = w.run_helm(name, "install", &manifest).await;
-        assert_bad_input(&w, name, &out, &needle).await;
+        let out = env.run_helm(h, name, "install", &manifest).await;
+        env.assert_bad_input(name, &out, &needle).await;
         assert!(
             out.stderr.contains("set chart.auth.allowPlainHttp: true"),
             "{name}: {}",
             out.stderr
         );
-        assert!(w.release_records::<Secret>(name).await.is_empty(), "{name}");
-        w.assert_never_shown(name, &out, REPO_PASSWORD).await;
+        assert!(
+            env.helm_record_names::<Secret>(name).await.is_empty(),
+            "{name}"
+        );
+        env.assert_never_shown(name, &out, REPO_PASSWORD).await;
     }
 
     let name = "http-auth-allowed";
-    let cmd = w
-        .helm_runner(name, "install", &repository(name, ", allowPlainHttp: true"))
+    let cmd = env
+        .helm_runner(
+            h,
+            name,
+            "install",
+            &repository(name, ", allowPlainHttp: true"),
+        )
         .await;
     let (out, seen) = run_watched(&cmd).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_no_credential_in_processes(&seen, &h.path(), REPO_PASSWORD, Some(["repo", "add"]));
-    w.assert_never_shown(name, &out, REPO_PASSWORD).await;
-    assert!(w.deployment("http-auth-allowed-webapp").await.is_some());
+    env.assert_never_shown(name, &out, REPO_PASSWORD).await;
+    assert!(env.deployment("http-auth-allowed-webapp").await.is_some());
 }
 
 /// A chart from an OCI registry that asks for credentials, over plain HTTP (a local registry):
@@ -1934,8 +1412,8 @@ async fn credentials_over_plain_http_need_the_opt_in(h: HelmBin) {
 /// 4's HTTPS error, Helm 3's 401 (see below), both exit 1, and in neither case did the
 /// credentials reach the registry (its log).
 async fn oci_registry_with_credentials_and_plain_http(h: HelmBin) {
-    let w = HelmTest::new("helm-oci", h).await;
-    let r = oci_registry();
+    let env = TestEnv::bare("helm-oci").await;
+    let r = OciRegistry::plain_http();
     let auth = |allow: bool| {
         format!(
             "auth: {{usernameFile: {}, passwordFile: {}{}}}",
@@ -1944,8 +1422,9 @@ async fn oci_registry_with_credentials_and_plain_http(h: HelmBin) {
             if allow { ", allowPlainHttp: true" } else { "" }
         )
     };
-    let cmd = w
+    let cmd = env
         .helm_runner(
+            h,
             "oci",
             "install",
             &format!(
@@ -1977,7 +1456,7 @@ async fn oci_registry_with_credentials_and_plain_http(h: HelmBin) {
         REGISTRY_PASSWORD,
         Some(["registry", "login"]),
     );
-    w.assert_never_shown("oci", &out, REGISTRY_PASSWORD).await;
+    env.assert_never_shown("oci", &out, REGISTRY_PASSWORD).await;
 
     for (name, chart, needle) in [
         (
@@ -2003,8 +1482,9 @@ async fn oci_registry_with_credentials_and_plain_http(h: HelmBin) {
         ),
     ] {
         let from = r.log_len();
-        let out = w
+        let out = env
             .run_helm(
+                h,
                 name,
                 "install",
                 &format!("name: {name}\nchart: {chart}\nwait: false\n"),
@@ -2016,9 +1496,9 @@ async fn oci_registry_with_credentials_and_plain_http(h: HelmBin) {
             authorized.is_empty(),
             "{name}: the credentials reached the registry over plain HTTP: {authorized:?}"
         );
-        let msg = w.status(name).await.unwrap().message;
+        let msg = env.status(name).await.unwrap().message;
         assert!(msg.to_lowercase().contains(needle), "{name}: {msg}");
-        w.assert_never_shown(name, &out, REGISTRY_PASSWORD).await;
+        env.assert_never_shown(name, &out, REGISTRY_PASSWORD).await;
     }
 }
 
@@ -2027,16 +1507,17 @@ async fn oci_registry_with_credentials_and_plain_http(h: HelmBin) {
 /// line or in an environment of the run's processes); without the CA, Helm's certificate
 /// error, exit 1.
 async fn oci_registry_with_credentials_and_ca(h: HelmBin) {
-    let w = HelmTest::new("helm-oci-tls", h).await;
-    let r = oci_registry_tls();
+    let env = TestEnv::bare("helm-oci-tls").await;
+    let r = OciRegistry::tls();
     let auth = format!(
         "auth: {{usernameFile: {}, passwordFile: {}}}",
         r.username_file.display(),
         r.password_file.display()
     );
     let ca = format!("caFile: {}", r.ca_file.as_ref().unwrap().display());
-    let cmd = w
+    let cmd = env
         .helm_runner(
+            h,
             "oci-tls",
             "install",
             &format!(
@@ -2051,12 +1532,13 @@ async fn oci_registry_with_credentials_and_ca(h: HelmBin) {
     // configuration itself, and no login runs.
     let login = (h == HelmBin::V4).then_some(["registry", "login"]);
     assert_no_credential_in_processes(&seen, &h.path(), REGISTRY_PASSWORD, login);
-    w.assert_never_shown("oci-tls", &out, REGISTRY_PASSWORD)
+    env.assert_never_shown("oci-tls", &out, REGISTRY_PASSWORD)
         .await;
-    assert!(w.deployment("oci-tls-webapp").await.is_some());
+    assert!(env.deployment("oci-tls-webapp").await.is_some());
 
-    let out = w
+    let out = env
         .run_helm(
+            h,
             "oci-no-ca",
             "install",
             &format!(
@@ -2066,9 +1548,9 @@ async fn oci_registry_with_credentials_and_ca(h: HelmBin) {
         )
         .await;
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let msg = w.status("oci-no-ca").await.unwrap().message;
+    let msg = env.status("oci-no-ca").await.unwrap().message;
     assert!(msg.contains("certificate"), "{msg}");
-    w.assert_never_shown("oci-no-ca", &out, REGISTRY_PASSWORD)
+    env.assert_never_shown("oci-no-ca", &out, REGISTRY_PASSWORD)
         .await;
 }
 
@@ -2098,17 +1580,17 @@ fn kill_with_children(pid: u32) {
 /// another action that installs the same name exits 2 and changes nothing. Upgrade: a retry
 /// after success adopts the new revision.
 async fn a_retried_attempt_adopts_or_recovers_and_another_action_is_refused(h: HelmBin) {
-    let w = HelmTest::new("helm-retry", h).await;
+    let env = TestEnv::bare("helm-retry").await;
     let manifest = |name: &str, wait: bool| {
         format!(
             "name: {name}\nchart: {{name: webapp, repo: \"{}\", version: 0.1.0}}\nwait: {wait}\n",
-            repo().url
+            ChartRepository::shared().url
         )
     };
     let attempt = |context: &'static str, uid: &'static str, command: &'static str, m: String| {
-        let w = &w;
+        let env = &env;
         async move {
-            w.helm_runner(context, command, &m)
+            env.helm_runner(h, context, command, &m)
                 .await
                 .var("RUNNER_CONTEXT_PLATFORM_OWNER_NAME", Some(context))
                 .var("RUNNER_CONTEXT_PLATFORM_OWNER_UID", Some(uid))
@@ -2119,10 +1601,10 @@ async fn a_retried_attempt_adopts_or_recovers_and_another_action_is_refused(h: H
     let first = attempt("shop", "uid-shop", "install", manifest("shop", false)).await;
     let out = first.run().await.unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    std::fs::remove_file(w.path("shop-release.yaml")).unwrap();
+    std::fs::remove_file(env.path("shop-release.yaml")).unwrap();
     let out = first.run().await.unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let status = w.status("shop").await.unwrap();
+    let status = env.status("shop").await.unwrap();
     assert!(
         status.message.contains("adopted, no new revision"),
         "{}",
@@ -2131,10 +1613,10 @@ async fn a_retried_attempt_adopts_or_recovers_and_another_action_is_refused(h: H
     assert_eq!(status.runner_status["adopted"], true);
     assert_eq!(status.runner_status["release"]["revision"], 1);
     assert_eq!(
-        w.record_statuses("shop").await,
+        env.helm_record_statuses("shop").await,
         vec![(1, "deployed".into())]
     );
-    assert_eq!(w.release_out("shop")["value"]["name"], "shop");
+    assert_eq!(env.release_output("shop")["value"]["name"], "shop");
 
     // Another action, the same name: refused before anything is written.
     let out = attempt("thief", "uid-thief", "install", manifest("shop", false))
@@ -2146,7 +1628,7 @@ async fn a_retried_attempt_adopts_or_recovers_and_another_action_is_refused(h: H
     let said = format!(
         "release \"shop\" in namespace \"{}\" already exists (revision 1, deployed, made by \
          action \"shop\" of owner uid-shop) and this action did not install it",
-        w.ns
+        env.ns
     );
     assert!(
         error_lines(&out.stderr).iter().any(|l| {
@@ -2158,11 +1640,11 @@ async fn a_retried_attempt_adopts_or_recovers_and_another_action_is_refused(h: H
         out.stderr
     );
     assert!(
-        w.status("thief").await.is_none(),
+        env.status("thief").await.is_none(),
         "bad input writes no status"
     );
     assert_eq!(
-        w.record_statuses("shop").await,
+        env.helm_record_statuses("shop").await,
         vec![(1, "deployed".into())]
     );
 
@@ -2174,18 +1656,15 @@ async fn a_retried_attempt_adopts_or_recovers_and_another_action_is_refused(h: H
         "wait: false\nvalues: {replicaCount: 2}\n".into(),
     )
     .await
-    .var(
-        "RUNNER_HELM_RELEASE_PATH",
-        Some(w.path("shop-release.yaml").to_str().unwrap()),
-    );
+    .on_release(&env.path("shop-release.yaml"));
     for _ in 0..2 {
         let out = upgrade.run().await.unwrap();
         assert_eq!(out.code, 0, "{}", out.stderr);
     }
-    let status = w.status("restock").await.unwrap();
+    let status = env.status("restock").await.unwrap();
     assert_eq!(status.runner_status["adopted"], true, "{status:?}");
     assert_eq!(
-        w.record_statuses("shop").await,
+        env.helm_record_statuses("shop").await,
         vec![(1, "superseded".into()), (2, "deployed".into())]
     );
 
@@ -2193,7 +1672,7 @@ async fn a_retried_attempt_adopts_or_recovers_and_another_action_is_refused(h: H
     let killed = attempt("cart", "uid-cart", "install", manifest("cart", true)).await;
     let child = killed.spawn().unwrap();
     let mut polls = 0;
-    while w.record_statuses("cart").await != vec![(1, "pending-install".to_string())] {
+    while env.helm_record_statuses("cart").await != vec![(1, "pending-install".to_string())] {
         polls += 1;
         assert!(
             polls < 600,
@@ -2205,13 +1684,13 @@ async fn a_retried_attempt_adopts_or_recovers_and_another_action_is_refused(h: H
     let _ = collect(child).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
-        w.record_statuses("cart").await,
+        env.helm_record_statuses("cart").await,
         vec![(1, "pending-install".into())],
         "a killed helm leaves the release pending"
     );
     let controller = tokio::spawn(play_deployment_controller(
-        w.client.clone(),
-        w.ns.clone(),
+        env.client.clone(),
+        env.ns.clone(),
         Duration::from_secs(1),
     ));
     let out = killed.run().await.unwrap();
@@ -2222,7 +1701,7 @@ async fn a_retried_attempt_adopts_or_recovers_and_another_action_is_refused(h: H
         "{}",
         out.stderr
     );
-    let records = w.record_statuses("cart").await;
+    let records = env.helm_record_statuses("cart").await;
     assert_eq!(
         records.last().map(|r| r.1.as_str()),
         Some("deployed"),
@@ -2232,7 +1711,7 @@ async fn a_retried_attempt_adopts_or_recovers_and_another_action_is_refused(h: H
         records.iter().all(|r| !r.1.starts_with("pending")),
         "{records:?}"
     );
-    let status = w.status("cart").await.unwrap();
+    let status = env.status("cart").await.unwrap();
     assert_eq!(status.phase, Phase::Succeeded, "{status:?}");
 }
 
@@ -2241,36 +1720,35 @@ async fn a_retried_attempt_adopts_or_recovers_and_another_action_is_refused(h: H
 /// client-side apply, so no field is taken over by server-side apply; the values are reused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_helm_3_release_is_upgraded_by_helm_4() {
-    let mut w = HelmTest::new("helm-3to4", HelmBin::V3).await;
+    let env = TestEnv::bare("helm-3to4").await;
     let manifest = format!(
         "name: old\nchart: {{name: webapp, repo: \"{}\", version: 0.1.0}}\nwait: false\nvalues: {{replicaCount: 3}}\n",
-        repo().url
+        ChartRepository::shared().url
     );
-    let out = w.run_helm("install3", "install", &manifest).await;
+    let out = env
+        .run_helm(HelmBin::V3, "install3", "install", &manifest)
+        .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    w.helm = HelmBin::V4;
-    let out = w
+    let out = env
         .helm_runner(
+            HelmBin::V4,
             "upgrade4",
             "upgrade",
             "chart: {version: 0.2.0}\nwait: false\nreuseValues: true\n",
         )
         .await
-        .var(
-            "RUNNER_HELM_RELEASE_PATH",
-            Some(w.path("install3-release.yaml").to_str().unwrap()),
-        )
+        .on_release(&env.path("install3-release.yaml"))
         .run()
         .await
         .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let status = w.status("upgrade4").await.unwrap();
+    let status = env.status("upgrade4").await.unwrap();
     assert_eq!(
         status.runner_status,
         serde_json::json!({"phase": "Upgraded", "helmVersion": "v4.3.2", "adopted": false,
-            "release": {"name": "old", "namespace": w.ns, "revision": 2, "status": "deployed"}})
+            "release": {"name": "old", "namespace": env.ns, "revision": 2, "status": "deployed"}})
     );
-    let d = w.deployment("old-webapp").await.unwrap();
+    let d = env.deployment("old-webapp").await.unwrap();
     assert_eq!(replicas(&d), 3, "replicaCount reused");
     let applied = d
         .metadata
@@ -2280,7 +1758,7 @@ async fn a_helm_3_release_is_upgraded_by_helm_4() {
         .any(|f| f.operation.as_deref() == Some("Apply"));
     assert!(!applied, "Helm 4 kept the release's client-side apply");
     assert_eq!(
-        w.record_statuses("old").await,
+        env.helm_record_statuses("old").await,
         vec![(1, "superseded".to_string()), (2, "deployed".to_string())]
     );
 }
@@ -2294,15 +1772,15 @@ async fn a_helm_3_release_is_upgraded_by_helm_4() {
 /// out of its `timeout` (a finalizer holds an object) ends `UninstallFailed`; Helm has purged
 /// the records by then, so its retry finds the release gone.
 async fn uninstall_is_idempotent_and_keeps_history_on_request(h: HelmBin) {
-    let w = HelmTest::new("helm-uninstall", h).await;
+    let env = TestEnv::bare("helm-uninstall").await;
     let install = |name: &str| {
         format!(
             "name: {name}\nchart: {{name: webapp, repo: \"{}\", version: 0.1.0}}\nwait: false\n\
              values: {{podAnnotations: {{db-password: \"{PASSWORD}\"}}}}\n",
-            repo().url
+            ChartRepository::shared().url
         )
     };
-    let out = w.run_helm("shop", "install", &install("shop")).await;
+    let out = env.run_helm(h, "shop", "install", &install("shop")).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
 
     // Input errors first: nothing is written.
@@ -2324,25 +1802,26 @@ async fn uninstall_is_idempotent_and_keeps_history_on_request(h: HelmBin) {
             "timeout \"5 minutes\" is not a Go duration",
         ),
     ] {
-        let out = w
-            .run_on(name, "uninstall", manifest, "shop-release.yaml")
+        let out = env
+            .run_helm_on(h, name, "uninstall", manifest, "shop-release.yaml")
             .await;
-        assert_bad_input(&w, name, &out, needle).await;
+        env.assert_bad_input(name, &out, needle).await;
     }
     assert_eq!(
-        w.record_statuses("shop").await,
+        env.helm_record_statuses("shop").await,
         vec![(1, "deployed".into())]
     );
 
-    let out = w
-        .runner_on("dry", "uninstall", "name: shop\n", "shop-release.yaml")
+    let out = env
+        .helm_runner(h, "dry", "uninstall", "name: shop\n")
         .await
+        .on_release(&env.path("shop-release.yaml"))
         .var("RUNNER_CONTEXT_DRY_RUN", Some("true"))
         .run()
         .await
         .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let status = w.status("dry").await.unwrap();
+    let status = env.status("dry").await.unwrap();
     assert_eq!(status.runner_status["phase"], "Uninstalled", "{status:?}");
     assert!(
         status
@@ -2352,22 +1831,18 @@ async fn uninstall_is_idempotent_and_keeps_history_on_request(h: HelmBin) {
         status.message
     );
     assert_eq!(
-        w.record_statuses("shop").await,
+        env.helm_record_statuses("shop").await,
         vec![(1, "deployed".into())]
     );
-    assert!(w.deployment("shop-webapp").await.is_some());
+    assert!(env.deployment("shop-webapp").await.is_some());
 
-    let remove = w
-        .runner_on(
-            "remove",
-            "uninstall",
-            "name: shop\ntimeout: 1m\n",
-            "shop-release.yaml",
-        )
-        .await;
+    let remove = env
+        .helm_runner(h, "remove", "uninstall", "name: shop\ntimeout: 1m\n")
+        .await
+        .on_release(&env.path("shop-release.yaml"));
     let out = remove.run().await.unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let status = w.status("remove").await.unwrap();
+    let status = env.status("remove").await.unwrap();
     assert_eq!(status.phase, Phase::Succeeded, "{status:?}");
     assert_eq!(status.runner_status["phase"], "Uninstalled", "{status:?}");
     assert_eq!(status.runner_status["alreadyUninstalled"], false);
@@ -2376,17 +1851,17 @@ async fn uninstall_is_idempotent_and_keeps_history_on_request(h: HelmBin) {
         status.message,
         format!(
             "release \"shop\" uninstalled successfully from namespace \"{}\"",
-            w.ns
+            env.ns
         )
     );
-    assert!(w.record_statuses("shop").await.is_empty());
-    assert!(w.deployment("shop-webapp").await.is_none());
-    w.assert_never_shown("remove", &out, PASSWORD).await;
+    assert!(env.helm_record_statuses("shop").await.is_empty());
+    assert!(env.deployment("shop-webapp").await.is_none());
+    env.assert_never_shown("remove", &out, PASSWORD).await;
 
     // The Job retries the pod: the release is already gone, which is what was asked.
     let out = remove.run().await.unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let status = w.status("remove").await.unwrap();
+    let status = env.status("remove").await.unwrap();
     assert_eq!(status.phase, Phase::Succeeded, "{status:?}");
     assert_eq!(status.runner_status["phase"], "Uninstalled");
     assert_eq!(status.runner_status["alreadyUninstalled"], true);
@@ -2398,20 +1873,16 @@ async fn uninstall_is_idempotent_and_keeps_history_on_request(h: HelmBin) {
     );
 
     // keepHistory: the records stay, marked uninstalled; a retry succeeds without helm.
-    let out = w.run_helm("kept", "install", &install("kept")).await;
+    let out = env.run_helm(h, "kept", "install", &install("kept")).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let keep = w
-        .runner_on(
-            "keep",
-            "uninstall",
-            "keepHistory: true\nwait: false\n",
-            "kept-release.yaml",
-        )
-        .await;
+    let keep = env
+        .helm_runner(h, "keep", "uninstall", "keepHistory: true\nwait: false\n")
+        .await
+        .on_release(&env.path("kept-release.yaml"));
     for attempt in 0..2 {
         let out = keep.run().await.unwrap();
         assert_eq!(out.code, 0, "{}", out.stderr);
-        let status = w.status("keep").await.unwrap();
+        let status = env.status("keep").await.unwrap();
         assert_eq!(
             status.runner_status["alreadyUninstalled"],
             attempt == 1,
@@ -2424,17 +1895,17 @@ async fn uninstall_is_idempotent_and_keeps_history_on_request(h: HelmBin) {
         };
         assert!(status.message.contains(said), "{}", status.message);
         assert_eq!(
-            w.record_statuses("kept").await,
+            env.helm_record_statuses("kept").await,
             vec![(1, "uninstalled".into())]
         );
     }
-    assert!(w.deployment("kept-webapp").await.is_none());
+    assert!(env.deployment("kept-webapp").await.is_none());
 
     // A finalizer holds the chart's Service: helm's wait for the deletion runs out of the
     // manifest's timeout. The status said Uninstalling while helm ran, then UninstallFailed.
-    let out = w.run_helm("held", "install", &install("held")).await;
+    let out = env.run_helm(h, "held", "install", &install("held")).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let services: Api<Service> = Api::namespaced(w.client.clone(), &w.ns);
+    let services: Api<Service> = Api::namespaced(env.client.clone(), &env.ns);
     let finalizers = |f: serde_json::Value| {
         kube::api::Patch::Merge(serde_json::json!({"metadata": {"finalizers": f}}))
     };
@@ -2447,13 +1918,14 @@ async fn uninstall_is_idempotent_and_keeps_history_on_request(h: HelmBin) {
         )
         .await
         .unwrap();
-    let unhold = w
-        .runner_on("unhold", "uninstall", "timeout: 2s\n", "held-release.yaml")
-        .await;
+    let unhold = env
+        .helm_runner(h, "unhold", "uninstall", "timeout: 2s\n")
+        .await
+        .on_release(&env.path("held-release.yaml"));
     let child = unhold.spawn().unwrap();
     let mut polls = 0;
     loop {
-        if let Some(s) = w
+        if let Some(s) = env
             .status("unhold")
             .await
             .filter(|s| s.phase == Phase::Running)
@@ -2461,7 +1933,7 @@ async fn uninstall_is_idempotent_and_keeps_history_on_request(h: HelmBin) {
             assert_eq!(
                 s.runner_status,
                 serde_json::json!({"phase": "Uninstalling", "helmVersion": h.version(),
-                    "release": {"name": "held", "namespace": w.ns}})
+                    "release": {"name": "held", "namespace": env.ns}})
             );
             break;
         }
@@ -2471,7 +1943,7 @@ async fn uninstall_is_idempotent_and_keeps_history_on_request(h: HelmBin) {
     }
     let out = collect(child).await.unwrap();
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let status = w.status("unhold").await.unwrap();
+    let status = env.status("unhold").await.unwrap();
     assert_eq!(status.phase, Phase::Failed, "{status:?}");
     assert_eq!(
         status.runner_status["phase"], "UninstallFailed",
@@ -2482,7 +1954,7 @@ async fn uninstall_is_idempotent_and_keeps_history_on_request(h: HelmBin) {
         "{}",
         status.message
     );
-    w.assert_never_shown("unhold", &out, PASSWORD).await;
+    env.assert_never_shown("unhold", &out, PASSWORD).await;
 
     // Helm deleted the objects and, without keepHistory, purged the records before it reported
     // the failed wait ("uninstallation completed with 1 error(s)"): the Job's retry finds the
@@ -2500,10 +1972,10 @@ async fn uninstall_is_idempotent_and_keeps_history_on_request(h: HelmBin) {
         .unwrap();
     let out = unhold.run().await.unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let status = w.status("unhold").await.unwrap();
+    let status = env.status("unhold").await.unwrap();
     assert_eq!(status.runner_status["phase"], "Uninstalled", "{status:?}");
     assert_eq!(status.runner_status["alreadyUninstalled"], true);
-    assert!(w.record_statuses("held").await.is_empty());
+    assert!(env.helm_record_statuses("held").await.is_empty());
     assert!(services.get_opt("held-webapp").await.unwrap().is_none());
 }
 
@@ -2513,10 +1985,11 @@ async fn uninstall_is_idempotent_and_keeps_history_on_request(h: HelmBin) {
 /// naming `revision`, nothing written). While helm runs the status says `RollingBack`; a
 /// rollback whose `--wait` runs out of its `timeout` ends `RollbackFailed` with Helm's reason.
 async fn rollback_to_the_previous_or_a_given_revision(h: HelmBin) {
-    let w = HelmTest::new("helm-rollback", h).await;
-    let repo = &repo().url;
-    let out = w
+    let env = TestEnv::bare("helm-rollback").await;
+    let repo = &ChartRepository::shared().url;
+    let out = env
         .run_helm(
+            h,
             "v1",
             "install",
             &format!(
@@ -2526,8 +1999,9 @@ async fn rollback_to_the_previous_or_a_given_revision(h: HelmBin) {
         )
         .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let out = w
-        .run_on(
+    let out = env
+        .run_helm_on(
+            h,
             "v2",
             "upgrade",
             "chart: {version: 0.2.0}\nwait: false\nreuseValues: true\nvalues: {replicaCount: 3}\n",
@@ -2535,75 +2009,80 @@ async fn rollback_to_the_previous_or_a_given_revision(h: HelmBin) {
         )
         .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(replicas(&w.deployment("shop-webapp").await.unwrap()), 3);
+    assert_eq!(replicas(&env.deployment("shop-webapp").await.unwrap()), 3);
 
     // Not in the history: refused before anything is written.
-    let out = w
-        .run_on(
+    let out = env
+        .run_helm_on(
+            h,
             "bad-revision",
             "rollback",
             "revision: 9\nwait: false\n",
             "v2-release.yaml",
         )
         .await;
-    assert_bad_input(
-        &w,
+    env.assert_bad_input(
         "bad-revision",
         &out,
         "input manifest: revision 9 is not in the release's history (revisions 1, 2)",
     )
     .await;
-    let out = w
-        .run_on("values", "rollback", "values: {a: b}\n", "v2-release.yaml")
+    let out = env
+        .run_helm_on(
+            h,
+            "values",
+            "rollback",
+            "values: {a: b}\n",
+            "v2-release.yaml",
+        )
         .await;
-    assert_bad_input(
-        &w,
-        "values",
-        &out,
-        "values applies to install and upgrade only",
-    )
-    .await;
+    env.assert_bad_input("values", &out, "values applies to install and upgrade only")
+        .await;
     assert_eq!(
-        w.record_statuses("shop").await,
+        env.helm_record_statuses("shop").await,
         vec![(1, "superseded".into()), (2, "deployed".into())]
     );
 
     // A dry run: Helm checks it and stores nothing; the release file is the target's.
-    let out = w
-        .runner_on("dry", "rollback", "wait: false\n", "v2-release.yaml")
+    let out = env
+        .helm_runner(h, "dry", "rollback", "wait: false\n")
         .await
+        .on_release(&env.path("v2-release.yaml"))
         .var("RUNNER_CONTEXT_DRY_RUN", Some("true"))
         .run()
         .await
         .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let status = w.status("dry").await.unwrap();
+    let status = env.status("dry").await.unwrap();
     assert_eq!(status.runner_status["phase"], "RolledBack", "{status:?}");
     assert_eq!(
         status.message,
         format!(
             "dry run: release \"shop\" in namespace \"{}\" would be rolled back to revision 1; \
              Helm stored nothing",
-            w.ns
+            env.ns
         )
     );
-    assert_eq!(w.release_out("dry")["value"]["chart"]["version"], "0.1.0");
     assert_eq!(
-        w.record_statuses("shop").await,
+        env.release_output("dry")["value"]["chart"]["version"],
+        "0.1.0"
+    );
+    assert_eq!(
+        env.helm_record_statuses("shop").await,
         vec![(1, "superseded".into()), (2, "deployed".into())]
     );
-    assert_eq!(replicas(&w.deployment("shop-webapp").await.unwrap()), 3);
+    assert_eq!(replicas(&env.deployment("shop-webapp").await.unwrap()), 3);
 
     // The previous revision.
-    let out = w
-        .run_on("back", "rollback", "wait: false\n", "v2-release.yaml")
+    let out = env
+        .run_helm_on(h, "back", "rollback", "wait: false\n", "v2-release.yaml")
         .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let status = w.status("back").await.unwrap();
+    let status = env.status("back").await.unwrap();
     assert_eq!(status.phase, Phase::Succeeded, "{status:?}");
     assert_eq!(
         status.runner_status["release"],
-        serde_json::json!({"name": "shop", "namespace": w.ns, "revision": 3, "status": "deployed"})
+        serde_json::json!({"name": "shop", "namespace": env.ns, "revision": 3, "status": "deployed"})
     );
     assert_eq!(status.runner_status["phase"], "RolledBack");
     assert_eq!(status.runner_status["targetRevision"], 1);
@@ -2611,17 +2090,21 @@ async fn rollback_to_the_previous_or_a_given_revision(h: HelmBin) {
         status.message,
         format!(
             "release \"shop\" rolled back successfully to revision 1 in namespace \"{}\" (revision 3)",
-            w.ns
+            env.ns
         )
     );
-    assert_eq!(replicas(&w.deployment("shop-webapp").await.unwrap()), 1);
-    assert_eq!(w.release_out("back")["value"]["chart"]["version"], "0.1.0");
-    assert_eq!(w.release_out("back")["value"]["name"], "shop");
-    w.assert_never_shown("back", &out, PASSWORD).await;
+    assert_eq!(replicas(&env.deployment("shop-webapp").await.unwrap()), 1);
+    assert_eq!(
+        env.release_output("back")["value"]["chart"]["version"],
+        "0.1.0"
+    );
+    assert_eq!(env.release_output("back")["value"]["name"], "shop");
+    env.assert_never_shown("back", &out, PASSWORD).await;
 
     // A given revision, from the release file the rollback wrote.
-    let out = w
-        .run_on(
+    let out = env
+        .run_helm_on(
+            h,
             "to-2",
             "rollback",
             "revision: 2\nwait: false\n",
@@ -2629,10 +2112,13 @@ async fn rollback_to_the_previous_or_a_given_revision(h: HelmBin) {
         )
         .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(replicas(&w.deployment("shop-webapp").await.unwrap()), 3);
-    assert_eq!(w.release_out("to-2")["value"]["chart"]["version"], "0.2.0");
+    assert_eq!(replicas(&env.deployment("shop-webapp").await.unwrap()), 3);
     assert_eq!(
-        w.record_statuses("shop").await,
+        env.release_output("to-2")["value"]["chart"]["version"],
+        "0.2.0"
+    );
+    assert_eq!(
+        env.helm_record_statuses("shop").await,
         vec![
             (1, "superseded".into()),
             (2, "superseded".into()),
@@ -2642,23 +2128,20 @@ async fn rollback_to_the_previous_or_a_given_revision(h: HelmBin) {
     );
 
     // Waiting for a rollout that never comes (no kubelet), up to the manifest's timeout.
-    let child = w
-        .helm_runner("stuck", "rollback", "revision: 1\ntimeout: 3s\n")
+    let child = env
+        .helm_runner(h, "stuck", "rollback", "revision: 1\ntimeout: 3s\n")
         .await
-        .var(
-            "RUNNER_HELM_RELEASE_PATH",
-            Some(w.path("to-2-release.yaml").to_str().unwrap()),
-        )
+        .on_release(&env.path("to-2-release.yaml"))
         .spawn()
         .unwrap();
     let mut polls = 0;
     loop {
-        let running = w.status("stuck").await;
+        let running = env.status("stuck").await;
         if let Some(s) = running.filter(|s| s.phase == Phase::Running) {
             assert_eq!(
                 s.runner_status,
                 serde_json::json!({"phase": "RollingBack", "helmVersion": h.version(),
-                    "release": {"name": "shop", "namespace": w.ns}, "targetRevision": 1})
+                    "release": {"name": "shop", "namespace": env.ns}, "targetRevision": 1})
             );
             break;
         }
@@ -2668,7 +2151,7 @@ async fn rollback_to_the_previous_or_a_given_revision(h: HelmBin) {
     }
     let out = collect(child).await.unwrap();
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let status = w.status("stuck").await.unwrap();
+    let status = env.status("stuck").await.unwrap();
     assert_eq!(status.phase, Phase::Failed, "{status:?}");
     assert_eq!(
         status.runner_status["phase"], "RollbackFailed",
@@ -2692,31 +2175,33 @@ async fn rollback_to_the_previous_or_a_given_revision(h: HelmBin) {
 /// even with `wait: false` (the flag implies waiting). `createNamespace` passes
 /// `--create-namespace` (the namespace exists: Helm goes on).
 async fn rollback_on_failure_create_namespace_and_timeout(h: HelmBin) {
-    let w = HelmTest::new("helm-atomic", h).await;
+    let env = TestEnv::bare("helm-atomic").await;
     let chart = format!(
         "chart: {{name: webapp, repo: \"{}\", version: 0.1.0}}\n",
-        repo().url
+        ChartRepository::shared().url
     );
-    let out = w
+    let out = env
         .run_helm(
+            h,
             "undone",
             "install",
             &format!("name: undone\n{chart}wait: false\nrollbackOnFailure: true\ntimeout: 2s\n"),
         )
         .await;
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let status = w.status("undone").await.unwrap();
+    let status = env.status("undone").await.unwrap();
     assert_eq!(status.runner_status["phase"], "InstallFailed", "{status:?}");
     assert!(
         status.message.contains("has been uninstalled"),
         "{}",
         status.message
     );
-    assert!(w.record_statuses("undone").await.is_empty());
-    assert!(w.deployment("undone-webapp").await.is_none());
+    assert!(env.helm_record_statuses("undone").await.is_empty());
+    assert!(env.deployment("undone-webapp").await.is_none());
 
-    let out = w
+    let out = env
         .run_helm(
+            h,
             "made",
             "install",
             &format!("name: made\n{chart}wait: false\ncreateNamespace: true\ntimeout: 90s\n"),
@@ -2724,7 +2209,7 @@ async fn rollback_on_failure_create_namespace_and_timeout(h: HelmBin) {
         .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
-        w.record_statuses("made").await,
+        env.helm_record_statuses("made").await,
         vec![(1, "deployed".into())]
     );
 
@@ -2741,8 +2226,8 @@ async fn rollback_on_failure_create_namespace_and_timeout(h: HelmBin) {
              column 1",
         ),
     ] {
-        let out = w.run_helm(name, "install", &manifest).await;
-        assert_bad_input(&w, name, &out, needle).await;
+        let out = env.run_helm(h, name, "install", &manifest).await;
+        env.assert_bad_input(name, &out, needle).await;
     }
 }
 
@@ -2752,27 +2237,27 @@ async fn rollback_on_failure_create_namespace_and_timeout(h: HelmBin) {
 /// under one context name: the second is refused with exit 2 naming the first's owner, and
 /// writes nothing. Every revision the runner makes carries the input digest label.
 async fn a_changed_input_is_a_new_action_and_another_owner_is_refused(h: HelmBin) {
-    let w = HelmTest::new("helm-identity", h).await;
+    let env = TestEnv::bare("helm-identity").await;
     let chart = format!(
         "chart: {{name: webapp, repo: \"{}\", version: 0.1.0}}\nwait: false\n",
-        repo().url
+        ChartRepository::shared().url
     );
-    let install = w
-        .helm_runner("cfg", "install", &format!("name: cfg\n{chart}"))
+    let install = env
+        .helm_runner(h, "cfg", "install", &format!("name: cfg\n{chart}"))
         .await;
     let out = install.run().await.unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let release = w.path("cfg-installed.yaml");
-    std::fs::copy(w.path("cfg-release.yaml"), &release).unwrap();
+    let release = env.path("cfg-installed.yaml");
+    std::fs::copy(env.path("cfg-release.yaml"), &release).unwrap();
     let upgrade = |values: &str| {
-        let manifest = w.file(
+        let manifest = env.file(
             &format!("cfg-upgrade-{values}.yaml"),
             &format!("wait: false\nvalues: {{replicaCount: {values}}}\n"),
         );
         install
             .clone()
             .var("RUNNER_COMMAND", Some("upgrade"))
-            .var("RUNNER_HELM_RELEASE_PATH", Some(release.to_str().unwrap()))
+            .on_release(&release)
             .var(
                 "RUNNER_INPUT_MANIFEST_PATH",
                 Some(manifest.to_str().unwrap()),
@@ -2804,8 +2289,12 @@ async fn a_changed_input_is_a_new_action_and_another_owner_is_refused(h: HelmBin
     ] {
         let out = upgrade(values).run().await.unwrap();
         assert_eq!(out.code, 0, "{why}: {}", out.stderr);
-        assert_eq!(w.record_statuses("cfg").await, statuses(revisions), "{why}");
-        let status = w.status("cfg").await.unwrap();
+        assert_eq!(
+            env.helm_record_statuses("cfg").await,
+            statuses(revisions),
+            "{why}"
+        );
+        let status = env.status("cfg").await.unwrap();
         assert_eq!(
             status.runner_status["adopted"], adopted,
             "{why}: {status:?}"
@@ -2813,7 +2302,7 @@ async fn a_changed_input_is_a_new_action_and_another_owner_is_refused(h: HelmBin
     }
 
     // Every revision carries the digest of its input, and no two inputs share one.
-    let secrets: Api<Secret> = Api::namespaced(w.client.clone(), &w.ns);
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), &env.ns);
     let records = secrets
         .list(&ListParams::default().labels("owner=helm,name=cfg"))
         .await
@@ -2830,7 +2319,7 @@ async fn a_changed_input_is_a_new_action_and_another_owner_is_refused(h: HelmBin
 
     // Two Jobs under one context name: the second is refused, nothing written.
     let job = |uid: &'static str| {
-        let w = &w;
+        let env = &env;
         let upgrade = upgrade("4");
         async move {
             upgrade
@@ -2842,17 +2331,15 @@ async fn a_changed_input_is_a_new_action_and_another_owner_is_refused(h: HelmBin
                 .var("RUNNER_CONTEXT_NAME", Some("cfg-job"))
                 .var(
                     "RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH",
-                    Some(w.path(&format!("{uid}-release.yaml")).to_str().unwrap()),
+                    Some(env.path(&format!("{uid}-release.yaml")).to_str().unwrap()),
                 )
         }
     };
-    create_status_configmap(&w.client, &w.ns, "cfg-job")
-        .await
-        .unwrap();
+    env.create_status_configmap("cfg-job").await;
     let out = job("uid-a").await.run().await.unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(w.record_statuses("cfg").await, statuses(4));
-    let before = w.status("cfg-job").await.unwrap();
+    assert_eq!(env.helm_record_statuses("cfg").await, statuses(4));
+    let before = env.status("cfg-job").await.unwrap();
     let out = job("uid-b").await.run().await.unwrap();
     assert_eq!(out.code, 2, "{}", out.stderr);
     let said = "was made by action \"cfg-job\" of another owner (uid uid-a; this runner's owner \
@@ -2866,9 +2353,9 @@ async fn a_changed_input_is_a_new_action_and_another_owner_is_refused(h: HelmBin
         "{}",
         out.stderr
     );
-    assert_eq!(w.record_statuses("cfg").await, statuses(4));
+    assert_eq!(env.helm_record_statuses("cfg").await, statuses(4));
     assert_eq!(
-        w.status("cfg-job").await.unwrap(),
+        env.status("cfg-job").await.unwrap(),
         before,
         "bad input writes no status"
     );
@@ -2878,7 +2365,7 @@ async fn a_changed_input_is_a_new_action_and_another_owner_is_refused(h: HelmBin
 /// answers ends the run at the deadline with `DeadlineExceeded`, naming the repository, and
 /// nothing is left of the release.
 async fn a_repository_that_never_answers_ends_at_the_timeout(h: HelmBin) {
-    let w = HelmTest::new("helm-silent", h).await;
+    let env = TestEnv::bare("helm-silent").await;
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     // Accepts every connection and holds it open, saying nothing (bounded: the test's end
@@ -2890,13 +2377,13 @@ async fn a_repository_that_never_answers_ends_at_the_timeout(h: HelmBin) {
         }
     });
     let manifest = format!("name: silent\nchart: {{name: webapp, repo: \"{url}\"}}\n");
-    let cmd = w
-        .helm_runner("silent", "install", &manifest)
+    let cmd = env
+        .helm_runner(h, "silent", "install", &manifest)
         .await
         .var("RUNNER_TIMEOUT", Some("5s"));
     let out = cmd.run().await.unwrap();
     assert_eq!(out.code, 1, "{}", out.stderr);
-    let status = w.status("silent").await.unwrap();
+    let status = env.status("silent").await.unwrap();
     assert_eq!(status.reason, Some(Reason::DeadlineExceeded), "{status:?}");
     assert!(
         status
@@ -2906,7 +2393,7 @@ async fn a_repository_that_never_answers_ends_at_the_timeout(h: HelmBin) {
         "{}",
         status.message
     );
-    assert_eq!(w.record_statuses("silent").await, vec![]);
+    assert_eq!(env.helm_record_statuses("silent").await, vec![]);
 }
 
 action_runner_tests::both_helms!(

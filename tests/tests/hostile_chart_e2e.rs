@@ -11,8 +11,8 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use action_runner_tests::helm::{HelmBin, assert_bad_input, helm_runner};
-use action_runner_tests::*;
+use action_runner_tests::helm::HelmBin;
+use action_runner_tests::test_env::TestEnv;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ListParams};
 
@@ -67,13 +67,13 @@ fn chart_archive(path: &Path, extra: &[Entry]) -> PathBuf {
 }
 
 /// Whether the leaking ConfigMap or any Helm release record exists in the test's namespace.
-async fn assert_nothing_installed(w: &World) {
-    let cm = Api::<ConfigMap>::namespaced(w.client.clone(), &w.ns)
+async fn assert_nothing_installed(env: &TestEnv) {
+    let cm = Api::<ConfigMap>::namespaced(env.client.clone(), &env.ns)
         .get_opt("leak-cm")
         .await
         .unwrap();
     assert!(cm.is_none(), "the chart's ConfigMap was created");
-    let records = Api::<Secret>::namespaced(w.client.clone(), &w.ns)
+    let records = Api::<Secret>::namespaced(env.client.clone(), &env.ns)
         .list(&ListParams::default().labels("owner=helm"))
         .await
         .unwrap();
@@ -88,8 +88,8 @@ async fn assert_nothing_installed(w: &World) {
 /// the runner's filesystem the archive is refused, exit 2 naming the chart and the entry,
 /// nothing installed, the file's content shown nowhere. A chart directory with such a link too.
 async fn a_linked_runner_file_never_reaches_the_cluster(h: HelmBin) {
-    let w = World::new("hostile-link").await;
-    let secret = w.file("runner-secret", RUNNER_SECRET);
+    let env = TestEnv::bare("hostile-link").await;
+    let secret = env.file("runner-secret", RUNNER_SECRET);
     let manifest = |chart: &Path, name: &str| {
         format!(
             "name: {name}\nchart: {{name: \"{}\"}}\nwait: false\n",
@@ -98,29 +98,30 @@ async fn a_linked_runner_file_never_reaches_the_cluster(h: HelmBin) {
     };
 
     let regular = chart_archive(
-        &w.path("regular.tgz"),
+        &env.path("regular.tgz"),
         &[(
             "mychart/files/tok",
             tar::EntryType::Regular,
             b"plain-content",
         )],
     );
-    let out = helm_runner(&w, h, "regular", "install", &manifest(&regular, "regular"))
+    let out = env
+        .helm_runner(h, "regular", "install", &manifest(&regular, "regular"))
         .await
         .run()
         .await
         .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let cm = Api::<ConfigMap>::namespaced(w.client.clone(), &w.ns)
+    let cm = Api::<ConfigMap>::namespaced(env.client.clone(), &env.ns)
         .get("leak-cm")
         .await
         .unwrap();
     assert_eq!(cm.data.unwrap()["tok"], "plain-content");
-    Api::<ConfigMap>::namespaced(w.client.clone(), &w.ns)
+    Api::<ConfigMap>::namespaced(env.client.clone(), &env.ns)
         .delete("leak-cm", &Default::default())
         .await
         .unwrap();
-    Api::<Secret>::namespaced(w.client.clone(), &w.ns)
+    Api::<Secret>::namespaced(env.client.clone(), &env.ns)
         .delete_collection(
             &Default::default(),
             &ListParams::default().labels("owner=helm"),
@@ -129,20 +130,20 @@ async fn a_linked_runner_file_never_reaches_the_cluster(h: HelmBin) {
         .unwrap();
 
     let hostile = chart_archive(
-        &w.path("hostile.tgz"),
+        &env.path("hostile.tgz"),
         &[(
             "mychart/files/tok",
             tar::EntryType::Symlink,
             secret.to_str().unwrap().as_bytes(),
         )],
     );
-    let out = helm_runner(&w, h, "leak", "install", &manifest(&hostile, "leak"))
+    let out = env
+        .helm_runner(h, "leak", "install", &manifest(&hostile, "leak"))
         .await
         .run()
         .await
         .unwrap();
-    assert_bad_input(
-        &w,
+    env.assert_bad_input(
         "leak",
         &out,
         &format!(
@@ -153,36 +154,36 @@ async fn a_linked_runner_file_never_reaches_the_cluster(h: HelmBin) {
     )
     .await;
     out.assert_not_shown(RUNNER_SECRET);
-    assert_nothing_installed(&w).await;
+    assert_nothing_installed(&env).await;
 
     // The same chart as a directory: the link leaves it.
-    let dir = w.path("dirchart/mychart");
+    let dir = env.path("dirchart/mychart");
     std::fs::create_dir_all(dir.join("templates")).unwrap();
     std::fs::create_dir_all(dir.join("files")).unwrap();
     std::fs::write(dir.join("Chart.yaml"), CHART_YAML).unwrap();
     std::fs::write(dir.join("templates/cm.yaml"), LEAKING_TEMPLATE).unwrap();
     std::os::unix::fs::symlink(&secret, dir.join("files/tok")).unwrap();
-    let out = helm_runner(&w, h, "leak-dir", "install", &manifest(&dir, "leak-dir"))
+    let out = env
+        .helm_runner(h, "leak-dir", "install", &manifest(&dir, "leak-dir"))
         .await
         .run()
         .await
         .unwrap();
-    assert_bad_input(
-        &w,
+    env.assert_bad_input(
         "leak-dir",
         &out,
         "entry \"files/tok\" is a symbolic link leaving the chart directory",
     )
     .await;
     out.assert_not_shown(RUNNER_SECRET);
-    assert_nothing_installed(&w).await;
+    assert_nothing_installed(&env).await;
 }
 
 /// A gzip bomb (one entry of 1 GiB of zeros, about 1 MiB compressed) is refused at the budget of
 /// one file, 5 MiB, while it is streamed: exit 2 naming the entry, nothing installed.
 async fn a_gzip_bomb_is_refused(h: HelmBin) {
     const GIB: u64 = 1024 * 1024 * 1024;
-    let w = World::new("hostile-bomb").await;
+    let env = TestEnv::bare("hostile-bomb").await;
     let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let mut b = tar::Builder::new(gz);
     for (name, size) in [
@@ -201,26 +202,26 @@ async fn a_gzip_bomb_is_refused(h: HelmBin) {
         };
         b.append(&hd, data).unwrap();
     }
-    let bomb = w.path("bomb.tgz");
+    let bomb = env.path("bomb.tgz");
     std::fs::write(&bomb, b.into_inner().unwrap().finish().unwrap()).unwrap();
     let manifest = format!(
         "name: bomb\nchart: {{name: \"{}\"}}\nwait: false\n",
         bomb.display()
     );
-    let out = helm_runner(&w, h, "bomb", "install", &manifest)
+    let out = env
+        .helm_runner(h, "bomb", "install", &manifest)
         .await
         .run()
         .await
         .unwrap();
-    assert_bad_input(
-        &w,
+    env.assert_bad_input(
         "bomb",
         &out,
         "entry \"mychart/files/zeros\" holds more than 5242880 bytes (5 MiB), the most one file \
          of a chart may hold",
     )
     .await;
-    assert_nothing_installed(&w).await;
+    assert_nothing_installed(&env).await;
 }
 
 /// A FIFO, `/dev/zero`, a directory and an oversize file as `valuesFromFile` and as
@@ -228,11 +229,11 @@ async fn a_gzip_bomb_is_refused(h: HelmBin) {
 /// waited on the FIFO or read `/dev/zero` would never exit: the harness fails a run that has not
 /// ended within its bound; how fast a refusal is, is not a test's business).
 async fn hostile_input_files_are_refused_at_once(h: HelmBin) {
-    let w = World::new("hostile-files").await;
-    let chart = w.path("chart/mychart");
+    let env = TestEnv::bare("hostile-files").await;
+    let chart = env.path("chart/mychart");
     std::fs::create_dir_all(chart.join("templates")).unwrap();
     std::fs::write(chart.join("Chart.yaml"), CHART_YAML).unwrap();
-    let fifo = w.path("fifo");
+    let fifo = env.path("fifo");
     assert!(
         std::process::Command::new("mkfifo")
             .arg(&fifo)
@@ -240,13 +241,13 @@ async fn hostile_input_files_are_refused_at_once(h: HelmBin) {
             .unwrap()
             .success()
     );
-    let dir = w.path("a-directory");
+    let dir = env.path("a-directory");
     std::fs::create_dir(&dir).unwrap();
-    let big_values = w.file(
+    let big_values = env.file(
         "big-values.yaml",
         &format!("k: \"{}\"\n", "v".repeat(3 << 20)),
     );
-    let big_release = w.file("big-release.yaml", &"#".repeat((1 << 20) + 1));
+    let big_release = env.file("big-release.yaml", &"#".repeat((1 << 20) + 1));
     let zero = PathBuf::from("/dev/zero");
     let cases: [(&str, &Path, &str, &Path); 4] = [
         ("fifo", &fifo, "is a FIFO, not a regular file", &fifo),
@@ -271,7 +272,8 @@ async fn hostile_input_files_are_refused_at_once(h: HelmBin) {
             chart.display(),
             values.display()
         );
-        let out = helm_runner(&w, h, &name, "install", &manifest)
+        let out = env
+            .helm_runner(h, &name, "install", &manifest)
             .await
             .run()
             .await
@@ -280,14 +282,15 @@ async fn hostile_input_files_are_refused_at_once(h: HelmBin) {
             "input manifest: valuesFromFile {}: {says}",
             values.display()
         );
-        assert_bad_input(&w, &name, &out, &needle).await;
+        env.assert_bad_input(&name, &out, &needle).await;
 
         let name = format!("release-{case}");
         let says = match case {
             "big" => "is larger than 1048576 bytes (1 MiB), the most read",
             _ => says,
         };
-        let out = helm_runner(&w, h, &name, "upgrade", "wait: false\n")
+        let out = env
+            .helm_runner(h, &name, "upgrade", "wait: false\n")
             .await
             .var("RUNNER_HELM_RELEASE_PATH", Some(release.to_str().unwrap()))
             .run()
@@ -297,9 +300,9 @@ async fn hostile_input_files_are_refused_at_once(h: HelmBin) {
             "release file {} (RUNNER_HELM_RELEASE_PATH): {says}",
             release.display()
         );
-        assert_bad_input(&w, &name, &out, &needle).await;
+        env.assert_bad_input(&name, &out, &needle).await;
     }
-    assert_nothing_installed(&w).await;
+    assert_nothing_installed(&env).await;
 }
 
 action_runner_tests::both_helms!(

@@ -16,9 +16,16 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use action_runner::status::Phase;
-use action_runner_tests::deploy::*;
-use action_runner_tests::kubelet::*;
-use action_runner_tests::*;
+use action_runner_tests::control_plane::{ControlPlane, client_from};
+use action_runner_tests::controllers::{Outcome, play_argo_controller, workflows};
+use action_runner_tests::deploy::{
+    apply, assert_argo_job_outcome, assert_deploy_jobs_completed, assert_helm_job_outcome,
+    deploy_objects, find, kind_of, name_of,
+};
+use action_runner_tests::deployed_runner::{DeployedRunner, without_verb};
+use action_runner_tests::process::{RunnerCommand, RunnerOutput, collect, error_lines};
+use action_runner_tests::test_env::TestEnv;
+use action_runner_tests::tools::{Tools, runner_binary};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DynamicObject, PostParams};
 use serde_json::{Value, json};
@@ -92,20 +99,19 @@ fn granted(role: &Value) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_deploy_manifest_passes_a_server_side_dry_run_apply() {
-    let cp = ControlPlane::shared();
-    let admin = cp.client().await.unwrap();
-    let ns = cp.namespace("deploy-dry-run").await.unwrap();
+    let env = TestEnv::bare("deploy-dry-run").await;
+    let (admin, ns) = (&env.client, &env.ns);
     let mut checked = 0;
     for runner in ["argo-runner", "helm-runner"] {
         for (file, obj) in deploy_objects(runner) {
-            apply(&admin, &ns, &obj, true)
+            apply(admin, ns, &obj, true)
                 .await
                 .unwrap_or_else(|e| panic!("{file}: {} {}: {e}", kind_of(&obj), name_of(&obj)));
             checked += 1;
         }
     }
     // A dry run persists nothing.
-    let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), &ns);
+    let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), ns);
     let names: Vec<String> = cms
         .list(&Default::default())
         .await
@@ -210,11 +216,11 @@ fn assert_job_policy(file: &str, job: &Value) {
 /// owned by the Job and runs as the Workflow ServiceAccount; the API server denied nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn argo_runner_with_only_its_service_account_token_runs_the_full_flow() {
-    let d = Deployment::new("argo-runner", "rbac-argo", |_| {}, None).await;
+    let d = DeployedRunner::new("argo-runner", "rbac-argo", |_| {}, None).await;
     let name = d.context_name();
     let controller = tokio::spawn(play_argo_controller(
-        d.admin.clone(),
-        d.ns.clone(),
+        d.env.client.clone(),
+        d.env.ns.clone(),
         name.clone(),
         Duration::from_millis(300),
         Outcome::Succeeded,
@@ -225,11 +231,11 @@ async fn argo_runner_with_only_its_service_account_token_runs_the_full_flow() {
     if let Some(kib) = m.max_rss_kib {
         println!(
             "argo-runner ({}) peak RSS over the full flow: {kib} KiB",
-            binary("argo-runner").display()
+            runner_binary("argo-runner").display()
         );
     }
 
-    assert_argo_job_outcome(&d.admin, &d.ns, name_of(&d.job), &d.job_uid).await;
+    assert_argo_job_outcome(&d.env.client, &d.env.ns, name_of(&d.job), &d.job_uid).await;
 
     d.assert_nothing_denied();
 }
@@ -241,7 +247,7 @@ async fn argo_runner_with_only_its_service_account_token_runs_the_full_flow() {
 async fn argo_runner_dry_run_with_its_token_and_a_localhost_kubeconfig() {
     let cp = ControlPlane::shared();
     let server = cp.server.replace("127.0.0.1", "localhost");
-    let d = Deployment::new("argo-runner", "rbac-dry", |_| {}, Some(server)).await;
+    let d = DeployedRunner::new("argo-runner", "rbac-dry", |_| {}, Some(server)).await;
     let out = d
         .command()
         .var("RUNNER_CONTEXT_DRY_RUN", Some("true"))
@@ -249,10 +255,7 @@ async fn argo_runner_dry_run_with_its_token_and_a_localhost_kubeconfig() {
         .await
         .unwrap();
     assert_eq!(out.code, 0, "stderr: {}", out.stderr);
-    let status = reported_status(&d.admin, &d.ns, &d.context_name())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = d.env.expect_status(&d.context_name()).await;
     assert_eq!(status.phase, Phase::Succeeded, "{status:?}");
     assert!(status.dry_run, "{status:?}");
 }
@@ -271,7 +274,7 @@ async fn removing_any_verb_from_the_argo_role_exits_3_naming_it() {
         "the Role grants exactly these (resource, verb) pairs: {cases:?}"
     );
     let runs = cases.iter().map(|(resource, verb)| async move {
-        let d = Deployment::without("argo-runner", "rbac-no", resource, verb).await;
+        let d = DeployedRunner::without("argo-runner", "rbac-no", resource, verb).await;
         let name = d.context_name();
         if (resource.as_str(), verb.as_str()) == ("workflows", "get") {
             // What the first pod of this Job created before it died.
@@ -286,7 +289,7 @@ async fn removing_any_verb_from_the_argo_role_exits_3_naming_it() {
                 },
             });
             let obj: DynamicObject = serde_json::from_value(wf).unwrap();
-            workflows(&d.admin, &d.ns)
+            workflows(&d.env.client, &d.env.ns)
                 .create(&PostParams::default(), &obj)
                 .await
                 .unwrap();
@@ -331,7 +334,7 @@ fn assert_each_exits_3_naming_the_verb(results: Vec<(String, String, RunnerOutpu
 }
 
 /// helm-runner as `deploy/helm-runner`'s Job runs it, with the pinned helm.
-fn helm_command(d: &Deployment) -> RunnerCommand {
+fn helm_command(d: &DeployedRunner) -> RunnerCommand {
     // The image puts helm on PATH; here it is the pinned build of hack/install-tools.sh.
     let helm = Tools::locate().unwrap().helm.display().to_string();
     d.command().var("RUNNER_HELM_BINARY_PATH", Some(&helm))
@@ -340,14 +343,14 @@ fn helm_command(d: &Deployment) -> RunnerCommand {
 /// A Helm install with nothing but helm-runner's ServiceAccount token and `deploy/`'s Role.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_runner_with_only_its_service_account_token_installs_the_chart() {
-    let d = Deployment::new("helm-runner", "rbac-helm", |_| {}, None).await;
+    let d = DeployedRunner::new("helm-runner", "rbac-helm", |_| {}, None).await;
     let m = run_measured(&helm_command(&d)).await;
     assert_eq!(m.out.code, 0, "stderr: {}", m.out.stderr);
     if let Some(kib) = m.max_rss_kib {
         // wait4's figure covers the waited-for descendants too: here, the helm child.
         println!("helm-runner peak RSS (largest of it and its helm children): {kib} KiB");
     }
-    assert_helm_job_outcome(&d.admin, &d.ns).await;
+    assert_helm_job_outcome(&d.env.client, &d.env.ns).await;
     d.assert_nothing_denied();
 }
 
@@ -429,7 +432,7 @@ const HELM_VERB_USES: [(&str, &str, HelmStep, [Without; 2]); 11] = {
 
 /// Runs `step` with `helm` in `d` (whose Role lacks one verb); the upgrade and the uninstall
 /// first install with the administrator's kubeconfig.
-async fn run_helm_step(d: &Deployment, step: HelmStep, helm: &Path) -> RunnerOutput {
+async fn run_helm_step(d: &DeployedRunner, step: HelmStep, helm: &Path) -> RunnerOutput {
     let base = d
         .command()
         .var("RUNNER_HELM_BINARY_PATH", Some(&helm.display().to_string()));
@@ -439,12 +442,15 @@ async fn run_helm_step(d: &Deployment, step: HelmStep, helm: &Path) -> RunnerOut
     let input = PathBuf::from(&base.env["RUNNER_INPUT_MANIFEST_PATH"]);
     let out = base
         .clone()
-        .var("KUBECONFIG", Some(&d.cp.kubeconfig.display().to_string()))
+        .var(
+            "KUBECONFIG",
+            Some(&d.env.kubeconfig().display().to_string()),
+        )
         .run()
         .await
         .unwrap();
     assert_eq!(out.code, 0, "the install with every right: {}", out.stderr);
-    let release = d.dir.path().join("installed.yaml");
+    let release = d.env.dir.path().join("installed.yaml");
     std::fs::copy(&base.env["RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH"], &release).unwrap();
     let installed = std::fs::read_to_string(&input).unwrap();
     let (command, manifest) = if step == HelmStep::Upgrade {
@@ -455,7 +461,7 @@ async fn run_helm_step(d: &Deployment, step: HelmStep, helm: &Path) -> RunnerOut
     } else {
         ("uninstall", "name: hello-release\n".to_string())
     };
-    let path = d.dir.path().join("step.yaml");
+    let path = d.env.dir.path().join("step.yaml");
     std::fs::write(&path, manifest).unwrap();
     base.var("RUNNER_COMMAND", Some(command))
         .var(
@@ -500,9 +506,9 @@ async fn removing_any_verb_from_the_helm_role_fails_the_step_that_needs_it() {
                     without_verb(r, resource, verb);
                     without_verb(r, resource, other);
                 };
-                Deployment::new("helm-runner", &prefix, edit, None).await
+                DeployedRunner::new("helm-runner", &prefix, edit, None).await
             }
-            _ => Deployment::without("helm-runner", &prefix, resource, verb).await,
+            _ => DeployedRunner::without("helm-runner", &prefix, resource, verb).await,
         };
         let out = run_helm_step(&d, step, &helm).await;
         let asked = d.audited_requests().iter().any(|e| {
@@ -562,7 +568,7 @@ async fn removing_any_verb_from_the_helm_role_fails_the_step_that_needs_it() {
 async fn helm_runner_upgrades_rolls_back_and_uninstalls_with_only_its_role() {
     let tools = Tools::locate().unwrap();
     for (major, helm) in [(3, &tools.helm3), (4, &tools.helm4)] {
-        let d = Deployment::new(
+        let d = DeployedRunner::new(
             "helm-runner",
             &format!("rbac-helm{major}-life"),
             |_| {},
@@ -575,9 +581,9 @@ async fn helm_runner_upgrades_rolls_back_and_uninstalls_with_only_its_role() {
         let out = install.run().await.unwrap();
         assert_eq!(out.code, 0, "helm {major} install: {}", out.stderr);
         let output = PathBuf::from(&install.env["RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH"]);
-        let release = d.dir.path().join("release.yaml");
+        let release = d.env.dir.path().join("release.yaml");
         std::fs::copy(&output, &release).unwrap();
-        let lifecycle = d.dir.path().join("lifecycle.yaml");
+        let lifecycle = d.env.dir.path().join("lifecycle.yaml");
         std::fs::write(&lifecycle, "name: hello-release\n").unwrap();
         let on_release = |command: &str, manifest: &Path| {
             install
@@ -604,16 +610,13 @@ async fn helm_runner_upgrades_rolls_back_and_uninstalls_with_only_its_role() {
             let out = cmd.run().await.unwrap();
             assert_eq!(out.code, 0, "helm {major} {step}: {}", out.stderr);
         }
-        let status = reported_status(&d.admin, &d.ns, "hello-release")
-            .await
-            .unwrap()
-            .unwrap();
+        let status = d.env.expect_status("hello-release").await;
         assert_eq!(status.runner_status["phase"], "Uninstalled", "{status:?}");
         assert_eq!(
             status.runner_status["alreadyUninstalled"], true,
             "{status:?}"
         );
-        let cms: Api<ConfigMap> = Api::namespaced(d.admin.clone(), &d.ns);
+        let cms: Api<ConfigMap> = Api::namespaced(d.env.client.clone(), &d.env.ns);
         assert!(
             cms.get_opt("hello-release-greeting")
                 .await
@@ -660,7 +663,8 @@ async fn create_namespace_needs_the_opt_in_cluster_role() {
         (3, &tools.helm3, vec!["create", "patch"], "create"),
         (4, &tools.helm4, vec!["create", "patch"], "patch"),
     ] {
-        let d = Deployment::new("helm-runner", &format!("rbac-helm{major}-ns"), |_| {}, None).await;
+        let d =
+            DeployedRunner::new("helm-runner", &format!("rbac-helm{major}-ns"), |_| {}, None).await;
         let cmd = d
             .command()
             .var("RUNNER_HELM_BINARY_PATH", Some(&helm.display().to_string()));
@@ -677,7 +681,7 @@ async fn create_namespace_needs_the_opt_in_cluster_role() {
             out.stderr
         );
 
-        let name = format!("{}-create-namespace", d.ns);
+        let name = format!("{}-create-namespace", d.env.ns);
         let role: ClusterRole = serde_json::from_value(json!({
             "metadata": {"name": name},
             "rules": [{"apiGroups": [""], "resources": ["namespaces"], "verbs": verbs}],
@@ -686,15 +690,15 @@ async fn create_namespace_needs_the_opt_in_cluster_role() {
         let binding: ClusterRoleBinding = serde_json::from_value(json!({
             "metadata": {"name": name},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-            "subjects": [{"kind": "ServiceAccount", "name": "helm-runner", "namespace": d.ns}],
+            "subjects": [{"kind": "ServiceAccount", "name": "helm-runner", "namespace": d.env.ns}],
         }))
         .unwrap();
         let pp = PostParams::default();
-        Api::<ClusterRole>::all(d.admin.clone())
+        Api::<ClusterRole>::all(d.env.client.clone())
             .create(&pp, &role)
             .await
             .unwrap();
-        Api::<ClusterRoleBinding>::all(d.admin.clone())
+        Api::<ClusterRoleBinding>::all(d.env.client.clone())
             .create(&pp, &binding)
             .await
             .unwrap();
@@ -709,7 +713,7 @@ async fn create_namespace_needs_the_opt_in_cluster_role() {
             tokio::time::sleep(Duration::from_millis(250)).await;
         };
         assert_eq!(out.code, 0, "helm {major}, {verbs:?}: {}", out.stderr);
-        assert_helm_job_outcome(&d.admin, &d.ns).await;
+        assert_helm_job_outcome(&d.env.client, &d.env.ns).await;
     }
 }
 
@@ -719,13 +723,13 @@ async fn create_namespace_needs_the_opt_in_cluster_role() {
 /// naming the entry and the Secret, before helm runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_runner_reads_values_from_configmaps_and_secrets_with_its_role() {
-    async fn setup(d: &Deployment) -> RunnerCommand {
+    async fn setup(d: &DeployedRunner) -> RunnerCommand {
         let pp = PostParams::default();
         let cm: ConfigMap =
             serde_json::from_value(json!({"metadata": {"name": "greeting-defaults"},
             "data": {"values.yaml": "greeting: from the ConfigMap\n"}}))
             .unwrap();
-        Api::<ConfigMap>::namespaced(d.admin.clone(), &d.ns)
+        Api::<ConfigMap>::namespaced(d.env.client.clone(), &d.env.ns)
             .create(&pp, &cm)
             .await
             .unwrap();
@@ -733,19 +737,19 @@ async fn helm_runner_reads_values_from_configmaps_and_secrets_with_its_role() {
             serde_json::from_value(json!({"metadata": {"name": "greeting-secret"},
             "stringData": {"prod.yaml": "greeting: hello from helm-runner\n"}}))
             .unwrap();
-        Api::<k8s_openapi::api::core::v1::Secret>::namespaced(d.admin.clone(), &d.ns)
+        Api::<k8s_openapi::api::core::v1::Secret>::namespaced(d.env.client.clone(), &d.env.ns)
             .create(&pp, &secret)
             .await
             .unwrap();
         // The Job's input, with valuesFrom instead of inline values.
-        let manifest = d.dir.path().join("values-from-input.yaml");
+        let manifest = d.env.dir.path().join("values-from-input.yaml");
         std::fs::write(
             &manifest,
             format!(
                 "name: hello-release\nchart: {{name: {}}}\nvaluesFrom:\n\
                  - {{kind: ConfigMap, name: greeting-defaults}}\n\
                  - {{kind: Secret, name: greeting-secret, key: prod.yaml}}\n",
-                d.dir.path().join("pod/runner/chart").display()
+                d.env.dir.path().join("pod/runner/chart").display()
             ),
         )
         .unwrap();
@@ -755,20 +759,20 @@ async fn helm_runner_reads_values_from_configmaps_and_secrets_with_its_role() {
         )
     }
 
-    let d = Deployment::new("helm-runner", "rbac-helm-values", |_| {}, None).await;
+    let d = DeployedRunner::new("helm-runner", "rbac-helm-values", |_| {}, None).await;
     let out = setup(&d).await.run().await.unwrap();
     assert_eq!(out.code, 0, "stderr: {}", out.stderr);
-    assert_helm_job_outcome(&d.admin, &d.ns).await;
+    assert_helm_job_outcome(&d.env.client, &d.env.ns).await;
     d.assert_nothing_denied();
 
-    let d = Deployment::without("helm-runner", "rbac-helm-values", "secrets", "get").await;
+    let d = DeployedRunner::without("helm-runner", "rbac-helm-values", "secrets", "get").await;
     let out = setup(&d).await.run().await.unwrap();
     assert_eq!(out.code, 3, "stderr: {}", out.stderr);
     let err = error_lines(&out.stderr).join("\n");
     assert!(
         err.contains(&format!(
             "valuesFrom[1]: Secret {}/greeting-secret: GET",
-            d.ns
+            d.env.ns
         )) && err.contains("forbidden"),
         "{err}"
     );
@@ -788,10 +792,10 @@ async fn kind_jobs_completed_with_the_expected_status() {
 
 /// Runs `d`'s runner while the stand-in Argo controller ends its Workflow `Succeeded`, and
 /// checks it exits 0.
-async fn run_to_success(d: &Deployment) -> RunnerOutput {
+async fn run_to_success(d: &DeployedRunner) -> RunnerOutput {
     let controller = tokio::spawn(play_argo_controller(
-        d.admin.clone(),
-        d.ns.clone(),
+        d.env.client.clone(),
+        d.env.ns.clone(),
         d.context_name(),
         Duration::from_millis(200),
         Outcome::Succeeded,
@@ -806,7 +810,7 @@ async fn run_to_success(d: &Deployment) -> RunnerOutput {
 /// the runner says, at `warn`, that it could not record them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_events_the_run_goes_on() {
-    let d = Deployment::without("argo-runner", "rbac-noev", "events", "create").await;
+    let d = DeployedRunner::without("argo-runner", "rbac-noev", "events", "create").await;
     let out = run_to_success(&d).await;
     assert!(
         out.stderr.contains("cannot record an Event"),
@@ -820,9 +824,9 @@ async fn without_events_the_run_goes_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_tell_the_story_on_the_job_and_the_workflow() {
     use k8s_openapi::api::events::v1::Event;
-    let d = Deployment::without("argo-runner", "events", "none", "none").await;
+    let d = DeployedRunner::without("argo-runner", "events", "none", "none").await;
     run_to_success(&d).await;
-    let events: Api<Event> = Api::namespaced(d.admin.clone(), &d.ns);
+    let events: Api<Event> = Api::namespaced(d.env.client.clone(), &d.env.ns);
     let mut told: Vec<(String, String, String)> = events
         .list(&Default::default())
         .await

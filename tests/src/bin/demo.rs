@@ -7,7 +7,11 @@
 
 use std::time::Duration;
 
-use action_runner_tests::*;
+use action_runner_tests::control_plane::ControlPlane;
+use action_runner_tests::controllers::{Outcome, play_argo_controller};
+use action_runner_tests::process::RunnerCommand;
+use action_runner_tests::test_env::{create_status_configmap, reported_status};
+use action_runner_tests::tools::{Tools, runner_binary};
 use anyhow::{Context, Result};
 
 #[tokio::main]

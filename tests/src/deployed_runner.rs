@@ -1,10 +1,10 @@
-//! The part of a kubelet the bare control plane lacks, played in-process: a Job of `deploy/`
-//! is applied (so it has its name and `uid`) but never started; [`Deployment::command`] runs the
-//! runner binary as that Job's pod would run it: the container's environment with the downward
-//! API fields resolved, its ConfigMap volumes written to a scratch directory, a
-//! termination-message file, and a kubeconfig holding only the ServiceAccount's token. Used by
-//! `rbac_e2e.rs` to prove the Roles verb by verb; on the local cluster a real kubelet runs the
-//! real pods instead.
+//! A runner deployed as `deploy/<runner>` describes it, on the bare API server, where no
+//! kubelet runs: [`DeployedRunner`]. Its Job is applied (so it has its name and `uid`) but never
+//! started; [`DeployedRunner::command`] runs the runner binary as that Job's pod would run it:
+//! the container's environment with the downward API fields resolved, its ConfigMap volumes
+//! written to a scratch directory, a termination-message file, and a kubeconfig holding only
+//! the ServiceAccount's token. Used by `rbac_e2e.rs` to prove the Roles verb by verb; on the
+//! local cluster a real kubelet runs the real pods instead.
 
 use std::path::{Path, PathBuf};
 
@@ -12,57 +12,58 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ConfigMap;
 use serde_json::Value;
 
-use crate::control_plane::{ControlPlane, kubeconfig_yaml, service_account_token};
+use crate::control_plane::{kubeconfig_yaml, service_account_token};
 use crate::deploy::{apply, context_of, deploy_objects, find, kind_of, name_of};
-use crate::process::{RunnerCommand, runner_binary};
+use crate::process::RunnerCommand;
+use crate::test_env::TestEnv;
+use crate::tools::runner_binary;
 
-/// A runner binary: from `KAR_RUNNER_DIR` if set, else from `cargo build --bins`.
-pub fn binary(name: &str) -> PathBuf {
-    match std::env::var_os("KAR_RUNNER_DIR") {
-        Some(dir) => {
-            let bin = PathBuf::from(dir).join(name);
-            assert!(bin.exists(), "{} is missing", bin.display());
-            bin
-        }
-        None => runner_binary(name),
-    }
-}
-
-/// One deployment of a runner in a fresh namespace, as `deploy/<runner>` describes it, plus the
-/// pieces a kubelet would provide to its pod.
-pub struct Deployment {
-    pub cp: &'static ControlPlane,
-    pub admin: kube::Client,
+/// One runner deployed as `deploy/<runner>` describes it, in a [`TestEnv`] of its own on the
+/// shared bare API server, plus the pieces a kubelet would give its Job's pod.
+pub struct DeployedRunner {
+    /// The test's environment: the namespace everything is applied in, an administrator's
+    /// client, the scratch directory the pod's files are written to.
+    pub env: TestEnv,
+    /// `argo-runner` or `helm-runner`.
     pub runner: String,
-    pub ns: String,
-    pub dir: tempfile::TempDir,
+    /// The objects of `deploy/<runner>` as they ship (the Role before any edit), with their
+    /// files.
     pub objects: Vec<(String, Value)>,
+    /// The Job's manifest.
     pub job: Value,
+    /// The applied Job's `uid`.
     pub job_uid: String,
+    /// A kubeconfig holding only the runner's ServiceAccount token.
     pub kubeconfig: PathBuf,
 }
 
-impl Deployment {
-    /// [`Deployment::new`] with `verb` on `resource` removed from the Role, in a namespace
+impl DeployedRunner {
+    /// [`DeployedRunner::new`] with `verb` on `resource` removed from the Role, in a namespace
     /// named after them (`<prefix>-<verb>-<first 4 letters of resource>`).
-    pub async fn without(runner: &str, prefix: &str, resource: &str, verb: &str) -> Deployment {
+    ///
+    /// # Panics
+    /// As [`DeployedRunner::new`].
+    pub async fn without(runner: &str, prefix: &str, resource: &str, verb: &str) -> DeployedRunner {
         let prefix = format!("{prefix}-{verb}-{}", &resource[..4]);
-        Deployment::new(runner, &prefix, |r| without_verb(r, resource, verb), None).await
+        DeployedRunner::new(runner, &prefix, |r| without_verb(r, resource, verb), None).await
     }
 
-    /// Applies every object of `deploy/<runner>` into a new namespace named after `prefix`,
-    /// after `edit_role` has changed the runner's Role; then mints a token for the runner's
-    /// ServiceAccount and writes a kubeconfig holding only it, for `server` (the API server's
-    /// URL, possibly with `localhost` as the host).
+    /// Applies every object of `deploy/<runner>` into a new [`TestEnv::bare`] named after
+    /// `prefix`, after `edit_role` has changed the runner's Role; then mints a token for the
+    /// runner's ServiceAccount and writes a kubeconfig holding only it, for `server` (the API
+    /// server's URL, possibly with `localhost` as the host; by default its own).
+    ///
+    /// # Panics
+    /// On API errors.
     pub async fn new(
         runner: &str,
         prefix: &str,
         edit_role: impl Fn(&mut Value),
         server: Option<String>,
-    ) -> Deployment {
-        let cp = ControlPlane::shared();
-        let admin = cp.client().await.unwrap();
-        let ns = cp.namespace(prefix).await.unwrap();
+    ) -> DeployedRunner {
+        let env = TestEnv::bare(prefix).await;
+        let cp = env.control_plane();
+        let (admin, ns) = (&env.client, &env.ns);
         let objects = deploy_objects(runner);
         let mut job = None;
         let mut job_uid = None;
@@ -71,7 +72,7 @@ impl Deployment {
             if kind_of(&obj) == "Role" && name_of(&obj) == runner {
                 edit_role(&mut obj);
             }
-            let applied = apply(&admin, &ns, &obj, false)
+            let applied = apply(admin, ns, &obj, false)
                 .await
                 .unwrap_or_else(|e| panic!("apply {file}: {e}"));
             if kind_of(&obj) == "Job" {
@@ -79,21 +80,17 @@ impl Deployment {
                 job = Some(obj);
             }
         }
-        let token = service_account_token(&admin, &ns, runner).await.unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = dir.path().join("kubeconfig");
+        let token = service_account_token(admin, ns, runner).await.unwrap();
+        let kubeconfig = env.path("kubeconfig");
         let server = server.unwrap_or_else(|| cp.server.clone());
         std::fs::write(
             &kubeconfig,
             kubeconfig_yaml(&server, &cp.dir().join("ca.crt"), &token),
         )
         .unwrap();
-        Deployment {
-            cp,
-            admin,
+        DeployedRunner {
+            env,
             runner: runner.into(),
-            ns,
-            dir,
             objects,
             job: job.expect("deploy/ has a Job"),
             job_uid: job_uid.expect("the Job has a uid"),
@@ -113,7 +110,7 @@ impl Deployment {
             .and_then(|s| s.template.spec)
             .expect("the Job has a pod template");
         let container = &pod.containers[0];
-        let root = self.dir.path().join("pod");
+        let root = self.env.path("pod");
         // Container path -> host path, for each mount.
         let mut mounts: Vec<(String, PathBuf)> = Vec::new();
         let mut files: Vec<PathBuf> = Vec::new();
@@ -154,9 +151,9 @@ impl Deployment {
         }
         let job_name = name_of(&self.job);
         let mut cmd = RunnerCommand::new(
-            binary(&self.runner),
+            runner_binary(&self.runner),
             &self.kubeconfig,
-            &self.ns,
+            &self.env.ns,
             "unset",
             Path::new("unset"),
         );
@@ -166,7 +163,7 @@ impl Deployment {
                 (None, Some(from)) => {
                     let field = from.field_ref.as_ref().map(|f| f.field_path.as_str());
                     match field {
-                        Some("metadata.namespace") => self.ns.clone(),
+                        Some("metadata.namespace") => self.env.ns.clone(),
                         Some("metadata.labels['batch.kubernetes.io/job-name']") => job_name.into(),
                         Some("metadata.labels['batch.kubernetes.io/controller-uid']") => {
                             self.job_uid.clone()
@@ -188,7 +185,7 @@ impl Deployment {
 
     /// The termination-message file the runner writes its one-line reason to.
     pub fn termination_log(&self) -> PathBuf {
-        self.dir.path().join("termination-log")
+        self.env.path("termination-log")
     }
 
     /// What the runner wrote to its termination-message file.
@@ -203,12 +200,12 @@ impl Deployment {
 
     /// The ServiceAccount's user name, as RBAC and the audit log see it.
     pub fn user(&self) -> String {
-        format!("system:serviceaccount:{}:{}", self.ns, self.runner)
+        format!("system:serviceaccount:{}:{}", self.env.ns, self.runner)
     }
 
     /// The audit log's entries for requests made by the runner's ServiceAccount.
     pub fn audited_requests(&self) -> Vec<Value> {
-        self.cp.audit_events(&self.user())
+        self.env.control_plane().audit_events(&self.user())
     }
 
     /// Asserts that the runner's ServiceAccount made requests and none was denied (403), and
