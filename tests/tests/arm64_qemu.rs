@@ -20,9 +20,11 @@ use std::process::{Command, Stdio};
 
 use action_runner::status::Phase;
 use action_runner_tests::cluster::record_skip_because;
-use action_runner_tests::deploy::*;
-use action_runner_tests::kubelet::*;
-use action_runner_tests::*;
+use action_runner_tests::controllers::workflows;
+use action_runner_tests::deployed_runner::DeployedRunner;
+use action_runner_tests::process::{RunnerCommand, RunnerOutput, collect};
+use action_runner_tests::test_env::reported_status;
+use action_runner_tests::tools::{repo_root, runner_binary};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
 
@@ -220,18 +222,18 @@ async fn argo_runner_for_arm64_dry_runs_against_the_api_server() {
     let Some(arm) = Arm64::get("argo_runner_for_arm64_dry_runs_against_the_api_server") else {
         return;
     };
-    let d = Deployment::new("argo-runner", "arm64-argo", |_| {}, None).await;
+    let d = DeployedRunner::new("argo-runner", "arm64-argo", |_| {}, None).await;
     let cmd = d.command().var("RUNNER_CONTEXT_DRY_RUN", Some("true"));
     let out = arm.run_runner(&cmd, "argo-runner").await;
     assert_eq!(out.code, 0, "stderr: {}", out.stderr);
-    let status = reported_status(&d.admin, &d.ns, &d.context_name())
+    let status = reported_status(&d.env.client, &d.env.ns, &d.context_name())
         .await
         .unwrap()
         .expect("a reported status");
     assert_eq!(status.phase, Phase::Succeeded, "{status:?}");
     assert!(status.dry_run, "{status:?}");
     assert!(
-        workflows(&d.admin, &d.ns)
+        workflows(&d.env.client, &d.env.ns)
             .list(&ListParams::default())
             .await
             .unwrap()
@@ -251,10 +253,10 @@ async fn helm_runner_for_arm64_dry_runs_against_the_api_server() {
     let Some(arm) = Arm64::get("helm_runner_for_arm64_dry_runs_against_the_api_server") else {
         return;
     };
-    let d = Deployment::new("helm-runner", "arm64-helm", |_| {}, None).await;
+    let d = DeployedRunner::new("helm-runner", "arm64-helm", |_| {}, None).await;
     // The runner executes helm itself: without a binfmt_misc registration an aarch64 helm
     // needs qemu in front of it.
-    let helm = d.dir.path().join("helm-under-qemu");
+    let helm = d.env.dir.path().join("helm-under-qemu");
     std::fs::write(
         &helm,
         format!(
@@ -271,14 +273,14 @@ async fn helm_runner_for_arm64_dry_runs_against_the_api_server() {
         .var("RUNNER_HELM_BINARY_PATH", Some(&helm.display().to_string()));
     let out = arm.run_runner(&cmd, "helm-runner").await;
     assert_eq!(out.code, 0, "stderr: {}", out.stderr);
-    let status = reported_status(&d.admin, &d.ns, &d.context_name())
+    let status = reported_status(&d.env.client, &d.env.ns, &d.context_name())
         .await
         .unwrap()
         .expect("a reported status");
     assert_eq!(status.phase, Phase::Succeeded, "{status:?}");
     assert!(status.dry_run, "{status:?}");
     assert!(status.message.contains("would be installed"), "{status:?}");
-    let releases: Api<Secret> = Api::namespaced(d.admin.clone(), &d.ns);
+    let releases: Api<Secret> = Api::namespaced(d.env.client.clone(), &d.env.ns);
     let owned = releases
         .list(&ListParams::default().labels("owner=helm"))
         .await

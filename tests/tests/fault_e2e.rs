@@ -17,10 +17,15 @@
 use std::time::{Duration, Instant};
 
 use action_runner::status::Phase;
-use action_runner_tests::cluster::*;
-use action_runner_tests::deploy::*;
+use action_runner_tests::cluster::{
+    Cluster, describe, job_outcome, job_pods, record_skip, terminated, wait_for_job,
+    wait_for_running_job_pod,
+};
+use action_runner_tests::controllers::{wait_for_workflow, workflows};
+use action_runner_tests::deploy::{apply_deploy, kind_of, name_of, set_env};
 use action_runner_tests::faults::{Fault, helm_records, inject, requests_by};
-use action_runner_tests::*;
+use action_runner_tests::test_env::reported_status;
+use action_runner_tests::tools::Tools;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, LogParams};
 use serde_json::{Value, json};

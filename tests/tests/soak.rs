@@ -15,10 +15,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use action_runner::status::Phase;
-use action_runner_tests::cluster::*;
-use action_runner_tests::deploy::*;
+use action_runner_tests::cluster::{Cluster, describe, job_outcome, record_skip, wait_for_job};
+use action_runner_tests::controllers::workflows;
+use action_runner_tests::deploy::{apply_deploy, kind_of, name_of};
 use action_runner_tests::faults::{Fault, helm_records, inject};
-use action_runner_tests::*;
+use action_runner_tests::test_env::reported_status;
+use action_runner_tests::tools::Tools;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, DeleteParams, ListParams};
 use serde_json::{Value, json};
