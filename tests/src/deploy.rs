@@ -274,3 +274,32 @@ pub fn set_env(job: &mut Value, name: &str, value: &str) {
     env.retain(|e| e["name"] != name);
     env.push(json!({"name": name, "value": value}));
 }
+
+/// An edit of `deploy/helm-runner` that makes its release slow to become ready: the chart is one
+/// Deployment (image `busybox`) whose pod becomes Ready 20 s after it starts, the input asks for
+/// `wait: true`, and the Role grants what the chart and helm's `--wait` need. For tests that act
+/// while helm waits (a pod deleted, a fault).
+pub fn slow_helm_release(busybox: &str) -> impl Fn(&mut Value) + Clone + use<> {
+    let deployment = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: \"{{{{ .Release.Name }}}}-slow\"}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: slow}}}}\n  template:\n    metadata: {{labels: {{app: slow}}}}\n    spec:\n      terminationGracePeriodSeconds: 0\n      containers:\n      - name: main\n        image: {busybox}\n        imagePullPolicy: IfNotPresent\n        command: [sh, -c, \"sleep 20; touch /tmp/ready; exec sleep 3600\"]\n        readinessProbe: {{exec: {{command: [cat, /tmp/ready]}}, periodSeconds: 1}}\n"
+    );
+    move |obj: &mut Value| match (kind_of(obj), name_of(obj)) {
+        ("ConfigMap", "hello-release-chart") => {
+            obj["data"]["configmap.yaml"] = json!(deployment);
+        }
+        ("ConfigMap", "hello-release-input") => {
+            obj["data"]["manifest.yaml"] =
+                json!("name: hello-release\nchart: {name: /runner/chart}\nwait: true\n");
+        }
+        ("Role", _) => {
+            let rules = obj["rules"].as_array_mut().expect("a Role has rules");
+            rules.push(json!({"apiGroups": ["apps"], "resources": ["deployments"],
+                "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}));
+            rules.push(json!({"apiGroups": ["apps"], "resources": ["replicasets"],
+                "verbs": ["get", "list", "watch"]}));
+            rules.push(json!({"apiGroups": [""], "resources": ["pods"],
+                "verbs": ["get", "list", "watch"]}));
+        }
+        _ => {}
+    }
+}

@@ -18,7 +18,7 @@ use action_runner_tests::cluster::{
 use action_runner_tests::controllers::workflows;
 use action_runner_tests::deploy::{
     apply, apply_deploy, assert_deploy_jobs_completed, component_objects, deploy_objects, find,
-    job_of, kind_of, name_of, set_env,
+    job_of, kind_of, name_of, set_env, slow_helm_release,
 };
 use action_runner_tests::fixtures::billion_laughs;
 use action_runner_tests::process::{RunnerCommand, collect, error_lines};
@@ -418,29 +418,7 @@ async fn a_helm_runner_pod_deleted_mid_install_is_recovered_by_its_successor() {
         return;
     };
     let (watch, seen) = env.statuses_seen("hello-release");
-    let deployment = format!(
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: \"{{{{ .Release.Name }}}}-slow\"}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: slow}}}}\n  template:\n    metadata: {{labels: {{app: slow}}}}\n    spec:\n      terminationGracePeriodSeconds: 0\n      containers:\n      - name: main\n        image: {}\n        imagePullPolicy: IfNotPresent\n        command: [sh, -c, \"sleep 20; touch /tmp/ready; exec sleep 3600\"]\n        readinessProbe: {{exec: {{command: [cat, /tmp/ready]}}, periodSeconds: 1}}\n",
-        env.cluster().busybox_image
-    );
-    let edit = move |obj: &mut Value| match (kind_of(obj), name_of(obj)) {
-        ("ConfigMap", "hello-release-chart") => {
-            obj["data"]["configmap.yaml"] = json!(deployment);
-        }
-        ("ConfigMap", "hello-release-input") => {
-            obj["data"]["manifest.yaml"] =
-                json!("name: hello-release\nchart: {name: /runner/chart}\nwait: true\n");
-        }
-        ("Role", _) => {
-            let rules = obj["rules"].as_array_mut().unwrap();
-            rules.push(json!({"apiGroups": ["apps"], "resources": ["deployments"],
-                "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}));
-            rules.push(json!({"apiGroups": ["apps"], "resources": ["replicasets"],
-                "verbs": ["get", "list", "watch"]}));
-            rules.push(json!({"apiGroups": [""], "resources": ["pods"],
-                "verbs": ["get", "list", "watch"]}));
-        }
-        _ => {}
-    };
+    let edit = slow_helm_release(&env.cluster().busybox_image);
     let job = apply_deploy(&env.client, &env.ns, "helm-runner", edit)
         .await
         .unwrap();

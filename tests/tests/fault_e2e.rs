@@ -22,7 +22,7 @@ use action_runner_tests::cluster::{
     wait_for_running_job_pod,
 };
 use action_runner_tests::controllers::{wait_for_workflow, workflows};
-use action_runner_tests::deploy::{apply_deploy, kind_of, name_of, set_env};
+use action_runner_tests::deploy::{apply_deploy, kind_of, name_of, set_env, slow_helm_release};
 use action_runner_tests::faults::{Fault, helm_records, inject, requests_by};
 use action_runner_tests::test_env::reported_status;
 use action_runner_tests::tools::Tools;
@@ -70,33 +70,6 @@ struct Scenario {
     helm_job: String,
 }
 
-/// The chart of `deploy/helm-runner` made slow: a Deployment whose pod becomes Ready after 20 s,
-/// so that helm's `--wait` is under way when the fault comes.
-fn slow_helm_input(busybox: &str) -> impl Fn(&mut Value) + use<> {
-    let deployment = format!(
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: \"{{{{ .Release.Name }}}}-slow\"}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: slow}}}}\n  template:\n    metadata: {{labels: {{app: slow}}}}\n    spec:\n      terminationGracePeriodSeconds: 0\n      containers:\n      - name: main\n        image: {busybox}\n        imagePullPolicy: IfNotPresent\n        command: [sh, -c, \"sleep 20; touch /tmp/ready; exec sleep 3600\"]\n        readinessProbe: {{exec: {{command: [cat, /tmp/ready]}}, periodSeconds: 1}}\n"
-    );
-    move |obj: &mut Value| match (kind_of(obj), name_of(obj)) {
-        ("ConfigMap", "hello-release-chart") => {
-            obj["data"]["configmap.yaml"] = json!(deployment);
-        }
-        ("ConfigMap", "hello-release-input") => {
-            obj["data"]["manifest.yaml"] =
-                json!("name: hello-release\nchart: {name: /runner/chart}\nwait: true\n");
-        }
-        ("Role", _) => {
-            let rules = obj["rules"].as_array_mut().unwrap();
-            rules.push(json!({"apiGroups": ["apps"], "resources": ["deployments"],
-                "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}));
-            rules.push(json!({"apiGroups": ["apps"], "resources": ["replicasets"],
-                "verbs": ["get", "list", "watch"]}));
-            rules.push(json!({"apiGroups": [""], "resources": ["pods"],
-                "verbs": ["get", "list", "watch"]}));
-        }
-        _ => {}
-    }
-}
-
 /// How long the Argo runner waits (`RUNNER_TIMEOUT`): a Workflow whose step's pod a fault
 /// left stuck (a node reboot: the kubelet makes no new sandbox for a `restartPolicy: Never`
 /// pod) never finishes by itself.
@@ -137,7 +110,7 @@ impl Scenario {
             &client,
             &ns,
             "helm-runner",
-            slow_helm_input(&cluster.busybox_image),
+            slow_helm_release(&cluster.busybox_image),
         )
         .await
         .unwrap();
