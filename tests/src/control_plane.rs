@@ -326,13 +326,12 @@ pub async fn service_account_token(
         }),
         ..TokenRequest::default()
     };
-    Ok(sas
-        .create_token_request(name, &PostParams::default(), &request)
+    sas.create_token_request(name, &PostParams::default(), &request)
         .await?
         .status
         .context("TokenRequest has no status")?
         .token
-        .context("TokenRequest's status has no token")?)
+        .context("TokenRequest's status has no token")
 }
 
 /// A client for the kubeconfig at `path`.
