@@ -20,7 +20,6 @@ use std::process::{Command, Stdio};
 
 use action_runner::status::Phase;
 use action_runner_tests::cluster::record_skip_because;
-use action_runner_tests::deploy::*;
 use action_runner_tests::kubelet::*;
 use action_runner_tests::*;
 use k8s_openapi::api::core::v1::Secret;
