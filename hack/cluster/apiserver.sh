@@ -7,8 +7,8 @@ start_control_plane() {
   local P=$S/pki
   etcd_flags --data-dir "$S/etcd" --client "$ETCD_CLIENT" --peer "$ETCD_PEER"
   spawn etcd "$KAR_ETCD" "${CONTROL_PLANE_FLAGS[@]}"
-  kube_apiserver_flags --pki "$P" --etcd "$ETCD_CLIENT" --address "$NODE_IP" --port "$APISERVER_PORT" \
-    --tokens "$P/tokens.csv" --audit-log "$S/logs/audit.log"
+  kube_apiserver_flags --pki "$P" --etcd "$ETCD_CLIENT" --address "$NODE_IP" \
+    --port "$APISERVER_PORT" --tokens "$P/tokens.csv" --audit-log "$S/logs/audit.log"
   spawn kube-apiserver "$KBIN/kube-apiserver-$KV" "${CONTROL_PLANE_FLAGS[@]}"
   wait_for "kube-apiserver /readyz" 90 kube-apiserver admin get --raw /readyz
 }
