@@ -23,7 +23,6 @@ use action_runner_tests::cluster::record_skip_because;
 use action_runner_tests::controllers::workflows;
 use action_runner_tests::deployed_runner::DeployedRunner;
 use action_runner_tests::process::{RunnerCommand, RunnerOutput, collect};
-use action_runner_tests::test_env::reported_status;
 use action_runner_tests::tools::{repo_root, runner_binary};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
@@ -226,10 +225,7 @@ async fn argo_runner_for_arm64_dry_runs_against_the_api_server() {
     let cmd = d.command().var("RUNNER_CONTEXT_DRY_RUN", Some("true"));
     let out = arm.run_runner(&cmd, "argo-runner").await;
     assert_eq!(out.code, 0, "stderr: {}", out.stderr);
-    let status = reported_status(&d.env.client, &d.env.ns, &d.context_name())
-        .await
-        .unwrap()
-        .expect("a reported status");
+    let status = d.env.expect_status(&d.context_name()).await;
     assert_eq!(status.phase, Phase::Succeeded, "{status:?}");
     assert!(status.dry_run, "{status:?}");
     assert!(
@@ -273,10 +269,7 @@ async fn helm_runner_for_arm64_dry_runs_against_the_api_server() {
         .var("RUNNER_HELM_BINARY_PATH", Some(&helm.display().to_string()));
     let out = arm.run_runner(&cmd, "helm-runner").await;
     assert_eq!(out.code, 0, "stderr: {}", out.stderr);
-    let status = reported_status(&d.env.client, &d.env.ns, &d.context_name())
-        .await
-        .unwrap()
-        .expect("a reported status");
+    let status = d.env.expect_status(&d.context_name()).await;
     assert_eq!(status.phase, Phase::Succeeded, "{status:?}");
     assert!(status.dry_run, "{status:?}");
     assert!(status.message.contains("would be installed"), "{status:?}");
