@@ -87,7 +87,10 @@ phase_end
 # Argo 3 (hack/install-tools.sh's ARGO3_VERSION) beside the default Argo 4: the Argo tests again,
 # with Argo 3's CRDs and examples, and, on the cluster, under its real controller and executor.
 phase_start "the Argo tests again under Argo 3"
-eval "$(KAR_ARGO_MAJOR=3 bash hack/install-tools.sh --print)"
+# Exported, so that hack/cluster.sh, which reads the tools' environment afresh, installs Argo 3
+# too (the tests check that the controller they find is the Argo they use).
+export KAR_ARGO_MAJOR=3
+eval "$(bash hack/install-tools.sh --print)"
 echo "test: Argo $KAR_ARGO_VERSION (the tests above ran under Argo $KAR_ARGO4_VERSION)" >&2
 argo_tests=(argo_e2e)
 if $cluster; then

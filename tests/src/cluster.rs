@@ -106,6 +106,44 @@ impl Cluster {
         client_from(&self.kubeconfig).await
     }
 
+    /// Checks, once per test process, that the cluster's workflow-controller is the Argo the
+    /// tests read CRDs and examples of (`KAR_ARGO_VERSION`, from `hack/install-tools.sh
+    /// --print`), so that a phase meant to run under one Argo cannot pass under the other.
+    /// Without `KAR_ARGO_VERSION` nothing is checked.
+    ///
+    /// # Panics
+    /// When the Deployment `argo/workflow-controller` runs another image tag, or cannot be read.
+    pub async fn check_argo_version(&self, client: &kube::Client) {
+        static CHECKED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+        let Ok(want) = std::env::var("KAR_ARGO_VERSION") else {
+            return;
+        };
+        CHECKED
+            .get_or_init(|| async {
+                let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(
+                    client.clone(),
+                    &std::env::var("KAR_CLUSTER_ARGO_NAMESPACE").unwrap_or("argo".into()),
+                );
+                let d = deployments
+                    .get("workflow-controller")
+                    .await
+                    .expect("read Deployment argo/workflow-controller");
+                let image = d
+                    .spec
+                    .template
+                    .spec
+                    .and_then(|s| s.containers.into_iter().next())
+                    .and_then(|c| c.image)
+                    .unwrap_or_default();
+                assert!(
+                    image.ends_with(&format!(":{want}")),
+                    "the cluster runs Argo's workflow-controller {image}, but the tests use Argo \
+                     {want} (KAR_ARGO_VERSION): run hack/cluster.sh argo with KAR_ARGO_MAJOR set"
+                );
+            })
+            .await;
+    }
+
     /// Creates a fresh namespace `<prefix>-<pid>-<n>` (unique across test processes sharing the
     /// cluster) and returns its name.
     ///

@@ -116,6 +116,7 @@ impl TestEnv {
             return None;
         };
         let client = cluster.client().await.unwrap();
+        cluster.check_argo_version(&client).await;
         let ns = cluster.namespace(&client, prefix).await.unwrap();
         Some(TestEnv {
             backend: Backend::LocalCluster(cluster),

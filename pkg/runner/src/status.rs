@@ -182,18 +182,24 @@ impl StatusReporter for ConfigMapReporter {
             ..PatchParams::default()
         };
         let merge = Patch::Merge(&patch);
-        let write = || self.api.patch(&self.name, &params, &merge);
         // When the first attempt failed, so that a write that never gets through says since
-        // when the cluster did not answer.
+        // when the cluster did not answer. Recorded by the attempt itself: with jitter, the
+        // backoff may give up before its first pause, and then never notifies.
         let first_failure = std::sync::Mutex::new(None::<(String, std::time::Instant)>);
-        let written = write
-            .retry(report_backoff(self.retry_for))
-            .when(transient)
-            .notify(|e, after| {
+        let write = || async {
+            let written = self.api.patch(&self.name, &params, &merge).await;
+            if written.is_err() {
                 first_failure
                     .lock()
                     .expect("not poisoned")
                     .get_or_insert_with(|| (now_rfc3339(), std::time::Instant::now()));
+            }
+            written
+        };
+        let written = write
+            .retry(report_backoff(self.retry_for))
+            .when(transient)
+            .notify(|e, after| {
                 tracing::warn!(error = %e, ?after, "reporting status failed; retrying");
             })
             .await;
