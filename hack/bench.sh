@@ -15,6 +15,10 @@
 # (default N: 10,50; --scale to choose), each running Argo's hello-world under Argo's real
 # controller; builds the images and starts the cluster unless KAR_CLUSTER_KUBECONFIG names a
 # running one, and then stops it; writes bench-cluster.md and bench-cluster.json.
+# --kwok: instead, N actions at once as processes against the same cluster's control plane and
+# Argo's real controller, their pods on simulated nodes (KWOK, built by hack/install-tools.sh
+# --kwok): argo-runner at N = 10, 100, 1000, the Argo CLI and helm-runner at 10, 100 (--scale
+# to choose); starts the cluster as --cluster does; writes bench-kwok.md and bench-kwok.json.
 # Not part of the test suite: figures are never asserted. Dated results: bench/results/<date>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,14 +32,16 @@ for a in "$@"; do
 done
 args=()
 cluster=false
+tools=--peers
 for a in "$@"; do
   case $a in
     --images) bash hack/build-images.sh ;;
     --cluster) cluster=true; args+=("$a") ;;
+    --kwok) cluster=true; tools=--kwok; args+=("$a") ;;
     *) args+=("$a") ;;
   esac
 done
-bash hack/install-tools.sh --peers
+bash hack/install-tools.sh "$tools"
 eval "$(bash hack/install-tools.sh --print)"
 cargo build --release --bins
 if $cluster && [[ -z ${KAR_CLUSTER_KUBECONFIG:-} ]]; then

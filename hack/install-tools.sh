@@ -5,6 +5,7 @@
 #   hack/install-tools.sh            # build everything (idempotent)
 #   hack/install-tools.sh --print    # print the environment the tests read (eval-able)
 #   hack/install-tools.sh --peers    # also build the peers the benchmark compares with (argo CLI)
+#   hack/install-tools.sh --kwok     # --peers, and KWOK (simulated nodes for the scale bench)
 #   KAR_ARGO_MAJOR=3 hack/install-tools.sh --print   # the same, with Argo 3 as the Argo in use
 #   KAR_KUBERNETES=oldest hack/install-tools.sh --print   # the same, with the oldest minor's
 #                                    # kube-apiserver as the tests' API server (no cluster of it)
@@ -35,6 +36,7 @@ ARGO3_VERSION=v3.7.18             # github.com/argoproj/argo-workflows/v3 (still
 HELM4_VERSION=v4.3.2              # helm.sh/helm/v4 (helm CLI: the default, shipped in the image)
 HELM3_VERSION=v3.22.0             # helm.sh/helm/v3 (helm CLI: still supported and tested)
 REGISTRY_VERSION=v3.1.2           # github.com/distribution/distribution/v3 (an OCI registry for the helm tests)
+KWOK_VERSION=v0.8.0               # sigs.k8s.io/kwok (simulated nodes: hack/bench.sh --kwok only)
 
 CACHE=${KAR_CACHE:-$HOME/.cache/kube-action-runners}
 BIN=$CACHE/bin
@@ -84,6 +86,7 @@ HELM4_ARM64_BIN=$BIN/helm-$HELM4_VERSION-linux-arm64
 # The benchmark's Argo CLI is the default Argo's.
 ARGO_BIN=$BIN/argo-$ARGO4_VERSION
 REGISTRY_BIN=$BIN/registry-$REGISTRY_VERSION
+KWOK_BIN=$BIN/kwok-$KWOK_VERSION
 
 print_env() {
   echo "export KAR_ETCD=$ETCD_BIN"
@@ -109,6 +112,10 @@ print_env() {
   # The OCI registry the helm tests push charts to and pull them from (loopback only).
   echo "export KAR_REGISTRY=$REGISTRY_BIN"
   echo "export KAR_ARGO_CLI=$ARGO_BIN KAR_ARGO_CLI_VERSION=$ARGO4_VERSION"
+  # KWOK and its module's directory (its default Stages, kustomize/stage/), for the scale bench.
+  # (The directory by its path in the module cache, where `--kwok` downloaded it: --print fetches
+  # nothing.)
+  echo "export KAR_KWOK=$KWOK_BIN KAR_KWOK_DIR=$(go env GOMODCACHE)/sigs.k8s.io/kwok@$KWOK_VERSION"
 }
 
 log() { echo "install-tools: $*" >&2; }
@@ -374,13 +381,17 @@ main() {
     github.com/distribution/distribution/v3/cmd/registry "$REGISTRY_BIN" "" \
     "-X github.com/distribution/distribution/v3/version.version=$REGISTRY_VERSION"
 
-  if [[ ${1:-} == --peers && ! -x $ARGO_BIN ]]; then
+  if [[ ${1:-} == --peers || ${1:-} == --kwok ]] && [[ ! -x $ARGO_BIN ]]; then
     # The Argo CLI, to compare `argo submit --wait` with argo-runner.
     local replaces am
     am=$(argo_module "$ARGO4_VERSION")
     replaces=$(argo_replaces "$ARGO4_VERSION")
     build "$am" "$ARGO4_VERSION" "$am/cmd/argo" "$ARGO_BIN" "$replaces" "-X $am.version=$ARGO4_VERSION"
     rm -f "$replaces"
+  fi
+  if [[ ${1:-} == --kwok ]]; then
+    # KWOK's controller, which plays the kubelet of many simulated nodes (the scale bench).
+    build sigs.k8s.io/kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok "$KWOK_BIN"
   fi
   log "tools ready in $BIN"
 }

@@ -137,7 +137,7 @@ impl ArgoBench {
             .command(&env, tool, &kubeconfig, name, env.dir.path())
             .await?;
         let t0 = Instant::now();
-        let (_, mut exited) = spawn_measured(cmd, true)?;
+        let (_, mut exited) = spawn_measured(cmd, Some(Duration::from_millis(5)))?;
         let seen = tokio::select! {
             seen = rx => seen?,
             e = &mut exited => bail!("{} exited before its Workflow was seen: {:?}", tool.label(), e?),
@@ -216,7 +216,7 @@ impl ArgoBench {
         let t0 = Instant::now();
         let mut handles = Vec::new();
         for cmd in commands {
-            handles.push(spawn_measured(cmd, false)?.1);
+            handles.push(spawn_measured(cmd, None)?.1);
         }
         let mut failures = 0;
         let mut cpu = Duration::ZERO;

@@ -236,7 +236,7 @@ impl HelmBench {
             let cmd = self.command(&env, tool, step, &kubeconfig)?;
             let step_since = audit::now();
             let t0 = Instant::now();
-            let (_, exited) = spawn_measured(cmd, true)?;
+            let (_, exited) = spawn_measured(cmd, Some(Duration::from_millis(5)))?;
             let done = tokio::time::timeout(Duration::from_secs(300), exited)
                 .await
                 .context("did not exit")??;

@@ -30,6 +30,7 @@ mod audit;
 mod capact;
 mod cluster;
 mod helm;
+mod kwok;
 mod measure;
 mod report;
 
@@ -72,8 +73,11 @@ Environment:
       Keep each measured run's whole standard error as DIR/<pid>.log.
   RUST_LOG
       Passed on to the runners (with KAR_BENCH_STDERR, to see where a run's time goes).
+  KAR_KWOK, KAR_KWOK_DIR
+      --kwok: KWOK's binary and its module's directory (its Stages), from
+      `hack/install-tools.sh --kwok`.
   KAR_CLUSTER_KUBECONFIG, KAR_ARGO_CLI_VERSION, KAR_ARGO_VERSION
-      --cluster: the running local cluster (`hack/cluster.sh up`), the version of the Argo CLI
+      --cluster and --kwok: the running local cluster (`hack/cluster.sh up`), the version of the Argo CLI
       image, and the Argo version recorded in the report.
 
 argo-runner and helm-runner are taken from this binary's own directory: build them there first
@@ -118,6 +122,14 @@ struct Args {
     /// bench-cluster.json and bench-cluster.md (--smoke, --reps and --only do not apply)
     #[arg(long)]
     cluster: bool,
+
+    /// Instead: N actions at once as processes, each with a ServiceAccount token of its own,
+    /// against the local cluster's control plane and Argo's real controller, their pods on
+    /// simulated nodes (KWOK): argo-runner at N = 10, 100, 1000, the Argo CLI and helm-runner
+    /// at 10, 100 (--scale: these N for all three, the CLI and helm-runner at most 100);
+    /// writes bench-kwok.json and bench-kwok.md
+    #[arg(long, conflicts_with = "cluster")]
+    kwok: bool,
 }
 
 /// What `--only` keeps.
@@ -198,6 +210,29 @@ async fn main() -> Result<()> {
         .unwrap_or_else(|| repo_root().join("target/bench"));
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("cannot create --out {}", out_dir.display()))?;
+
+    if args.kwok {
+        let plan = match &args.scale {
+            None => kwok::Plan::full(),
+            Some(scale) => {
+                let small: Vec<usize> = scale.iter().copied().filter(|&n| n <= 100).collect();
+                kwok::Plan {
+                    argo: scale.clone(),
+                    argo_cli: small.clone(),
+                    helm: small,
+                    ..kwok::Plan::full()
+                }
+            }
+        };
+        let report = json!({
+            "machine": measure::machine(),
+            "argoVersion": std::env::var("KAR_ARGO_VERSION").ok(),
+            "kubernetesVersion": std::env::var("KAR_KUBERNETES_VERSION").ok(),
+            "kwok": kwok::run(&plan, &out_dir).await?,
+        });
+        let md = report::kwok_markdown(&report);
+        return write_report(&out_dir, "bench-kwok", &report, &md);
+    }
 
     if args.cluster {
         let scale = args.scale.unwrap_or_else(|| SCALE_CLUSTER.to_vec());

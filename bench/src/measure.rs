@@ -55,53 +55,63 @@ fn hwm_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// Spawns `cmd` and returns its pid and a task resolving when it exits (reaped with `wait4`,
-/// which gives CPU time including reaped descendants').
+/// Spawns `cmd` and returns its pid and a task resolving when it exits, reaped with `wait4`
+/// (which gives CPU time including reaped descendants') once its pidfd says it has exited. No
+/// thread per process: a thousand processes at once are a thousand small tasks.
 ///
-/// With `sample_rss`, peak RSS is sampled every 5 ms from `/proc` (`VmHWM`, each program's own
-/// high-water mark since `exec`): `wait4`'s `ru_maxrss` would count the RSS of this driver,
-/// which the child shares until `exec`, and only the largest single process of a tree.
-/// Without it `max_rss_kib` is 0: the scale runs do not sample, as hundreds of samplers
-/// reading `/proc` every 5 ms would take the CPU the processes under test need.
+/// With `rss_every`, peak RSS is sampled at that interval from `/proc` (`VmHWM`, each program's
+/// own high-water mark since `exec`, summed over the process and its live descendants; the last
+/// sample before the exit holds the peak unless memory grew in the final interval): `wait4`'s
+/// `ru_maxrss` would count the RSS of this driver, which the child shares until `exec`, and
+/// only the largest single process of a tree. Without it `max_rss_kib` is 0.
+///
+/// # Errors
+/// When the process cannot be spawned or its pidfd opened (Linux 5.3 and later).
+///
+/// # Panics
+/// Outside a tokio runtime.
 pub fn spawn_measured(
     mut cmd: std::process::Command,
-    sample_rss: bool,
+    rss_every: Option<Duration>,
 ) -> Result<(u32, tokio::task::JoinHandle<Exited>)> {
-    let child = cmd
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use tokio::io::AsyncReadExt;
+
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()?;
     let pid = child.id();
-    let stderr = child.stderr;
-    let sampler = std::thread::spawn(move || {
-        let mut peak = 0u64;
-        if !sample_rss {
-            return peak;
-        }
-        loop {
-            let mut sum = 0;
-            let mut root_alive = false;
-            for p in tree(pid) {
-                if let Some(kib) = hwm_kib(p) {
-                    sum += kib;
-                    root_alive |= p == pid;
-                }
-            }
-            if !root_alive {
-                break;
-            }
-            peak = peak.max(sum);
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        peak
-    });
-    let handle = tokio::task::spawn_blocking(move || {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        let _ = child.kill();
+        let _ = child.wait();
+        anyhow::bail!("pidfd_open of the process just spawned: {e}");
+    }
+    // SAFETY: a descriptor just returned by pidfd_open, owned by nothing else.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    // SAFETY: the OwnedFd is moved into the AsyncFd, so the descriptor stays open and the same
+    // for the AsyncFd's whole life.
+    let exited = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE)
+    }
+    .map_err(|e| anyhow::anyhow!("register the pidfd: {}", e.into_parts().1))?;
+    let stderr = child
+        .stderr
+        .take()
+        .map(tokio::process::ChildStderr::from_std)
+        .transpose()?;
+    // The std handle is dropped without waiting: the task below reaps the process.
+    drop(child);
+    let handle = tokio::spawn(async move {
         // Drain stderr so the process never blocks on a full pipe.
-        let drain = std::thread::spawn(move || {
+        let drain = tokio::spawn(async move {
             let mut sink = Vec::new();
             if let Some(mut e) = stderr {
-                let _ = std::io::Read::read_to_end(&mut e, &mut sink);
+                let _ = e.read_to_end(&mut sink).await;
             }
             let text = String::from_utf8_lossy(&sink).into_owned();
             // `KAR_BENCH_STDERR=DIR` keeps each run's whole stderr as DIR/<pid>.log, to see
@@ -113,13 +123,33 @@ pub fn spawn_measured(
             let lines: Vec<&str> = text.lines().rev().take(3).collect();
             lines.into_iter().rev().collect::<Vec<_>>().join("\n")
         });
+        let mut peak = 0u64;
+        let mut tick = tokio::time::interval(rss_every.unwrap_or(Duration::from_secs(3600)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut status = 0;
         // SAFETY: a zeroed rusage is a valid value for wait4 to fill.
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: pid is our own child, not yet reaped; both pointers are valid.
-        unsafe { libc::wait4(pid as i32, &mut status, 0, &mut usage) };
+        loop {
+            tokio::select! {
+                ready = exited.readable() => {
+                    let Ok(mut guard) = ready else { break };
+                    // SAFETY: pid is our own child, not yet reaped; both pointers are valid.
+                    let r = unsafe { libc::wait4(pid as i32, &mut status, libc::WNOHANG, &mut usage) };
+                    if r == pid as i32 || r < 0 {
+                        break;
+                    }
+                    guard.clear_ready();
+                }
+                _ = tick.tick(), if rss_every.is_some() => {
+                    // Not reaped yet, so the pid is still this process's (a zombie has no
+                    // memory lines and adds nothing).
+                    let sum: u64 = tree(pid).into_iter().filter_map(hwm_kib).sum();
+                    peak = peak.max(sum);
+                }
+            }
+        }
         let at = Instant::now();
-        let stderr_tail = drain.join().unwrap_or_default();
+        let stderr_tail = drain.await.unwrap_or_default();
         let tv = |t: libc::timeval| {
             Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
         };
@@ -130,7 +160,7 @@ pub fn spawn_measured(
                 -1
             },
             at,
-            max_rss_kib: sampler.join().unwrap_or(0),
+            max_rss_kib: peak,
             cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
             stderr_tail,
         }

@@ -246,3 +246,52 @@ pub fn cluster_markdown(r: &Value) -> String {
     }
     s
 }
+
+/// The markdown table of a `--kwok` report: one row per tool and N.
+pub fn kwok_markdown(r: &Value) -> String {
+    let m = &r["machine"];
+    let k = &r["kwok"];
+    let mut s = format!(
+        "Machine: {} cores, {} GiB, {}. One run per row: N actions at once as processes with \
+         their own ServiceAccount tokens, against the control plane of hack/cluster.sh \
+         (Kubernetes {}) and Argo {}'s workflow-controller, pods on {} KWOK nodes.\n\n",
+        m["cores"],
+        m["memoryGiB"],
+        m["cpu"].as_str().unwrap_or(""),
+        r["kubernetesVersion"].as_str().unwrap_or("?"),
+        r["argoVersion"].as_str().unwrap_or("?"),
+        k["nodes"]["count"],
+    );
+    s.push_str(
+        "| tool | N | all done (s) | lost | wrong | requests/action | watch requests/action | \
+         watches open (peak) | API server CPU (ms/action) | API server RSS peak (MiB) | \
+         controller CPU (s) | process RSS median / max (MiB) | process CPU median (ms) |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    let mib = |v: &Value| format!("{:.1}", v.as_f64().unwrap_or(0.0) / 1024.0);
+    for tool in ["argo-runner", "argo-cli", "helm-runner"] {
+        let Some(by_n) = k[tool].as_object() else {
+            continue;
+        };
+        let mut rows: Vec<(&String, &Value)> = by_n.iter().collect();
+        rows.sort_by_key(|(n, _)| n.parse::<usize>().unwrap_or(0));
+        for (n, x) in rows {
+            s.push_str(&format!(
+                "| {tool} | {n} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {} / {} | {} |\n",
+                x["wallSeconds"],
+                x["lost"],
+                x["wrong"],
+                x["requestsPerAction"],
+                x["watchRequestsPerAction"],
+                x["watchesOpenPeak"],
+                x["apiServerCpuMsPerAction"],
+                x["apiServer"]["rssPeakMiB"],
+                x["workflowController"]["cpuMs"].as_f64().unwrap_or(0.0) / 1000.0,
+                mib(&x["processRssKiB"]["median"]),
+                mib(&x["processRssKiB"]["max"]),
+                x["processCpuMs"]["median"],
+            ));
+        }
+    }
+    s
+}

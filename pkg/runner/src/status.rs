@@ -163,8 +163,20 @@ fn report_backoff(pauses: Duration) -> backon::ExponentialBuilder {
 }
 
 impl StatusReporter for ConfigMapReporter {
+    /// Retried as a status write is ([`report_backoff`], [`transient`]): a pod that starts
+    /// while the API server is unreachable (a restart, a node reboot) waits for it rather than
+    /// exiting 4 at once, which would spend one of the Job's `backoffLimit` retries in well
+    /// under a second.
     async fn check(&self) -> Result<(), RunnerError> {
-        match self.api.get_metadata_opt(&self.name).await {
+        let read = || self.api.get_metadata_opt(&self.name);
+        let read = read
+            .retry(report_backoff(self.retry_for))
+            .when(transient)
+            .notify(|e, after| {
+                tracing::warn!(error = %e, ?after, "reading the status ConfigMap failed; retrying");
+            })
+            .await;
+        match read {
             Ok(Some(_)) => Ok(()),
             Ok(None) => Err(RunnerError::invalid_input(format!(
                 "{} not found: create it before running the runner (it receives the status)",
@@ -262,6 +274,9 @@ mod tests {
         .unwrap();
         let e = reporter.report(&status).await.unwrap_err();
         assert_eq!(e.exit(), Exit::Unavailable, "{e}");
+        // The check before anything is written waits the same way, then says the same.
+        let c = reporter.check().await.unwrap_err();
+        assert_eq!(c.exit(), Exit::Unavailable, "{c}");
         let text = e.to_string();
         assert!(
             text.contains("status ConfigMap ns/act (failing since 20"),
