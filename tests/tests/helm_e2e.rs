@@ -751,6 +751,103 @@ async fn bad_input_exits_2_and_writes_nothing(h: HelmBin) {
     assert!(env.deployment("bad-webapp").await.is_none());
 }
 
+/// Helm 4's apply options and `takeOwnership`, against a ServiceAccount the chart would make
+/// that exists already without Helm's ownership annotations: without `takeOwnership` helm
+/// refuses the install (exit 1, naming the object); with it the release adopts the object.
+/// `serverSide: false` applies client-side (the Deployment's managed fields hold no `Apply`),
+/// `serverSide: true` server-side; under Helm 3, which has no server-side apply, `serverSide`
+/// is exit 2 naming the field and the version. `forceConflicts` without server-side apply is
+/// exit 2 under both.
+async fn apply_options_take_ownership_and_server_side(h: HelmBin) {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let env = TestEnv::bare("helm-apply").await;
+    let chart = format!(
+        "chart: {{name: webapp, repo: \"{}\"}}\nwait: false\n",
+        ChartRepository::shared().url
+    );
+    let sas: Api<ServiceAccount> = Api::namespaced(env.client.clone(), &env.ns);
+    for name in ["refused-webapp", "adopted-webapp"] {
+        let sa: ServiceAccount =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+        sas.create(&Default::default(), &sa).await.unwrap();
+    }
+
+    let out = env
+        .run_helm(h, "refused", "install", &format!("name: refused\n{chart}"))
+        .await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let err = error_lines(&out.stderr).join("\n");
+    assert!(err.contains("refused-webapp"), "{err}");
+
+    let out = env
+        .run_helm(
+            h,
+            "adopted",
+            "install",
+            &format!("name: adopted\n{chart}takeOwnership: true\n"),
+        )
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let sa = sas.get("adopted-webapp").await.unwrap();
+    let annotations = sa.metadata.annotations.unwrap_or_default();
+    assert_eq!(
+        annotations
+            .get("meta.helm.sh/release-name")
+            .map(String::as_str),
+        Some("adopted")
+    );
+
+    let out = env
+        .run_helm(
+            h,
+            "conflicts",
+            "install",
+            &format!("name: conflicts\n{chart}serverSide: false\nforceConflicts: true\n"),
+        )
+        .await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        error_lines(&out.stderr)
+            .join("\n")
+            .contains("forceConflicts: true needs server-side apply"),
+        "{}",
+        out.stderr
+    );
+
+    let applied = |d: &Deployment| {
+        d.metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .any(|f| f.operation.as_deref() == Some("Apply"))
+    };
+    for (name, server_side) in [("client", false), ("server", true)] {
+        let out = env
+            .run_helm(
+                h,
+                name,
+                "install",
+                &format!("name: {name}\n{chart}serverSide: {server_side}\n"),
+            )
+            .await;
+        if h == HelmBin::V3 {
+            assert_eq!(out.code, 2, "{}", out.stderr);
+            let err = error_lines(&out.stderr).join("\n");
+            assert!(err.contains("serverSide needs Helm 4 or later"), "{err}");
+            assert!(env.helm_record_names::<Secret>(name).await.is_empty());
+            continue;
+        }
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let d = env.deployment(&format!("{name}-webapp")).await.unwrap();
+        assert_eq!(
+            applied(&d),
+            server_side,
+            "{name}: {:?}",
+            d.metadata.managed_fields
+        );
+    }
+}
+
 /// The examples shipped in `cmd/helm-runner/example-input/` (install, upgrade, rollback,
 /// uninstall), with the chart repository URL and namespace of this test.
 async fn shipped_examples_install_then_upgrade(h: HelmBin) {
@@ -2412,6 +2509,7 @@ action_runner_tests::both_helms!(
     missing_chart_version_exits_1,
     dry_run_stores_nothing,
     bad_input_exits_2_and_writes_nothing,
+    apply_options_take_ownership_and_server_side,
     shipped_examples_install_then_upgrade,
     wait_true_waits_for_the_rollout,
     values_layered_from_configmaps_secrets_files_and_inline,

@@ -71,6 +71,9 @@ use crate::version::HelmVersion;
 /// wait: true                  # --wait
 /// timeout: 5m                 # --timeout, a Go duration (default: RUNNER_TIMEOUT, else Helm's 5m)
 /// rollbackOnFailure: false    # --rollback-on-failure (Helm 4), --atomic (Helm 3)
+/// serverSide: true            # Helm 4: --server-side=true|false (unset: Helm's default)
+/// forceConflicts: false       # Helm 4: --force-conflicts
+/// takeOwnership: false        # --take-ownership (Helm 4, Helm 3.17+)
 /// createNamespace: false      # install: --create-namespace (needs namespaces: create)
 /// output:
 ///   helmRelease: {useHelmReleaseStorage: false}
@@ -133,6 +136,21 @@ pub struct ChartInput {
     /// even with `wait: false`.
     #[serde(default)]
     pub rollback_on_failure: bool,
+    /// Helm 4 only: `--server-side`, apply the release's objects with server-side apply
+    /// (`true`) or client-side (`false`). Unset: Helm 4's default (an install applies
+    /// server-side; an upgrade keeps the method of the release's last revision, `auto`).
+    /// Refused under Helm 3, which has no server-side apply (exit 2).
+    #[serde(default)]
+    pub server_side: Option<bool>,
+    /// Helm 4 only: `--force-conflicts`, server-side apply takes over the fields other field
+    /// managers own (a `kubectl edit`, another controller) instead of failing on the conflict.
+    /// Refused with `serverSide: false` and under Helm 3 (exit 2).
+    #[serde(default)]
+    pub force_conflicts: bool,
+    /// `--take-ownership` (Helm 4, Helm 3.17 and later): adopt objects that exist without
+    /// Helm's ownership annotations, or with another release's, instead of failing on them.
+    #[serde(default)]
+    pub take_ownership: bool,
     /// Install only: `--create-namespace`, create the release's namespace if it does not exist.
     /// Opt-in: the runner's Role then needs `create` on `namespaces` (cluster-scoped: a
     /// ClusterRole).
@@ -223,6 +241,12 @@ impl Verb for ChartVerb {
             _ => upgrade_target(config, input, &mut local_digest)?,
         };
         input::timeout(&input.timeout)?;
+        if input.force_conflicts && input.server_side == Some(false) {
+            return Err(RunnerError::invalid_input(
+                "forceConflicts: true needs server-side apply, and serverSide is false: \
+                 remove one of them",
+            ));
+        }
         let source = chart::resolve(&chart).map_err(input::invalid)?;
         sources::check_credentials_transport(&input.chart, &source)?;
         let access = RepositoryAccess::read(&input.chart, &source)?;
@@ -252,6 +276,7 @@ impl Verb for ChartVerb {
     }
 
     async fn plan(&mut self, cx: StartCx<'_>, history: Vec<Record>) -> Result<Plan, RunnerError> {
+        apply_options_for(&self.input, cx.version)?;
         let input = cx.input;
         // The chart, fetched before anything is written to the cluster (a recovery below marks
         // a revision failed): a chart refused as hostile or malformed is exit 2 with nothing
@@ -735,6 +760,15 @@ fn chart_args(
     if input.rollback_on_failure {
         argv.push(version.rollback_on_failure_arg().into());
     }
+    if let Some(server_side) = input.server_side {
+        argv.push(format!("--server-side={server_side}").into());
+    }
+    if input.force_conflicts {
+        argv.push("--force-conflicts".into());
+    }
+    if input.take_ownership {
+        argv.push("--take-ownership".into());
+    }
     if extra.dry_run {
         argv.push("--dry-run=server".into());
     }
@@ -758,6 +792,32 @@ fn chart_args(
         }
     }
     argv
+}
+
+/// Refuses the apply options helm `version` does not have, before anything is written:
+/// `serverSide` and `forceConflicts` exist from Helm 4 on (Helm 4's `helm install --help`),
+/// `takeOwnership` from Helm 3.17 on (Helm 3.17's release notes).
+///
+/// # Errors
+/// [`ErrorKind::InvalidInput`](action_runner::error::ErrorKind) naming the field and the version.
+fn apply_options_for(input: &ChartInput, version: &HelmVersion) -> Result<(), RunnerError> {
+    let refused = if version.major < 4 && input.server_side.is_some() {
+        Some(("serverSide", "Helm 4"))
+    } else if version.major < 4 && input.force_conflicts {
+        Some(("forceConflicts", "Helm 4"))
+    } else if version.major == 3 && version.minor < 17 && input.take_ownership {
+        Some(("takeOwnership", "Helm 3.17"))
+    } else {
+        None
+    };
+    match refused {
+        Some((field, since)) => Err(RunnerError::invalid_input(format!(
+            "{field} needs {since} or later, and the helm of RUNNER_HELM_BINARY_PATH is {}: \
+             remove {field} or run a newer helm",
+            version.text
+        ))),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -882,6 +942,60 @@ mod tests {
             &input,
             extra,
         ))
+    }
+
+    /// The apply options become Helm 4's flags; Helm 3 refuses the two it lacks, naming the
+    /// field and the version, and `forceConflicts` without server-side apply is refused.
+    #[test]
+    fn apply_options() {
+        let v3 = HelmVersion::parse("v3.22.0").unwrap();
+        let v4 = HelmVersion::parse("v4.3.2").unwrap();
+        let all = "name: shop\nserverSide: true\nforceConflicts: true\ntakeOwnership: true\n";
+        let a = args(&v4, Command::Upgrade, all, &Extra::default());
+        for flag in [
+            "--server-side=true",
+            "--force-conflicts",
+            "--take-ownership",
+        ] {
+            assert!(a.contains(&flag.to_string()), "{flag} missing from {a:?}");
+        }
+        let a = args(
+            &v4,
+            Command::Install,
+            "name: shop\nserverSide: false\n",
+            &Extra::default(),
+        );
+        assert!(a.contains(&"--server-side=false".to_string()), "{a:?}");
+        let a = args(&v4, Command::Install, "name: shop\n", &Extra::default());
+        assert!(
+            !a.iter().any(|f| f.starts_with("--server-side")
+                || f == "--force-conflicts"
+                || f == "--take-ownership"),
+            "{a:?}"
+        );
+
+        assert!(apply_options_for(&parse(all).unwrap(), &v4).is_ok());
+        let owned = parse("name: shop\ntakeOwnership: true\n").unwrap();
+        assert!(apply_options_for(&owned, &v3).is_ok());
+        let old = HelmVersion::parse("v3.16.4").unwrap();
+        let e = apply_options_for(&owned, &old).unwrap_err();
+        assert_eq!(e.exit(), action_runner::error::Exit::InvalidInput);
+        assert_eq!(
+            e.to_string(),
+            "takeOwnership needs Helm 3.17 or later, and the helm of RUNNER_HELM_BINARY_PATH is \
+             v3.16.4: remove takeOwnership or run a newer helm"
+        );
+        for (text, field) in [
+            ("name: shop\nserverSide: false\n", "serverSide"),
+            ("name: shop\nforceConflicts: true\n", "forceConflicts"),
+        ] {
+            let e = apply_options_for(&parse(text).unwrap(), &v3).unwrap_err();
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("{field} needs Helm 4 or later")),
+                "{e}"
+            );
+        }
     }
 
     /// The same input gives each major version its own wait flag, and nothing else differs.
