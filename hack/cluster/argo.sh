@@ -22,6 +22,13 @@ start_argo() {
   fi
   # (`kubectl wait` fails at once on a CRD that has no conditions yet: retry it.)
   wait_for "Argo's CRDs Established" 60 "" admin wait --for=condition=Established --timeout=5s crd --all
+  # Argo 4 replaces a step's pod that failed before its main container started (evicted,
+  # rejected by the kubelet) when asked to: at most twice here, which tests/tests/cluster_e2e.rs
+  # sees in the node's failedPodRestarts. Argo 3.7 has no such setting.
+  local restart=""
+  if [[ $KAR_ARGO_VERSION != v3.* ]]; then
+    restart=$'        failedPodRestart: |\n          enabled: true\n          maxRestarts: 2'
+  fi
   local k=$S/argo-install
   rm -rf "$k"
   mkdir -p "$k"
@@ -81,6 +88,7 @@ patches:
             templateDefaults:
               container:
                 imagePullPolicy: IfNotPresent
+$restart
 Y
   admin kustomize "$k" | admin apply --server-side -f - >/dev/null
   wait_for "Argo's workflow-controller rollout" 120 "" \

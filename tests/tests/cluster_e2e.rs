@@ -205,6 +205,62 @@ async fn a_failing_action_is_the_pods_termination_message() {
     }
 }
 
+/// A step whose pod the real kubelet rejects before it starts (`podSpecPatch` puts it on the
+/// node with a `nodeSelector` the node lacks: `NodeAffinity`). Argo 4, whose controller the
+/// cluster configures with `failedPodRestart` (at most 2), replaces the pod twice, then fails
+/// the step, and the runner's message says how many times the pod was restarted. Argo 3.7 has
+/// no restarts: the step fails at once and nothing about restarts is said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_rejected_before_starting_is_restarted_by_argo_4() {
+    let Some(env) = TestEnv::local_cluster("restart").await else {
+        return;
+    };
+    env.apply_workflow_service_account().await;
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(env.client.clone());
+    let node = nodes
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .find(|n| {
+            n.metadata
+                .labels
+                .as_ref()
+                .is_none_or(|l| l.get("type").map(String::as_str) != Some("kwok"))
+        })
+        .and_then(|n| n.metadata.name)
+        .expect("the cluster's node");
+    let workflow = format!(
+        "apiVersion: argoproj.io/v1alpha1\nkind: Workflow\nmetadata: {{generateName: rejected-}}\n\
+         spec:\n  entrypoint: main\n  templates:\n  - name: main\n    podSpecPatch: \
+         '{{\"nodeName\": \"{node}\", \"nodeSelector\": {{\"kar.test/absent\": \"true\"}}}}'\n    \
+         container: {{image: busybox, command: [\"true\"]}}\n"
+    );
+    let manifest = env.file("rejected.yaml", &workflow);
+    let out = argo_runner_for_real_pods(&env, "rejected", &manifest)
+        .await
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let status = env.expect_status("rejected").await;
+    assert_eq!(status.phase, Phase::Failed, "{status:?}");
+    let argo4 = !std::env::var("KAR_ARGO_VERSION")
+        .unwrap_or_default()
+        .starts_with("v3.");
+    if argo4 {
+        assert!(
+            status.message.contains("pod restarted 2 times by Argo"),
+            "{status:?}"
+        );
+        let failed = &status.runner_status["workflow"]["failedNodes"][0];
+        assert_eq!(failed["podRestarts"], json!(2), "{failed}");
+    } else {
+        assert!(!status.message.contains("restarted"), "{status:?}");
+    }
+}
+
 /// argo-runner on Argo's own examples under Argo's real controller and executor: four succeed
 /// and their steps' output is in their pods' logs; exit-handlers (its step exits 1) fails with
 /// Argo's message after its exit handler ran; a Workflow that runs for minutes ends the run at

@@ -337,16 +337,20 @@ fn pod_names_v2(wf: &Workflow) -> bool {
 
 /// The progress the runner reports while a Workflow runs, under `runnerStatus.workflow`:
 /// `{"phase": "Running", "progress": "1/3", "runningNodes": ["B", "C"]}` (at most
-/// [`MAX_RUNNING_NODES`] names).
+/// [`MAX_RUNNING_NODES`] names), and, under Argo 4, `"restartingNodes": ["A (restart 2)"]`
+/// while Argo replaces a pod that failed before starting ([`nodes::restarting_nodes`]).
 pub fn progress_of(wf: &Workflow) -> Value {
     let status = wf.status.clone().unwrap_or_default();
-    json!({
-        "workflow": {
-            "phase": phase_of(wf),
-            "progress": status.progress,
-            "runningNodes": nodes::running_nodes(&status.nodes, MAX_RUNNING_NODES),
-        }
-    })
+    let mut workflow = json!({
+        "phase": phase_of(wf),
+        "progress": status.progress,
+        "runningNodes": nodes::running_nodes(&status.nodes, MAX_RUNNING_NODES),
+    });
+    let restarting = nodes::restarting_nodes(&status.nodes, MAX_RUNNING_NODES);
+    if !restarting.is_empty() {
+        workflow["restartingNodes"] = json!(restarting);
+    }
+    json!({ "workflow": workflow })
 }
 
 /// What the runner tells of a finished Workflow: in the final status (`runnerStatus.workflow`)

@@ -52,6 +52,15 @@ pub struct NodeStatus {
     /// The node's outputs (`exitCode`, `parameters`, `artifacts`, `result`).
     #[serde(default)]
     pub outputs: Option<Value>,
+    /// Argo 4: how many times the controller replaced the node's pod because it failed before
+    /// its main container started (evicted, node shut down; the controller's
+    /// `failedPodRestart` setting). Absent (0) under Argo 3.7.
+    #[serde(default)]
+    pub failed_pod_restarts: u32,
+    /// Argo 4: the UID of the failed pod being replaced right now; cleared once the
+    /// replacement runs. Absent under Argo 3.7.
+    #[serde(default, rename = "restartingPodUID")]
+    pub restarting_pod_uid: Option<String>,
 }
 
 /// A reference to a template of a (Cluster)WorkflowTemplate (Argo's `TemplateRef`).
@@ -85,6 +94,31 @@ impl NodeStatus {
             Some(r) if !r.template.is_empty() => Some(&r.template),
             _ => self.template_name.as_deref(),
         }
+    }
+
+    /// Whether Argo 4 is replacing the node's pod now ([`NodeStatus::restarting_pod_uid`]).
+    fn restarting(&self) -> bool {
+        self.restarting_pod_uid
+            .as_deref()
+            .is_some_and(|u| !u.is_empty())
+    }
+
+    /// How Argo 4's pod restarts read in a message: `pod restarted 2 times by Argo` (with
+    /// `restarting: ` first while a replacement is under way), `None` without restarts.
+    fn restarts(&self) -> Option<String> {
+        let n = self.failed_pod_restarts;
+        let times = match n {
+            0 => return None,
+            1 => "once".to_string(),
+            n => format!("{n} times"),
+        };
+        Some(if self.restarting() {
+            format!(
+                "restarting its pod, which failed before starting (pod restarted {times} by Argo)"
+            )
+        } else {
+            format!("pod restarted {times} by Argo")
+        })
     }
 
     fn exit_code(&self) -> Option<String> {
@@ -121,6 +155,10 @@ pub struct FailedNode {
     /// For the last attempt of a retried node: which attempt it was (1-based) of how many.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<String>,
+    /// Argo 4: how many times Argo replaced the node's pod because it failed before starting
+    /// ([`NodeStatus::failed_pod_restarts`]); absent when none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_restarts: Option<u32>,
 }
 
 /// How the exit handler (`spec.onExit`, node `<workflow>.onExit`) ended.
@@ -222,6 +260,7 @@ pub fn failed_nodes(
                 .get(n.id.as_str())
                 .filter(|(_, of)| *of > 1)
                 .map(|(i, of)| format!("{i}/{of}")),
+            pod_restarts: Some(n.failed_pod_restarts).filter(|r| *r > 0),
         })
         .collect()
 }
@@ -236,6 +275,21 @@ pub fn exit_handler(workflow: &str, nodes: &BTreeMap<String, NodeStatus>) -> Opt
             phase: n.phase().to_string(),
             message: n.message.clone().filter(|m| !m.is_empty()),
         })
+}
+
+/// The `Pod` nodes whose pod Argo 4 is replacing now, in name order, at most `limit`:
+/// `A (restart 2)`, for the progress ([`NodeStatus::restarting_pod_uid`]).
+pub fn restarting_nodes(nodes: &BTreeMap<String, NodeStatus>, limit: usize) -> Vec<String> {
+    let mut restarting: Vec<&NodeStatus> = nodes
+        .values()
+        .filter(|n| n.node_type == "Pod" && n.restarting())
+        .collect();
+    restarting.sort_by(|a, b| a.name.cmp(&b.name));
+    restarting
+        .into_iter()
+        .take(limit)
+        .map(|n| format!("{} (restart {})", n.display_name, n.failed_pod_restarts))
+        .collect()
 }
 
 /// The display names of the `Pod` nodes running now, in name order, at most `limit`.
@@ -294,6 +348,9 @@ pub fn waiting_on(
                 p => p,
             };
             s.push_str(&format!(": {phase}"));
+            if let Some(r) = n.restarts() {
+                s.push_str(&format!(", {r}"));
+            }
             if let Some(m) = n.message.as_deref().filter(|m| !m.is_empty()) {
                 s.push_str(&format!(": {m}"));
             }
@@ -384,6 +441,11 @@ impl FailedNode {
         }
         if let Some(a) = &self.attempt {
             facts.push(format!("attempt {a}"));
+        }
+        match self.pod_restarts {
+            Some(1) => facts.push("pod restarted once by Argo".into()),
+            Some(n) => facts.push(format!("pod restarted {n} times by Argo")),
+            None => {}
         }
         let mut s = format!("{:?}", self.display_name);
         if !facts.is_empty() {
@@ -632,6 +694,53 @@ mod tests {
                 0
             )
         );
+    }
+
+    /// Argo 4's pod restarts: a node whose pod failed before starting and is being replaced
+    /// says so while waiting and in the progress, and a node that failed after restarts says
+    /// how many; Argo 3.7's nodes (no such fields) read as before.
+    #[test]
+    fn argo_4_pod_restarts_are_said() {
+        let nodes: BTreeMap<String, NodeStatus> = serde_json::from_value(json!({
+            "a": {"id": "a", "name": "wf.a", "displayName": "a", "type": "Pod", "phase": "Pending",
+                  "message": "Pod auto-restarting due to Evicted: The node was low on resource: memory.",
+                  "failedPodRestarts": 2, "restartingPodUID": "5d1c"},
+            "b": {"id": "b", "name": "wf.b", "displayName": "b", "type": "Pod", "phase": "Failed",
+                  "message": "Evicted", "failedPodRestarts": 3, "templateName": "t"},
+            "c": {"id": "c", "name": "wf.c", "displayName": "c", "type": "Pod", "phase": "Running"},
+        }))
+        .unwrap();
+        let (waiting, _) = waiting_on("wf", &nodes, true, 5);
+        assert_eq!(
+            waiting[0].text,
+            format!(
+                "step \"a\" (pod {}): Pending, restarting its pod, which failed before starting \
+                 (pod restarted 2 times by Argo): Pod auto-restarting due to Evicted: The node was \
+                 low on resource: memory.",
+                pod_name("wf", &nodes["a"], true)
+            )
+        );
+        assert_eq!(restarting_nodes(&nodes, 5), ["a (restart 2)"]);
+        let failed = failed_nodes("wf", &nodes, true);
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].pod_restarts, Some(3));
+        assert!(
+            failed[0]
+                .describe()
+                .contains("pod restarted 3 times by Argo): Evicted"),
+            "{}",
+            failed[0].describe()
+        );
+        // Argo 3.7: no fields, nothing said.
+        let v3: BTreeMap<String, NodeStatus> = serde_json::from_value(json!({
+            "b": {"id": "b", "name": "wf.b", "displayName": "b", "type": "Pod", "phase": "Failed",
+                  "message": "Evicted"},
+        }))
+        .unwrap();
+        let failed = failed_nodes("wf", &v3, true);
+        assert_eq!(failed[0].pod_restarts, None);
+        assert!(!failed[0].describe().contains("restart"));
+        assert!(restarting_nodes(&v3, 5).is_empty());
     }
 
     /// A step's pod after a node reboot: init done, no sandbox, its containers waiting.
