@@ -863,10 +863,20 @@ async fn shipped_examples_install_then_upgrade(h: HelmBin) {
         .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     let ns = &env.ns;
-    assert_eq!(
-        env.release_output("example-install"),
-        parse_yaml(&example("helm-release.yaml"))
+    // The shipped release file, but for the values' digest, which the runner adds.
+    let mut written = env.release_output("example-install");
+    let digest = written["value"]
+        .as_object_mut()
+        .unwrap()
+        .remove("valuesDigest");
+    assert!(
+        digest
+            .as_ref()
+            .and_then(|d| d.as_str())
+            .is_some_and(|d| d.starts_with("sha256:")),
+        "{digest:?}"
     );
+    assert_eq!(written, parse_yaml(&example("helm-release.yaml")));
     assert_eq!(
         env.additional_output("example-install").unwrap(),
         parse_yaml(&format!(
@@ -1290,7 +1300,8 @@ async fn secret_values_never_shown(env: &TestEnv, h: HelmBin, password: &str) {
         format!(
             "name: {name}\nchart: {{name: boom, repo: \"{}\"}}\nwait: false\n\
              valuesFrom: [{{kind: Secret, name: {name}-values}}]\n\
-             output: {{additional: {{goTemplate: \"boom: {{{{ .Values.boom }}}}\"}}}}\n",
+             output: {{helmRelease: {{valuesPreview: true}}, \
+             additional: {{goTemplate: \"boom: {{{{ .Values.boom }}}}\"}}}}\n",
             ChartRepository::shared().url
         )
     };
@@ -1324,6 +1335,24 @@ async fn secret_values_never_shown(env: &TestEnv, h: HelmBin, password: &str) {
         .await
         .unwrap();
     assert_eq!(out.code, 0, "{}", out.stderr);
+    // The values' digest, and their preview with every value from the Secret masked (the
+    // status and the release file, both in `shown` below).
+    let release = &env.status("quiet").await.unwrap().runner_status["release"];
+    assert!(
+        release["valuesDigest"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("sha256:") && d.len() == 71),
+        "{release}"
+    );
+    assert_eq!(
+        release["valuesPreview"],
+        serde_json::json!({"boom": "(masked)", "password": "(masked)", "code": "(masked)", "pin": "(masked)"}),
+        "{release}"
+    );
+    assert_eq!(
+        env.release_output("quiet")["value"]["valuesPreview"],
+        release["valuesPreview"]
+    );
     shown.extend(everything_shown(env, "quiet", &out, None, true).await);
     let forms = forms_of_all(&[password, "27182818", "2.7182818e+07"]);
     assert_never_in(&shown, &forms, &["pin: 42"]);

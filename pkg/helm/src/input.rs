@@ -247,6 +247,10 @@ pub struct ReleaseOutputArgs {
     /// backend) instead of the release's `value`.
     #[serde(default)]
     pub use_helm_release_storage: bool,
+    /// Add `valuesPreview` to the release's `value` and to the status: the release's values
+    /// with every value that may be secret masked ([`crate::values`]). Off by default.
+    #[serde(default)]
+    pub values_preview: bool,
 }
 
 /// `output.additional`.
@@ -281,6 +285,27 @@ pub struct ChartRelease {
     /// Its chart.
     #[serde(default)]
     pub chart: Chart,
+    /// `valuesDigest`, as the runner's release output writes it ([`crate::values::digest`]):
+    /// read back, not used.
+    #[serde(
+        default,
+        rename = "valuesDigest",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub values_digest: Option<String>,
+    /// `valuesPreview` of the runner's release output: accepted and dropped.
+    #[serde(
+        default,
+        rename = "valuesPreview",
+        skip_serializing,
+        deserialize_with = "ignored"
+    )]
+    pub values_preview: (),
+}
+
+/// Accepts any value and keeps nothing of it.
+fn ignored<'de, D: serde::Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| ())
 }
 
 /// The largest release file read (`RUNNER_HELM_RELEASE_PATH`): 1 MiB. The file names a release

@@ -50,6 +50,7 @@ pub mod redact;
 pub mod render;
 pub mod sources;
 pub mod storage;
+pub mod values;
 pub mod verbs;
 pub mod version;
 

@@ -24,8 +24,18 @@ use action_runner::RunnerError;
 use serde::Serialize;
 use serde_json::Value;
 
+/// The release's values as the release file shows them (install and upgrade): see
+/// [`crate::values`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValuesView {
+    /// `valuesDigest`: `sha256:<hex>` of the release's user-supplied values.
+    pub digest: String,
+    /// `valuesPreview`, with `output.helmRelease.valuesPreview: true`: the values, masked.
+    pub preview: Option<Value>,
+}
+
 /// The release as the output files describe it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ReleaseRef {
     /// Release name.
     pub name: String,
@@ -39,6 +49,8 @@ pub struct ReleaseRef {
     pub chart_version: String,
     /// `chart.repo` of the input (for an upgrade, merged with the release file's).
     pub chart_repo: String,
+    /// Its values' digest and preview (install and upgrade; `None` for the other commands).
+    pub values: Option<ValuesView>,
 }
 
 /// Capact's `OutputFile`: a value, or a reference to the storage backend that holds it; both
@@ -51,10 +63,15 @@ struct OutputFile<V: Serialize, B: Serialize> {
 
 /// The release, as Capact's `helm.ChartRelease`.
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct ReleaseValue<'a> {
     name: &'a str,
     namespace: &'a str,
     chart: ChartValue<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    values_digest: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    values_preview: Option<&'a Value>,
 }
 
 #[derive(Debug, Serialize)]
@@ -125,6 +142,8 @@ pub fn release_file(r: &ReleaseRef, use_helm_release_storage: bool) -> String {
                     version: &r.chart_version,
                     repo: &r.chart_repo,
                 },
+                values_digest: r.values.as_ref().map(|v| v.digest.as_str()),
+                values_preview: r.values.as_ref().and_then(|v| v.preview.as_ref()),
             }),
             backend: None,
         })
@@ -191,6 +210,7 @@ mod tests {
             chart_name: "mychart".into(),
             chart_version: "0.1.0".into(),
             chart_repo: "http://127.0.0.1:8080".into(),
+            values: None,
         }
     }
 

@@ -33,9 +33,9 @@ use crate::chart::{self, ChartSource};
 use crate::cli::{Helm, Redactor};
 use crate::config::{Command, HelmConfig};
 use crate::files;
-use crate::input::{self, Chart, OutputArgs, Values, ValuesSource};
+use crate::input::{self, Chart, OutputArgs, SourceKind, Values, ValuesSource};
 use crate::manifest::HelmInput;
-use crate::output::{self, ReleaseRef};
+use crate::output::{self, ReleaseRef, ValuesView};
 use crate::ownership::{self, ActionId};
 use crate::render;
 use crate::sources::{self, FetchedValues, RepositoryAccess};
@@ -388,7 +388,8 @@ impl Verb for ChartVerb {
         let done = self.done_message(&release, dry_run);
         tracing::info!(release = %release.name, namespace = %release.namespace,
             revision = release.version, dry_run, "helm {} done", self.command.as_str());
-        self.write_outputs(&cx, &release, &config_values)
+        let view = self.values_view(&config_values);
+        self.write_outputs(&cx, &release, &config_values, &view)
             .await
             .map_err(|e| {
                 RunnerError::failed(format!("{done}, but its outputs could not be produced"))
@@ -400,7 +401,8 @@ impl Verb for ChartVerb {
             status: json!({
                 "phase": phase(self.command, Stage::Done),
                 "release": {"name": release.name, "namespace": release.namespace,
-                    "revision": release.version, "status": stored_status},
+                    "revision": release.version, "status": stored_status,
+                    "valuesDigest": view.digest, "valuesPreview": view.preview},
                 "helmVersion": cx.version.text,
                 "adopted": self.adopted.is_some(),
             }),
@@ -461,6 +463,49 @@ impl ChartVerb {
         Ok(id)
     }
 
+    /// The digest of the release's values (`config_values`, what Helm stored as its `config`)
+    /// and, with `output.helmRelease.valuesPreview`, their preview: masked at every path a
+    /// `valuesFrom` Secret supplied, and wherever a Secret's value or the chart source's
+    /// password appears ([`crate::values`]).
+    fn values_view(&self, config_values: &Value) -> ValuesView {
+        let digest = crate::values::digest(config_values);
+        if !self.input.output.helm_release.values_preview {
+            return ValuesView {
+                digest,
+                preview: None,
+            };
+        }
+        let mut from_secrets = std::collections::BTreeSet::new();
+        let mut secrets: Vec<String> = self.access.password.iter().cloned().collect();
+        for f in &self.fetched {
+            let secret = self
+                .input
+                .values_from
+                .get(f.index)
+                .is_some_and(|s| s.kind == SourceKind::Secret);
+            if secret {
+                let layer = Value::Object(f.values.0.clone());
+                for path in crate::values::leaf_paths(&layer) {
+                    if let Some(Value::String(s)) = path.iter().try_fold(&layer, |v, k| {
+                        v.get(k.as_str())
+                            .or_else(|| v.get(k.parse::<usize>().ok()?))
+                    }) {
+                        secrets.push(s.clone());
+                    }
+                    from_secrets.insert(path);
+                }
+            }
+        }
+        ValuesView {
+            digest,
+            preview: Some(crate::values::preview(
+                config_values,
+                &from_secrets,
+                &secrets,
+            )),
+        }
+    }
+
     /// Writes the values layers to `dir` (mode 0600) and returns every `--values` file in
     /// Helm's order: each `valuesFrom` entry, each `valuesFromFile` file, the inline values.
     ///
@@ -512,9 +557,11 @@ impl ChartVerb {
         cx: &WaitCx<'_>,
         release: &HelmRelease,
         config_values: &Value,
+        view: &ValuesView,
     ) -> Result<(), RunnerError> {
         let output = &self.input.output;
-        let reference = super::release_ref(cx.config, release, &self.chart.repo);
+        let mut reference = super::release_ref(cx.config, release, &self.chart.repo);
+        reference.values = Some(view.clone());
         let storage = output.helm_release.use_helm_release_storage;
         super::write_release_file(cx.config, &reference, storage)?;
         let Some(template) = output.go_template() else {

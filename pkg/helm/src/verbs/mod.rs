@@ -246,6 +246,7 @@ pub(crate) fn release_ref(
         chart_name: release.chart.metadata.name.clone(),
         chart_version: release.chart.metadata.version.clone(),
         chart_repo: chart_repo.to_string(),
+        values: None,
     }
 }
 
