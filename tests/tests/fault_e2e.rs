@@ -185,9 +185,9 @@ impl Scenario {
         inject(self.cluster, &self.client, &fault).await.unwrap()
     }
 
-    /// Waits for Job `job` to end and returns its outcome, its pods' number and the seconds
-    /// from its start to its end.
-    async fn ended(&self, job: &str) -> (Option<&'static str>, usize, i64) {
+    /// Waits for Job `job` to end and returns its outcome, its pods' number, the seconds from
+    /// its start to its end, and its end (Unix seconds; -1 when unknown).
+    async fn ended(&self, job: &str) -> (Option<&'static str>, usize, i64, i64) {
         let j = wait_for_job(&self.client, &self.ns, job, JOB_TIMEOUT)
             .await
             .unwrap_or_else(|e| panic!("Job {}/{job}: {e:#}", self.ns));
@@ -202,11 +202,12 @@ impl Scenario {
                 .find(|c| c.type_ == "Failed" && c.status == "True")
                 .and_then(|c| c.last_transition_time.clone())
         });
+        let end = ended.as_ref().map_or(-1, |t| t.0.as_second());
         let secs = match (status.start_time, ended) {
             (Some(a), Some(b)) => b.0.as_second() - a.0.as_second(),
             _ => -1,
         };
-        (job_outcome(&j), pods.len(), secs)
+        (job_outcome(&j), pods.len(), secs, end)
     }
 
     /// Lines of every pod of Job `job` (those whose log can still be read) that say what the
@@ -260,9 +261,13 @@ async fn both_actions_through(prefix: &str, fault: What) {
     };
     let t0 = Instant::now();
     let what = s.inject(fault).await;
+    // The fault has undone itself: from here on, what each action takes is its recovery.
+    let undone = jiff::Timestamp::now().as_second();
     println!("{what}");
-    let ((argo, argo_pods, argo_secs), (helm, helm_pods, helm_secs)) =
+    let ((argo, argo_pods, argo_secs, argo_end), (helm, helm_pods, helm_secs, helm_end)) =
         tokio::join!(s.ended(&s.argo_job), s.ended(&s.helm_job));
+    let recovered = |end: i64| if end < 0 { -1 } else { (end - undone).max(0) };
+    let (argo_recovery, helm_recovery) = (recovered(argo_end), recovered(helm_end));
     let after = t0.elapsed().as_secs();
     let ns_state = describe(&s.client, &s.ns).await;
 
@@ -345,8 +350,10 @@ async fn both_actions_through(prefix: &str, fault: What) {
         println!("helm-runner: {line}");
     }
     println!(
-        "figures: fault={fault:?} | argo: Workflow {wf_phase}, {argo_pods} pod(s), {argo_secs} s, {argo_requests} requests \
-         | helm: {helm_pods} pod(s), {helm_secs} s, {helm_requests} requests, records {records:?} \
+        "figures: fault={fault:?} | argo: Workflow {wf_phase}, {argo_pods} pod(s), {argo_secs} s, {argo_requests} requests, \
+         ended {argo_recovery} s after the fault was undone \
+         | helm: {helm_pods} pod(s), {helm_secs} s, {helm_requests} requests, records {records:?}, \
+         ended {helm_recovery} s after the fault was undone \
          | both ended {after} s after the fault began"
     );
     assert!(
