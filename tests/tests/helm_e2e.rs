@@ -848,6 +848,93 @@ async fn apply_options_take_ownership_and_server_side(h: HelmBin) {
     }
 }
 
+/// The release-size preflight, with a chart whose `files/blob.bin` does not compress: at 640 KiB
+/// the record Helm stores is about 84% of the 1 MiB a Secret holds, so the install succeeds with
+/// a warning in the log and the status (`releaseSize`); at 800 KiB it would be over the limit,
+/// so the run is exit 2 before helm writes anything, naming the size, the limit and the file.
+async fn release_size_preflight_warns_then_refuses(h: HelmBin) {
+    let env = TestEnv::bare("helm-size").await;
+    let chart = |name: &str, kib: usize| {
+        let dir = env.path(name);
+        std::fs::create_dir_all(dir.join("templates")).unwrap();
+        std::fs::create_dir_all(dir.join("files")).unwrap();
+        std::fs::write(
+            dir.join("Chart.yaml"),
+            "apiVersion: v2\nname: sized\nversion: 0.1.0\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("templates/cm.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: \"{{ .Release.Name }}\"}\n\
+             data: {size: \"{{ len (.Files.Get \"files/blob.bin\") }}\"}\n",
+        )
+        .unwrap();
+        // Bytes that do not compress: a xorshift stream.
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d ^ kib as u64;
+        let noise: Vec<u8> = (0..kib * 1024)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        std::fs::write(dir.join("files/blob.bin"), noise).unwrap();
+        dir
+    };
+    let near = chart("near", 640);
+    let out = env
+        .run_helm(
+            h,
+            "near",
+            "install",
+            &format!(
+                "name: near\nchart: {{name: {}}}\nwait: false\n",
+                near.display()
+            ),
+        )
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("the release record Helm would store")
+            && out.stderr.contains("\"level\":\"WARN\""),
+        "{}",
+        out.stderr
+    );
+    let size = env.status("near").await.unwrap().runner_status["releaseSize"].clone();
+    let percent = size["percent"].as_u64().unwrap();
+    assert!((80..100).contains(&percent), "{size}");
+    assert!(
+        size["warning"]
+            .as_str()
+            .is_some_and(|w| w.contains("files/blob.bin")),
+        "{size}"
+    );
+
+    let over = chart("over", 800);
+    let out = env
+        .run_helm(
+            h,
+            "over",
+            "install",
+            &format!(
+                "name: over\nchart: {{name: {}}}\nwait: false\n",
+                over.display()
+            ),
+        )
+        .await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let err = error_lines(&out.stderr).join("\n");
+    assert!(
+        err.contains("of the 1.0 MiB a Secret holds")
+            && err.contains("largest parts: files/blob.bin")
+            && err.contains("over the limit"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(env.helm_record_names::<Secret>("over").await.is_empty());
+}
+
 /// The examples shipped in `cmd/helm-runner/example-input/` (install, upgrade, rollback,
 /// uninstall), with the chart repository URL and namespace of this test.
 async fn shipped_examples_install_then_upgrade(h: HelmBin) {
@@ -863,20 +950,10 @@ async fn shipped_examples_install_then_upgrade(h: HelmBin) {
         .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     let ns = &env.ns;
-    // The shipped release file, but for the values' digest, which the runner adds.
-    let mut written = env.release_output("example-install");
-    let digest = written["value"]
-        .as_object_mut()
-        .unwrap()
-        .remove("valuesDigest");
-    assert!(
-        digest
-            .as_ref()
-            .and_then(|d| d.as_str())
-            .is_some_and(|d| d.starts_with("sha256:")),
-        "{digest:?}"
+    assert_eq!(
+        env.release_output("example-install"),
+        parse_yaml(&example("helm-release.yaml"))
     );
-    assert_eq!(written, parse_yaml(&example("helm-release.yaml")));
     assert_eq!(
         env.additional_output("example-install").unwrap(),
         parse_yaml(&format!(
@@ -2539,6 +2616,7 @@ action_runner_tests::both_helms!(
     dry_run_stores_nothing,
     bad_input_exits_2_and_writes_nothing,
     apply_options_take_ownership_and_server_side,
+    release_size_preflight_warns_then_refuses,
     shipped_examples_install_then_upgrade,
     wait_true_waits_for_the_rollout,
     values_layered_from_configmaps_secrets_files_and_inline,

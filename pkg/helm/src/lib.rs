@@ -46,6 +46,7 @@ pub mod input;
 pub mod manifest;
 pub mod output;
 pub mod ownership;
+pub mod preflight;
 pub mod redact;
 pub mod render;
 pub mod sources;

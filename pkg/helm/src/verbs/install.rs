@@ -23,7 +23,7 @@ use action_runner::{
     ExecutionContext, InputDigest, RunnerError, StartInput, WaitForCompletionOutput,
 };
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::{
     HelmRelease, Outcome, Plan, PrepareCx, Stage, StartCx, Target, Verb, WaitCx, hooks_and_wait,
@@ -37,6 +37,7 @@ use crate::input::{self, Chart, OutputArgs, SourceKind, Values, ValuesSource};
 use crate::manifest::HelmInput;
 use crate::output::{self, ReleaseRef, ValuesView};
 use crate::ownership::{self, ActionId};
+use crate::preflight;
 use crate::render;
 use crate::sources::{self, FetchedValues, RepositoryAccess};
 use crate::storage::{self, Record};
@@ -211,6 +212,9 @@ pub(crate) struct ChartVerb {
     /// Set by `plan`: the revision an earlier attempt of this action made, which this attempt
     /// reports instead of running helm ([`ownership::Decision::Adopt`]).
     adopted: Option<Record>,
+    /// Set by `plan`: the release-size preflight's figures for the status
+    /// (`{bytes, limit, percent, warning}`), when it ran.
+    size: Option<Value>,
 }
 
 /// What helm reads while it runs, in the run's private scratch directory.
@@ -271,6 +275,7 @@ impl Verb for ChartVerb {
             files: None,
             extra: Extra::default(),
             adopted: None,
+            size: None,
         };
         Ok((verb, target))
     }
@@ -339,7 +344,20 @@ impl Verb for ChartVerb {
             labels: id.as_ref().map(ActionId::labels_arg),
         };
         self.adopted = attempt.adopted.clone();
+        if self.adopted.is_none() && !input.ctx.dry_run {
+            self.size = self
+                .preflight(cx.helm, cx.version, cx.target, cx.config, input)
+                .await?;
+        }
         Ok(attempt.adopted.map_or(Plan::Run, Plan::Adopt))
+    }
+
+    fn status(&self) -> Map<String, Value> {
+        let mut status = Map::new();
+        if let Some(size) = &self.size {
+            status.insert("releaseSize".into(), size.clone());
+        }
+        status
     }
 
     fn args(&self, target: &Target, version: &HelmVersion, dry_run: bool) -> Vec<OsString> {
@@ -405,6 +423,7 @@ impl Verb for ChartVerb {
                     "valuesDigest": view.digest, "valuesPreview": view.preview},
                 "helmVersion": cx.version.text,
                 "adopted": self.adopted.is_some(),
+                "releaseSize": self.size,
             }),
         })
     }
@@ -461,6 +480,82 @@ impl ChartVerb {
                 tell it from another action's");
         }
         Ok(id)
+    }
+
+    /// The release-size preflight ([`preflight`]): a server-side dry run of this very command
+    /// (the same arguments, `--dry-run=server`), and the record Helm would store measured
+    /// against the limit of the storage driver. Over the limit: exit 2 before helm writes
+    /// anything, naming the size, the limit and the largest parts; from
+    /// [`preflight::WARN_AT_PERCENT`] on: a warning in the log and the status. Skipped (a
+    /// warning in the log) when the dry run fails: the run itself then fails the same way and
+    /// reports it; skipped for drivers without a bound (`sql`, `memory`).
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`](action_runner::error::ErrorKind) when the record would be
+    /// over the limit.
+    async fn preflight(
+        &self,
+        helm: &mut Helm,
+        version: &HelmVersion,
+        target: &Target,
+        config: &HelmConfig,
+        input: &StartInput<HelmInput>,
+    ) -> Result<Option<Value>, RunnerError> {
+        let Some(limit) = preflight::limit_for(&config.driver) else {
+            return Ok(None);
+        };
+        input
+            .activity
+            .set("measuring the release record Helm will store (a server-side dry run)");
+        let mut argv = self.args(target, version, true);
+        argv.extend(helm.cluster_args(&target.namespace));
+        let what = super::what(self.command, target);
+        let measured = match helm.run(&format!("{what} (dry run)"), &argv).await {
+            Ok(json) => preflight::measure(&json).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let size = match measured {
+            Ok(size) => size,
+            Err(e) => {
+                tracing::warn!(error = %e, "the release-size preflight could not measure the \
+                    release (its dry run failed); helm runs without it");
+                return Ok(None);
+            }
+        };
+        let object = if config.driver.starts_with("configmap") {
+            "ConfigMap"
+        } else {
+            "Secret"
+        };
+        let percent = size.percent_of(limit);
+        let sentence = format!(
+            "the release record Helm would store for {what} is {} ({} bytes), {percent}% of the \
+             {} a {object} holds (RUNNER_HELM_DRIVER {}); its largest parts: {}",
+            preflight::human(size.bytes),
+            size.bytes,
+            preflight::human(limit),
+            if config.driver.is_empty() {
+                "secret"
+            } else {
+                &config.driver
+            },
+            size.describe_contributors()
+        );
+        if size.bytes > limit {
+            return Err(RunnerError::invalid_input(format!(
+                "{sentence}: over the limit, Helm would fail to store it after applying the \
+                 release's objects; make the chart's files or values smaller, or use the sql \
+                 driver"
+            )));
+        }
+        let mut status = json!({"bytes": size.bytes, "limit": limit, "percent": percent});
+        if percent >= preflight::WARN_AT_PERCENT {
+            tracing::warn!(bytes = size.bytes, limit, percent, "{sentence}");
+            status["warning"] = json!(sentence);
+        } else {
+            tracing::info!(bytes = size.bytes, limit, percent, "release record size");
+        }
+        Ok(Some(status))
     }
 
     /// The digest of the release's values (`config_values`, what Helm stored as its `config`)
