@@ -21,6 +21,7 @@ use action_runner_tests::deploy::{
     job_of, kind_of, name_of, set_env, slow_helm_release,
 };
 use action_runner_tests::fixtures::billion_laughs;
+use action_runner_tests::helm::HelmBin;
 use action_runner_tests::process::{RunnerCommand, collect, error_lines};
 use action_runner_tests::test_env::{TestEnv, create_status_configmap};
 use action_runner_tests::tools::{Tools, helm_cmd};
@@ -547,6 +548,160 @@ async fn a_helm_runner_pod_deleted_mid_install_is_recovered_by_its_successor() {
 /// the busybox httpd image: the pod becomes Ready through the chart's readiness probe and the
 /// run succeeds. The same chart with a readiness probe that never passes fails when
 /// `RUNNER_TIMEOUT` runs out, with Helm's reason.
+/// `test` in the manifest, under both Helm majors, on real pods: a chart with two test hooks
+/// (busybox, one exits 0, the other prints two lines and exits 3). With both, the install
+/// succeeds as a release but the action fails (exit 1), naming the failed test pod, its exit
+/// code and its last log lines, and the status lists both tests; with `ignoreFailures` the action
+/// succeeds and says so; with a `filter` that keeps the passing test only, it succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_test_runs_the_charts_tests_on_real_pods() {
+    let Some(env) = TestEnv::local_cluster("helm-test").await else {
+        return;
+    };
+    let chart = env.dir.path().join("tested");
+    std::fs::create_dir_all(chart.join("templates/tests")).unwrap();
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: tested\nversion: 0.1.0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        chart.join("templates/cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: \"{{ .Release.Name }}\"}\ndata: {a: b}\n",
+    )
+    .unwrap();
+    let test_pod = |name: &str, script: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: \"{{{{ .Release.Name }}}}-{name}\"\n  \
+             annotations: {{helm.sh/hook: test}}\nspec:\n  restartPolicy: Never\n  containers:\n  \
+             - name: check\n    image: {}\n    imagePullPolicy: IfNotPresent\n    \
+             command: [sh, -c, {script:?}]\n",
+            env.cluster().busybox_image
+        )
+    };
+    std::fs::write(
+        chart.join("templates/tests/ok.yaml"),
+        test_pod("ok", "echo all good"),
+    )
+    .unwrap();
+    std::fs::write(
+        chart.join("templates/tests/bad.yaml"),
+        test_pod(
+            "bad",
+            "echo checking the service; echo no answer from web:80; exit 3",
+        ),
+    )
+    .unwrap();
+    for h in [HelmBin::V4, HelmBin::V3] {
+        let major = if h == HelmBin::V4 { 4 } else { 3 };
+        let run = |name: String, test: String| {
+            let manifest = env.file(
+                &format!("{name}.yaml"),
+                &format!(
+                    "name: {name}\nchart: {{name: {}}}\nwait: false\ntest: {test}\n",
+                    chart.display()
+                ),
+            );
+            let (client, ns) = (env.client.clone(), env.ns.clone());
+            let cmd = env.runner("helm-runner", &name, &manifest);
+            let out_dir = env.path(&format!("out-{name}"));
+            async move {
+                std::fs::create_dir_all(&out_dir).unwrap();
+                create_status_configmap(&client, &ns, &name).await.unwrap();
+                let out = cmd
+                    .var("RUNNER_COMMAND", Some("install"))
+                    .var("RUNNER_TIMEOUT", Some("180s"))
+                    .var("RUNNER_HELM_BINARY_PATH", Some(h.path().to_str().unwrap()))
+                    .var(
+                        "RUNNER_REPOSITORY_CACHE_PATH",
+                        Some(out_dir.join("cache").to_str().unwrap()),
+                    )
+                    .var(
+                        "RUNNER_OUTPUT_HELM_RELEASE_FILE_PATH",
+                        Some(out_dir.join("release.yaml").to_str().unwrap()),
+                    )
+                    .var(
+                        "RUNNER_OUTPUT_ADDITIONAL_FILE_PATH",
+                        Some(out_dir.join("additional.yaml").to_str().unwrap()),
+                    )
+                    .run()
+                    .await
+                    .unwrap();
+                (name, out)
+            }
+        };
+        let (all, ignored, only_ok) = tokio::join!(
+            run(format!("all{major}"), "{enable: true, timeout: 90s}".into()),
+            run(
+                format!("ignored{major}"),
+                "{enable: true, ignoreFailures: true}".into()
+            ),
+            run(
+                format!("only-ok{major}"),
+                format!("{{enable: true, filter: [name=only-ok{major}-ok]}}")
+            ),
+        );
+
+        let (name, out) = all;
+        assert_eq!(out.code, 1, "Helm {major}: {}", out.stderr);
+        let status = env.expect_status(&name).await;
+        assert_eq!(status.phase, Phase::Failed, "Helm {major}: {status:?}");
+        assert!(
+            status.message.contains(&format!(
+                "its tests failed: helm test: 1 of 2 tests failed: pod {name}-bad (exit code 3): \
+                 checking the service | no answer from web:80"
+            )),
+            "Helm {major}: {}",
+            status.message
+        );
+        let pods = &status.runner_status["tests"]["pods"];
+        let phases: std::collections::BTreeMap<String, String> = pods
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["name"].as_str().unwrap().to_string(),
+                    p["phase"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            phases,
+            [
+                (format!("{name}-bad"), "Failed".to_string()),
+                (format!("{name}-ok"), "Succeeded".to_string())
+            ]
+            .into_iter()
+            .collect(),
+            "Helm {major}: {pods}"
+        );
+        assert_eq!(
+            status.runner_status["release"]["status"], "deployed",
+            "Helm {major}: the release stays deployed"
+        );
+
+        let (name, out) = ignored;
+        assert_eq!(out.code, 0, "Helm {major}: {}", out.stderr);
+        let status = env.expect_status(&name).await;
+        assert!(
+            status.message.contains("helm test: 1 of 2 tests failed"),
+            "Helm {major}: {}",
+            status.message
+        );
+        assert_eq!(status.runner_status["tests"]["passed"], false);
+
+        let (name, out) = only_ok;
+        assert_eq!(out.code, 0, "Helm {major}: {}", out.stderr);
+        let status = env.expect_status(&name).await;
+        assert!(
+            status.message.contains("helm test: 1 test passed"),
+            "Helm {major}: {}",
+            status.message
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_wait_on_real_pods() {
     let Some(env) = TestEnv::local_cluster("helm-wait").await else {

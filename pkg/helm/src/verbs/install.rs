@@ -41,6 +41,7 @@ use crate::preflight;
 use crate::render;
 use crate::sources::{self, FetchedValues, RepositoryAccess};
 use crate::storage::{self, Record};
+use crate::verbs::test::{self, TestInput};
 use crate::version::HelmVersion;
 
 /// The input manifest of `install` and `upgrade`. A field of another command is an input error
@@ -157,6 +158,9 @@ pub struct ChartInput {
     /// ClusterRole).
     #[serde(default)]
     pub create_namespace: bool,
+    /// `helm test` after a successful install or upgrade ([`TestInput`]): off by default.
+    #[serde(default)]
+    pub test: TestInput,
     /// What the output files hold.
     #[serde(default)]
     pub output: OutputArgs,
@@ -245,6 +249,9 @@ impl Verb for ChartVerb {
             _ => upgrade_target(config, input, &mut local_digest)?,
         };
         input::timeout(&input.timeout)?;
+        input::timeout(&input.test.timeout).map_err(|e| {
+            RunnerError::invalid_input(format!("test.timeout {:?}", input.test.timeout)).because(e)
+        })?;
         if input.force_conflicts && input.server_side == Some(false) {
             return Err(RunnerError::invalid_input(
                 "forceConflicts: true needs server-side apply, and serverSide is false: \
@@ -407,6 +414,46 @@ impl Verb for ChartVerb {
         tracing::info!(release = %release.name, namespace = %release.namespace,
             revision = release.version, dry_run, "helm {} done", self.command.as_str());
         let view = self.values_view(&config_values);
+        // The chart's tests, once the release is stored as deployed.
+        let tests = if self.input.test.enable && !dry_run {
+            cx.input
+                .progress
+                .set(json!({"phase": phase(self.command, Stage::Running), "testing": true}));
+            let t = test::run(
+                cx.helm,
+                &cx.input.client,
+                &cx.config.driver,
+                &release.name,
+                &release.namespace,
+                &self.input.test,
+            )
+            .await?;
+            tracing::info!(release = %release.name, passed = t.passed, "{}", t.summary);
+            Some(t)
+        } else {
+            None
+        };
+        if let Some(t) = tests
+            .as_ref()
+            .filter(|t| !t.passed && !self.input.test.ignore_failures)
+        {
+            return Ok(WaitForCompletionOutput {
+                succeeded: false,
+                message: format!("{done}, but its tests failed: {}", t.summary),
+                status: json!({
+                    "phase": phase(self.command, Stage::Done),
+                    "release": {"name": release.name, "namespace": release.namespace,
+                        "revision": release.version, "status": stored_status,
+                        "valuesDigest": view.digest},
+                    "helmVersion": cx.version.text,
+                    "tests": t.to_json(),
+                }),
+            });
+        }
+        let done = match &tests {
+            Some(t) => format!("{done}; {}", t.summary),
+            None => done,
+        };
         self.write_outputs(&cx, &release, &config_values, &view)
             .await
             .map_err(|e| {
@@ -424,6 +471,7 @@ impl Verb for ChartVerb {
                 "helmVersion": cx.version.text,
                 "adopted": self.adopted.is_some(),
                 "releaseSize": self.size,
+                "tests": tests.as_ref().map(test::TestOutcome::to_json),
             }),
         })
     }

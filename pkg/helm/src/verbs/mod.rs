@@ -22,6 +22,7 @@
 
 pub mod install;
 pub mod rollback;
+pub mod test;
 pub mod uninstall;
 
 use std::ffi::OsString;
