@@ -567,7 +567,7 @@ async fn helm_test_runs_the_charts_tests_on_real_pods() {
     .unwrap();
     std::fs::write(
         chart.join("templates/cm.yaml"),
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: \"{{ .Release.Name }}\"}\ndata: {a: b}\n",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: \"{{ .Release.Name }}-data\"}\ndata: {a: b}\n",
     )
     .unwrap();
     let test_pod = |name: &str, script: &str| {

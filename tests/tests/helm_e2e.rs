@@ -865,7 +865,7 @@ async fn release_size_preflight_warns_then_refuses(h: HelmBin) {
         .unwrap();
         std::fs::write(
             dir.join("templates/cm.yaml"),
-            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: \"{{ .Release.Name }}\"}\n\
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: \"{{ .Release.Name }}-data\"}\n\
              data: {size: \"{{ len (.Files.Get \"files/blob.bin\") }}\"}\n",
         )
         .unwrap();
