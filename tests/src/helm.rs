@@ -267,3 +267,29 @@ macro_rules! both_helms {
         }
     };
 }
+
+/// An install's or upgrade's `runnerStatus` without what differs from run to run, after checking
+/// its shape: `releaseSize` (the release-size preflight's figures: `limit` 1 MiB, `bytes`) and
+/// `release.valuesDigest` (`sha256:<hex>`). The tests then compare the rest exactly.
+///
+/// # Panics
+/// When either is present with another shape.
+pub fn stable_status(runner_status: &serde_json::Value) -> serde_json::Value {
+    let mut v = runner_status.clone();
+    if let Some(size) = v.as_object_mut().and_then(|o| o.remove("releaseSize")) {
+        assert_eq!(size["limit"], 1048576, "releaseSize {size}");
+        assert!(size["bytes"].as_u64().is_some(), "releaseSize {size}");
+    }
+    if let Some(digest) = v["release"]
+        .as_object_mut()
+        .and_then(|o| o.remove("valuesDigest"))
+    {
+        assert!(
+            digest
+                .as_str()
+                .is_some_and(|d| d.starts_with("sha256:") && d.len() == 71),
+            "valuesDigest {digest}"
+        );
+    }
+    v
+}

@@ -25,7 +25,7 @@ use action_runner_tests::fixtures::oci_registry::{
 use action_runner_tests::fixtures::tls_chart_repository::{
     PASSWORD as REPO_PASSWORD, TlsChartRepository, USERNAME as REPO_USER,
 };
-use action_runner_tests::helm::{HelmBin, parse_yaml};
+use action_runner_tests::helm::{HelmBin, parse_yaml, stable_status};
 use action_runner_tests::process::{RunnerCommand, RunnerOutput, collect, error_lines};
 use action_runner_tests::test_env::TestEnv;
 use action_runner_tests::tools::repo_root;
@@ -304,7 +304,7 @@ async fn install_from_repository_then_upgrade_with_reuse_and_reset_values(h: Hel
     assert_eq!(status.phase, Phase::Succeeded, "{status:?}");
     assert_eq!(status.runner, "helm");
     assert_eq!(
-        status.runner_status,
+        stable_status(&status.runner_status),
         serde_json::json!({"phase": "Installed", "helmVersion": h.version(), "adopted": false,
             "release": {"name": "shop", "namespace": env.ns, "revision": 1, "status": "deployed"}})
     );
@@ -367,7 +367,7 @@ async fn install_from_repository_then_upgrade_with_reuse_and_reset_values(h: Hel
     assert_eq!(out.code, 0, "{}", out.stderr);
     let status = env.status("upgrade-reuse").await.unwrap();
     assert_eq!(
-        status.runner_status,
+        stable_status(&status.runner_status),
         serde_json::json!({"phase": "Upgraded", "helmVersion": h.version(), "adopted": false,
             "release": {"name": "shop", "namespace": env.ns, "revision": 2, "status": "deployed"}})
     );
@@ -1094,7 +1094,7 @@ async fn sigterm_mid_install_stops_helm_and_leaves_the_release_failed(h: HelmBin
     let running = env.status("term").await.unwrap();
     assert_eq!(running.phase, Phase::Running, "{running:?}");
     assert_eq!(
-        running.runner_status,
+        stable_status(&running.runner_status),
         serde_json::json!({"phase": "Installing", "helmVersion": h.version(),
             "release": {"name": "term", "namespace": env.ns}})
     );
@@ -1947,7 +1947,7 @@ async fn a_helm_3_release_is_upgraded_by_helm_4() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let status = env.status("upgrade4").await.unwrap();
     assert_eq!(
-        status.runner_status,
+        stable_status(&status.runner_status),
         serde_json::json!({"phase": "Upgraded", "helmVersion": "v4.3.2", "adopted": false,
             "release": {"name": "old", "namespace": env.ns, "revision": 2, "status": "deployed"}})
     );

@@ -460,19 +460,28 @@ impl Verb for ChartVerb {
                 RunnerError::failed(format!("{done}, but its outputs could not be produced"))
                     .because(e)
             })?;
+        let mut status = json!({
+            "phase": phase(self.command, Stage::Done),
+            "release": {"name": release.name, "namespace": release.namespace,
+                "revision": release.version, "status": stored_status,
+                "valuesDigest": view.digest},
+            "helmVersion": cx.version.text,
+            "adopted": self.adopted.is_some(),
+        });
+        // What only some runs have, only when they have it.
+        if let Some(preview) = view.preview {
+            status["release"]["valuesPreview"] = preview;
+        }
+        if let Some(size) = &self.size {
+            status["releaseSize"] = size.clone();
+        }
+        if let Some(t) = &tests {
+            status["tests"] = t.to_json();
+        }
         Ok(WaitForCompletionOutput {
             succeeded: true,
             message: done,
-            status: json!({
-                "phase": phase(self.command, Stage::Done),
-                "release": {"name": release.name, "namespace": release.namespace,
-                    "revision": release.version, "status": stored_status,
-                    "valuesDigest": view.digest, "valuesPreview": view.preview},
-                "helmVersion": cx.version.text,
-                "adopted": self.adopted.is_some(),
-                "releaseSize": self.size,
-                "tests": tests.as_ref().map(test::TestOutcome::to_json),
-            }),
+            status,
         })
     }
 }
