@@ -570,10 +570,12 @@ async fn helm_test_runs_the_charts_tests_on_real_pods() {
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: \"{{ .Release.Name }}-data\"}\ndata: {a: b}\n",
     )
     .unwrap();
-    let test_pod = |name: &str, script: &str| {
+    // Helm runs the test hooks in weight order and stops at the first failure: "ok" first.
+    let test_pod = |name: &str, weight: i32, script: &str| {
         format!(
             "apiVersion: v1\nkind: Pod\nmetadata:\n  name: \"{{{{ .Release.Name }}}}-{name}\"\n  \
-             annotations: {{helm.sh/hook: test}}\nspec:\n  restartPolicy: Never\n  containers:\n  \
+             annotations: {{helm.sh/hook: test, helm.sh/hook-weight: \"{weight}\"}}\nspec:\n  \
+             restartPolicy: Never\n  containers:\n  \
              - name: check\n    image: {}\n    imagePullPolicy: IfNotPresent\n    \
              command: [sh, -c, {script:?}]\n",
             env.cluster().busybox_image
@@ -581,13 +583,14 @@ async fn helm_test_runs_the_charts_tests_on_real_pods() {
     };
     std::fs::write(
         chart.join("templates/tests/ok.yaml"),
-        test_pod("ok", "echo all good"),
+        test_pod("ok", -1, "echo all good"),
     )
     .unwrap();
     std::fs::write(
         chart.join("templates/tests/bad.yaml"),
         test_pod(
             "bad",
+            1,
             "echo checking the service; echo no answer from web:80; exit 3",
         ),
     )
