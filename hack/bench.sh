@@ -9,7 +9,8 @@
 # crate (bench/, `cargo run --release -p action-runner-bench`) with the other arguments; its
 # options (--smoke, --out DIR, --reps R, --scale N,..., --only argo|helm, --cluster) are listed
 # by `hack/bench.sh --help`. --images (this script's own): build the images first
-# (hack/build-images.sh) so their sizes are reported. --smoke: one repetition, N = 1 (run by
+# (hack/build-images.sh) so their sizes are reported. --debug (its own too): the debug build
+# instead of the release build. --smoke: one repetition, N = 1 (run by
 # .ci/run so the benchmark cannot rot; its figures mean little).
 # --cluster: instead, N argo-runner Jobs and N Argo CLI Jobs at once on the real one-node cluster
 # (default N: 10,50; --scale to choose), each running Argo's hello-world under Argo's real
@@ -33,9 +34,13 @@ done
 args=()
 cluster=false
 tools=--peers
+profile=(--release)
 for a in "$@"; do
   case $a in
     --images) bash hack/build-images.sh ;;
+    # This script's own: the debug build the tests use (no release build; for the smoke run of
+    # .ci/run, whose figures mean little anyway).
+    --debug) profile=() ;;
     --cluster) cluster=true; args+=("$a") ;;
     --kwok) cluster=true; tools=--kwok; args+=("$a") ;;
     *) args+=("$a") ;;
@@ -43,11 +48,11 @@ for a in "$@"; do
 done
 bash hack/install-tools.sh "$tools"
 eval "$(bash hack/install-tools.sh --print)"
-cargo build --release --bins
+cargo build "${profile[@]}" --bins
 if $cluster && [[ -z ${KAR_CLUSTER_KUBECONFIG:-} ]]; then
   bash hack/build-images.sh
   trap 'bash hack/cluster.sh down' EXIT
   eval "$(bash hack/cluster.sh up)"
   bash hack/cluster.sh images
 fi
-cargo run -q --release -p action-runner-bench -- "${args[@]}"
+cargo run -q "${profile[@]}" -p action-runner-bench -- "${args[@]}"
