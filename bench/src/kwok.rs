@@ -20,7 +20,9 @@
 //! watches open at the API server at the peak (`apiserver_longrunning_requests{verb="WATCH"}`,
 //! every client's, sampled each second) and the tool's own watch requests; the API server's CPU
 //! (`/proc/<pid>/stat`) and its peak RSS; the workflow-controller's CPU; each tool process's peak
-//! RSS (`VmHWM`, sampled each second; the runner and, for helm-runner, the helm it runs) and CPU.
+//! RSS (`VmHWM`, sampled each second; the runner and, for helm-runner, the helm it runs), its peak
+//! unique memory (its private pages: RSS also counts the binary's pages, which a thousand
+//! processes of one binary share) and its CPU.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -511,6 +513,7 @@ impl Ctx {
             .map(|(_, v)| v)
             .sum();
         let rss: Vec<f64> = exits.iter().map(|e| e.max_rss_kib as f64).collect();
+        let uss: Vec<f64> = exits.iter().map(|e| e.max_uss_kib as f64).collect();
         let cpu: Vec<f64> = exits.iter().map(|e| ms(e.cpu)).collect();
         let per_action = |v: u64| ((v as f64 / n as f64) * 100.0).round() / 100.0;
         let result = json!({
@@ -530,6 +533,7 @@ impl Ctx {
             "watchesOpenPeak": sampled["watchesOpenPeak"],
             "apiServerCpuMsPerAction": (sampled["apiServer"]["cpuMs"].as_f64().unwrap_or(0.0) / n as f64 * 10.0).round() / 10.0,
             "processRssKiB": {"median": median(rss.clone()), "max": rss.iter().copied().fold(0.0, f64::max)},
+            "processUssKiB": {"median": median(uss.clone()), "max": uss.iter().copied().fold(0.0, f64::max)},
             "processCpuMs": {"median": median(cpu.clone()), "max": cpu.iter().copied().fold(0.0, f64::max)},
         });
         self.delete_namespace(&ns).await?;

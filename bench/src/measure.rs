@@ -17,6 +17,11 @@ pub struct Exited {
     /// Peak resident memory of the process tree (KiB): the largest sum, over the samples, of
     /// `VmHWM` of every live process of the tree (the process and its descendants).
     pub max_rss_kib: u64,
+    /// Peak unique memory of the process tree (KiB): the largest sum, over the samples, of each
+    /// live process's private pages (`Private_Clean` + `Private_Dirty` of
+    /// `/proc/<pid>/smaps_rollup`), what the process alone costs when many share its binary's
+    /// pages (RSS counts those shared pages in every process). 0 without sampling.
+    pub max_uss_kib: u64,
     /// User + system CPU of the process and of the descendants it waited for (`wait4`).
     pub cpu: Duration,
     /// The last lines of its standard error.
@@ -43,6 +48,19 @@ fn tree(pid: u32) -> Vec<u32> {
         i += 1;
     }
     all
+}
+
+/// Private pages of `pid` now (KiB): `Private_Clean` + `Private_Dirty` of its
+/// `/proc/<pid>/smaps_rollup`; `None` once it has exited.
+fn uss_kib(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let field = |k: &str| {
+        text.lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    Some(field("Private_Clean:")? + field("Private_Dirty:")?)
 }
 
 /// `VmHWM` of `pid` (KiB), `None` once it has exited (a zombie has no memory lines).
@@ -123,7 +141,7 @@ pub fn spawn_measured(
             let lines: Vec<&str> = text.lines().rev().take(3).collect();
             lines.into_iter().rev().collect::<Vec<_>>().join("\n")
         });
-        let mut peak = 0u64;
+        let (mut peak, mut peak_uss) = (0u64, 0u64);
         let mut tick = tokio::time::interval(rss_every.unwrap_or(Duration::from_secs(3600)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut status = 0;
@@ -143,8 +161,11 @@ pub fn spawn_measured(
                 _ = tick.tick(), if rss_every.is_some() => {
                     // Not reaped yet, so the pid is still this process's (a zombie has no
                     // memory lines and adds nothing).
-                    let sum: u64 = tree(pid).into_iter().filter_map(hwm_kib).sum();
+                    let procs = tree(pid);
+                    let sum: u64 = procs.iter().copied().filter_map(hwm_kib).sum();
                     peak = peak.max(sum);
+                    let uss: u64 = procs.into_iter().filter_map(uss_kib).sum();
+                    peak_uss = peak_uss.max(uss);
                 }
             }
         }
@@ -161,6 +182,7 @@ pub fn spawn_measured(
             },
             at,
             max_rss_kib: peak,
+            max_uss_kib: peak_uss,
             cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
             stderr_tail,
         }

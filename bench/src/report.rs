@@ -265,8 +265,9 @@ pub fn kwok_markdown(r: &Value) -> String {
     s.push_str(
         "| tool | N | all done (s) | lost | wrong | requests/action | watch requests/action | \
          watches open (peak) | API server CPU (ms/action) | API server RSS peak (MiB) | \
-         controller CPU (s) | process RSS median / max (MiB) | process CPU median (ms) |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+         controller CPU (s) | process RSS median / max (MiB) | process private memory median / max \
+         (MiB) | process CPU median (ms) |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let mib = |v: &Value| format!("{:.1}", v.as_f64().unwrap_or(0.0) / 1024.0);
     for tool in ["argo-runner", "argo-cli", "helm-runner"] {
@@ -277,7 +278,7 @@ pub fn kwok_markdown(r: &Value) -> String {
         rows.sort_by_key(|(n, _)| n.parse::<usize>().unwrap_or(0));
         for (n, x) in rows {
             s.push_str(&format!(
-                "| {tool} | {n} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {} / {} | {} |\n",
+                "| {tool} | {n} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} | {} / {} | {} / {} | {} |\n",
                 x["wallSeconds"],
                 x["lost"],
                 x["wrong"],
@@ -289,6 +290,8 @@ pub fn kwok_markdown(r: &Value) -> String {
                 x["workflowController"]["cpuMs"].as_f64().unwrap_or(0.0) / 1000.0,
                 mib(&x["processRssKiB"]["median"]),
                 mib(&x["processRssKiB"]["max"]),
+                mib(&x["processUssKiB"]["median"]),
+                mib(&x["processUssKiB"]["max"]),
                 x["processCpuMs"]["median"],
             ));
         }
