@@ -433,21 +433,33 @@ impl Verb for ChartVerb {
         } else {
             None
         };
+        let mut status = json!({
+            "phase": phase(self.command, Stage::Done),
+            "release": {"name": release.name, "namespace": release.namespace,
+                "revision": release.version, "status": stored_status,
+                "valuesDigest": view.digest},
+            "helmVersion": cx.version.text,
+            "adopted": self.adopted.is_some(),
+        });
+        // What only some runs have, only when they have it.
+        if let Some(preview) = &view.preview {
+            status["release"]["valuesPreview"] = preview.clone();
+        }
+        if let Some(size) = &self.size {
+            status["releaseSize"] = size.clone();
+        }
+        if let Some(t) = &tests {
+            status["tests"] = t.to_json();
+        }
         if let Some(t) = tests
             .as_ref()
             .filter(|t| !t.passed && !self.input.test.ignore_failures)
         {
+            // The release stays deployed; the action failed by its tests, and writes no outputs.
             return Ok(WaitForCompletionOutput {
                 succeeded: false,
                 message: format!("{done}, but its tests failed: {}", t.summary),
-                status: json!({
-                    "phase": phase(self.command, Stage::Done),
-                    "release": {"name": release.name, "namespace": release.namespace,
-                        "revision": release.version, "status": stored_status,
-                        "valuesDigest": view.digest},
-                    "helmVersion": cx.version.text,
-                    "tests": t.to_json(),
-                }),
+                status,
             });
         }
         let done = match &tests {
@@ -460,24 +472,6 @@ impl Verb for ChartVerb {
                 RunnerError::failed(format!("{done}, but its outputs could not be produced"))
                     .because(e)
             })?;
-        let mut status = json!({
-            "phase": phase(self.command, Stage::Done),
-            "release": {"name": release.name, "namespace": release.namespace,
-                "revision": release.version, "status": stored_status,
-                "valuesDigest": view.digest},
-            "helmVersion": cx.version.text,
-            "adopted": self.adopted.is_some(),
-        });
-        // What only some runs have, only when they have it.
-        if let Some(preview) = view.preview {
-            status["release"]["valuesPreview"] = preview;
-        }
-        if let Some(size) = &self.size {
-            status["releaseSize"] = size.clone();
-        }
-        if let Some(t) = &tests {
-            status["tests"] = t.to_json();
-        }
         Ok(WaitForCompletionOutput {
             succeeded: true,
             message: done,
