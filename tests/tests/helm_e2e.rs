@@ -19,6 +19,7 @@ use action_runner::status::{Phase, Reason};
 use action_runner_tests::controllers::play_deployment_controller;
 use action_runner_tests::fixtures::chart_repository::ChartRepository;
 use action_runner_tests::fixtures::charts::helm_testchart;
+use action_runner_tests::fixtures::noise;
 use action_runner_tests::fixtures::oci_registry::{
     OciRegistry, PASSWORD as REGISTRY_PASSWORD, USERNAME as REGISTRY_USER,
 };
@@ -869,17 +870,7 @@ async fn release_size_preflight_warns_then_refuses(h: HelmBin) {
              data: {size: \"{{ len (.Files.Get \"files/blob.bin\") }}\"}\n",
         )
         .unwrap();
-        // Bytes that do not compress: a xorshift stream.
-        let mut x: u64 = 0x2545_f491_4f6c_dd1d ^ kib as u64;
-        let noise: Vec<u8> = (0..kib * 1024)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
-        std::fs::write(dir.join("files/blob.bin"), noise).unwrap();
+        std::fs::write(dir.join("files/blob.bin"), noise(kib * 1024, kib as u64)).unwrap();
         dir
     };
     let near = chart("near", 640);
