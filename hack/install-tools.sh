@@ -66,8 +66,9 @@ case ${KAR_ARGO_MAJOR:-4} in
 esac
 # Debian packages the local cluster (hack/cluster.sh) runs on: the container runtime, the CNI
 # plugins, buildah to build images without a Docker engine, busybox for the test images, ip and
-# openssl for its network and certificates (hack/cluster.sh's HOST_COMMANDS).
-DEBIAN_PACKAGES=(containerd runc containernetworking-plugins buildah busybox-static iptables iproute2 openssl conntrack gcc libc6-dev file time)
+# openssl for its network and certificates (hack/cluster.sh's HOST_COMMANDS), gnupg for the
+# helm tests that sign a chart.
+DEBIAN_PACKAGES=(containerd runc containernetworking-plugins buildah busybox-static iptables iproute2 openssl conntrack gcc libc6-dev file time gnupg)
 # The linux/arm64 runners, cross-built on an x86_64 host (hack/build-images.sh): the linker and
 # static glibc for aarch64, and qemu-user to run what was built (tests/tests/arm64_qemu.rs).
 ARM64_DEBIAN_PACKAGES=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static)

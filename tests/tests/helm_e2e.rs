@@ -29,7 +29,7 @@ use action_runner_tests::fixtures::tls_chart_repository::{
 use action_runner_tests::helm::{HelmBin, parse_yaml, stable_status};
 use action_runner_tests::process::{RunnerCommand, RunnerOutput, collect, error_lines};
 use action_runner_tests::test_env::TestEnv;
-use action_runner_tests::tools::repo_root;
+use action_runner_tests::tools::{helm_cmd, repo_root};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use kube::api::{Api, ListParams};
@@ -924,6 +924,144 @@ async fn release_size_preflight_warns_then_refuses(h: HelmBin) {
     );
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(env.helm_record_names::<Secret>("over").await.is_empty());
+}
+
+/// `chart.verify` with a keyring, on a local chart archive signed here (a fresh OpenPGP key made
+/// with gpg, `helm package --sign`): the signed archive installs; the same archive with bytes
+/// appended (its `.prov`'s checksum no longer matches) is exit 2 naming the signature check, as
+/// is a keyring without the signer's key; `verify` without `keyring`, and `verify` on a chart
+/// directory, are exit 2 before anything runs. Nothing is stored for the refused ones.
+async fn a_signed_chart_installs_and_a_tampered_one_is_refused(h: HelmBin) {
+    let env = TestEnv::bare("helm-signed").await;
+    let dir = env.path("signing");
+    let gnupg = dir.join("gnupg");
+    std::fs::create_dir_all(&gnupg).unwrap();
+    std::fs::set_permissions(&gnupg, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let gpg = |args: &[&str], out: Option<&str>| {
+        let o = std::process::Command::new("gpg")
+            .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""])
+            .args(args)
+            .env("GNUPGHOME", &gnupg)
+            .output()
+            .expect("gpg (Debian's gnupg, hack/install-tools.sh installs it)");
+        assert!(
+            o.status.success(),
+            "gpg {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        if let Some(file) = out {
+            std::fs::write(dir.join(file), &o.stdout).unwrap();
+        }
+    };
+    let key = "KAR Chart Signer <signer@kar.test>";
+    gpg(&["--quick-gen-key", key, "rsa2048", "sign", "never"], None);
+    gpg(&["--export"], Some("pubring.gpg"));
+    gpg(&["--export-secret-keys"], Some("secring.gpg"));
+    helm_cmd(&["create", "webapp"], &dir).unwrap();
+    helm_cmd(
+        &[
+            "package",
+            "--sign",
+            "--key",
+            "KAR Chart Signer",
+            "--keyring",
+            "secring.gpg",
+            "webapp",
+        ],
+        &dir,
+    )
+    .unwrap();
+    let archive = dir.join("webapp-0.1.0.tgz");
+    assert!(dir.join("webapp-0.1.0.tgz.prov").is_file());
+    let pubring = dir.join("pubring.gpg");
+    let manifest = |name: &str, chart: &Path, extra: &str| {
+        format!(
+            "name: {name}\nchart: {{name: {}{extra}}}\nwait: false\n",
+            chart.display()
+        )
+    };
+    let verified = format!(", verify: true, keyring: {}", pubring.display());
+
+    let out = env
+        .run_helm(
+            h,
+            "signed",
+            "install",
+            &manifest("signed", &archive, &verified),
+        )
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    // The same archive, a few bytes longer, beside the same .prov.
+    let tampered_dir = env.path("tampered");
+    std::fs::create_dir_all(&tampered_dir).unwrap();
+    let tampered = tampered_dir.join("webapp-0.1.0.tgz");
+    let mut bytes = std::fs::read(&archive).unwrap();
+    bytes.extend_from_slice(b"\0\0\0\0");
+    std::fs::write(&tampered, bytes).unwrap();
+    std::fs::copy(
+        dir.join("webapp-0.1.0.tgz.prov"),
+        tampered_dir.join("webapp-0.1.0.tgz.prov"),
+    )
+    .unwrap();
+    // A keyring without the signer's key.
+    let other = env.path("other-gnupg");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::set_permissions(&other, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let o = std::process::Command::new("gpg")
+        .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""])
+        .args([
+            "--quick-gen-key",
+            "Someone Else <else@kar.test>",
+            "rsa2048",
+            "sign",
+            "never",
+        ])
+        .env("GNUPGHOME", &other)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let o = std::process::Command::new("gpg")
+        .args(["--batch", "--export"])
+        .env("GNUPGHOME", &other)
+        .output()
+        .unwrap();
+    let wrong_ring = env.file("wrong-ring.gpg", "");
+    std::fs::write(&wrong_ring, o.stdout).unwrap();
+    let wrong = format!(", verify: true, keyring: {}", wrong_ring.display());
+
+    for (name, m, needle) in [
+        (
+            "tampered",
+            manifest("tampered", &tampered, &verified),
+            "chart.verify: the chart's signature check failed",
+        ),
+        (
+            "wrong-key",
+            manifest("wrong-key", &archive, &wrong),
+            "chart.verify: the chart's signature check failed",
+        ),
+        (
+            "no-keyring",
+            manifest("no-keyring", &archive, ", verify: true"),
+            "chart.verify needs chart.keyring",
+        ),
+        (
+            "directory",
+            manifest("directory", &dir.join("webapp"), &verified),
+            "is a directory, which carries no signature",
+        ),
+    ] {
+        let out = env.run_helm(h, name, "install", &m).await;
+        assert_eq!(out.code, 2, "{name}: {}", out.stderr);
+        let err = error_lines(&out.stderr).join("\n");
+        assert!(err.contains(needle), "{name}: {err}");
+        assert_eq!(err.lines().count(), 1, "{name}: {err}");
+        assert!(
+            env.helm_record_names::<Secret>(name).await.is_empty(),
+            "{name}"
+        );
+    }
 }
 
 /// The examples shipped in `cmd/helm-runner/example-input/` (install, upgrade, rollback,
@@ -2608,6 +2746,7 @@ action_runner_tests::both_helms!(
     bad_input_exits_2_and_writes_nothing,
     apply_options_take_ownership_and_server_side,
     release_size_preflight_warns_then_refuses,
+    a_signed_chart_installs_and_a_tampered_one_is_refused,
     shipped_examples_install_then_upgrade,
     wait_true_waits_for_the_rollout,
     values_layered_from_configmaps_secrets_files_and_inline,

@@ -189,7 +189,21 @@ pub struct Chart {
         skip_serializing_if = "std::ops::Not::not"
     )]
     pub plain_http: bool,
+    /// Check the chart's signature before using it (Helm's provenance: the chart archive's
+    /// `.prov` file, signed with OpenPGP): `helm pull --verify` for a repository's or
+    /// registry's chart, `helm verify` for a local archive (its `.prov` beside it). A chart that
+    /// fails the check is an input error (exit 2). Needs `keyring`. Default `false`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub verify: bool,
+    /// With `verify`: the public keyring file (OpenPGP, binary: `gpg --export > pubring.gpg`)
+    /// holding the keys the chart may be signed with. Read through the bounded reader (a regular
+    /// file of at most [`MAX_KEYRING_BYTES`]).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub keyring: String,
 }
+
+/// The largest keyring read (`chart.keyring`): 1 MiB, room for hundreds of public keys.
+pub const MAX_KEYRING_BYTES: u64 = 1024 * 1024;
 
 /// `chart.auth`: files holding the username and the password (each file's content, one
 /// trailing line break removed). The password is a secret: it reaches Helm only on its

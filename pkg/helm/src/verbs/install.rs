@@ -219,6 +219,8 @@ pub(crate) struct ChartVerb {
     /// Set by `plan`: the release-size preflight's figures for the status
     /// (`{bytes, limit, percent, warning}`), when it ran.
     size: Option<Value>,
+    /// `chart.keyring`'s content, read by `prepare`, with `chart.verify`.
+    keyring: Option<Vec<u8>>,
 }
 
 /// What helm reads while it runs, in the run's private scratch directory.
@@ -270,6 +272,7 @@ impl Verb for ChartVerb {
             redactor.add_values(&Value::Object(v.0.clone()));
         }
         let values_files = read_values_files(input, &mut local_digest, redactor)?;
+        let keyring = read_keyring(&input.chart, &source)?;
         let verb = ChartVerb {
             command,
             input: input.clone(),
@@ -283,6 +286,7 @@ impl Verb for ChartVerb {
             extra: Extra::default(),
             adopted: None,
             size: None,
+            keyring,
         };
         Ok((verb, target))
     }
@@ -305,7 +309,39 @@ impl Verb for ChartVerb {
             .access
             .login(cx.helm, cx.version, &self.source, scratch.path())
             .await?;
-        let chart_dir = chart::fetch(&pull.helm, &pull.source, &pull.args, scratch.path()).await?;
+        let mut pull_args = pull.args.clone();
+        if let Some(keyring) = &self.keyring {
+            let path = scratch.path().join("keyring.gpg");
+            files::write_private(&path, keyring)?;
+            input.activity.set(format!(
+                "checking the chart's signature: {}",
+                self.source.describe()
+            ));
+            match &pull.source {
+                // A local archive: `helm verify` reads it and its `.prov` beside it.
+                ChartSource::Local(archive) => {
+                    let argv: Vec<OsString> = vec![
+                        "verify".into(),
+                        archive.clone().into(),
+                        "--keyring".into(),
+                        path.into(),
+                    ];
+                    pull.helm
+                        .run("helm verify", &argv)
+                        .await
+                        .map_err(signature_failed)?;
+                }
+                ChartSource::Remote { .. } => {
+                    pull_args.extend(["--verify".into(), "--keyring".into(), path.into()]);
+                }
+            }
+        }
+        let chart_dir = chart::fetch(&pull.helm, &pull.source, &pull_args, scratch.path())
+            .await
+            .map_err(|e| match &self.keyring {
+                Some(_) if looks_like_a_signature_failure(&e.to_string()) => signature_failed(e),
+                _ => e,
+            })?;
         let id = self.identity(input, &chart_dir)?;
 
         // A retried attempt of this action: what the earlier ones left (see `ownership`).
@@ -985,6 +1021,66 @@ fn chart_args(
         }
     }
     argv
+}
+
+/// `chart.keyring`'s content when `chart.verify` asks for a signature check, read through the
+/// bounded reader; `None` without `verify`.
+///
+/// # Errors
+/// [`ErrorKind::InvalidInput`](action_runner::error::ErrorKind) naming the field: `verify`
+/// without `keyring`, `keyring` without `verify`, a chart directory (it has no provenance file),
+/// or a keyring that cannot be read.
+fn read_keyring(chart: &Chart, source: &ChartSource) -> Result<Option<Vec<u8>>, RunnerError> {
+    let keyring = chart.keyring.trim();
+    match (chart.verify, keyring.is_empty()) {
+        (false, true) => return Ok(None),
+        (false, false) => {
+            return Err(RunnerError::invalid_input(
+                "chart.keyring is set but chart.verify is not: set verify: true to check the \
+                 chart's signature, or remove keyring",
+            ));
+        }
+        (true, true) => {
+            return Err(RunnerError::invalid_input(
+                "chart.verify needs chart.keyring: the public keyring file (gpg --export) the \
+                 chart's signature is checked against",
+            ));
+        }
+        (true, false) => {}
+    }
+    if matches!(source, ChartSource::Local(p) if p.is_dir()) {
+        return Err(RunnerError::invalid_input(format!(
+            "chart.verify needs a chart archive (.tgz with its .prov beside it) or a \
+             repository's chart; chart.name {} is a directory, which carries no signature",
+            chart.name
+        )));
+    }
+    let what = format!("chart.keyring {keyring}");
+    action_runner::input_file::read_bytes(Path::new(keyring), &what, input::MAX_KEYRING_BYTES)
+        .map(Some)
+}
+
+/// Whether helm's message says a signature check failed (`helm pull --verify`).
+fn looks_like_a_signature_failure(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "openpgp",
+        "signature",
+        "sha256 sum",
+        "provenance",
+        ".prov",
+        "keyring",
+        "verif",
+    ]
+    .iter()
+    .any(|k| m.contains(k))
+}
+
+/// A failed signature check: an input error (exit 2) naming `chart.verify`, with helm's reason.
+fn signature_failed(e: RunnerError) -> RunnerError {
+    RunnerError::invalid_input(format!(
+        "chart.verify: the chart's signature check failed: {e}"
+    ))
 }
 
 /// Refuses the apply options helm `version` does not have, before anything is written:
