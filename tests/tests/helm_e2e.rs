@@ -1064,6 +1064,114 @@ async fn a_signed_chart_installs_and_a_tampered_one_is_refused(h: HelmBin) {
     }
 }
 
+/// Registry credentials from the cluster, against the TLS OCI registry of the other tests: a
+/// `kubernetes.io/dockerconfigjson` Secret named by `chart.auth.secretName` (its entry by
+/// `auth`), and a ServiceAccount's `imagePullSecrets` (`fromServiceAccount`: a missing one first,
+/// then one with `username`/`password` for another registry, then the right one). The password
+/// is never shown. A Secret without an entry for the registry, a missing Secret and a Secret of
+/// another type are exit 2 naming the Secret and the host, with nothing stored.
+async fn registry_credentials_from_the_cluster(h: HelmBin) {
+    use base64::Engine;
+    use kube::api::PostParams;
+    let env = TestEnv::bare("helm-regcred").await;
+    let r = OciRegistry::tls();
+    fn b64(t: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(t)
+    }
+    async fn docker_secret(env: &TestEnv, name: &str, auths: serde_json::Value) {
+        let config = serde_json::json!({"auths": auths}).to_string();
+        let s: Secret = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "type": "kubernetes.io/dockerconfigjson",
+            "data": {".dockerconfigjson": b64(&config)},
+        }))
+        .unwrap();
+        Api::<Secret>::namespaced(env.client.clone(), &env.ns)
+            .create(&PostParams::default(), &s)
+            .await
+            .unwrap();
+    }
+    let pair = format!("{REGISTRY_USER}:{REGISTRY_PASSWORD}");
+    docker_secret(
+        &env,
+        "regcred",
+        serde_json::json!({r.host.clone(): {"auth": b64(&pair)}}),
+    )
+    .await;
+    docker_secret(
+        &env,
+        "elsewhere",
+        serde_json::json!({"https://registry.example.com/v1/": {"username": "u", "password": "p"}}),
+    )
+    .await;
+    create_values_object(&env, "Secret", "opaque", "values.yaml", "a: b\n").await;
+    let sa: k8s_openapi::api::core::v1::ServiceAccount =
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "puller"},
+            "imagePullSecrets": [{"name": "absent"}, {"name": "elsewhere"}, {"name": "regcred"}],
+        }))
+        .unwrap();
+    Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(env.client.clone(), &env.ns)
+        .create(&PostParams::default(), &sa)
+        .await
+        .unwrap();
+    let manifest = |name: &str, auth: &str| {
+        format!(
+            "name: {name}\nchart: {{name: webapp, repo: \"oci://{}/charts\", version: 0.1.0, auth: {{{auth}}}, caFile: {}}}\nwait: false\n",
+            r.host,
+            r.ca_file.as_ref().unwrap().display()
+        )
+    };
+    for (name, auth) in [
+        ("from-secret", "secretName: regcred"),
+        ("from-sa", "fromServiceAccount: puller"),
+    ] {
+        let out = env
+            .run_helm(h, name, "install", &manifest(name, auth))
+            .await;
+        assert_eq!(out.code, 0, "{name}: {}", out.stderr);
+        assert!(
+            env.deployment(&format!("{name}-webapp")).await.is_some(),
+            "{name}"
+        );
+        env.assert_never_shown(name, &out, REGISTRY_PASSWORD).await;
+    }
+    let ns = &env.ns;
+    for (name, auth, needle) in [
+        (
+            "no-entry",
+            "secretName: elsewhere",
+            format!(
+                "chart.auth.secretName: no credentials for {} in Secret {ns}/elsewhere",
+                r.host
+            ),
+        ),
+        (
+            "missing",
+            "secretName: absent",
+            format!("chart.auth.secretName: Secret {ns}/absent not found"),
+        ),
+        (
+            "opaque",
+            "secretName: opaque",
+            format!(
+                "chart.auth.secretName: Secret {ns}/opaque is not of type kubernetes.io/dockerconfigjson"
+            ),
+        ),
+    ] {
+        let out = env
+            .run_helm(h, name, "install", &manifest(name, auth))
+            .await;
+        assert_eq!(out.code, 2, "{name}: {}", out.stderr);
+        let err = error_lines(&out.stderr).join("\n");
+        assert!(err.contains(&needle), "{name}: {err}");
+        assert!(
+            env.helm_record_names::<Secret>(name).await.is_empty(),
+            "{name}"
+        );
+    }
+}
+
 /// The examples shipped in `cmd/helm-runner/example-input/` (install, upgrade, rollback,
 /// uninstall), with the chart repository URL and namespace of this test.
 async fn shipped_examples_install_then_upgrade(h: HelmBin) {
@@ -2747,6 +2855,7 @@ action_runner_tests::both_helms!(
     apply_options_take_ownership_and_server_side,
     release_size_preflight_warns_then_refuses,
     a_signed_chart_installs_and_a_tampered_one_is_refused,
+    registry_credentials_from_the_cluster,
     shipped_examples_install_then_upgrade,
     wait_true_waits_for_the_rollout,
     values_layered_from_configmaps_secrets_files_and_inline,

@@ -205,18 +205,33 @@ pub struct Chart {
 /// The largest keyring read (`chart.keyring`): 1 MiB, room for hundreds of public keys.
 pub const MAX_KEYRING_BYTES: u64 = 1024 * 1024;
 
-/// `chart.auth`: files holding the username and the password (each file's content, one
-/// trailing line break removed). The password is a secret: it reaches Helm only on its
-/// standard input (`--password-stdin` of `helm repo add` or `helm registry login`, see
-/// [`crate::sources::RepositoryAccess::login`]) and is redacted from everything the runner
-/// shows.
+/// `chart.auth`: where the username and the password come from, one of three: files
+/// (`usernameFile` and `passwordFile`: each file's content, one trailing line break removed), a
+/// `kubernetes.io/dockerconfigjson` Secret (`secretName`), or the `imagePullSecrets` of a
+/// ServiceAccount (`fromServiceAccount`), both read from the release's namespace when the run
+/// starts ([`crate::sources::read_cluster_credentials`]). The password is a secret: it reaches
+/// Helm only on its standard input (`--password-stdin` of `helm repo add` or `helm registry
+/// login`, see [`crate::sources::RepositoryAccess::login`]) and is redacted from everything the
+/// runner shows.
 #[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ChartAuth {
     /// File holding the username.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub username_file: String,
     /// File holding the password.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub password_file: String,
+    /// A Secret of type `kubernetes.io/dockerconfigjson` (what `kubectl create secret
+    /// docker-registry` makes) whose `auths` entry for the chart source's host holds the
+    /// credentials.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub secret_name: String,
+    /// A ServiceAccount (typically the runner's own) whose `imagePullSecrets` are tried in
+    /// order, the first with an entry for the chart source's host winning. Needs `get` on
+    /// `serviceaccounts` (`deploy/helm-runner/components/registry-credentials`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub from_service_account: String,
     /// Send the credentials over plain HTTP, readable by anyone on the way: to an `http://`
     /// `chart.repo`, or to an `oci://` registry with `chart.plainHttp: true`. Without it such a
     /// chart source with credentials is an input error. Default `false`.

@@ -189,6 +189,17 @@ pub struct RepositoryAccess {
     pub pass_credentials: bool,
     /// `--plain-http`.
     pub plain_http: bool,
+    /// Where the credentials are read from when the run starts, when not from files.
+    pub from_cluster: Option<ClusterCredentials>,
+}
+
+/// Credentials in the cluster (`chart.auth.secretName` or `chart.auth.fromServiceAccount`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterCredentials {
+    /// A `kubernetes.io/dockerconfigjson` Secret.
+    Secret(String),
+    /// The `imagePullSecrets` of a ServiceAccount.
+    ServiceAccount(String),
 }
 
 impl std::fmt::Debug for RepositoryAccess {
@@ -199,6 +210,7 @@ impl std::fmt::Debug for RepositoryAccess {
             .field("ca_file", &self.ca_file)
             .field("pass_credentials", &self.pass_credentials)
             .field("plain_http", &self.plain_http)
+            .field("from_cluster", &self.from_cluster)
             .finish()
     }
 }
@@ -219,14 +231,35 @@ impl RepositoryAccess {
             ..Self::default()
         };
         if let Some(auth) = &chart.auth {
-            access.username = Some(read_credential(
-                "chart.auth.usernameFile",
-                &auth.username_file,
-            )?);
-            access.password = Some(read_credential(
-                "chart.auth.passwordFile",
-                &auth.password_file,
-            )?);
+            let files =
+                !auth.username_file.trim().is_empty() || !auth.password_file.trim().is_empty();
+            let (secret, sa) = (auth.secret_name.trim(), auth.from_service_account.trim());
+            match (files, secret.is_empty(), sa.is_empty()) {
+                (true, true, true) => {
+                    access.username = Some(read_credential(
+                        "chart.auth.usernameFile",
+                        &auth.username_file,
+                    )?);
+                    access.password = Some(read_credential(
+                        "chart.auth.passwordFile",
+                        &auth.password_file,
+                    )?);
+                }
+                (false, false, true) => {
+                    check_object_name("chart.auth.secretName", secret)?;
+                    access.from_cluster = Some(ClusterCredentials::Secret(secret.into()));
+                }
+                (false, true, false) => {
+                    check_object_name("chart.auth.fromServiceAccount", sa)?;
+                    access.from_cluster = Some(ClusterCredentials::ServiceAccount(sa.into()));
+                }
+                _ => {
+                    return Err(invalid(
+                        "chart.auth takes one source of credentials: usernameFile and \
+                         passwordFile, or secretName, or fromServiceAccount",
+                    ));
+                }
+            }
         }
         let ca = chart.ca_file.trim();
         if !ca.is_empty() {
@@ -280,6 +313,151 @@ impl RepositoryAccess {
         }
         args
     }
+}
+
+/// `name` as a Kubernetes object name (an RFC 1123 subdomain), or an input error naming `field`.
+fn check_object_name(field: &str, name: &str) -> Result<(), RunnerError> {
+    action_runner::validation::dns1123_subdomain(name)
+        .map_err(|e| invalid(format!("{field} {name:?}")).because(e))
+}
+
+/// The host (`host[:port]`) a chart is fetched from: an `oci://` reference's or `chart.repo`'s;
+/// `None` for a local chart or one of Helm's own repositories.
+pub fn source_host(source: &ChartSource) -> Option<String> {
+    let ChartSource::Remote {
+        reference, repo, ..
+    } = source
+    else {
+        return None;
+    };
+    let url = repo.as_deref().unwrap_or(reference);
+    let rest = url.split_once("://").map(|(_, r)| r)?;
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
+/// The `(username, password)` for `host` in a Docker config (`.dockerconfigjson`: `{"auths":
+/// {"<registry>": {"username", "password"} or {"auth": base64("user:pass")}}}`). A registry key
+/// may be written as `host[:port]` or as a URL (`https://host[:port]/v1/`), as `docker login`
+/// writes Docker Hub's.
+pub fn docker_config_credentials(config: &[u8], host: &str) -> Option<(String, String)> {
+    let v: serde_json::Value = serde_json::from_slice(config).ok()?;
+    let auths = v.get("auths")?.as_object()?;
+    let entry = auths.iter().find_map(|(key, entry)| {
+        let key = key.trim().to_ascii_lowercase();
+        let key_host = key
+            .split_once("://")
+            .map_or(key.as_str(), |(_, r)| r)
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        (key_host == host).then_some(entry)
+    })?;
+    let field = |k: &str| {
+        entry
+            .get(k)
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+    };
+    if let (Some(u), Some(p)) = (field("username"), field("password")) {
+        return Some((u.to_string(), p.to_string()));
+    }
+    use base64::Engine;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(field("auth")?)
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (u, p) = text.split_once(':')?;
+    (!u.is_empty() && !p.is_empty()).then(|| (u.to_string(), p.to_string()))
+}
+
+/// Reads the credentials `access.from_cluster` names, from `namespace`, for the chart `source`,
+/// into `access` (when the run starts, before helm is asked anything). Every Secret it names is
+/// read with one GET; the `imagePullSecrets` that are missing are skipped.
+///
+/// # Errors
+/// [`ErrorKind::InvalidInput`](action_runner::error::ErrorKind) naming the field, the Secret or
+/// the ServiceAccount and the host when the Secret is missing or not a
+/// `kubernetes.io/dockerconfigjson` one, or no Secret holds credentials for the host; the
+/// API's errors otherwise. Nothing of a Secret's content is ever quoted.
+pub async fn read_cluster_credentials(
+    client: &kube::Client,
+    namespace: &str,
+    access: &mut RepositoryAccess,
+    source: &ChartSource,
+) -> Result<(), RunnerError> {
+    use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+    let Some(from) = access.from_cluster.clone() else {
+        return Ok(());
+    };
+    let Some(host) = source_host(source) else {
+        return Ok(());
+    };
+    let secrets: kube::Api<Secret> = kube::Api::namespaced(client.clone(), namespace);
+    let (field, names) = match &from {
+        ClusterCredentials::Secret(name) => ("chart.auth.secretName", vec![name.clone()]),
+        ClusterCredentials::ServiceAccount(sa) => {
+            let sas: kube::Api<ServiceAccount> = kube::Api::namespaced(client.clone(), namespace);
+            let what = format!("chart.auth.fromServiceAccount: ServiceAccount {namespace}/{sa}");
+            let account = sas
+                .get_opt(sa)
+                .await
+                .map_err(|e| RunnerError::from_kube(format!("get {what}"), e))?
+                .ok_or_else(|| invalid(format!("{what} not found")))?;
+            let names: Vec<String> = account
+                .image_pull_secrets
+                .unwrap_or_default()
+                .into_iter()
+                .map(|r| r.name)
+                .collect();
+            if names.is_empty() {
+                return Err(invalid(format!("{what} has no imagePullSecrets")));
+            }
+            ("chart.auth.fromServiceAccount", names)
+        }
+    };
+    let strict = matches!(from, ClusterCredentials::Secret(_));
+    for name in &names {
+        let what = format!("{field}: Secret {namespace}/{name}");
+        let Some(secret) = secrets
+            .get_opt(name)
+            .await
+            .map_err(|e| RunnerError::from_kube(format!("get {what}"), e))?
+        else {
+            if strict {
+                return Err(invalid(format!("{what} not found")));
+            }
+            continue;
+        };
+        let config = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(".dockerconfigjson"))
+            .filter(|_| secret.type_.as_deref() == Some("kubernetes.io/dockerconfigjson"));
+        let Some(config) = config else {
+            if strict {
+                return Err(invalid(format!(
+                    "{what} is not of type kubernetes.io/dockerconfigjson with a \
+                     .dockerconfigjson key"
+                )));
+            }
+            continue;
+        };
+        if let Some((user, password)) = docker_config_credentials(&config.0, &host) {
+            access.username = Some(user);
+            access.password = Some(password);
+            return Ok(());
+        }
+    }
+    Err(invalid(format!(
+        "{field}: no credentials for {host} in {}",
+        names
+            .iter()
+            .map(|n| format!("Secret {namespace}/{n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
 }
 
 /// The largest `chart.auth.usernameFile` or `passwordFile` read: 64 KiB, far more than a user
@@ -640,6 +818,7 @@ mod tests {
                 username_file: user.display().to_string(),
                 password_file: pass.display().to_string(),
                 allow_plain_http: false,
+                ..ChartAuth::default()
             }),
             ca_file: ca.display().to_string(),
             pass_credentials: true,
@@ -706,6 +885,7 @@ mod tests {
                 username_file: "/u".into(),
                 password_file: "/p".into(),
                 allow_plain_http: allow,
+                ..ChartAuth::default()
             }),
             plain_http,
             ..Chart::default()
@@ -764,7 +944,49 @@ mod tests {
             ca_file: ca.then(|| PathBuf::from("/ca.pem")),
             pass_credentials,
             plain_http,
+            from_cluster: None,
         }
+    }
+
+    /// A Docker config's entry for a host, by `username`/`password` or by `auth`, under a key
+    /// written as `host:port` or as a URL; the host a chart comes from.
+    #[test]
+    fn docker_config_entries_by_host() {
+        let config = br#"{"auths": {
+            "127.0.0.1:5000": {"auth": "cm9ib3Q6cGEgc3M6d29yZA=="},
+            "https://Registry.Example.com/v1/": {"username": "u", "password": "p"},
+            "other:1": {"auth": "bm9jb2xvbg=="}
+        }}"#;
+        assert_eq!(
+            docker_config_credentials(config, "127.0.0.1:5000"),
+            Some(("robot".into(), "pa ss:word".into()))
+        );
+        assert_eq!(
+            docker_config_credentials(config, "registry.example.com"),
+            Some(("u".into(), "p".into()))
+        );
+        assert_eq!(
+            docker_config_credentials(config, "other:1"),
+            None,
+            "no colon in auth"
+        );
+        assert_eq!(docker_config_credentials(config, "absent"), None);
+        assert_eq!(docker_config_credentials(b"not json", "absent"), None);
+        let remote = |reference: &str, repo: Option<&str>| ChartSource::Remote {
+            reference: reference.into(),
+            repo: repo.map(String::from),
+            version: None,
+        };
+        assert_eq!(
+            source_host(&remote("oci://127.0.0.1:5000/charts/webapp", None)),
+            Some("127.0.0.1:5000".into())
+        );
+        assert_eq!(
+            source_host(&remote("webapp", Some("https://Charts.Example.com/stable"))),
+            Some("charts.example.com".into())
+        );
+        assert_eq!(source_host(&remote("stable/webapp", None)), None);
+        assert_eq!(source_host(&ChartSource::Local("/c".into())), None);
     }
 
     /// A chart repository: `helm repo add` with the password on stdin and its configuration in

@@ -537,6 +537,16 @@ impl ChartVerb {
         for f in &self.fetched {
             redactor.add_values(&Value::Object(f.values.0.clone()));
         }
+        if self.access.from_cluster.is_some() {
+            input.activity.set(format!(
+                "reading the chart source's credentials in namespace {ns}"
+            ));
+            sources::read_cluster_credentials(&input.client, ns, &mut self.access, &self.source)
+                .await?;
+            if let Some(password) = &self.access.password {
+                redactor.add(password);
+            }
+        }
         Ok(())
     }
 
@@ -1193,13 +1203,37 @@ mod tests {
             username_file: "/u".into(),
             password_file: "/p".into(),
             allow_plain_http: false,
+            ..ChartAuth::default()
         };
         assert_eq!(i.chart.auth, Some(auth));
         assert_eq!(i.chart.ca_file, "/ca.pem");
         assert!(i.chart.pass_credentials && !i.chart.plain_http);
-        refused(
-            "chart: {name: c, auth: {usernameFile: /u}}\n",
-            &["passwordFile"],
+        // Half of a pair of files: refused when the files are read.
+        let half =
+            parse("chart: {name: c, repo: 'https://r', auth: {passwordFile: /p}}\n").unwrap();
+        let source = chart::resolve(&half.chart).unwrap();
+        let e = RepositoryAccess::read(&half.chart, &source)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("chart.auth.usernameFile is empty"), "{e}");
+        // Two sources at once.
+        let both = parse(
+            "chart: {name: c, repo: 'https://r', auth: {passwordFile: /p, secretName: regcred}}\n",
+        )
+        .unwrap();
+        let e = RepositoryAccess::read(&both.chart, &source)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("chart.auth takes one source of credentials"),
+            "{e}"
+        );
+        let from_secret =
+            parse("chart: {name: c, repo: 'https://r', auth: {secretName: regcred}}\n").unwrap();
+        let access = RepositoryAccess::read(&from_secret.chart, &source).unwrap();
+        assert_eq!(
+            access.from_cluster,
+            Some(sources::ClusterCredentials::Secret("regcred".into()))
         );
         let auth = "auth: {usernameFile: /u, passwordFile: /p";
         let i = parse(&format!(
