@@ -304,44 +304,9 @@ impl Verb for ChartVerb {
         input
             .activity
             .set(format!("fetching the chart: {}", self.source.describe()));
-        // A private chart source: helm logs in to it first (the password on its stdin only).
-        let pull = self
-            .access
-            .login(cx.helm, cx.version, &self.source, scratch.path())
+        let chart_dir = self
+            .fetch_chart(cx.helm, cx.version, input, scratch.path())
             .await?;
-        let mut pull_args = pull.args.clone();
-        if let Some(keyring) = &self.keyring {
-            let path = scratch.path().join("keyring.gpg");
-            files::write_private(&path, keyring)?;
-            input.activity.set(format!(
-                "checking the chart's signature: {}",
-                self.source.describe()
-            ));
-            match &pull.source {
-                // A local archive: `helm verify` reads it and its `.prov` beside it.
-                ChartSource::Local(archive) => {
-                    let argv: Vec<OsString> = vec![
-                        "verify".into(),
-                        archive.clone().into(),
-                        "--keyring".into(),
-                        path.into(),
-                    ];
-                    pull.helm
-                        .run("helm verify", &argv)
-                        .await
-                        .map_err(signature_failed)?;
-                }
-                ChartSource::Remote { .. } => {
-                    pull_args.extend(["--verify".into(), "--keyring".into(), path.into()]);
-                }
-            }
-        }
-        let chart_dir = chart::fetch(&pull.helm, &pull.source, &pull_args, scratch.path())
-            .await
-            .map_err(|e| match &self.keyring {
-                Some(_) if looks_like_a_signature_failure(&e.to_string()) => signature_failed(e),
-                _ => e,
-            })?;
         let id = self.identity(input, &chart_dir)?;
 
         // A retried attempt of this action: what the earlier ones left (see `ownership`).
@@ -452,41 +417,11 @@ impl Verb for ChartVerb {
         let view = self.values_view(&config_values);
         // The chart's tests, once the release is stored as deployed.
         let tests = if self.input.test.enable && !dry_run {
-            cx.input
-                .progress
-                .set(json!({"phase": phase(self.command, Stage::Running), "testing": true}));
-            let t = test::run(
-                cx.helm,
-                &cx.input.client,
-                &cx.config.driver,
-                &release.name,
-                &release.namespace,
-                &self.input.test,
-            )
-            .await?;
-            tracing::info!(release = %release.name, passed = t.passed, "{}", t.summary);
-            Some(t)
+            Some(self.run_tests(&cx, &release).await?)
         } else {
             None
         };
-        let mut status = json!({
-            "phase": phase(self.command, Stage::Done),
-            "release": {"name": release.name, "namespace": release.namespace,
-                "revision": release.version, "status": stored_status,
-                "valuesDigest": view.digest},
-            "helmVersion": cx.version.text,
-            "adopted": self.adopted.is_some(),
-        });
-        // What only some runs have, only when they have it.
-        if let Some(preview) = &view.preview {
-            status["release"]["valuesPreview"] = preview.clone();
-        }
-        if let Some(size) = &self.size {
-            status["releaseSize"] = size.clone();
-        }
-        if let Some(t) = &tests {
-            status["tests"] = t.to_json();
-        }
+        let status = self.final_status(&cx, &release, stored_status, &view, tests.as_ref());
         if let Some(t) = tests
             .as_ref()
             .filter(|t| !t.passed && !self.input.test.ignore_failures)
@@ -577,6 +512,119 @@ impl ChartVerb {
                 tell it from another action's");
         }
         Ok(id)
+    }
+
+    /// `helm test` on the release just stored ([`test::run`]), its progress said first.
+    ///
+    /// # Errors
+    /// As [`test::run`].
+    async fn run_tests(
+        &self,
+        cx: &WaitCx<'_>,
+        release: &HelmRelease,
+    ) -> Result<test::TestOutcome, RunnerError> {
+        cx.input
+            .progress
+            .set(json!({"phase": phase(self.command, Stage::Running), "testing": true}));
+        let t = test::run(
+            cx.helm,
+            &cx.input.client,
+            &cx.config.driver,
+            &release.name,
+            &release.namespace,
+            &self.input.test,
+        )
+        .await?;
+        tracing::info!(release = %release.name, passed = t.passed, "{}", t.summary);
+        Ok(t)
+    }
+
+    /// The final status of a run whose helm succeeded: the release (its revision, its stored
+    /// status, its values' digest and, on request, preview), helm's version, whether an
+    /// earlier attempt's revision was adopted, and, when they were taken, the release-size
+    /// figures and the tests' outcome.
+    fn final_status(
+        &self,
+        cx: &WaitCx<'_>,
+        release: &HelmRelease,
+        stored_status: Option<&str>,
+        view: &ValuesView,
+        tests: Option<&test::TestOutcome>,
+    ) -> Value {
+        let mut status = json!({
+            "phase": phase(self.command, Stage::Done),
+            "release": {"name": release.name, "namespace": release.namespace,
+                "revision": release.version, "status": stored_status,
+                "valuesDigest": view.digest},
+            "helmVersion": cx.version.text,
+            "adopted": self.adopted.is_some(),
+        });
+        // What only some runs have, only when they have it.
+        if let Some(preview) = &view.preview {
+            status["release"]["valuesPreview"] = preview.clone();
+        }
+        if let Some(size) = &self.size {
+            status["releaseSize"] = size.clone();
+        }
+        if let Some(t) = tests {
+            status["tests"] = t.to_json();
+        }
+        status
+    }
+
+    /// Fetches the chart into `scratch` (`chart::fetch`): after a login to a private source
+    /// (the password on helm's stdin only) and, with `chart.verify`, with its signature checked
+    /// against the keyring (`helm verify` for a local archive, `helm pull --verify` for a
+    /// remote chart). Returns the unpacked chart's directory.
+    ///
+    /// # Errors
+    /// The login's and the fetch's; a failed signature check is an input error naming
+    /// `chart.verify`.
+    async fn fetch_chart(
+        &self,
+        helm: &Helm,
+        version: &HelmVersion,
+        input: &StartInput<HelmInput>,
+        scratch: &Path,
+    ) -> Result<PathBuf, RunnerError> {
+        // A private chart source: helm logs in to it first (the password on its stdin only).
+        let pull = self
+            .access
+            .login(helm, version, &self.source, scratch)
+            .await?;
+        let mut pull_args = pull.args.clone();
+        if let Some(keyring) = &self.keyring {
+            let path = scratch.join("keyring.gpg");
+            files::write_private(&path, keyring)?;
+            input.activity.set(format!(
+                "checking the chart's signature: {}",
+                self.source.describe()
+            ));
+            match &pull.source {
+                // A local archive: `helm verify` reads it and its `.prov` beside it.
+                ChartSource::Local(archive) => {
+                    let argv: Vec<OsString> = vec![
+                        "verify".into(),
+                        archive.clone().into(),
+                        "--keyring".into(),
+                        path.into(),
+                    ];
+                    pull.helm
+                        .run("helm verify", &argv)
+                        .await
+                        .map_err(signature_failed)?;
+                }
+                ChartSource::Remote { .. } => {
+                    pull_args.extend(["--verify".into(), "--keyring".into(), path.into()]);
+                }
+            }
+        }
+        chart::fetch(&pull.helm, &pull.source, &pull_args, scratch)
+            .await
+            .map_err(|e| match &self.keyring {
+                Some(_) if looks_like_a_signature_failure(&e.to_string()) => signature_failed(e),
+                _ => e,
+            })
     }
 
     /// The release-size preflight ([`preflight`]): a server-side dry run of this very command
