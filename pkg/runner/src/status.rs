@@ -142,6 +142,20 @@ impl ConfigMapReporter {
     fn what(&self) -> String {
         format!("status ConfigMap {}/{}", self.namespace, self.name)
     }
+
+    /// `op`, retried as [`report_backoff`] says while its error is [`transient`]; each retry
+    /// is one `WARN` line saying what (`doing`) failed.
+    async fn retried<T, Fut>(&self, doing: &str, op: impl FnMut() -> Fut) -> Result<T, kube::Error>
+    where
+        Fut: Future<Output = Result<T, kube::Error>>,
+    {
+        op.retry(report_backoff(self.retry_for))
+            .when(transient)
+            .notify(|e, after| {
+                tracing::warn!(error = %e, ?after, "{doing} failed; retrying");
+            })
+            .await
+    }
 }
 
 /// How long a status write that gets no answer is retried by default (the pauses between its
@@ -168,12 +182,9 @@ impl StatusReporter for ConfigMapReporter {
     /// exiting 4 at once, which would spend one of the Job's `backoffLimit` retries in well
     /// under a second.
     async fn check(&self) -> Result<(), RunnerError> {
-        let read = || self.api.get_metadata_opt(&self.name);
-        let read = read
-            .retry(report_backoff(self.retry_for))
-            .when(transient)
-            .notify(|e, after| {
-                tracing::warn!(error = %e, ?after, "reading the status ConfigMap failed; retrying");
+        let read = self
+            .retried("reading the status ConfigMap", || {
+                self.api.get_metadata_opt(&self.name)
             })
             .await;
         match read {
@@ -208,13 +219,7 @@ impl StatusReporter for ConfigMapReporter {
             }
             written
         };
-        let written = write
-            .retry(report_backoff(self.retry_for))
-            .when(transient)
-            .notify(|e, after| {
-                tracing::warn!(error = %e, ?after, "reporting status failed; retrying");
-            })
-            .await;
+        let written = self.retried("reporting status", write).await;
         match written {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(s)) if s.code == 404 => {
