@@ -43,7 +43,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Secret, ServiceAcco
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::{Value, json};
 
-use crate::measure::{median, ms, process_cpu, spawn_measured};
+use crate::measure::{median, ms, process_cpu, spawn_measured, status_kib};
 
 /// What `bench --kwok` runs: N at once for each N of each list.
 #[derive(Debug, Clone)]
@@ -715,7 +715,7 @@ impl Sampler {
             let mut watches_peak = 0u64;
             loop {
                 for (pid, peak) in [apiserver, controller].iter().zip(&peak_rss) {
-                    if let Some(kib) = pid.and_then(rss_kib) {
+                    if let Some(kib) = pid.and_then(|p| status_kib(p, "VmRSS:")) {
                         peak.fetch_max(kib, Ordering::Relaxed);
                     }
                 }
@@ -771,16 +771,6 @@ fn pid_of_program(program: &str) -> Option<u32> {
                 .and_then(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
                 .is_some_and(|f| f.starts_with(program))
         })
-}
-
-/// `VmRSS` of `pid` (KiB).
-fn rss_kib(pid: u32) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
 }
 
 /// Watches open at the API server, every client's: the sum of

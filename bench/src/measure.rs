@@ -63,14 +63,20 @@ fn uss_kib(pid: u32) -> Option<u64> {
     Some(field("Private_Clean:")? + field("Private_Dirty:")?)
 }
 
-/// `VmHWM` of `pid` (KiB), `None` once it has exited (a zombie has no memory lines).
-fn hwm_kib(pid: u32) -> Option<u64> {
+/// The memory line `key` (`"VmHWM:"`, `"VmRSS:"`) of `/proc/<pid>/status` (KiB), `None` once
+/// it has exited (a zombie has no memory lines).
+pub fn status_kib(pid: u32, key: &str) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()?
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))
+        .find(|l| l.starts_with(key))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
+}
+
+/// `VmHWM` of `pid` (KiB): its peak RSS since `exec`.
+fn hwm_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmHWM:")
 }
 
 /// Spawns `cmd` and returns its pid and a task resolving when it exits, reaped with `wait4`
