@@ -38,7 +38,7 @@
 # CNI), containerd.sh, images.sh, apiserver.sh (etcd and kube-apiserver with the flags of
 # hack/control-plane.sh, the one owner of the control plane's PKI and flags, which the tests' bare
 # API server uses too), node.sh (kubelet), controllers.sh (kube-proxy, controller manager,
-# scheduler), argo.sh, up.sh, down.sh (and kill_node_workloads, shared with a reboot), faults.sh.
+# scheduler), artifacts.sh (an S3 server on the bridge as Argo's default artifact repository), argo.sh, up.sh, down.sh (and kill_node_workloads, shared with a reboot), faults.sh.
 # `up` and `argo` time their phases with hack/lib.sh (printed as each ends; recorded in KAR_PHASES
 # when the caller set it). docs/local-cluster.md, "The scripts", says more.
 set -euo pipefail
@@ -47,8 +47,8 @@ cd "$(dirname "$0")/.."
 # Run alone, the phase times are only printed (hack/lib.sh would make a file for them).
 export KAR_PHASES=${KAR_PHASES:-/dev/null}
 source hack/lib.sh
-for part in common check pki network containerd images apiserver node controllers argo up down \
-  faults; do
+for part in common check pki network containerd images apiserver node controllers artifacts argo up \
+  down faults; do
   # shellcheck source=/dev/null
   source "hack/cluster/$part.sh"
 done

@@ -37,6 +37,7 @@ HELM4_VERSION=v4.3.2              # helm.sh/helm/v4 (helm CLI: the default, ship
 HELM3_VERSION=v3.22.0             # helm.sh/helm/v3 (helm CLI: still supported and tested)
 REGISTRY_VERSION=v3.1.2           # github.com/distribution/distribution/v3 (an OCI registry for the helm tests)
 KWOK_VERSION=v0.8.0               # sigs.k8s.io/kwok (simulated nodes: hack/bench.sh --kwok only)
+VERSITYGW_VERSION=v1.8.0          # github.com/versity/versitygw (an S3 server: Argo's artifact repository)
 
 CACHE=${KAR_CACHE:-$HOME/.cache/kube-action-runners}
 BIN=$CACHE/bin
@@ -88,6 +89,7 @@ HELM4_ARM64_BIN=$BIN/helm-$HELM4_VERSION-linux-arm64
 ARGO_BIN=$BIN/argo-$ARGO4_VERSION
 REGISTRY_BIN=$BIN/registry-$REGISTRY_VERSION
 KWOK_BIN=$BIN/kwok-$KWOK_VERSION
+VERSITYGW_BIN=$BIN/versitygw-$VERSITYGW_VERSION
 
 print_env() {
   echo "export KAR_ETCD=$ETCD_BIN"
@@ -112,6 +114,8 @@ print_env() {
   echo "export KAR_ARGO_DIR=$(argo_dir "$ARGO_VERSION")"
   # The OCI registry the helm tests push charts to and pull them from (loopback only).
   echo "export KAR_REGISTRY=$REGISTRY_BIN"
+  # The S3 server the local cluster's Argo artifact repository runs on (cluster bridge only).
+  echo "export KAR_VERSITYGW=$VERSITYGW_BIN"
   echo "export KAR_ARGO_CLI=$ARGO_BIN KAR_ARGO_CLI_VERSION=$ARGO4_VERSION"
   # KWOK and its module's directory (its default Stages, kustomize/stage/), for the scale bench.
   # (The directory by its path in the module cache, where `--kwok` downloaded it: --print fetches
@@ -381,6 +385,12 @@ main() {
   build github.com/distribution/distribution/v3 "$REGISTRY_VERSION" \
     github.com/distribution/distribution/v3/cmd/registry "$REGISTRY_BIN" "" \
     "-X github.com/distribution/distribution/v3/version.version=$REGISTRY_VERSION"
+
+  # versitygw, an S3 server (its POSIX backend: buckets are directories), as the local cluster's
+  # artifact repository for Argo (hack/cluster.sh artifacts; tests/tests/artifacts_e2e.rs).
+  build github.com/versity/versitygw "$VERSITYGW_VERSION" \
+    github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_BIN" "" \
+    "-X main.Version=$VERSITYGW_VERSION -X main.Build=module"
 
   if [[ ${1:-} == --peers || ${1:-} == --kwok ]] && [[ ! -x $ARGO_BIN ]]; then
     # The Argo CLI, to compare `argo submit --wait` with argo-runner.

@@ -22,6 +22,8 @@ start_argo() {
   fi
   # (`kubectl wait` fails at once on a CRD that has no conditions yet: retry it.)
   wait_for "Argo's CRDs Established" 60 "" admin wait --for=condition=Established --timeout=5s crd --all
+  # With the artifact repository running (hack/cluster/artifacts.sh), it is Argo's default
+  # (the ConfigMap's `artifactRepository`).
   # Argo 4 replaces a step's pod that failed before its main container started (evicted,
   # rejected by the kubelet) when asked to: at most twice here, which tests/tests/cluster_e2e.rs
   # sees in the node's failedPodRestarts. Argo 3.7 has no such setting.
@@ -89,6 +91,7 @@ patches:
               container:
                 imagePullPolicy: IfNotPresent
 $restart
+$(artifact_repository_config)
 Y
   admin kustomize "$k" | admin apply --server-side -f - >/dev/null
   wait_for "Argo's workflow-controller rollout" 120 "" \

@@ -45,6 +45,13 @@ print_env() {
   echo "export KAR_CLUSTER_ARGO_NAMESPACE=$ARGO_NAMESPACE"
   echo "export KAR_CLUSTER_BUSYBOX_IMAGE=$BUSYBOX_IMAGE"
   echo "export KAR_CLUSTER_HTTPD_IMAGE=$HTTPD_IMAGE"
+  # Argo's default artifact repository, when `up` started it (hack/cluster/artifacts.sh): its
+  # directory (credentials.env, and data/<bucket>/<key> as stored), bucket, and the Secret's name
+  # that each Workflow's namespace needs.
+  if artifacts_running; then
+    echo "export KAR_CLUSTER_ARTIFACTS_DIR=$ARTIFACTS_DIR"
+    echo "export KAR_CLUSTER_ARTIFACTS_BUCKET=$ARTIFACTS_BUCKET KAR_CLUSTER_ARTIFACTS_SECRET=$ARTIFACTS_SECRET"
+  fi
   # The pinned kubectl (hack/install-tools.sh), first on PATH.
   echo "export PATH=$S/bin:\$PATH"
 }

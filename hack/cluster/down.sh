@@ -15,6 +15,7 @@ down() {
   kill_node_workloads --remove-containers
   # 3. kube-proxy and its rules, then the control plane.
   stop kube-proxy
+  stop_artifacts
   if [[ -x $KBIN/kube-proxy-$KV ]]; then "$KBIN/kube-proxy-$KV" --cleanup >/dev/null 2>&1 || true; fi
   stop kube-apiserver
   stop etcd

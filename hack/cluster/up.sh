@@ -31,6 +31,9 @@ up() {
   phase_start "cluster: controllers, scheduler, kube-proxy"
   start_controllers
   phase_end
+  phase_start "cluster: artifact repository (versitygw on the bridge)"
+  start_artifacts
+  phase_end
   phase_start "cluster: Argo $KAR_ARGO_VERSION controller ready"
   start_argo
   phase_end

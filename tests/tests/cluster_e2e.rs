@@ -1267,7 +1267,8 @@ async fn why_a_workflow_failed_under_the_real_controller() {
 }
 
 /// Live progress, outputs and logs under Argo's real controller, on Argo's `global-outputs`
-/// without its artifact (this cluster has no artifact repository): while the runner waits, the
+/// without its artifact (so that it needs no artifact repository; `argo_artifacts_*` runs it
+/// whole): while the runner waits, the
 /// status ConfigMap follows the Workflow (`runnerStatus.workflow.phase`, `progress` as
 /// `done/total`, `runningNodes`); at the end, the global output parameter is in the status and
 /// in the output file; with `RUNNER_ARGO_LOGS=true` the steps' output is in the runner's log,
@@ -1370,6 +1371,183 @@ async fn progress_outputs_and_logs_under_the_real_controller() {
         "no step's log line in {logged:#?}\n{}",
         out.stderr
     );
+}
+
+/// Argo's default artifact repository on the local cluster (hack/cluster/artifacts.sh: an S3
+/// server on the bridge), as `KAR_CLUSTER_ARTIFACTS_*` name it.
+struct ArtifactRepository {
+    /// Its directory: `credentials.env`, and `data/<bucket>/<key>` as stored.
+    dir: std::path::PathBuf,
+    bucket: String,
+    /// The name of the Secret Argo reads in each Workflow's namespace.
+    secret: String,
+    access_key: String,
+    secret_key: String,
+}
+
+impl ArtifactRepository {
+    /// The cluster's, or `None` (the test `test` is recorded as skipped) when it runs without
+    /// one.
+    fn of_the_cluster(test: &str) -> Option<Self> {
+        let (Some(dir), Ok(bucket), Ok(secret)) = (
+            std::env::var_os("KAR_CLUSTER_ARTIFACTS_DIR"),
+            std::env::var("KAR_CLUSTER_ARTIFACTS_BUCKET"),
+            std::env::var("KAR_CLUSTER_ARTIFACTS_SECRET"),
+        ) else {
+            action_runner_tests::cluster::record_skip_because(
+                &format!("cluster_e2e::{test}"),
+                "the cluster has no artifact repository (KAR_CLUSTER_ARTIFACTS_DIR is not set)",
+            );
+            return None;
+        };
+        let dir = std::path::PathBuf::from(dir);
+        let env = std::fs::read_to_string(dir.join("credentials.env")).unwrap();
+        let value = |k: &str| {
+            env.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .unwrap()
+                .to_string()
+        };
+        Some(ArtifactRepository {
+            access_key: value("ROOT_ACCESS_KEY_ID"),
+            secret_key: value("ROOT_SECRET_ACCESS_KEY"),
+            dir,
+            bucket,
+            secret,
+        })
+    }
+
+    /// Where the POSIX backend keeps object `key`: the bucket is a directory, the key a path
+    /// under it (a directory stored unarchived is a prefix, its files under it).
+    fn stored(&self, key: &str) -> std::path::PathBuf {
+        self.dir.join("data").join(&self.bucket).join(key)
+    }
+}
+
+/// Artifacts for real: Argo's artifact examples (`artifact-passing`, a `.tgz` handed from one
+/// step to the next; `artifact-passing-subpath`, a directory stored unarchived and read through
+/// a `subPath`; `global-outputs`, a global output artifact), unedited, under Argo's real
+/// controller and executor with the cluster's S3 server as Argo's default artifact repository.
+/// The consuming steps print what the producing ones stored; the runner's output file and status
+/// carry every output artifact as `{node, name, s3: {bucket, endpoint, key}}`, and the object is
+/// in the S3 server's storage at that bucket and key; the repository's credentials are in
+/// neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn argo_artifacts_under_the_real_controller() {
+    let Some(env) = TestEnv::local_cluster("artifacts").await else {
+        return;
+    };
+    let Some(repo) = ArtifactRepository::of_the_cluster("argo_artifacts_under_the_real_controller")
+    else {
+        return;
+    };
+    env.apply_workflow_service_account().await;
+    // What this test stores is newer than this (the Argo 3 phase runs it again on the same
+    // repository, with the same Workflow names, so the same keys).
+    let started = std::time::SystemTime::now() - Duration::from_secs(2);
+    // Argo reads the default repository's Secret in the Workflow's namespace.
+    let secrets: Api<Secret> = Api::namespaced(env.client.clone(), &env.ns);
+    let credentials: Secret = serde_json::from_value(json!({
+        "metadata": {"name": repo.secret},
+        "stringData": {"accessKey": repo.access_key, "secretKey": repo.secret_key},
+    }))
+    .unwrap();
+    secrets
+        .create(&Default::default(), &credentials)
+        .await
+        .unwrap();
+
+    // Example, and the node and name of the artifact its pod saves; in each, a consuming step
+    // prints what was saved: `hello world`.
+    let examples = [
+        ("artifact-passing", "generate-artifact", "hello-art"),
+        ("artifact-passing-subpath", "generate-artifact", "hello-art"),
+        ("global-outputs", "generate", "hello-art"),
+    ];
+    let printed = "hello world";
+    let mut runs = Vec::new();
+    for (example, _, _) in examples {
+        let manifest = env.file(&format!("{example}.yaml"), &argo_example_text(example));
+        let output = env.path(&format!("{example}.out.yaml"));
+        let cmd = argo_runner_for_real_pods(&env, example, &manifest)
+            .await
+            .var(
+                "RUNNER_OUTPUT_ARGO_WORKFLOW_FILE_PATH",
+                Some(output.to_str().unwrap()),
+            );
+        runs.push((env.spawn_run(cmd), output));
+    }
+    for ((example, node, name), (run, output)) in examples.into_iter().zip(runs) {
+        let out = run.await.unwrap();
+        assert_eq!(out.code, 0, "{example}: {}", out.stderr);
+        let status = env.expect_status(example).await;
+        assert_eq!(status.phase, Phase::Succeeded, "{example}: {status:?}");
+        let text = std::fs::read_to_string(&output).unwrap();
+        let file: Value = serde_saphyr::from_str(&text).unwrap();
+        let items = file["artifacts"]["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let found = items
+            .iter()
+            .find(|a| a["node"] == node && a["name"] == name)
+            .unwrap_or_else(|| panic!("{example}: no artifact {node}/{name} in {text}"));
+        let s3 = &found["s3"];
+        assert_eq!(s3["bucket"], repo.bucket.as_str(), "{example}: {found}");
+        assert_eq!(s3["endpoint"], "10.88.0.1:9000", "{example}: {found}");
+        let stored = repo.stored(s3["key"].as_str().unwrap());
+        assert!(
+            newest_change(&stored).is_some_and(|t| t >= started),
+            "{example}: {found} is not stored at {stored:?} by this run"
+        );
+        assert_eq!(
+            status.runner_status["workflow"]["artifacts"], file["artifacts"],
+            "{example}: the status and the output file differ"
+        );
+        let logs = workflow_logs(&env.client, &env.ns, example).await.unwrap();
+        assert!(
+            logs.values()
+                .any(|l| l.lines().any(|l| l.trim() == printed)),
+            "{example}: no step printed {printed:?}: {logs:?}"
+        );
+        for shown in [
+            &text,
+            &out.stderr,
+            &out.stdout,
+            &status.runner_status.to_string(),
+        ] {
+            assert!(
+                !shown.contains(&repo.secret_key),
+                "{example}: the secret key is shown"
+            );
+        }
+    }
+    // The global output artifact, located the same way.
+    let file: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(env.path("global-outputs.out.yaml")).unwrap(),
+    )
+    .unwrap();
+    let global = &file["outputs"]["artifacts"][0];
+    assert_eq!(global["name"], "my-global-art", "{file}");
+    assert_eq!(global["s3"]["bucket"], repo.bucket.as_str(), "{file}");
+    let key = global["s3"]["key"].as_str().unwrap();
+    assert!(
+        newest_change(&repo.stored(key)).is_some_and(|t| t >= started),
+        "{global}"
+    );
+}
+
+/// The newest modification time of file `path`, or of the files under directory `path`; `None`
+/// when nothing is there.
+fn newest_change(path: &Path) -> Option<std::time::SystemTime> {
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if !meta.is_dir() {
+        return meta.modified().ok();
+    }
+    std::fs::read_dir(path)
+        .ok()?
+        .filter_map(|e| newest_change(&e.ok()?.path()))
+        .max()
 }
 
 /// Workflows from WorkflowTemplates, under Argo's real controller, with Argo's own examples:

@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+pub mod artifacts;
 pub mod logs;
 pub mod manifest;
 pub mod nodes;
@@ -303,6 +304,10 @@ pub struct WorkflowStatus {
     /// Its global outputs (`parameters`, `artifacts`).
     #[serde(default)]
     pub outputs: Option<Value>,
+    /// The artifact repository Argo resolved for it (`{namespace, configMap, key, default,
+    /// artifactRepository: {s3: {...}}}`; see [`artifacts::repository`]).
+    #[serde(default)]
+    pub artifact_repository_ref: Option<Value>,
 }
 
 /// A Workflow as the runner watches it: opaque spec, typed status.
@@ -359,7 +364,8 @@ pub fn progress_of(wf: &Workflow) -> Value {
 /// Example (YAML): `name: act-1`, `namespace: ns`, `uid: ...`, `phase: Failed`,
 /// `progress: 1/2`, `startedAt`/`finishedAt` (RFC 3339), `message` (Argo's),
 /// `failedNodes: [{displayName, name, phase, template, pod, exitCode, message, attempt}]`,
-/// `exitHandler: {phase, message}`, `outputs: {parameters: [{name, value}], artifacts: [...]}`.
+/// `exitHandler: {phase, message}`, `outputs: {parameters: [{name, value}], artifacts: [...]}`,
+/// `artifacts: {items: [{node, name, s3: {bucket, endpoint, key}}], omitted}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkflowSummary {
@@ -393,6 +399,9 @@ pub struct WorkflowSummary {
     /// The global outputs (see [`nodes::global_outputs`]).
     #[serde(default)]
     pub outputs: Value,
+    /// Every output artifact its pods saved, where it is (see [`artifacts::output_artifacts`]).
+    #[serde(default, skip_serializing_if = "artifacts::Artifacts::is_empty")]
+    pub artifacts: artifacts::Artifacts,
 }
 
 impl WorkflowSummary {
@@ -402,6 +411,7 @@ impl WorkflowSummary {
         let name = wf.metadata.name.clone().unwrap_or_default();
         let mut failed_nodes = nodes::failed_nodes(&name, &status.nodes, pod_names_v2(wf));
         failed_nodes.truncate(MAX_FAILED_NODES);
+        let repository = artifacts::repository(status.artifact_repository_ref.as_ref());
         WorkflowSummary {
             exit_handler: nodes::exit_handler(&name, &status.nodes),
             namespace: wf.metadata.namespace.clone().unwrap_or_default(),
@@ -412,7 +422,8 @@ impl WorkflowSummary {
             finished_at: status.finished_at,
             message: status.message.filter(|m| !m.is_empty()),
             failed_nodes,
-            outputs: nodes::global_outputs(status.outputs.as_ref()),
+            outputs: nodes::global_outputs(status.outputs.as_ref(), repository),
+            artifacts: artifacts::output_artifacts(&status.nodes, repository),
             name,
         }
     }

@@ -504,17 +504,31 @@ pub fn failure_message(
 }
 
 /// The Workflow's global outputs (`status.outputs`: `parameters` `[{name, value}]` and
-/// `artifacts`, each an artifact reference such as `{name, s3: {key}}`), without the fields
-/// that say nothing to a reader (`exitCode`, `result` of the Workflow itself stay).
-pub fn global_outputs(outputs: Option<&Value>) -> Value {
+/// `artifacts`, each `{name, s3: {bucket, endpoint, key}}` as [`crate::artifacts::locate`]
+/// completes it with `repository`), without the fields that say nothing to a reader
+/// (`exitCode`, `result` of the Workflow itself stay).
+pub fn global_outputs(outputs: Option<&Value>, repository: Option<&Value>) -> Value {
     let Some(Value::Object(o)) = outputs else {
         return json!({});
     };
     let mut out = serde_json::Map::new();
-    for key in ["parameters", "artifacts", "result", "exitCode"] {
+    for key in ["parameters", "result", "exitCode"] {
         if let Some(v) = o.get(key) {
             out.insert(key.into(), v.clone());
         }
+    }
+    if let Some(arts) = o.get("artifacts").and_then(Value::as_array) {
+        let located: Vec<Value> = arts
+            .iter()
+            .map(|a| match crate::artifacts::locate(a, repository) {
+                Some(mut location) => {
+                    location.insert("name".into(), a.get("name").cloned().unwrap_or_default());
+                    Value::Object(location)
+                }
+                None => json!({"name": a.get("name")}),
+            })
+            .collect();
+        out.insert("artifacts".into(), Value::Array(located));
     }
     Value::Object(out)
 }
@@ -787,7 +801,12 @@ mod tests {
             "parameters": [{"name": "p", "value": "v"}],
             "artifacts": [{"name": "a", "s3": {"key": "k"}}],
         });
-        assert_eq!(global_outputs(Some(&out)), out);
-        assert_eq!(global_outputs(None), json!({}));
+        assert_eq!(global_outputs(Some(&out), None), out);
+        assert_eq!(global_outputs(None, None), json!({}));
+        let repo = json!({"s3": {"bucket": "b", "accessKeySecret": {"name": "s", "key": "k"}}});
+        assert_eq!(
+            global_outputs(Some(&out), Some(&repo))["artifacts"],
+            json!([{"name": "a", "s3": {"bucket": "b", "key": "k"}}])
+        );
     }
 }
