@@ -9,7 +9,7 @@
 #   hack/build-images.sh --engine docker  # force an engine: buildah | docker | none
 #   hack/build-images.sh --pin-helm       # re-pin deploy/images/helm.lock to the current helms, then stop
 #
-# Outputs in target/images/:
+# Outputs in target/images/ (or KAR_IMAGES_DIR):
 #   <runner>-linux-<arch>.tar   docker-archive of one platform, named <repo>/<runner>:<tag> (for
 #                               `docker load`, `kind load image-archive`, `ctr images import`)
 #   <runner>.tar                the same file as <runner>-linux-amd64.tar (a hard link)
@@ -33,7 +33,10 @@ cd "$(dirname "$0")/.."
 RUNNERS=(argo-runner helm-runner)
 TAG=${KAR_IMAGE_TAG:-0.1.0}
 REPO=${KAR_IMAGE_REPO:-action-runners}
-OUT=target/images
+# KAR_IMAGES_DIR: another output directory (hack/test.sh builds both platforms into one of its
+# own in the background while the cluster runs on target/images).
+OUT=${KAR_IMAGES_DIR:-target/images}
+[[ $OUT == /* ]] || OUT=$PWD/$OUT
 LOCK=deploy/images/helm.lock
 
 log() { echo "build-images: $*" >&2; }
@@ -269,7 +272,7 @@ done
 
 # buildah keeps its own storage under target/, so nothing outside the repository changes.
 bah() {
-  buildah --root "$PWD/$OUT/storage" --runroot "$PWD/$OUT/runroot" --storage-driver vfs "$@"
+  buildah --root "$OUT/storage" --runroot "$OUT/runroot" --storage-driver vfs "$@"
 }
 
 # smoke R ARCH IMAGE: the image's filesystem alone (no libc, no shell, no /etc) runs the binary

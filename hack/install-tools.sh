@@ -3,6 +3,11 @@
 # versions, into a cache outside the repository. Each tool is rebuilt only when it is missing.
 #
 #   hack/install-tools.sh            # build everything (idempotent)
+#   hack/install-tools.sh --early    # only what the cluster and the first tests need (below)
+#   hack/install-tools.sh --late     # only the rest: the oldest minor's kube-apiserver, Argo 3, what
+#                                    # builds the arm64 images, and the Argo CLI with --peers
+#                                    # (hack/test.sh builds these in the background, niced, while
+#                                    # the first tests run: they are needed only by later phases)
 #   hack/install-tools.sh --print    # print the environment the tests read (eval-able)
 #   hack/install-tools.sh --peers    # also build the peers the benchmark compares with (argo CLI)
 #   hack/install-tools.sh --kwok     # --peers, and KWOK (simulated nodes for the scale bench)
@@ -10,12 +15,12 @@
 #   KAR_KUBERNETES=oldest hack/install-tools.sh --print   # the same, with the oldest minor's
 #                                    # kube-apiserver as the tests' API server (no cluster of it)
 #
-# What it builds (cold, 2 cores: about 18 minutes, most of it Kubernetes):
+# What it builds (cold, 2 cores: about 25 to 35 minutes, most of it Kubernetes):
 #   etcd; kube-apiserver, kubelet, kube-proxy, kube-controller-manager, kube-scheduler and kubectl in one
 #   `go build` (they share most of their packages, so one build compiles them once); the oldest
 #   tested minor's kube-apiserver alone (KUBERNETES_OLDEST_VERSION); helm; Argo's
 #   workflow-controller and argoexec (one build per Argo major: 4 and 3); CNCF Distribution's OCI registry (for the helm
-#   tests of oci:// charts); the pause container (gcc, from the Kubernetes
+#   tests of oci:// charts); versitygw (an S3 server: the cluster's artifact repository); the pause container (gcc, from the Kubernetes
 #   module's build/pause/linux/pause.c). As root, it also installs the Debian packages the local
 #   cluster needs (hack/cluster.sh) when they are missing.
 # For the linux/arm64 images (hack/build-images.sh): helm 4 again for linux/arm64 (Go
@@ -335,16 +340,34 @@ main() {
   if [[ ${1:-} == --print ]]; then print_env; return; fi
   command -v go >/dev/null || { log "go is required"; exit 1; }
   export GOTOOLCHAIN=${GOTOOLCHAIN:-local} CGO_ENABLED=0
-  local replaces
+  local early=true late=true peers=false kwok=false a
+  for a in "$@"; do
+    case $a in
+      --early) late=false ;;
+      --late) early=false ;;
+      --peers) peers=true ;;
+      --kwok) peers=true kwok=true ;;
+      *) log "unknown argument $a (see the header of $0)"; exit 2 ;;
+    esac
+  done
+  if $early; then early_tools; fi
+  if $late; then late_tools "$peers"; fi
+  if $kwok; then
+    # KWOK's controller, which plays the kubelet of many simulated nodes (the scale bench).
+    build sigs.k8s.io/kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok "$KWOK_BIN"
+  fi
+  log "tools ready in $BIN"
+}
 
+# What the cluster and the first phase of tests need: etcd, the Debian packages, Kubernetes, the
+# pause container, Argo 4, both helms, the OCI registry, the S3 server.
+early_tools() {
   build go.etcd.io/etcd/server/v3 "$ETCD_VERSION" go.etcd.io/etcd/server/v3 "$ETCD_BIN"
 
   install_packages
-  install_arm64_rust
 
-  # Kubernetes: every command the cluster runs, in one build; the oldest minor's API server alone.
+  # Kubernetes: every command the cluster runs, in one build.
   build_kubernetes "$KUBERNETES_VERSION" "${NODE_CMDS[@]}"
-  build_kubernetes "$KUBERNETES_OLDEST_VERSION" kube-apiserver
 
   # The pod sandbox ("pause") container, as Kubernetes builds it: a static C program.
   if [[ ! -x $PAUSE_BIN ]] && command -v gcc >/dev/null; then
@@ -355,16 +378,8 @@ main() {
     mv "$PAUSE_BIN.tmp" "$PAUSE_BIN"
   fi
 
-  # Argo's real workflow-controller and its executor, each major from the same module as its
-  # CRDs.
-  local av am
-  for av in "$ARGO4_VERSION" "$ARGO3_VERSION"; do
-    am=$(argo_module "$av")
-    replaces=$(argo_replaces "$av")
-    build_many "$am" "$av" "$am/cmd/workflow-controller $am/cmd/argoexec" \
-      "$BIN/workflow-controller-$av $BIN/argoexec-$av" "$replaces" "-X $am.version=$av"
-    rm -f "$replaces"
-  done
+  # Argo 4's real workflow-controller and its executor (Argo 3's: late_tools).
+  build_argo "$ARGO4_VERSION"
 
   # helm, both major versions, stamped as a release build stamps them (each module's
   # internal/version package holds `version` and `gitTreeState`; unstamped, Helm 4 reports "v4.3").
@@ -374,25 +389,34 @@ main() {
     build "$hmod" "$hver" "$hmod/cmd/helm" "$hbin" "" \
       "-X $hmod/internal/version.version=$hver -X $hmod/internal/version.gitTreeState=clean"
   done
-  # Helm 4 for linux/arm64 (the arm64 helm-runner image), stamped the same way.
-  (
-    export GOOS=linux GOARCH=arm64
-    build helm.sh/helm/v4 "$HELM4_VERSION" helm.sh/helm/v4/cmd/helm "$HELM4_ARM64_BIN" "" \
-      "-X helm.sh/helm/v4/internal/version.version=$HELM4_VERSION -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
-  )
-
   # The OCI registry (CNCF Distribution's `registry`) for the helm tests of oci:// charts.
   build github.com/distribution/distribution/v3 "$REGISTRY_VERSION" \
     github.com/distribution/distribution/v3/cmd/registry "$REGISTRY_BIN" "" \
     "-X github.com/distribution/distribution/v3/version.version=$REGISTRY_VERSION"
 
   # versitygw, an S3 server (its POSIX backend: buckets are directories), as the local cluster's
-  # artifact repository for Argo (hack/cluster.sh artifacts; tests/tests/artifacts_e2e.rs).
+  # artifact repository for Argo (hack/cluster/artifacts.sh).
   build github.com/versity/versitygw "$VERSITYGW_VERSION" \
     github.com/versity/versitygw/cmd/versitygw "$VERSITYGW_BIN" "" \
     "-X main.Version=$VERSITYGW_VERSION -X main.Build=module"
+}
 
-  if [[ ${1:-} == --peers || ${1:-} == --kwok ]] && [[ ! -x $ARGO_BIN ]]; then
+# What only later phases need: the oldest minor's kube-apiserver (the bare-API-server tests'
+# second run), Argo 3 (the Argo tests' second run), what builds and runs the linux/arm64 images
+# (rustc-web's arm64 standard library, Helm 4 for linux/arm64) and, with PEERS=true, the Argo
+# CLI (the benchmark).
+late_tools() {
+  local peers=$1
+  build_argo "$ARGO3_VERSION"
+  build_kubernetes "$KUBERNETES_OLDEST_VERSION" kube-apiserver
+  install_arm64_rust
+  # Helm 4 for linux/arm64 (the arm64 helm-runner image), stamped as the host's.
+  (
+    export GOOS=linux GOARCH=arm64
+    build helm.sh/helm/v4 "$HELM4_VERSION" helm.sh/helm/v4/cmd/helm "$HELM4_ARM64_BIN" "" \
+      "-X helm.sh/helm/v4/internal/version.version=$HELM4_VERSION -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
+  )
+  if $peers && [[ ! -x $ARGO_BIN ]]; then
     # The Argo CLI, to compare `argo submit --wait` with argo-runner.
     local replaces am
     am=$(argo_module "$ARGO4_VERSION")
@@ -400,11 +424,17 @@ main() {
     build "$am" "$ARGO4_VERSION" "$am/cmd/argo" "$ARGO_BIN" "$replaces" "-X $am.version=$ARGO4_VERSION"
     rm -f "$replaces"
   fi
-  if [[ ${1:-} == --kwok ]]; then
-    # KWOK's controller, which plays the kubelet of many simulated nodes (the scale bench).
-    build sigs.k8s.io/kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok "$KWOK_BIN"
-  fi
-  log "tools ready in $BIN"
+}
+
+# build_argo VERSION: Argo's real workflow-controller and its executor at VERSION, from the same
+# module as its CRDs, in one build.
+build_argo() {
+  local av=$1 am replaces
+  am=$(argo_module "$av")
+  replaces=$(argo_replaces "$av")
+  build_many "$am" "$av" "$am/cmd/workflow-controller $am/cmd/argoexec" \
+    "$BIN/workflow-controller-$av $BIN/argoexec-$av" "$replaces" "-X $am.version=$av"
+  rm -f "$replaces"
 }
 
 main "$@"

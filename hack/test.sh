@@ -5,8 +5,10 @@
 # images run as Jobs, under Argo 4 and then, for the Argo tests, Argo 3, and the linux/arm64
 # images' binaries under qemu-user (tests/tests/arm64_qemu.rs). The cluster and the tests run
 # Kubernetes' newest pinned minor; the bare-API-server tests run again on the oldest minor
-# k8s-openapi covers. Sets everything up first (hack/install-tools.sh, hack/build-images.sh) and
-# tears the cluster down at the end. Prints each phase's wall time, and ends with one summary
+# k8s-openapi covers. Sets everything up first (hack/install-tools.sh --early, hack/build-images.sh
+# for amd64) and tears the cluster down at the end; what only the later phases need (the oldest
+# minor's API server, Argo 3, the arm64 images) is built meanwhile in the background at nice 19
+# (hack/late.sh), and waited for after the fault tests. Prints each phase's wall time, and ends with one summary
 # line, `summary: N passed, N failed, N skipped`, added up over every test binary (a binary that
 # ended without its result line counts as a failure; skipped tests are not counted as passed).
 #
@@ -16,10 +18,46 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source hack/lib.sh
 
-phase_start "install tools (Go builds, Debian packages)"
-bash hack/install-tools.sh
+phase_start "install tools (Go builds, Debian packages) the first phases need"
+bash hack/install-tools.sh --early
 eval "$(bash hack/install-tools.sh --print)"
 phase_end
+
+# Under CI the linux/arm64 images must be built (hack/install-tools.sh installs what cross-builds
+# them on x86_64) and their binaries must pass tests/tests/arm64_qemu.rs, not skip it.
+if [ "${CI:-}" = true ] && [ "$(uname -m)" = x86_64 ]; then
+  export KAR_REQUIRE_ARM64=1
+fi
+cluster_why=
+bash hack/cluster.sh check >/dev/null 2>&1 || cluster_why=$(bash hack/cluster.sh check || true)
+
+# The tools and images only the later phases need (hack/late.sh: the oldest minor's API server,
+# Argo 3, the arm64 images) are built in the background at nice 19 while the first phases run,
+# most of which wait on the cluster rather than use the CPU. Its own process group, so that an
+# early exit stops all of it.
+late_args=()
+[ "${KAR_PEERS:-}" != 1 ] || late_args+=(--peers)
+[ -n "$cluster_why" ] || late_args+=(--images)
+late_log=$PWD/target/late.log
+mkdir -p target
+export KAR_LATE_PHASES=$PWD/target/late-phases.txt
+rm -f "$KAR_LATE_PHASES"
+KAR_PHASES=$KAR_LATE_PHASES setsid nice -n 19 bash hack/late.sh "${late_args[@]}" >"$late_log" 2>&1 &
+late_pid=$!
+trap 'kill -- -$late_pid 2>/dev/null || true' EXIT
+echo "test: building the later phases' tools in the background (pid $late_pid, log $late_log)" >&2
+
+# wait_late: waits for hack/late.sh; its phase times join this run's; on failure, its log's tail.
+wait_late() {
+  local rc=0
+  wait "$late_pid" || rc=$?
+  [ ! -f "$KAR_LATE_PHASES" ] || cat "$KAR_LATE_PHASES" >>"$KAR_PHASES"
+  if [ "$rc" -ne 0 ]; then
+    tail -30 "$late_log" >&2
+    echo "test: hack/late.sh failed (exit $rc; log $late_log)" >&2
+    return 1
+  fi
+}
 
 phase_start "fmt + clippy"
 cargo fmt --all -- --check
@@ -31,28 +69,22 @@ cargo build --bins
 cargo test --workspace --no-run --quiet
 phase_end
 
-# Under CI the linux/arm64 images must be built (hack/install-tools.sh installs what cross-builds
-# them on x86_64) and their binaries must pass tests/tests/arm64_qemu.rs, not skip it.
-if [ "${CI:-}" = true ] && [ "$(uname -m)" = x86_64 ]; then
-  export KAR_REQUIRE_ARM64=1
-fi
-
 cluster=false
-if why=$(bash hack/cluster.sh check); then
-  phase_start "runner images (static release builds for amd64 and arm64, buildah)"
-  bash hack/build-images.sh
+if [ -z "$cluster_why" ]; then
+  phase_start "runner images for the cluster (static release build for amd64, buildah)"
+  bash hack/build-images.sh --platforms linux/amd64
   phase_end
   phase_start "cluster up"
-  trap 'bash hack/cluster.sh down >/dev/null 2>&1 || true' EXIT
+  trap 'kill -- -$late_pid 2>/dev/null || true; bash hack/cluster.sh down >/dev/null 2>&1 || true' EXIT
   eval "$(bash hack/cluster.sh up)"
   export KAR_REQUIRE_CLUSTER=1
   cluster=true
   phase_end
 elif [ "${CI:-}" = true ]; then
-  echo "test: no local cluster here ($why); under CI=true the cluster tests may not be skipped" >&2
+  echo "test: no local cluster here ($cluster_why); under CI=true the cluster tests may not be skipped" >&2
   exit 1
 else
-  echo "test: no local cluster here ($why): the cluster tests will be skipped" >&2
+  echo "test: no local cluster here ($cluster_why): the cluster tests will be skipped" >&2
 fi
 
 # A test that skips (no cluster) appends its name here; the summary counts those apart.
@@ -63,11 +95,22 @@ log=$(mktemp)
 status=0
 phase_start "cargo test (unit, bare API server, cluster)"
 # The fault tests (tests/tests/fault_e2e.rs) take the whole cluster down and up: their own phase.
-cargo test --workspace --no-fail-fast -- --skip under_fault:: 2>&1 | tee "$log" || status=$?
+# The arm64 tests (tests/tests/arm64_qemu.rs, every name holds `arm64`) wait for hack/late.sh.
+cargo test --workspace --no-fail-fast -- --skip under_fault:: --skip arm64 2>&1 | tee "$log" || status=$?
 phase_end
 
 phase_start "faults on the real cluster (hack/cluster/faults.sh)"
 cargo test -p action-runner-tests --no-fail-fast --test fault_e2e 2>&1 | tee -a "$log" || status=$?
+phase_end
+
+phase_start "wait for the background build (hack/late.sh)"
+wait_late || status=1
+phase_end
+
+# The linux/arm64 binaries hack/late.sh built, under qemu-user.
+phase_start "the linux/arm64 binaries under qemu"
+KAR_ARM64_DIR=$PWD/target/images-all/context/linux-arm64 \
+  cargo test -p action-runner-tests --no-fail-fast --test arm64_qemu 2>&1 | tee -a "$log" || status=$?
 phase_end
 
 # The tests that need only an API server (a bare kube-apiserver and etcd of their own) again on

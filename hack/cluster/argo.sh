@@ -120,6 +120,8 @@ argo() {
   stop_argo
   phase_end
   phase_start "cluster: Argo $KAR_ARGO_VERSION controller ready"
+  # Its images, where `up` did not build them (the major was built later).
+  argo_images "$KAR_ARGO_VERSION"
   start_argo
   phase_end
 }

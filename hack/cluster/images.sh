@@ -44,8 +44,7 @@ argo_example_alpine_images() {
 images() {
   local ctx=$IMAGES/context
   rm -rf "$ctx"
-  mkdir -p "$ctx/pause" "$ctx/busybox/bin" "$ctx/httpd/bin" "$ctx/httpd/www" "$ctx/argoexec/bin" \
-    "$ctx/workflow-controller/bin"
+  mkdir -p "$ctx/pause" "$ctx/busybox/bin" "$ctx/httpd/bin" "$ctx/httpd/www"
   # The pod sandbox, as Kubernetes builds it (hack/install-tools.sh compiles pause.c).
   cp "$KAR_PAUSE" "$ctx/pause/pause"
   image "$PAUSE_IMAGE" "$ctx/pause" $'FROM scratch\nCOPY pause /pause\nUSER 65535:65535\nENTRYPOINT ["/pause"]'
@@ -64,19 +63,31 @@ images() {
   cp /bin/busybox "$ctx/httpd/bin/busybox"
   echo ok >"$ctx/httpd/www/index.html"
   image "$HTTPD_IMAGE" "$ctx/httpd" $'FROM scratch\nCOPY . /\nUSER 65532:65532\nENTRYPOINT ["/bin/busybox", "httpd", "-f", "-v", "-p", "8080", "-h", "/www"]'
-  # Argo's executor and controller, each major from the module hack/install-tools.sh built it
-  # from (both, so that `hack/cluster.sh argo` can switch without a rebuild).
+  # Argo's executor and controller: the Argo in use, and the other major where it is built (so
+  # that `hack/cluster.sh argo` can switch without a rebuild).
+  argo_images "$KAR_ARGO_VERSION"
   local v
   for v in "$KAR_ARGO4_VERSION" "$KAR_ARGO3_VERSION"; do
-    cp "$KBIN/argoexec-$v" "$ctx/argoexec/bin/argoexec"
-    image "quay.io/argoproj/argoexec:$v" "$ctx/argoexec" \
-      $'FROM scratch\nCOPY . /\nENV PATH=/bin\nENTRYPOINT ["/bin/argoexec"]'
-    cp "$KBIN/workflow-controller-$v" "$ctx/workflow-controller/bin/workflow-controller"
-    image "quay.io/argoproj/workflow-controller:$v" "$ctx/workflow-controller" \
-      $'FROM scratch\nCOPY . /\nENV PATH=/bin\nUSER 8737\nENTRYPOINT ["/bin/workflow-controller"]'
+    [[ $v == "$KAR_ARGO_VERSION" || ! -x $KBIN/argoexec-$v ]] || argo_images "$v"
   done
   peer_images
   runner_images
+}
+
+# argo_images VERSION: Argo's executor and controller images at VERSION, from the binaries
+# hack/install-tools.sh built from its module.
+argo_images() {
+  local v=$1 ctx=$IMAGES/context
+  [[ -x $KBIN/argoexec-$v && -x $KBIN/workflow-controller-$v ]] ||
+    die "Argo $v is not built: hack/install-tools.sh"
+  rm -rf "$ctx/argoexec" "$ctx/workflow-controller"
+  mkdir -p "$ctx/argoexec/bin" "$ctx/workflow-controller/bin"
+  cp "$KBIN/argoexec-$v" "$ctx/argoexec/bin/argoexec"
+  image "quay.io/argoproj/argoexec:$v" "$ctx/argoexec" \
+    $'FROM scratch\nCOPY . /\nENV PATH=/bin\nENTRYPOINT ["/bin/argoexec"]'
+  cp "$KBIN/workflow-controller-$v" "$ctx/workflow-controller/bin/workflow-controller"
+  image "quay.io/argoproj/workflow-controller:$v" "$ctx/workflow-controller" \
+    $'FROM scratch\nCOPY . /\nENV PATH=/bin\nUSER 8737\nENTRYPOINT ["/bin/workflow-controller"]'
 }
 
 # The Argo CLI, when hack/install-tools.sh --peers built it: the benchmark runs

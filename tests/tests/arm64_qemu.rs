@@ -62,7 +62,7 @@ impl Arm64 {
             (_, Some(b)) => format!(
                 "no linux/arm64 build ({} is missing; hack/build-images.sh makes it, {})",
                 b.display(),
-                platforms_note()
+                platforms_note(&dir)
             ),
             (None, None) => "no qemu-aarch64-static (Debian: qemu-user-static)".to_string(),
             (Some(qemu), None) => {
@@ -124,8 +124,9 @@ impl Arm64 {
 }
 
 /// What `hack/build-images.sh` said of the platforms it built, for a skip's reason.
-fn platforms_note() -> String {
-    let file = repo_root().join("target/images/platforms.txt");
+fn platforms_note(dir: &Path) -> String {
+    // `<images>/context/linux-arm64` -> `<images>/platforms.txt`.
+    let file = dir.ancestors().nth(2).unwrap_or(dir).join("platforms.txt");
     match std::fs::read_to_string(&file) {
         Ok(text) => match text.lines().find(|l| l.starts_with("linux/arm64")) {
             Some(line) => format!("whose last run said: {line}"),
