@@ -1069,7 +1069,8 @@ async fn a_signed_chart_installs_and_a_tampered_one_is_refused(h: HelmBin) {
 /// `auth`), and a ServiceAccount's `imagePullSecrets` (`fromServiceAccount`: a missing one first,
 /// then one with `username`/`password` for another registry, then the right one). The password
 /// is never shown. A Secret without an entry for the registry, a missing Secret and a Secret of
-/// another type are exit 2 naming the Secret and the host, with nothing stored.
+/// another type are exit 2 naming the Secret and the host, with nothing stored. Then the same
+/// for an HTTPS chart repository with basic auth (`chart.repo`), its entry keyed by its URL.
 async fn registry_credentials_from_the_cluster(h: HelmBin) {
     use base64::Engine;
     use kube::api::PostParams;
@@ -1170,6 +1171,32 @@ async fn registry_credentials_from_the_cluster(h: HelmBin) {
             "{name}"
         );
     }
+
+    // An HTTPS chart repository (basic auth, a CA of its own) takes the same Secret's entry for
+    // its host, written as a URL.
+    let repo = TlsChartRepository::shared();
+    docker_secret(
+        &env,
+        "repocred",
+        serde_json::json!({format!("{}/", repo.url): {"username": REPO_USER, "password": REPO_PASSWORD}}),
+    )
+    .await;
+    let out = env
+        .run_helm(
+            h,
+            "from-repo",
+            "install",
+            &format!(
+                "name: from-repo\nchart: {{name: webapp, repo: \"{}\", version: 0.1.0, auth: {{secretName: repocred}}, caFile: {}}}\nwait: false\n",
+                repo.url,
+                repo.ca_file.display()
+            ),
+        )
+        .await;
+    assert_eq!(out.code, 0, "from-repo: {}", out.stderr);
+    assert!(env.deployment("from-repo-webapp").await.is_some());
+    env.assert_never_shown("from-repo", &out, REPO_PASSWORD)
+        .await;
 }
 
 /// The examples shipped in `cmd/helm-runner/example-input/` (install, upgrade, rollback,

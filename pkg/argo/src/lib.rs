@@ -113,7 +113,8 @@ pub const VARIABLES: &[Variable] = &[
         name: OUTPUT_FILE_VAR,
         required: Required::No,
         default: Some("no file"),
-        meaning: "where to write the finished Workflow's summary (YAML)",
+        meaning: "where to write the finished Workflow's summary (YAML: its outputs, and its \
+                  artifacts with their bucket and key)",
     },
 ];
 
