@@ -28,8 +28,9 @@ phase_end
 if [ "${CI:-}" = true ] && [ "$(uname -m)" = x86_64 ]; then
   export KAR_REQUIRE_ARM64=1
 fi
+# Why no cluster can start here (empty when one can): `check` says it in one line.
 cluster_why=
-bash hack/cluster.sh check >/dev/null 2>&1 || cluster_why=$(bash hack/cluster.sh check || true)
+why=$(bash hack/cluster.sh check) || cluster_why=${why:-hack/cluster.sh check failed}
 
 # The tools and images only the later phases need (hack/late.sh: the oldest minor's API server,
 # Argo 3, the arm64 images) are built in the background at nice 19 while the first phases run,
@@ -38,8 +39,8 @@ bash hack/cluster.sh check >/dev/null 2>&1 || cluster_why=$(bash hack/cluster.sh
 late_args=()
 [ "${KAR_PEERS:-}" != 1 ] || late_args+=(--peers)
 [ -n "$cluster_why" ] || late_args+=(--images)
-# clippy too: a cold run measured it at 173 s in front of everything, and the background build
-# was done 300 s before the tests needed it.
+# clippy too: a cold run measured it at 174 s in front of everything, and the background build
+# was done about 480 s before the tests needed it.
 late_args+=(--clippy)
 late_log=$PWD/target/late.log
 mkdir -p target

@@ -9,8 +9,8 @@
 # nothing outside this machine can. Its root credentials are made at `up` (random, in a 0600
 # file, passed in its environment, never on a command line). Argo's executor reads them from the
 # Secret ARTIFACTS_SECRET, which must be in each Workflow's namespace (Argo looks the artifact
-# repository's Secrets up there): `hack/cluster.sh env` names the file a test makes it from
-# (KAR_CLUSTER_ARTIFACTS_CREDENTIALS).
+# repository's Secrets up there): `hack/cluster.sh env` names the directory whose
+# credentials.env a test makes it from (KAR_CLUSTER_ARTIFACTS_DIR).
 #
 # Optional: without versitygw the cluster has no artifact repository, and only the artifact tests
 # (tests/tests/cluster_e2e.rs, `argo_artifacts_*`) skip.
@@ -18,6 +18,8 @@
 ARTIFACTS_PORT=9000
 ARTIFACTS_BUCKET=argo-artifacts
 ARTIFACTS_SECRET=argo-artifacts-s3
+# The region the server is given and the requests are signed for, also in Argo's configuration.
+ARTIFACTS_REGION=us-east-1
 ARTIFACTS_DIR=$S/artifacts
 
 # artifacts_running -> success when `up` started the artifact repository.
@@ -32,7 +34,7 @@ s3() {
     # shellcheck source=/dev/null
     source "$ARTIFACTS_DIR/credentials.env"
     printf 'user = "%s:%s"\n' "$ROOT_ACCESS_KEY_ID" "$ROOT_SECRET_ACCESS_KEY"
-  ) | curl -sf -K - --aws-sigv4 "aws:amz:us-east-1:s3" -H "x-amz-content-sha256: $empty" \
+  ) | curl -sf -K - --aws-sigv4 "aws:amz:$ARTIFACTS_REGION:s3" -H "x-amz-content-sha256: $empty" \
     -X "$method" "http://$NODE_IP:$ARTIFACTS_PORT/$path"
 }
 
@@ -53,7 +55,7 @@ start_artifacts() {
     set -a
     # shellcheck source=/dev/null
     source "$ARTIFACTS_DIR/credentials.env"
-    spawn versitygw "$KAR_VERSITYGW" --port "$NODE_IP:$ARTIFACTS_PORT" --quiet \
+    spawn versitygw "$KAR_VERSITYGW" --port "$NODE_IP:$ARTIFACTS_PORT" --region "$ARTIFACTS_REGION" --quiet \
       posix "$ARTIFACTS_DIR/data"
   )
   wait_for "the artifact repository (versitygw) on $NODE_IP:$ARTIFACTS_PORT" 30 versitygw \
@@ -77,7 +79,7 @@ artifact_repository_config() {
           s3:
             bucket: $ARTIFACTS_BUCKET
             endpoint: $NODE_IP:$ARTIFACTS_PORT
-            region: us-east-1
+            region: $ARTIFACTS_REGION
             insecure: true
             accessKeySecret: {name: $ARTIFACTS_SECRET, key: accessKey}
             secretKeySecret: {name: $ARTIFACTS_SECRET, key: secretKey}
