@@ -99,26 +99,47 @@ fault_netcut() {
 }
 
 fault_oom() {
-  local ns=$1 pod=$2 pid cg used hog t0
+  local ns=$1 pod=$2 pid victim name cg used hog t0
   pid=$(pod_pid "$ns" "$pod")
   [[ -n $pid ]] || die "pod $ns/$pod: its container has no task"
+  # The kernel's choice in a real OOM: the largest process, which is the child the container's
+  # first process runs (helm, under helm-runner), or the first process when it runs none.
+  victim=$(pgrep -n -P "$pid" || true)
+  victim=${victim:-$pid}
+  name=$(cat "/proc/$victim/comm")
   cg=$(awk -F: '$2 == "memory" { print $3 }' "/proc/$pid/cgroup")
   cg=/sys/fs/cgroup/memory$cg
   [[ -f $cg/memory.limit_in_bytes ]] || die "no memory cgroup for pod $ns/$pod ($cg)"
   t0=$(now)
   # Raising a score needs no privilege the VM lacks; the kernel then picks this process.
-  echo 1000 >"/proc/$pid/oom_score_adj"
+  echo 1000 >"/proc/$victim/oom_score_adj"
   used=$(cat "$cg/memory.usage_in_bytes")
   echo $((used + 4 * 1024 * 1024)) >"$cg/memory.limit_in_bytes"
-  # A process of ours in the container's cgroup that grows until the limit is met.
-  sh -c "echo \$\$ >$cg/cgroup.procs && exec tail /dev/zero" 2>/dev/null &
+  # The hog: `tail`, which keeps all it reads of a stream without line breaks, moved into the
+  # container's cgroup and then fed /dev/zero until the limit is met. When the victim is a child,
+  # the hog first holds 16 MiB from outside the cgroup (a process's OOM score counts all it
+  # holds), with the victim's score: after the victim, the OOM killer's next choice is the hog,
+  # not the first process, which lives to say what happened, as in a real OOM, where what the
+  # victim frees ends the pressure.
+  local go head=0 rss i
+  go=$(mktemp -u)
+  [[ $victim == "$pid" ]] || head=$((16 * 1024 * 1024))
+  { head -c "$head" /dev/zero; until [[ -e $go ]]; do sleep 0.05; done; exec cat /dev/zero; } 2>/dev/null | tail >/dev/null &
   hog=$!
-  local i
-  for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  for i in $(seq 1 100); do
+    rss=$(awk '$1 == "VmRSS:" { print $2 * 1024 }' "/proc/$hog/status")
+    (( rss >= head )) && break
+    sleep 0.05
+  done
+  (( head == 0 )) || echo 1000 >"/proc/$hog/oom_score_adj"
+  echo "$hog" >"$cg/cgroup.procs"
+  touch "$go"
+  for i in $(seq 1 100); do kill -0 "$victim" 2>/dev/null || break; sleep 0.1; done
   kill "$hog" 2>/dev/null || true
   wait "$hog" 2>/dev/null || true
-  kill -0 "$pid" 2>/dev/null && die "pod $ns/$pod: its process $pid survived the OOM"
-  echo "fault: pod $ns/$pod OOM-killed at $t0 (its memory limit lowered to $((used / 1048576 + 4)) MiB and filled)"
+  rm -f "$go"
+  kill -0 "$victim" 2>/dev/null && die "pod $ns/$pod: its process $victim survived the OOM"
+  echo "fault: pod $ns/$pod: its process $name ($victim) OOM-killed at $t0 (the container's memory limit lowered to $((used / 1048576 + 4)) MiB and filled)"
 }
 
 # The host processes in the order a node starts them.

@@ -322,7 +322,23 @@ async fn both_actions_through(prefix: &str, fault: What) {
 
     // The Helm action: it succeeds (helm and the runner wait the faults out), with exactly one
     // `deployed` revision, none left `pending-*`, and no more revisions than attempts.
-    assert_eq!(helm, Some("Complete"), "the Helm action\n{ns_state}");
+    let helm_said = s.termination_message(&s.helm_job).await;
+    assert_eq!(
+        helm,
+        Some("Complete"),
+        "the Helm action; its pods said: {helm_said}\n{ns_state}"
+    );
+    if matches!(fault, What::HelmRunnerOomKilled) {
+        // helm, the container's largest process, is the kernel's choice: the runner says so
+        // and exits 137, which the Job retries.
+        let first = &job_pods(&s.client, &s.ns, &s.helm_job).await.unwrap()[0];
+        let t = terminated(first).expect("the first pod ended");
+        assert_eq!(t.exit_code, 137, "{helm_said}");
+        assert!(
+            helm_said.contains("helm was killed by SIGKILL: the kernel's OOM killer"),
+            "{helm_said}"
+        );
+    }
     let helm_status = s.status("hello-release").await;
     assert_eq!(helm_status.phase, Phase::Succeeded, "{helm_status:?}");
     let records = s.helm_records().await;
@@ -415,9 +431,10 @@ mod under_fault {
         both_actions_through("fault-controller", What::ControllerPodDeleted).await;
     }
 
-    /// The Helm runner's container OOM-killed by the kernel while helm waits (`wait: true`): the
-    /// release is left `pending-install` (helm had no chance to record an end), the pod fails with
-    /// 137 (`OOMKilled`), which the Job retries, and the next pod recovers the release.
+    /// The Helm runner's container hits its memory limit while helm waits (`wait: true`) and the
+    /// kernel kills its largest process, helm: the release is left `pending-install` (helm had
+    /// no chance to record an end), the runner says helm was OOM-killed and exits 137, which the
+    /// Job retries, and the next pod recovers the release.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_helm_runner_oom_killed_mid_install() {
         both_actions_through("fault-oom", What::HelmRunnerOomKilled).await;

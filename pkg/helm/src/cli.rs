@@ -462,6 +462,10 @@ fn interpret(
         }
         return Ok(stdout);
     }
+    let sigkill = nix::sys::signal::Signal::SIGKILL as i32;
+    if std::os::unix::process::ExitStatusExt::signal(&status) == Some(sigkill) {
+        return Err(RunnerError::killed(killed_message(what, oom_kills())));
+    }
     let text = match error_text(&stderr) {
         t if t.is_empty() => format!("helm exited with {status}"),
         t => t,
@@ -470,6 +474,50 @@ fn interpret(
         Failure::Cluster => RunnerError::cluster(format!("{what}: {text}")),
         Failure::Unavailable => RunnerError::unavailable(format!("{what}: {text}")),
         Failure::Failed => RunnerError::failed(format!("{what}: {text}")),
+    })
+}
+
+/// What to say of helm killed by SIGKILL (not by the runner: [`HelmChild::stop`] does not
+/// interpret the process it kills), given the OOM kills the container's memory cgroup recorded.
+fn killed_message(what: &str, oom_kills: Option<u64>) -> String {
+    match oom_kills {
+        Some(n) if n > 0 => format!(
+            "{what}: helm was killed by SIGKILL: the kernel's OOM killer ({n} OOM kill(s) \
+             recorded in this container's memory cgroup); the container's memory limit is too \
+             low for this chart, or something else in it grew"
+        ),
+        _ => format!(
+            "{what}: helm was killed by SIGKILL (by another process or the kernel's OOM killer; \
+             this container's memory cgroup could not say which)"
+        ),
+    }
+}
+
+/// The cgroup files that count OOM kills in the container's own memory cgroup, as a container
+/// sees them (its cgroup is mounted at `/sys/fs/cgroup`): cgroup v2's `memory.events` and
+/// cgroup v1's `memory.oom_control` (Linux `Documentation/admin-guide/cgroup-v2.rst` and
+/// `cgroup-v1/memory.rst`), each with a line `oom_kill N`.
+const OOM_COUNTERS: [&str; 2] = [
+    "/sys/fs/cgroup/memory.events",
+    "/sys/fs/cgroup/memory/memory.oom_control",
+];
+
+/// The number of OOM kills the container's memory cgroup recorded; `None` when no counter can
+/// be read. Reads at most 4 KiB of each file.
+fn oom_kills() -> Option<u64> {
+    OOM_COUNTERS.iter().find_map(|path| {
+        let mut text = String::new();
+        let file = std::fs::File::open(path).ok()?;
+        std::io::Read::read_to_string(&mut std::io::Read::take(file, 4096), &mut text).ok()?;
+        oom_kill_count(&text)
+    })
+}
+
+/// The `oom_kill N` line's number in a cgroup memory file's text.
+fn oom_kill_count(text: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (key, value) = l.split_once(' ')?;
+        (key == "oom_kill").then(|| value.trim().parse().ok())?
     })
 }
 
@@ -544,6 +592,34 @@ pub(crate) mod tests {
             config_env: Vec::new(),
             redactor: Redactor::default(),
         }
+    }
+
+    /// helm killed by SIGKILL from outside (the OOM killer's signal) is [`ErrorKind::Killed`]
+    /// (exit 137, retried like a crash), not the action's failure; the OOM kill count of a
+    /// cgroup file is read from either version's format.
+    #[tokio::test]
+    async fn helm_killed_by_sigkill_is_a_crash_not_a_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let helm = script_helm(dir.path(), "echo 'half a line' >&2\nkill -9 $$");
+        let e = helm
+            .spawn("helm install ns/x", &[])
+            .unwrap()
+            .wait()
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), action_runner::error::ErrorKind::Killed, "{e}");
+        assert_eq!(e.exit(), action_runner::Exit::Killed);
+        assert!(
+            e.to_string()
+                .starts_with("helm install ns/x: helm was killed by SIGKILL")
+        );
+        let v2 = "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\noom_group_kill 0\n";
+        let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n";
+        assert_eq!(oom_kill_count(v2), Some(1));
+        assert_eq!(oom_kill_count(v1), Some(2));
+        assert_eq!(oom_kill_count("oom 1\n"), None);
+        assert!(killed_message("w", Some(2)).contains("OOM killer (2 OOM kill(s)"));
+        assert!(killed_message("w", Some(0)).contains("could not say which"));
     }
 
     /// Helm's output is drained to its end but only its bounds are kept: the last 64 KiB of

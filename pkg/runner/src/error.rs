@@ -3,8 +3,8 @@
 use std::process::ExitCode;
 
 /// Exit codes of a runner process; stable across releases. They split what retrying cannot help
-/// (1, 2, 3: a Job's `podFailurePolicy` fails the Job at once) from what it may help (4: counted
-/// against `backoffLimit` and retried). [`Exit::ALL`] with [`Exit::meaning`] and
+/// (1, 2, 3: a Job's `podFailurePolicy` fails the Job at once) from what it may help (4, and 137
+/// like a crash: counted against `backoffLimit` and retried). [`Exit::ALL`] with [`Exit::meaning`] and
 /// [`Exit::retrying`] is the table `--help` prints and the README shows (a test checks that the
 /// README's table is this one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,19 +22,24 @@ pub enum Exit {
     Unavailable = 4,
     /// 130: SIGINT.
     Interrupted = 130,
+    /// 137: a process the action ran (helm) was killed by SIGKILL, which the kernel's OOM
+    /// killer sends when the container reaches its memory limit: the attempt ended as if the
+    /// runner itself had been killed (a container killed by SIGKILL exits 128 + 9).
+    Killed = 137,
     /// 143: SIGTERM.
     Terminated = 143,
 }
 
 impl Exit {
     /// Every exit code, in increasing order.
-    pub const ALL: [Exit; 7] = [
+    pub const ALL: [Exit; 8] = [
         Exit::Succeeded,
         Exit::Failed,
         Exit::InvalidInput,
         Exit::Cluster,
         Exit::Unavailable,
         Exit::Interrupted,
+        Exit::Killed,
         Exit::Terminated,
     ];
 
@@ -65,6 +70,11 @@ impl Exit {
                  `5xx`"
             }
             Exit::Interrupted => "SIGINT",
+            Exit::Killed => {
+                "helm was killed by SIGKILL mid-run, as the kernel's OOM killer does at the \
+                 container's memory limit (the message says when the container recorded an OOM \
+                 kill): the attempt ended like a crash; raise the Job's memory limit if it repeats"
+            }
             Exit::Terminated => {
                 "SIGTERM: the runner stops waiting, reports `Cancelled` (within 10 s; helm-runner \
                  first gives helm up to 12 s to stop and record the release `failed`) and exits"
@@ -73,13 +83,13 @@ impl Exit {
     }
 
     /// Whether running the action again can help: `cannot help` (1, 2, 3), `may help` (4),
-    /// or, for 143, that the Jobs in `deploy/` count it against `backoffLimit` and retry; `None`
-    /// for success and SIGINT.
+    /// or, for 137 and 143, that the Jobs in `deploy/` count it against `backoffLimit` and
+    /// retry; `None` for success and SIGINT.
     pub fn retrying(self) -> Option<&'static str> {
         match self {
             Exit::Failed | Exit::InvalidInput | Exit::Cluster => Some("cannot help"),
             Exit::Unavailable => Some("may help"),
-            Exit::Terminated => Some("counted against `backoffLimit`"),
+            Exit::Killed | Exit::Terminated => Some("counted against `backoffLimit`"),
             Exit::Succeeded | Exit::Interrupted => None,
         }
     }
@@ -106,6 +116,8 @@ pub enum ErrorKind {
     Cluster,
     /// The cluster could not be reached or answered with a transient error (exit 4).
     Unavailable,
+    /// A process the action ran was killed by SIGKILL, usually the OOM killer (exit 137).
+    Killed,
 }
 
 /// An error a runner (or the framework) returns: its [`ErrorKind`], what was being done (the
@@ -175,6 +187,11 @@ impl RunnerError {
         &self.context
     }
 
+    /// [`ErrorKind::Killed`] (exit 137).
+    pub fn killed(context: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Killed, context)
+    }
+
     /// The process exit code for this error.
     pub fn exit(&self) -> Exit {
         match self.kind {
@@ -182,6 +199,7 @@ impl RunnerError {
             ErrorKind::Failed => Exit::Failed,
             ErrorKind::Cluster => Exit::Cluster,
             ErrorKind::Unavailable => Exit::Unavailable,
+            ErrorKind::Killed => Exit::Killed,
         }
     }
 
@@ -312,7 +330,7 @@ mod tests {
     #[test]
     fn every_exit_code_once_in_order() {
         let codes: Vec<u8> = Exit::ALL.iter().map(|e| e.code()).collect();
-        assert_eq!(codes, [0, 1, 2, 3, 4, 130, 143]);
+        assert_eq!(codes, [0, 1, 2, 3, 4, 130, 137, 143]);
         for e in Exit::ALL {
             assert!(!e.meaning().is_empty(), "{e:?}");
             assert_eq!(ExitCode::from(e), ExitCode::from(e.code()));
@@ -323,6 +341,7 @@ mod tests {
             ErrorKind::Failed,
             ErrorKind::Cluster,
             ErrorKind::Unavailable,
+            ErrorKind::Killed,
         ] {
             assert!(Exit::ALL.contains(&RunnerError::new(kind, "x").exit()));
         }
