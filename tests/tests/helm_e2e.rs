@@ -17,7 +17,7 @@ use std::time::Duration;
 use action_runner::identity::INPUT_DIGEST_LABEL;
 use action_runner::status::{Phase, Reason};
 use action_runner_tests::controllers::play_deployment_controller;
-use action_runner_tests::fixtures::chart_repository::ChartRepository;
+use action_runner_tests::fixtures::chart_repository::{ChartRepository, serve_repository};
 use action_runner_tests::fixtures::charts::helm_testchart;
 use action_runner_tests::fixtures::noise;
 use action_runner_tests::fixtures::oci_registry::{
@@ -184,16 +184,52 @@ fn watch_processes(
     })
 }
 
-/// Runs `cmd` to its end while [`watch_processes`] watches it and its children.
+/// Runs `cmd` to its end while [`watch_processes`] watches it and its children, and records
+/// every helm it starts exactly: `RUNNER_HELM_BINARY_PATH` becomes a shell wrapper that writes
+/// its arguments and environment (`/proc/self/environ`, what helm inherits through `exec`) to a
+/// file of its own, then runs the real helm with them. Polling alone can miss a short helm
+/// call on a busy machine (CI did: a `helm pull` from the local registry ended between two
+/// reads). Each helm call is in the result as a [`Seen`] whose command line starts with the
+/// real helm's path.
 async fn run_watched(cmd: &RunnerCommand) -> (RunnerOutput, Vec<Seen>) {
+    let helm = cmd.env["RUNNER_HELM_BINARY_PATH"].clone();
+    let calls = tempfile::tempdir().unwrap();
+    let wrapper = calls.path().join("helm");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nf=$(mktemp {dir}/call.XXXXXX)\nprintf '%s\\0' {helm:?} \"$@\" >\"$f.cmdline\"\n\
+             cat /proc/$$/environ >\"$f.environ\"\nexec {helm:?} \"$@\"\n",
+            dir = calls.path().display(),
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let cmd = cmd
+        .clone()
+        .var("RUNNER_HELM_BINARY_PATH", Some(wrapper.to_str().unwrap()));
     let child = cmd.spawn().unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let watch = watch_processes(child.id().unwrap(), stop.clone());
     let out = collect(child).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let seen = tokio::task::spawn_blocking(move || watch.join().unwrap())
+    let mut seen = tokio::task::spawn_blocking(move || watch.join().unwrap())
         .await
         .unwrap();
+    for entry in std::fs::read_dir(calls.path()).unwrap().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "cmdline") {
+            seen.push(Seen {
+                pid: 0,
+                cmdline: std::fs::read(&path).unwrap(),
+                environ: std::fs::read(path.with_extension("environ")).unwrap_or_default(),
+            });
+        }
+    }
     (out.unwrap(), seen)
 }
 
@@ -930,7 +966,10 @@ async fn release_size_preflight_warns_then_refuses(h: HelmBin) {
 /// with gpg, `helm package --sign`): the signed archive installs; the same archive with bytes
 /// appended (its `.prov`'s checksum no longer matches) is exit 2 naming the signature check, as
 /// is a keyring without the signer's key; `verify` without `keyring`, and `verify` on a chart
-/// directory, are exit 2 before anything runs. Nothing is stored for the refused ones.
+/// directory, are exit 2 before anything runs. The same from a chart repository (`helm pull
+/// --verify`): the signed chart installs; the tampered archive beside the signer's `.prov`, and
+/// a repository serving no `.prov`, are exit 2 naming the signature check. Nothing is stored for
+/// the refused ones.
 async fn a_signed_chart_installs_and_a_tampered_one_is_refused(h: HelmBin) {
     let env = TestEnv::bare("helm-signed").await;
     let dir = env.path("signing");
@@ -1030,7 +1069,51 @@ async fn a_signed_chart_installs_and_a_tampered_one_is_refused(h: HelmBin) {
     std::fs::write(&wrong_ring, o.stdout).unwrap();
     let wrong = format!(", verify: true, keyring: {}", wrong_ring.display());
 
+    // The same through a chart repository, where `helm pull --verify` fetches the archive's URL
+    // plus `.prov`: a repository serving `archive`, with the signer's `.prov` beside it or not.
+    let serve = |name: &str, archive: &Path, with_prov: bool| {
+        let root = env.path(name);
+        std::fs::create_dir_all(root.join("served")).unwrap();
+        std::fs::copy(archive, root.join("served/webapp-0.1.0.tgz")).unwrap();
+        if with_prov {
+            std::fs::copy(
+                dir.join("webapp-0.1.0.tgz.prov"),
+                root.join("served/webapp-0.1.0.tgz.prov"),
+            )
+            .unwrap();
+        }
+        serve_repository(&root)
+    };
+    let from_repo = |name: &str, url: &str, extra: &str| {
+        format!(
+            "name: {name}\nchart: {{name: webapp, repo: \"{url}\", version: 0.1.0{extra}}}\n\
+             wait: false\n"
+        )
+    };
+    let signed_repo = serve("repo-signed", &archive, true);
+    let out = env
+        .run_helm(
+            h,
+            "from-repo",
+            "install",
+            &from_repo("from-repo", &signed_repo, &verified),
+        )
+        .await;
+    assert_eq!(out.code, 0, "from-repo: {}", out.stderr);
+    let tampered_repo = serve("repo-tampered", &tampered, true);
+    let unsigned_repo = serve("repo-unsigned", &archive, false);
+
     for (name, m, needle) in [
+        (
+            "repo-tampered",
+            from_repo("repo-tampered", &tampered_repo, &verified),
+            "chart.verify: the chart's signature check failed",
+        ),
+        (
+            "repo-unsigned",
+            from_repo("repo-unsigned", &unsigned_repo, &verified),
+            "chart.verify: the chart's signature check failed",
+        ),
         (
             "tampered",
             manifest("tampered", &tampered, &verified),
